@@ -1,0 +1,1 @@
+"""The flow language: flow files (YAML form and text form) -> Survey AST, checked."""

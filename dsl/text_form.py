@@ -1,0 +1,161 @@
+"""The text form (`.survey`): grammar.lark's parse tree -> Survey AST."""
+
+from __future__ import annotations
+
+from lark import Token, Tree
+from lark.exceptions import UnexpectedInput
+
+from dsl import ast
+from dsl.durations import parse_duration
+from dsl.errors import Diagnostic, FlowError
+from dsl.expr_parse import ExprBuilder, syntax_diagnostic, unquote
+from dsl.grammar import parser
+
+# setting rule -> (Survey attribute, how to read its first token)
+_SETTINGS = {
+    "title": "title", "access_code": "access_code", "sender": "sender", "end_message": "end_message",
+    "not_in_survey_message": "not_in_survey_message", "help_message": "help_message",
+    "content_sid": "content_sid",
+}
+_OPTIONS = ("choice", "invalid_message", "attempts", "on_invalid", "max_length")
+
+
+def _pos(token) -> tuple[int, int]:
+    return (getattr(token, "line", 0) or 0, getattr(token, "column", 0) or 0)
+
+
+class _Reader:
+    def __init__(self, path: str):
+        self.path = path
+        self.diagnostics: list[Diagnostic] = []
+        self.seen: dict[str, tuple[int, int]] = {}
+        self.exprs = ExprBuilder()
+
+    def error(self, at, code: str, message: str, hint: str = "", length: int = 1) -> None:
+        line, col = at
+        self.diagnostics.append(Diagnostic(self.path, line, col, code, message, hint, length))
+
+    def expr(self, tree):
+        return None if tree is None else self.exprs.transform(tree)
+
+    def read(self, tree: Tree) -> ast.Survey:
+        head = tree.children[0]
+        slug, title = head.children
+        survey = ast.Survey(id=str(slug), title=unquote(title) if title else None, path=self.path,
+                            line=head.meta.line, col=head.meta.column)
+        survey.spans["survey"] = _pos(slug)
+        if title is not None:
+            self.seen["title"] = _pos(title)
+            survey.spans["title"] = _pos(title)
+        current: ast.Ask | None = None
+        for node in tree.children[1:]:
+            kind = node.data
+            at = (node.meta.line, node.meta.column)
+            if kind in _OPTIONS:
+                if current is None:
+                    self.error(at, "E005", f"'{_keyword(kind)}' must come under an 'ask' line",
+                               "indent it under the question it belongs to")
+                    continue
+                self.option(current, kind, node)
+                continue
+            if kind in ("ask", "set", "goto", "end"):
+                element = self.element(kind, node)
+                survey.elements.append(element)
+                current = element if isinstance(element, ast.Ask) else None
+                continue
+            current = None
+            self.setting(survey, kind, node, at)
+        return survey
+
+    def setting(self, survey: ast.Survey, kind: str, node: Tree, at) -> None:
+        if kind in self.seen:
+            line, _ = self.seen[kind]
+            self.error(at, "E004", f"'{_keyword(kind)}' is given twice", f"the first is on line {line}")
+            return
+        self.seen[kind] = at
+        first = node.children[0]
+        survey.spans[kind] = _pos(first)
+        if kind in _SETTINGS:
+            setattr(survey, _SETTINGS[kind], unquote(first))
+        elif kind == "expires_after":
+            survey.expires_after = parse_duration(first)
+        elif kind == "remind_after":
+            survey.remind_after = parse_duration(first)
+            if node.children[1] is not None:
+                survey.remind_message = unquote(node.children[1])
+                survey.spans["remind_message"] = _pos(node.children[1])
+        elif kind == "fields":
+            survey.fields = [str(t) for t in node.children]
+
+    def element(self, kind: str, node: Tree):
+        c = node.children
+        line, col = node.meta.line, node.meta.column
+        if kind == "ask":
+            ask = ast.Ask(id=str(c[0]), type=str(c[1]), prompt=unquote(c[2]), show_if=self.expr(c[3]),
+                          line=line, col=col)
+            ask.spans.update(id=_pos(c[0]), type=_pos(c[1]), prompt=_pos(c[2]))
+            if c[3] is not None:
+                ask.spans["show_if"] = (c[3].meta.line, c[3].meta.column)
+            return ask
+        if kind == "set":
+            item = ast.Set(name=str(c[0]), value=self.expr(c[1]), line=line, col=col)
+            item.spans.update(name=_pos(c[0]))
+            return item
+        if kind == "goto":
+            item = ast.Goto(target=str(c[0]), cond=self.expr(c[1]), line=line, col=col)
+            item.spans.update(target=_pos(c[0]))
+            return item
+        item = ast.End(id=str(c[0]), message=unquote(c[1]) if c[1] is not None else None, line=line, col=col)
+        item.spans.update(id=_pos(c[0]))
+        if c[1] is not None:
+            item.spans["message"] = _pos(c[1])
+        return item
+
+    def option(self, ask: ast.Ask, kind: str, node: Tree) -> None:
+        c = node.children
+        at = (node.meta.line, node.meta.column)
+        if kind == "choice":
+            code, label = c
+            ask.choices.append(ast.Choice(code=str(code), label=unquote(label), line=code.line, col=code.column))
+            return
+        if kind in ask.spans:
+            self.error(at, "E004", f"'{_keyword(kind)}' is given twice for question '{ask.id}'")
+            return
+        ask.spans[kind] = _pos(c[0])
+        if kind == "invalid_message":
+            ask.invalid_message = unquote(c[0])
+        elif kind == "attempts":
+            ask.attempts = int(c[0])
+        elif kind == "on_invalid":
+            ask.on_invalid = str(c[0])
+        elif kind == "max_length":
+            ask.max_length = int(c[0])
+
+
+def _keyword(rule: str) -> str:
+    return {"invalid_message": "invalid", "on_invalid": "then", "max_length": "max length",
+            "expires_after": "expires after", "remind_after": "remind after",
+            "access_code": "access code", "end_message": "end message",
+            "not_in_survey_message": "not in survey message", "help_message": "help message",
+            "content_sid": "whatsapp template"}.get(rule, rule)
+
+
+def parse_text(source: str, path: str = "<text>") -> ast.Survey:
+    """Parse a survey in the text form; raise FlowError with positioned diagnostics."""
+    if not source.strip():
+        raise FlowError([Diagnostic(path, 1, 1, "E002", "the file is empty", "start with: survey my-survey \"Title\"")])
+    try:
+        tree = parser().parse(source if source.endswith("\n") else source + "\n", start="file")
+    except UnexpectedInput as err:
+        diag = syntax_diagnostic(path, err, "flow")
+        if isinstance(getattr(err, "token", None), Token) and err.token.type == "CODE":
+            diag = Diagnostic(path, diag.line, diag.col, "E001", diag.message,
+                              "a choice line must come under an 'ask ... choice' line")
+        raise FlowError([diag]) from None
+    except RecursionError:
+        raise FlowError([Diagnostic(path, 1, 1, "E001", "the flow is nested too deeply to read")]) from None
+    reader = _Reader(path)
+    survey = reader.read(tree)
+    if reader.diagnostics:
+        raise FlowError(reader.diagnostics)
+    return survey

@@ -1,0 +1,1 @@
+"""The conversation engine: compiled flows, pure steps, sessions, and the shells' helpers."""

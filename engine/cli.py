@@ -1,0 +1,126 @@
+"""The `canvass` command. Each subcommand's work lives in the module that owns the concept."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _check(args) -> int:
+    from engine.compat import run_check
+
+    return run_check(args.files, as_json=args.json, assume_pipe_length=args.pipe_length)
+
+
+def _convert(args) -> int:
+    from dsl.convert import run_convert
+
+    return run_convert(args.file, args.to)
+
+
+def _segments(args) -> int:
+    from engine.segments import run_segments
+
+    return run_segments(" ".join(args.text), smart=args.smart, as_json=args.json)
+
+
+def _graph(args) -> int:
+    from dsl.graph import run_graph
+
+    return run_graph(args.file, svg=args.svg)
+
+
+def _sim(args) -> int:
+    from engine.sim import run_sim
+
+    return run_sim(args)
+
+
+def _test(args) -> int:
+    from engine.conversation_test import run_tests
+
+    return run_tests(args.files, verbose=args.verbose)
+
+
+def _serve(args) -> int:
+    from server import run_server
+
+    return run_server(args)
+
+
+def _phone(args) -> int:
+    from engine.phone_cli import run_phone
+
+    return run_phone(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="canvass", description="Surveys as conversations over SMS and WhatsApp.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check", help="check flow files and report SMS compatibility and cost")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print diagnostics and summaries as JSON")
+    p.add_argument("--pipe-length", type=int, default=10, metavar="N",
+                   help="assumed length of piped text when counting segments (default 10)")
+    p.set_defaults(func=_check)
+
+    p = sub.add_parser("convert", help="print a flow file in the other form")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--to", choices=["yaml", "text"], required=True)
+    p.set_defaults(func=_convert)
+
+    p = sub.add_parser("segments", help="count SMS segments as Twilio does")
+    p.add_argument("text", nargs="+", metavar="TEXT")
+    p.add_argument("--smart", action="store_true", help="apply Twilio's Smart Encoding first")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_segments)
+
+    p = sub.add_parser("graph", help="print the flow as a Mermaid flowchart")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--svg", metavar="PATH", help="also write an SVG (Graphviz)")
+    p.set_defaults(func=_graph)
+
+    p = sub.add_parser("sim", help="play the respondent in a simulated conversation")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--field", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--phone", default="+15555550100")
+    p.add_argument("--channel", choices=["sms", "whatsapp"], default="sms")
+    p.add_argument("--start", choices=["invite", "inbound"], default="invite")
+    p.set_defaults(func=_sim)
+
+    p = sub.add_parser("test", help="run conversation test files")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=_test)
+
+    p = sub.add_parser("serve", help="serve the Twilio webhooks and the admin API")
+    p.add_argument("--flows", default="surveys", metavar="DIR")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--watch", action="store_true", help="reload flows when their files change")
+    p.add_argument("--insecure", action="store_true",
+                   help="run without TWILIO_AUTH_TOKEN (local development only)")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("phone", help="text a running server as a respondent would")
+    p.add_argument("--server", required=True, metavar="URL")
+    p.add_argument("--from", dest="from_", required=True, metavar="NUMBER")
+    p.add_argument("--to", default="+15555550000", metavar="NUMBER")
+    p.set_defaults(func=_phone)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
