@@ -1,11 +1,600 @@
-"""Language checks on a parsed Survey (names, references, gotos, duplicates, reachability)."""
+"""Language checks on a parsed Survey: ids, types, markup, names, references, gotos, reachability.
+
+`dsl` knows nothing of SMS; the channel checks (sender, opt-out, segments) live in engine/compat.py.
+
+Codes: E005 empty prompt, E006 duplicate id, E007 unsupported question type, E008 HTML,
+E009 bad duration, E010 too few choices, E011 duplicate choice, E012 unknown name in an
+expression, E013 unknown name in piped text, E014 not answered (or set) yet on that path,
+E015 goto to an unknown element, E016 goto backwards, E017 bad access code, E020 name clash,
+E022 no questions, E023 option not valid here, E024 malformed piped text, W005 unreachable.
+
+Gotos may jump to a later question or end (never to a set, never backwards), so the element
+graph is acyclic and one forward pass in file order is a complete dataflow analysis.
+"""
 
 from __future__ import annotations
 
+import bisect
+import html.entities
+import re
+from dataclasses import dataclass
+
 from dsl import ast
-from dsl.errors import Diagnostic
+from dsl.errors import Diagnostic, suggest
+from dsl.pipe import pipes
+
+BUILTIN_FIELDS = ("Q_RecipientPhoneNumber",)
+ON_INVALID = ("skip", "end")
+PIPE_FORMS = ("${e://Field/NAME}, ${q://ID/ChoiceGroup/SelectedChoices}, "
+              "${q://ID/ChoiceTextEntryValue} or ${l://OptOutURL}")
+_SUPPORTED = "supported types are nps, choice and text"
+
+# Question types authors bring from web survey tools: why each cannot travel over 2-way SMS,
+# and what to write instead.
+_ONE_TEXT = "a reply is one text message with one answer"
+UNSUPPORTED_TYPES = {
+    **dict.fromkeys(("multi_select", "multiselect", "multiple_select", "multi_choice", "multiple_answer",
+                     "checkbox", "checkboxes", "select_all"),
+                    (_ONE_TEXT, "ask one choice question per option, or a text question")),
+    **dict.fromkeys(("matrix", "likert", "matrix_table", "grid", "side_by_side"),
+                    ("a grid of rows and columns does not fit a text conversation",
+                     "ask one choice question per row")),
+    **dict.fromkeys(("slider", "graphic_slider", "scale"),
+                    ("a text message has no slider", "use nps for 0-10, or a choice question")),
+    **dict.fromkeys(("rank", "ranking", "rank_order", "pick_group_rank", "constant_sum"),
+                    (_ONE_TEXT, "ask for the top pick with a choice question")),
+    **dict.fromkeys(("dropdown", "single_choice", "multiple_choice", "radio", "select", "yes_no", "boolean"),
+                    ("this is a choice question under another name", "write type: choice")),
+    **dict.fromkeys(("rating", "stars", "star_rating"),
+                    ("star widgets do not exist in a text message", "use nps or a choice question")),
+    **dict.fromkeys(("number", "numeric", "email", "phone", "date", "date_picker", "essay", "text_entry",
+                     "open_ended", "form"),
+                    ("a typed answer is a text question", "write type: text")),
+    **dict.fromkeys(("file_upload", "signature", "heat_map", "hot_spot", "highlight", "drill_down",
+                     "captcha", "timing", "meta_info", "descriptive", "descriptive_text", "image", "video"),
+                    ("it needs a web page, not a text conversation", "leave it out of the SMS survey")),
+}
+
+_HTML_TAGS = ("a|abbr|b|big|blockquote|body|br|center|code|div|em|font|h[1-6]|head|hr|html|i|img|li|ol|p|"
+              "pre|s|small|span|strike|strong|sub|sup|table|tbody|td|th|tr|u|ul")
+_HTML_TAG = re.compile(rf"</?(?:{_HTML_TAGS})(?:\s[^<>]*)?/?>|<!--", re.IGNORECASE)
+_HTML_ENTITY = re.compile(r"&(?:#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
+_WHITESPACE = re.compile(r"\s")
 
 
-def check_survey(survey: ast.Survey) -> list[Diagnostic]:
-    """Every language diagnostic for a survey, errors and warnings, in file order."""
-    return []
+# ---------------------------------------------------------------- positions
+
+
+class SourceMap:
+    """Finds the file position of a piece of a text value, which the AST knows only by its start."""
+
+    def __init__(self, source: str | None, survey: ast.Survey | None = None):
+        self.source = source or ""
+        self.starts = [0] + [i + 1 for i, ch in enumerate(self.source) if ch == "\n"]
+        # Where each value of the survey starts: a text ends before the next one begins.
+        known = [self.offset(at) for at in _positions(survey)] if survey is not None else []
+        self.bounds = sorted({offset for offset in known if offset is not None})
+
+    def offset(self, at: tuple[int, int]) -> int | None:
+        line, col = at
+        if not self.source or not 0 < line <= len(self.starts):
+            return None
+        return self.starts[line - 1] + max(0, col - 1)
+
+    def position(self, offset: int) -> tuple[int, int]:
+        index = bisect.bisect_right(self.starts, offset) - 1
+        return index + 1, offset - self.starts[index] + 1
+
+    def find(self, at: tuple[int, int], needle: str, nth: int = 0, span: int = 0) -> tuple[int, int]:
+        """Where the nth `needle` of a value starting at `at` is written; `at` itself when unsure."""
+        start = self.offset(at)
+        if start is None or not needle:
+            return at
+        limit = start + 8 * span + 64  # room for quotes, escapes and folded lines
+        following = bisect.bisect_right(self.bounds, start)
+        if following < len(self.bounds):
+            limit = min(limit, self.bounds[following])
+        pos = start - 1
+        for _ in range(nth + 1):
+            pos = self.source.find(needle, pos + 1, limit)
+            if pos < 0:
+                return at
+        return self.position(pos)
+
+    def key(self, key: str, value_at: tuple[int, int], floor: int) -> tuple[int, int]:
+        """The position of a YAML key whose value starts at value_at (a block list starts a line below)."""
+        if not self.source:
+            return value_at
+        pattern = re.compile(rf"(?:^|[\s{{,-])({re.escape(key)})\s*:")
+        lines = self.source.split("\n")
+        for line in range(min(value_at[0], len(lines)), max(floor, 1) - 1, -1):
+            match = pattern.search(lines[line - 1])
+            if match:
+                return line, match.start(1) + 1
+        return value_at
+
+
+def _positions(survey: ast.Survey):
+    yield from survey.spans.values()
+    for element in survey.elements:
+        yield element.line, element.col
+        yield from element.spans.values()
+        for choice in getattr(element, "choices", ()):
+            yield choice.line, choice.col
+
+
+def span(node, *keys: str) -> tuple[int, int]:
+    """(line, col) of the first of `keys` present on a node (the two forms name some keys differently)."""
+    for key in keys:
+        if key in node.spans:
+            return node.spans[key]
+    return node.line, node.col
+
+
+@dataclass(frozen=True)
+class Text:
+    """One piece of author text: where it starts, what it is, and which element owns it."""
+
+    value: str
+    at: tuple[int, int]
+    where: str
+    kind: str  # title | prompt | choice | message
+    element: int | None  # index in survey.elements; None for survey-level texts
+
+
+def texts(survey: ast.Survey):
+    """Every piece of author text in a survey, in file order."""
+    for key in ("title", "end_message", "remind_message", "not_in_survey_message", "help_message"):
+        value = getattr(survey, key)
+        if value:
+            where = "the title" if key == "title" else f"the survey's {key}"
+            yield Text(value, span(survey, key), where, "title" if key == "title" else "message", None)
+    for index, element in enumerate(survey.elements):
+        if isinstance(element, ast.Ask):
+            yield Text(element.prompt, span(element, "prompt"), f"the prompt of question '{element.id}'",
+                       "prompt", index)
+            for choice in element.choices:
+                yield Text(choice.label, (choice.line, choice.col),
+                           f"choice '{choice.code}' of question '{element.id}'", "choice", index)
+            if element.invalid_message:
+                yield Text(element.invalid_message, span(element, "invalid_message"),
+                           f"the invalid_message of question '{element.id}'", "message", index)
+        elif isinstance(element, ast.End) and element.message:
+            yield Text(element.message, span(element, "message"), f"the message of end '{element.id}'",
+                       "message", index)
+
+
+# ---------------------------------------------------------------- the element graph
+
+
+def first_index(survey: ast.Survey) -> dict[str, int]:
+    """Each id's first element index (asks, ends and sets share one namespace)."""
+    index: dict[str, int] = {}
+    for i, element in enumerate(survey.elements):
+        name = ast.element_id(element)
+        if name:
+            index.setdefault(name, i)
+    return index
+
+
+def goto_target(survey: ast.Survey, position: int, ids: dict[str, int]) -> int | None:
+    """Where the goto at `position` may jump: a later question or end; None if the target is invalid."""
+    target = ids.get(survey.elements[position].target)
+    if target is None or target <= position or isinstance(survey.elements[target], ast.Set):
+        return None
+    return target
+
+
+def successors(survey: ast.Survey) -> list[list[int]]:
+    """For each element, the elements that can follow it; len(elements) stands for falling off the end.
+    An invalid goto falls through, so one bad target does not make the rest of the flow look dead."""
+    ids = first_index(survey)
+    out = []
+    for i, element in enumerate(survey.elements):
+        if isinstance(element, ast.End):
+            out.append([])
+        elif isinstance(element, ast.Goto):
+            target = goto_target(survey, i, ids)
+            if target is None:
+                out.append([i + 1])
+            else:
+                out.append([target] if element.cond is None else sorted({i + 1, target}))
+        else:
+            out.append([i + 1])
+    return out
+
+
+def reachable(survey: ast.Survey, succ: list[list[int]] | None = None) -> list[bool]:
+    succ = successors(survey) if succ is None else succ
+    seen = [False] * (len(survey.elements) + 1)
+    seen[0] = True
+    for i in range(len(survey.elements)):  # edges only go forward: one pass in order suffices
+        if seen[i]:
+            for j in succ[i]:
+                seen[j] = True
+    return seen[: len(survey.elements)]
+
+
+class KnownBefore:
+    """For each element, the questions that may have been answered and the sets that may have run
+    on some path reaching it: a forward may-analysis over the acyclic element graph, one bit per
+    name, so a flow of thousands of elements costs milliseconds, not a set per element."""
+
+    def __init__(self, survey: ast.Survey, succ: list[list[int]]):
+        self.bits: dict[str, int] = {}
+        for element in survey.elements:
+            if isinstance(element, ast.Ask | ast.Set):
+                self.bits.setdefault(ast.element_id(element), 1 << len(self.bits))
+        self.masks = [0] * (len(survey.elements) + 1)
+        for i, element in enumerate(survey.elements):
+            after = self.masks[i]
+            if isinstance(element, ast.Ask | ast.Set):
+                after |= self.bits[ast.element_id(element)]
+            for j in succ[i]:
+                self.masks[j] |= after
+
+    def may_have(self, index: int, name: str) -> bool:
+        return bool(self.masks[index] & self.bits.get(name, 0))
+
+
+def nodes(expr: ast.Expr | None):
+    """Every node of an expression, without recursion (expressions can nest thousands deep)."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            continue
+        yield node
+        for child in vars(node).values():
+            if isinstance(child, ast.Expr):
+                stack.append(child)
+            elif isinstance(child, list):
+                stack.extend(item for item in child if isinstance(item, ast.Expr))
+
+
+def piped_fields(survey: ast.Survey) -> set[str]:
+    return {p.name for text in texts(survey) for p in pipes(text.value) if p.kind == "field"}
+
+
+# ---------------------------------------------------------------- the checks
+
+
+class _Checker:
+    def __init__(self, survey: ast.Survey, source: str | None):
+        self.survey = survey
+        self.path = survey.path
+        self.map = SourceMap(source, survey)
+        self.diagnostics: list[Diagnostic] = []
+        self.elements = survey.elements
+        self.ids = first_index(survey)
+        self.succ = successors(survey)
+        self.reached = reachable(survey, self.succ)
+        self.before = KnownBefore(survey, self.succ)
+        self.questions = {e.id for e in self.elements if isinstance(e, ast.Ask)}
+        self.sets = {e.name for e in self.elements if isinstance(e, ast.Set)}
+        self.ends = {e.id for e in self.elements if isinstance(e, ast.End)}
+        self.fields = set(survey.fields)
+        self.field_names = self.fields | piped_fields(survey) | set(BUILTIN_FIELDS)
+
+    def report(self, at: tuple[int, int], code: str, message: str, hint: str = "", length: int = 1) -> None:
+        self.diagnostics.append(Diagnostic(self.path, at[0], at[1], code, message, hint, max(1, length)))
+
+    def run(self) -> list[Diagnostic]:
+        self.settings()
+        self.ids_and_names()
+        for i, element in enumerate(self.elements):
+            if isinstance(element, ast.Ask):
+                self.ask(i, element)
+            elif isinstance(element, ast.Set):
+                self.expression(i, element.value, f"the value of set '{element.name}'")
+            elif isinstance(element, ast.Goto):
+                self.goto(i, element)
+        for text in texts(self.survey):
+            self.markup(text)
+            self.piped(text)
+        self.unreachable()
+        return self.diagnostics
+
+    # -- survey settings
+
+    def settings(self) -> None:
+        survey = self.survey
+        code = survey.access_code
+        if code is not None:
+            at = span(survey, "access_code")
+            if not code.startswith("@"):
+                self.report(at, "E017", f"access code '{code}' must start with '@'",
+                            f'write "@{code.strip()}" (quoted in YAML: a plain value cannot start with @)',
+                            len(code))
+            elif len(code) == 1:
+                self.report(at, "E017", "the access code '@' has nothing after the '@'",
+                            'write a word after it, like "@STORE"')
+            elif _WHITESPACE.search(code):
+                self.report(at, "E017", f"access code '{code}' contains whitespace",
+                            "respondents text the code as one word: remove the spaces", len(code))
+        if survey.expires_after is None or survey.expires_after <= 0:
+            self.report(span(survey, "expires_after"), "E009", "expires_after must be a positive duration",
+                        "write a number and a unit: 30m, 48h, 2d")
+        elif survey.remind_after is not None and survey.remind_after >= survey.expires_after:
+            self.report(span(survey, "remind_after"), "E009",
+                        "remind_after is not shorter than expires_after: the reminder would never be sent",
+                        "remind well before the survey expires, e.g. remind_after: 4h with expires_after: 48h")
+        if not survey.questions:
+            at = span(survey, "flow")
+            if "flow" in survey.spans:
+                at = self.map.key("flow", at, survey.line)
+            self.report(at, "E022", "the survey has no questions",
+                        "add at least one question (type nps, choice or text)")
+
+    # -- ids, one namespace for questions, ends and sets
+
+    def ids_and_names(self) -> None:
+        seen: dict[str, ast.Element] = {}
+        for element in self.elements:
+            name = ast.element_id(element)
+            if not name:
+                continue
+            at = span(element, "ask", "end", "set", "id", "name")
+            first = seen.get(name)
+            if first is None:
+                seen[name] = element
+                continue
+            if isinstance(first, ast.Set) and isinstance(element, ast.Set):
+                continue  # embedded data may be set on several branches
+            if isinstance(first, ast.Set) == isinstance(element, ast.Set):
+                self.report(at, "E006", f"duplicate id '{name}'", f"the first is on line {first.line}; "
+                            "every question and end needs its own name", len(name))
+            else:
+                self.report(at, "E020", f"'{name}' names both a {_kind(first)} (line {first.line}) "
+                            f"and a {_kind(element)}", "questions, ends and sets share one namespace: "
+                            "rename one of them", len(name))
+        for field in self.survey.fields:
+            if field in self.questions:
+                at = self.map.find(span(self.survey, "fields"), field, span=len(" ".join(self.survey.fields)))
+                self.report(at, "E020", f"field '{field}' has the same name as question '{field}'",
+                            "rename the field or the question: expressions could not tell them apart",
+                            len(field))
+
+    # -- questions
+
+    def ask(self, index: int, ask: ast.Ask) -> None:
+        qtype = ask.type.strip().lower().replace("-", "_").replace(" ", "_")
+        at_type = span(ask, "type")
+        if ask.type not in ast.QUESTION_TYPES:
+            if qtype in ast.QUESTION_TYPES:
+                self.report(at_type, "E007", f"question type '{ask.type}' must be written '{qtype}'",
+                            f"{_SUPPORTED}, in lower case", len(ask.type))
+            elif qtype in UNSUPPORTED_TYPES:
+                why, instead = UNSUPPORTED_TYPES[qtype]
+                self.report(at_type, "E007", f"question type '{ask.type}' cannot be asked over 2-way SMS: {why}",
+                            f"{_SUPPORTED}; {instead}", len(ask.type))
+            else:
+                close = suggest(qtype, ast.QUESTION_TYPES)
+                self.report(at_type, "E007", f"unknown question type '{ask.type}'",
+                            f"{close + ' ' if close else ''}({_SUPPORTED})", len(ask.type))
+        if not ask.prompt.strip():
+            self.report(span(ask, "prompt"), "E005", f"question '{ask.id}' has an empty prompt",
+                        "write the question the respondent will read")
+        if ask.type in ast.QUESTION_TYPES:  # options of an unsupported type would only repeat E007
+            self.choices(ask, ask.type)
+            self.options(ask, ask.type)
+        self.expression(index, ask.show_if, "show_if")
+
+    def choices(self, ask: ast.Ask, qtype: str) -> None:
+        if qtype != "choice":
+            if ask.choices:
+                at = span(ask, "choices")
+                if "choices" in ask.spans:
+                    at = self.map.key("choices", at, ask.line)
+                else:
+                    at = (ask.choices[0].line, ask.choices[0].col)
+                self.report(at, "E023", f"question '{ask.id}' has choices but its type is '{ask.type}'",
+                            "only choice questions have choices: use type: choice or remove them")
+            return
+        if len(ask.choices) < 2:
+            if "choices" in ask.spans:
+                at = self.map.key("choices", span(ask, "choices"), ask.line)
+            else:
+                at = span(ask, "ask", "id")
+            count = "no choices" if not ask.choices else "only one choice"
+            self.report(at, "E010", f"choice question '{ask.id}' has {count}",
+                        "give it at least two choices")
+        codes: dict[str, ast.Choice] = {}
+        labels: dict[str, ast.Choice] = {}
+        for choice in ask.choices:
+            code, label = choice.code.strip().lower(), " ".join(choice.label.lower().split())
+            if code in codes:
+                self.report((choice.line, choice.col), "E011",
+                            f"choice code '{choice.code}' is used twice in question '{ask.id}'",
+                            f"the first is on line {codes[code].line}; respondents reply with the code, "
+                            "so each must be different")
+            elif label in labels:
+                self.report((choice.line, choice.col), "E011",
+                            f"choice label '{choice.label}' is used twice in question '{ask.id}'",
+                            f"the first is on line {labels[label].line}; remove or reword one")
+            codes.setdefault(code, choice)
+            labels.setdefault(label, choice)
+
+    def options(self, ask: ast.Ask, qtype: str) -> None:
+        if ask.max_length is not None:
+            at = span(ask, "max_length")
+            if qtype != "text":
+                self.report(at, "E023", f"max_length applies only to text questions; '{ask.id}' is {qtype}",
+                            "remove max_length")
+            elif ask.max_length < 1:
+                self.report(at, "E023", "max_length must be at least 1", f"for example max_length: {ast.DEFAULT_MAX_LENGTH}")
+        if ask.attempts is not None and ask.attempts < 1:
+            self.report(span(ask, "attempts"), "E023", f"attempts must be at least 1, not {ask.attempts}",
+                        f"the default is {ast.DEFAULT_ATTEMPTS}")
+        if ask.on_invalid is not None and ask.on_invalid not in ON_INVALID:
+            close = suggest(ask.on_invalid, ON_INVALID)
+            self.report(span(ask, "on_invalid"), "E023", f"on_invalid must be skip or end, not '{ask.on_invalid}'",
+                        close or "skip moves on to the next question; end closes the survey",
+                        len(ask.on_invalid))
+
+    # -- gotos
+
+    def goto(self, index: int, goto: ast.Goto) -> None:
+        at = span(goto, "goto", "target")
+        name = goto.target
+        self.expression(index, goto.cond, "the condition of goto")
+        target = self.ids.get(name)
+        if target is None:
+            close = suggest(name, self.questions | self.ends)
+            self.report(at, "E015", f"goto to unknown element '{name}'",
+                        close or "a goto jumps to a later question or end, by its id", len(name))
+        elif isinstance(self.elements[target], ast.Set):
+            self.report(at, "E015", f"goto '{name}' names a set; a goto jumps to a question or an end",
+                        "jump to the question or end after the set", len(name))
+        elif target < index:
+            self.report(at, "E016", f"goto '{name}' jumps back to line {self.elements[target].line}",
+                        "gotos only jump forward (no loops): move the target after this goto", len(name))
+
+    # -- names in expressions
+
+    def expression(self, index: int, expr: ast.Expr | None, context: str) -> None:
+        answered = {id(node.target) for node in nodes(expr) if isinstance(node, ast.Answered)}
+        for node in nodes(expr):
+            if isinstance(node, ast.Answered) and node.target is not None:
+                self.answered_name(index, node.target)
+            elif isinstance(node, ast.Name) and id(node) not in answered:
+                self.name(index, node, context)
+
+    def name(self, index: int, node: ast.Name, context: str) -> None:
+        name = node.name
+        at = (node.line, node.col)
+        if name in self.questions or name in self.sets:
+            self.available(index, name, at, len(name))
+            return
+        if name in self.field_names:
+            return
+        if name in self.ends:
+            self.report(at, "E012", f"'{name}' is an end, not a question, set or field, in {context}",
+                        "an expression can use questions, sets and fields", len(name))
+            return
+        noun = "question" if context == "show_if" else "name"
+        close = suggest(name, self.questions | self.sets | self.field_names)
+        self.report(at, "E012", f"unknown {noun} '{name}' in {context}",
+                    close or f"if '{name}' is a contact field, declare it: fields: [{name}]", len(name))
+
+    def answered_name(self, index: int, node: ast.Name) -> None:
+        at = (node.line, node.col)
+        if node.name in self.questions:
+            self.available(index, node.name, at, len(node.name))
+        elif node.name in self.sets or node.name in self.field_names or node.name in self.ends:
+            self.report(at, "E012", f"'{node.name}' is not a question; only questions are answered",
+                        "compare its value instead", len(node.name))
+        else:
+            self.report(at, "E012", f"unknown question '{node.name}' in 'is answered'",
+                        suggest(node.name, self.questions) or "'is answered' takes a question id",
+                        len(node.name))
+
+    def available(self, index: int, name: str, at: tuple[int, int], length: int) -> None:
+        """E014 unless `name` (a question, or a set that is not also a field) can have a value here."""
+        if not self.reached[index] or self.before.may_have(index, name):
+            return
+        source = self.ids.get(name)
+        if source is None:
+            return
+        element = self.elements[source]
+        if isinstance(element, ast.Set) and name in self.fields:
+            return  # a declared field the set overrides: it has the field's value until then
+        what = f"question '{name}'" if isinstance(element, ast.Ask) else f"set '{name}'"
+        done = "answered" if isinstance(element, ast.Ask) else "set"
+        if source == index:
+            own = "cannot depend on its own answer" if done == "answered" else "is used in its own value before it has one"
+            self.report(at, "E014", f"{what} {own}", "refer to a question asked before it", length)
+        elif source > index:
+            self.report(at, "E014", f"{what} is not {done} yet here: it comes later (line {element.line})",
+                        f"move this after {what}, or refer to an earlier question", length)
+        else:
+            self.report(at, "E014", f"{what} is never {done} on any path that leads here",
+                        "the gotos before this line skip it on every path", length)
+
+    # -- text: markup and piped text
+
+    def markup(self, text: Text) -> None:
+        found = [m for m in (_HTML_TAG.search(text.value), _entity(text.value)) if m]
+        if not found:
+            return
+        match = min(found, key=lambda m: m.start())
+        piece = match.group(0)
+        nth = text.value[: match.start()].count(piece)
+        at = self.map.find(text.at, piece, nth, len(text.value))
+        if piece.startswith("&"):
+            self.report(at, "E008", f"HTML entity '{piece}' in {text.where}",
+                        f"SMS and WhatsApp show plain text: write the character itself ({html.unescape(piece)!r})",
+                        len(piece))
+        else:
+            self.report(at, "E008", f"HTML '{piece}' in {text.where}",
+                        "SMS and WhatsApp show plain text: remove the markup (write line breaks as new lines)",
+                        len(piece))
+
+    def piped(self, text: Text) -> None:
+        covered = set()
+        for pipe in pipes(text.value):
+            covered.add(pipe.start)
+            piece = text.value[pipe.start: pipe.end]
+            nth = text.value[: pipe.start].count(piece)
+            at = self.map.find(text.at, piece, nth, len(text.value))
+            self.pipe(text, pipe, at, len(piece))
+        for match in re.finditer(r"\$\{", text.value):
+            if match.start() not in covered:
+                at = self.map.find(text.at, "${", text.value[: match.start()].count("${"), len(text.value))
+                self.report(at, "E024", f"unterminated piped text in {text.where}",
+                            f"close it with '}}': {PIPE_FORMS}", 2)
+
+    def pipe(self, text: Text, pipe, at: tuple[int, int], length: int) -> None:
+        if pipe.kind == "bad":
+            self.report(at, "E024", f"malformed piped text '${{{pipe.name}}}' in {text.where}",
+                        f"write {PIPE_FORMS}", length)
+        elif pipe.kind == "question":
+            if pipe.name not in self.questions:
+                if pipe.name in self.sets or pipe.name in self.field_names:
+                    hint = f"'{pipe.name}' is not a question: write ${{e://Field/{pipe.name}}}"
+                else:
+                    hint = suggest(pipe.name, self.questions) or "pipe an earlier question's answer"
+                self.report(at, "E013", f"unknown question '{pipe.name}' in piped text in {text.where}",
+                            hint, length)
+            elif text.element is not None:
+                self.available(text.element, pipe.name, at, length)
+        elif pipe.kind == "field":
+            if pipe.name in self.sets:
+                if text.element is not None:
+                    self.available(text.element, pipe.name, at, length)
+            elif self.fields and pipe.name not in self.fields and pipe.name not in BUILTIN_FIELDS:
+                close = suggest(pipe.name, self.fields | self.sets)
+                self.report(at, "E013", f"unknown field '{pipe.name}' in piped text in {text.where}",
+                            close or f"add it to the survey's fields: {', '.join(self.survey.fields)}, {pipe.name}",
+                            length)
+
+    # -- reachability
+
+    def unreachable(self) -> None:
+        previous_reached = True
+        for element, reached in zip(self.elements, self.reached, strict=True):
+            if not reached and previous_reached:
+                name = ast.element_id(element)
+                what = f"{_kind(element)} '{name}'" if name else _kind(element)
+                self.report((element.line, element.col), "W005", f"{what} can never be reached",
+                            "it follows an end or an unconditional goto, and no goto jumps to it")
+            previous_reached = reached
+
+
+def _kind(element) -> str:
+    return {ast.Ask: "question", ast.Set: "set", ast.Goto: "goto", ast.End: "end"}[type(element)]
+
+
+def _entity(value: str):
+    for match in _HTML_ENTITY.finditer(value):
+        body = match.group(0)[1:]
+        if body.startswith("#") or body in html.entities.html5:
+            return match
+    return None
+
+
+def check_survey(survey: ast.Survey, source: str | None = None) -> list[Diagnostic]:
+    """Every language diagnostic for a survey, sorted by position. With the file's source,
+    diagnostics inside a text (markup, piped text) point at the exact character."""
+    diagnostics = _Checker(survey, source).run()
+    return sorted(diagnostics, key=lambda d: (d.line, d.col, d.code))

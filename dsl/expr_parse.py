@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 from lark import Token, Transformer, v_args
 from lark.exceptions import LarkError, UnexpectedInput
@@ -167,7 +168,11 @@ def parse_expression(text: str, path: str = "", line: int = 1, col: int = 1) -> 
         raise FlowError([syntax_diagnostic(path, err, "expression", line - 1, col - 1)]) from None
     except LarkError as err:  # pragma: no cover - lark's other errors
         raise FlowError([Diagnostic(path, line, col, "E021", f"cannot parse expression: {err}")]) from None
-    return ExprBuilder(line - 1, col - 1).transform(tree)
+    try:
+        return ExprBuilder(line - 1, col - 1).transform(tree)
+    except RecursionError:
+        raise FlowError([Diagnostic(path, line, col, "E021", "the expression is nested too deeply",
+                                    "split it into simpler expressions")]) from None
 
 
 # ---------------------------------------------------------------- printing
@@ -193,6 +198,9 @@ def _source(node: ast.Expr) -> str:
             return "true" if v else "false"
         case ast.Literal(value=str() as v):
             return quote(v)
+        case ast.Literal(value=float() as v):
+            text = format(Decimal(repr(v)), "f")  # positional: the grammar has no exponents
+            return text if "." in text else text + ".0"
         case ast.Literal(value=v):
             return json.dumps(v)
         case ast.Name(name=n):

@@ -77,13 +77,15 @@ class _Reader:
         survey.spans[kind] = _pos(first)
         if kind in _SETTINGS:
             setattr(survey, _SETTINGS[kind], unquote(first))
-        elif kind == "expires_after":
-            survey.expires_after = parse_duration(first)
-        elif kind == "remind_after":
-            survey.remind_after = parse_duration(first)
-            if node.children[1] is not None:
-                survey.remind_message = unquote(node.children[1])
-                survey.spans["remind_message"] = _pos(node.children[1])
+        elif kind in ("expires_after", "remind_after"):
+            seconds = parse_duration(first)
+            if not seconds:  # as in the YAML form: a zero duration is a mistake
+                self.error(_pos(first), "E009", f"'{first}' is not a duration",
+                           "write a number and a unit: 30m, 48h, 2d", len(first))
+            setattr(survey, kind, seconds)
+        if kind == "remind_after" and node.children[1] is not None:
+            survey.remind_message = unquote(node.children[1])
+            survey.spans["remind_message"] = _pos(node.children[1])
         elif kind == "fields":
             survey.fields = [str(t) for t in node.children]
 

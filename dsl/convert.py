@@ -1,0 +1,300 @@
+"""Survey AST -> either flow form, and the `canvass convert` command.
+
+Both printers write what a person would: settings first, then one element per
+entry, defaults left out. Parsing the output gives back an equal Survey.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+
+import yaml
+
+from dsl import ast
+from dsl.durations import format_duration
+from dsl.errors import FlowError
+from dsl.expr_parse import quote, to_source
+from dsl.load import parse_source, read_source
+
+_STR, _INT, _FLOAT, _BOOL, _SEQ, _MAP = (
+    "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "seq", "map"))
+_FLOW_LIST_WIDTH = 60  # choices and fields fit on one line up to this many characters
+
+
+class ConversionError(ValueError):
+    """The survey holds something the text form has no way to write."""
+
+
+# ---------------------------------------------------------------- YAML form
+
+
+class _Expression(str):
+    """An expression scalar: YAML reads plain true/false as booleans, which the parser accepts."""
+
+
+class _FlowList(list):
+    """A short list written on one line: [a, b, c]."""
+
+
+class _FlowMap(dict):
+    """A small mapping written on one line: {code: A, label: Apple}."""
+
+
+class _Dumper(yaml.SafeDumper):
+    def increase_indent(self, flow=False, indentless=False):
+        return super().increase_indent(flow, False)  # indent list items under their key
+
+
+def _number_written_plainly(text: str, tag: str) -> bool:
+    try:
+        return str(int(text)) == text if tag == _INT else repr(float(text)) == text
+    except ValueError:
+        return False
+
+
+def _scalar(dumper: yaml.SafeDumper, text: str, plain_tags: tuple[str, ...]):
+    if any(c in text for c in "\x85\u2028\u2029"):  # PyYAML mangles these outside double quotes
+        return dumper.represent_scalar(_STR, text, style='"')
+    if text.strip("\n") and "\n" in text and not text.endswith("\n\n"):
+        # A literal block; not for text ending in blank lines, whose "keep" style ends the document.
+        return dumper.represent_scalar(_STR, text, style="|")
+    tag = dumper.resolve(yaml.ScalarNode, text, (True, False))
+    # Numbers written the usual way stay plain (the flow readers take a value's characters as
+    # written); look-alikes such as +15555550100 or 0x1F are quoted so no YAML tool changes them.
+    plain = tag in plain_tags and (tag not in (_INT, _FLOAT) or _number_written_plainly(text, tag))
+    return dumper.represent_scalar(tag if plain else _STR, text)
+
+
+_Dumper.add_representer(str, lambda d, v: _scalar(d, v, (_INT, _FLOAT)))
+_Dumper.add_representer(
+    _Expression,
+    lambda d, v: _scalar(d, str(v), (_INT, _FLOAT, _BOOL) if v in ("true", "false") else (_INT, _FLOAT)))
+_Dumper.add_representer(_FlowList, lambda d, v: d.represent_sequence(_SEQ, v, flow_style=True))
+_Dumper.add_representer(_FlowMap, lambda d, v: d.represent_mapping(_MAP, v, flow_style=True))
+
+
+def _dump(data: dict) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
+                     default_flow_style=False, width=float("inf"))
+
+
+def _short_list(items: list[str]):
+    fits = all("\n" not in i for i in items) and sum(len(i) + 2 for i in items) <= _FLOW_LIST_WIDTH
+    return _FlowList(items) if fits else list(items)
+
+
+def _choices_yaml(choices: list[ast.Choice]):
+    if [c.code for c in choices] == [str(n) for n in range(1, len(choices) + 1)]:
+        return _short_list([c.label for c in choices])
+    return [_FlowMap(code=c.code, label=c.label) for c in choices]
+
+
+def _element_yaml(element: ast.Element) -> dict:
+    match element:
+        case ast.Ask():
+            out = {"ask": element.id, "type": element.type, "prompt": element.prompt}
+            if element.show_if is not None:
+                out["show_if"] = _Expression(to_source(element.show_if))
+            if element.choices:
+                out["choices"] = _choices_yaml(element.choices)
+            for key in ("invalid_message", "attempts", "on_invalid", "max_length"):
+                if getattr(element, key) is not None:
+                    out[key] = getattr(element, key)
+            return out
+        case ast.Set():
+            return {"set": element.name, "value": _Expression(to_source(element.value))}
+        case ast.Goto():
+            out = {"goto": element.target}
+            if element.cond is not None:
+                out["if"] = _Expression(to_source(element.cond))
+            return out
+        case ast.End():
+            out = {"end": element.id}
+            if element.message is not None:
+                out["message"] = element.message
+            return out
+    raise TypeError(f"not a flow element: {element!r}")
+
+
+def to_yaml(survey: ast.Survey) -> str:
+    """The survey in the YAML form."""
+    settings: dict = {"survey": survey.id}
+    if survey.title is not None:
+        settings["title"] = survey.title
+    if survey.expires_after != ast.DEFAULT_EXPIRES_AFTER:
+        settings["expires_after"] = format_duration(survey.expires_after)
+    for key in ("access_code", "end_message", "sender"):
+        if getattr(survey, key) is not None:
+            settings[key] = getattr(survey, key)
+    if survey.fields:
+        settings["fields"] = _short_list(survey.fields)
+    if survey.remind_after is not None:
+        settings["remind_after"] = format_duration(survey.remind_after)
+    for key in ("remind_message", "not_in_survey_message", "help_message"):
+        if getattr(survey, key) is not None:
+            settings[key] = getattr(survey, key)
+    if survey.content_sid is not None:
+        settings["whatsapp_template"] = survey.content_sid
+    flow = {"flow": [_element_yaml(e) for e in survey.elements]}
+    return _dump(settings) + "\n" + _dump(flow)
+
+
+# ---------------------------------------------------------------- text form
+
+_SLUG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_QTYPE = re.compile(r"[a-z_]+")
+_CODE = re.compile(r"[A-Za-z0-9]{1,8}")
+# Words that open a line of the text form; a choice code spelt the same would read as that line.
+_LINE_KEYWORDS = frozenset(
+    "survey title expires remind access sender end fields not help whatsapp "
+    "ask set goto invalid attempts then max".split())
+_INDENT = "    "
+
+
+def _require(ok: bool, problem: str) -> None:
+    if not ok:
+        raise ConversionError(problem)
+
+
+def _name(value: str, what: str) -> str:
+    _require(bool(_NAME.fullmatch(value)), f"{what} '{value}' is not a name (letters, digits, _)")
+    return value
+
+
+def _count(value: int, what: str) -> str:
+    _require(value >= 0, f"{what} {value} is negative")
+    return str(value)
+
+
+def _duration(seconds: int, what: str) -> str:
+    _require(seconds > 0, f"{what} must be longer than zero")
+    return format_duration(seconds)
+
+
+def _settings_text(survey: ast.Survey) -> list[str]:
+    lines = []
+    if survey.expires_after != ast.DEFAULT_EXPIRES_AFTER:
+        lines.append(f"expires after {_duration(survey.expires_after, 'expires_after')}")
+    if survey.remind_after is not None:
+        message = f" {quote(survey.remind_message)}" if survey.remind_message is not None else ""
+        lines.append(f"remind after {_duration(survey.remind_after, 'remind_after')}{message}")
+    else:
+        _require(survey.remind_message is None,
+                 "remind_message is given without remind_after; the text form writes both on one "
+                 "line: remind after 1d \"message\"")
+    for keyword, key in (("access code", "access_code"), ("sender", "sender"), ("end message", "end_message")):
+        if getattr(survey, key) is not None:
+            lines.append(f"{keyword} {quote(getattr(survey, key))}")
+    if survey.fields:
+        lines.append("fields " + ", ".join(_name(f, "field") for f in survey.fields))
+    for keyword, key in (("not in survey message", "not_in_survey_message"), ("help message", "help_message"),
+                         ("whatsapp template", "content_sid")):
+        if getattr(survey, key) is not None:
+            lines.append(f"{keyword} {quote(getattr(survey, key))}")
+    return lines
+
+
+def _ask_text(ask: ast.Ask) -> list[str]:
+    _require(bool(_QTYPE.fullmatch(ask.type)), f"question '{ask.id}' has type '{ask.type}', not a lowercase word")
+    head = f"ask {_name(ask.id, 'question id')} {ask.type} {quote(ask.prompt)}"
+    if ask.show_if is not None:
+        head += f" if {to_source(ask.show_if)}"
+    lines = [head]
+    for choice in ask.choices:
+        _require(bool(_CODE.fullmatch(choice.code)) and choice.code not in _LINE_KEYWORDS,
+                 f"choice code '{choice.code}' of question '{ask.id}' cannot be written in the text form "
+                 "(use 1 to 8 letters or digits that are not a keyword)")
+        lines.append(f"{_INDENT}{choice.code} {quote(choice.label)}")
+    if ask.invalid_message is not None:
+        lines.append(f"{_INDENT}invalid {quote(ask.invalid_message)}")
+    if ask.attempts is not None:
+        lines.append(f"{_INDENT}attempts {_count(ask.attempts, 'attempts')}")
+    if ask.on_invalid is not None:
+        _require(ask.on_invalid in ("skip", "end"), f"on_invalid of question '{ask.id}' must be skip or end")
+        lines.append(f"{_INDENT}then {ask.on_invalid}")
+    if ask.max_length is not None:
+        lines.append(f"{_INDENT}max length {_count(ask.max_length, 'max_length')}")
+    return lines
+
+
+def _element_text(element: ast.Element) -> list[str]:
+    match element:
+        case ast.Ask():
+            return _ask_text(element)
+        case ast.Set():
+            return [f"set {_name(element.name, 'set name')} = {to_source(element.value)}"]
+        case ast.Goto():
+            cond = f" if {to_source(element.cond)}" if element.cond is not None else ""
+            return [f"goto {_name(element.target, 'goto target')}{cond}"]
+        case ast.End():
+            _require(element.id != "message", "an end named 'message' would read as the end message setting")
+            message = f" {quote(element.message)}" if element.message is not None else ""
+            return [f"end {_name(element.id, 'end id')}{message}"]
+    raise TypeError(f"not a flow element: {element!r}")
+
+
+def to_text(survey: ast.Survey) -> str:
+    """The survey in the text form; ConversionError when it holds something that form cannot write."""
+    _require(bool(_SLUG.fullmatch(survey.id)), f"survey id '{survey.id}' has characters the text form cannot hold")
+    head = f"survey {survey.id}" + (f" {quote(survey.title)}" if survey.title is not None else "")
+    lines = [head, *_settings_text(survey), ""]
+    for element in survey.elements:
+        lines.extend(_element_text(element))
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- JSON (golden tests)
+
+
+def survey_to_json(survey: ast.Survey) -> dict:
+    """The whole AST as JSON-able data, positions included (not the file path)."""
+    return _plain(survey)
+
+
+def _plain(value):
+    if dataclasses.is_dataclass(value):
+        out = {"node": type(value).__name__}
+        for f in dataclasses.fields(value):
+            if f.name != "path":
+                out[f.name] = _plain(getattr(value, f.name))
+        return out
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+# ---------------------------------------------------------------- command
+
+
+def load_for_command(path: str) -> tuple[ast.Survey | None, int]:
+    """(survey, 0) or, after printing the diagnostics to stderr, (None, exit status):
+    2 when the file cannot be read, 1 when it does not parse."""
+    try:
+        source = read_source(path)
+    except FlowError as err:
+        print("\n".join(d.render() for d in err.diagnostics), file=sys.stderr)
+        return None, 2
+    try:
+        return parse_source(source, str(path)), 0
+    except FlowError as err:
+        print("\n".join(d.render(source) for d in err.diagnostics), file=sys.stderr)
+        return None, 1
+
+
+def run_convert(path: str, to: str) -> int:
+    """`canvass convert FILE --to yaml|text`: print the flow in the asked-for form."""
+    survey, status = load_for_command(path)
+    if survey is None:
+        return status
+    try:
+        out = to_yaml(survey) if to == "yaml" else to_text(survey)
+    except ConversionError as err:
+        print(f"{path}: error: cannot write this survey in the text form: {err}", file=sys.stderr)
+        return 1
+    sys.stdout.write(out)
+    return 0

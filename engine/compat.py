@@ -1,0 +1,323 @@
+"""The 2-way SMS / WhatsApp compatibility report (`canvass check`): sender rules, opt-out text,
+NPS scale, segments and encoding, survey length, and what a complete response costs.
+
+Codes: E018 sender breaks the rules, E019 alphanumeric sender on a 2-way survey, W001 no
+opt-out instructions in the first message, W002 NPS prompt without the 0-10 scale, W003 a
+message needs more than one segment, W004 a character forces UCS-2 though it has a GSM-7
+look-alike, W006 more than three questions. Language checks (E005-E024, W005) are dsl/check.py's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import unicodedata
+from dataclasses import dataclass
+
+from dsl import ast
+from dsl.check import SourceMap, Text, check_survey, reachable, span, successors, texts
+from dsl.errors import Diagnostic, FlowError
+from dsl.load import parse_source, read_source
+from dsl.pipe import PIPE
+from engine.phones import InvalidNumber, to_e164
+from engine.questions import QUESTION_TYPES
+from engine.render import OPT_OUT_TEXT
+from engine.segments import count, ucs2_culprits
+
+MAX_QUESTIONS = 3
+MAX_PIPE_LENGTH = 1600  # Twilio's limit on a message body; more cannot be one piped value
+# Twilio's opt-out keywords; END only in capitals, as the plain word is common in a message.
+_OPT_OUT = re.compile(r"\b(?:stop|stopall|unsubscribe|cancel|quit|revoke|opt[- ]?out)\b|\$\{l://OptOutURL\}",
+                      re.IGNORECASE)
+_END_KEYWORD = re.compile(r"\bEND\b")
+_NPS_SCALE = re.compile(r"\b(?:0|zero)\b.{0,40}?\b(?:10|ten)\b", re.IGNORECASE | re.DOTALL)
+_ALPHANUMERIC_ID = re.compile(r"^[A-Za-z0-9 ]{1,11}$")
+_MESSAGING_SERVICE = re.compile(r"^MG[0-9a-fA-F]{32}$")
+_SHORT_CODE = re.compile(r"^\d{3,8}$")
+
+
+# ---------------------------------------------------------------- messages as sent
+
+
+def render_prompt(ask: ast.Ask) -> str:
+    """A question as the respondent receives it (a choice question lists one choice a line)."""
+    kind = QUESTION_TYPES.get(ask.type)
+    return ask.prompt if kind is None else kind.message(ask, ask.prompt)
+
+
+def end_message(survey: ast.Survey, end: ast.End | None) -> str:
+    """What an end (or falling off the end of the flow, when end is None) sends."""
+    if end is not None and end.message is not None:
+        return end.message
+    return survey.end_message or ast.DEFAULT_END_MESSAGE
+
+
+def assume_pipes(text: str, length: int) -> str:
+    """The text with each piped value taken as `length` characters (the opt-out link is known)."""
+    return PIPE.sub(lambda m: OPT_OUT_TEXT if m.group(1) == "l://OptOutURL" else "x" * length, text)
+
+
+def segments(text: str, pipe_length: int) -> int:
+    return count(assume_pipes(text, pipe_length)).segments
+
+
+# ---------------------------------------------------------------- diagnostics
+
+
+class _Compat:
+    def __init__(self, survey: ast.Survey, source: str | None, pipe_length: int):
+        self.survey = survey
+        self.map = SourceMap(source, survey)
+        self.pipe_length = pipe_length
+        self.diagnostics: list[Diagnostic] = []
+
+    def report(self, at, code: str, message: str, hint: str = "", length: int = 1) -> None:
+        self.diagnostics.append(Diagnostic(self.survey.path, at[0], at[1], code, message, hint, max(1, length)))
+
+    def run(self) -> list[Diagnostic]:
+        self.sender()
+        self.opt_out()
+        questions = self.survey.questions
+        for ask in questions:
+            if ask.type == "nps" and not _NPS_SCALE.search(ask.prompt):
+                self.report(span(ask, "prompt"), "W002", f"the NPS prompt of question '{ask.id}' does not state the 0-10 scale",
+                            'say how to answer, e.g. "Reply 0-10"')
+        if len(questions) > MAX_QUESTIONS:
+            fourth = questions[MAX_QUESTIONS]
+            self.report(span(fourth, "ask", "id"), "W006",
+                        f"the survey has {len(questions)} questions; SMS surveys work best with two or three",
+                        "every extra text loses respondents: cut or merge questions", len(fourth.id))
+        for text in texts(self.survey):
+            self.encoding(text)
+        self.lengths()
+        return self.diagnostics
+
+    def sender(self) -> None:
+        sender = self.survey.sender
+        if sender is None:
+            return
+        at, length = span(self.survey, "sender"), len(sender)
+        value = sender.strip()
+        if _MESSAGING_SERVICE.match(value):
+            return
+        if value.lower().startswith("whatsapp:"):
+            if not _is_phone(value[len("whatsapp:"):]):
+                self.report(at, "E018", f"'{sender}' is not a WhatsApp sender",
+                            "write whatsapp: and the number in E.164 form, e.g. whatsapp:+14155550100", length)
+            return
+        if not any(ch.isalpha() for ch in value):
+            if not (_is_phone(value) or _SHORT_CODE.match(value)):
+                self.report(at, "E018", f"sender '{sender}' is not a phone number in E.164 form",
+                            "write + then the country code and number, no spaces: +14155550100", length)
+            return
+        if not _ALPHANUMERIC_ID.match(value):
+            self.report(at, "E018", f"sender '{sender}' breaks the alphanumeric sender ID rules",
+                        "an alphanumeric ID is at most 11 characters of A-Z, a-z, 0-9 and space", length)
+        self.report(at, "E019", f"sender '{sender}' is an alphanumeric ID, which can only send one-way",
+                    "respondents cannot reply to it: send from a phone number, short code or "
+                    "messaging service (MG...)", length)
+
+    def opt_out(self) -> None:
+        """W001 on every question that can be the first message a respondent receives."""
+        succ = successors(self.survey)
+        reached = reachable(self.survey, succ)
+        elements = self.survey.elements
+        can_be_first = [False] * (len(elements) + 1)
+        can_be_first[0] = True
+        for i, element in enumerate(elements):
+            if not (can_be_first[i] and reached[i]):
+                continue
+            if isinstance(element, ast.Ask):
+                if not _has_opt_out(element.prompt):
+                    self.report(span(element, "prompt"), "W001",
+                                f"the first message (question '{element.id}') does not say how to opt out",
+                                'add "Text STOP to opt out." (carriers expect it in the first message)')
+                if element.show_if is None:
+                    continue  # the respondent has now received a message
+            for j in succ[i]:
+                can_be_first[j] = True
+
+    def encoding(self, text: Text) -> None:
+        """W004 for each character that alone keeps an otherwise GSM-7 text in UCS-2."""
+        if text.kind == "title":
+            return
+        culprits = ucs2_culprits(text.value)
+        if not culprits or any(alike is None for _, _, alike in culprits):
+            return  # GSM-7 already, or something without a look-alike needs UCS-2 anyway
+        value = unicodedata.normalize("NFC", text.value)
+        for index, ch, alike in culprits:
+            first = value.index(ch)
+            if index != first:
+                continue
+            at = self.map.find(text.at, ch, 0, len(value))
+            name = unicodedata.name(ch, "")
+            instead = f"write {alike!r} instead" if alike else "remove it (it is invisible)"
+            self.report(at, "W004", f"{ch!r} (U+{ord(ch):04X}{' ' + name if name else ''}) in {text.where} "
+                        "forces UCS-2: 70 characters a segment instead of 160",
+                        f"{instead}, or turn on Twilio Smart Encoding")
+
+    def lengths(self) -> None:
+        """W003 for each message that needs more than one segment."""
+        for ask in self.survey.questions:
+            where = f"the prompt of question '{ask.id}'" + (" with its choices" if ask.choices else "")
+            self.segments(render_prompt(ask), span(ask, "prompt"), where)
+        for text in texts(self.survey):
+            if text.kind == "message":
+                self.segments(text.value, text.at, text.where)
+
+    def segments(self, value: str, at, where: str) -> None:
+        result = count(assume_pipes(value, self.pipe_length))
+        if result.segments > 1:
+            limit = 160 if result.encoding == "GSM-7" else 70
+            piped = f", piped text counted as {self.pipe_length} characters" if PIPE.search(value) else ""
+            self.report(at, "W003", f"{where} needs {result.segments} SMS segments "
+                        f"({result.encoding}, {result.units} characters{piped})",
+                        f"each segment is billed: keep a message to {limit} characters to send it as one")
+
+
+def _has_opt_out(text: str) -> bool:
+    return bool(_OPT_OUT.search(text) or _END_KEYWORD.search(text))
+
+
+def _is_phone(text: str) -> bool:
+    """Whether the text is a phone number written exactly in E.164 form."""
+    try:
+        return to_e164(text) == text
+    except InvalidNumber:
+        return False
+
+
+def compat_diagnostics(survey: ast.Survey, source: str | None = None, assume_pipe_length: int = 10) -> list[Diagnostic]:
+    """The SMS/WhatsApp diagnostics for a survey, sorted by position."""
+    diagnostics = _Compat(survey, source, assume_pipe_length).run()
+    return sorted(diagnostics, key=lambda d: (d.line, d.col, d.code))
+
+
+# ---------------------------------------------------------------- cost
+
+
+def summary(survey: ast.Survey, assume_pipe_length: int = 10) -> dict:
+    """Questions, distinct paths, and the fewest and most SMS segments over a complete response.
+
+    A path is a run from the start to an end: every show_if shown or skipped and every
+    conditional goto taken or not, conditions counted as independent. The graph is acyclic,
+    so a backward pass counts paths and segment totals exactly without enumerating them.
+    """
+    elements = survey.elements
+    succ = successors(survey)
+    n = len(elements)
+    fall_off = segments(end_message(survey, None), assume_pipe_length)
+    paths, fewest, most = [0] * (n + 1), [0] * (n + 1), [0] * (n + 1)
+    paths[n], fewest[n], most[n] = 1, fall_off, fall_off
+    for i in range(n - 1, -1, -1):
+        element = elements[i]
+        if isinstance(element, ast.End):
+            cost = segments(end_message(survey, element), assume_pipe_length)
+            paths[i], fewest[i], most[i] = 1, cost, cost
+            continue
+        nexts = succ[i]
+        paths[i] = sum(paths[j] for j in nexts)
+        fewest[i] = min(fewest[j] for j in nexts)
+        most[i] = max(most[j] for j in nexts)
+        if isinstance(element, ast.Ask):
+            cost = segments(render_prompt(element), assume_pipe_length)
+            most[i] += cost
+            if element.show_if is None:
+                fewest[i] += cost
+            else:
+                paths[i] *= 2  # shown or skipped
+    return {"questions": len(survey.questions), "paths": paths[0], "min_segments": fewest[0],
+            "max_segments": most[0], "assumed_pipe_length": assume_pipe_length}
+
+
+# ---------------------------------------------------------------- the command
+
+
+@dataclass
+class FileReport:
+    path: str
+    diagnostics: list[Diagnostic]
+    summary: dict | None  # None when the file could not be parsed
+    source: str | None = None
+
+    @property
+    def errors(self) -> int:
+        return sum(d.is_error for d in self.diagnostics)
+
+    @property
+    def warnings(self) -> int:
+        return len(self.diagnostics) - self.errors
+
+    @property
+    def unreadable(self) -> bool:
+        return any(d.code == "E002" for d in self.diagnostics)
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "diagnostics": [d.to_json() for d in self.diagnostics], "summary": self.summary}
+
+
+def check_source(source: str, path: str, assume_pipe_length: int = 10) -> FileReport:
+    """Parse and check one flow's text; never raises."""
+    try:
+        survey = parse_source(source, path)
+        diagnostics = check_survey(survey, source) + compat_diagnostics(survey, source, assume_pipe_length)
+        result = summary(survey, assume_pipe_length)
+    except FlowError as err:
+        return FileReport(path, _sorted(err.diagnostics), None, source)
+    except RecursionError:
+        return FileReport(path, [Diagnostic(path, 1, 1, "E001", "the flow is nested too deeply to read",
+                                            "simplify the deepest expression or list")], None, source)
+    except Exception as err:  # a bug must still not cost the author a traceback
+        return FileReport(path, [Diagnostic(path, 0, 0, "E000", f"internal error while checking: {type(err).__name__}: {err}",
+                                            "please report this with the flow file")], None, source)
+    return FileReport(path, _sorted(diagnostics), result, source)
+
+
+def check_file(path: str, assume_pipe_length: int = 10) -> FileReport:
+    try:
+        source = read_source(path)
+    except FlowError as err:
+        return FileReport(path, _sorted(err.diagnostics), None)
+    return check_source(source, path, assume_pipe_length)
+
+
+def _sorted(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    return sorted(dict.fromkeys(diagnostics), key=lambda d: (d.line, d.col, d.code))
+
+
+def _plural(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def summary_line(report: FileReport) -> str:
+    tally = f"{_plural(report.errors, 'error')}, {_plural(report.warnings, 'warning')}"
+    s = report.summary
+    if s is None:
+        return f"{report.path}: {tally}"
+    low, high = s["min_segments"], s["max_segments"]
+    cost = f"{low}" if low == high else f"{low}-{high}"
+    return (f"{report.path}: {_plural(s['questions'], 'question')}, {_plural(s['paths'], 'path')}, "
+            f"{cost} SMS segment{'' if high == 1 else 's'} per complete response "
+            f"(piped text counted as {s['assumed_pipe_length']} characters); {tally}")
+
+
+def run_check(files: list[str], as_json: bool = False, assume_pipe_length: int = 10) -> int:
+    """`canvass check [--json] [--pipe-length N] FILE...`: 0 clean or warnings only, 1 errors,
+    2 a usage error or an unreadable file."""
+    if not 0 <= assume_pipe_length <= MAX_PIPE_LENGTH:
+        print(f"canvass check: --pipe-length must be from 0 to {MAX_PIPE_LENGTH}", file=sys.stderr)
+        return 2
+    reports = [check_file(path, assume_pipe_length) for path in files]
+    if as_json:
+        print(json.dumps({"files": [r.to_json() for r in reports],
+                          "errors": sum(r.errors for r in reports),
+                          "warnings": sum(r.warnings for r in reports)}, indent=2))
+    else:
+        for report in reports:
+            for diagnostic in report.diagnostics:
+                print(diagnostic.render(report.source))
+            print(summary_line(report))
+    if any(r.unreadable for r in reports):
+        return 2
+    return 1 if any(r.errors for r in reports) else 0

@@ -1,0 +1,211 @@
+"""The pure router every shell calls: one respondent's state + a message (or the time) -> outcome.
+
+receive() decides, in order: an opted-out number hears nothing unless it opts back in; an open
+session past its expiry closes as `expired` first; STOP and the other opt-out keywords close the
+open session as `opted_out` (answers kept, no reply); START/UNSTOP reply a confirmation; HELP/INFO
+reply the help text and leave the session as it was; otherwise the message answers the open
+session's question, or starts the survey whose access code it is, or gets exactly one
+"You are not currently taking a survey." (the last survey's not_in_survey_message if it set one).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from engine import keywords
+from engine import step as steps
+from engine.flow import Flow
+from engine.render import NO_VALUES
+from engine.responses import response_record
+from engine.session import ERROR, EXPIRED, OPTED_OUT, Session, pack, unpack
+
+NOT_IN_SURVEY_TEXT = "You are not currently taking a survey."
+
+
+@dataclass
+class Respondent:
+    """Everything Canvass keeps for one (channel, phone)."""
+
+    channel: str
+    phone: str
+    opted_out: bool = False
+    session: Session | None = None  # the open session; closed ones leave as response records
+    last_inbound_at: float | None = None  # for the WhatsApp 24-hour window
+    last_survey: str | None = None  # whose help and not-in-survey texts apply between sessions
+
+    def due_at(self) -> float | None:
+        return self.session.due_at() if self.session is not None else None
+
+    def dumps(self) -> str:
+        data: dict = {"c": self.channel, "p": self.phone}
+        if self.opted_out:
+            data["o"] = 1
+        if self.session is not None:
+            data["s"] = pack(self.session)
+        if self.last_inbound_at is not None:
+            data["t"] = self.last_inbound_at
+        if self.last_survey is not None:
+            data["l"] = self.last_survey
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def loads(cls, text: str) -> Respondent:
+        """A Respondent from dumps(); ValueError when the text is not one."""
+        try:
+            data = json.loads(text)
+            session = unpack(data["s"]) if "s" in data else None
+            return cls(str(data["c"]), str(data["p"]), bool(data.get("o")), session,
+                       data.get("t"), data.get("l"))
+        except (TypeError, ValueError, KeyError, AttributeError):
+            raise ValueError(f"not a stored respondent: {str(text)[:80]}") from None
+
+
+@dataclass
+class Outcome:
+    respondent: Respondent  # the new state to store
+    replies: list[str] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    responses: list[dict] = field(default_factory=list)  # records of sessions closed by this call
+
+    def apply(self, step: steps.Step, flow: Flow | None) -> None:
+        session = step.session
+        self.replies += step.outbound
+        self.events += step.events
+        if session.is_open:
+            self.respondent = replace(self.respondent, session=session, last_survey=session.survey)
+            return
+        self.respondent = replace(self.respondent, session=None, last_survey=session.survey)
+        self.responses.append(response_record(session, flow))
+
+    def reply(self, text: str, event: dict) -> None:
+        self.replies.append(text)
+        self.events.append(event)
+
+
+class FlowLookup(Protocol):
+    def get(self, survey_id: str, version: str | None = None) -> Flow | None: ...
+
+    def by_access_code(self, code: str) -> Flow | None: ...
+
+
+class FlowSet:
+    """A FlowLookup over flows held in memory (simulator, conversation tests); the last added is live."""
+
+    def __init__(self, flows: Iterable[Flow] = ()):
+        self._versions: dict[tuple[str, str], Flow] = {}
+        self._live: dict[str, Flow] = {}
+        for flow in flows:
+            self.add(flow)
+
+    def add(self, flow: Flow) -> None:
+        self._versions[(flow.id, flow.version)] = flow
+        self._live[flow.id] = flow
+
+    def get(self, survey_id: str, version: str | None = None) -> Flow | None:
+        if version is None:
+            return self._live.get(survey_id)
+        return self._versions.get((survey_id, version))
+
+    def by_access_code(self, code: str) -> Flow | None:
+        wanted = code.strip().casefold()
+        return next((f for f in self._live.values()
+                     if f.survey.access_code and f.survey.access_code.strip().casefold() == wanted), None)
+
+
+class NotStartable(Exception):
+    def __init__(self, reason: str):  # open_session | opted_out
+        super().__init__(f"cannot start a survey for this respondent: {reason}")
+        self.reason = reason
+
+
+def _close_stale(outcome: Outcome, flows: FlowLookup | None, now: float) -> tuple[Flow | None, Session | None]:
+    """The open session and its flow, after closing it if it expired or its flow version is gone."""
+    session = outcome.respondent.session
+    if session is None:
+        return None, None
+    flow = flows.get(session.survey, session.version) if flows is not None else None
+    if flow is None and flows is not None:
+        outcome.apply(steps.close(session, ERROR, now), None)
+        return None, None
+    if now >= session.expires_at:
+        outcome.apply(steps.close(session, EXPIRED, session.expires_at), flow)
+        return None, None
+    return flow, session
+
+
+def _survey_text(flows: FlowLookup, respondent: Respondent, which: str, default: str) -> str:
+    """The help or not-in-survey text of the respondent's survey (the open one, else the last),
+    with piped text filled from the open session (empty between sessions)."""
+    session = respondent.session
+    flow = None
+    if session is not None:
+        flow = flows.get(session.survey, session.version)
+    elif respondent.last_survey:
+        flow = flows.get(respondent.last_survey)
+    template = getattr(flow, which) if flow is not None else None
+    return default if template is None else template(session or NO_VALUES)
+
+
+def receive(flows: FlowLookup, respondent: Respondent, text: str, now: float) -> Outcome:
+    """An inbound message from the respondent."""
+    word = keywords.keyword(text, respondent.opted_out)
+    if respondent.opted_out:
+        if word != keywords.OPT_IN:
+            return Outcome(respondent)
+        outcome = Outcome(replace(respondent, opted_out=False, last_inbound_at=now))
+        outcome.reply(keywords.OPTED_IN_TEXT, {"type": "opted_in"})
+        return outcome
+    outcome = Outcome(replace(respondent, last_inbound_at=now))
+    flow, session = _close_stale(outcome, flows, now)
+    if word == keywords.OPT_OUT:
+        if session is not None:
+            outcome.apply(steps.close(session, OPTED_OUT, now, inbound=text), flow)
+        outcome.respondent = replace(outcome.respondent, opted_out=True)
+        outcome.events.append({"type": "opted_out"})
+    elif word == keywords.OPT_IN:
+        outcome.reply(keywords.OPTED_IN_TEXT, {"type": "opted_in"})
+    elif word == keywords.HELP:
+        help_text = _survey_text(flows, outcome.respondent, "help", keywords.DEFAULT_HELP_TEXT)
+        outcome.reply(help_text, {"type": "help"})
+    elif session is not None:
+        outcome.apply(steps.step(flow, session, text, now), flow)
+    elif (started := flows.by_access_code(text.strip())) is not None:
+        r = outcome.respondent
+        outcome.apply(steps.open_session(started, r.channel, r.phone, {}, now, inbound=text), started)
+    else:
+        reply = _survey_text(flows, outcome.respondent, "not_in_survey", NOT_IN_SURVEY_TEXT)
+        outcome.reply(reply, {"type": "not_in_survey"})
+    return outcome
+
+
+def start(flow: Flow, respondent: Respondent, fields: dict, now: float,
+          flows: FlowLookup | None = None) -> Outcome:
+    """Invite the respondent: open a session and send its first message(s).
+    NotStartable when they opted out or a session is still open (one that expired closes first;
+    pass `flows` so its response record can carry choice labels)."""
+    if respondent.opted_out:
+        raise NotStartable("opted_out")
+    outcome = Outcome(respondent)
+    _, session = _close_stale(outcome, flows, now)
+    if session is not None:
+        raise NotStartable("open_session")
+    step = steps.open_session(flow, respondent.channel, respondent.phone, dict(fields), now)
+    outcome.apply(step, flow)
+    return outcome
+
+
+def tick(flows: FlowLookup, respondent: Respondent, now: float) -> Outcome:
+    """Fire the open session's due timer: expiry, or the one reminder (sent by REST)."""
+    outcome = Outcome(respondent)
+    session = respondent.session
+    if session is None or session.due_at() is None or now < session.due_at():
+        return outcome
+    flow = flows.get(session.survey, session.version)
+    if flow is None:
+        outcome.apply(steps.close(session, ERROR, now), None)
+    else:
+        outcome.apply(steps.tick(flow, session, now), flow)
+    return outcome

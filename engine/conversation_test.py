@@ -1,0 +1,375 @@
+"""`canvass test FILE...`: play scripted conversations against a flow with a fake clock.
+
+A test file (YAML):
+
+    flow: ../surveys/store-feedback.yaml   # the flow, relative to this file (required)
+    start: invite        # invite (default): the survey texts first; inbound: the respondent does
+    channel: sms         # sms (default) | whatsapp
+    contact: {phone: "+15551234567", FirstName: Ana}   # phone defaults to +15555550100;
+                         # other keys are contact fields (used by `start: invite` only: a
+                         # respondent who texts first is unknown to Canvass)
+    steps:
+      - expect: "Hi Ana! ..."     # the next message sent, exactly
+      - send: "4"                 # the respondent texts (e.g. the access code with start: inbound)
+      - expect_match: "reason"    # a regular expression searched in the next message
+      - wait: 49h                 # advance the clock, firing due reminders and expiry on time
+    result:              # checked against the last session (optional)
+      status: expired    # open while it is still open; none if no session ever started
+      answers: {recommend: 4, reason: null}   # listed ones only; null = not answered;
+                         # a choice matches its label (or its code), NPS and text their text
+      fields: {segment: other}                 # embedded data / contact fields
+      not_shown: [reason]
+
+Every message must be taken by an expect/expect_match before the next send or wait, or the end.
+Values are compared as written in the file (`send: yes` sends "yes"); a block scalar (| or >)
+loses its final line break. The clock starts at 2024-01-01T09:00:00Z. A directory argument means
+the *.yaml files directly in it. Exit status: 0 when every file passes, else 1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from dsl.durations import parse_duration
+from dsl.errors import FlowError
+from dsl.load import read_source
+from engine import conversation
+from engine.flow import Flow, load_flow
+from engine.responses import typed_answers
+
+START_TIME = 1704099600.0  # 2024-01-01T09:00:00Z
+DEFAULT_PHONE = "+15555550100"
+_KEYS = ("flow", "start", "channel", "contact", "steps", "result")
+_STEP_KINDS = ("send", "expect", "expect_match", "wait")
+_RESULT_KEYS = ("status", "answers", "fields", "not_shown")
+_NULL = "tag:yaml.org,2002:null"
+
+
+class ScriptError(Exception):
+    """A malformed test file, with the line it is about (0 when it is about the whole file)."""
+
+    def __init__(self, message: str, line: int = 0):
+        super().__init__(message)
+        self.line = line
+
+
+@dataclass
+class Action:
+    number: int  # 1-based, as failures name it
+    line: int
+    kind: str
+    text: str
+    seconds: int = 0
+    pattern: re.Pattern | None = None
+
+
+@dataclass
+class Script:
+    path: Path
+    flow: Path
+    flow_as_written: str
+    flow_line: int
+    start: str = "invite"
+    channel: str = "sms"
+    phone: str = DEFAULT_PHONE
+    fields: dict[str, str] = field(default_factory=dict)
+    steps: list[Action] = field(default_factory=list)
+    status: tuple[str, int] | None = None  # (expected status, line)
+    answers: list[tuple[str, yaml.ScalarNode]] = field(default_factory=list)
+    fields_after: list[tuple[str, yaml.ScalarNode]] = field(default_factory=list)
+    not_shown: tuple[list[str], int] | None = None
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _fail(node: yaml.Node, message: str):
+    raise ScriptError(message, _line(node))
+
+
+def _mapping(node: yaml.Node, allowed, where: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    if not isinstance(node, yaml.MappingNode):
+        _fail(node, f"{where} must be a mapping")
+    entries = {}
+    for key, value in node.value:
+        if not isinstance(key, yaml.ScalarNode):
+            _fail(key, f"a key in {where} must be a plain word")
+        if allowed is not None and key.value not in allowed:
+            _fail(key, f"unknown key '{key.value}' in {where} (allowed: {', '.join(allowed)})")
+        if key.value in entries:
+            _fail(key, f"duplicate key '{key.value}' in {where}")
+        entries[key.value] = (key, value)
+    return entries
+
+
+def _text(node: yaml.Node, where: str) -> str:
+    if not isinstance(node, yaml.ScalarNode) or node.tag == _NULL:
+        _fail(node, f"{where} must be text")
+    text = node.value
+    return text[:-1] if node.style in ("|", ">") and text.endswith("\n") else text
+
+
+def _choice(entries, key: str, options: tuple[str, ...], default: str) -> str:
+    if key not in entries:
+        return default
+    value = _text(entries[key][1], f"'{key}'")
+    if value not in options:
+        _fail(entries[key][1], f"'{key}' must be one of: {', '.join(options)}")
+    return value
+
+
+def _action(number: int, node: yaml.Node) -> Action:
+    entries = _mapping(node, _STEP_KINDS, f"step {number}")
+    if len(entries) != 1:
+        _fail(node, f"step {number} must have exactly one of: {', '.join(_STEP_KINDS)}")
+    kind, (_, value) = next(iter(entries.items()))
+    action = Action(number, _line(node), kind, _text(value, f"'{kind}' in step {number}"))
+    if kind == "wait":
+        seconds = parse_duration(action.text)
+        if not seconds:
+            _fail(value, f"'{action.text}' is not a duration (write e.g. 30m, 49h, 2d)")
+        action.seconds = seconds
+    elif kind == "expect_match":
+        try:
+            action.pattern = re.compile(action.text)
+        except re.error as err:
+            _fail(value, f"bad regular expression {action.text!r}: {err}")
+    return action
+
+
+def read_script(path: Path) -> Script:
+    """A test file as a Script; ScriptError (with a line) when it is malformed."""
+    try:
+        root = yaml.compose(read_source_text(path), Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        raise ScriptError(f"YAML syntax error: {err.problem}", mark.line + 1 if mark else 1) from None
+    except yaml.YAMLError as err:
+        raise ScriptError(f"YAML error: {err}") from None
+    if root is None:
+        raise ScriptError("the file is empty", 1)
+    entries = _mapping(root, _KEYS, "the test file")
+    if "flow" not in entries:
+        _fail(root, "the test file has no 'flow' (the flow file to test, relative to this file)")
+    written = _text(entries["flow"][1], "'flow'")
+    script = Script(path, path.parent / written, written, _line(entries["flow"][1]))
+    script.start = _choice(entries, "start", ("invite", "inbound"), "invite")
+    script.channel = _choice(entries, "channel", ("sms", "whatsapp"), "sms")
+    if "contact" in entries:
+        for name, (_, value) in _mapping(entries["contact"][1], None, "'contact'").items():
+            if name == "phone":
+                script.phone = _text(value, "'phone'")
+            else:
+                script.fields[name] = _text(value, f"contact field '{name}'")
+    if "steps" in entries:
+        steps = entries["steps"][1]
+        if not isinstance(steps, yaml.SequenceNode):
+            _fail(steps, "'steps' must be a list")
+        script.steps = [_action(n, item) for n, item in enumerate(steps.value, start=1)]
+    if "result" in entries:
+        _read_result(script, _mapping(entries["result"][1], _RESULT_KEYS, "'result'"))
+    return script
+
+
+def _expected_values(node: yaml.Node, where: str) -> list[tuple[str, yaml.ScalarNode]]:
+    out = []
+    for name, (_, value) in _mapping(node, None, where).items():
+        if not isinstance(value, yaml.ScalarNode):
+            _fail(value, f"the expected value of '{name}' in {where} must be text, a number or null")
+        out.append((name, value))
+    return out
+
+
+def _read_result(script: Script, result: dict[str, tuple[yaml.Node, yaml.Node]]) -> None:
+    if "status" in result:
+        node = result["status"][1]
+        script.status = (_text(node, "'status'"), _line(node))
+    if "answers" in result:
+        script.answers = _expected_values(result["answers"][1], "'answers'")
+    if "fields" in result:
+        script.fields_after = _expected_values(result["fields"][1], "'fields'")
+    if "not_shown" in result:
+        node = result["not_shown"][1]
+        if not isinstance(node, yaml.SequenceNode):
+            _fail(node, "'not_shown' must be a list of question ids")
+        script.not_shown = ([_text(item, "a question id") for item in node.value], _line(node))
+
+
+def read_source_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ScriptError(f"cannot read the file: {getattr(err, 'strerror', None) or err}") from None
+
+
+# ---------------------------------------------------------------- running
+
+
+def _show(text: str | None) -> str:
+    return "(no message)" if text is None else json.dumps(text, ensure_ascii=False)
+
+
+class Run:
+    """One test file being played: the respondent, the clock and the messages not yet taken."""
+
+    def __init__(self, script: Script, flow: Flow, out):
+        self.script, self.flow, self.out = script, flow, out
+        self.flows = conversation.FlowSet([flow])
+        self.now = START_TIME
+        self.respondent = conversation.Respondent(script.channel, script.phone)
+        self.outbox: deque[str] = deque()
+        self.last_response: dict | None = None
+        self.failures: list[str] = []
+
+    def take(self, outcome: conversation.Outcome) -> None:
+        self.respondent = outcome.respondent
+        for reply in outcome.replies:
+            self.out(f"    < {_show(reply)}")
+        self.outbox.extend(outcome.replies)
+        if outcome.responses:
+            self.last_response = outcome.responses[-1]
+
+    def fail(self, where: str, expected: str, actual: str) -> None:
+        self.failures.append(f"  {where}:\n    expected: {expected}\n    actual:   {actual}")
+
+    def untaken(self, where: str) -> None:
+        while self.outbox:
+            self.fail(where, "every message to be taken by an expect", f"untaken message {_show(self.outbox.popleft())}")
+
+    def wait(self, seconds: int) -> None:
+        until = self.now + seconds
+        while (due := self.respondent.due_at()) is not None and due <= until:
+            self.now = max(self.now, due)
+            self.take(conversation.tick(self.flows, self.respondent, self.now))
+            if self.respondent.due_at() == due:
+                break
+        self.now = until
+
+    def play(self, action: Action) -> None:
+        where = f"step {action.number} ({action.kind}, line {action.line})"
+        if action.kind in ("send", "wait"):
+            self.untaken(where)
+        if action.kind == "send":
+            self.out(f"    > {_show(action.text)}")
+            self.take(conversation.receive(self.flows, self.respondent, action.text, self.now))
+        elif action.kind == "wait":
+            self.out(f"    ... {action.text}")
+            self.wait(action.seconds)
+        else:
+            message = self.outbox.popleft() if self.outbox else None
+            if action.kind == "expect" and message != action.text:
+                self.fail(where, _show(action.text), _show(message))
+            elif action.kind == "expect_match" and (message is None or not action.pattern.search(message)):
+                self.fail(where, f"a message matching /{action.text}/", _show(message))
+
+    def last_session(self) -> tuple[str, dict, dict, list]:
+        """(status, answers, fields, not_shown) of the last session."""
+        session = self.respondent.session
+        if session is not None:
+            return session.status, typed_answers(session, self.flow), session.fields, session.not_shown
+        if self.last_response is not None:
+            r = self.last_response
+            return r["status"], r["answers"], r["fields"], r["not_shown"]
+        return "none", {}, {}, []
+
+    def check_result(self) -> None:
+        script = self.script
+        status, answers, fields, not_shown = self.last_session()
+        if script.status is not None and script.status[0] != status:
+            self.fail(f"result status (line {script.status[1]})", script.status[0], status)
+        for key, expected_values, actual_values in (("answer", script.answers, answers),
+                                                    ("field", script.fields_after, fields)):
+            for name, node in expected_values:
+                actual = actual_values.get(name)
+                if not _matches(actual, node):
+                    expected = "not answered" if node.tag == _NULL else _show(node.value)
+                    shown = "not answered" if actual is None else _show(_answer_text(actual))
+                    self.fail(f"result {key} '{name}' (line {_line(node)})", expected, shown)
+        if script.not_shown is not None and sorted(script.not_shown[0]) != sorted(not_shown):
+            self.fail(f"result not_shown (line {script.not_shown[1]})", str(script.not_shown[0]), str(not_shown))
+
+
+def _answer_text(actual) -> str:
+    return actual["label"] if isinstance(actual, dict) else str(actual)
+
+
+def _matches(actual, node: yaml.ScalarNode) -> bool:
+    if node.tag == _NULL:
+        return actual is None
+    expected = node.value
+    if actual is None:
+        return False
+    if isinstance(actual, dict):  # a choice: by label, or by code
+        return expected in (actual["label"], actual["code"])
+    if isinstance(actual, bool):
+        return expected.lower() == ("true" if actual else "false")
+    return str(actual) == expected
+
+
+def run_file(path: Path, verbose: bool = False, out=print) -> list[str]:
+    """The failures of one test file (empty when it passes); ScriptError when it is malformed."""
+    script = read_script(path)
+    try:
+        flow = load_flow(script.flow)
+    except FlowError as err:
+        try:
+            source = read_source(script.flow)
+        except FlowError:
+            source = None
+        details = "\n".join(d.render(source) for d in err.diagnostics)
+        raise ScriptError(f"the flow '{script.flow_as_written}' does not load:\n{details}",
+                          script.flow_line) from None
+    run = Run(script, flow, out if verbose else lambda line: None)
+    if script.start == "invite":
+        run.take(conversation.start(flow, run.respondent, script.fields, run.now))
+    for action in script.steps:
+        run.play(action)
+    run.untaken("after the last step")
+    run.check_result()
+    return run.failures
+
+
+def _expand(files) -> list[Path]:
+    paths = []
+    for name in files:
+        path = Path(name)
+        if path.is_dir():
+            paths += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        else:
+            paths.append(path)
+    return paths
+
+
+def run_tests(files, verbose: bool = False) -> int:
+    """`canvass test`: 0 when every file passes, 1 otherwise."""
+    passed = failed = 0
+    for path in _expand(files):
+        try:
+            if verbose:
+                print(f"{path}")
+            failures = run_file(path, verbose)
+        except ScriptError as err:
+            print(f"ERROR {path}:{err.line}: {err}" if err.line else f"ERROR {path}: {err}")
+            failed += 1
+            continue
+        if failures:
+            print(f"FAIL {path}")
+            print("\n".join(failures))
+            failed += 1
+        else:
+            print(f"PASS {path}")
+            passed += 1
+    if not passed + failed:
+        print("no test files given")
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 and passed > 0 else 1

@@ -1,0 +1,84 @@
+"""`python -m engine.devserver` (what `./dev serve` runs): a local Redis plus `canvass serve`.
+
+Starts redis-server with the shipped configuration (redis/canvass.conf: AOF on, fsync
+always) and its data in ./var/redis, then serves the example surveys in this process in
+insecure local mode, and stops Redis on the way out. When REDIS_URL is set, that Redis is
+used and none is started. Extra arguments go to `canvass serve` (e.g. --port 9000 --watch).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+REDIS_CONF = ROOT / "redis" / "canvass.conf"
+DATA_DIR = ROOT / "var" / "redis"
+REDIS_PORT = 6379
+START_TIMEOUT = 10.0
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _pick_port() -> int:
+    if _port_free(REDIS_PORT):
+        return REDIS_PORT
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_redis(data_dir: Path = DATA_DIR) -> tuple[subprocess.Popen, int]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is not installed; ./dev installs Debian's redis-server package")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = _pick_port()
+    process = subprocess.Popen([binary, str(REDIS_CONF), "--port", str(port), "--dir", str(data_dir),
+                                "--logfile", str(data_dir / "redis.log")],
+                               start_new_session=True)  # Ctrl-C stops the server first, then Redis
+    deadline = time.monotonic() + START_TIMEOUT
+    while _port_free(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise SystemExit(f"redis-server did not start; see {data_dir / 'redis.log'}")
+        time.sleep(0.05)
+    return process, port
+
+
+def stop_redis(process: subprocess.Popen) -> None:
+    process.terminate()  # Redis fsyncs the AOF and exits cleanly on SIGTERM
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from server import run_server
+
+    args = build_parser().parse_args(["serve", "--flows", str(ROOT / "surveys"), "--insecure",
+                                      *(sys.argv[1:] if argv is None else argv)])
+    if os.environ.get("REDIS_URL"):
+        return run_server(args)
+    process, port = start_redis()
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    print(f"Redis on 127.0.0.1:{port}, data in {DATA_DIR}", file=sys.stderr)
+    try:
+        return run_server(args)
+    finally:
+        stop_redis(process)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Phone numbers in E.164, the one form Canvass stores and keys conversations by."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+
+class InvalidNumber(ValueError):
+    """A phone number that cannot be read; the message says why, for the person who typed it."""
+
+
+def to_e164(number: str, default_region: str | None = None) -> str:
+    """`number` as E.164 (+15551234567). Accepts spaces, dashes and brackets.
+
+    Without a default region the number must start with + and its country code.
+    Numbers are checked for a possible length, not for being assigned: test ranges
+    such as +1 555 01xx are possible numbers and must keep working.
+    """
+    text = (number or "").strip()
+    if not text:
+        raise InvalidNumber("the phone number is empty")
+    try:
+        parsed = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException:
+        raise InvalidNumber(
+            f"'{text}' is not a phone number; give it in E.164 form, e.g. +15551234567"
+        ) from None
+    if not phonenumbers.is_possible_number(parsed):
+        raise InvalidNumber(f"'{text}' has the wrong number of digits for its country")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

@@ -1,0 +1,222 @@
+"""Loaded flows by survey id and version: the live set, atomic reloads and pinned versions.
+
+The live set (one flow per survey id, plus access codes) is an immutable snapshot swapped
+in one assignment, so a request sees either the old set or the new one, never a mix.
+Before a set goes live, every version's source is stored in Redis; a session pinned to a
+version this process does not hold (started before a reload, on another worker, or
+before a restart) is rebuilt from that stored source and cached.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dsl.errors import Diagnostic, FlowError
+from dsl.load import form_of, read_source
+from engine.flow import Flow, flow_from_source, load_flow
+from engine.store import RESPONDENT_MARGIN, Store
+
+log = logging.getLogger("canvass.registry")
+
+PINNED_CACHE = 256  # compiled versions kept besides the live ones
+DUPLICATE_SURVEY = "E801"
+DUPLICATE_ACCESS_CODE = "E802"
+NO_FLOWS = "E803"
+
+
+class ReloadFailed(Exception):
+    """Nothing changed: the flows on disk have errors. `report` is the rendered text."""
+
+    def __init__(self, diagnostics: list[Diagnostic], report: str):
+        super().__init__(report)
+        self.diagnostics = diagnostics
+        self.report = report
+
+
+@dataclass(frozen=True)
+class LiveSet:
+    flows: Mapping[str, Flow] = field(default_factory=dict)  # survey id -> live flow
+    paths: Mapping[str, str] = field(default_factory=dict)  # survey id -> file it came from
+    codes: Mapping[str, Flow] = field(default_factory=dict)  # casefolded access code -> flow
+    loaded_at: float = 0.0
+
+
+def access_key(code: str) -> str:
+    return code.strip().casefold()
+
+
+def source_ttl(flow: Flow) -> int:
+    """How long a version's stored source must outlive a session started on it now."""
+    return int(flow.survey.expires_after) + RESPONDENT_MARGIN
+
+
+def compile_dir(flows_dir: Path) -> tuple[LiveSet, list[Diagnostic], list[str]]:
+    """Every flow file in `flows_dir` compiled, or the diagnostics (and rendered report lines).
+
+    The same survey may be written in both forms (x.yaml and x.survey); that is fine as
+    long as both compile to the same version.
+    """
+    diagnostics: list[Diagnostic] = []
+    rendered: list[str] = []
+
+    def fail(found: list[Diagnostic], path: Path) -> None:
+        try:
+            source = read_source(path)
+        except FlowError:
+            source = None
+        diagnostics.extend(found)
+        rendered.extend(d.render(source) for d in found)
+
+    if not flows_dir.is_dir():
+        found = [Diagnostic(str(flows_dir), 0, 0, NO_FLOWS, "the flows directory does not exist")]
+        return LiveSet(), found, [d.render() for d in found]
+    flows: dict[str, Flow] = {}
+    paths: dict[str, str] = {}
+    codes: dict[str, Flow] = {}
+    for path in sorted(p for p in flows_dir.iterdir() if p.is_file() and form_of(p)):
+        try:
+            flow = load_flow(path)
+        except FlowError as err:
+            fail(err.diagnostics, path)
+            continue
+        survey = flow.survey
+        other = flows.get(flow.id)
+        if other is not None and other.version != flow.version:
+            fail([Diagnostic(str(path), survey.line or 1, survey.col or 1, DUPLICATE_SURVEY,
+                             f"survey '{flow.id}' is also defined, differently, in {paths[flow.id]}",
+                             "give each survey its own id, or make both forms say the same")], path)
+            continue
+        if survey.access_code:
+            taken = codes.get(access_key(survey.access_code))
+            if taken is not None and taken.id != flow.id:
+                line, col = survey.spans.get("access_code", (survey.line or 1, survey.col or 1))
+                fail([Diagnostic(str(path), line, col, DUPLICATE_ACCESS_CODE,
+                                 f"access code '{survey.access_code}' is already used by survey '{taken.id}'",
+                                 "every survey needs its own access code")], path)
+                continue
+            codes[access_key(survey.access_code)] = flow
+        if other is None:
+            flows[flow.id], paths[flow.id] = flow, str(path)
+    if not flows and not diagnostics:
+        found = [Diagnostic(str(flows_dir), 0, 0, NO_FLOWS, "the flows directory has no flow files",
+                            "flows are *.yaml, *.yml or *.survey files")]
+        return LiveSet(), found, [d.render() for d in found]
+    return LiveSet(flows, paths, codes), diagnostics, rendered
+
+
+class Registry:
+    """The engine's FlowLookup, plus reloading and pinned versions."""
+
+    def __init__(self, flows_dir: str | Path, store: Store, clock: Callable[[], float]):
+        self.flows_dir = Path(flows_dir)
+        self.store = store
+        self.clock = clock
+        self.live = LiveSet()
+        self.published = False  # whether the live set's sources are known to be in Redis
+        self._pinned: OrderedDict[tuple[str, str], Flow] = OrderedDict()
+
+    # ------------------------------------------------------------ FlowLookup
+
+    def get(self, survey_id: str, version: str | None = None) -> Flow | None:
+        flow = self.live.flows.get(survey_id)
+        if version is None or (flow is not None and flow.version == version):
+            return flow
+        pinned = self._pinned.get((survey_id, version))
+        if pinned is not None:
+            self._pinned.move_to_end((survey_id, version))
+        return pinned
+
+    def by_access_code(self, code: str) -> Flow | None:
+        return self.live.codes.get(access_key(code))
+
+    # ------------------------------------------------------------ loading
+
+    def _compile(self) -> LiveSet:
+        loaded, diagnostics, rendered = compile_dir(self.flows_dir)
+        if diagnostics:
+            raise ReloadFailed(diagnostics, "\n".join(rendered))
+        return LiveSet(loaded.flows, loaded.paths, loaded.codes, self.clock())
+
+    async def reload(self) -> LiveSet:
+        """Compile and check every flow, store their sources, then swap them all in at once.
+
+        ReloadFailed (and no change) when any file has an error. Redis errors propagate
+        and also change nothing."""
+        loaded = self._compile()
+        await self._publish(loaded)
+        self._swap(loaded)
+        return loaded
+
+    def load_unpublished(self) -> LiveSet:
+        """Go live without Redis (at startup while it is unreachable); `publish` stores later."""
+        loaded = self._compile()
+        self._swap(loaded)
+        self.published = False
+        return loaded
+
+    def _swap(self, loaded: LiveSet) -> None:
+        for flow in self.live.flows.values():  # replaced versions stay loadable for their sessions
+            replacement = loaded.flows.get(flow.id)
+            if replacement is None or replacement.version != flow.version:
+                self._remember((flow.id, flow.version), flow)
+        self.live = loaded
+
+    async def publish(self) -> None:
+        """Store (or refresh the TTL of) every live version's source in Redis."""
+        await self._publish(self.live)
+
+    async def _publish(self, loaded: LiveSet) -> None:
+        for flow in loaded.flows.values():
+            await self.store.save_flow(flow.id, flow.version, flow.source, flow.form,
+                                       loaded.paths.get(flow.id, ""), source_ttl(flow))
+        self.published = True
+
+    async def republish(self, survey_id: str, version: str) -> None:
+        """Store one version's source again (a commit found it missing from Redis)."""
+        flow = self.get(survey_id, version)
+        if flow is not None:
+            await self.store.save_flow(flow.id, version, flow.source, flow.form,
+                                       self.live.paths.get(flow.id, ""), source_ttl(flow))
+
+    async def pin(self, survey_id: str, version: str) -> Flow | None:
+        """The flow a session is pinned to, rebuilt from Redis when this process lacks it."""
+        flow = self.get(survey_id, version)
+        if flow is not None:
+            return flow
+        stored = await self.store.load_flow(survey_id, version)
+        if stored is None:
+            log.error("flow %s version %s is not stored in Redis; its sessions cannot go on",
+                      survey_id, version)
+            return None
+        try:
+            flow = flow_from_source(stored["source"], stored["form"], stored.get("path") or "<stored>")
+        except FlowError as err:
+            log.error("stored flow %s version %s no longer compiles:\n%s", survey_id, version, err)
+            return None
+        if flow.version != version:
+            log.warning("stored flow %s version %s rebuilds as version %s; keeping its sessions on it",
+                        survey_id, version, flow.version)
+        self._remember((survey_id, version), flow)
+        return flow
+
+    def _remember(self, key: tuple[str, str], flow: Flow) -> None:
+        self._pinned[key] = flow
+        self._pinned.move_to_end(key)
+        while len(self._pinned) > PINNED_CACHE:
+            self._pinned.popitem(last=False)
+
+    def describe(self) -> dict:
+        live = self.live
+        return {
+            "loaded_at": live.loaded_at,
+            "flows": [
+                {"id": flow.id, "version": flow.version, "path": live.paths.get(flow.id, ""),
+                 "form": flow.form, "title": flow.survey.title, "access_code": flow.survey.access_code}
+                for flow in sorted(live.flows.values(), key=lambda f: f.id)
+            ],
+            "pinned": [{"id": sid, "version": version} for sid, version in self._pinned],
+        }

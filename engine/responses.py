@@ -1,0 +1,49 @@
+"""The response record a closed session leaves behind: what analysis and exports read."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from engine.flow import Flow
+from engine.session import Session
+
+
+def iso(t: float) -> str:
+    """Unix seconds as ISO 8601 UTC, e.g. 2024-01-01T09:00:00Z."""
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def response_id(session: Session) -> str:
+    """Stable for a session, so a retried write of the same response is recognisable."""
+    key = f"{session.survey}|{session.version}|{session.channel}|{session.phone}|{session.started_at!r}"
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
+
+
+def typed_answers(session: Session, flow: Flow | None) -> dict[str, object]:
+    """NPS -> int, choice -> {code, label}, text -> str. Without its flow a choice stays its code."""
+    out: dict[str, object] = {}
+    for qid, stored in session.answers.items():
+        question = flow.questions.get(qid) if flow is not None else None
+        out[qid] = stored if question is None else question.kind.record(question.ask, stored)
+    return out
+
+
+def response_record(session: Session, flow: Flow | None) -> dict:
+    return {
+        "response_id": response_id(session),
+        "survey": session.survey,
+        "version": session.version,
+        "channel": session.channel,
+        "phone": session.phone,
+        "status": session.status,
+        "started_at": iso(session.started_at),
+        "ended_at": iso(session.updated_at),
+        "fields": dict(session.fields),
+        "answers": typed_answers(session, flow),
+        "not_shown": list(session.not_shown),
+        "messages_in": session.messages_in,
+        "messages_out": session.messages_out,
+        "segments_in": session.segments_in,
+        "segments_out": session.segments_out,
+    }

@@ -1,0 +1,317 @@
+"""The server's conversation shell: read from Redis, step the pure engine, commit, send.
+
+Every change to a conversation goes through `_apply`: read the respondent record, its
+revision and (for an inbound message) the dedupe record in one script; step in Python;
+commit in one script that fails if anything changed meanwhile, and then read again.
+So a redelivered webhook gets the stored reply, and two messages from one number at once
+are applied one after the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from engine import conversation
+from engine import step as steps
+from engine.conversation import NotStartable, Outcome, Respondent
+from engine.metrics import Metrics
+from engine.registry import Registry
+from engine.segments import count as count_segments
+from engine.session import OPTED_OUT, Session
+from engine.settings import Settings
+from engine.store import RESPONDENT_MARGIN, Change, Snapshot, Store
+from engine.twilio import (
+    UNSUBSCRIBED,
+    DeliveryStatus,
+    Inbound,
+    Origin,
+    Sender,
+    SendFailed,
+    origin_for,
+)
+
+log = logging.getLogger("canvass.service")
+
+MAX_ATTEMPTS = 20  # compare-and-set retries before answering 503 (Twilio retries later)
+WHATSAPP_WINDOW = 24 * 3600  # free-form messages only within 24 h of the respondent's last one
+TIMER_LEASE = 60.0  # a claimed timer comes back to every worker after this long
+TIMER_BATCH = 50
+
+
+class Busy(Exception):
+    """The conversation kept changing under us; try again later."""
+
+
+class Refused(Exception):
+    """A start the API refuses: an HTTP status, a stable reason and a sentence."""
+
+    def __init__(self, status: int, reason: str, message: str):
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
+
+
+@dataclass(frozen=True)
+class Applied:
+    replies: list[str]
+    outcome: Outcome | None  # None for a duplicate
+    respondent: Respondent | None  # the state as committed (None for a duplicate)
+    now: float = 0.0  # the time the step was taken at
+
+
+def record_ttl(respondent: Respondent, now: float) -> int:
+    """0 (keep forever) for an opt-out; else until 30 days after the session's expiry."""
+    if respondent.opted_out:
+        return 0
+    until = respondent.session.expires_at if respondent.session is not None else now
+    return max(1, int(until - now)) + RESPONDENT_MARGIN
+
+
+def in_whatsapp_window(respondent: Respondent, now: float) -> bool:
+    last = respondent.last_inbound_at
+    return last is not None and now - last < WHATSAPP_WINDOW
+
+
+def opt_out(flows: conversation.FlowLookup, respondent: Respondent, now: float) -> Outcome:
+    """Twilio reported the number unsubscribed (21610): close any session as opted_out."""
+    outcome = Outcome(respondent)
+    if respondent.opted_out:
+        return outcome
+    session = respondent.session
+    if session is not None:
+        outcome.apply(steps.close(session, OPTED_OUT, now), flows.get(session.survey, session.version))
+    outcome.respondent = replace(outcome.respondent, opted_out=True)
+    outcome.events.append({"type": "opted_out"})
+    return outcome
+
+
+class Service:
+    def __init__(self, store: Store, registry: Registry, settings: Settings, metrics: Metrics,
+                 clock: Callable[[], float], sender: Sender | None):
+        self.store, self.registry, self.settings = store, registry, settings
+        self.metrics, self.clock, self.sender = metrics, clock, sender
+
+    # ------------------------------------------------------------ the read-step-commit loop
+
+    async def _apply(self, channel: str, phone: str, step: Callable[[Respondent, float], Outcome],
+                     message_sid: str | None = None) -> Applied:
+        started = time.perf_counter()
+        if not self.registry.published:
+            await self.registry.publish()  # Redis was down at startup; sources first
+        for attempt in range(MAX_ATTEMPTS):
+            snapshot = await self.store.read(channel, phone, message_sid)
+            if snapshot.seen_replies is not None:
+                self.metrics.duplicates.inc()
+                return Applied(snapshot.seen_replies, None, None)
+            respondent = self._respondent(snapshot)
+            if respondent.session is not None:
+                await self.registry.pin(respondent.session.survey, respondent.session.version)
+            now = self.clock()
+            outcome = step(respondent, now)
+            if await self._commit(snapshot, outcome, message_sid, now):
+                self._count(channel, outcome)
+                self.metrics.step_latency.observe(time.perf_counter() - started)
+                return Applied(outcome.replies, outcome, outcome.respondent, now)
+            self.metrics.conflicts.inc()
+            await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise Busy(f"{channel}:{phone} changed {MAX_ATTEMPTS} times while we tried to apply a step")
+
+    def _respondent(self, snapshot: Snapshot) -> Respondent:
+        if snapshot.record is None:
+            return Respondent(snapshot.channel, snapshot.phone)
+        return Respondent.loads(snapshot.record)
+
+    async def _commit(self, snapshot: Snapshot, outcome: Outcome, message_sid: str | None,
+                      now: float) -> bool:
+        respondent = outcome.respondent
+        session = respondent.session
+        change = Change(
+            record=respondent.dumps(), record_ttl=record_ttl(respondent, now), due=respondent.due_at(),
+            pinned=(session.survey, session.version) if session is not None else None,
+            responses=tuple(outcome.responses), message_sid=message_sid, replies=tuple(outcome.replies))
+        committed = await self.store.commit(snapshot, change)
+        if committed.ok and committed.flow_missing and session is not None:
+            await self.registry.republish(session.survey, session.version)
+        return committed.ok
+
+    def _count(self, channel: str, outcome: Outcome) -> None:
+        for event in outcome.events:
+            if event["type"] == "session_opened":
+                self.metrics.sessions_opened.inc(event["survey"])
+            elif event["type"] == "session_closed":
+                self.metrics.sessions_closed.inc(event["status"])
+
+    def count_sent(self, channel: str, texts: list[str | None]) -> None:
+        """Count sent messages; None stands for a WhatsApp template (no SMS segments)."""
+        self.metrics.messages_out.inc(channel, amount=len(texts))
+        if channel == "sms":
+            self.metrics.segments_out.inc(amount=sum(count_segments(t).segments for t in texts if t))
+
+    # ------------------------------------------------------------ inbound messages
+
+    async def receive(self, inbound: Inbound) -> list[str]:
+        """The replies to an inbound message (the stored ones when it is a redelivery)."""
+        def step(respondent: Respondent, now: float) -> Outcome:
+            return conversation.receive(self.registry, respondent, inbound.body, now)
+
+        applied = await self._apply(inbound.channel, inbound.phone, step, inbound.message_sid)
+        if applied.outcome is not None:
+            self.metrics.messages_in.inc(inbound.channel)
+            self.count_sent(inbound.channel, applied.replies)
+        return applied.replies
+
+    # ------------------------------------------------------------ starting by invitation
+
+    async def start(self, survey_id: str, channel: str, phone: str, fields: dict[str, str]) -> dict:
+        """Open a session and send its first message(s) through Twilio; Refused when it cannot."""
+        flow = self.registry.get(survey_id)
+        if flow is None:
+            raise Refused(404, "unknown_survey", f"there is no survey '{survey_id}'")
+        origin = self._origin(channel, flow.survey.sender)
+
+        def step(respondent: Respondent, now: float) -> Outcome:
+            outcome = conversation.start(flow, respondent, fields, now, flows=self.registry)
+            if self._template_needed(respondent, now) and not flow.survey.content_sid:
+                raise NotStartable("whatsapp_window")
+            return outcome
+
+        try:
+            applied = await self._apply(channel, phone, step)
+        except NotStartable as err:
+            raise Refused(409, err.reason, _NOT_STARTABLE[err.reason]) from None
+        template = flow.survey.content_sid if self._template_needed(applied.respondent, applied.now) else None
+        try:
+            sids = await self._send(channel, phone, origin, applied.replies, template, fields)
+        except SendFailed as err:
+            await self._undo_start(channel, phone, applied.respondent.session, err.code)
+            if err.code == UNSUBSCRIBED:
+                raise Refused(409, "opted_out", "Twilio reports the number unsubscribed (21610)") from None
+            raise Refused(502, "twilio_error", f"Twilio did not send the message: {err}"
+                          + (f" (error {err.code})" if err.code else "")) from None
+        return {"survey": flow.id, "version": flow.version, "channel": channel, "to": phone,
+                "messages": sids, "template": template}
+
+    @staticmethod
+    def _template_needed(respondent: Respondent, now: float) -> bool:
+        return respondent.channel == "whatsapp" and not in_whatsapp_window(respondent, now)
+
+    def _origin(self, channel: str, survey_sender: str | None) -> Origin:
+        if self.sender is None:
+            raise Refused(503, "sending_disabled",
+                          "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are needed to send messages")
+        origin = origin_for(channel, survey_sender, self.settings.messaging_service_sid,
+                            self.settings.from_number)
+        if origin is None:
+            raise Refused(503, "no_sender", "no sender: set the survey's sender, or "
+                          "TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM_NUMBER")
+        return origin
+
+    async def _send(self, channel: str, phone: str, origin: Origin, texts: list[str],
+                    content_sid: str | None, variables: dict | None = None) -> list[str]:
+        """Send the texts (or, outside the WhatsApp window, the template instead)."""
+        sids = []
+        if content_sid:
+            sids.append(await self._send_one(channel, phone, origin, None, content_sid, variables))
+            return sids
+        for text in texts:
+            sids.append(await self._send_one(channel, phone, origin, text))
+        return sids
+
+    async def _send_one(self, channel: str, phone: str, origin: Origin, text: str | None,
+                        content_sid: str | None = None, variables: dict | None = None) -> str:
+        try:
+            sid = await self.sender.send(channel, phone, origin, text, content_sid, variables)
+        except SendFailed:
+            self.metrics.send_failures.inc(channel)
+            raise
+        self.count_sent(channel, [text])
+        await self.store.record_delivery(channel, phone, sid, "queued", None, self.clock())
+        return sid
+
+    async def _undo_start(self, channel: str, phone: str, session: Session | None,
+                          code: int | None) -> None:
+        """The first message never left: drop the session it opened (and honour 21610)."""
+        def step(respondent: Respondent, now: float) -> Outcome:
+            current = respondent.session
+            if session is not None and current is not None and current.survey == session.survey \
+                    and current.started_at == session.started_at:
+                respondent = replace(respondent, session=None)
+            outcome = Outcome(respondent)
+            return opt_out(self.registry, respondent, now) if code == UNSUBSCRIBED else outcome
+
+        await self._apply(channel, phone, step)
+
+    # ------------------------------------------------------------ timers
+
+    async def sweep(self) -> int:
+        """Fire every due reminder and expiry this worker can claim; how many were claimed."""
+        claimed = await self.store.claim_due(self.clock(), TIMER_LEASE, TIMER_BATCH)
+        results = await asyncio.gather(*(self._tick(channel, phone) for channel, phone in claimed),
+                                       return_exceptions=True)
+        for (channel, phone), result in zip(claimed, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("timer for %s:%s failed (retried after the lease): %r", channel, phone, result)
+        return len(claimed)
+
+    async def _tick(self, channel: str, phone: str) -> None:
+        for _ in range(MAX_ATTEMPTS):
+            snapshot = await self.store.read(channel, phone)
+            if snapshot.record is None:
+                await self.store.reschedule(snapshot, None)
+                return
+            respondent = self._respondent(snapshot)
+            if respondent.session is not None:
+                await self.registry.pin(respondent.session.survey, respondent.session.version)
+            now = self.clock()
+            outcome = conversation.tick(self.registry, respondent, now)
+            if outcome.respondent == respondent and not outcome.replies and not outcome.responses:
+                await self.store.reschedule(snapshot, respondent.due_at())  # not due (any more)
+                return
+            if await self._commit(snapshot, outcome, None, now):
+                self._count(channel, outcome)
+                await self._send_reminders(respondent, outcome.replies, now)
+                return
+        raise Busy(f"{channel}:{phone} kept changing during its timer")
+
+    async def _send_reminders(self, respondent: Respondent, texts: list[str], now: float) -> None:
+        if not texts:
+            return
+        channel, phone, session = respondent.channel, respondent.phone, respondent.session
+        flow = self.registry.get(session.survey, session.version)
+        template = None
+        if channel == "whatsapp" and not in_whatsapp_window(respondent, now):
+            template = flow.survey.content_sid if flow is not None else None
+            if template is None:
+                log.warning("reminder to whatsapp:%s skipped: outside the 24-hour window and survey "
+                            "'%s' has no whatsapp_template", phone, session.survey)
+                return
+        try:
+            origin = self._origin(channel, flow.survey.sender if flow is not None else None)
+            await self._send(channel, phone, origin, texts, template, session.fields)
+        except Refused as err:
+            log.warning("reminder to %s:%s not sent: %s", channel, phone, err.message)
+        except SendFailed as err:
+            log.warning("reminder to %s:%s failed: %s (error %s)", channel, phone, err, err.code)
+            if err.code == UNSUBSCRIBED:
+                await self._apply(channel, phone, lambda r, now: opt_out(self.registry, r, now))
+
+    # ------------------------------------------------------------ delivery statuses
+
+    async def record_status(self, status: DeliveryStatus) -> None:
+        await self.store.record_delivery(status.channel, status.phone, status.message_sid,
+                                         status.status, status.error_code, self.clock())
+        if status.error_code == UNSUBSCRIBED:
+            await self._apply(status.channel, status.phone,
+                              lambda r, now: opt_out(self.registry, r, now))
+
+
+_NOT_STARTABLE = {
+    "open_session": "the number already has an open session",
+    "opted_out": "the number has opted out",
+    "whatsapp_window": "outside WhatsApp's 24-hour window a first message needs an approved "
+                       "template; set whatsapp_template (a ContentSid) on the survey",
+}

@@ -1,0 +1,152 @@
+"""One step of one conversation: (flow, session, inbound text, now) -> new session + messages.
+
+No I/O and no clock: `now` is given. The input Session is never changed; a step returns a new
+one, so a caller whose compare-and-set fails can retry from the stored session.
+
+Replies that are not valid answers: each gets one message, the question's explanation. The
+reply that uses up the question's attempts gets none; instead `on_invalid` applies:
+- `skip` (default): the question is left unanswered and the flow moves on (the next message is
+  the next question, or the end message);
+- `end`: the session closes with status `ended_invalid`, and the survey's end message is sent.
+
+Reminders: while a session is open and has not been reminded, every message sent to the
+respondent sets remind_at = now + remind_after; tick() sends the one reminder when it is due.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from engine import segments
+from engine.flow import Flow
+from engine.session import COMPLETE, ENDED_INVALID, EXPIRED, OPEN, Session
+
+PHONE_FIELD = "Q_RecipientPhoneNumber"  # embedded data every session gets at its start
+
+
+@dataclass(slots=True, weakref_slot=True)
+class Cursor:
+    """The small object the shared machine moves during one step: a state and a working copy."""
+
+    state: str
+    answers: dict
+    fields: dict
+    not_shown: list
+
+
+@dataclass(frozen=True)
+class Step:
+    session: Session
+    outbound: list[str]
+    events: list[dict]
+
+
+def segment_count(channel: str, text: str) -> int:
+    """SMS segments of a message; WhatsApp messages are not split into segments."""
+    return segments.count(text).segments if channel == "sms" else 0
+
+
+def _received(session: Session, text: str | None) -> Session:
+    if text is None:
+        return session
+    return replace(session, messages_in=session.messages_in + 1,
+                   segments_in=session.segments_in + segment_count(session.channel, text))
+
+
+def _sent(flow: Flow, session: Session, outbound: list[str], now: float, **changes) -> Session:
+    """The session after sending `outbound`, with its reminder timer restarted if one is due."""
+    session = replace(session, updated_at=now, **changes)
+    remind_after = flow.survey.remind_after
+    if session.is_open and remind_after and not session.reminded and outbound:
+        session = replace(session, remind_at=now + remind_after)
+    elif not session.is_open:
+        session = replace(session, remind_at=None)
+    return replace(session, messages_out=session.messages_out + len(outbound),
+                   segments_out=session.segments_out + sum(segment_count(session.channel, m) for m in outbound))
+
+
+def _closed_event(session: Session, status: str, **extra) -> dict:
+    return {"type": "session_closed", "survey": session.survey, "status": status, **extra}
+
+
+def _settle(flow: Flow, session: Session, cursor: Cursor, events: list[dict], now: float) -> Step:
+    """Move through elements that send nothing until a question to ask or an end, then send it."""
+    while cursor.state in flow.passing and flow.machine.events["pass"].trigger(cursor):
+        pass  # gotos only jump forward (dsl.check), so this ends within the flow's length
+    changes = dict(state=cursor.state, answers=cursor.answers, fields=cursor.fields,
+                   not_shown=cursor.not_shown, attempts=0)
+    question = flow.questions.get(cursor.state)
+    if question is not None:
+        outbound = [question.message(cursor)]
+        return Step(_sent(flow, session, outbound, now, **changes), outbound, events)
+    message = flow.endings[cursor.state].message(cursor)
+    outbound = [message] if message else []
+    events.append(_closed_event(session, COMPLETE, end=cursor.state))
+    return Step(_sent(flow, session, outbound, now, status=COMPLETE, **changes), outbound, events)
+
+
+def _cursor(session: Session) -> Cursor:
+    return Cursor(session.state, dict(session.answers), dict(session.fields), list(session.not_shown))
+
+
+def open_session(flow: Flow, channel: str, phone: str, fields: dict, now: float,
+                 inbound: str | None = None) -> Step:
+    """A new session on the flow, settled at its first question (whose message is sent).
+    `inbound` is the respondent's message that started it (an access code), if any."""
+    session = Session(
+        survey=flow.id, version=flow.version, channel=channel, phone=phone, state=flow.first,
+        fields={**fields, PHONE_FIELD: phone}, started_at=now, updated_at=now,
+        expires_at=now + flow.survey.expires_after)
+    session = _received(session, inbound)
+    events = [{"type": "session_opened", "survey": flow.id, "version": flow.version}]
+    return _settle(flow, session, _cursor(session), events, now)
+
+
+def step(flow: Flow, session: Session, inbound: str, now: float) -> Step:
+    """Apply the respondent's reply to the question the open session is waiting on."""
+    if not session.is_open:
+        raise ValueError(f"step() needs an open session, not a {session.status} one")
+    session = _received(session, inbound)
+    question = flow.questions[session.state]
+    stored = question.kind.parse(question.ask, inbound)
+    cursor = _cursor(session)
+    if stored is not None:
+        cursor.answers[question.id] = stored
+        events = [{"type": "answer_recorded", "survey": flow.id, "question": question.id, "answer": stored}]
+        flow.machine.events["answer"].trigger(cursor)
+        return _settle(flow, session, cursor, events, now)
+    attempts = session.attempts + 1
+    event = {"type": "invalid_reply", "survey": flow.id, "question": question.id, "attempt": attempts}
+    if attempts < question.attempts:
+        outbound = [question.invalid(cursor)]
+        return Step(_sent(flow, session, outbound, now, attempts=attempts), outbound, [event])
+    event["then"] = question.on_invalid
+    if question.on_invalid == "end":
+        message = flow.end_message(cursor)
+        outbound = [message] if message else []
+        events = [event, _closed_event(session, ENDED_INVALID, question=question.id)]
+        return Step(_sent(flow, session, outbound, now, status=ENDED_INVALID, attempts=attempts),
+                    outbound, events)
+    flow.machine.events["answer"].trigger(cursor)
+    return _settle(flow, session, cursor, [event], now)
+
+
+def close(session: Session, status: str, now: float, inbound: str | None = None) -> Step:
+    """Close an open session (expired, opted out, error) without sending anything."""
+    session = _received(session, inbound)
+    closed = replace(session, status=status, updated_at=now, remind_at=None)
+    return Step(closed, [], [_closed_event(session, status)])
+
+
+def tick(flow: Flow, session: Session, now: float) -> Step:
+    """Fire the session's timer if it is due: expiry first, else the one reminder."""
+    if session.status != OPEN:
+        return Step(session, [], [])
+    if now >= session.expires_at:
+        return close(session, EXPIRED, session.expires_at)
+    question = flow.questions.get(session.state)
+    if session.reminded or session.remind_at is None or now < session.remind_at or question is None:
+        return Step(session, [], [])
+    text = flow.reminder(session) if flow.reminder else "Reminder: " + question.message(session)
+    event = {"type": "reminder_sent", "survey": flow.id, "question": question.id}
+    return Step(_sent(flow, session, [text], now, reminded=True, remind_at=None), [text], [event])

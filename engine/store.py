@@ -1,0 +1,299 @@
+"""The only module that knows Canvass's Redis keys, and the Lua scripts that change them.
+
+Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such as
+`sms:+15551234567` or `whatsapp:+15551234567`, S a survey id):
+
+  cv:{T}:r            hash  d = Respondent.dumps(), v = revision (bumped by every commit).
+                            TTL: the open session's expires_at + 30 days, or 30 days after the
+                            last write when no session is open; refreshed on every write.
+                            An opted-out respondent is kept without TTL: an opt-out must not
+                            be forgotten.
+  cv:{T}:in:<sid>     string the replies (JSON list) sent for inbound MessageSid <sid>;
+                            25 h TTL, so a redelivery within Twilio's retry window gets the
+                            identical reply and changes nothing.
+  cv:{T}:dlv          hash  outbound MessageSid -> {"status", "error_code", "at"}; 30-day TTL,
+                            refreshed by every status callback.
+  cv:survey:{S}:responses  stream  one entry per closed session, field r = the response
+                            record as JSON; trimmed to about STREAM_MAXLEN entries (XADD
+                            MAXLEN ~): export responses before a survey passes a million.
+  cv:survey:{S}:flow:<version>  hash  source, form, path of a compiled flow version, so any
+                            worker (also after a restart) can rebuild the version a session is
+                            pinned to. TTL: at least as long as the longest-lived respondent
+                            record pinned to it (every commit extends it with EXPIRE ... GT),
+                            and live versions are re-stored by the registry.
+  cv:timers           zset  member T, score = when its next reminder or expiry is due.
+
+Scripts: READ returns a respondent record, its revision and the dedupe record in one
+round trip. COMMIT is the compare-and-set: it checks the revision is unchanged and the
+inbound MessageSid unseen, then writes the respondent record, the dedupe record, the
+response records, the flow-version TTL and the timer entry, all or nothing (a Lua
+script runs atomically, so a crash or shutdown never leaves half a step).
+CLAIM_DUE hands due timers to one worker with a lease: their score moves to now + lease,
+so another worker sees them again only if this one dies before committing. RESCHEDULE
+puts a timer back when a tick changed nothing (and drops it when the record is gone).
+
+Redis Cluster: every key of one conversation shares the hash tag {T}, and every key
+of one survey shares {S}. COMMIT, however, also touches cv:timers and the survey's
+stream and flow key, which live in other slots; Cluster would refuse it (CROSSSLOT).
+On one Redis (with AOF, see redis/canvass.conf) this is what keeps a step atomic. To
+run on Cluster the commit must be split: a conversation-slot script that also appends
+the stream and timer writes to an outbox under {T}, then an idempotent flush of that
+outbox (response ids make replays harmless). That split is not built.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+RESPONDENT_MARGIN = 30 * 86400  # kept this long after a session's expiry (or the last write)
+DEDUPE_TTL = 25 * 3600
+DELIVERY_TTL = 30 * 86400
+STREAM_MAXLEN = 1_000_000
+TIMERS = "cv:timers"
+REDIS_TIMEOUT = 1.0  # seconds: Redis being down must turn into a fast 503, not a hang
+
+READ = """
+local record = redis.call('HMGET', KEYS[1], 'd', 'v')
+local seen = false
+if ARGV[1] == '1' then seen = redis.call('GET', KEYS[2]) end
+return {record[1], record[2] or '0', seen}
+"""
+
+# KEYS: respondent, dedupe (the respondent key when there is none), timers,
+#       flow source (the respondent key when there is none), then one stream per response.
+# ARGV: expected revision, record, record ttl ('0' = keep), dedupe value ('' = none),
+#       dedupe ttl, timer member, due ('' = none), flow ttl ('' = none), stream maxlen,
+#       then one response record per stream key.
+COMMIT = """
+local current = redis.call('HGET', KEYS[1], 'v') or '0'
+if current ~= ARGV[1] then return {0, 0} end
+if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return {0, 0} end
+local revision = tonumber(current) + 1
+redis.call('HSET', KEYS[1], 'd', ARGV[2], 'v', revision)
+if ARGV[3] == '0' then redis.call('PERSIST', KEYS[1]) else redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[5]) end
+if ARGV[7] == '' then redis.call('ZREM', KEYS[3], ARGV[6]) else redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6]) end
+local flow_missing = 0
+if ARGV[8] ~= '' and redis.call('EXPIRE', KEYS[4], ARGV[8], 'GT') == 0 and redis.call('EXISTS', KEYS[4]) == 0 then
+  flow_missing = 1
+end
+for i = 5, #KEYS do
+  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[9], '*', 'r', ARGV[i + 5])
+end
+return {revision, flow_missing}
+"""
+
+CLAIM_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[1], 'XX', tonumber(ARGV[1]) + tonumber(ARGV[2]), member)
+end
+return due
+"""
+
+# KEYS: respondent, timers. ARGV: expected revision, timer member, due ('' = none).
+RESCHEDULE = """
+if (redis.call('HGET', KEYS[1], 'v') or '0') ~= ARGV[1] then return 0 end
+if ARGV[3] == '' or redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[2])
+else
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+end
+return 1
+"""
+
+
+def conversation_tag(channel: str, phone: str) -> str:
+    return f"{channel}:{phone}"
+
+
+def split_tag(tag: str) -> tuple[str, str]:
+    channel, _, phone = tag.partition(":")
+    return channel, phone
+
+
+def respondent_key(channel: str, phone: str) -> str:
+    return f"cv:{{{conversation_tag(channel, phone)}}}:r"
+
+
+def dedupe_key(channel: str, phone: str, message_sid: str) -> str:
+    return f"cv:{{{conversation_tag(channel, phone)}}}:in:{message_sid}"
+
+
+def delivery_key(channel: str, phone: str) -> str:
+    return f"cv:{{{conversation_tag(channel, phone)}}}:dlv"
+
+
+def responses_key(survey: str) -> str:
+    return f"cv:survey:{{{survey}}}:responses"
+
+
+def flow_key(survey: str, version: str) -> str:
+    return f"cv:survey:{{{survey}}}:flow:{version}"
+
+
+def connect(url: str, max_connections: int = 64) -> redis.Redis:
+    """A pooled client that fails within about REDIS_TIMEOUT instead of waiting.
+
+    A broken connection (Redis restarted, so every pooled connection is stale) is retried
+    once on a fresh one; a timeout is not retried, so an unresponsive Redis costs one
+    REDIS_TIMEOUT. A retried commit is harmless: its revision check fails the second time."""
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        max_connections=max_connections, decode_responses=True,
+    )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One conversation as read: the record (None when new), its revision, and the
+    replies already sent for the inbound MessageSid (None when it is new)."""
+
+    channel: str
+    phone: str
+    record: str | None
+    revision: str
+    seen_replies: list[str] | None
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one step writes. `due` is the next timer (None: no timer); `pinned` the
+    (survey, version) the open session runs on; `record_ttl` 0 keeps the record forever."""
+
+    record: str
+    record_ttl: int
+    due: float | None = None
+    pinned: tuple[str, str] | None = None
+    responses: tuple[dict, ...] = ()
+    message_sid: str | None = None
+    replies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Committed:
+    ok: bool  # False: someone else changed the conversation first; read again
+    flow_missing: bool = False  # the pinned version's source was not in Redis
+
+
+class Store:
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+        self._read = client.register_script(READ)
+        self._commit = client.register_script(COMMIT)
+        self._claim = client.register_script(CLAIM_DUE)
+        self._reschedule = client.register_script(RESCHEDULE)
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+    # ------------------------------------------------------------ conversations
+
+    async def read(self, channel: str, phone: str, message_sid: str | None = None) -> Snapshot:
+        record_key = respondent_key(channel, phone)
+        seen_key = dedupe_key(channel, phone, message_sid) if message_sid else record_key
+        record, revision, seen = await self._read(
+            keys=[record_key, seen_key], args=["1" if message_sid else "0"])
+        replies = json.loads(seen) if seen is not None else None
+        return Snapshot(channel, phone, record, str(revision), replies)
+
+    async def commit(self, snapshot: Snapshot, change: Change) -> Committed:
+        channel, phone = snapshot.channel, snapshot.phone
+        record_key = respondent_key(channel, phone)
+        keys = [
+            record_key,
+            dedupe_key(channel, phone, change.message_sid) if change.message_sid else record_key,
+            TIMERS,
+            flow_key(*change.pinned) if change.pinned else record_key,
+            *(responses_key(response["survey"]) for response in change.responses),
+        ]
+        args = [
+            snapshot.revision,
+            change.record,
+            str(change.record_ttl),
+            json.dumps(list(change.replies)) if change.message_sid else "",
+            str(DEDUPE_TTL),
+            conversation_tag(channel, phone),
+            repr(change.due) if change.due is not None else "",
+            str(max(1, change.record_ttl or RESPONDENT_MARGIN)) if change.pinned else "",
+            str(STREAM_MAXLEN),
+            *(json.dumps(response, separators=(",", ":")) for response in change.responses),
+        ]
+        revision, flow_missing = await self._commit(keys=keys, args=args)
+        return Committed(ok=revision != 0, flow_missing=bool(flow_missing))
+
+    async def records(self, phone: str, channels: tuple[str, ...]) -> dict[str, str | None]:
+        """The stored respondent record of `phone` on each channel (None where there is none)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for channel in channels:
+                pipe.hget(respondent_key(channel, phone), "d")
+            values = await pipe.execute()
+        return dict(zip(channels, values, strict=True))
+
+    # ------------------------------------------------------------ timers
+
+    async def claim_due(self, now: float, lease: float, limit: int) -> list[tuple[str, str]]:
+        members = await self._claim(keys=[TIMERS], args=[repr(now), repr(lease), str(limit)])
+        return [split_tag(member) for member in members]
+
+    async def reschedule(self, snapshot: Snapshot, due: float | None) -> None:
+        await self._reschedule(
+            keys=[respondent_key(snapshot.channel, snapshot.phone), TIMERS],
+            args=[snapshot.revision, conversation_tag(snapshot.channel, snapshot.phone),
+                  repr(due) if due is not None else ""])
+
+    # ------------------------------------------------------------ delivery statuses
+
+    async def record_delivery(self, channel: str, phone: str, message_sid: str, status: str,
+                              error_code: int | None, at: float) -> None:
+        key = delivery_key(channel, phone)
+        value = json.dumps({"status": status, "error_code": error_code, "at": at})
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, message_sid, value)
+            pipe.expire(key, DELIVERY_TTL)
+            await pipe.execute()
+
+    async def deliveries(self, channel: str, phone: str) -> dict[str, dict]:
+        raw = await self.redis.hgetall(delivery_key(channel, phone))
+        return {sid: json.loads(value) for sid, value in raw.items()}
+
+    # ------------------------------------------------------------ flow sources
+
+    async def save_flow(self, survey: str, version: str, source: str, form: str, path: str,
+                        ttl: int) -> None:
+        """Store a version's source; an existing longer TTL (a pinned session's) is kept."""
+        key = flow_key(survey, version)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={"source": source, "form": form, "path": path})
+            pipe.expire(key, ttl, nx=True)
+            pipe.expire(key, ttl, gt=True)
+            await pipe.execute()
+
+    async def load_flow(self, survey: str, version: str) -> dict[str, str] | None:
+        stored = await self.redis.hgetall(flow_key(survey, version))
+        return stored or None
+
+    # ------------------------------------------------------------ responses
+
+    async def has_responses(self, survey: str) -> bool:
+        return bool(await self.redis.exists(responses_key(survey)))
+
+    async def responses(self, survey: str, until: str = "+", batch: int = 500):
+        """(entry id, response record) of a survey, oldest first, up to entry `until`."""
+        key, start = responses_key(survey), "-"
+        if until == "-":
+            return
+        while True:
+            entries = await self.redis.xrange(key, min=start, max=until, count=batch)
+            for entry_id, fields in entries:
+                yield entry_id, json.loads(fields["r"])
+            if len(entries) < batch:
+                return
+            start = "(" + entries[-1][0]

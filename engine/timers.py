@@ -1,0 +1,67 @@
+"""The background sweeper: sends due reminders and closes expired sessions.
+
+Safe with several server processes on one Redis: each due timer is claimed by one
+worker with a lease (see store.CLAIM_DUE), and a worker that dies mid-way leaves its
+claims to come back when the lease runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from redis.exceptions import RedisError
+
+from engine.registry import Registry
+from engine.service import TIMER_BATCH, Service
+
+log = logging.getLogger("canvass.timers")
+
+PUBLISH_EVERY = 3600.0  # refresh the TTL of live flow sources this often (seconds)
+STOP_GRACE = 15.0  # how long shutdown waits for a sweep under way
+
+
+class Sweeper:
+    def __init__(self, service: Service, registry: Registry, interval: float,
+                 clock: Callable[[], float]):
+        self.service, self.registry = service, registry
+        self.interval, self.clock = interval, clock
+        self._stop = asyncio.Event()
+        self._published_at: float | None = None
+
+    async def sweep(self) -> int:
+        """Handle every timer due now (in batches); how many were handled."""
+        handled = 0
+        while True:
+            claimed = await self.service.sweep()
+            handled += claimed
+            if claimed < TIMER_BATCH:
+                return handled
+
+    async def _refresh_sources(self) -> None:
+        now = self.clock()
+        if self._published_at is None or now - self._published_at >= PUBLISH_EVERY:
+            await self.registry.publish()
+            self._published_at = now
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self._refresh_sources()
+                await self.sweep()
+            except RedisError as err:
+                log.warning("timer sweep skipped, Redis unavailable: %s", err)
+            except Exception:
+                log.exception("timer sweep failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.interval)
+
+    async def stop(self, task: asyncio.Task) -> None:
+        """Let a sweep under way finish (a committed reminder must still go out), then end."""
+        self._stop.set()
+        try:
+            await asyncio.wait_for(task, STOP_GRACE)
+        except TimeoutError:
+            log.warning("timer sweep did not finish within %.0f s; cancelled", STOP_GRACE)

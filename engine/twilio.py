@@ -1,0 +1,210 @@
+"""Twilio at the edge: webhook parsing, signature checks, TwiML replies and REST sending.
+
+Everything Canvass knows about Twilio's wire formats lives here; the rest of the
+code deals in channels ("sms" | "whatsapp") and E.164 numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import aiohttp
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.request_validator import SIGNATURE_HEADER, RequestValidator, get_signature_algorithm
+from twilio.rest import Client
+from twilio.twiml.messaging_response import MessagingResponse
+
+from engine.phones import InvalidNumber, to_e164
+
+DEFAULT_API_BASE_URL = "https://api.twilio.com"
+SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+WHATSAPP_PREFIX = "whatsapp:"
+SEND_TIMEOUT = 10.0  # seconds per request to Twilio
+UNSUBSCRIBED = 21610  # "Attempt to send to unsubscribed recipient"
+
+
+class BadWebhook(ValueError):
+    """A webhook request Canvass cannot act on (400); the message names what is wrong."""
+
+
+class SendFailed(Exception):
+    """Twilio refused a message or could not be reached."""
+
+    def __init__(self, message: str, code: int | None = None, status: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+# ---------------------------------------------------------------- addresses
+
+
+def split_address(address: str) -> tuple[str, str]:
+    """("whatsapp" | "sms", E.164) of a Twilio address such as whatsapp:+15551234567."""
+    channel = "sms"
+    if address.lower().startswith(WHATSAPP_PREFIX):
+        channel, address = "whatsapp", address[len(WHATSAPP_PREFIX):]
+    return channel, to_e164(address)
+
+
+def join_address(channel: str, phone: str) -> str:
+    return WHATSAPP_PREFIX + phone if channel == "whatsapp" else phone
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+@dataclass(frozen=True)
+class Inbound:
+    message_sid: str
+    channel: str
+    phone: str  # the respondent, E.164
+    body: str
+
+
+@dataclass(frozen=True)
+class DeliveryStatus:
+    message_sid: str
+    status: str
+    error_code: int | None
+    channel: str
+    phone: str  # the recipient, E.164
+
+
+def _required(form: Mapping[str, str], *names: str) -> list[str]:
+    missing = [name for name in names if name not in form]
+    if missing:
+        raise BadWebhook(f"the webhook has no {', '.join(missing)}")
+    return [form[name] for name in names]
+
+
+def _address(value: str, what: str) -> tuple[str, str]:
+    try:
+        return split_address(value)
+    except InvalidNumber as err:
+        raise BadWebhook(f"{what}: {err}") from None
+
+
+def parse_inbound(form: Mapping[str, str]) -> Inbound:
+    sid, sender, body = _required(form, "MessageSid", "From", "Body")
+    if not sid:
+        raise BadWebhook("the webhook's MessageSid is empty")
+    channel, phone = _address(sender, "From")
+    return Inbound(sid, channel, phone, body)
+
+
+def parse_status(form: Mapping[str, str]) -> DeliveryStatus:
+    sid, recipient = _required(form, "MessageSid", "To")
+    status = form.get("MessageStatus") or form.get("SmsStatus")
+    if not status:
+        raise BadWebhook("the status callback has no MessageStatus")
+    code = form.get("ErrorCode") or None
+    if code is not None and not code.isdigit():
+        raise BadWebhook(f"ErrorCode '{code}' is not a number")
+    channel, phone = _address(recipient, "To")
+    return DeliveryStatus(sid, status, int(code) if code else None, channel, phone)
+
+
+def signature_valid(auth_token: str, url: str, params: Mapping[str, str], headers: Mapping[str, str]) -> bool:
+    """True when X-Twilio-Signature matches `url` (the address Twilio called) and the form."""
+    signature = headers.get(SIGNATURE_HEADER)
+    if not signature:
+        return False
+    algorithm = get_signature_algorithm(headers.get(SIGNATURE_SETTINGS_HEADER))
+    return RequestValidator(auth_token).validate(url, params, signature, algorithm)
+
+
+def sign(auth_token: str, url: str, params: Mapping[str, str]) -> str:
+    """The X-Twilio-Signature Twilio would send for this request (for test phones and tests)."""
+    return RequestValidator(auth_token).compute_signature(url, params)
+
+
+def twiml(replies: list[str], status_callback: str | None = None) -> str:
+    """A TwiML <Response> with one <Message> per reply (none for an empty list)."""
+    response = MessagingResponse()
+    for reply in replies:
+        if status_callback:
+            response.message(reply, action=status_callback, method="POST")
+        else:
+            response.message(reply)
+    return str(response)
+
+
+# ---------------------------------------------------------------- sending
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a server-initiated message comes from: a Messaging Service or a sender address."""
+
+    messaging_service_sid: str | None = None
+    from_: str | None = None
+
+
+def origin_for(channel: str, survey_sender: str | None, service_sid: str | None,
+               from_number: str | None) -> Origin | None:
+    """The survey's own sender, else the environment's Messaging Service, else its number."""
+    for candidate in (survey_sender, service_sid, from_number):
+        if not candidate:
+            continue
+        if candidate.startswith("MG"):
+            return Origin(messaging_service_sid=candidate)
+        if channel == "whatsapp" and not candidate.lower().startswith(WHATSAPP_PREFIX):
+            candidate = WHATSAPP_PREFIX + candidate
+        return Origin(from_=candidate)
+    return None
+
+
+class _HttpClient(AsyncTwilioHttpClient):
+    """The twilio package's aiohttp client with a timeout on every request (it sets none) and
+    Basic auth sent as a header (aiohttp deprecates the auth= argument twilio passes)."""
+
+    async def request(self, method, url, params=None, data=None, headers=None, auth=None,
+                      timeout=None, allow_redirects=False):
+        if auth is not None:
+            headers = {**(headers or {}), "Authorization": aiohttp.encode_basic_auth(*auth)}
+        return await super().request(method, url, params=params, data=data, headers=headers,
+                                     auth=None, timeout=timeout or SEND_TIMEOUT,
+                                     allow_redirects=allow_redirects)
+
+
+class Sender:
+    """Sends messages through Twilio's Messages API (the twilio package's async client)."""
+
+    def __init__(self, account_sid: str, auth_token: str, api_base_url: str = DEFAULT_API_BASE_URL,
+                 status_callback: str | None = None):
+        self._http = _HttpClient()
+        self._client = Client(account_sid, auth_token, http_client=self._http)
+        # The Messages resource builds its URLs from the Api domain's base_url.
+        self._client.api.base_url = api_base_url.rstrip("/")
+        self.status_callback = status_callback
+
+    async def send(self, channel: str, phone: str, origin: Origin, body: str | None = None,
+                   content_sid: str | None = None, content_variables: dict | None = None) -> str:
+        """The new message's sid; SendFailed when Twilio refuses it or cannot be reached."""
+        params = {"to": join_address(channel, phone)}
+        if origin.messaging_service_sid:
+            params["messaging_service_sid"] = origin.messaging_service_sid
+        if origin.from_:
+            params["from_"] = origin.from_
+        if content_sid:
+            params["content_sid"] = content_sid
+            if content_variables:
+                params["content_variables"] = json.dumps(content_variables)
+        else:
+            params["body"] = body or ""
+        if self.status_callback:
+            params["status_callback"] = self.status_callback
+        try:
+            message = await self._client.messages.create_async(**params)
+        except TwilioRestException as err:
+            raise SendFailed(err.msg or "Twilio refused the message", err.code, err.status) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as err:
+            raise SendFailed(f"Twilio could not be reached: {err or type(err).__name__}") from None
+        return message.sid
+
+    async def close(self) -> None:
+        await self._http.close()

@@ -1,0 +1,384 @@
+"""The aiohttp application: routes, middlewares, startup and cleanup. The work lives in engine/."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hmac
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+
+import watchfiles
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from engine import exports
+from engine.conversation import Respondent
+from engine.metrics import Metrics
+from engine.phones import InvalidNumber, to_e164
+from engine.registry import Registry, ReloadFailed
+from engine.responses import iso
+from engine.service import Busy, Refused, Service
+from engine.settings import ConfigError, Settings
+from engine.store import Store, connect
+from engine.timers import Sweeper
+from engine.twilio import BadWebhook, Sender, parse_inbound, parse_status, signature_valid, twiml
+
+log = logging.getLogger("canvass.server")
+
+MAX_BODY = 64 * 1024
+CHANNELS = ("sms", "whatsapp")
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+SETTINGS = web.AppKey("settings", Settings)
+CLOCK = web.AppKey("clock", Callable[[], float])
+METRICS = web.AppKey("metrics", Metrics)
+STORE = web.AppKey("store", Store)
+REGISTRY = web.AppKey("registry", Registry)
+SERVICE = web.AppKey("service", Service)
+SWEEPER = web.AppKey("sweeper", Sweeper)
+RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
+
+
+def _error(status: int, reason: str, message: str, **extra) -> web.Response:
+    return web.json_response({"error": reason, "message": message, **extra}, status=status)
+
+
+# ---------------------------------------------------------------- middlewares
+
+
+@web.middleware
+async def errors(request: web.Request, handler):
+    """Redis down -> a fast 503; anything unexpected -> a plain 500, logged, no details."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except (RedisError, Busy) as err:
+        log.warning("%s %s: 503, %s", request.method, request.path, err)
+        return web.Response(status=503, text="Service unavailable: storage is not reachable, try again.\n",
+                            headers={"Retry-After": "1"})
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return web.Response(status=500, text="Internal server error.\n")
+
+
+@web.middleware
+async def admin_auth(request: web.Request, handler):
+    if not request.path.startswith("/admin/"):
+        return await handler(request)
+    settings = request.app[SETTINGS]
+    if settings.admin_token is None:
+        if settings.insecure:
+            return await handler(request)
+    else:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), settings.admin_token.encode()):
+            return await handler(request)
+    return web.json_response({"error": "unauthorized", "message": "a valid admin bearer token is required"},
+                             status=401, headers={"WWW-Authenticate": 'Bearer realm="canvass"'})
+
+
+# ---------------------------------------------------------------- Twilio webhooks
+
+
+async def signed_form(request: web.Request) -> dict[str, str]:
+    """The webhook's form fields, after its X-Twilio-Signature is checked (403 when wrong)."""
+    if request.content_type not in FORM_TYPES:
+        raise web.HTTPUnsupportedMediaType(text="Twilio webhooks are form-encoded.\n")
+    try:
+        form = await request.post()
+    except (ValueError, UnicodeDecodeError):  # broken multipart boundaries, bytes that are not text
+        raise web.HTTPBadRequest(text="The body is not a readable form.\n") from None
+    if any(not isinstance(value, str) for value in form.values()):
+        raise web.HTTPBadRequest(text="The webhook may only carry text fields.\n")
+    settings = request.app[SETTINGS]
+    if settings.auth_token:
+        url = settings.public_url(request.path_qs) or str(request.url)
+        if not signature_valid(settings.auth_token, url, form, request.headers):
+            raise web.HTTPForbidden(text="Invalid or missing X-Twilio-Signature.\n")
+    return {key: form[key] for key in form}
+
+
+def status_callback_url(request: web.Request) -> str | None:
+    return request.app[SETTINGS].public_url("/twilio/status")
+
+
+async def twilio_messages(request: web.Request) -> web.Response:
+    form = await signed_form(request)
+    try:
+        inbound = parse_inbound(form)
+    except BadWebhook as err:
+        raise web.HTTPBadRequest(text=f"{err}\n") from None
+    replies = await request.app[SERVICE].receive(inbound)
+    return web.Response(text=twiml(replies, status_callback_url(request)), content_type="application/xml")
+
+
+async def twilio_status(request: web.Request) -> web.Response:
+    form = await signed_form(request)
+    try:
+        status = parse_status(form)
+    except BadWebhook as err:
+        raise web.HTTPBadRequest(text=f"{err}\n") from None
+    await request.app[SERVICE].record_status(status)
+    return web.Response(status=204)
+
+
+# ---------------------------------------------------------------- admin API
+
+
+async def admin_start(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _error(400, "bad_json", "the body must be a JSON object")
+    if not isinstance(body, dict):
+        return _error(400, "bad_json", "the body must be a JSON object")
+    channel = body.get("channel", "sms")
+    fields = body.get("fields", {})
+    if channel not in CHANNELS:
+        return _error(400, "bad_channel", f"channel must be one of {', '.join(CHANNELS)}")
+    if not isinstance(fields, dict) or not all(
+            isinstance(v, str | int | float | bool) and not isinstance(v, dict) for v in fields.values()):
+        return _error(400, "bad_fields", "fields must be an object of names to text")
+    if not isinstance(body.get("to"), str):
+        return _error(400, "bad_number", "'to' must be the respondent's phone number in E.164 form")
+    try:
+        phone = to_e164(body["to"])
+    except InvalidNumber as err:
+        return _error(400, "bad_number", str(err))
+    try:
+        started = await request.app[SERVICE].start(
+            request.match_info["survey"], channel, phone, {str(k): str(v) for k, v in fields.items()})
+    except Refused as err:
+        return _error(err.status, err.reason, err.message)
+    return web.json_response(started, status=201)
+
+
+async def admin_flows(request: web.Request) -> web.Response:
+    described = request.app[REGISTRY].describe()
+    described["loaded_at"] = iso(described["loaded_at"])
+    return web.json_response(described)
+
+
+async def reload_flows(app: web.Application, why: str) -> dict:
+    """Reload every flow; on any error nothing changes and the report is logged and returned."""
+    async with app[RELOAD_LOCK]:
+        try:
+            loaded = await app[REGISTRY].reload()
+        except ReloadFailed as err:
+            app[METRICS].reloads.inc("error")
+            log.error("reload (%s) refused, the live flows stay as they were:\n%s", why, err.report)
+            return {"ok": False, "report": err.report,
+                    "diagnostics": [d.to_json() for d in err.diagnostics]}
+    app[METRICS].reloads.inc("ok")
+    log.info("reload (%s): %s", why, ", ".join(f"{f.id}@{f.version}" for f in loaded.flows.values()))
+    return {"ok": True, "flows": [{"id": f.id, "version": f.version} for f in loaded.flows.values()]}
+
+
+async def reload_in_background(app: web.Application, why: str) -> None:
+    """A reload nobody waits for (SIGHUP, --watch): every failure is logged, none escapes."""
+    try:
+        await reload_flows(app, why)
+    except Exception:
+        app[METRICS].reloads.inc("error")
+        log.exception("reload (%s) failed, the live flows stay as they were", why)
+
+
+async def admin_reload(request: web.Request) -> web.Response:
+    result = await reload_flows(request.app, "admin API")
+    if not result["ok"]:
+        return _error(422, "flow_errors", "the flows have errors; nothing was reloaded",
+                      report=result["report"], diagnostics=result["diagnostics"])
+    return web.json_response(result)
+
+
+async def admin_responses(request: web.Request) -> web.StreamResponse:
+    survey, form = request.match_info["survey"], request.query.get("format", "jsonl")
+    if form not in ("jsonl", "csv"):
+        return _error(400, "bad_format", "format must be jsonl or csv")
+    store, flow = request.app[STORE], request.app[REGISTRY].get(survey)
+    if flow is None and not await store.has_responses(survey):
+        return _error(404, "unknown_survey", f"there is no survey '{survey}' and no responses to it")
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8" if form == "csv" else "application/x-ndjson; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{survey}.{form}"'})
+    if form == "csv":  # two passes: the header needs every answer and field name first
+        questions = list(flow.questions) if flow is not None else []
+        seen = [entry async for entry in store.responses(survey)]
+        last = seen[-1][0] if seen else "-"
+        header = exports.columns(questions, (record for _, record in seen))
+        del seen
+        await response.prepare(request)
+        await response.write(exports.csv_header(header).encode())
+        async for _, record in store.responses(survey, until=last):
+            await response.write(exports.csv_row(header, record).encode())
+    else:
+        await response.prepare(request)
+        async for _, record in store.responses(survey):
+            await response.write(exports.jsonl_line(record).encode())
+    await response.write_eof()
+    return response
+
+
+async def admin_sessions(request: web.Request) -> web.Response:
+    try:
+        phone = to_e164(request.match_info["number"])
+    except InvalidNumber as err:
+        return _error(400, "bad_number", str(err))
+    store = request.app[STORE]
+    records = await store.records(phone, CHANNELS)
+    channels = {}
+    for channel, record in records.items():
+        respondent = dataclasses.asdict(Respondent.loads(record)) if record else None
+        channels[channel] = {"respondent": respondent, "deliveries": await store.deliveries(channel, phone)}
+    return web.json_response({"phone": phone, "channels": channels})
+
+
+# ---------------------------------------------------------------- health
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    try:
+        await request.app[STORE].ping()
+        if not registry.published:
+            await registry.publish()
+    except RedisError as err:
+        return web.json_response({"status": "unavailable", "redis": str(err)}, status=503)
+    if not registry.live.flows:
+        return web.json_response({"status": "unavailable", "flows": 0}, status=503)
+    return web.json_response({"status": "ready", "redis": "ok", "flows": len(registry.live.flows)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(text=request.app[METRICS].render(), content_type="text/plain",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+# ---------------------------------------------------------------- resources (cleanup_ctx)
+
+
+async def storage(app: web.Application) -> AsyncIterator[None]:
+    """Redis, the flows (stored in Redis before they go live) and the conversation service."""
+    settings = app[SETTINGS]
+    client = connect(settings.redis_url)
+    store = Store(client)
+    registry = Registry(settings.flows_dir, store, app[CLOCK])
+    try:
+        try:
+            loaded = await registry.reload()
+        except RedisError as err:
+            loaded = registry.load_unpublished()
+            log.warning("Redis is unreachable (%s); serving 503 until it is back", err)
+        log.info("flows: %s", ", ".join(f"{f.id}@{f.version}" for f in loaded.flows.values()))
+        sender = None
+        if settings.can_send:
+            sender = Sender(settings.account_sid, settings.auth_token, settings.api_base_url,
+                            settings.public_url("/twilio/status"))
+        app[STORE], app[REGISTRY] = store, registry
+        app[SERVICE] = Service(store, registry, settings, app[METRICS], app[CLOCK], sender)
+        try:
+            yield
+        finally:
+            if sender is not None:
+                await sender.close()
+    finally:
+        await client.aclose()
+
+
+def timers(interval: float):
+    async def sweeper(app: web.Application) -> AsyncIterator[None]:
+        app[SWEEPER] = Sweeper(app[SERVICE], app[REGISTRY], interval, app[CLOCK])
+        task = asyncio.create_task(app[SWEEPER].run())
+        yield
+        await app[SWEEPER].stop(task)
+
+    return sweeper
+
+
+async def watcher(app: web.Application) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+
+    async def watch() -> None:
+        async for _ in watchfiles.awatch(app[SETTINGS].flows_dir, stop_event=stop):
+            await reload_in_background(app, "files changed")
+
+    task = asyncio.create_task(watch())
+    yield
+    stop.set()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def hangup(app: web.Application) -> AsyncIterator[None]:
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Task] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.create_task(reload_in_background(app, "SIGHUP"))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    yield
+    loop.remove_signal_handler(signal.SIGHUP)
+
+
+# ---------------------------------------------------------------- the app
+
+
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
+               timer_interval: float = 1.0, handle_sighup: bool = False) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[errors, admin_auth])
+    app[SETTINGS], app[CLOCK], app[METRICS] = settings, clock, Metrics()
+    app[RELOAD_LOCK] = asyncio.Lock()
+    app.cleanup_ctx.append(storage)
+    app.cleanup_ctx.append(timers(timer_interval))
+    if settings.watch:
+        app.cleanup_ctx.append(watcher)
+    if handle_sighup:
+        app.cleanup_ctx.append(hangup)
+    app.router.add_post("/twilio/messages", twilio_messages)
+    app.router.add_post("/twilio/status", twilio_status)
+    app.router.add_post("/admin/surveys/{survey}/start", admin_start)
+    app.router.add_get("/admin/flows", admin_flows)
+    app.router.add_post("/admin/reload", admin_reload)
+    app.router.add_get("/admin/responses/{survey}", admin_responses)
+    app.router.add_get("/admin/sessions/{number}", admin_sessions)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def run_server(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every state change at INFO
+    try:
+        settings = Settings.from_env(args)
+        warnings = settings.validate()
+    except ConfigError as err:
+        print(f"canvass serve: {err}", file=sys.stderr)
+        return 2
+    for warning in warnings:
+        log.warning(warning)
+    app = create_app(settings, handle_sighup=True)
+    try:
+        web.run_app(app, host=settings.host, port=settings.port, shutdown_timeout=30,
+                    print=lambda text: log.info(text.strip()))
+    except ReloadFailed as err:
+        print(f"canvass serve: the flows have errors, not starting:\n{err.report}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"canvass serve: cannot listen on {settings.host}:{settings.port}: {err.strerror or err}",
+              file=sys.stderr)
+        return 1
+    return 0

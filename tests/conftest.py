@@ -1,0 +1,160 @@
+"""Fixtures for the server tests: a real redis-server, a fake Twilio API, a Canvass app and phones.
+
+Everything listens on 127.0.0.1. redis-server comes from Debian's package (./dev installs it);
+without it these tests fail with a message saying so rather than being skipped.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, FakeTwilio, Phone
+
+import redis
+from engine.settings import Settings
+from server import create_app
+
+REPO = Path(__file__).resolve().parents[1]
+SERVER_FLOWS = REPO / "tests" / "flows" / "server"
+REDIS_CONF = REPO / "redis" / "canvass.conf"
+ADMIN_TOKEN = "test-admin-token"
+SERVICE_SID = "MG" + "2" * 32
+START_TIME = 1_700_000_000.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server process with the shipped configuration, its data in `directory`."""
+
+    def __init__(self, directory: Path, port: int | None = None):
+        self.directory, self.port = directory, port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed: install Debian's redis-server package "
+                        "(./dev test does) to run the server tests", pytrace=False)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [binary, str(REDIS_CONF), "--port", str(self.port), "--dir", str(self.directory),
+             "--save", "", "--logfile", str(self.directory / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"redis-server did not start: {self.process.stderr.read().decode()}",
+                                pytrace=False)
+                time.sleep(0.02)
+            finally:
+                client.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_sync(redis_url):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+class Clock:
+    """The app's clock; tests move it forward."""
+
+    def __init__(self, now: float = START_TIME):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def fake_twilio(aiohttp_server) -> FakeTwilio:
+    fake = FakeTwilio(ACCOUNT_SID, AUTH_TOKEN)
+    server = await aiohttp_server(fake.app())
+    fake.base_url = str(server.make_url("")).rstrip("/")
+    return fake
+
+
+@pytest.fixture
+def flows_dir(tmp_path) -> Path:
+    """A writable copy of tests/flows/server, for tests that edit flows."""
+    return Path(shutil.copytree(SERVER_FLOWS, tmp_path / "flows"))
+
+
+@pytest.fixture
+def settings(flows_dir, redis_url, fake_twilio) -> Settings:
+    return Settings(flows_dir=flows_dir, redis_url=redis_url, account_sid=ACCOUNT_SID,
+                    auth_token=AUTH_TOKEN, public_base_url=PUBLIC_BASE_URL, admin_token=ADMIN_TOKEN,
+                    api_base_url=fake_twilio.base_url, messaging_service_sid=SERVICE_SID)
+
+
+@pytest.fixture
+def make_client(aiohttp_client, clock):
+    """Start a Canvass app (timers sweep only at startup unless `timer_interval` says otherwise)."""
+    async def make(settings: Settings, timer_interval: float = 3600.0):
+        return await aiohttp_client(create_app(settings, clock=clock, timer_interval=timer_interval))
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client, settings):
+    return await make_client(settings)
+
+
+def admin_headers(token: str = ADMIN_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def phone(client):
+    return Phone(client, "+15551230001")

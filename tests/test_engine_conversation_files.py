@@ -1,0 +1,116 @@
+"""`canvass test`: every conversation file passes, every negative one fails naming its step,
+and malformed files get a clear error with a line number, never a traceback."""
+
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.conversation_test import run_file, run_tests
+
+HERE = Path(__file__).resolve().parent
+CONVERSATIONS = sorted((HERE / "conversations").glob("*.yaml"))
+FAILING = sorted((HERE / "conversations" / "failing").glob("*.yaml"))
+SURVEYS = sorted((HERE.parent / "surveys").glob("*.yaml"))
+
+# What each negative file must report (in order).
+EXPECTED_FAILURES = {
+    "left_over_at_end.yaml": ["after the last step"],
+    "no_match.yaml": ["step 2 (expect_match, line 5)", "step 3 (expect, line 6)"],
+    "untaken_message.yaml": ["step 1 (wait, line 4)"],
+    "wrong_expect.yaml": ["step 3 (expect, line 7)"],
+    "wrong_result.yaml": ["result status (line 8)", "result answer 'recommend' (line 9)"],
+}
+
+
+@pytest.mark.parametrize("path", CONVERSATIONS, ids=lambda p: p.name)
+def test_conversation_passes(path):
+    assert run_file(path) == []
+
+
+def test_every_example_survey_has_a_conversation_test():
+    tested = {line.split("/")[-1].strip() for path in CONVERSATIONS
+              for line in path.read_text().splitlines() if line.startswith("flow:")}
+    assert {s.name for s in SURVEYS} <= tested
+
+
+@pytest.mark.parametrize("path", FAILING, ids=lambda p: p.name)
+def test_negative_conversation_fails_naming_the_step(path):
+    failures = run_file(path)
+    assert [f.strip().split(":\n")[0] for f in failures] == EXPECTED_FAILURES[path.name]
+    assert all("expected: " in f and "actual:   " in f for f in failures)
+
+
+def test_failure_shows_expected_against_actual(capsys):
+    assert run_tests([str(HERE / "conversations" / "failing" / "wrong_expect.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL " in out and "step 3 (expect, line 7):" in out
+    assert 'expected: "What is the reason for your score?"' in out
+    assert 'actual:   "What is the main reason for your score?"' in out
+    assert out.rstrip().endswith("0 passed, 1 failed")
+
+
+def test_cli_exit_status(capsys):
+    assert main(["test", str(CONVERSATIONS[0])]) == 0
+    assert main(["test", str(CONVERSATIONS[0]), str(FAILING[0])]) == 1
+    assert "1 passed, 1 failed" in capsys.readouterr().out
+    assert main(["test", str(HERE / "conversations")]) == 0  # a directory: the files directly in it
+    assert f"{len(CONVERSATIONS)} passed, 0 failed" in capsys.readouterr().out
+
+
+def test_verbose_prints_the_transcript(capsys):
+    assert run_tests([str(HERE / "conversations" / "help.yaml")], verbose=True) == 0
+    out = capsys.readouterr().out
+    assert '    > "help"' in out and '    < "This is an automated survey.' in out
+
+
+FLOW = "flow: ../flows/good/conv_store.yaml\n"
+MALFORMED = [
+    ("", ":1: the file is empty"),
+    ("- just a list\n", ":1: the test file must be a mapping"),
+    ("steps: []\n", ":1: the test file has no 'flow'"),
+    (FLOW + "stepz: []\n", ":2: unknown key 'stepz' in the test file"),
+    (FLOW + "start: later\n", ":2: 'start' must be one of: invite, inbound"),
+    (FLOW + "channel: fax\n", ":2: 'channel' must be one of: sms, whatsapp"),
+    (FLOW + "steps:\n  - expect: hi\n  - wait: soon\n", ":4: 'soon' is not a duration"),
+    (FLOW + "steps:\n  - expect_match: '('\n", ":3: bad regular expression"),
+    (FLOW + "steps:\n  - say: hi\n", ":3: unknown key 'say' in step 1"),
+    (FLOW + "steps:\n  - send: a\n    expect: b\n", ":3: step 1 must have exactly one of"),
+    (FLOW + "steps:\n  - send: [a, b]\n", ":3: 'send' in step 1 must be text"),
+    (FLOW + "steps: {send: a}\n", ":2: 'steps' must be a list"),
+    (FLOW + "contact: [a]\n", ":2: 'contact' must be a mapping"),
+    (FLOW + "result: {answers: {recommend: [4]}}\n", ":2: the expected value of 'recommend'"),
+    (FLOW + "result: {not_shown: reason}\n", ":2: 'not_shown' must be a list"),
+    (FLOW + "result: {score: 4}\n", ":2: unknown key 'score' in 'result'"),
+    (FLOW + "steps:\n  - send: 'unclosed\n", ": YAML syntax error"),
+    ("flow: ../flows/good/nowhere.yaml\n", ":1: the flow '../flows/good/nowhere.yaml' does not load"),
+    ("flow: ../flows/good/nowhere.txt\n", "unknown flow file type"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), MALFORMED, ids=[m for _, m in MALFORMED])
+def test_malformed_file_is_a_clear_error(tmp_path, capsys, text, message):
+    folder = tmp_path / "conversations"
+    folder.mkdir()
+    (tmp_path / "flows").symlink_to(HERE / "flows")
+    path = folder / "bad.yaml"
+    path.write_text(text)
+    assert run_tests([str(path)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"ERROR {path}")
+    assert message in out and "Traceback" not in out
+
+
+def test_a_flow_with_errors_shows_its_diagnostics(tmp_path, capsys):
+    (tmp_path / "flow.yaml").write_text("survey: x\nflow:\n  - goto: nowhere\n")
+    (tmp_path / "t.yaml").write_text("flow: flow.yaml\n")
+    assert run_tests([str(tmp_path / "t.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert "does not load" in out and "flow.yaml:3:" in out and "E015" in out
+
+
+def test_missing_test_file_and_no_files(tmp_path, capsys):
+    assert run_tests([str(tmp_path / "absent.yaml")]) == 1
+    assert "cannot read the file" in capsys.readouterr().out
+    assert run_tests([str(tmp_path)]) == 1
+    assert "no test files given" in capsys.readouterr().out

@@ -1,0 +1,77 @@
+"""Each question type against a table of replies: what it stores, or None for an invalid reply."""
+
+import pytest
+
+from dsl import ast
+from dsl.expr import ChoiceValue
+from engine.questions import QUESTION_TYPES
+
+NPS = ast.Ask(id="q", type="nps", prompt="Rate us 0-10")
+CHOICE = ast.Ask(id="q", type="choice", prompt="What did you shop for today?",
+                 choices=[ast.Choice("1", "Groceries"), ast.Choice("2", "Clothing"),
+                          ast.Choice("3", "Home & garden")])
+LETTERS = ast.Ask(id="q", type="choice", prompt="Arrived on time?",
+                  choices=[ast.Choice("Y", "Yes"), ast.Choice("N", "No"), ast.Choice("2", "1")])
+TEXT = ast.Ask(id="q", type="text", prompt="Why?")
+SHORT = ast.Ask(id="q", type="text", prompt="Why?", max_length=5)
+
+CASES = [
+    (NPS, "0", 0), (NPS, "10", 10), (NPS, "10!", 10), (NPS, " 7 ", 7), (NPS, "8.", 8),
+    (NPS, "07", 7), (NPS, "9?!", 9), (NPS, "\t5\n", 5),
+    (NPS, "11", None), (NPS, "-1", None), (NPS, "7.5", None), (NPS, "seven", None),
+    (NPS, "", None), (NPS, "1 0", None), (NPS, "100", None), (NPS, "!7", None), (NPS, "7 stars", None),
+    (CHOICE, "1", "1"), (CHOICE, " 2. ", "2"), (CHOICE, "(3)", "3"), (CHOICE, "clothing", "2"),
+    (CHOICE, "GROCERIES!", "1"), (CHOICE, "home  &  garden", "3"), (CHOICE, "Home & Garden.", "3"),
+    (CHOICE, "4", None), (CHOICE, "Cloth", None), (CHOICE, "1 2", None), (CHOICE, "", None),
+    (CHOICE, "...", None), (CHOICE, "0", None),
+    (LETTERS, "y", "Y"), (LETTERS, "N.", "N"), (LETTERS, "yes", "Y"), (LETTERS, "NO", "N"),
+    (LETTERS, "1", "2"),  # no code 1: the label "1" matches
+    (LETTERS, "2", "2"), (LETTERS, "maybe", None),
+    (TEXT, "Because", "Because"), (TEXT, "  padded  ", "padded"), (TEXT, "10", "10"),
+    (TEXT, "😀", "😀"), (TEXT, "", None), (TEXT, "   ", None), (TEXT, "x" * 1600, "x" * 1600),
+    (TEXT, "x" * 1601, None),
+    (SHORT, "12345", "12345"), (SHORT, "123456", None), (SHORT, " 12345 ", "12345"),
+]
+
+
+@pytest.mark.parametrize(("ask", "reply", "stored"), CASES,
+                         ids=[f"{a.type}{'-' + str(a.max_length) if a.max_length else ''}:{r[:12]!r}"
+                              for a, r, _ in CASES])
+def test_parse(ask, reply, stored):
+    assert QUESTION_TYPES[ask.type].parse(ask, reply) == stored
+
+
+@pytest.mark.parametrize(("ask", "expected"), [
+    (NPS, "Please reply with a number from 0 to 10."),
+    (CHOICE, "Please reply with one of: 1, 2, 3."),
+    (LETTERS, "Please reply with one of: Y, N, 2."),
+    (TEXT, "Please reply with some text (up to 1600 characters)."),
+    (SHORT, "Please reply with some text (up to 5 characters)."),
+])
+def test_default_invalid_message(ask, expected):
+    assert QUESTION_TYPES[ask.type].expected(ask) == expected
+
+
+@pytest.mark.parametrize(("ask", "message"), [
+    (NPS, "Rate us 0-10"),
+    (CHOICE, "What did you shop for today?\n1. Groceries\n2. Clothing\n3. Home & garden"),
+    (LETTERS, "Arrived on time?\nY. Yes\nN. No\n2. 1"),
+    (TEXT, "Why?"),
+])
+def test_message(ask, message):
+    assert QUESTION_TYPES[ask.type].message(ask, ask.prompt) == message
+
+
+@pytest.mark.parametrize(("ask", "stored", "value", "record", "piped"), [
+    (NPS, 7, 7, 7, "7"),
+    (CHOICE, "2", ChoiceValue("2", "Clothing"), {"code": "2", "label": "Clothing"}, "Clothing"),
+    (TEXT, "Because", "Because", "Because", "Because"),
+])
+def test_stored_answer_views(ask, stored, value, record, piped):
+    kind = QUESTION_TYPES[ask.type]
+    assert (kind.value(ask, stored), kind.record(ask, stored), kind.piped(ask, stored)) == (value, record, piped)
+
+
+def test_registry_covers_the_language_types():
+    assert set(QUESTION_TYPES) == set(ast.QUESTION_TYPES)
+    assert all(name == kind.name for name, kind in QUESTION_TYPES.items())

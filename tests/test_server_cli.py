@@ -1,0 +1,106 @@
+"""`canvass serve` configuration rules, insecure mode, and `canvass phone` against a live server."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+from types import SimpleNamespace
+
+import pytest
+from conftest import free_port
+from fake_twilio import AUTH_TOKEN, Phone
+
+from engine.cli import main
+from engine.phone_cli import run_phone
+from engine.settings import ConfigError, Settings
+
+SERVE_ENV = ("TWILIO_AUTH_TOKEN", "CANVASS_INSECURE", "TWILIO_ACCOUNT_SID", "CANVASS_ADMIN_TOKEN",
+             "PUBLIC_BASE_URL", "REDIS_URL", "TWILIO_API_BASE_URL")
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in SERVE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def serve_args(**overrides):
+    return SimpleNamespace(**{"flows": "surveys", "host": "127.0.0.1", "port": 8080, "watch": False,
+                              "insecure": False, **overrides})
+
+
+def test_serve_refuses_to_start_without_an_auth_token(clean_env, capsys):
+    assert main(["serve", "--flows", "tests/flows/server"]) == 2
+    assert "TWILIO_AUTH_TOKEN is not set" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("env, flag, insecure", [
+    ({}, True, True),
+    ({"CANVASS_INSECURE": "1"}, False, True),
+    ({"CANVASS_INSECURE": "0"}, False, False),
+])
+def test_insecure_mode_comes_from_the_flag_or_the_environment(clean_env, env, flag, insecure):
+    for name, value in env.items():
+        clean_env.setenv(name, value)
+    settings = Settings.from_env(serve_args(insecure=flag))
+    assert settings.insecure is insecure
+    if insecure:
+        assert any("NOT checked" in w for w in settings.validate())
+    else:
+        with pytest.raises(ConfigError):
+            settings.validate()
+
+
+def test_settings_read_the_environment(clean_env):
+    for name, value in {"TWILIO_AUTH_TOKEN": "t", "TWILIO_ACCOUNT_SID": "AC1", "REDIS_URL": "redis://r:1/2",
+                        "PUBLIC_BASE_URL": "https://x.example", "TWILIO_API_BASE_URL": "http://127.0.0.1:9",
+                        "CANVASS_ADMIN_TOKEN": "a", "TWILIO_FROM_NUMBER": "+15550001111"}.items():
+        clean_env.setenv(name, value)
+    settings = Settings.from_env(serve_args(port=9000))
+    assert (settings.auth_token, settings.account_sid, settings.redis_url, settings.api_base_url,
+            settings.admin_token, settings.from_number, settings.port) == (
+        "t", "AC1", "redis://r:1/2", "http://127.0.0.1:9", "a", "+15550001111", 9000)
+    assert settings.public_url("/twilio/status") == "https://x.example/twilio/status"
+    assert settings.validate() == []
+
+
+async def test_insecure_without_a_token_accepts_unsigned_webhooks(make_client, settings):
+    client = await make_client(dataclasses.replace(settings, auth_token=None, insecure=True))
+    phone = Phone(client, "+15551230401")
+    response = await phone.post(phone.form("@feed"), signature="")
+    assert response.status == 200
+
+
+async def test_insecure_with_a_token_still_checks_signatures(make_client, settings):
+    client = await make_client(dataclasses.replace(settings, insecure=True))
+    phone = Phone(client, "+15551230402")
+    assert (await phone.post(phone.form("@feed"), signature="forged")).status == 403
+
+
+async def test_phone_texts_a_live_server_with_signed_webhooks(make_client, settings, clean_env):
+    clean_env.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+    client = await make_client(dataclasses.replace(settings, public_base_url=None))
+    args = SimpleNamespace(server=str(client.make_url("")), from_="+1 555 123 0403", to="+15550000000")
+    out = io.StringIO()
+    code = await asyncio.to_thread(run_phone, args, io.StringIO("@feed\n9\nSTOP\nhello\n"), out)
+    assert code == 0
+    assert out.getvalue().splitlines() == [
+        "< Hi ! How likely are you to recommend us? Reply 0-10. Text STOP to opt out.",
+        "< What is the main reason for your score?",
+    ]
+
+
+async def test_phone_reports_a_refused_signature_and_an_unreachable_server(make_client, settings, clean_env,
+                                                                            capsys):
+    clean_env.setenv("TWILIO_AUTH_TOKEN", "not-the-servers-token")
+    client = await make_client(dataclasses.replace(settings, public_base_url=None))
+    args = SimpleNamespace(server=str(client.make_url("")), from_="+15551230404", to="+15550000000")
+    assert await asyncio.to_thread(run_phone, args, io.StringIO("hi\n"), io.StringIO()) == 1
+    assert "403" in capsys.readouterr().err
+    args.server = f"http://127.0.0.1:{free_port()}"
+    assert await asyncio.to_thread(run_phone, args, io.StringIO("hi\n"), io.StringIO()) == 1
+    assert "cannot reach" in capsys.readouterr().err
+    args.from_ = "nonsense"
+    assert run_phone(args, io.StringIO("hi\n"), io.StringIO()) == 2
