@@ -1,0 +1,220 @@
+"""`canvass sim FILE`: the author plays the respondent, with a clock they can move.
+
+Every outbound message is shown with its encoding and segment count. It needs no Redis: the
+conversation lives in a MemoryStore and goes through the same engine.conversation calls as the
+server. With stdin not a terminal, lines are read as a script and echoed.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from dsl.durations import format_duration, parse_duration
+from dsl.errors import FlowError
+from dsl.load import read_source
+from engine import conversation, segments
+from engine.flow import load_flow
+from engine.phones import to_e164
+from engine.player import Player
+from engine.responses import typed_answers
+
+HELP = """commands:
+  :help            this text
+  :state           current element, answers, embedded data, status, expiry time
+  :answers         the answers so far
+  :wait DURATION   advance the clock (30m, 49h, 2d), firing reminders and expiry
+  :reset           start over with a new conversation
+  :save FILE       write the conversation so far as a conversation test file
+  :quit            leave
+anything else is texted to the survey as the respondent"""
+
+
+def _iso(t: float | None) -> str:
+    return "-" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class Simulator:
+    def __init__(self, path: str, fields: dict[str, str], phone: str, channel: str, start: str, out=print):
+        self.path = Path(path)
+        self.flow = load_flow(path)
+        self.fields, self.phone, self.channel, self.start = fields, phone, channel, start
+        self.out = out
+        self.reset()
+
+    def reset(self) -> None:
+        self.player = Player(self.flow, self.channel, self.phone, time.time())
+        self.transcript: list[dict] = []
+        if self.start == "invite":
+            self.show(self.player.invite(self.fields))
+        elif self.flow.survey.access_code:
+            self.out(f"(text the access code {self.flow.survey.access_code} to start)")
+        else:
+            self.out("(this survey has no access_code: with --start inbound nothing will start it)")
+
+    def show(self, messages: list[str]) -> None:
+        for text in messages:
+            self.transcript.append({"expect": text})
+            self.out("< " + text.replace("\n", "\n  "))
+            if self.channel == "whatsapp":
+                self.out("  [WhatsApp: no SMS segments]")
+            else:
+                n = segments.count(text)
+                self.out(f"  [{n.encoding}, {n.segments} segment{'s' * (n.segments != 1)}, {n.units} units]")
+
+    def handle(self, line: str) -> bool:
+        """Act on one line of input; False when the author quits."""
+        command, _, argument = line.strip().partition(" ")
+        argument = argument.strip()
+        if not line.startswith(":"):
+            self.transcript.append({"send": line})
+            self.show(self.player.send(line))
+        elif command in (":quit", ":q", ":exit"):
+            return False
+        elif command == ":help":
+            self.out(HELP)
+        elif command == ":state":
+            self.state()
+        elif command == ":answers":
+            self.out(yaml.safe_dump(self.answers(), allow_unicode=True, sort_keys=False).rstrip() or "{}")
+        elif command == ":wait":
+            seconds = parse_duration(argument)
+            if seconds is None:
+                self.out("usage: :wait DURATION  (e.g. :wait 49h)")
+            else:
+                self.transcript.append({"wait": format_duration(seconds)})
+                self.show(self.player.wait(seconds))
+                self.out(f"(the time is now {_iso(self.player.now)})")
+        elif command == ":reset":
+            self.reset()
+        elif command == ":save":
+            self.save(argument)
+        else:
+            self.out(f"unknown command {command}; :help lists them")
+        return True
+
+    def last(self) -> tuple[str, dict]:
+        """(status, answers) of the open session, else of the last one that closed."""
+        session = self.player.respondent.session
+        if session is not None:
+            return session.status, typed_answers(session, self.flow)
+        if self.player.last_response is not None:
+            return self.player.last_response["status"], self.player.last_response["answers"]
+        return "none", {}
+
+    def answers(self) -> dict:
+        return self.last()[1]
+
+    def state(self) -> None:
+        respondent = self.player.respondent
+        session = respondent.session
+        lines = [f"clock:      {_iso(self.player.now)}",
+                 f"respondent: {respondent.phone} over {respondent.channel}"
+                 + (" (opted out)" if respondent.opted_out else "")]
+        if session is None:
+            status = self.player.last_response["status"] if self.player.last_response else "no session yet"
+            lines.append(f"status:     {status} (no open session)")
+        else:
+            lines += [f"status:     {session.status}",
+                      f"element:    {session.state}",
+                      f"expires at: {_iso(session.expires_at)}",
+                      f"reminder:   {'sent' if session.reminded else _iso(session.remind_at)}"]
+            lines.append("fields:     " + (", ".join(f"{k}={v}" for k, v in session.fields.items()) or "-"))
+            if session.not_shown:
+                lines.append("not shown:  " + ", ".join(session.not_shown))
+        lines.append("answers:    " + (", ".join(f"{k}={_label(v)}" for k, v in self.answers().items()) or "-"))
+        self.out("\n".join(lines))
+
+    def save(self, target: str) -> None:
+        if not target:
+            self.out("usage: :save FILE")
+            return
+        path = Path(target)
+        status, answers = self.last()
+        contact = {"phone": self.phone, **self.fields}
+        document = {"flow": _relative(self.path, path.parent), "start": self.start, "contact": contact}
+        if self.channel != "sms":
+            document["channel"] = self.channel
+        document["steps"] = self.transcript
+        document["result"] = {"status": status, "answers": {k: _label(v) for k, v in answers.items()}}
+        try:
+            path.write_text(yaml.dump(document, Dumper=_Dumper, allow_unicode=True, sort_keys=False,
+                                      width=1000), encoding="utf-8")
+        except OSError as err:
+            self.out(f"cannot write {path}: {err.strerror or err}")
+            return
+        self.out(f"saved {len(self.transcript)} steps to {path}")
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line messages as literal blocks, as a person would write them."""
+
+
+_Dumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))
+
+
+def _label(value):
+    return value["label"] if isinstance(value, dict) and "label" in value else value
+
+
+def _relative(flow: Path, directory: Path) -> str:
+    import os
+
+    return os.path.relpath(flow.resolve(), directory.resolve())
+
+
+def _fields(pairs: list[str]) -> dict[str, str]:
+    fields = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--field wants NAME=VALUE, not {pair!r}")
+        fields[name.strip()] = value
+    return fields
+
+
+def run_sim(args) -> int:
+    try:
+        fields = _fields(args.field)
+        phone = to_e164(args.phone)
+    except ValueError as err:
+        print(f"canvass sim: {err}", file=sys.stderr)
+        return 2
+    try:
+        sim = Simulator(args.file, fields, phone, args.channel, args.start)
+    except FlowError as err:
+        source = _source_or_none(args.file)
+        for diagnostic in err.diagnostics:
+            print(diagnostic.render(source), file=sys.stderr)
+        return 2 if any(d.code == "E002" for d in err.diagnostics) else 1
+    except conversation.NotStartable as err:
+        print(f"canvass sim: {err}", file=sys.stderr)
+        return 1
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"{sim.flow.id} (version {sim.flow.version}) with {phone} over {args.channel}; :help for commands")
+    while True:
+        try:
+            line = input("> ") if interactive else sys.stdin.readline()
+        except EOFError:
+            break
+        if not interactive:
+            if not line:
+                break
+            line = line.rstrip("\n")
+            print(f"> {line}")
+        if line.strip() and not sim.handle(line):
+            break
+    return 0
+
+
+def _source_or_none(path: str) -> str | None:
+    try:
+        return read_source(path)
+    except FlowError:
+        return None
