@@ -208,14 +208,13 @@ async def admin_responses(request: web.Request) -> web.StreamResponse:
         "Content-Type": "text/csv; charset=utf-8" if form == "csv" else "application/x-ndjson; charset=utf-8",
         "Content-Disposition": f'attachment; filename="{survey}.{form}"'})
     if form == "csv":  # two passes: the header needs every answer and field name first
-        questions = list(flow.questions) if flow is not None else []
-        seen = [entry async for entry in store.responses(survey)]
-        last = seen[-1][0] if seen else "-"
-        header = exports.columns(questions, (record for _, record in seen))
-        del seen
+        gathered = exports.Header(flow.questions if flow is not None else ())
+        async for entry_id, record in store.responses(survey):
+            gathered.add(entry_id, record)
+        header = gathered.columns()
         await response.prepare(request)
         await response.write(exports.csv_header(header).encode())
-        async for _, record in store.responses(survey, until=last):
+        async for _, record in store.responses(survey, until=gathered.last):
             await response.write(exports.csv_row(header, record).encode())
     else:
         await response.prepare(request)

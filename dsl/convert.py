@@ -148,9 +148,8 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _QTYPE = re.compile(r"[a-z_]+")
 _CODE = re.compile(r"[A-Za-z0-9]{1,8}")
 # Words that open a line of the text form; a choice code spelt the same would read as that line.
-_LINE_KEYWORDS = frozenset(
-    "survey title expires remind access sender end fields not help whatsapp "
-    "ask set goto invalid attempts then max".split())
+_LINE_KEYWORDS = frozenset({"survey", "title", "expires", "remind", "access", "sender", "end", "fields", "not",
+                            "help", "whatsapp", "ask", "set", "goto", "invalid", "attempts", "then", "max"})
 _INDENT = "    "
 
 

@@ -116,7 +116,12 @@ _MERMAID_SHAPES = {"start": '(("{}"))', "question": '["{}"]', "condition": '{{"{
 
 
 def _mermaid_label(lines: list[str]) -> str:
-    return "<br/>".join(line.translate(_MERMAID_ESCAPES) for line in lines)
+    label = "<br/>".join(line.translate(_MERMAID_ESCAPES) for line in lines)
+    if "style" in label or "classDef" in label:
+        # Mermaid drops the last ';' of a line matching /style.*:\S*#.*;/ (a style definition),
+        # which would break an entity code; with ':' encoded the line never matches.
+        label = label.replace(":", "#58;")
+    return label
 
 
 def to_mermaid(survey: ast.Survey) -> str:

@@ -5,7 +5,10 @@ session past its expiry closes as `expired` first; STOP and the other opt-out ke
 open session as `opted_out` (answers kept, no reply); START/UNSTOP reply a confirmation; HELP/INFO
 reply the help text and leave the session as it was; otherwise the message answers the open
 session's question, or starts the survey whose access code it is, or gets exactly one
-"You are not currently taking a survey." (the last survey's not_in_survey_message if it set one).
+"You are not currently taking a survey.".
+
+The help and not-in-survey texts are those of the open survey, else of the respondent's last
+survey (Respondent.last_survey), when it sets them; else the defaults.
 """
 
 from __future__ import annotations
@@ -97,12 +100,15 @@ class FlowSet:
     def __init__(self, flows: Iterable[Flow] = ()):
         self._versions: dict[tuple[str, str], Flow] = {}
         self._live: dict[str, Flow] = {}
+        self._codes: dict[str, Flow] = {}
         for flow in flows:
             self.add(flow)
 
     def add(self, flow: Flow) -> None:
         self._versions[(flow.id, flow.version)] = flow
         self._live[flow.id] = flow
+        self._codes = {f.survey.access_code.strip().casefold(): f
+                       for f in self._live.values() if f.survey.access_code}
 
     def get(self, survey_id: str, version: str | None = None) -> Flow | None:
         if version is None:
@@ -110,9 +116,7 @@ class FlowSet:
         return self._versions.get((survey_id, version))
 
     def by_access_code(self, code: str) -> Flow | None:
-        wanted = code.strip().casefold()
-        return next((f for f in self._live.values()
-                     if f.survey.access_code and f.survey.access_code.strip().casefold() == wanted), None)
+        return self._codes.get(code.strip().casefold())
 
 
 class NotStartable(Exception):

@@ -39,8 +39,8 @@ import yaml
 from dsl.durations import parse_duration
 from dsl.errors import FlowError
 from dsl.load import read_source
-from engine import conversation
 from engine.flow import Flow, load_flow
+from engine.player import Player
 from engine.responses import typed_answers
 
 START_TIME = 1704099600.0  # 2024-01-01T09:00:00Z
@@ -78,12 +78,12 @@ class Script:
     start: str = "invite"
     channel: str = "sms"
     phone: str = DEFAULT_PHONE
-    fields: dict[str, str] = field(default_factory=dict)
+    contact_fields: dict[str, str] = field(default_factory=dict)
     steps: list[Action] = field(default_factory=list)
-    status: tuple[str, int] | None = None  # (expected status, line)
-    answers: list[tuple[str, yaml.ScalarNode]] = field(default_factory=list)
-    fields_after: list[tuple[str, yaml.ScalarNode]] = field(default_factory=list)
-    not_shown: tuple[list[str], int] | None = None
+    expected_status: tuple[str, int] | None = None  # (status, line)
+    expected_answers: list[tuple[str, yaml.ScalarNode]] = field(default_factory=list)
+    expected_fields: list[tuple[str, yaml.ScalarNode]] = field(default_factory=list)
+    expected_not_shown: tuple[list[str], int] | None = None  # (question ids, line)
 
 
 # ---------------------------------------------------------------- reading
@@ -150,7 +150,7 @@ def _action(number: int, node: yaml.Node) -> Action:
 def read_script(path: Path) -> Script:
     """A test file as a Script; ScriptError (with a line) when it is malformed."""
     try:
-        root = yaml.compose(read_source_text(path), Loader=yaml.SafeLoader)
+        root = yaml.compose(_read(path), Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         raise ScriptError(f"YAML syntax error: {err.problem}", mark.line + 1 if mark else 1) from None
@@ -170,7 +170,7 @@ def read_script(path: Path) -> Script:
             if name == "phone":
                 script.phone = _text(value, "'phone'")
             else:
-                script.fields[name] = _text(value, f"contact field '{name}'")
+                script.contact_fields[name] = _text(value, f"contact field '{name}'")
     if "steps" in entries:
         steps = entries["steps"][1]
         if not isinstance(steps, yaml.SequenceNode):
@@ -193,19 +193,19 @@ def _expected_values(node: yaml.Node, where: str) -> list[tuple[str, yaml.Scalar
 def _read_result(script: Script, result: dict[str, tuple[yaml.Node, yaml.Node]]) -> None:
     if "status" in result:
         node = result["status"][1]
-        script.status = (_text(node, "'status'"), _line(node))
+        script.expected_status = (_text(node, "'status'"), _line(node))
     if "answers" in result:
-        script.answers = _expected_values(result["answers"][1], "'answers'")
+        script.expected_answers = _expected_values(result["answers"][1], "'answers'")
     if "fields" in result:
-        script.fields_after = _expected_values(result["fields"][1], "'fields'")
+        script.expected_fields = _expected_values(result["fields"][1], "'fields'")
     if "not_shown" in result:
         node = result["not_shown"][1]
         if not isinstance(node, yaml.SequenceNode):
             _fail(node, "'not_shown' must be a list of question ids")
-        script.not_shown = ([_text(item, "a question id") for item in node.value], _line(node))
+        script.expected_not_shown = ([_text(item, "a question id") for item in node.value], _line(node))
 
 
-def read_source_text(path: Path) -> str:
+def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
@@ -220,24 +220,18 @@ def _show(text: str | None) -> str:
 
 
 class Run:
-    """One test file being played: the respondent, the clock and the messages not yet taken."""
+    """One test file being played: a Player (respondent + clock) and the messages not yet taken."""
 
     def __init__(self, script: Script, flow: Flow, out):
         self.script, self.flow, self.out = script, flow, out
-        self.flows = conversation.FlowSet([flow])
-        self.now = START_TIME
-        self.respondent = conversation.Respondent(script.channel, script.phone)
+        self.player = Player(flow, script.channel, script.phone, START_TIME)
         self.outbox: deque[str] = deque()
-        self.last_response: dict | None = None
         self.failures: list[str] = []
 
-    def take(self, outcome: conversation.Outcome) -> None:
-        self.respondent = outcome.respondent
-        for reply in outcome.replies:
+    def take(self, replies: list[str]) -> None:
+        for reply in replies:
             self.out(f"    < {_show(reply)}")
-        self.outbox.extend(outcome.replies)
-        if outcome.responses:
-            self.last_response = outcome.responses[-1]
+        self.outbox.extend(replies)
 
     def fail(self, where: str, expected: str, actual: str) -> None:
         self.failures.append(f"  {where}:\n    expected: {expected}\n    actual:   {actual}")
@@ -246,25 +240,16 @@ class Run:
         while self.outbox:
             self.fail(where, "every message to be taken by an expect", f"untaken message {_show(self.outbox.popleft())}")
 
-    def wait(self, seconds: int) -> None:
-        until = self.now + seconds
-        while (due := self.respondent.due_at()) is not None and due <= until:
-            self.now = max(self.now, due)
-            self.take(conversation.tick(self.flows, self.respondent, self.now))
-            if self.respondent.due_at() == due:
-                break
-        self.now = until
-
     def play(self, action: Action) -> None:
         where = f"step {action.number} ({action.kind}, line {action.line})"
         if action.kind in ("send", "wait"):
             self.untaken(where)
         if action.kind == "send":
             self.out(f"    > {_show(action.text)}")
-            self.take(conversation.receive(self.flows, self.respondent, action.text, self.now))
+            self.take(self.player.send(action.text))
         elif action.kind == "wait":
             self.out(f"    ... {action.text}")
-            self.wait(action.seconds)
+            self.take(self.player.wait(action.seconds))
         else:
             message = self.outbox.popleft() if self.outbox else None
             if action.kind == "expect" and message != action.text:
@@ -274,29 +259,33 @@ class Run:
 
     def last_session(self) -> tuple[str, dict, dict, list]:
         """(status, answers, fields, not_shown) of the last session."""
-        session = self.respondent.session
+        session = self.player.respondent.session
         if session is not None:
             return session.status, typed_answers(session, self.flow), session.fields, session.not_shown
-        if self.last_response is not None:
-            r = self.last_response
+        if self.player.last_response is not None:
+            r = self.player.last_response
             return r["status"], r["answers"], r["fields"], r["not_shown"]
         return "none", {}, {}, []
 
     def check_result(self) -> None:
         script = self.script
         status, answers, fields, not_shown = self.last_session()
-        if script.status is not None and script.status[0] != status:
-            self.fail(f"result status (line {script.status[1]})", script.status[0], status)
-        for key, expected_values, actual_values in (("answer", script.answers, answers),
-                                                    ("field", script.fields_after, fields)):
+        if script.expected_status is not None and script.expected_status[0] != status:
+            expected, line = script.expected_status
+            self.fail(f"result status (line {line})", expected, status)
+        for key, expected_values, actual_values in (("answer", script.expected_answers, answers),
+                                                    ("field", script.expected_fields, fields)):
             for name, node in expected_values:
                 actual = actual_values.get(name)
                 if not _matches(actual, node):
-                    expected = "not answered" if node.tag == _NULL else _show(node.value)
-                    shown = "not answered" if actual is None else _show(_answer_text(actual))
+                    missing = "not answered" if key == "answer" else "not set"
+                    expected = missing if node.tag == _NULL else _show(node.value)
+                    shown = missing if actual is None else _show(_answer_text(actual))
                     self.fail(f"result {key} '{name}' (line {_line(node)})", expected, shown)
-        if script.not_shown is not None and sorted(script.not_shown[0]) != sorted(not_shown):
-            self.fail(f"result not_shown (line {script.not_shown[1]})", str(script.not_shown[0]), str(not_shown))
+        if script.expected_not_shown is not None:
+            expected, line = script.expected_not_shown
+            if sorted(expected) != sorted(not_shown):
+                self.fail(f"result not_shown (line {line})", str(expected), str(not_shown))
 
 
 def _answer_text(actual) -> str:
@@ -331,7 +320,7 @@ def run_file(path: Path, verbose: bool = False, out=print) -> list[str]:
                           script.flow_line) from None
     run = Run(script, flow, out if verbose else lambda line: None)
     if script.start == "invite":
-        run.take(conversation.start(flow, run.respondent, script.fields, run.now))
+        run.take(run.player.invite(script.contact_fields))
     for action in script.steps:
         run.play(action)
     run.untaken("after the last step")

@@ -23,18 +23,26 @@ def jsonl_line(record: dict) -> str:
 Column = tuple[str, str, str]  # (title, "fixed" | "answer" | "field", key)
 
 
-def columns(question_ids: Iterable[str], records: Iterable[dict]) -> list[Column]:
-    """The header: fixed columns, answers (the survey's question order first), then fields."""
-    answers = list(dict.fromkeys(question_ids))
-    fields: list[str] = []
-    for record in records:
-        answers.extend(q for q in record.get("answers", {}) if q not in answers)
-        fields.extend(f for f in record.get("fields", {}) if f not in fields)
-    return [
-        *((name, "fixed", name) for name in FIXED_COLUMNS),
-        *((ANSWER_PREFIX + q if q in FIXED_COLUMNS else q, "answer", q) for q in answers),
-        *((FIELD_PREFIX + f, "field", f) for f in fields),
-    ]
+class Header:
+    """The CSV columns, gathered from the records: fixed ones, answers (the survey's question
+    order first, then any others the records hold), then fields."""
+
+    def __init__(self, question_ids: Iterable[str] = ()):
+        self._answers = dict.fromkeys(question_ids)
+        self._fields: dict[str, None] = {}
+        self.last = "-"  # the last stream entry gathered: rows stop there, so each has its columns
+
+    def add(self, entry_id: str, record: dict) -> None:
+        self.last = entry_id
+        self._answers.update(dict.fromkeys(record.get("answers", {})))
+        self._fields.update(dict.fromkeys(record.get("fields", {})))
+
+    def columns(self) -> list[Column]:
+        return [
+            *((name, "fixed", name) for name in FIXED_COLUMNS),
+            *((ANSWER_PREFIX + q if q in FIXED_COLUMNS else q, "answer", q) for q in self._answers),
+            *((FIELD_PREFIX + f, "field", f) for f in self._fields),
+        ]
 
 
 def _cell(value) -> str:

@@ -9,10 +9,9 @@ class InvalidNumber(ValueError):
     """A phone number that cannot be read; the message says why, for the person who typed it."""
 
 
-def to_e164(number: str, default_region: str | None = None) -> str:
-    """`number` as E.164 (+15551234567). Accepts spaces, dashes and brackets.
-
-    Without a default region the number must start with + and its country code.
+def to_e164(number: str) -> str:
+    """`number` as E.164 (+15551234567). Accepts spaces, dashes and brackets, but the number
+    must start with + and its country code: Canvass serves many countries and guesses none.
     Numbers are checked for a possible length, not for being assigned: test ranges
     such as +1 555 01xx are possible numbers and must keep working.
     """
@@ -20,7 +19,7 @@ def to_e164(number: str, default_region: str | None = None) -> str:
     if not text:
         raise InvalidNumber("the phone number is empty")
     try:
-        parsed = phonenumbers.parse(text, default_region)
+        parsed = phonenumbers.parse(text, None)
     except phonenumbers.NumberParseException:
         raise InvalidNumber(
             f"'{text}' is not a phone number; give it in E.164 form, e.g. +15551234567"

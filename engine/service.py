@@ -113,7 +113,7 @@ class Service:
             now = self.clock()
             outcome = step(respondent, now)
             if await self._commit(snapshot, outcome, message_sid, now):
-                self._count(channel, outcome)
+                self._count(outcome)
                 self.metrics.step_latency.observe(time.perf_counter() - started)
                 return Applied(outcome.replies, outcome, outcome.respondent, now)
             self.metrics.conflicts.inc()
@@ -138,7 +138,7 @@ class Service:
             await self.registry.republish(session.survey, session.version)
         return committed.ok
 
-    def _count(self, channel: str, outcome: Outcome) -> None:
+    def _count(self, outcome: Outcome) -> None:
         for event in outcome.events:
             if event["type"] == "session_opened":
                 self.metrics.sessions_opened.inc(event["survey"])
@@ -272,7 +272,7 @@ class Service:
                 await self.store.reschedule(snapshot, respondent.due_at())  # not due (any more)
                 return
             if await self._commit(snapshot, outcome, None, now):
-                self._count(channel, outcome)
+                self._count(outcome)
                 await self._send_reminders(respondent, outcome.replies, now)
                 return
         raise Busy(f"{channel}:{phone} kept changing during its timer")

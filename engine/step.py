@@ -56,12 +56,12 @@ def _received(session: Session, text: str | None) -> Session:
 def _sent(flow: Flow, session: Session, outbound: list[str], now: float, **changes) -> Session:
     """The session after sending `outbound`, with its reminder timer restarted if one is due."""
     session = replace(session, updated_at=now, **changes)
-    remind_after = flow.survey.remind_after
-    if session.is_open and remind_after and not session.reminded and outbound:
-        session = replace(session, remind_at=now + remind_after)
-    elif not session.is_open:
-        session = replace(session, remind_at=None)
-    return replace(session, messages_out=session.messages_out + len(outbound),
+    remind_at = session.remind_at
+    if not session.is_open:
+        remind_at = None
+    elif flow.survey.remind_after and not session.reminded and outbound:
+        remind_at = now + flow.survey.remind_after
+    return replace(session, remind_at=remind_at, messages_out=session.messages_out + len(outbound),
                    segments_out=session.segments_out + sum(segment_count(session.channel, m) for m in outbound))
 
 
@@ -144,9 +144,9 @@ def tick(flow: Flow, session: Session, now: float) -> Step:
         return Step(session, [], [])
     if now >= session.expires_at:
         return close(session, EXPIRED, session.expires_at)
-    question = flow.questions.get(session.state)
-    if session.reminded or session.remind_at is None or now < session.remind_at or question is None:
+    if session.reminded or session.remind_at is None or now < session.remind_at:
         return Step(session, [], [])
+    question = flow.questions[session.state]  # an open session always waits on a question
     text = flow.reminder(session) if flow.reminder else "Reminder: " + question.message(session)
     event = {"type": "reminder_sent", "survey": flow.id, "question": question.id}
     return Step(_sent(flow, session, [text], now, reminded=True, remind_at=None), [text], [event])

@@ -4,6 +4,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine import conversation as conv
 from engine.flow import load_flow
@@ -164,3 +166,19 @@ def test_memory_store_keeps_respondents_and_responses():
     store.append_responses(stop.responses)
     assert [r["status"] for r in store.responses("conv-store")] == ["opted_out"]
     assert store.responses("conv-remind") == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(st.text(max_size=30) | st.sampled_from(["4", "10", "2", "clothing", "STOP", "help",
+                                                              "start", "yes", "@shop", "@join"]),
+                      max_size=8))
+def test_any_messages_get_at_most_one_reply_each_and_never_crash(texts):
+    r = invited()
+    for n, text in enumerate(texts):
+        before = r
+        outcome = conv.receive(FLOWS, r, text, T0 + n)
+        r = outcome.respondent
+        assert len(outcome.replies) <= 1
+        if before.session is not None and not before.opted_out and keyword(text) is None:
+            assert len(outcome.replies) == 1  # an answer, an explanation, or the end message
+        assert conv.Respondent.loads(r.dumps()) == r
