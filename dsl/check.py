@@ -6,7 +6,8 @@ Codes: E005 empty prompt, E006 duplicate id, E007 unsupported question type, E00
 E009 bad duration, E010 too few choices, E011 duplicate choice, E012 unknown name in an
 expression, E013 unknown name in piped text, E014 not answered (or set) yet on that path,
 E015 goto to an unknown element, E016 goto backwards, E017 bad access code, E020 name clash,
-E022 no questions, E023 option not valid here, E024 malformed piped text, W005 unreachable.
+E022 no questions, E023 option not valid here, E024 malformed piped text, W005 unreachable,
+W007 piped text in the not-in-survey message (there is no session to pipe from).
 
 Gotos may jump to a later question or end (never to a set, never backwards), so the element
 graph is acyclic and one forward pass in file order is a complete dataflow analysis.
@@ -545,6 +546,11 @@ class _Checker:
                             f"close it with '}}': {PIPE_FORMS}", 2)
 
     def pipe(self, text: Text, pipe, at: tuple[int, int], length: int) -> None:
+        if text.where == "the survey's not_in_survey_message" and pipe.kind in ("field", "question"):
+            self.report(at, "W007", f"piped text in {text.where} always renders empty",
+                        "it is sent when no survey is open, so there are no fields or answers to pipe",
+                        length)
+            return
         if pipe.kind == "bad":
             self.report(at, "E024", f"malformed piped text '${{{pipe.name}}}' in {text.where}",
                         f"write {PIPE_FORMS}", length)
