@@ -1,6 +1,6 @@
 """`python -m engine.devserver` (what `./dev serve` runs): a local Redis plus `canvass serve`.
 
-Starts redis-server with the shipped configuration (redis/canvass.conf: AOF on, fsync
+Starts redis-server with the shipped configuration (engine/redis.conf: AOF on, fsync
 always) and its data in ./var/redis, then serves the example surveys in this process in
 insecure local mode, and stops Redis on the way out. When REDIS_URL is set, that Redis is
 used and none is started. Extra arguments go to `canvass serve` (e.g. --port 9000 --watch).
@@ -19,7 +19,7 @@ from pathlib import Path
 from engine.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
-REDIS_CONF = ROOT / "redis" / "canvass.conf"
+REDIS_CONF = Path(__file__).with_name("redis.conf")
 DATA_DIR = ROOT / "var" / "redis"
 REDIS_PORT = 6379
 START_TIMEOUT = 10.0

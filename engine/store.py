@@ -35,7 +35,7 @@ puts a timer back when a tick changed nothing (and drops it when the record is g
 Redis Cluster: every key of one conversation shares the hash tag {T}, and every key
 of one survey shares {S}. COMMIT, however, also touches cv:timers and the survey's
 stream and flow key, which live in other slots; Cluster would refuse it (CROSSSLOT).
-On one Redis (with AOF, see redis/canvass.conf) this is what keeps a step atomic. To
+On one Redis (with AOF, see engine/redis.conf) this is what keeps a step atomic. To
 run on Cluster the commit must be split: a conversation-slot script that also appends
 the stream and timer writes to an outbox under {T}, then an idempotent flush of that
 outbox (response ids make replays harmless). That split is not built.

@@ -13,15 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, FakeTwilio, Phone
 
-import redis
 from engine.settings import Settings
 from server import create_app
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER_FLOWS = REPO / "tests" / "flows" / "server"
-REDIS_CONF = REPO / "redis" / "canvass.conf"
+REDIS_CONF = REPO / "engine" / "redis.conf"
 ADMIN_TOKEN = "test-admin-token"
 SERVICE_SID = "MG" + "2" * 32
 START_TIME = 1_700_000_000.0

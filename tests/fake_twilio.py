@@ -39,6 +39,7 @@ class FakeTwilio:
     auth_token: str
     messages: list[SentMessage] = field(default_factory=list)
     refuse: dict[str, tuple[int, str]] = field(default_factory=dict)  # To -> (error code, message)
+    base_url: str = ""  # where it listens, once started
     _sids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def bodies(self, to: str | None = None) -> list[str | None]:

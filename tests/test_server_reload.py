@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 
@@ -96,7 +97,7 @@ async def test_conversations_survive_a_redis_crash_with_the_shipped_config(make_
     redis_server = RedisServer(tmp_path / "redis")
     redis_server.start()
     try:
-        client = await make_client(settings.__class__(**{**vars(settings), "redis_url": redis_server.url}))
+        client = await make_client(dataclasses.replace(settings, redis_url=redis_server.url))
         phone = Phone(client, "+15551230107")
         await phone.send("@feed")
         redis_server.process.kill()  # SIGKILL: no shutdown save, only what the AOF holds
@@ -109,7 +110,7 @@ async def test_conversations_survive_a_redis_crash_with_the_shipped_config(make_
 
 
 async def test_watch_reloads_when_a_flow_file_changes(make_client, settings, flows_dir):
-    client = await make_client(settings.__class__(**{**vars(settings), "watch": True}))
+    client = await make_client(dataclasses.replace(settings, watch=True))
     before = await live_version(client)
     for _ in range(40):
         await asyncio.sleep(0.25)
