@@ -75,6 +75,8 @@ def run_phone(args, stdin=None, stdout=None) -> int:
         if not line:
             return 0
         body = line.rstrip("\r\n")
+        if not interactive:
+            print(f"> {body}", file=stdout)  # a script's transcript reads like a conversation
         form = {"MessageSid": "SM" + uuid.uuid4().hex, "AccountSid": os.environ.get("TWILIO_ACCOUNT_SID", ""),
                 "From": prefix + number, "To": prefix + to, "Body": body, "NumMedia": "0"}
         try:

@@ -87,8 +87,12 @@ async def test_phone_texts_a_live_server_with_signed_webhooks(make_client, setti
     code = await asyncio.to_thread(run_phone, args, io.StringIO("@feed\n9\nSTOP\nhello\n"), out)
     assert code == 0
     assert out.getvalue().splitlines() == [
+        "> @feed",
         "< Hi ! How likely are you to recommend us? Reply 0-10. Text STOP to opt out.",
+        "> 9",
         "< What is the main reason for your score?",
+        "> STOP",
+        "> hello",
     ]
 
 
