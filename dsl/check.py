@@ -7,7 +7,8 @@ E009 bad duration, E010 too few choices, E011 duplicate choice, E012 unknown nam
 expression, E013 unknown name in piped text, E014 not answered (or set) yet on that path,
 E015 goto to an unknown element, E016 goto backwards, E017 bad access code, E020 name clash,
 E022 no questions, E023 option not valid here, E024 malformed piped text, W005 unreachable,
-W007 piped text in the not-in-survey message (there is no session to pipe from).
+W007 piped text in the not-in-survey message (there is no session to pipe from), W008 a contact
+field piped in a survey that can start by access code (such respondents have no fields).
 
 Gotos may jump to a later question or end (never to a set, never backwards), so the element
 graph is acyclic and one forward pass in file order is a complete dataflow analysis.
@@ -276,6 +277,7 @@ class _Checker:
         self.ends = {e.id for e in self.elements if isinstance(e, ast.End)}
         self.fields = set(survey.fields)
         self.field_names = self.fields | piped_fields(survey) | set(BUILTIN_FIELDS)
+        self.warned_fields: set[str] = set()
 
     def report(self, at: tuple[int, int], code: str, message: str, hint: str = "", length: int = 1) -> None:
         self.diagnostics.append(Diagnostic(self.path, at[0], at[1], code, message, hint, max(1, length)))
@@ -565,6 +567,7 @@ class _Checker:
             elif text.element is not None:
                 self.available(text.element, pipe.name, at, length)
         elif pipe.kind == "field":
+            self.contact_field_on_access_code(pipe.name, at, length)
             if pipe.name in self.sets:
                 if text.element is not None:
                     self.available(text.element, pipe.name, at, length)
@@ -573,6 +576,16 @@ class _Checker:
                 self.report(at, "E013", f"unknown field '{pipe.name}' in piped text in {text.where}",
                             close or f"add it to the survey's fields: {', '.join(self.survey.fields)}, {pipe.name}",
                             length)
+
+    def contact_field_on_access_code(self, name: str, at: tuple[int, int], length: int) -> None:
+        """W008, once per survey: a respondent who texts the access code brings no contact fields."""
+        if not self.survey.access_code or name in self.sets or name in BUILTIN_FIELDS or self.warned_fields:
+            return
+        contact = sorted(self.field_names - self.sets - set(BUILTIN_FIELDS))
+        self.warned_fields.update(contact)
+        self.report(at, "W008", f"contact fields ({', '.join(contact)}) are empty for respondents who "
+                    "start by access code", "they text in unknown to Canvass: word the texts so they read "
+                    "well without them, or start those respondents by invitation", length)
 
     # -- reachability
 
