@@ -134,7 +134,7 @@ async def twilio_status(request: web.Request) -> web.Response:
 async def admin_start(request: web.Request) -> web.Response:
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         return _error(400, "bad_json", "the body must be a JSON object")
     if not isinstance(body, dict):
         return _error(400, "bad_json", "the body must be a JSON object")
@@ -372,6 +372,7 @@ def run_server(args) -> int:
     app = create_app(settings, handle_sighup=True)
     try:
         web.run_app(app, host=settings.host, port=settings.port, shutdown_timeout=30,
+                    access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
                     print=lambda text: log.info(text.strip()))
     except ReloadFailed as err:
         print(f"canvass serve: the flows have errors, not starting:\n{err.report}", file=sys.stderr)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, FakeTwilio, Phone
+from faults_helpers import write_figures
 
 from engine.settings import Settings
 from server import create_app
@@ -158,3 +159,8 @@ def admin_headers(token: str = ADMIN_TOKEN) -> dict[str, str]:
 @pytest.fixture
 def phone(client):
     return Phone(client, "+15551230001")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The fault suite's figures (tests/test_faults.py), when it ran."""
+    write_figures(terminalreporter, config)

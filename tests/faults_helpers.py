@@ -1,0 +1,428 @@
+"""The fault suite's machinery (tests/test_faults.py): a `canvass serve` subprocess, respondents
+texting it through signed webhooks as Twilio delivers them, the checks on what Redis holds
+afterwards, and the figures each fault test reports at the end of the run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, replies_of
+
+from engine.conversation import Respondent
+from engine.twilio import sign
+
+CANVASS = Path(sys.executable).with_name("canvass")
+ADMIN_TOKEN = "fault-admin-token"
+REQUEST_TIMEOUT = 10.0  # seconds a webhook may take before the load counts it unanswered
+CHOICES = ("Red", "Green", "Blue")
+END_MESSAGE = "Thanks, that is all!"
+
+# ---------------------------------------------------------------- the surveys under load
+
+# (question id, type, prompt) per survey; "short" has 3 questions, "long" 5.
+SURVEYS = {
+    "short": ("@SHORT", [("score", "nps", "How likely are you to recommend us? Reply 0-10."),
+                         ("colour", "choice", "Which colour?"),
+                         ("why", "text", "Why that colour?")]),
+    "long": ("@LONG", [("score", "nps", "Rate the store, 0-10."),
+                       ("colour", "choice", "Which colour did you buy?"),
+                       ("why", "text", "What made you choose it?"),
+                       ("again", "nps", "Rate us again, 0-10."),
+                       ("more", "text", "Anything else?")]),
+}
+
+
+def write_flows(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for survey, (code, questions) in SURVEYS.items():
+        flow = [{"ask": qid, "type": kind, "prompt": prompt, **({"choices": list(CHOICES)} if kind == "choice" else {})}
+                for qid, kind, prompt in questions]
+        document = {"survey": survey, "title": f"Fault suite {survey}", "expires_after": "24h",
+                    "access_code": code, "end_message": END_MESSAGE, "flow": flow}
+        (directory / f"{survey}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    return directory
+
+
+def question_message(kind: str, prompt: str) -> str:
+    if kind == "choice":
+        return "\n".join([prompt, *(f"{n}. {label}" for n, label in enumerate(CHOICES, 1))])
+    return prompt
+
+
+@dataclass(frozen=True)
+class Message:
+    sid: str
+    body: str
+    expected: tuple[str, ...]  # the replies the server must answer it with
+
+
+@dataclass
+class Script:
+    """One respondent's whole conversation, decided in advance."""
+
+    number: str
+    survey: str
+    messages: list[Message]
+    stored: dict[str, object]  # question id -> the answer as the session stores it
+    recorded: dict[str, object]  # question id -> the answer as the response record shows it
+    acked: int = 0  # how many of `messages` have been answered with a 200
+
+    def acked_questions(self) -> list[str]:
+        """The questions whose answers were acknowledged with a 200 (messages[0] is the code)."""
+        return list(self.stored)[:max(0, self.acked - 1)]
+
+
+def answer(kind: str, who: int, question: int) -> tuple[str, object, object]:
+    """(text sent, stored answer, recorded answer) for one question of one respondent."""
+    if kind == "nps":
+        score = (who * 7 + question) % 11
+        return str(score), score, score
+    if kind == "choice":
+        code = str((who + question) % len(CHOICES) + 1)
+        return code, code, {"code": code, "label": CHOICES[int(code) - 1]}
+    text = f"respondent {who}, question {question}: café ✓"
+    return text, text, text
+
+
+def scripts(count: int, first_number: int = 15551240000) -> list[Script]:
+    made = []
+    for who in range(count):
+        survey = ("short", "long")[who % 2]
+        code, questions = SURVEYS[survey]
+        number = f"+{first_number + who}"
+        prompts = [(question_message(kind, prompt),) for _, kind, prompt in questions] + [(END_MESSAGE,)]
+        texts, stored, recorded = [code], {}, {}
+        for index, (qid, kind, _) in enumerate(questions):
+            text, stored[qid], recorded[qid] = answer(kind, who, index)
+            texts.append(text)
+        messages = [Message(f"SM{who:016x}{index:016x}", text, prompts[index])
+                    for index, text in enumerate(texts)]
+        made.append(Script(number, survey, messages, stored, recorded))
+    return made
+
+
+# ---------------------------------------------------------------- `canvass serve` as a process
+
+
+class CanvassProcess:
+    """`canvass serve` in its own process group, checking signatures against PUBLIC_BASE_URL."""
+
+    def __init__(self, flows_dir: Path, redis_url: str, log_path: Path, port: int):
+        self.flows_dir, self.redis_url, self.log_path, self.port = flows_dir, redis_url, log_path, port
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _environment(self) -> dict[str, str]:
+        inherited = {k: v for k, v in os.environ.items()
+                     if not k.startswith(("TWILIO_", "CANVASS_")) and k not in ("REDIS_URL", "PUBLIC_BASE_URL")}
+        return {**inherited, "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+                "REDIS_URL": self.redis_url, "CANVASS_ADMIN_TOKEN": ADMIN_TOKEN}
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start it and wait until /readyz says ready."""
+        if not CANVASS.exists():
+            pytest.fail(f"{CANVASS} is missing: install the project (./dev does)", pytrace=False)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(CANVASS), "serve", "--flows", str(self.flows_dir), "--host", "127.0.0.1",
+                 "--port", str(self.port)],
+                env=self._environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while not self._ready():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                pytest.fail(f"canvass serve did not become ready:\n{self.log_path.read_text()[-3000:]}",
+                            pytrace=False)
+            time.sleep(0.05)
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/readyz", timeout=1) as response:
+                return response.status == 200
+        except OSError:  # refused, or an HTTPError such as 503 while Redis is away
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no goodbye to the requests under way."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+# ---------------------------------------------------------------- respondents texting it
+
+
+def inbound_form(number: str, sid: str, body: str) -> dict[str, str]:
+    return {"MessageSid": sid, "SmsMessageSid": sid, "AccountSid": ACCOUNT_SID, "From": number,
+            "To": "+15550000000", "Body": body, "NumMedia": "0", "NumSegments": "1"}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    sid: str
+    status: int | None  # None: no HTTP answer at all (connection refused or cut)
+    seconds: float
+
+
+class Texter:
+    """Delivers signed webhooks to a Canvass server, one TCP connection per delivery (a killed
+    server leaves no stale keep-alive connection behind)."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True, limit=0),
+            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT))
+
+    async def post(self, path: str, form: dict[str, str], headers: dict[str, str] | None = None,
+                   signed: bool = True) -> tuple[int | None, str]:
+        if signed:
+            headers = {"X-Twilio-Signature": sign(AUTH_TOKEN, PUBLIC_BASE_URL + path, form), **(headers or {})}
+        try:
+            async with self.session.post(self.base_url + path, data=form, headers=headers or {}) as response:
+                return response.status, await response.text()
+        except (aiohttp.ClientError, TimeoutError):
+            return None, ""
+
+    async def metric(self, name: str) -> float:
+        async with self.session.get(self.base_url + "/metrics") as response:
+            for line in (await response.text()).splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        return 0.0
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+@dataclass
+class Duplication:
+    """Which messages a load delivers more than once: sid -> extra copies sent at the same
+    moment, and the sids delivered again after the respondent's next message was answered."""
+
+    concurrent: dict[str, int] = field(default_factory=dict)
+    late: set[str] = field(default_factory=set)
+
+    @classmethod
+    def drawn(cls, all_scripts: list[Script], share: float, seed: int) -> Duplication:
+        """`share` of all messages, chosen at random: half sent twice or thrice at once, half again late."""
+        chance = random.Random(seed)
+        sids = [message.sid for script in all_scripts for message in script.messages]
+        chosen = chance.sample(sids, round(share * len(sids)))
+        half = len(chosen) // 2
+        return cls({sid: chance.choice((1, 2)) for sid in chosen[:half]}, set(chosen[half:]))
+
+
+class Load:
+    """Respondents conversing at once. A delivery that gets no 200 is delivered again, with the
+    same MessageSid and body, after `retry_delay` and once `gate` is open, as Twilio would;
+    every 200 must carry the expected replies, and every delivery of one MessageSid the same
+    TwiML as its first."""
+
+    def __init__(self, texter: Texter, all_scripts: list[Script], retry_delay: float = 0.05,
+                 duplication: Duplication | None = None):
+        self.texter, self.scripts, self.retry_delay = texter, all_scripts, retry_delay
+        self.duplication = duplication or Duplication()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.deliveries: list[Delivery] = []
+        self.first_twiml: dict[str, str] = {}
+        self.in_flight = 0
+
+    @property
+    def acked(self) -> int:
+        return sum(script.acked for script in self.scripts)
+
+    async def deliver(self, script: Script, message: Message) -> int | None:
+        await self.gate.wait()
+        self.in_flight += 1
+        started = time.monotonic()
+        try:
+            status, text = await self.texter.post(
+                "/twilio/messages", inbound_form(script.number, message.sid, message.body))
+        finally:
+            self.in_flight -= 1
+        self.deliveries.append(Delivery(message.sid, status, time.monotonic() - started))
+        if status == 200:
+            assert tuple(replies_of(text)) == message.expected, (script.number, message.body, text)
+            first = self.first_twiml.setdefault(message.sid, text)
+            assert text == first, f"a redelivery of {message.sid} got another reply"
+        return status
+
+    async def until_answered(self, script: Script, message: Message) -> None:
+        while await self.deliver(script, message) != 200:
+            await asyncio.sleep(self.retry_delay)
+
+    async def converse(self, script: Script, upto: int | None = None) -> None:
+        """Send the script's messages from where it stands (up to message `upto`)."""
+        late: Message | None = None
+        for message in script.messages[script.acked:upto]:
+            copies = self.duplication.concurrent.get(message.sid, 0)
+            await asyncio.gather(*(self.until_answered(script, message) for _ in range(1 + copies)))
+            script.acked += 1
+            if late is not None:
+                await self.until_answered(script, late)
+            late = message if message.sid in self.duplication.late else None
+        if late is not None:
+            await self.until_answered(script, late)
+
+    async def run(self, upto: int | None = None, timeout: float = 60.0) -> None:
+        await asyncio.wait_for(asyncio.gather(*(self.converse(s, upto) for s in self.scripts)), timeout)
+
+    async def settled(self) -> None:
+        """Wait until no delivery is under way (call with the gate closed)."""
+        while self.in_flight:
+            await asyncio.sleep(0.01)
+
+    def count(self) -> tuple[int, int, Counter]:
+        """(deliveries, redeliveries of a MessageSid already delivered, statuses of the failures)."""
+        seen: set[str] = set()
+        again = 0
+        for delivery in self.deliveries:
+            again += delivery.sid in seen
+            seen.add(delivery.sid)
+        failures = Counter(d.status for d in self.deliveries if d.status != 200)
+        return len(self.deliveries), again, failures
+
+
+async def until(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("the load never got that far")
+        await asyncio.sleep(0.002)
+
+
+async def alongside(load: Load, fault, timeout: float = 60.0):
+    """Run the load and a fault at once; the fault's result. The first failure of either
+    ends both, so a broken fault never leaves the load waiting at a closed gate."""
+    tasks = [asyncio.ensure_future(load.run(timeout=timeout)), asyncio.ensure_future(fault)]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+        return tasks[1].result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# ---------------------------------------------------------------- what Redis holds afterwards
+
+
+def respondent_of(redis_sync, script: Script) -> Respondent | None:
+    raw = redis_sync.hget(f"cv:{{sms:{script.number}}}:r", "d")
+    return Respondent.loads(raw) if raw else None
+
+
+def response_records(redis_sync, survey: str) -> list[dict]:
+    return [json.loads(fields["r"]) for _, fields in redis_sync.xrange(f"cv:survey:{{{survey}}}:responses")]
+
+
+def answers_lost(redis_sync, all_scripts: list[Script]) -> int:
+    """How many answers acknowledged with a 200 Redis does not hold, in the open session or
+    in the respondent's response record."""
+    recorded = {r["phone"]: r for survey in SURVEYS for r in response_records(redis_sync, survey)}
+    lost = 0
+    for script in all_scripts:
+        respondent = respondent_of(redis_sync, script)
+        session = respondent.session if respondent is not None else None
+        record = recorded.get(script.number)
+        for qid in script.acked_questions():
+            if session is not None:
+                lost += session.answers.get(qid) != script.stored[qid]
+            else:
+                lost += record is None or record["answers"].get(qid) != script.recorded[qid]
+    return lost
+
+
+def committed_unanswered(redis_sync, all_scripts: list[Script]) -> int:
+    """How many messages Redis has applied that were never answered with a 200 (their
+    redelivery must be recognised, not applied again)."""
+    recorded = {r["phone"]: r for survey in SURVEYS for r in response_records(redis_sync, survey)}
+    ahead = 0
+    for script in all_scripts:
+        respondent = respondent_of(redis_sync, script)
+        if respondent is not None and respondent.session is not None:
+            applied = respondent.session.messages_in
+        else:
+            applied = recorded[script.number]["messages_in"] if script.number in recorded else 0
+        ahead += applied - script.acked
+    return ahead
+
+
+def assert_all_complete_exactly_once(redis_sync, all_scripts: list[Script]) -> None:
+    """One complete response record per respondent, its answers exactly those sent, in order;
+    no session left open and no timer left behind."""
+    by_phone: dict[str, list[dict]] = {}
+    for survey in SURVEYS:
+        for record in response_records(redis_sync, survey):
+            by_phone.setdefault(record["phone"], []).append(record)
+    assert sorted(by_phone) == sorted(s.number for s in all_scripts)
+    for script in all_scripts:
+        [record] = by_phone[script.number]
+        assert record["survey"] == script.survey and record["status"] == "complete", record
+        assert list(record["answers"].items()) == list(script.recorded.items()), record
+        assert record["messages_in"] == len(script.messages), record
+        assert respondent_of(redis_sync, script).session is None
+    assert redis_sync.zcard("cv:timers") == 0
+
+
+# ---------------------------------------------------------------- the figures of the run
+
+FIGURES = pytest.StashKey[dict]()
+COLUMNS = ("deliveries", "duplicates", "kills", "redeliveries", "answers_lost")
+
+
+@dataclass
+class Figures:
+    deliveries: int = 0
+    duplicates: int = 0  # deliveries of a MessageSid the server had already applied
+    kills: int = 0  # outages: Canvass or Redis killed, shut down or frozen
+    redeliveries: int = 0  # deliveries repeated because the first got no 200
+    answers_lost: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def figures_for(config: pytest.Config, test_name: str) -> Figures:
+    return config.stash.setdefault(FIGURES, {}).setdefault(test_name, Figures())
+
+
+def write_figures(terminal, config: pytest.Config) -> None:
+    """The summary table pytest prints after the run (when a fault test ran)."""
+    table = config.stash.get(FIGURES, {})
+    if not table:
+        return
+    width = max(len(name) for name in table)
+    terminal.write_sep("-", "fault suite figures")
+    terminal.write_line(f"{'test':<{width}}  " + "  ".join(f"{c:>12}" for c in COLUMNS))
+    for name, figures in table.items():
+        cells = "  ".join(f"{getattr(figures, c):>12}" for c in COLUMNS)
+        terminal.write_line(f"{name:<{width}}  {cells}  {'; '.join(figures.notes)}")

@@ -1,0 +1,462 @@
+"""The fault suite: Canvass killed mid-load, Redis restarted, stopped and frozen, duplicated and
+forged webhooks, and fuzzed requests. Loads run against `canvass serve` as a real process with
+signature checks on; the figures of each test are printed after the run."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import itertools
+import json
+import signal
+import time
+from collections import Counter
+from urllib.parse import quote, urlencode
+
+import pytest
+import redis
+from conftest import RedisServer, admin_headers, free_port
+from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, Phone
+from faults_helpers import (
+    CanvassProcess,
+    Duplication,
+    Figures,
+    Load,
+    Texter,
+    alongside,
+    answers_lost,
+    assert_all_complete_exactly_once,
+    committed_unanswered,
+    figures_for,
+    inbound_form,
+    scripts,
+    until,
+    write_flows,
+)
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from engine.twilio import sign
+
+RESPONDENTS = 40
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def figures(request) -> Figures:
+    return figures_for(request.config, request.node.name.removeprefix("test_"))
+
+
+@pytest.fixture
+def canvass(tmp_path):
+    """Start `canvass serve` processes on a Redis; every one is stopped at the end."""
+    flows = write_flows(tmp_path / "flows")
+    started: list[CanvassProcess] = []
+
+    def start(redis_url: str) -> CanvassProcess:
+        process = CanvassProcess(flows, redis_url, tmp_path / f"canvass-{len(started)}.log", free_port())
+        started.append(process)
+        process.start()
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of this test's own (shipped config: AOF, fsync always), to kill and restart."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        server.process.send_signal(signal.SIGCONT)  # a frozen server cannot act on SIGTERM
+    server.stop()
+
+
+@pytest.fixture
+async def texter():
+    made: list[Texter] = []
+
+    def make(base_url: str) -> Texter:
+        made.append(Texter(base_url))
+        return made[-1]
+
+    yield make
+    for one in made:
+        await one.close()
+
+
+def messages_in(all_scripts) -> int:
+    return sum(len(script.messages) for script in all_scripts)
+
+
+def record_load(figures: Figures, load: Load) -> Counter:
+    deliveries, again, failures = load.count()
+    figures.deliveries, figures.redeliveries = deliveries, again
+    return failures
+
+
+# ---------------------------------------------------------------- Canvass killed
+
+
+async def test_kill_9_mid_load_then_redelivery_records_every_answer_exactly_once(
+        canvass, redis_url, redis_sync, texter, figures):
+    server = canvass(redis_url)
+    everyone = scripts(RESPONDENTS)
+    load = Load(texter(server.url), everyone)
+
+    async def kill_part_way(share: float) -> None:
+        await until(lambda: load.acked >= share * messages_in(everyone))
+        load.gate.clear()  # whoever is not mid-request waits for the restart
+        server.kill()
+        figures.kills += 1
+        await load.settled()
+        figures.answers_lost += answers_lost(redis_sync, everyone)
+        figures.duplicates += committed_unanswered(redis_sync, everyone)
+        await asyncio.to_thread(server.start)  # the same port
+        load.gate.set()  # every webhook that got no 200 is delivered again, then the rest
+
+    async def kill_twice() -> None:
+        await kill_part_way(0.3)
+        await kill_part_way(0.65)
+
+    await alongside(load, kill_twice())
+    failures = record_load(figures, load)
+    figures.notes += [f"{failures[None]} requests cut off by the kills",
+                      f"{figures.duplicates} of them committed before the kill"]
+    assert set(failures) == {None} and failures[None] > 0
+    assert figures.redeliveries == failures[None]
+    assert figures.answers_lost == 0
+    assert_all_complete_exactly_once(redis_sync, everyone)
+
+
+# ---------------------------------------------------------------- Redis restarted, stopped, frozen
+
+
+async def test_redis_crash_and_restart_mid_load_loses_no_acknowledged_answer(
+        canvass, own_redis, texter, figures):
+    server = canvass(own_redis.url)
+    everyone = scripts(RESPONDENTS)
+    load = Load(texter(server.url), everyone, retry_delay=0.1)
+    store = redis.Redis.from_url(own_redis.url, decode_responses=True)
+
+    async def crash_and_restart() -> int:
+        await until(lambda: load.acked >= 0.4 * messages_in(everyone))
+        cut_off = load.in_flight
+        own_redis.process.kill()  # SIGKILL: only what the AOF holds survives
+        own_redis.process.wait()
+        figures.kills += 1
+        await asyncio.sleep(0.75)  # the outage, under load: deliveries get 503 and come again
+        load.gate.clear()
+        await load.settled()
+        await asyncio.to_thread(own_redis.start)
+        figures.answers_lost = answers_lost(store, everyone)  # every 200 so far is in Redis
+        load.gate.set()
+        return cut_off
+
+    try:
+        cut_off = await alongside(load, crash_and_restart())
+        failures = record_load(figures, load)
+        figures.duplicates = int(await load.texter.metric("canvass_duplicate_webhooks_total"))
+        slowest = max(d.seconds for d in load.deliveries if d.status != 200)
+        figures.notes += [f"{cut_off} requests under way at the crash", f"{failures[503]} answered 503",
+                          f"slowest 503 {slowest:.2f}s", f"{figures.duplicates} committed but answered 503"]
+        assert figures.answers_lost == 0
+        assert set(failures) == {503} and slowest < 2.0
+        assert_all_complete_exactly_once(store, everyone)
+    finally:
+        store.close()
+
+
+def halt(own_redis: RedisServer, outage: str) -> None:
+    if outage == "shut-down":
+        own_redis.stop()
+    else:
+        own_redis.process.send_signal(signal.SIGSTOP)
+
+
+def resume(own_redis: RedisServer, outage: str) -> None:
+    if outage == "shut-down":
+        own_redis.start()
+    else:
+        own_redis.process.send_signal(signal.SIGCONT)
+
+
+@pytest.mark.parametrize("outage", ["shut-down", "frozen"])
+async def test_redis_down_is_a_503_within_two_seconds_and_conversations_resume(
+        canvass, own_redis, texter, figures, outage):
+    server = canvass(own_redis.url)
+    everyone = scripts(10)
+    load = Load(texter(server.url), everyone)
+    await load.run(upto=3)  # the access code and two answers each
+    halt(own_redis, outage)
+    figures.kills += 1
+
+    async def timed(request) -> tuple[int | None, float]:
+        started = time.monotonic()
+        status = await request
+        return status, time.monotonic() - started
+
+    async def redelivery_of_an_applied_one() -> int | None:
+        first, answer = everyone[0], everyone[0].messages[1]
+        status, _ = await load.texter.post("/twilio/messages", inbound_form(first.number, answer.sid, answer.body))
+        return status
+
+    async def readiness() -> int:
+        async with load.texter.session.get(server.url + "/readyz") as response:
+            return response.status
+
+    answered = await asyncio.gather(*(timed(load.deliver(s, s.messages[s.acked])) for s in everyone),
+                                    timed(redelivery_of_an_applied_one()), timed(readiness()))
+    slowest = max(seconds for _, seconds in answered)
+    assert [status for status, _ in answered] == [503] * (len(everyone) + 2)
+    assert slowest < 2.0
+    await asyncio.to_thread(resume, own_redis, outage)
+    await load.run()  # each goes on where it was: the message that got 503 first
+    store = redis.Redis.from_url(own_redis.url, decode_responses=True)
+    try:
+        failures = record_load(figures, load)
+        figures.answers_lost = answers_lost(store, everyone)
+        figures.notes.append(f"{failures[503]} answered 503, the slowest in {slowest:.2f}s")
+        assert figures.answers_lost == 0
+        assert_all_complete_exactly_once(store, everyone)
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------- duplicated deliveries
+
+
+async def test_duplicated_deliveries_never_advance_a_conversation_twice(
+        canvass, redis_url, redis_sync, texter, figures):
+    server = canvass(redis_url)
+    everyone = scripts(RESPONDENTS)
+    plan = Duplication.drawn(everyone, share=0.3, seed=20240601)
+    load = Load(texter(server.url), everyone, duplication=plan)
+    await load.run()
+    extra = sum(plan.concurrent.values()) + len(plan.late)
+    failures = record_load(figures, load)
+    figures.duplicates = int(await load.texter.metric("canvass_duplicate_webhooks_total"))
+    figures.notes += [f"{len(plan.concurrent) + len(plan.late)} of {messages_in(everyone)} messages "
+                      f"duplicated ({len(plan.concurrent)} concurrently, {len(plan.late)} late)"]
+    assert not failures
+    assert figures.deliveries == messages_in(everyone) + extra
+    assert figures.duplicates == extra  # every extra copy was answered from its dedupe record
+    assert_all_complete_exactly_once(redis_sync, everyone)
+    figures.answers_lost = answers_lost(redis_sync, everyone)
+
+
+# ---------------------------------------------------------------- forged webhooks
+
+
+def flipped(signature: str) -> str:
+    return ("A" if signature[0] != "A" else "B") + signature[1:]
+
+
+def forge(kind: str, path: str, form: dict[str, str], local_url: str) -> tuple[dict, dict]:
+    """(form sent, headers sent) of one forgery of `form`, posted to `path`."""
+    def signed(over: dict[str, str], url: str = PUBLIC_BASE_URL + path, token: str = AUTH_TOKEN) -> str:
+        return sign(token, url, over)
+
+    other_path = "/twilio/status" if path == "/twilio/messages" else "/twilio/messages"
+    header = "X-Twilio-Signature"
+    return {
+        "unsigned": (form, {}),
+        "empty": (form, {header: ""}),
+        "random": (form, {header: base64.b64encode(hashlib.sha1(json.dumps(form).encode()).digest()).decode()}),
+        "other-token": (form, {header: signed(form, token="not-" + AUTH_TOKEN)}),
+        "local-address": (form, {header: signed(form, url=local_url + path)}),
+        "other-path": (form, {header: signed(form, url=PUBLIC_BASE_URL + other_path)}),
+        "tampered": ({**form, "Body": "STOP", "ErrorCode": "21610"}, {header: signed(form)}),
+        "hijacked": (form, {header: signed({**form, "From": "+15559990000", "To": "+15559990000"})}),
+        "dropped-field": (form, {header: signed({**form, "Extra": "1"})}),
+        "one-char-off": (form, {header: flipped(signed(form))}),
+        "sha256-claimed": (form, {header: signed(form),
+                                  "X-Twilio-Webhooks-Signature-Settings": "algorithm=HMAC_SHA256"}),
+        "unknown-algorithm": (form, {header: signed(form),
+                                     "X-Twilio-Webhooks-Signature-Settings": "algorithm=MD5"}),
+    }[kind]
+
+
+FORGERIES = ("unsigned", "empty", "random", "other-token", "local-address", "other-path", "tampered",
+             "hijacked", "dropped-field", "one-char-off", "sha256-claimed", "unknown-algorithm")
+FORGED_BODIES = ("STOP", "@SHORT", "@LONG", "9", "1", "START", "HELP", "anything at all")
+
+
+def digest(url: str) -> tuple[int, str]:
+    """DBSIZE and a hash of every key's name, type, DUMP and whether it expires."""
+    client = redis.Redis.from_url(url)
+    try:
+        parts = sorted((key, client.type(key), client.dump(key), client.ttl(key) == -1)
+                       for key in client.scan_iter(count=1000))
+        return client.dbsize(), hashlib.sha256(repr(parts).encode()).hexdigest()
+    finally:
+        client.close()
+
+
+async def test_a_thousand_forged_or_unsigned_webhooks_are_403_and_change_nothing(
+        canvass, redis_url, texter, figures):
+    server = canvass(redis_url)
+    everyone = scripts(10)
+    load = Load(texter(server.url), everyone)
+    await load.run(upto=3)
+    for script in everyone[:4]:
+        await load.converse(script)  # some complete (response records), some under way
+    before = digest(redis_url)
+    sids = (f"SM{n:032x}" for n in itertools.count(1))
+    victims = itertools.cycle(everyone)
+    bodies = itertools.cycle(FORGED_BODIES)
+    requests = []
+    for n, kind in zip(range(1000), itertools.cycle(FORGERIES), strict=False):
+        victim = next(victims).number
+        if n % 3 == 2:
+            path, form = "/twilio/status", {"MessageSid": next(sids), "MessageStatus": "failed",
+                                            "ErrorCode": "21610", "To": victim, "From": "+15550000000",
+                                            "AccountSid": ACCOUNT_SID}
+        else:
+            path, form = "/twilio/messages", inbound_form(victim, next(sids), next(bodies))
+        requests.append((path, *forge(kind, path, form, server.url)))
+    limit = asyncio.Semaphore(32)
+
+    async def send(path, form, headers) -> int | None:
+        async with limit:
+            status, _ = await load.texter.post(path, form, headers, signed=False)
+            return status
+
+    statuses = await asyncio.gather(*(send(*request) for request in requests))
+    figures.deliveries = len(statuses)
+    figures.notes.append(f"{Counter(statuses)[403]} refused with 403, Redis unchanged: "
+                         f"{digest(redis_url) == before}")
+    assert Counter(statuses) == {403: 1000}
+    assert digest(redis_url) == before
+
+
+# ---------------------------------------------------------------- fuzzing (in-process server)
+
+VALID_NUMBERS = st.sampled_from(["+15551250001", "+15551250002", "whatsapp:+15551250003", "+1 (555) 125-0004",
+                                 "WhatsApp:+44 20 7946 0958", "+442079460959"])
+NUMBERS = VALID_NUMBERS | st.from_regex(r"(whatsapp:)?\+?[0-9 ()-]{0,18}", fullmatch=True) | st.text(max_size=24)
+BODIES = st.sampled_from(["@feed", "@FEED", "STOP", "stop", "START", "HELP", "10", "11", "-1", "1", "2", "Clothing",
+                          "", " ", "${e://Field/FirstName}"]) | st.text(max_size=300)
+SIDS = st.sampled_from(["SM" + "1" * 32, "SM" + "2" * 32]) | st.text(min_size=1, max_size=40) | st.just("")
+SHORT_TEXT = st.text(max_size=12)
+ERROR_CODES = st.sampled_from(["21610", "30003", "", "0", "99999999999999999999999", "٣", "1e3", "-1"]) | SHORT_TEXT
+STATUSES = st.sampled_from(["queued", "sent", "delivered", "failed", "undelivered", ""]) | SHORT_TEXT
+MESSAGE_FORMS = st.fixed_dictionaries(
+    {"MessageSid": SIDS, "From": VALID_NUMBERS | NUMBERS, "To": NUMBERS, "Body": BODIES},
+    optional={"AccountSid": SHORT_TEXT, "NumMedia": st.sampled_from(["0", "1", "x"]), "ErrorCode": ERROR_CODES})
+STATUS_FORMS = st.fixed_dictionaries(
+    {"MessageSid": SIDS, "To": VALID_NUMBERS | NUMBERS, "MessageStatus": STATUSES},
+    optional={"From": NUMBERS, "SmsStatus": STATUSES, "ErrorCode": ERROR_CODES, "Body": BODIES})
+
+
+def webhook(path: str, form_strategy) -> st.SearchStrategy:
+    """(path, form): a form of that kind, sometimes missing a field, sometimes with extra ones."""
+    def shaped(form: dict, extra: dict, dropped: str | None) -> tuple[str, dict]:
+        return path, {key: value for key, value in {**extra, **form}.items() if key != dropped}
+
+    return st.builds(shaped, form_strategy,
+                     st.dictionaries(st.text(min_size=1, max_size=10), st.text(max_size=20), max_size=3),
+                     st.sampled_from([None] * 6 + ["MessageSid", "From", "To", "Body", "MessageStatus"]))
+
+
+WEBHOOKS = webhook("/twilio/messages", MESSAGE_FORMS) | webhook("/twilio/status", STATUS_FORMS)
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    max_leaves=12)
+START_BODIES = st.one_of(
+    st.fixed_dictionaries({"to": VALID_NUMBERS | NUMBERS | JSON}, optional={
+        "channel": st.sampled_from(["sms", "whatsapp", "fax"]) | JSON,
+        "fields": st.dictionaries(st.text(max_size=10), JSON, max_size=4) | JSON}).map(json.dumps),
+    JSON.map(json.dumps),
+    st.text(max_size=200),
+)
+SURVEY_IDS = st.sampled_from(["feedback", "invite", "templated", "nope"]) | st.text(min_size=1, max_size=20)
+
+
+def no_traceback(status: int, text: str) -> None:
+    assert status < 500, (status, text)
+    assert "Traceback" not in text and 'File "' not in text, text
+
+
+@FUZZ
+@given(request=WEBHOOKS)
+async def test_fuzzed_signed_webhooks_never_fail(client, request):
+    path, form = request
+    headers = {"X-Twilio-Signature": sign(AUTH_TOKEN, PUBLIC_BASE_URL + path, form),
+               "Content-Type": "application/x-www-form-urlencoded"}
+    response = await client.post(path, data=urlencode(form).encode(), headers=headers)
+    event(f"status {response.status}")  # shown by --hypothesis-show-statistics
+    no_traceback(response.status, await response.text())
+    assert response.status in (200, 204, 400), (response.status, form)
+
+
+@FUZZ
+@given(content_type=st.sampled_from(["application/x-www-form-urlencoded", "multipart/form-data; boundary=b",
+                                     "multipart/form-data", "text/plain", ""]),
+       body=st.binary(max_size=300),
+       signature=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30))
+async def test_fuzzed_raw_webhook_bodies_never_fail(client, content_type, body, signature):
+    headers = {"Content-Type": content_type, "X-Twilio-Signature": signature}
+    response = await client.post("/twilio/messages", data=body, headers=headers)
+    event(f"status {response.status}")  # shown by --hypothesis-show-statistics
+    no_traceback(response.status, await response.text())
+    assert response.status in (400, 403, 415)
+
+
+@FUZZ
+@given(survey=SURVEY_IDS, body=START_BODIES)
+async def test_fuzzed_admin_start_bodies_never_fail(client, survey, body):
+    response = await client.post(f"/admin/surveys/{quote(survey, safe='')}/start", data=body,
+                                 headers={**admin_headers(), "Content-Type": "application/json"})
+    event(f"status {response.status}")  # shown by --hypothesis-show-statistics
+    no_traceback(response.status, await response.text())
+    assert response.status in (201, 400, 404, 405, 409)
+
+
+@pytest.fixture
+async def answered(client):
+    """A server with one complete response and one open session to export."""
+    phone = Phone(client, "+15551250010")
+    for text in ("@feed", "9", "Quick service, ✓", "2"):
+        await phone.send(text)
+    await Phone(client, "+15551250011").send("@feed")
+    return client
+
+
+@FUZZ
+@given(survey=SURVEY_IDS, query=st.dictionaries(st.sampled_from(["format", "since", "limit"]) | SHORT_TEXT,
+                                                st.sampled_from(["jsonl", "csv", "CSV", "xml", ""]) | SHORT_TEXT,
+                                                max_size=3))
+async def test_fuzzed_response_exports_never_fail(answered, survey, query):
+    response = await answered.get(f"/admin/responses/{quote(survey, safe='')}", params=query,
+                                  headers=admin_headers())
+    text = await response.text()
+    event(f"status {response.status}")  # shown by --hypothesis-show-statistics
+    no_traceback(response.status, text)
+    assert response.status in (200, 400, 404)
+    if response.status == 200 and query.get("format", "jsonl") == "jsonl":
+        assert all(json.loads(line)["survey"] == survey for line in text.splitlines())
+
+
+@pytest.mark.parametrize("body, status, error", [
+    pytest.param("[" * 20_000, 400, "bad_json", id="deeply-nested-array"),
+    pytest.param('{"a":' * 10_000 + "1" + "}" * 10_000, 400, "bad_json", id="deeply-nested-object"),
+    pytest.param('"' + "\\u0000" * 1000 + '"', 400, "bad_json", id="nul-string"),
+    pytest.param('{"to": "\\ud800"}', 400, "bad_number", id="lone-surrogate"),
+    pytest.param('{"to": "+15551250020", "fields": {"x": 1e999}}', 201, None, id="infinite-number"),
+    pytest.param('{"to": "+15551250021", "fields": {"x": NaN}}', 201, None, id="nan"),
+])
+async def test_pathological_admin_bodies_are_clear_errors(client, body, status, error):
+    response = await client.post("/admin/surveys/feedback/start", data=body,
+                                 headers={**admin_headers(), "Content-Type": "application/json"})
+    no_traceback(response.status, await response.text())
+    assert response.status == status
+    if error:
+        assert (await response.json())["error"] == error
