@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 QUESTION_TYPES = ("nps", "choice", "text")
 DEFAULT_EXPIRES_AFTER = 48 * 3600
 DEFAULT_END_MESSAGE = "Thank you for your time. Your response has been recorded."
-DEFAULT_ATTEMPTS = 3
 DEFAULT_MAX_LENGTH = 1600
 
 
@@ -112,7 +111,7 @@ class Ask:
     show_if: Expr | None = None
     choices: list[Choice] = field(default_factory=list)
     invalid_message: str | None = None  # sent after a reply that is not a valid answer
-    attempts: int | None = None  # invalid replies allowed before on_invalid applies
+    attempts: int | None = None  # tries before on_invalid applies (None: ask again until it expires)
     on_invalid: str | None = None  # skip | end (after the last attempt)
     max_length: int | None = None  # text questions only
     line: int = _pos()

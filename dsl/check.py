@@ -428,7 +428,7 @@ class _Checker:
                 self.report(at, "E023", "max_length must be at least 1", f"for example max_length: {ast.DEFAULT_MAX_LENGTH}")
         if ask.attempts is not None and ask.attempts < 1:
             self.report(span(ask, "attempts"), "E023", f"attempts must be at least 1, not {ask.attempts}",
-                        f"the default is {ast.DEFAULT_ATTEMPTS}")
+                        "leave attempts out to ask again until the session expires")
         if ask.on_invalid is not None and ask.on_invalid not in ON_INVALID:
             close = suggest(ask.on_invalid, ON_INVALID)
             self.report(span(ask, "on_invalid"), "E023", f"on_invalid must be skip or end, not '{ask.on_invalid}'",

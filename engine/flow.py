@@ -19,7 +19,7 @@ from pathlib import Path
 from transitions import Machine
 
 from dsl import ast
-from dsl.ast import DEFAULT_ATTEMPTS, DEFAULT_END_MESSAGE
+from dsl.ast import DEFAULT_END_MESSAGE
 from dsl.check import check_survey
 from dsl.errors import FlowError
 from dsl.expr import ChoiceValue, Getter, compile_expr, truthy
@@ -36,7 +36,7 @@ class Question:
     kind: QuestionType
     message: Template  # the prompt as sent, choices and all
     invalid: Template  # the explanation sent after an invalid reply
-    attempts: int
+    attempts: int | None  # None: no limit
     on_invalid: str  # skip | end
 
     @property
@@ -134,7 +134,7 @@ class _Builder:
         prompt = compile_text(ask.prompt, self.asks)
         invalid = compile_text(ask.invalid_message or kind.expected(ask), self.asks)
         return Question(ask, kind, lambda values: kind.message(ask, prompt(values)), invalid,
-                        ask.attempts or DEFAULT_ATTEMPTS, ask.on_invalid or "skip")
+                        ask.attempts, ask.on_invalid or "skip")
 
     def element(self, state: str, element: ast.Element, after: str) -> None:
         match element:

@@ -3,8 +3,9 @@
 No I/O and no clock: `now` is given. The input Session is never changed; a step returns a new
 one, so a caller whose compare-and-set fails can retry from the stored session.
 
-Replies that are not valid answers: each gets one message, the question's explanation. The
-reply that uses up the question's attempts gets none; instead `on_invalid` applies:
+Replies that are not valid answers: each gets one message, the question's explanation, and
+the question waits for a valid answer until the session expires. A question with `attempts: N`
+gives N tries: the reply that is the Nth invalid one gets no explanation; `on_invalid` applies:
 - `skip` (default): the question is left unanswered and the flow moves on (the next message is
   the next question, or the end message);
 - `end`: the session closes with status `ended_invalid`, and the survey's end message is sent.
@@ -117,7 +118,7 @@ def step(flow: Flow, session: Session, inbound: str, now: float) -> Step:
         return _settle(flow, session, cursor, events, now)
     attempts = session.attempts + 1
     event = {"type": "invalid_reply", "survey": flow.id, "question": question.id, "attempt": attempts}
-    if attempts < question.attempts:
+    if question.attempts is None or attempts < question.attempts:
         outbound = [question.invalid(cursor)]
         return Step(_sent(flow, session, outbound, now, attempts=attempts), outbound, [event])
     event["then"] = question.on_invalid

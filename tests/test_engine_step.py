@@ -62,11 +62,12 @@ def test_invalid_reply_counts_attempts_and_explains():
     assert result.outbound == ["Please reply with a number from 0 to 10."]
     assert result.events == [{"type": "invalid_reply", "survey": "conv-store", "question": "recommend", "attempt": 1}]
     assert (result.session.attempts, result.session.state, result.session.answers) == (1, "recommend", {})
-    s = steps.step(STORE, result.session, "12", T0 + 2).session
-    result = steps.step(STORE, s, "13", T0 + 3)  # the third invalid reply: skipped
-    assert result.events[0]["then"] == "skip"
-    assert (result.session.state, result.session.attempts) == ("visit", 0)
-    assert result.session.not_shown == ["reason"]
+    for attempt, reply in enumerate(["12", "-1", "7.5", "ten", "13"], start=2):  # no limit by default
+        result = steps.step(STORE, result.session, reply, T0 + attempt)
+        assert result.outbound == ["Please reply with a number from 0 to 10."]
+        assert (result.session.attempts, result.session.state) == (attempt, "recommend")
+    result = steps.step(STORE, result.session, "5", T0 + 10)
+    assert (result.session.state, result.session.attempts, result.session.answers) == ("reason", 0, {"recommend": 5})
 
 
 def test_reaching_an_end_completes_with_its_message():
