@@ -7,7 +7,7 @@ E009 bad duration, E010 too few choices, E011 duplicate choice, E012 unknown nam
 expression, E013 unknown name in piped text, E014 not answered (or set) yet on that path,
 E015 goto to an unknown element, E016 goto backwards, E017 bad access code, E020 name clash,
 E022 no questions, E023 option not valid here, E024 malformed piped text, W005 unreachable,
-W007 piped text in the not-in-survey message (there is no session to pipe from), W008 a contact
+E025 an id expressions or the text form cannot name, W007 piped text in the not-in-survey message (there is no session to pipe from), W008 a contact
 field piped in a survey that can start by access code (such respondents have no fields).
 
 Gotos may jump to a later question or end (never to a set, never backwards), so the element
@@ -62,6 +62,11 @@ _HTML_TAGS = ("a|abbr|b|big|blockquote|body|br|center|code|div|em|font|h[1-6]|he
 _HTML_TAG = re.compile(rf"</?(?:{_HTML_TAGS})(?:\s[^<>]*)?/?>|<!--", re.IGNORECASE)
 _HTML_ENTITY = re.compile(r"&(?:#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
 _WHITESPACE = re.compile(r"\s")
+_SURVEY_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_END_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+# Words of the expression language: a question named `not` could never be referred to.
+RESERVED = frozenset({"and", "or", "not", "in", "is", "answered", "contains", "if", "else", "true", "false"})
 
 
 # ---------------------------------------------------------------- positions
@@ -331,7 +336,29 @@ class _Checker:
 
     # -- ids, one namespace for questions, ends and sets
 
+    def id_spelling(self, name: str, what: str, pattern: re.Pattern, at: tuple[int, int]) -> None:
+        """E025: an id that expressions, piped text or the text form could not name."""
+        if not name:
+            return
+        allowed = {_SURVEY_ID: "letters, digits, '_', '-' and '.'", _NAME: "letters, digits and '_'",
+                   _END_ID: "letters, digits, '_' and '-'"}[pattern]
+        if not pattern.fullmatch(name):
+            self.report(at, "E025", f"{what} '{name}' is not a valid id",
+                        f"use {allowed}, starting with a letter" + ("" if pattern is _NAME else " or digit"),
+                        len(name))
+        elif pattern is _NAME and name in RESERVED:
+            self.report(at, "E025", f"{what} '{name}' is a word of the expression language",
+                        "choose another name: expressions could not refer to this one", len(name))
+
     def ids_and_names(self) -> None:
+        self.id_spelling(self.survey.id, "survey id", _SURVEY_ID, span(self.survey, "survey"))
+        for element in self.elements:
+            at = span(element, "ask", "end", "set", "id", "name")
+            if isinstance(element, ast.End):
+                self.id_spelling(element.id, "end id", _END_ID, at)
+            elif isinstance(element, ast.Ask | ast.Set):
+                self.id_spelling(ast.element_id(element), "question id" if isinstance(element, ast.Ask)
+                                 else "set name", _NAME, at)
         seen: dict[str, ast.Element] = {}
         for element in self.elements:
             name = ast.element_id(element)
@@ -477,20 +504,17 @@ class _Checker:
             return
         noun = "question" if context == "show_if" else "name"
         close = suggest(name, self.questions | self.sets | self.field_names)
+        declared = ", ".join([*self.survey.fields, name])
         self.report(at, "E012", f"unknown {noun} '{name}' in {context}",
-                    close or f"if '{name}' is a contact field, declare it: fields: [{name}]", len(name))
+                    close or f"if '{name}' is a contact field, declare it: fields: [{declared}]", len(name))
 
     def answered_name(self, index: int, node: ast.Name) -> None:
         at = (node.line, node.col)
-        if node.name in self.questions:
-            self.available(index, node.name, at, len(node.name))
-        elif node.name in self.sets or node.name in self.field_names or node.name in self.ends:
-            self.report(at, "E012", f"'{node.name}' is not a question; only questions are answered",
-                        "compare its value instead", len(node.name))
-        else:
-            self.report(at, "E012", f"unknown question '{node.name}' in 'is answered'",
-                        suggest(node.name, self.questions) or "'is answered' takes a question id",
-                        len(node.name))
+        if node.name in self.ends:
+            self.report(at, "E012", f"'{node.name}' is an end; only questions are answered",
+                        "'is answered' takes a question id (or a field: is it set?)", len(node.name))
+        else:  # a field or set "is answered" when it has a value
+            self.name(index, node, "'is answered'")
 
     def available(self, index: int, name: str, at: tuple[int, int], length: int) -> None:
         """E014 unless `name` (a question, or a set that is not also a field) can have a value here."""

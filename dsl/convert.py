@@ -145,6 +145,7 @@ def to_yaml(survey: ast.Survey) -> str:
 
 _SLUG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_END_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _QTYPE = re.compile(r"[a-z_]+")
 _CODE = re.compile(r"[A-Za-z0-9]{1,8}")
 # Words that open a line of the text form; a choice code spelt the same would read as that line.
@@ -158,8 +159,9 @@ def _require(ok: bool, problem: str) -> None:
         raise ConversionError(problem)
 
 
-def _name(value: str, what: str) -> str:
-    _require(bool(_NAME.fullmatch(value)), f"{what} '{value}' is not a name (letters, digits, _)")
+def _name(value: str, what: str, pattern: re.Pattern = _NAME) -> str:
+    allowed = "letters, digits, _" if pattern is _NAME else "letters, digits, _, -"
+    _require(bool(pattern.fullmatch(value)), f"{what} '{value}' is not a name ({allowed})")
     return value
 
 
@@ -227,11 +229,11 @@ def _element_text(element: ast.Element) -> list[str]:
             return [f"set {_name(element.name, 'set name')} = {to_source(element.value)}"]
         case ast.Goto():
             cond = f" if {to_source(element.cond)}" if element.cond is not None else ""
-            return [f"goto {_name(element.target, 'goto target')}{cond}"]
+            return [f"goto {_name(element.target, 'goto target', _END_ID)}{cond}"]
         case ast.End():
             _require(element.id != "message", "an end named 'message' would read as the end message setting")
             message = f" {quote(element.message)}" if element.message is not None else ""
-            return [f"end {_name(element.id, 'end id')}{message}"]
+            return [f"end {_name(element.id, 'end id', _END_ID)}{message}"]
     raise TypeError(f"not a flow element: {element!r}")
 
 
@@ -272,7 +274,7 @@ def _plain(value):
 
 def load_for_command(path: str) -> tuple[ast.Survey | None, int]:
     """(survey, 0) or, after printing the diagnostics to stderr, (None, exit status):
-    2 when the file cannot be read, 1 when it does not parse."""
+    2 when the file cannot be read (or is empty, as `canvass check` says), 1 when it does not parse."""
     try:
         source = read_source(path)
     except FlowError as err:
@@ -282,7 +284,7 @@ def load_for_command(path: str) -> tuple[ast.Survey | None, int]:
         return parse_source(source, str(path)), 0
     except FlowError as err:
         print("\n".join(d.render(source) for d in err.diagnostics), file=sys.stderr)
-        return None, 1
+        return None, 2 if any(d.code == "E002" for d in err.diagnostics) else 1
 
 
 def run_convert(path: str, to: str) -> int:

@@ -156,7 +156,7 @@ _EXPECTED_NAMES = {
     "COMP_OP": "a comparison (== != < <= > >=)", "DURATION": "a duration like 48h",
     "QTYPE": "a question type (nps, choice, text)", "SLUG": "a survey id", "_NL": "a line break",
     "LSQB": "'['", "RSQB": "']'", "LPAR": "'('", "RPAR": "')'", "COMMA": "','", "EQUAL": "'='",
-    "CODE": "a choice code", "ON_INVALID": "skip or end", "$END": "end of text",
+    "CODE": "a choice code", "END_ID": "an end id", "ON_INVALID": "skip or end", "$END": "end of text",
 }
 
 

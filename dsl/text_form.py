@@ -7,7 +7,7 @@ from lark.exceptions import UnexpectedInput
 
 from dsl import ast
 from dsl.durations import parse_duration
-from dsl.errors import Diagnostic, FlowError
+from dsl.errors import Diagnostic, FlowError, suggest
 from dsl.expr_parse import ExprBuilder, syntax_diagnostic, unquote
 from dsl.grammar import parser
 
@@ -142,6 +142,24 @@ def _keyword(rule: str) -> str:
             "content_sid": "whatsapp template"}.get(rule, rule)
 
 
+STATEMENT_WORDS = ("survey", "title", "expires", "remind", "access", "sender", "end", "fields", "not",
+                   "help", "whatsapp", "ask", "set", "goto", "invalid", "attempts", "then", "max")
+
+
+def _unknown_statement(source: str, diag: Diagnostic) -> Diagnostic | None:
+    """E003 with a 'did you mean' when a line starts with a word that begins no statement."""
+    lines = source.splitlines()
+    if not 0 < diag.line <= len(lines):
+        return None
+    text = lines[diag.line - 1]
+    word = text.split()[0] if text.split() else ""
+    start = len(text) - len(text.lstrip()) + 1
+    if diag.col != start or not word.isalpha() or word in STATEMENT_WORDS:
+        return None
+    hint = suggest(word, STATEMENT_WORDS) or "a line starts with ask, set, goto, end or a setting"
+    return Diagnostic(diag.path, diag.line, diag.col, "E003", f"unknown statement '{word}'", hint, len(word))
+
+
 def parse_text(source: str, path: str = "<text>") -> ast.Survey:
     """Parse a survey in the text form; raise FlowError with positioned diagnostics."""
     if not source.strip():
@@ -153,7 +171,7 @@ def parse_text(source: str, path: str = "<text>") -> ast.Survey:
         if isinstance(getattr(err, "token", None), Token) and err.token.type == "CODE":
             diag = Diagnostic(path, diag.line, diag.col, "E001", diag.message,
                               "a choice line must come under an 'ask ... choice' line")
-        raise FlowError([diag]) from None
+        raise FlowError([_unknown_statement(source, diag) or diag]) from None
     except RecursionError:
         raise FlowError([Diagnostic(path, 1, 1, "E001", "the flow is nested too deeply to read")]) from None
     reader = _Reader(path)

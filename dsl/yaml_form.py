@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import yaml
 
 from dsl import ast
@@ -22,9 +24,20 @@ ELEMENT_KEYS = {
 _STR, _INT, _BOOL, _NULL = ("tag:yaml.org,2002:" + t for t in ("str", "int", "bool", "null"))
 
 
+class Entries(dict):
+    """A mapping's entries by key; `misspelt` holds the known keys its unknown keys resemble,
+    so a missing key that was only misspelt is reported once (as the unknown key)."""
+
+    misspelt: frozenset[str] = frozenset()
+
+    def lacks(self, key: str) -> bool:
+        return key not in self and key not in self.misspelt
+
+
 class _Reader:
-    def __init__(self, path: str):
+    def __init__(self, path: str, source: str):
         self.path = path
+        self.source = source
         self.diagnostics: list[Diagnostic] = []
 
     def error(self, node, code: str, message: str, hint: str = "") -> None:
@@ -32,12 +45,13 @@ class _Reader:
         length = len(node.value) if isinstance(node, yaml.ScalarNode) and "\n" not in node.value else 1
         self.diagnostics.append(Diagnostic(self.path, line, col, code, message, hint, max(1, length)))
 
-    def mapping(self, node, allowed, where: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    def mapping(self, node, allowed, where: str) -> Entries:
         """A mapping's entries by key, reporting duplicate and unknown keys."""
+        entries = Entries()
         if not isinstance(node, yaml.MappingNode):
             self.error(node, "E005", f"{where} must be a mapping of keys to values")
-            return {}
-        entries: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+            return entries
+        misspelt = set()
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, str):
@@ -48,10 +62,14 @@ class _Reader:
                 self.error(key_node, "E004", f"duplicate key '{key}' in {where}", f"the first is on line {first}")
                 continue
             if key not in allowed:
-                hint = suggest(key, allowed) or f"allowed keys: {', '.join(allowed)}"
-                self.error(key_node, "E003", f"unknown key '{key}' in {where}", hint)
+                close = suggest(key, allowed)
+                if close:
+                    misspelt.add(close.split("'")[1])
+                self.error(key_node, "E003", f"unknown key '{key}' in {where}",
+                           close or f"allowed keys: {', '.join(allowed)}")
                 continue
             entries[key] = (key_node, value_node)
+        entries.misspelt = frozenset(misspelt)
         return entries
 
     def text(self, entries, key: str, where: str, required: bool = False) -> str | None:
@@ -93,23 +111,22 @@ class _Reader:
         if not isinstance(node, yaml.ScalarNode) or node.tag == _NULL:
             self.error(node, "E021", f"'{key}' in {where} must be an expression")
             return None
-        text = node.value
-        if node.tag == _BOOL:
-            text = text.lower()
-        line, col = at(node)
-        if node.style in ("'", '"'):
-            col += 1
-        elif node.style in ("|", ">"):
-            line, col = line + 1, 1
+        text = node.value.lower() if node.tag == _BOOL else node.value
+        where_in_file = ScalarMap(self.source, node, text)
         try:
-            return parse_expression(text, self.path, line, col)
+            expr = parse_expression(text, self.path, 1, 1)
         except ast_errors() as err:
-            self.diagnostics.extend(err.diagnostics)
+            for d in err.diagnostics:
+                line, col = where_in_file.locate(d.line, d.col)
+                self.diagnostics.append(replace(d, line=line, col=col))
             return None
+        for item in ast.walk(expr):
+            item.line, item.col = where_in_file.locate(item.line, item.col)
+        return expr
 
     def survey(self, root) -> ast.Survey:
         entries = self.mapping(root, SURVEY_KEYS, "the survey")
-        if "survey" not in entries:
+        if entries.lacks("survey"):
             self.error(root, "E005", "the survey has no 'survey' key", "add `survey: my-survey-id` at the top")
         survey = ast.Survey(id=self.text(entries, "survey", "the survey", True) or "", path=self.path,
                             line=at(root)[0], col=at(root)[1])
@@ -126,7 +143,8 @@ class _Reader:
         for key, (_, value_node) in entries.items():
             survey.spans[key] = at(value_node)
         if "flow" not in entries:
-            self.error(root, "E005", "the survey has no 'flow'", "add `flow:` with a list of questions")
+            if entries.lacks("flow"):
+                self.error(root, "E005", "the survey has no 'flow'", "add `flow:` with a list of questions")
             return survey
         flow = entries["flow"][1]
         if not isinstance(flow, yaml.SequenceNode):
@@ -163,7 +181,7 @@ class _Reader:
             return self.ask(entries, line, col, spans)
         if kind == "set":
             name = self.text(entries, "set", "set", True) or ""
-            if "value" not in entries:
+            if entries.lacks("value"):
                 self.error(node, "E005", f"'set: {name}' has no 'value'", "add `value:` with an expression")
             return ast.Set(name=name, value=self.expression(entries, "value", f"set '{name}'"),
                            line=line, col=col, spans=spans)
@@ -177,7 +195,7 @@ class _Reader:
         qid = self.text(entries, "ask", "ask", True) or ""
         where = f"question '{qid}'"
         for key in ("type", "prompt"):
-            if key not in entries:
+            if entries.lacks(key):
                 self.error(entries["ask"][0], "E005", f"{where} has no '{key}'",
                            "add `type: nps`, `type: choice` or `type: text`" if key == "type" else "add `prompt:`")
         ask = ast.Ask(id=qid, type=self.text(entries, "type", where) or "", prompt=self.text(entries, "prompt", where) or "",
@@ -209,6 +227,44 @@ class _Reader:
         return out
 
 
+class ScalarMap:
+    """Where each character of a scalar's value stands in the file, so that an expression
+    folded over several lines (plain, quoted, `>` or `|`) is reported where it is written.
+    Characters are matched in order, skipping the line breaks and indentation YAML folds away."""
+
+    def __init__(self, source: str, node: yaml.ScalarNode, value: str):
+        start, end = node.start_mark.index, node.end_mark.index
+        if node.style in ("|", ">"):
+            start = source.find("\n", start, end) + 1 or end  # the body starts after the header
+        elif node.style in ("'", '"'):
+            start += 1
+        spots, line, col = [], node.start_mark.line + 1, node.start_mark.column + 1
+        for index in range(node.start_mark.index, end):
+            if index >= start and not source[index].isspace():
+                spots.append((source[index], line, col))
+            line, col = (line + 1, 1) if source[index] == "\n" else (line, col + 1)
+        self.value_lines = value.split("\n")
+        self.positions: list[tuple[int, int]] = []
+        cursor, last = 0, (node.start_mark.line + 1, node.start_mark.column + 1)
+        for char in value:
+            if not char.isspace():
+                while cursor < len(spots) and spots[cursor][0] != char:
+                    cursor += 1
+                if cursor < len(spots):
+                    last = spots[cursor][1:]
+                    cursor += 1
+                self.positions.append(last)
+            else:
+                self.positions.append((last[0], last[1] + 1))
+
+    def locate(self, line: int, col: int) -> tuple[int, int]:
+        """The file position of the value's (line, col), both 1-based."""
+        index = sum(len(text) + 1 for text in self.value_lines[: max(0, line - 1)]) + col - 1
+        if not self.positions:
+            return (0, 0)
+        return self.positions[min(max(index, 0), len(self.positions) - 1)]
+
+
 def at(node) -> tuple[int, int]:
     mark = node.start_mark
     return mark.line + 1, mark.column + 1
@@ -236,7 +292,7 @@ def parse_yaml(source: str, path: str = "<yaml>") -> ast.Survey:
         raise FlowError([Diagnostic(path, 1, 1, "E001", "the YAML is nested too deeply to read")]) from None
     if root is None:
         raise FlowError([Diagnostic(path, 1, 1, "E002", "the file has no survey in it")])
-    reader = _Reader(path)
+    reader = _Reader(path, source)
     survey = reader.survey(root)
     if reader.diagnostics:
         raise FlowError(reader.diagnostics)

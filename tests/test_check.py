@@ -28,7 +28,7 @@ from engine.compat import check_file, check_source, compat_diagnostics, summary
 FLOWS = Path(__file__).parent / "flows"
 BROKEN = FLOWS / "broken"
 GOLDEN = BROKEN / "expected.golden"
-ALL_CODES = {f"E{n:03d}" for n in range(1, 25)} | {f"W{n:03d}" for n in range(1, 7)}
+ALL_CODES = {f"E{n:03d}" for n in range(1, 26)} | {f"W{n:03d}" for n in range(1, 9)}
 
 
 def broken_flows() -> list[Path]:
