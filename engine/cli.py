@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", action="store_true", help="reload flows when their files change")
     p.add_argument("--insecure", action="store_true",
                    help="run without TWILIO_AUTH_TOKEN (local development only)")
+    p.add_argument("--access-log", action="store_true",
+                   help="log every HTTP request (off by default: it costs a tenth of a webhook's time)")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("phone", help="text a running server as a respondent would")

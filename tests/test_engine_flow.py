@@ -13,9 +13,9 @@ from engine.step import open_session, step
 
 ROOT = Path(__file__).resolve().parent.parent
 STORE = ROOT / "tests" / "flows" / "good" / "conv_store.yaml"
-_spec = importlib.util.spec_from_file_location("step_bench", ROOT / "bench" / "step_bench.py")
-step_bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(step_bench)
+_spec = importlib.util.spec_from_file_location("flow_cost", ROOT / "bench" / "flow_cost.py")
+flow_cost = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(flow_cost)
 
 
 def test_one_machine_with_a_state_per_element_and_no_models():
@@ -70,8 +70,8 @@ def test_load_flow_reports_unreadable_files_as_flow_errors(tmp_path):
 
 
 def _calls_in_one_step(questions: int) -> Counter:
-    flow, _ = step_bench.build(questions)
-    session = step_bench.session_at(flow, 8)
+    flow = flow_cost.build_flow(questions)
+    session = flow_cost.session_at(flow, 8)
     calls = Counter()
 
     def profile(frame, event, arg):
@@ -82,7 +82,7 @@ def _calls_in_one_step(questions: int) -> Counter:
 
     sys.setprofile(profile)
     try:
-        step(flow, session, "7", step_bench.NOW)
+        step(flow, session, "7", flow_cost.NOW)
     finally:
         sys.setprofile(None)
     return calls
@@ -93,7 +93,7 @@ def test_a_step_does_the_same_work_on_a_10_and_a_1000_question_flow():
 
 
 def test_the_shared_machine_never_gains_models_or_events():
-    flow, _ = step_bench.build(30)
+    flow = flow_cost.build_flow(30)
     events, states = dict(flow.machine.events), dict(flow.machine.states)
     replies = {"nps": "7", "choice": "2", "text": "fine"}
     for phone in range(50):

@@ -1,0 +1,1 @@
+"""Canvass benchmarks: run them with bench/run (see bench/main.py)."""

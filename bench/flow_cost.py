@@ -1,0 +1,113 @@
+"""What a step and a compile cost as a flow grows.
+
+Step: µs per step on a 10- and a 1000-question flow. One shared machine per flow version
+means a step must cost the same on both (target ratio <= 1.2). Sessions are immutable, so
+the same step is replayed from the same session many times.
+
+Compile: ms to check a survey and build its machine (YAML parsing not counted) at 100 and
+1000 questions. It must grow linearly (target ratio <= 11 for ten times the questions).
+
+Rounds alternate between sizes so load on the machine affects both alike; the collector
+is off while timing (as timeit does) so the heap's size does not count; medians are reported.
+"""
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dsl.load import parse_source
+from engine.flow import Flow, compile_flow
+from engine.session import Session
+from engine.step import open_session, step
+
+NOW = 1704099600.0
+PHONE = "+15555550100"
+REPLIES = {"nps": "7", "choice": "2", "text": "fine"}
+
+
+@dataclass(frozen=True)
+class CostShape:
+    rounds: int = 21
+    steps: int = 1000  # steps timed per size per round (about 30 ms)
+    compiles: int = 1  # compiles of the larger flow per round (ten times as many of the smaller)
+
+
+def survey_source(questions: int) -> str:
+    """A YAML flow of NPS, choice and text questions, with display logic, sets and gotos."""
+    lines = ["survey: bench", "fields: [Name]", "flow:"]
+    for i in range(1, questions + 1):
+        kind = ("nps", "choice", "text")[i % 3]
+        lines += [f"  - ask: q{i}", f"    type: {kind}", f"    prompt: Question {i} for ${{e://Field/Name}}"]
+        if kind == "choice":
+            lines.append("    choices: [Yes, No, Maybe]")
+        if i > 1 and i % 2 == 0:
+            lines.append(f"    show_if: q{i - 1} is answered or Name == 'x'")
+        if i % 10 == 0 and i < questions:
+            lines += [f"  - set: s{i}", f"    value: '\"high\" if q{i - 1} != \"\" else \"low\"'"]
+            lines += [f"  - goto: q{i + 1}", f"    if: q{i - 1} is answered"]
+    lines += ["  - end: done", "    message: Thanks ${e://Field/Name}"]
+    return "\n".join(lines) + "\n"
+
+
+def build_flow(questions: int) -> Flow:
+    source = survey_source(questions)
+    return compile_flow(parse_source(source, f"<bench {questions}>", "yaml"), source, "yaml")
+
+
+def session_at(flow: Flow, answered: int) -> Session:
+    """A session that has answered the first `answered` questions."""
+    session = open_session(flow, "sms", PHONE, {"Name": "Ana"}, NOW).session
+    for _ in range(answered):
+        session = step(flow, session, REPLIES[flow.questions[session.state].kind.name], NOW).session
+    return session
+
+
+def _seconds_each(work: Callable[[], object], count: int) -> float:
+    gc.collect()
+    gc.disable()
+    try:
+        started = time.perf_counter()
+        for _ in range(count):
+            work()
+        return (time.perf_counter() - started) / count
+    finally:
+        gc.enable()
+
+
+def _paired(small: tuple[Callable[[], object], int], large: tuple[Callable[[], object], int],
+            rounds: int) -> tuple[float, float, float]:
+    """Median seconds of each case and the median of their per-round ratios (large/small).
+    Each round times both, one right after the other, so the ratio of a round is taken under
+    the same load on the machine; the median drops rounds that a burst of noise hit."""
+    smalls, larges = [], []
+    for _ in range(rounds):
+        smalls.append(_seconds_each(*small))
+        larges.append(_seconds_each(*large))
+    ratios = [big / little for little, big in zip(smalls, larges, strict=True)]
+    return statistics.median(smalls), statistics.median(larges), statistics.median(ratios)
+
+
+def step_cost(shape: CostShape, sizes: tuple[int, int] = (10, 1000)) -> dict:
+    cases = []
+    for size in sizes:
+        flow = build_flow(size)
+        session = session_at(flow, 8)
+        reply = REPLIES[flow.questions[session.state].kind.name]
+        cases.append((lambda f=flow, s=session, r=reply: step(f, s, r, NOW), shape.steps))
+    small, large, ratio = _paired(*cases, shape.rounds)
+    return {"us_per_step": {str(sizes[0]): small * 1e6, str(sizes[1]): large * 1e6},
+            "ratio": ratio, "target": 1.2}
+
+
+def compile_cost(shape: CostShape, sizes: tuple[int, int] = (100, 1000)) -> dict:
+    cases = []
+    for size in sizes:
+        source = survey_source(size)
+        survey = parse_source(source, f"<bench {size}>", "yaml")
+        count = shape.compiles * sizes[1] // size  # the same number of questions compiled per case
+        cases.append((lambda s=survey, src=source: compile_flow(s, src, "yaml"), count))
+    small, large, ratio = _paired(*cases, max(3, shape.rounds // 3))
+    return {"ms_per_compile": {str(sizes[0]): small * 1e3, str(sizes[1]): large * 1e3},
+            "ratio": ratio, "target": 11.0}

@@ -1,0 +1,111 @@
+"""bench/run: every Canvass benchmark in one command, a table on stdout, figures as JSON.
+
+    bench/run                   the full run (a few minutes on 2 cores)
+    bench/run --quick           a short smoke run (well under 30 s)
+    bench/run --json out.json   also write the figures as JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from bench import flow_cost, memory, webhook
+from bench.flow_cost import CostShape
+from bench.procs import BenchError, Pinning, redis_server
+from bench.report import render, verdicts
+from bench.webhook import LoadShape
+
+QUICK_LOAD = LoadShape(respondents=40, concurrency=16, rounds=1, warmup=8, deadline=30.0)
+QUICK_COST = CostShape(rounds=5, steps=300, compiles=1)
+FULL_SESSIONS, QUICK_SESSIONS = 1000, 100
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run with tiny loads")
+    parser.add_argument("--json", metavar="PATH", type=Path, help="write the figures as JSON to PATH")
+    parser.add_argument("--rounds", type=int, metavar="R", help="webhook rounds per server (default 5)")
+    parser.add_argument("--respondents", type=int, metavar="V", help="respondents per round (default 400)")
+    parser.add_argument("--concurrency", type=int, metavar="C", help="respondents in flight (default 48)")
+    args = parser.parse_args(argv)
+    for name in ("rounds", "respondents", "concurrency"):
+        value = getattr(args, name)
+        if value is not None and not 1 <= value <= 100_000:
+            parser.error(f"--{name} must be between 1 and 100000")
+    if args.json is not None and not args.json.parent.is_dir():
+        parser.error(f"--json: the folder {args.json.parent} does not exist")
+    return args
+
+
+def progress(text: str) -> None:
+    print(f"  {text}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def pinned_to(core: int | None) -> Iterator[None]:
+    """Run the in-process benchmarks on the server's core, then let this process go anywhere
+    again (the processes it starts are pinned by taskset)."""
+    saved = os.sched_getaffinity(0)
+    if core is not None:
+        os.sched_setaffinity(0, {core})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, saved)
+
+
+def run(args: argparse.Namespace) -> dict:
+    load_shape = QUICK_LOAD if args.quick else LoadShape()
+    load_shape = replace(load_shape, **{k: v for k, v in (("rounds", args.rounds), ("respondents", args.respondents),
+                                                          ("concurrency", args.concurrency)) if v is not None})
+    cost_shape = QUICK_COST if args.quick else CostShape()
+    pinning = Pinning()
+    results: dict = {"mode": "quick" if args.quick else "full", "cores": len(os.sched_getaffinity(0)),
+                     "pinning": pinning.describe(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if pinning.note:
+        progress(f"note: {pinning.note}")
+    with pinned_to(pinning.server_core):
+        progress("step cost against flow size")
+        results["step"] = flow_cost.step_cost(cost_shape)
+        progress("compile cost against flow size")
+        results["compile"] = flow_cost.compile_cost(cost_shape)
+    with tempfile.TemporaryDirectory(prefix="canvass-bench-") as workdir:
+        redis, redis_url = redis_server(Path(workdir) / "redis", pinning)
+        with redis:
+            progress("redis memory per session and per dedupe record")
+            results["memory"] = asyncio.run(memory.measure(
+                redis_url, QUICK_SESSIONS if args.quick else FULL_SESSIONS))
+            progress(f"webhooks: {load_shape.rounds} rounds of {load_shape.respondents} respondents, "
+                     f"floor and canvass in turns")
+            results["webhooks"] = webhook.run_webhooks(redis, redis_url, Path(workdir), pinning, load_shape, progress)
+    results["targets"] = verdicts(results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        results = run(args)
+    except BenchError as err:
+        print(f"bench/run: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    print(render(results))
+    if args.json is not None:
+        try:
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
+        except OSError as err:
+            print(f"bench/run: cannot write {args.json}: {err.strerror or err}", file=sys.stderr)
+            return 1
+    return 0

@@ -1,0 +1,168 @@
+"""The processes a benchmark runs: redis-server, `canvass serve`, the floor server, each pinned
+to a core with taskset so that the server and the load generator never share one."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+REDIS_CONF = REPO / "engine" / "redis.conf"
+FLOWS = REPO / "bench" / "flows"  # the benchmark survey, served by `canvass serve --flows`
+VENV_BIN = Path(sys.executable).parent
+START_TIMEOUT = 20.0  # seconds for a process to answer after it is started
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(Exception):
+    """The benchmark cannot run or a run went wrong; the message says what."""
+
+
+class Pinning:
+    """Which cores the server side and the load side run on (None: not pinned, with why)."""
+
+    def __init__(self) -> None:
+        self.taskset = shutil.which("taskset")
+        cores = sorted(os.sched_getaffinity(0))
+        self.note = None
+        if self.taskset is None:
+            self.server_core = self.load_core = None
+            self.note = "taskset not found (util-linux): processes are not pinned, ratios are noisier"
+        elif len(cores) < 2:
+            self.server_core = self.load_core = None
+            self.note = "only one core available: server and load generator share it"
+        else:
+            self.load_core, self.server_core = cores[0], cores[1]
+
+    def command(self, argv: list[str], core: int | None) -> list[str]:
+        if core is None or self.taskset is None:
+            return argv
+        return [self.taskset, "-c", str(core), *argv]
+
+    def describe(self) -> dict:
+        return {"server_core": self.server_core, "load_core": self.load_core, "note": self.note}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (fields 14 and 15)
+
+
+def bench_env(**extra: str) -> dict[str, str]:
+    """The environment for a child process: the repository importable, nothing inherited that
+    would change what Canvass does (Twilio and Redis settings come only from `extra`)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("TWILIO_", "CANVASS_", "PUBLIC_BASE_URL", "REDIS_URL"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+class Process:
+    """A child process whose output goes to a log file; stopped by its own pid."""
+
+    def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None):
+        self.name, self.argv, self.log_path, self.env = name, argv, log, env
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def start(self) -> None:
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=self.env)
+
+    def check_running(self) -> None:
+        if self.process.poll() is not None:
+            raise BenchError(f"{self.name} exited with status {self.process.returncode}:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> Process:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def redis_server(directory: Path, pinning: Pinning) -> tuple[Process, str]:
+    """redis-server with the shipped configuration (AOF, fsync always), its data in `directory`."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise BenchError("redis-server is not installed: install Debian's redis-server package "
+                         "(./dev test does)")
+    port = free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    argv = [binary, str(REDIS_CONF), "--port", str(port), "--dir", str(directory), "--save", "",
+            "--logfile", ""]
+    process = Process("redis-server", pinning.command(argv, pinning.load_core), directory / "redis.log")
+    process.start()
+    url = f"redis://127.0.0.1:{port}/0"
+    _wait(process, lambda: _redis_ping(port))
+    return process, url
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def http_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _wait(process: Process, ready) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while not ready():
+        process.check_running()
+        if time.monotonic() > deadline:
+            process.stop()
+            raise BenchError(f"{process.name} did not become ready in {START_TIMEOUT:.0f} s:\n"
+                             f"{process.log_tail()}")
+        time.sleep(0.05)
+
+
+def start_server(name: str, argv: list[str], port: int, ready_path: str, env: dict[str, str],
+                 log: Path, pinning: Pinning) -> Process:
+    process = Process(name, pinning.command(argv, pinning.server_core), log, env)
+    process.start()
+    _wait(process, lambda: http_ready(f"http://127.0.0.1:{port}{ready_path}"))
+    return process

@@ -1,0 +1,78 @@
+"""The benchmark's table and its verdicts on the targets."""
+
+from __future__ import annotations
+
+from bench.load import ANSWERS
+from bench.memory import ANSWERED
+
+
+def verdicts(results: dict) -> dict[str, dict]:
+    """Each target: the figure, the bound, and whether it was met."""
+    web, step, comp, mem = results["webhooks"], results["step"], results["compile"], results["memory"]
+    checks = {
+        "webhook_ratio": (web["ratio"], ">=", 0.8),
+        "step_ratio": (step["ratio"], "<=", step["target"]),
+        "compile_ratio": (comp["ratio"], "<=", comp["target"]),
+        "bytes_per_session": (mem["bytes_per_session"], "<=", mem["session_target"]),
+        "bytes_per_dedupe": (mem["bytes_per_dedupe"], "<=", mem["dedupe_target"]),
+    }
+    return {name: {"value": value, "target": f"{op} {bound:g}",
+                   "met": value >= bound if op == ">=" else value <= bound}
+            for name, (value, op, bound) in checks.items()}
+
+
+def _mark(targets: dict, name: str) -> str:
+    target = targets[name]
+    return f"(target {target['target']}) {'ok' if target['met'] else 'MISSED'}"
+
+
+def _webhooks(web: dict, targets: dict) -> list[str]:
+    shape = web["shape"]
+    lines = [
+        f"Webhooks: {shape['respondents']} respondents x {shape['messages_per_respondent']} signed messages, "
+        f"{shape['concurrency']} in flight, median of {shape['rounds']} round(s)",
+        f"  {'':16}{'msg/s':>9}{'p50 ms':>9}{'p99 ms':>9}   CPU µs/msg: server   Redis   load generator busy",
+    ]
+    for target in ("floor", "canvass"):
+        f = web[target]
+        lines.append(f"  {target:16}{f['messages_per_s']:9.0f}{f['p50_ms']:9.2f}{f['p99_ms']:9.2f}"
+                     f"{f['server_cpu_us_per_message']:21.0f}{f['redis_cpu_us_per_message']:8.0f}"
+                     f"{f['load_cpu_share']:22.0%}")
+    spread = web["ratio_rounds"]
+    lines.append(f"  {'canvass/floor':16}{web['ratio']:9.2f}  {_mark(targets, 'webhook_ratio')}; "
+                 f"rounds {min(spread):.2f}-{max(spread):.2f}; server CPU per message {web['cpu_ratio']:.2f}")
+    if max(web[t]["load_cpu_share"] for t in ("floor", "canvass")) > 0.9:
+        lines.append("  note: the load generator was busy most of the time; the floor may be a lower bound")
+    return lines
+
+
+def render(results: dict) -> str:
+    web, step, comp, mem, targets = (results[k] for k in ("webhooks", "step", "compile", "memory", "targets"))
+    pinning = results["pinning"]
+    where = (f"server on core {pinning['server_core']}, load generator and Redis on core {pinning['load_core']}"
+             if pinning["server_core"] is not None else pinning["note"])
+    answered = ", ".join(f"'{answer}'" for answer in ANSWERS[:ANSWERED])
+    lines = [
+        f"Canvass benchmarks ({results['mode']} run, {results['cores']} cores; {where})",
+        "",
+        *_webhooks(web, targets),
+        "",
+        "Step cost against flow size",
+        f"  {'10 questions':16}{step['us_per_step']['10']:9.1f} µs/step",
+        f"  {'1000 questions':16}{step['us_per_step']['1000']:9.1f} µs/step",
+        f"  {'ratio':16}{step['ratio']:9.2f}  {_mark(targets, 'step_ratio')}",
+        "",
+        "Compile cost against flow size",
+        f"  {'100 questions':16}{comp['ms_per_compile']['100']:9.1f} ms",
+        f"  {'1000 questions':16}{comp['ms_per_compile']['1000']:9.1f} ms",
+        f"  {'ratio':16}{comp['ratio']:9.2f}  {_mark(targets, 'compile_ratio')}",
+        "",
+        f"Redis memory (MEMORY USAGE over {mem['sessions']} open sessions of the 5-question survey, "
+        f"answers {answered}, 2 contact fields)",
+        f"  {'per session':16}{mem['bytes_per_session']:9.0f} B  {_mark(targets, 'bytes_per_session')}",
+        f"  {'per dedupe':16}{mem['bytes_per_dedupe']:9.0f} B  {_mark(targets, 'bytes_per_dedupe')}",
+        f"  {'shared keys':16}{sum(mem['global_keys'].values()):9.0f} B  "
+        f"({mem['global_bytes_per_session']:.0f} B per session: "
+        + ", ".join(f"{key} {size} B" for key, size in sorted(mem["global_keys"].items())) + ")",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,55 @@
+"""bench/run --quick runs end to end and writes every figure; no timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+FIGURES = {
+    "webhooks": ["ratio", "cpu_ratio", "floor.messages_per_s", "floor.p50_ms", "floor.p99_ms",
+                 "floor.server_cpu_us_per_message", "canvass.messages_per_s", "canvass.p50_ms",
+                 "canvass.p99_ms", "canvass.server_cpu_us_per_message", "canvass.redis_cpu_us_per_message"],
+    "step": ["us_per_step.10", "us_per_step.1000", "ratio"],
+    "compile": ["ms_per_compile.100", "ms_per_compile.1000", "ratio"],
+    "memory": ["bytes_per_session", "bytes_per_dedupe", "global_bytes_per_session"],
+}
+TARGETS = ["webhook_ratio", "step_ratio", "compile_ratio", "bytes_per_session", "bytes_per_dedupe"]
+
+
+def figure(results: dict, part: str, path: str) -> float:
+    value = results[part]
+    for name in path.split("."):
+        value = value[name]
+    return value
+
+
+def test_quick_run_writes_every_figure(tmp_path):
+    out = tmp_path / "bench.json"
+    done = subprocess.run([str(REPO / "bench" / "run"), "--quick", "--json", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    for part, paths in FIGURES.items():
+        for path in paths:
+            value = figure(results, part, path)
+            assert isinstance(value, int | float) and math.isfinite(value) and value > 0, (part, path, value)
+    webhooks = results["webhooks"]
+    for target in ("floor", "canvass"):
+        assert all(r["completed"] == r["respondents"] and not r["errors"] for r in webhooks["rounds"][target])
+    assert results["memory"]["dedupe_records"] == 3 * results["memory"]["sessions"]
+    assert sorted(results["targets"]) == sorted(TARGETS)
+    assert all(isinstance(results["targets"][name]["met"], bool) for name in TARGETS)
+    for heading in ("Webhooks:", "canvass/floor", "Step cost", "Compile cost", "Redis memory"):
+        assert heading in done.stdout
+
+
+def test_bad_arguments_get_a_clear_error():
+    done = subprocess.run([str(REPO / "bench" / "run"), "--rounds", "0"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--rounds must be between 1 and 100000" in done.stderr
+    assert "Traceback" not in done.stderr
