@@ -184,14 +184,15 @@ def element_id(element: Element) -> str:
 
 
 def walk(expr: Expr | None):
-    """Every node of an expression, depth first."""
-    if expr is None:
-        return
-    yield expr
-    for child in vars(expr).values():
-        if isinstance(child, Expr):
-            yield from walk(child)
-        elif isinstance(child, list):
-            for item in child:
-                if isinstance(item, Expr):
-                    yield from walk(item)
+    """Every node of an expression, without recursion (expressions can nest thousands deep)."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            continue
+        yield node
+        for child in vars(node).values():
+            if isinstance(child, Expr):
+                stack.append(child)
+            elif isinstance(child, list):
+                stack.extend(item for item in child if isinstance(item, Expr))

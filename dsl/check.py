@@ -16,14 +16,14 @@ graph is acyclic and one forward pass in file order is a complete dataflow analy
 
 from __future__ import annotations
 
-import bisect
 import html.entities
 import re
-from dataclasses import dataclass
 
 from dsl import ast
 from dsl.errors import Diagnostic, suggest
+from dsl.flowgraph import KnownBefore, first_index, reachable, successors
 from dsl.pipe import pipes
+from dsl.positions import SourceMap, Text, span, texts
 
 BUILTIN_FIELDS = ("Q_RecipientPhoneNumber",)
 ON_INVALID = ("skip", "end")
@@ -67,196 +67,6 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _END_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 # Words of the expression language: a question named `not` could never be referred to.
 RESERVED = frozenset({"and", "or", "not", "in", "is", "answered", "contains", "if", "else", "true", "false"})
-
-
-# ---------------------------------------------------------------- positions
-
-
-class SourceMap:
-    """Finds the file position of a piece of a text value, which the AST knows only by its start."""
-
-    def __init__(self, source: str | None, survey: ast.Survey | None = None):
-        self.source = source or ""
-        self.starts = [0] + [i + 1 for i, ch in enumerate(self.source) if ch == "\n"]
-        # Where each value of the survey starts: a text ends before the next one begins.
-        known = [self.offset(at) for at in _positions(survey)] if survey is not None else []
-        self.bounds = sorted({offset for offset in known if offset is not None})
-
-    def offset(self, at: tuple[int, int]) -> int | None:
-        line, col = at
-        if not self.source or not 0 < line <= len(self.starts):
-            return None
-        return self.starts[line - 1] + max(0, col - 1)
-
-    def position(self, offset: int) -> tuple[int, int]:
-        index = bisect.bisect_right(self.starts, offset) - 1
-        return index + 1, offset - self.starts[index] + 1
-
-    def find(self, at: tuple[int, int], needle: str, nth: int = 0, span: int = 0) -> tuple[int, int]:
-        """Where the nth `needle` of a value starting at `at` is written; `at` itself when unsure."""
-        start = self.offset(at)
-        if start is None or not needle:
-            return at
-        limit = start + 8 * span + 64  # room for quotes, escapes and folded lines
-        following = bisect.bisect_right(self.bounds, start)
-        if following < len(self.bounds):
-            limit = min(limit, self.bounds[following])
-        pos = start - 1
-        for _ in range(nth + 1):
-            pos = self.source.find(needle, pos + 1, limit)
-            if pos < 0:
-                return at
-        return self.position(pos)
-
-    def key(self, key: str, value_at: tuple[int, int], floor: int) -> tuple[int, int]:
-        """The position of a YAML key whose value starts at value_at (a block list starts a line below)."""
-        if not self.source:
-            return value_at
-        pattern = re.compile(rf"(?:^|[\s{{,-])({re.escape(key)})\s*:")
-        lines = self.source.split("\n")
-        for line in range(min(value_at[0], len(lines)), max(floor, 1) - 1, -1):
-            match = pattern.search(lines[line - 1])
-            if match:
-                return line, match.start(1) + 1
-        return value_at
-
-
-def _positions(survey: ast.Survey):
-    yield from survey.spans.values()
-    for element in survey.elements:
-        yield element.line, element.col
-        yield from element.spans.values()
-        for choice in getattr(element, "choices", ()):
-            yield choice.line, choice.col
-
-
-def span(node, *keys: str) -> tuple[int, int]:
-    """(line, col) of the first of `keys` present on a node (the two forms name some keys differently)."""
-    for key in keys:
-        if key in node.spans:
-            return node.spans[key]
-    return node.line, node.col
-
-
-@dataclass(frozen=True)
-class Text:
-    """One piece of author text: where it starts, what it is, and which element owns it."""
-
-    value: str
-    at: tuple[int, int]
-    where: str
-    kind: str  # title | prompt | choice | message
-    element: int | None  # index in survey.elements; None for survey-level texts
-
-
-def texts(survey: ast.Survey):
-    """Every piece of author text in a survey, in file order."""
-    for key in ("title", "end_message", "remind_message", "not_in_survey_message", "help_message"):
-        value = getattr(survey, key)
-        if value:
-            where = "the title" if key == "title" else f"the survey's {key}"
-            yield Text(value, span(survey, key), where, "title" if key == "title" else "message", None)
-    for index, element in enumerate(survey.elements):
-        if isinstance(element, ast.Ask):
-            yield Text(element.prompt, span(element, "prompt"), f"the prompt of question '{element.id}'",
-                       "prompt", index)
-            for choice in element.choices:
-                yield Text(choice.label, (choice.line, choice.col),
-                           f"choice '{choice.code}' of question '{element.id}'", "choice", index)
-            if element.invalid_message:
-                yield Text(element.invalid_message, span(element, "invalid_message"),
-                           f"the invalid_message of question '{element.id}'", "message", index)
-        elif isinstance(element, ast.End) and element.message:
-            yield Text(element.message, span(element, "message"), f"the message of end '{element.id}'",
-                       "message", index)
-
-
-# ---------------------------------------------------------------- the element graph
-
-
-def first_index(survey: ast.Survey) -> dict[str, int]:
-    """Each id's first element index (asks, ends and sets share one namespace)."""
-    index: dict[str, int] = {}
-    for i, element in enumerate(survey.elements):
-        name = ast.element_id(element)
-        if name:
-            index.setdefault(name, i)
-    return index
-
-
-def goto_target(survey: ast.Survey, position: int, ids: dict[str, int]) -> int | None:
-    """Where the goto at `position` may jump: a later question or end; None if the target is invalid."""
-    target = ids.get(survey.elements[position].target)
-    if target is None or target <= position or isinstance(survey.elements[target], ast.Set):
-        return None
-    return target
-
-
-def successors(survey: ast.Survey) -> list[list[int]]:
-    """For each element, the elements that can follow it; len(elements) stands for falling off the end.
-    An invalid goto falls through, so one bad target does not make the rest of the flow look dead."""
-    ids = first_index(survey)
-    out = []
-    for i, element in enumerate(survey.elements):
-        if isinstance(element, ast.End):
-            out.append([])
-        elif isinstance(element, ast.Goto):
-            target = goto_target(survey, i, ids)
-            if target is None:
-                out.append([i + 1])
-            else:
-                out.append([target] if element.cond is None else sorted({i + 1, target}))
-        else:
-            out.append([i + 1])
-    return out
-
-
-def reachable(survey: ast.Survey, succ: list[list[int]] | None = None) -> list[bool]:
-    succ = successors(survey) if succ is None else succ
-    seen = [False] * (len(survey.elements) + 1)
-    seen[0] = True
-    for i in range(len(survey.elements)):  # edges only go forward: one pass in order suffices
-        if seen[i]:
-            for j in succ[i]:
-                seen[j] = True
-    return seen[: len(survey.elements)]
-
-
-class KnownBefore:
-    """For each element, the questions that may have been answered and the sets that may have run
-    on some path reaching it: a forward may-analysis over the acyclic element graph, one bit per
-    name, so a flow of thousands of elements costs milliseconds, not a set per element."""
-
-    def __init__(self, survey: ast.Survey, succ: list[list[int]]):
-        self.bits: dict[str, int] = {}
-        for element in survey.elements:
-            if isinstance(element, ast.Ask | ast.Set):
-                self.bits.setdefault(ast.element_id(element), 1 << len(self.bits))
-        self.masks = [0] * (len(survey.elements) + 1)
-        for i, element in enumerate(survey.elements):
-            after = self.masks[i]
-            if isinstance(element, ast.Ask | ast.Set):
-                after |= self.bits[ast.element_id(element)]
-            for j in succ[i]:
-                self.masks[j] |= after
-
-    def may_have(self, index: int, name: str) -> bool:
-        return bool(self.masks[index] & self.bits.get(name, 0))
-
-
-def nodes(expr: ast.Expr | None):
-    """Every node of an expression, without recursion (expressions can nest thousands deep)."""
-    stack = [expr]
-    while stack:
-        node = stack.pop()
-        if node is None:
-            continue
-        yield node
-        for child in vars(node).values():
-            if isinstance(child, ast.Expr):
-                stack.append(child)
-            elif isinstance(child, list):
-                stack.extend(item for item in child if isinstance(item, ast.Expr))
 
 
 def piped_fields(survey: ast.Survey) -> set[str]:
@@ -483,8 +293,8 @@ class _Checker:
     # -- names in expressions
 
     def expression(self, index: int, expr: ast.Expr | None, context: str) -> None:
-        answered = {id(node.target) for node in nodes(expr) if isinstance(node, ast.Answered)}
-        for node in nodes(expr):
+        answered = {id(node.target) for node in ast.walk(expr) if isinstance(node, ast.Answered)}
+        for node in ast.walk(expr):
             if isinstance(node, ast.Answered) and node.target is not None:
                 self.answered_name(index, node.target)
             elif isinstance(node, ast.Name) and id(node) not in answered:

@@ -16,10 +16,12 @@ import unicodedata
 from dataclasses import dataclass
 
 from dsl import ast
-from dsl.check import SourceMap, Text, check_survey, reachable, span, successors, texts
+from dsl.check import check_survey
 from dsl.errors import Diagnostic, FlowError
+from dsl.flowgraph import reachable, successors
 from dsl.load import parse_source, read_source
 from dsl.pipe import PIPE
+from dsl.positions import SourceMap, Text, span, texts
 from engine.phones import InvalidNumber, to_e164
 from engine.questions import QUESTION_TYPES
 from engine.render import OPT_OUT_TEXT
