@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import hmac
 import json
 import logging
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import watchfiles
 from aiohttp import web
@@ -86,7 +87,7 @@ async def admin_auth(request: web.Request, handler):
 # ---------------------------------------------------------------- Twilio webhooks
 
 
-async def signed_form(request: web.Request) -> dict[str, str]:
+async def signed_form(request: web.Request) -> Mapping[str, str]:
     """The webhook's form fields, after its X-Twilio-Signature is checked (403 when wrong)."""
     if request.content_type not in FORM_TYPES:
         raise web.HTTPUnsupportedMediaType(text="Twilio webhooks are form-encoded.\n")
@@ -101,7 +102,7 @@ async def signed_form(request: web.Request) -> dict[str, str]:
         url = settings.public_url(request.path_qs) or str(request.url)
         if not signature_valid(settings.auth_token, url, form, request.headers):
             raise web.HTTPForbidden(text="Invalid or missing X-Twilio-Signature.\n")
-    return {key: form[key] for key in form}
+    return form
 
 
 def status_callback_url(request: web.Request) -> str | None:
@@ -233,7 +234,7 @@ async def admin_sessions(request: web.Request) -> web.Response:
     records = await store.records(phone, CHANNELS)
     channels = {}
     for channel, record in records.items():
-        respondent = dataclasses.asdict(Respondent.loads(record)) if record else None
+        respondent = dataclasses.asdict(Respondent.loads(record, channel, phone)) if record else None
         channels[channel] = {"respondent": respondent, "deliveries": await store.deliveries(channel, phone)}
     return web.json_response({"phone": phone, "channels": channels})
 
@@ -358,6 +359,15 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     return app
 
 
+async def freeze_startup_objects(app: web.Application) -> None:
+    """What startup built (flows, grammar, libraries) lives as long as the process: set it
+    aside, so that the collector's full passes walk only what requests create (they cost
+    about a twentieth of a webhook's CPU when they walked it all, bench/run)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(int(__import__("os").environ.get("T0", "700")), 10, 10)
+
+
 def run_server(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every state change at INFO
@@ -370,6 +380,7 @@ def run_server(args) -> int:
     for warning in warnings:
         log.warning(warning)
     app = create_app(settings, handle_sighup=True)
+    app.on_startup.append(freeze_startup_objects)
     try:
         web.run_app(app, host=settings.host, port=settings.port, shutdown_timeout=30,
                     access_log=logging.getLogger("aiohttp.access") if args.access_log else None,

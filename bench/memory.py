@@ -2,16 +2,20 @@
 
 N respondents each get a session of the benchmark survey opened with two contact fields
 (as the admin start API opens one) and answer three questions through Service.receive, as
-webhooks do. Then MEMORY USAGE is summed over every key: the respondent records over N give
-bytes per open session, the dedupe records over their count give bytes per dedupe record,
-and the keys shared by all conversations (the timer set, the flow source) are reported apart.
+webhooks do, each message with a MessageSid of Twilio's form ("SM" + 32 hex digits). Then
+MEMORY USAGE (what Redis attributes to a key: its name, its value and its keyspace entry;
+not the entry a TTL adds to the expires table) is read for every key in the database, and
+summed in three parts:
+- per open session: the N respondent keys (store.respondent_key) / N;
+- per dedupe record: every conversation's dedupe hashes (store.dedupe_keys, both
+  generations) / the records they hold (the sum of their HLEN, 3 N);
+- shared: every other key (the timer set, the flow source), reported apart, also per session.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
 
 from bench import load
 from bench.procs import FLOWS, BenchError
@@ -20,7 +24,7 @@ from engine.metrics import Metrics
 from engine.registry import Registry
 from engine.service import Service
 from engine.settings import Settings
-from engine.store import Store, connect
+from engine.store import Store, connect, dedupe_keys, respondent_key
 from engine.twilio import Inbound
 
 FIELDS = {"FirstName": "Ana", "Store": "Northwind Market"}
@@ -28,47 +32,53 @@ ANSWERED = 3
 SESSION_TARGET = 300
 DEDUPE_TARGET = 120
 BATCH = 50
+CHANNEL = "sms"
 
 
-def kind_of(key: str) -> str:
-    """session | dedupe | global, from the key layout in engine/store.py."""
-    if key.startswith("cv:{") and key.endswith("}:r"):
-        return "session"
-    if key.startswith("cv:{") and "}:in:" in key:
-        return "dedupe"
-    return "global"
+def phone(index: int) -> str:
+    return load.phone(9_000_000 + index)
+
+
+def message_sid(index: int, turn: int) -> str:
+    return f"SM{index:030d}{turn:02d}"  # Twilio's form, as bench/load.py sends
 
 
 async def _fill(service: Service, survey: str, count: int) -> None:
     flow = service.registry.get(survey)
 
     async def one(index: int) -> None:
-        phone = load.phone(9_000_000 + index)
+        number = phone(index)
         # The admin start API's path, minus the REST send: open the session, commit it.
-        await service._apply("sms", phone, lambda respondent, now: conversation.start(
+        await service._apply(CHANNEL, number, lambda respondent, now: conversation.start(
             flow, respondent, FIELDS, now, flows=service.registry))
         for turn, body in enumerate(load.ANSWERS[:ANSWERED]):
-            await service.receive(Inbound(f"SMmem{index:010d}{turn:02d}".ljust(34, "0"), "sms", phone, body))
+            await service.receive(Inbound(message_sid(index, turn), CHANNEL, number, body))
 
     for start in range(0, count, BATCH):
         await asyncio.gather(*(one(i) for i in range(start, min(count, start + BATCH))))
 
 
-async def _usage(store: Store) -> dict[str, dict[str, int]]:
+async def _usage(store: Store, sessions: int) -> dict:
+    """Bytes and counts of the three parts (see the module's docstring)."""
     keys = [key async for key in store.redis.scan_iter(count=1000)]
     async with store.redis.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.memory_usage(key, samples=0)
-        sizes = await pipe.execute()
-    totals: dict[str, dict[str, int]] = defaultdict(lambda: {"keys": 0, "bytes": 0})
-    globals_: dict[str, int] = {}
-    for key, size in zip(keys, sizes, strict=True):
-        kind = kind_of(key)
-        totals[kind]["keys"] += 1
-        totals[kind]["bytes"] += size or 0
-        if kind == "global":
-            globals_[key] = size or 0
-    return {"totals": dict(totals), "globals": globals_}
+        sizes = dict(zip(keys, [size or 0 for size in await pipe.execute()], strict=True))
+    respondents = [respondent_key(CHANNEL, phone(i)) for i in range(sessions)]
+    dedupes = [key for i in range(sessions) for key in dedupe_keys(CHANNEL, phone(i)) if key in sizes]
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for key in dedupes:
+            pipe.hlen(key)
+        records = sum(await pipe.execute())
+    shared = set(sizes) - set(respondents) - set(dedupes)
+    return {
+        "respondent_keys": sum(key in sizes for key in respondents),
+        "respondent_bytes": sum(sizes.get(key, 0) for key in respondents),
+        "dedupe_records": records,
+        "dedupe_bytes": sum(sizes[key] for key in dedupes),
+        "shared": {key: sizes[key] for key in sorted(shared)},
+    }
 
 
 async def measure(redis_url: str, sessions: int) -> dict:
@@ -82,22 +92,20 @@ async def measure(redis_url: str, sessions: int) -> dict:
         survey = next(iter(loaded.flows))
         service = Service(store, registry, Settings(flows_dir=FLOWS), Metrics(), time.time, None)
         await _fill(service, survey, sessions)
-        usage = await _usage(store)
+        usage = await _usage(store, sessions)
         await client.flushdb()
     finally:
         await client.aclose()
-    totals = usage["totals"]
-    session, dedupe = totals.get("session", {"keys": 0, "bytes": 0}), totals.get("dedupe", {"keys": 0, "bytes": 0})
-    if session["keys"] != sessions or dedupe["keys"] != sessions * ANSWERED:
+    if usage["respondent_keys"] != sessions or usage["dedupe_records"] != sessions * ANSWERED:
         raise BenchError(f"expected {sessions} sessions and {sessions * ANSWERED} dedupe records, "
-                           f"found {session['keys']} and {dedupe['keys']}")
+                         f"found {usage['respondent_keys']} and {usage['dedupe_records']}")
     return {
         "sessions": sessions,
-        "bytes_per_session": session["bytes"] / sessions,
+        "bytes_per_session": usage["respondent_bytes"] / sessions,
         "session_target": SESSION_TARGET,
-        "dedupe_records": dedupe["keys"],
-        "bytes_per_dedupe": dedupe["bytes"] / dedupe["keys"],
+        "dedupe_records": usage["dedupe_records"],
+        "bytes_per_dedupe": usage["dedupe_bytes"] / usage["dedupe_records"],
         "dedupe_target": DEDUPE_TARGET,
-        "global_keys": usage["globals"],
-        "global_bytes_per_session": sum(usage["globals"].values()) / sessions,
+        "global_keys": usage["shared"],
+        "global_bytes_per_session": sum(usage["shared"].values()) / sessions,
     }

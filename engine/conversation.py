@@ -23,9 +23,21 @@ from engine import step as steps
 from engine.flow import Flow
 from engine.render import NO_VALUES
 from engine.responses import response_record
-from engine.session import ERROR, EXPIRED, OPTED_OUT, Session, pack, unpack
+from engine.session import (
+    ERROR,
+    EXPIRED,
+    OPTED_OUT,
+    Session,
+    at_offset,
+    offset,
+    pack,
+    unpack,
+    with_defaults,
+    without_defaults,
+)
 
 NOT_IN_SURVEY_TEXT = "You are not currently taking a survey."
+FORMAT = 2  # the first item of a stored respondent record: a new layout gets a new number
 
 
 @dataclass
@@ -43,27 +55,55 @@ class Respondent:
         return self.session.due_at() if self.session is not None else None
 
     def dumps(self) -> str:
-        data: dict = {"c": self.channel, "p": self.phone}
-        if self.opted_out:
-            data["o"] = 1
-        if self.session is not None:
-            data["s"] = pack(self.session)
-        if self.last_inbound_at is not None:
-            data["t"] = self.last_inbound_at
-        if self.last_survey is not None:
-            data["l"] = self.last_survey
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        """The stored record: [FORMAT, session, opted_out, last_inbound, last_survey] as JSON,
+        without the trailing items that hold their default (_defaults). Channel and phone are
+        left out: the key it is stored under holds them. session: the open session packed
+        (engine.session.pack) or null. opted_out: 1 or 0. last_inbound: seconds after the
+        session's updated_at (the message that last moved it: 0), or Unix seconds without a
+        session; null for none. last_survey: a survey id or null; the open session's by default."""
+        session = self.session
+        if session is not None and (session.channel, session.phone) != (self.channel, self.phone):
+            raise ValueError("a respondent's session must be on the respondent's channel and phone")
+        inbound = self.last_inbound_at
+        if inbound is not None:
+            inbound = offset(inbound, session.updated_at if session is not None else 0.0)
+        items = [FORMAT, None if session is None else pack(session), int(self.opted_out), inbound,
+                 self.last_survey]
+        return json.dumps(without_defaults(items, _defaults(session)), separators=(",", ":"),
+                          ensure_ascii=False)
 
     @classmethod
-    def loads(cls, text: str) -> Respondent:
-        """A Respondent from dumps(); ValueError when the text is not one."""
+    def loads(cls, text: str, channel: str, phone: str) -> Respondent:
+        """The Respondent of (channel, phone) from dumps(); ValueError when the text is not one,
+        naming the format when it is one this version cannot read."""
         try:
-            data = json.loads(text)
-            session = unpack(data["s"]) if "s" in data else None
-            return cls(str(data["c"]), str(data["p"]), bool(data.get("o")), session,
-                       data.get("t"), data.get("l"))
-        except (TypeError, ValueError, KeyError, AttributeError):
+            items = json.loads(text)
+            version = items[0] if isinstance(items, list) and items else None
+        except (TypeError, ValueError, RecursionError):
+            version = None
+        if version != FORMAT:
+            known = isinstance(version, int) and not isinstance(version, bool)
+            detail = f"format {version} is unknown (this version reads {FORMAT})" if known else str(text)[:80]
+            raise ValueError(f"not a stored respondent: {detail}")
+        try:
+            packed = items[1] if len(items) > 1 else None
+            session = None if packed is None else unpack(packed, channel, phone)
+            _, _, opted_out, inbound, last_survey = with_defaults(items, 1, _defaults(session))
+            if opted_out not in (0, 1) or not (last_survey is None or isinstance(last_survey, str)):
+                raise ValueError
+            if inbound is not None:
+                inbound = at_offset(inbound, session.updated_at if session is not None else 0.0)
+            return cls(channel, phone, bool(opted_out), session, inbound, last_survey)
+        except (TypeError, ValueError):
             raise ValueError(f"not a stored respondent: {str(text)[:80]}") from None
+
+
+def _defaults(session: Session | None) -> tuple:
+    """What the stored record's optional items mean when left out: no session, not opted out,
+    last inbound when the session last moved (none without a session), the session's survey."""
+    if session is None:
+        return (None, 0, None, None)
+    return (None, 0, 0, session.survey)
 
 
 @dataclass

@@ -17,7 +17,7 @@ class MemoryStore:
     def load(self, channel: str, phone: str) -> Respondent:
         """The respondent for (channel, phone); a new one when none is stored."""
         text = self._respondents.get((channel, phone))
-        return Respondent(channel, phone) if text is None else Respondent.loads(text)
+        return Respondent(channel, phone) if text is None else Respondent.loads(text, channel, phone)
 
     def save(self, respondent: Respondent) -> None:
         self._respondents[(respondent.channel, respondent.phone)] = respondent.dumps()

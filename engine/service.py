@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -21,8 +22,7 @@ from engine import step as steps
 from engine.conversation import NotStartable, Outcome, Respondent
 from engine.metrics import Metrics
 from engine.registry import Registry
-from engine.segments import count as count_segments
-from engine.session import OPTED_OUT, Session
+from engine.session import OPTED_OUT, Session, offset
 from engine.settings import Settings
 from engine.store import RESPONDENT_MARGIN, Change, Snapshot, Store
 from engine.twilio import (
@@ -41,6 +41,7 @@ MAX_ATTEMPTS = 20  # compare-and-set retries before answering 503 (Twilio retrie
 WHATSAPP_WINDOW = 24 * 3600  # free-form messages only within 24 h of the respondent's last one
 TIMER_LEASE = 60.0  # a claimed timer comes back to every worker after this long
 TIMER_BATCH = 50
+KNOWN_CONVERSATIONS = 4096  # committed states kept (class Recent)
 
 
 class Busy(Exception):
@@ -89,11 +90,57 @@ def opt_out(flows: conversation.FlowLookup, respondent: Respondent, now: float) 
     return outcome
 
 
+class Recent:
+    """The state this worker last committed for each of the latest KNOWN_CONVERSATIONS
+    conversations, so that a conversation's next step can skip the READ round trip.
+
+    COMMIT checks the revision and the MessageSid anyway, so an entry that is no longer
+    current costs one failed commit before the READ, never a wrong step. Where several
+    workers share the conversations (Twilio spreads a number's messages over them) most
+    entries would be stale and cost more than they save: they are used only while most
+    have lately been current, which commits after a READ keep finding out."""
+
+    def __init__(self, size: int = KNOWN_CONVERSATIONS):
+        self.size = size
+        self.current_share = 1.0  # moving average: was an entry still current when next needed?
+        self._entries: OrderedDict[tuple[str, str], Snapshot] = OrderedDict()
+
+    def get(self, channel: str, phone: str) -> Snapshot | None:
+        """The conversation's state as this worker committed it, when worth trying; else None."""
+        if self.current_share < 0.5:
+            return None
+        return self._entries.get((channel, phone))
+
+    def committed(self, base: Snapshot, change: Change) -> None:
+        """`change` was committed over `base`: remember the result, and learn whether the
+        entry it replaces was still current."""
+        key = (base.channel, base.phone)
+        earlier = self._entries.pop(key, None)
+        if earlier is not None:
+            self._learn(earlier.revision == base.revision)
+        # COMMIT sets the revision to the one it expected plus one.
+        self._entries[key] = Snapshot(base.channel, base.phone, change.record, str(int(base.revision) + 1), None)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def stale(self, base: Snapshot) -> None:
+        """The commit over `base`, an entry of get(), failed: the conversation changed since."""
+        self._entries.pop((base.channel, base.phone), None)
+        self._learn(False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def _learn(self, current: bool) -> None:
+        self.current_share += (current - self.current_share) / 32
+
+
 class Service:
     def __init__(self, store: Store, registry: Registry, settings: Settings, metrics: Metrics,
                  clock: Callable[[], float], sender: Sender | None):
         self.store, self.registry, self.settings = store, registry, settings
         self.metrics, self.clock, self.sender = metrics, clock, sender
+        self.recent = Recent()
 
     # ------------------------------------------------------------ the read-step-commit loop
 
@@ -102,11 +149,14 @@ class Service:
         started = time.perf_counter()
         if not self.registry.published:
             await self.registry.publish()  # Redis was down at startup; sources first
+        snapshot = self.recent.get(channel, phone)
         for attempt in range(MAX_ATTEMPTS):
-            snapshot = await self.store.read(channel, phone, message_sid)
-            if snapshot.seen_replies is not None:
-                self.metrics.duplicates.inc()
-                return Applied(snapshot.seen_replies, None, None)
+            known = snapshot is not None
+            if not known:
+                snapshot = await self.store.read(channel, phone, message_sid)
+                if snapshot.seen_replies is not None:
+                    self.metrics.duplicates.inc()
+                    return Applied(snapshot.seen_replies, None, None)
             respondent = self._respondent(snapshot)
             if respondent.session is not None:
                 await self.registry.pin(respondent.session.survey, respondent.session.version)
@@ -116,14 +166,18 @@ class Service:
                 self._count(outcome)
                 self.metrics.step_latency.observe(time.perf_counter() - started)
                 return Applied(outcome.replies, outcome, outcome.respondent, now)
-            self.metrics.conflicts.inc()
-            await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+            if known:  # read it as it is now (also when this message is a redelivery)
+                self.recent.stale(snapshot)
+            else:
+                self.metrics.conflicts.inc()
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+            snapshot = None
         raise Busy(f"{channel}:{phone} changed {MAX_ATTEMPTS} times while we tried to apply a step")
 
     def _respondent(self, snapshot: Snapshot) -> Respondent:
         if snapshot.record is None:
             return Respondent(snapshot.channel, snapshot.phone)
-        return Respondent.loads(snapshot.record)
+        return Respondent.loads(snapshot.record, snapshot.channel, snapshot.phone)
 
     async def _commit(self, snapshot: Snapshot, outcome: Outcome, message_sid: str | None,
                       now: float) -> bool:
@@ -134,9 +188,12 @@ class Service:
             pinned=(session.survey, session.version) if session is not None else None,
             responses=tuple(outcome.responses), message_sid=message_sid, replies=tuple(outcome.replies))
         committed = await self.store.commit(snapshot, change)
-        if committed.ok and committed.flow_missing and session is not None:
+        if not committed.ok:
+            return False
+        self.recent.committed(snapshot, change)
+        if committed.flow_missing and session is not None:
             await self.registry.republish(session.survey, session.version)
-        return committed.ok
+        return True
 
     def _count(self, outcome: Outcome) -> None:
         for event in outcome.events:
@@ -149,7 +206,7 @@ class Service:
         """Count sent messages; None stands for a WhatsApp template (no SMS segments)."""
         self.metrics.messages_out.inc(channel, amount=len(texts))
         if channel == "sms":
-            self.metrics.segments_out.inc(amount=sum(count_segments(t).segments for t in texts if t))
+            self.metrics.segments_out.inc(amount=sum(steps.segment_count(channel, t) for t in texts if t))
 
     # ------------------------------------------------------------ inbound messages
 
@@ -237,8 +294,9 @@ class Service:
         """The first message never left: drop the session it opened (and honour 21610)."""
         def step(respondent: Respondent, now: float) -> Outcome:
             current = respondent.session
+            # the stored session keeps whole seconds: compare its start as stored
             if session is not None and current is not None and current.survey == session.survey \
-                    and current.started_at == session.started_at:
+                    and offset(current.started_at, session.started_at) == 0:
                 respondent = replace(respondent, session=None)
             outcome = Outcome(respondent)
             return opt_out(self.registry, respondent, now) if code == UNSUBSCRIBED else outcome

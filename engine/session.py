@@ -10,13 +10,13 @@ Statuses: `open` while the survey is under way; then one of
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
 
 OPEN, COMPLETE, EXPIRED, OPTED_OUT, ENDED_INVALID, ERROR = (
     "open", "complete", "expired", "opted_out", "ended_invalid", "error")
 STATUSES = (OPEN, COMPLETE, EXPIRED, OPTED_OUT, ENDED_INVALID, ERROR)
-_FORMAT = 1  # first item of the stored list, so the layout can change later
+PHONE_FIELD = "Q_RecipientPhoneNumber"  # embedded data every session gets at its start: the phone
 
 
 @dataclass
@@ -54,45 +54,117 @@ class Session:
         return self.expires_at
 
 
-def _time(t: float | None):
-    if t is None:
-        return None
-    t = round(t, 3)
-    return int(t) if t == int(t) else t
+# ---------------------------------------------------------------- the packed form
+#
+# A session packs into a JSON-ready list, without its channel and phone (the key it is stored
+# under holds them) and with its trailing items left out where they hold their default:
+#
+#   [survey, version, state, answers, fields, started_at, updated, expires, counters,
+#    remind, not_shown, attempts, reminded, status]
+#
+# Times are whole seconds, rounded down: started_at is Unix seconds; updated and expires are
+# seconds after started_at, remind seconds after updated_at (null: no reminder due). Nothing
+# needs finer: expiry, the reminder and the WhatsApp window are minutes to days, response
+# records show seconds; and rounding down keeps a stored time no later than the one its timer
+# was set for, so a timer that fires finds its session due.
+# counters are [messages_in, messages_out], followed by [segments_in, segments_out] unless
+# those are the default: one segment a message on SMS, none on WhatsApp.
+# fields leave out Q_RecipientPhoneNumber when it is the phone (see _pack_fields).
+# reminded is 0 or 1. Defaults: remind null, not_shown [], attempts 0, reminded 0, status "open".
+
+_REQUIRED = 9
+_DEFAULTS = (None, [], 0, 0, OPEN)
+
+
+def offset(t: float, base: float) -> int:
+    """`t` as whole seconds after `base`, both rounded down; at_offset() reverses it."""
+    return math.floor(t) - math.floor(base)
+
+
+def at_offset(value: int, base: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"not a whole number of seconds: {value!r}")
+    return float(math.floor(base) + value)
+
+
+def without_defaults(items: list, defaults: tuple) -> list:
+    """`items` without the trailing ones equal to their default (`defaults` are the tail's)."""
+    end, first_optional = len(items), len(items) - len(defaults)
+    while end > first_optional and items[end - 1] == defaults[end - 1 - first_optional]:
+        end -= 1
+    return items[:end]
+
+
+def with_defaults(items: list, required: int, defaults: tuple) -> list:
+    """`items` completed with the defaults left out; ValueError when it is too short or too long."""
+    if not required <= len(items) <= required + len(defaults):
+        raise ValueError
+    return [*items, *defaults[len(items) - required:]]
+
+
+def _pack_fields(fields: dict, phone: str) -> dict | list:
+    """The fields without the Q_RecipientPhoneNumber that holds the phone: {before} when it is
+    the last field (as a session starts), [{before}, {after}] when the flow set fields after it,
+    [{fields}] (as they are) when no field holds the phone."""
+    if fields.get(PHONE_FIELD) != phone:
+        return [fields]
+    names = list(fields)
+    at = names.index(PHONE_FIELD)
+    before = {name: fields[name] for name in names[:at]}
+    after = {name: fields[name] for name in names[at + 1:]}
+    return [before, after] if after else before
+
+
+def _unpack_fields(packed, phone: str) -> dict:
+    if isinstance(packed, dict):
+        return {**packed, PHONE_FIELD: phone}
+    if not (isinstance(packed, list) and len(packed) in (1, 2) and all(isinstance(p, dict) for p in packed)):
+        raise ValueError
+    if len(packed) == 1:
+        return packed[0]
+    return {**packed[0], PHONE_FIELD: phone, **packed[1]}
+
+
+def _default_segments(channel: str, messages_in: int, messages_out: int) -> list[int]:
+    return [messages_in, messages_out] if channel == "sms" else [0, 0]
 
 
 def pack(session: Session) -> list:
     s = session
-    return [_FORMAT, s.survey, s.version, s.channel, s.phone, s.state, s.status, s.answers, s.not_shown,
-            s.fields, s.attempts, _time(s.started_at), _time(s.updated_at), _time(s.expires_at),
-            _time(s.remind_at), int(s.reminded), s.messages_in, s.messages_out, s.segments_in,
-            s.segments_out]
+    counters = [s.messages_in, s.messages_out]
+    if [s.segments_in, s.segments_out] != _default_segments(s.channel, *counters):
+        counters += [s.segments_in, s.segments_out]
+    remind = None if s.remind_at is None else offset(s.remind_at, s.updated_at)
+    return without_defaults(
+        [s.survey, s.version, s.state, s.answers, _pack_fields(s.fields, s.phone), offset(s.started_at, 0),
+         offset(s.updated_at, s.started_at), offset(s.expires_at, s.started_at), counters,
+         remind, s.not_shown, s.attempts, int(s.reminded), s.status],
+        _DEFAULTS)
 
 
-def unpack(items: list) -> Session:
-    """A Session from its packed list; ValueError when the list is not one."""
+def _counters(packed, channel: str) -> list[int]:
+    if not (isinstance(packed, list) and len(packed) in (2, 4)
+            and all(isinstance(n, int) and not isinstance(n, bool) for n in packed)):
+        raise ValueError
+    return packed if len(packed) == 4 else [*packed, *_default_segments(channel, *packed)]
+
+
+def unpack(items: list, channel: str, phone: str) -> Session:
+    """The session of (channel, phone) from its packed list; ValueError when it is not one."""
     try:
-        (fmt, survey, version, channel, phone, state, status, answers, not_shown, fields, attempts,
-         started, updated, expires, remind_at, reminded, m_in, m_out, s_in, s_out) = items
-        if fmt != _FORMAT or status not in STATUSES:
+        (survey, version, state, answers, fields, started, updated, expires, counters,
+         remind, not_shown, attempts, reminded, status) = with_defaults(items, _REQUIRED, _DEFAULTS)
+        if not all(isinstance(text, str) for text in (survey, version, state, status)) or status not in STATUSES:
             raise ValueError
-        if not (isinstance(answers, dict) and isinstance(fields, dict) and isinstance(not_shown, list)):
+        if not (isinstance(answers, dict) and isinstance(not_shown, list) and isinstance(attempts, int)
+                and reminded in (0, 1)):
             raise ValueError
-        return Session(str(survey), str(version), str(channel), str(phone), str(state), status,
-                       answers, not_shown, fields, int(attempts), float(started), float(updated),
-                       float(expires), None if remind_at is None else float(remind_at), bool(reminded),
-                       int(m_in), int(m_out), int(s_in), int(s_out))
+        started = at_offset(started, 0)
+        updated = at_offset(updated, started)
+        return Session(
+            survey, version, channel, phone, state, status, answers, list(not_shown),
+            _unpack_fields(fields, phone), attempts, started, updated, at_offset(expires, started),
+            None if remind is None else at_offset(remind, updated), bool(reminded),
+            *_counters(counters, channel))
     except (TypeError, ValueError):
         raise ValueError(f"not a stored session: {str(items)[:80]}") from None
-
-
-def dumps(session: Session) -> str:
-    return json.dumps(pack(session), separators=(",", ":"), ensure_ascii=False)
-
-
-def loads(text: str) -> Session:
-    try:
-        items = json.loads(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"not a stored session: {str(text)[:80]}") from None
-    return unpack(items)

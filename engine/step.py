@@ -17,12 +17,11 @@ respondent sets remind_at = now + remind_after; tick() sends the one reminder wh
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from engine import segments
 from engine.flow import Flow
-from engine.session import COMPLETE, ENDED_INVALID, EXPIRED, OPEN, Session
-
-PHONE_FIELD = "Q_RecipientPhoneNumber"  # embedded data every session gets at its start
+from engine.session import COMPLETE, ENDED_INVALID, EXPIRED, OPEN, PHONE_FIELD, Session
 
 
 @dataclass(slots=True, weakref_slot=True)
@@ -44,46 +43,57 @@ class Step:
 
 def segment_count(channel: str, text: str) -> int:
     """SMS segments of a message; WhatsApp messages are not split into segments."""
-    return segments.count(text).segments if channel == "sms" else 0
+    return _sms_segments(text) if channel == "sms" else 0
 
 
-def _received(session: Session, text: str | None) -> Session:
+@lru_cache(maxsize=4096)  # most texts are a flow's prompts, sent again and again
+def _sms_segments(text: str) -> int:
+    return segments.count(text).segments
+
+
+def _received(session: Session, text: str | None) -> dict:
+    """The changes that receiving `text` (None: nothing was received) makes to the session."""
     if text is None:
-        return session
-    return replace(session, messages_in=session.messages_in + 1,
-                   segments_in=session.segments_in + segment_count(session.channel, text))
+        return {}
+    return {"messages_in": session.messages_in + 1,
+            "segments_in": session.segments_in + segment_count(session.channel, text)}
 
 
-def _sent(flow: Flow, session: Session, outbound: list[str], now: float, **changes) -> Session:
-    """The session after sending `outbound`, with its reminder timer restarted if one is due."""
-    session = replace(session, updated_at=now, **changes)
-    remind_at = session.remind_at
-    if not session.is_open:
+def _sent(flow: Flow, session: Session, outbound: list[str], now: float, changes: dict) -> Session:
+    """The session with `changes` (a dict of the caller's, completed here) after sending
+    `outbound`, its reminder timer restarted if one is due. One replace() for the whole
+    step: each cost about a tenth of one."""
+    remind_at = changes.get("remind_at", session.remind_at)
+    if changes.get("status", session.status) != OPEN:
         remind_at = None
-    elif flow.survey.remind_after and not session.reminded and outbound:
+    elif flow.survey.remind_after and not changes.get("reminded", session.reminded) and outbound:
         remind_at = now + flow.survey.remind_after
-    return replace(session, remind_at=remind_at, messages_out=session.messages_out + len(outbound),
-                   segments_out=session.segments_out + sum(segment_count(session.channel, m) for m in outbound))
+    channel = session.channel
+    changes.update(updated_at=now, remind_at=remind_at, messages_out=session.messages_out + len(outbound),
+                   segments_out=session.segments_out + sum(segment_count(channel, m) for m in outbound))
+    return replace(session, **changes)
 
 
 def _closed_event(session: Session, status: str, **extra) -> dict:
     return {"type": "session_closed", "survey": session.survey, "status": status, **extra}
 
 
-def _settle(flow: Flow, session: Session, cursor: Cursor, events: list[dict], now: float) -> Step:
+def _settle(flow: Flow, session: Session, cursor: Cursor, events: list[dict], now: float,
+            received: dict) -> Step:
     """Move through elements that send nothing until a question to ask or an end, then send it."""
     while cursor.state in flow.passing and flow.machine.events["pass"].trigger(cursor):
         pass  # gotos only jump forward (dsl.check), so this ends within the flow's length
-    changes = dict(state=cursor.state, answers=cursor.answers, fields=cursor.fields,
+    changes = dict(received, state=cursor.state, answers=cursor.answers, fields=cursor.fields,
                    not_shown=cursor.not_shown, attempts=0)
     question = flow.questions.get(cursor.state)
     if question is not None:
         outbound = [question.message(cursor)]
-        return Step(_sent(flow, session, outbound, now, **changes), outbound, events)
+        return Step(_sent(flow, session, outbound, now, changes), outbound, events)
     message = flow.endings[cursor.state].message(cursor)
     outbound = [message] if message else []
     events.append(_closed_event(session, COMPLETE, end=cursor.state))
-    return Step(_sent(flow, session, outbound, now, status=COMPLETE, **changes), outbound, events)
+    changes["status"] = COMPLETE
+    return Step(_sent(flow, session, outbound, now, changes), outbound, events)
 
 
 def _cursor(session: Session) -> Cursor:
@@ -98,16 +108,15 @@ def open_session(flow: Flow, channel: str, phone: str, fields: dict, now: float,
         survey=flow.id, version=flow.version, channel=channel, phone=phone, state=flow.first,
         fields={**fields, PHONE_FIELD: phone}, started_at=now, updated_at=now,
         expires_at=now + flow.survey.expires_after)
-    session = _received(session, inbound)
     events = [{"type": "session_opened", "survey": flow.id, "version": flow.version}]
-    return _settle(flow, session, _cursor(session), events, now)
+    return _settle(flow, session, _cursor(session), events, now, _received(session, inbound))
 
 
 def step(flow: Flow, session: Session, inbound: str, now: float) -> Step:
     """Apply the respondent's reply to the question the open session is waiting on."""
     if not session.is_open:
         raise ValueError(f"step() needs an open session, not a {session.status} one")
-    session = _received(session, inbound)
+    received = _received(session, inbound)
     question = flow.questions[session.state]
     stored = question.kind.parse(question.ask, inbound)
     cursor = _cursor(session)
@@ -115,27 +124,26 @@ def step(flow: Flow, session: Session, inbound: str, now: float) -> Step:
         cursor.answers[question.id] = stored
         events = [{"type": "answer_recorded", "survey": flow.id, "question": question.id, "answer": stored}]
         flow.machine.events["answer"].trigger(cursor)
-        return _settle(flow, session, cursor, events, now)
+        return _settle(flow, session, cursor, events, now, received)
     attempts = session.attempts + 1
     event = {"type": "invalid_reply", "survey": flow.id, "question": question.id, "attempt": attempts}
     if question.attempts is None or attempts < question.attempts:
         outbound = [question.invalid(cursor)]
-        return Step(_sent(flow, session, outbound, now, attempts=attempts), outbound, [event])
+        return Step(_sent(flow, session, outbound, now, dict(received, attempts=attempts)), outbound, [event])
     event["then"] = question.on_invalid
     if question.on_invalid == "end":
         message = flow.end_message(cursor)
         outbound = [message] if message else []
         events = [event, _closed_event(session, ENDED_INVALID, question=question.id)]
-        return Step(_sent(flow, session, outbound, now, status=ENDED_INVALID, attempts=attempts),
-                    outbound, events)
+        changes = dict(received, status=ENDED_INVALID, attempts=attempts)
+        return Step(_sent(flow, session, outbound, now, changes), outbound, events)
     flow.machine.events["answer"].trigger(cursor)
-    return _settle(flow, session, cursor, [event], now)
+    return _settle(flow, session, cursor, [event], now, received)
 
 
 def close(session: Session, status: str, now: float, inbound: str | None = None) -> Step:
     """Close an open session (expired, opted out, error) without sending anything."""
-    session = _received(session, inbound)
-    closed = replace(session, status=status, updated_at=now, remind_at=None)
+    closed = replace(session, **_received(session, inbound), status=status, updated_at=now, remind_at=None)
     return Step(closed, [], [_closed_event(session, status)])
 
 
@@ -150,4 +158,5 @@ def tick(flow: Flow, session: Session, now: float) -> Step:
     question = flow.questions[session.state]  # an open session always waits on a question
     text = flow.reminder(session) if flow.reminder else "Reminder: " + question.message(session)
     event = {"type": "reminder_sent", "survey": flow.id, "question": question.id}
-    return Step(_sent(flow, session, [text], now, reminded=True, remind_at=None), [text], [event])
+    changes = {"reminded": True, "remind_at": None}
+    return Step(_sent(flow, session, [text], now, changes), [text], [event])

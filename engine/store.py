@@ -3,14 +3,18 @@
 Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such as
 `sms:+15551234567` or `whatsapp:+15551234567`, S a survey id):
 
-  cv:{T}:r            hash  d = Respondent.dumps(), v = revision (bumped by every commit).
-                            TTL: the open session's expires_at + 30 days, or 30 days after the
-                            last write when no session is open; refreshed on every write.
-                            An opted-out respondent is kept without TTL: an opt-out must not
-                            be forgotten.
-  cv:{T}:in:<sid>     string the replies (JSON list) sent for inbound MessageSid <sid>;
-                            25 h TTL, so a redelivery within Twilio's retry window gets the
-                            identical reply and changes nothing.
+  cv:{T}:r            string "<revision>|<Respondent.dumps()>"; the revision (a whole number)
+                            is bumped by every commit. TTL: the open session's expires_at + 30
+                            days, or 30 days after the last write when no session is open;
+                            refreshed on every write. An opted-out respondent is kept without
+                            TTL: an opt-out must not be forgotten.
+  cv:{T}:in           hash  the dedupe records: sid_field(inbound MessageSid) -> pack_replies(the
+                            replies sent for it). TTL 25 h, refreshed by every write. When it
+                            holds DEDUPE_KEEP records, COMMIT renames it (TTL and all) to
+  cv:{T}:in:prev      hash  the generation before, replacing the one there. So a redelivered
+                            MessageSid gets the identical reply and changes nothing for at
+                            least 24 h, unless DEDUPE_KEEP newer messages of the conversation
+                            came in since. Both stay compact listpack hashes (redis.conf).
   cv:{T}:dlv          hash  outbound MessageSid -> {"status", "error_code", "at"}; 30-day TTL,
                             refreshed by every status callback.
   cv:survey:{S}:responses  stream  one entry per closed session, field r = the response
@@ -43,48 +47,75 @@ outbox (response ids make replays harmless). That split is not built.
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
 import json
+import re
 from dataclasses import dataclass
 
 import redis.asyncio as redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 RESPONDENT_MARGIN = 30 * 86400  # kept this long after a session's expiry (or the last write)
 DEDUPE_TTL = 25 * 3600
+# Dedupe records kept per generation. A conversation forgets a MessageSid within 24 h only
+# after 64 newer inbound messages: more than any survey conversation sends in a day, and
+# small enough that both generations stay listpack hashes (hash-max-listpack-entries 128).
+DEDUPE_KEEP = 64
 DELIVERY_TTL = 30 * 86400
 STREAM_MAXLEN = 1_000_000
 TIMERS = "cv:timers"
 REDIS_TIMEOUT = 1.0  # seconds: Redis being down must turn into a fast 503, not a hang
 
-READ = """
-local record = redis.call('HMGET', KEYS[1], 'd', 'v')
-local seen = false
-if ARGV[1] == '1' then seen = redis.call('GET', KEYS[2]) end
-return {record[1], record[2] or '0', seen}
+# The revision of the respondent record KEYS[1]: the number before its '|' ('0' when none).
+_REVISION = """
+local current = string.match(redis.call('GETRANGE', KEYS[1], 0, 20), '^(%d+)|') or '0'
 """
 
-# KEYS: respondent, dedupe (the respondent key when there is none), timers,
-#       flow source (the respondent key when there is none), then one stream per response.
-# ARGV: expected revision, record, record ttl ('0' = keep), dedupe value ('' = none),
-#       dedupe ttl, timer member, due ('' = none), flow ttl ('' = none), stream maxlen,
-#       then one response record per stream key.
-COMMIT = """
-local current = redis.call('HGET', KEYS[1], 'v') or '0'
+# KEYS: respondent, dedupe, previous dedupe. ARGV: the inbound sid's field ('' = none).
+READ = """
+local seen = false
+if ARGV[1] ~= '' then
+  seen = redis.call('HGET', KEYS[2], ARGV[1]) or redis.call('HGET', KEYS[3], ARGV[1])
+end
+return {redis.call('GET', KEYS[1]), seen}
+"""
+
+# KEYS: respondent, dedupe, previous dedupe, timers, flow source (the respondent key when
+#       there is none), then one stream per response.
+# ARGV: expected revision, record, record ttl ('0' = keep), sid field ('' = none), replies,
+#       dedupe ttl, dedupe records kept, timer member, due ('' = none), flow ttl ('' = none),
+#       stream maxlen, then one response record per stream key.
+COMMIT = _REVISION + """
 if current ~= ARGV[1] then return {0, 0} end
-if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return {0, 0} end
+local sid = ARGV[4]
+if sid ~= '' and (redis.call('HEXISTS', KEYS[2], sid) == 1 or redis.call('HEXISTS', KEYS[3], sid) == 1) then
+  return {0, 0}
+end
 local revision = tonumber(current) + 1
-redis.call('HSET', KEYS[1], 'd', ARGV[2], 'v', revision)
-if ARGV[3] == '0' then redis.call('PERSIST', KEYS[1]) else redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-if ARGV[4] ~= '' then redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[5]) end
-if ARGV[7] == '' then redis.call('ZREM', KEYS[3], ARGV[6]) else redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6]) end
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[1], revision .. '|' .. ARGV[2])
+else
+  redis.call('SET', KEYS[1], revision .. '|' .. ARGV[2], 'EX', ARGV[3])
+end
+if sid ~= '' then
+  redis.call('HSET', KEYS[2], sid, ARGV[5])
+  redis.call('EXPIRE', KEYS[2], ARGV[6])
+  if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[7]) then redis.call('RENAME', KEYS[2], KEYS[3]) end
+end
+if ARGV[9] == '' then redis.call('ZREM', KEYS[4], ARGV[8]) else redis.call('ZADD', KEYS[4], ARGV[9], ARGV[8]) end
 local flow_missing = 0
-if ARGV[8] ~= '' and redis.call('EXPIRE', KEYS[4], ARGV[8], 'GT') == 0 and redis.call('EXISTS', KEYS[4]) == 0 then
+if ARGV[10] ~= '' and redis.call('EXPIRE', KEYS[5], ARGV[10], 'GT') == 0 and redis.call('EXISTS', KEYS[5]) == 0 then
   flow_missing = 1
 end
-for i = 5, #KEYS do
-  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[9], '*', 'r', ARGV[i + 5])
+for i = 6, #KEYS do
+  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[11], '*', 'r', ARGV[i + 6])
 end
 return {revision, flow_missing}
 """
@@ -98,8 +129,8 @@ return due
 """
 
 # KEYS: respondent, timers. ARGV: expected revision, timer member, due ('' = none).
-RESCHEDULE = """
-if (redis.call('HGET', KEYS[1], 'v') or '0') ~= ARGV[1] then return 0 end
+RESCHEDULE = _REVISION + """
+if current ~= ARGV[1] then return 0 end
 if ARGV[3] == '' or redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('ZREM', KEYS[2], ARGV[2])
 else
@@ -122,8 +153,44 @@ def respondent_key(channel: str, phone: str) -> str:
     return f"cv:{{{conversation_tag(channel, phone)}}}:r"
 
 
-def dedupe_key(channel: str, phone: str, message_sid: str) -> str:
-    return f"cv:{{{conversation_tag(channel, phone)}}}:in:{message_sid}"
+def dedupe_keys(channel: str, phone: str) -> tuple[str, str]:
+    """The conversation's dedupe hash and the one a generation older."""
+    inbound = f"cv:{{{conversation_tag(channel, phone)}}}:in"
+    return inbound, inbound + ":prev"
+
+
+_TWILIO_SID = re.compile(r"SM[0-9a-f]{32}")
+
+
+def sid_field(message_sid: str) -> str:
+    """A MessageSid as its dedupe hash field: Twilio's "SM" + 32 hex digits as the 20 base85
+    characters of its 16 bytes; any other sid as ':' + itself (':' is not a base85 character,
+    so no two sids share a field)."""
+    if _TWILIO_SID.fullmatch(message_sid):
+        return base64.b85encode(bytes.fromhex(message_sid[2:])).decode("ascii")
+    return ":" + message_sid
+
+
+def pack_replies(replies: tuple[str, ...] | list[str]) -> str:
+    """The replies to one inbound message as stored: a lone reply as itself unless it starts
+    with '[', else a JSON list."""
+    if len(replies) == 1 and not replies[0].startswith("["):
+        return replies[0]
+    return json.dumps(list(replies), separators=(",", ":"), ensure_ascii=False)
+
+
+def unpack_replies(stored: str) -> list[str]:
+    return json.loads(stored) if stored.startswith("[") else [stored]
+
+
+def split_record(stored: str | None) -> tuple[str | None, str]:
+    """(respondent record, revision) of a stored "<revision>|<record>"; (None, "0") for none."""
+    if stored is None:
+        return None, "0"
+    revision, bar, record = stored.partition("|")
+    if not (bar and revision.isascii() and revision.isdigit()):
+        raise ValueError(f"not a stored respondent record: {stored[:80]}")
+    return record, revision
 
 
 def delivery_key(channel: str, phone: str) -> str:
@@ -139,16 +206,65 @@ def flow_key(survey: str, version: str) -> str:
 
 
 def connect(url: str, max_connections: int = 64) -> redis.Redis:
-    """A pooled client that fails within about REDIS_TIMEOUT instead of waiting.
+    """A pooled client whose every command fails within REDIS_TIMEOUT instead of waiting.
 
     A broken connection (Redis restarted, so every pooled connection is stale) is retried
     once on a fresh one; a timeout is not retried, so an unresponsive Redis costs one
     REDIS_TIMEOUT. A retried commit is harmless: its revision check fails the second time."""
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT,
+    return TimedRedis.from_url(
+        url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=None,
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         max_connections=max_connections, decode_responses=True,
     )
+
+
+async def _bounded(command):
+    """Await a Redis command for at most REDIS_TIMEOUT; Redis's TimeoutError (a 503) after that.
+
+    redis-py's own socket_timeout wraps every write in asyncio.wait_for, which on Python 3.11
+    starts a Task per command (a twentieth of a webhook, bench/run); one timer around the
+    whole command costs less and also bounds connecting and waiting for the pool."""
+    try:
+        async with asyncio.timeout(REDIS_TIMEOUT):
+            return await command
+    except TimeoutError:
+        raise RedisTimeoutError(f"Redis did not answer within {REDIS_TIMEOUT:g} s") from None
+
+
+class TimedPipeline(Pipeline):
+    async def execute(self, raise_on_error: bool = True) -> list:
+        return await _bounded(super().execute(raise_on_error))
+
+
+class Script:
+    """A Lua script run by EVALSHA (loaded on NOSCRIPT), called like redis-py's AsyncScript.
+
+    redis-py's AsyncScript imports and type-checks its client on every call: a thirtieth of
+    a webhook for nothing, as Canvass never runs scripts in pipelines."""
+
+    def __init__(self, client: redis.Redis, text: str):
+        self.client, self.text = client, text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+
+    async def __call__(self, keys: list | tuple = (), args: list | tuple = ()):
+        try:
+            return await self.client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:  # Redis restarted (or flushed its scripts) since the last call
+            await self.client.script_load(self.text)
+            return await self.client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+class TimedRedis(redis.Redis):
+    """The client `connect` makes: every command and pipeline bounded by REDIS_TIMEOUT."""
+
+    async def execute_command(self, *args, **options):
+        return await _bounded(super().execute_command(*args, **options))
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        return TimedPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+
+    def register_script(self, script: str) -> Script:
+        return Script(self, script)
 
 
 @dataclass(frozen=True)
@@ -197,19 +313,19 @@ class Store:
     # ------------------------------------------------------------ conversations
 
     async def read(self, channel: str, phone: str, message_sid: str | None = None) -> Snapshot:
-        record_key = respondent_key(channel, phone)
-        seen_key = dedupe_key(channel, phone, message_sid) if message_sid else record_key
-        record, revision, seen = await self._read(
-            keys=[record_key, seen_key], args=["1" if message_sid else "0"])
-        replies = json.loads(seen) if seen is not None else None
-        return Snapshot(channel, phone, record, str(revision), replies)
+        stored, seen = await self._read(
+            keys=[respondent_key(channel, phone), *dedupe_keys(channel, phone)],
+            args=[sid_field(message_sid) if message_sid else ""])
+        record, revision = split_record(stored)
+        replies = unpack_replies(seen) if seen is not None else None
+        return Snapshot(channel, phone, record, revision, replies)
 
     async def commit(self, snapshot: Snapshot, change: Change) -> Committed:
         channel, phone = snapshot.channel, snapshot.phone
         record_key = respondent_key(channel, phone)
         keys = [
             record_key,
-            dedupe_key(channel, phone, change.message_sid) if change.message_sid else record_key,
+            *dedupe_keys(channel, phone),
             TIMERS,
             flow_key(*change.pinned) if change.pinned else record_key,
             *(responses_key(response["survey"]) for response in change.responses),
@@ -218,8 +334,10 @@ class Store:
             snapshot.revision,
             change.record,
             str(change.record_ttl),
-            json.dumps(list(change.replies)) if change.message_sid else "",
+            sid_field(change.message_sid) if change.message_sid else "",
+            pack_replies(change.replies) if change.message_sid else "",
             str(DEDUPE_TTL),
+            str(DEDUPE_KEEP),
             conversation_tag(channel, phone),
             repr(change.due) if change.due is not None else "",
             str(max(1, change.record_ttl or RESPONDENT_MARGIN)) if change.pinned else "",
@@ -233,9 +351,9 @@ class Store:
         """The stored respondent record of `phone` on each channel (None where there is none)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for channel in channels:
-                pipe.hget(respondent_key(channel, phone), "d")
+                pipe.get(respondent_key(channel, phone))
             values = await pipe.execute()
-        return dict(zip(channels, values, strict=True))
+        return {channel: split_record(stored)[0] for channel, stored in zip(channels, values, strict=True)}
 
     # ------------------------------------------------------------ timers
 

@@ -23,6 +23,7 @@ import yaml
 from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, replies_of
 
 from engine.conversation import Respondent
+from engine.store import respondent_key, split_record
 from engine.twilio import sign
 
 CANVASS = Path(sys.executable).with_name("canvass")
@@ -338,8 +339,8 @@ async def alongside(load: Load, fault, timeout: float = 60.0):
 
 
 def respondent_of(redis_sync, script: Script) -> Respondent | None:
-    raw = redis_sync.hget(f"cv:{{sms:{script.number}}}:r", "d")
-    return Respondent.loads(raw) if raw else None
+    stored, _ = split_record(redis_sync.get(respondent_key("sms", script.number)))
+    return Respondent.loads(stored, "sms", script.number) if stored else None
 
 
 def response_records(redis_sync, survey: str) -> list[dict]:

@@ -181,4 +181,4 @@ def test_any_messages_get_at_most_one_reply_each_and_never_crash(texts):
         assert len(outcome.replies) <= 1
         if before.session is not None and not before.opted_out and keyword(text) is None:
             assert len(outcome.replies) == 1  # an answer, an explanation, or the end message
-        assert conv.Respondent.loads(r.dumps()) == r
+        assert conv.Respondent.loads(r.dumps(), r.channel, r.phone) == r

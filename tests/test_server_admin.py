@@ -110,7 +110,10 @@ async def test_a_start_twilio_refuses_with_21610_opts_the_number_out(client, fak
     assert respondent["opted_out"] is True and respondent["session"] is None
 
 
-async def test_a_start_twilio_refuses_otherwise_is_a_502_and_leaves_no_session(client, fake_twilio):
+@pytest.mark.parametrize("fraction", [0.0, 0.6332953])  # stored times keep whole seconds
+async def test_a_start_twilio_refuses_otherwise_is_a_502_and_leaves_no_session(client, fake_twilio, clock,
+                                                                               fraction):
+    clock.advance(fraction)
     fake_twilio.refuse["+15551230017"] = (21211, "Invalid 'To' Phone Number")
     response = await start(client, "feedback", {"to": "+15551230017"})
     assert response.status == 502 and "21211" in (await response.json())["message"]

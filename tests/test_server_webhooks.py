@@ -8,26 +8,37 @@ import json
 import pytest
 from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, Phone, replies_of
 
+from engine.conversation import Respondent
+from engine.store import (
+    DEDUPE_TTL,
+    dedupe_keys,
+    respondent_key,
+    sid_field,
+    split_record,
+    unpack_replies,
+)
 from engine.twilio import sign
-from server import STORE
+from server import SERVICE, STORE
 
 SCORE_PROMPT = "Hi ! How likely are you to recommend us? Reply 0-10. Text STOP to opt out."
 REASON_PROMPT = "What is the main reason for your score?"
 VISIT_PROMPT = "What did you shop for?\n1. Groceries\n2. Clothing"
 
 
-def record(redis_sync, channel: str, number: str) -> dict | None:
-    raw = redis_sync.hget(f"cv:{{{channel}:{number}}}:r", "d")
-    return json.loads(raw) if raw else None
+def record(redis_sync, channel: str, number: str) -> Respondent | None:
+    stored, _ = split_record(redis_sync.get(respondent_key(channel, number)))
+    return Respondent.loads(stored, channel, number) if stored else None
 
 
 def revision(redis_sync, channel: str, number: str) -> int:
-    return int(redis_sync.hget(f"cv:{{{channel}:{number}}}:r", "v") or 0)
+    return int(split_record(redis_sync.get(respondent_key(channel, number)))[1])
 
 
 def hold_first_reads(client, parties: int) -> None:
     """Make the next `parties` reads of the store wait for each other, so that every one of
-    those steps starts from the same revision and all but one commit must retry."""
+    those steps starts from the same revision and all but one commit must retry. (The
+    service forgets what it committed last, so that every delivery reads.)"""
+    client.server.app[SERVICE].recent.clear()
     store = client.server.app[STORE]
     barrier, read, calls = asyncio.Barrier(parties), store.read, 0
 
@@ -57,7 +68,7 @@ async def test_a_conversation_by_access_code_runs_to_its_end_and_leaves_a_respon
     assert response["answers"] == {"score": 9, "reason": "Friendly staff",
                                    "visit": {"code": "2", "label": "Clothing"}}
     assert response["phone"] == phone.number and response["channel"] == "sms"
-    assert record(redis_sync, "sms", phone.number).get("s") is None
+    assert record(redis_sync, "sms", phone.number).session is None
     assert redis_sync.zcard("cv:timers") == 0
 
 
@@ -98,7 +109,11 @@ async def test_a_redelivered_message_gets_the_same_reply_and_changes_nothing(pho
     again = await (await phone.post(form)).text()
     assert again == first and replies_of(first) == [REASON_PROMPT]
     assert (revision(redis_sync, "sms", phone.number), record(redis_sync, "sms", phone.number)) == before
-    assert redis_sync.ttl(f"cv:{{sms:{phone.number}}}:in:{'SM' + 'a' * 32}") > 24 * 3600
+    dedupe, _ = dedupe_keys("sms", phone.number)
+    assert unpack_replies(redis_sync.hget(dedupe, sid_field("SM" + "a" * 32))) == [REASON_PROMPT]
+    assert redis_sync.hlen(dedupe) == 2  # the access code's message and this one
+    assert 24 * 3600 < redis_sync.ttl(dedupe) <= DEDUPE_TTL
+    assert redis_sync.object("encoding", dedupe) == "listpack"
     metrics = await (await client.get("/metrics")).text()
     assert "canvass_duplicate_webhooks_total 1" in metrics
 
@@ -111,8 +126,7 @@ async def test_concurrent_deliveries_of_one_message_are_applied_once(phone, redi
     bodies = {await r.text() for r in responses}
     assert [r.status for r in responses] == [200] * 6
     assert len(bodies) == 1 and replies_of(bodies.pop()) == [REASON_PROMPT]
-    session = record(redis_sync, "sms", phone.number)["s"]
-    assert session[7] == {"score": 8}  # answers
+    assert record(redis_sync, "sms", phone.number).session.answers == {"score": 8}
     assert revision(redis_sync, "sms", phone.number) == 2
     metrics = await (await client.get("/metrics")).text()
     assert "canvass_commit_conflicts_total 5" in metrics
@@ -124,7 +138,7 @@ async def test_two_messages_from_one_number_at_once_are_both_applied_in_turn(pho
     hold_first_reads(client, 2)
     first, second = await asyncio.gather(phone.send("9"), phone.send("7"))
     assert sorted([first, second]) == sorted([[REASON_PROMPT], [VISIT_PROMPT]])
-    answers = record(redis_sync, "sms", phone.number)["s"][7]
+    answers = record(redis_sync, "sms", phone.number).session.answers
     score_first = "9" if first == [REASON_PROMPT] else "7"
     other = "7" if score_first == "9" else "9"
     assert answers == {"score": int(score_first), "reason": other}
@@ -136,8 +150,8 @@ async def test_stop_gets_no_reply_and_silences_the_number_until_start(phone, red
     await phone.send("@feed")
     assert await phone.send("STOP") == []
     assert await phone.send("@feed") == []
-    assert record(redis_sync, "sms", phone.number)["o"] == 1
-    assert redis_sync.ttl(f"cv:{{sms:{phone.number}}}:r") == -1  # an opt-out is never forgotten
+    assert record(redis_sync, "sms", phone.number).opted_out
+    assert redis_sync.ttl(respondent_key("sms", phone.number)) == -1  # an opt-out is never forgotten
     [response] = stored_responses(redis_sync, "feedback")
     assert response["status"] == "opted_out"
     assert await phone.send("START") == ["You have been resubscribed. Reply STOP to opt out."]
@@ -149,8 +163,8 @@ async def test_whatsapp_and_sms_of_one_number_are_separate_conversations(client,
     assert await whatsapp.send("@FEED") == [SCORE_PROMPT]
     assert await sms.send("9") == ["You are not currently taking a survey."]
     assert await whatsapp.send("9") == [REASON_PROMPT]
-    assert record(redis_sync, "whatsapp", "+15551230003")["s"][7] == {"score": 9}
-    assert record(redis_sync, "sms", "+15551230003").get("s") is None
+    assert record(redis_sync, "whatsapp", "+15551230003").session.answers == {"score": 9}
+    assert record(redis_sync, "sms", "+15551230003").session is None
 
 
 BAD_FORMS = [
@@ -196,8 +210,16 @@ async def test_a_body_that_is_not_a_form_is_a_415(client, content_type, data):
     assert response.status == 415
 
 
-async def test_an_unexpected_failure_is_a_plain_500_without_details(phone, redis_sync):
-    redis_sync.hset(f"cv:{{sms:{phone.number}}}:r", mapping={"d": "{not json", "v": 1})
+@pytest.mark.parametrize("stored, logged", [
+    ("1|{not json", "not a stored respondent: {not json"),
+    ("1|[9,null,1]", "not a stored respondent: format 9 is unknown (this version reads 2)"),
+    ("[2]", "not a stored respondent record: [2]"),
+])
+async def test_an_unreadable_record_is_a_plain_500_without_details_and_logged(phone, redis_sync, caplog,
+                                                                              stored, logged):
+    redis_sync.set(respondent_key("sms", phone.number), stored)
     response = await phone.post(phone.form("hello"))
     assert response.status == 500
     assert await response.text() == "Internal server error.\n"
+    assert logged in caplog.text
+    assert redis_sync.get(respondent_key("sms", phone.number)) == stored

@@ -1,0 +1,103 @@
+"""engine.store against a real Redis: the respondent record, its revision, and dedupe records."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.store import (
+    DEDUPE_KEEP,
+    DEDUPE_TTL,
+    Change,
+    Store,
+    connect,
+    dedupe_keys,
+    respondent_key,
+    sid_field,
+)
+
+PHONE = "+15551230100"
+
+
+@pytest.fixture
+async def store(redis_url):
+    client = connect(redis_url)
+    yield Store(client)
+    await client.aclose()
+
+
+def twilio_sid(n: int) -> str:
+    return f"SM{n:032x}"
+
+
+async def commit_message(store: Store, sid: str, replies: tuple[str, ...], record: str = "[2]") -> bool:
+    snapshot = await store.read("sms", PHONE, sid)
+    assert snapshot.seen_replies is None
+    committed = await store.commit(snapshot, Change(record=record, record_ttl=3600, message_sid=sid,
+                                                    replies=replies))
+    return committed.ok
+
+
+@pytest.mark.parametrize("replies", [
+    (), ("What is the main reason for your score?",), ("[not a list",), ("",), ("First", "Second"),
+    ("Très bien 👍\nReply 1 or 2",), ('["quoted"]',),
+])
+@pytest.mark.parametrize("sid", [twilio_sid(7), "SM1", "MM" + "f" * 32])
+async def test_a_seen_message_gets_back_the_identical_replies(store, replies, sid):
+    assert await commit_message(store, sid, replies)
+    assert (await store.read("sms", PHONE, sid)).seen_replies == list(replies)
+    assert (await store.read("sms", PHONE, twilio_sid(8))).seen_replies is None
+    assert (await store.read("whatsapp", PHONE, sid)).seen_replies is None
+
+
+def test_every_sid_has_its_own_field():
+    sids = [twilio_sid(1), twilio_sid(2), "SM" + "A" * 32, "SM" + "a" * 32, "SM1", ":SM1",
+            sid_field(twilio_sid(1)), "MM" + "0" * 32]
+    fields = [sid_field(sid) for sid in sids]
+    assert len(set(fields)) == len(fields)
+    assert len(sid_field(twilio_sid(1))) == 20  # Twilio's 34 characters packed
+
+
+async def test_the_record_carries_its_revision_and_ttl(store, redis_sync):
+    first = await store.read("sms", PHONE)
+    assert (first.record, first.revision) == (None, "0")
+    assert (await store.commit(first, Change(record="[2]", record_ttl=3600))).ok
+    assert redis_sync.get(respondent_key("sms", PHONE)) == "1|[2]"
+    assert 3590 < redis_sync.ttl(respondent_key("sms", PHONE)) <= 3600
+    assert not (await store.commit(first, Change(record="[2,null,1]", record_ttl=0))).ok  # stale
+    second = await store.read("sms", PHONE)
+    assert (second.record, second.revision) == ("[2]", "1")
+    assert (await store.commit(second, Change(record="[2,null,1]", record_ttl=0))).ok
+    assert redis_sync.get(respondent_key("sms", PHONE)) == "2|[2,null,1]"
+    assert redis_sync.ttl(respondent_key("sms", PHONE)) == -1  # kept forever (an opt-out)
+    assert await store.records(PHONE, ("sms", "whatsapp")) == {"sms": "[2,null,1]", "whatsapp": None}
+
+
+async def test_a_seen_message_cannot_commit_twice(store):
+    sid = twilio_sid(3)
+    snapshot = await store.read("sms", PHONE, sid)
+    change = Change(record="[2]", record_ttl=3600, message_sid=sid, replies=("Hi",))
+    assert (await store.commit(snapshot, change)).ok
+    again = await store.read("sms", PHONE)
+    assert not (await store.commit(again, change)).ok  # same revision read, but the sid is seen
+
+
+async def test_a_conversation_keeps_its_newest_dedupe_records_for_a_day(store, redis_sync):
+    """The dedupe hash turns over every DEDUPE_KEEP records: each of the newest DEDUPE_KEEP
+    messages still gets its reply, both generations stay compact and last over 24 h."""
+    current, previous = dedupe_keys("sms", PHONE)
+    sent = 2 * DEDUPE_KEEP + 5
+    for n in range(sent):
+        assert await commit_message(store, twilio_sid(n), (f"Reply to {n}",))
+    for n in range(sent - DEDUPE_KEEP, sent):
+        assert (await store.read("sms", PHONE, twilio_sid(n))).seen_replies == [f"Reply to {n}"]
+    assert redis_sync.hlen(previous) == DEDUPE_KEEP and redis_sync.hlen(current) == 5
+    for key in (current, previous):
+        assert redis_sync.object("encoding", key) == "listpack"
+        assert 24 * 3600 < redis_sync.ttl(key) <= DEDUPE_TTL
+    assert (await store.read("sms", PHONE, twilio_sid(0))).seen_replies is None  # two generations ago
+
+
+async def test_a_stored_record_without_a_revision_is_a_clear_error(store, redis_sync):
+    redis_sync.set(respondent_key("sms", PHONE), "[2]")
+    with pytest.raises(ValueError, match="not a stored respondent record"):
+        await store.read("sms", PHONE)
