@@ -62,7 +62,7 @@ def _received(session: Session, text: str | None) -> dict:
 def _sent(flow: Flow, session: Session, outbound: list[str], now: float, changes: dict) -> Session:
     """The session with `changes` (a dict of the caller's, completed here) after sending
     `outbound`, its reminder timer restarted if one is due. One replace() for the whole
-    step: each cost about a tenth of one."""
+    step: each cost about 7% of one."""
     remind_at = changes.get("remind_at", session.remind_at)
     if changes.get("status", session.status) != OPEN:
         remind_at = None

@@ -116,6 +116,9 @@ def parse_status(form: Mapping[str, str]) -> DeliveryStatus:
     return DeliveryStatus(sid, status, int(code) if code else None, channel, phone)
 
 
+_DIGESTS = {HMAC_SHA1: "sha1", HMAC_SHA256: "sha256"}  # the algorithms Twilio signs with
+
+
 def signature_valid(auth_token: str, url: str, params: Mapping[str, str], headers: Mapping[str, str]) -> bool:
     """True when X-Twilio-Signature matches `url` (the address Twilio called) and the form."""
     signature = headers.get(SIGNATURE_HEADER)
@@ -129,9 +132,6 @@ def signature_valid(auth_token: str, url: str, params: Mapping[str, str], header
             signature_of(auth_token, url, params, digest), signature):
         return True
     return RequestValidator(auth_token).validate(url, params, signature, algorithm)
-
-
-_DIGESTS = {HMAC_SHA1: "sha1", HMAC_SHA256: "sha256"}
 
 
 def signature_of(auth_token: str, url: str, params: Mapping[str, str], digest: str = "sha1") -> str:
