@@ -12,8 +12,7 @@ Conditions are compiled expression closures, so a step costs the same on any siz
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from transitions import Machine
@@ -71,22 +70,11 @@ class Flow:
         return f"<Flow {self.id}@{self.version}>"
 
 
-def canonical(node):
-    """The AST as plain data, positions left out (the fields that take part in equality)."""
-    if is_dataclass(node):
-        data = {f.name: canonical(getattr(node, f.name)) for f in fields(node) if f.compare}
-        return {"_": type(node).__name__, **data}
-    if isinstance(node, list | tuple):
-        return [canonical(item) for item in node]
-    if isinstance(node, dict):
-        return {key: canonical(value) for key, value in node.items()}
-    return node
-
-
 def version_of(survey: ast.Survey) -> str:
-    """12 hex digits of the sha256 of the canonical AST: equal surveys share a version."""
-    text = json.dumps(canonical(survey), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    """12 hex digits of the sha256 of the survey's repr: equal surveys share a version, whatever
+    their form. A dataclass repr lists exactly the fields that take part in equality (positions
+    are compare=False, repr=False in dsl.ast; tests/test_engine_flow.py holds that to be so)."""
+    return hashlib.sha256(repr(survey).encode("utf-8")).hexdigest()[:12]
 
 
 def _state_name(index: int, element: ast.Element) -> str:

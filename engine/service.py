@@ -42,6 +42,8 @@ WHATSAPP_WINDOW = 24 * 3600  # free-form messages only within 24 h of the respon
 TIMER_LEASE = 60.0  # a claimed timer comes back to every worker after this long
 TIMER_BATCH = 50
 KNOWN_CONVERSATIONS = 4096  # committed states kept (class Recent)
+KNOWN_FOR = 600.0  # seconds an entry of Recent is trusted: far less than a record's TTL, after
+# which its revision count starts again, so an old entry can never pass for a current one
 
 
 class Busy(Exception):
@@ -103,13 +105,16 @@ class Recent:
     def __init__(self, size: int = KNOWN_CONVERSATIONS):
         self.size = size
         self.current_share = 1.0  # moving average: was an entry still current when next needed?
-        self._entries: OrderedDict[tuple[str, str], Snapshot] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], tuple[Snapshot, float]] = OrderedDict()
 
     def get(self, channel: str, phone: str) -> Snapshot | None:
         """The conversation's state as this worker committed it, when worth trying; else None."""
         if self.current_share < 0.5:
             return None
-        return self._entries.get((channel, phone))
+        entry = self._entries.get((channel, phone))
+        if entry is None or time.monotonic() - entry[1] > KNOWN_FOR:
+            return None
+        return entry[0]
 
     def committed(self, base: Snapshot, change: Change) -> None:
         """`change` was committed over `base`: remember the result, and learn whether the
@@ -117,9 +122,10 @@ class Recent:
         key = (base.channel, base.phone)
         earlier = self._entries.pop(key, None)
         if earlier is not None:
-            self._learn(earlier.revision == base.revision)
+            self._learn(earlier[0].revision == base.revision)
         # COMMIT sets the revision to the one it expected plus one.
-        self._entries[key] = Snapshot(base.channel, base.phone, change.record, str(int(base.revision) + 1), None)
+        self._entries[key] = (Snapshot(base.channel, base.phone, change.record, str(int(base.revision) + 1), None),
+                              time.monotonic())
         if len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
@@ -149,7 +155,10 @@ class Service:
         started = time.perf_counter()
         if not self.registry.published:
             await self.registry.publish()  # Redis was down at startup; sources first
-        snapshot = self.recent.get(channel, phone)
+        # Only an inbound message may start from this worker's own last commit: its COMMIT
+        # fails on a stale copy. A start or a timer could decide wrongly from one (refuse a
+        # start for a session another worker closed) without ever committing, so they read.
+        snapshot = self.recent.get(channel, phone) if message_sid else None
         for attempt in range(MAX_ATTEMPTS):
             known = snapshot is not None
             if not known:

@@ -55,6 +55,7 @@ import re
 from dataclasses import dataclass
 
 import redis.asyncio as redis
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -211,11 +212,14 @@ def connect(url: str, max_connections: int = 64) -> redis.Redis:
     A broken connection (Redis restarted, so every pooled connection is stale) is retried
     once on a fresh one; a timeout is not retried, so an unresponsive Redis costs one
     REDIS_TIMEOUT. A retried commit is harmless: its revision check fails the second time."""
-    return TimedRedis.from_url(
+    # A blocking pool: past max_connections commands wait (bounded by REDIS_TIMEOUT) for a
+    # free connection instead of failing at once, which would turn a busy moment into 503s.
+    pool = BlockingConnectionPool.from_url(
         url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=None,
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        max_connections=max_connections, decode_responses=True,
+        max_connections=max_connections, timeout=REDIS_TIMEOUT, decode_responses=True,
     )
+    return TimedRedis.from_pool(pool)
 
 
 async def _bounded(command):

@@ -43,6 +43,17 @@ def test_version_is_a_content_hash_of_the_survey_not_of_its_spelling():
     assert reworded.version != load_flow(STORE).version
 
 
+def test_the_repr_a_version_hashes_holds_exactly_the_compared_fields():
+    import dataclasses
+
+    from dsl import ast as flow_ast
+
+    for cls in vars(flow_ast).values():
+        if isinstance(cls, type) and dataclasses.is_dataclass(cls):
+            for f in dataclasses.fields(cls):
+                assert f.compare == f.repr, f"{cls.__name__}.{f.name}: compare and repr must agree"
+
+
 def test_flow_from_source_rebuilds_the_same_version_with_its_source():
     flow = load_flow(STORE)
     again = flow_from_source(flow.source, flow.form)

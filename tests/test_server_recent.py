@@ -101,3 +101,28 @@ def test_recent_keeps_only_the_latest_conversations():
         committed(recent, "0", number)
     assert recent.get("sms", "+15551230405") is None
     assert recent.get("sms", "+15551230407") is not None
+
+
+async def test_a_start_reads_the_conversation_even_when_this_worker_committed_it_last(
+        client, make_client, settings):
+    from conftest import admin_headers
+
+    other = await make_client(settings)  # a second worker on the same Redis
+    here, there = Phone(client, "+15551230408"), Phone(other, "+15551230408")
+    assert await here.send("@feed") == [SCORE_PROMPT]
+    assert await there.send("STOP") == []  # `client` still holds the open session it committed
+    assert await there.send("START") != []
+    response = await client.post("/admin/surveys/feedback/start", json={"to": here.number},
+                                 headers=admin_headers())
+    assert response.status == 201, await response.text()  # from a stale copy: 409 open_session
+
+
+def test_an_old_entry_is_not_trusted(monkeypatch):
+    import engine.service as service
+
+    recent = Recent()
+    committed(recent, "4")
+    assert recent.get("sms", "+15551230404") is not None
+    later = service.time.monotonic() + service.KNOWN_FOR + 1
+    monkeypatch.setattr(service.time, "monotonic", lambda: later)
+    assert recent.get("sms", "+15551230404") is None
