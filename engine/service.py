@@ -17,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from redis.exceptions import RedisError
+
 from engine import conversation
 from engine import step as steps
 from engine.conversation import NotStartable, Outcome, Respondent
@@ -139,6 +141,15 @@ class Recent:
 
     def _learn(self, current: bool) -> None:
         self.current_share += (current - self.current_share) / 32
+
+
+def _unsent(outcome: Outcome) -> None:
+    """Take back the messages of an outcome that will not be sent (a reminder WhatsApp refuses)."""
+    session = outcome.respondent.session
+    if session is not None:
+        session = replace(session, messages_out=session.messages_out - len(outcome.replies))
+        outcome.respondent = replace(outcome.respondent, session=session)
+    outcome.replies = []
 
 
 class Service:
@@ -295,7 +306,10 @@ class Service:
             self.metrics.send_failures.inc(channel)
             raise
         self.count_sent(channel, [text])
-        await self.store.record_delivery(channel, phone, sid, "queued", None, self.clock())
+        try:  # the message is out: failing to note it must not make the caller think otherwise
+            await self.store.record_delivery(channel, phone, sid, "queued", None, self.clock())
+        except RedisError as err:
+            log.warning("sent %s to %s:%s but could not record it as queued: %s", sid, channel, phone, err)
         return sid
 
     async def _undo_start(self, channel: str, phone: str, session: Session | None,
@@ -338,24 +352,35 @@ class Service:
             if outcome.respondent == respondent and not outcome.replies and not outcome.responses:
                 await self.store.reschedule(snapshot, respondent.due_at())  # not due (any more)
                 return
+            if outcome.replies and self._reminder_template(respondent, now) is False:
+                _unsent(outcome)  # the session counts it as reminded, not as a message sent
             if await self._commit(snapshot, outcome, None, now):
                 self._count(outcome)
                 await self._send_reminders(respondent, outcome.replies, now)
                 return
         raise Busy(f"{channel}:{phone} kept changing during its timer")
 
+    def _reminder_template(self, respondent: Respondent, now: float) -> str | None | bool:
+        """The WhatsApp template a reminder must go as (None: free text will do), or False
+        when it cannot go at all: outside the 24-hour window with no template."""
+        if respondent.channel != "whatsapp" or in_whatsapp_window(respondent, now):
+            return None
+        session = respondent.session
+        flow = self.registry.get(session.survey, session.version) if session is not None else None
+        template = flow.survey.content_sid if flow is not None else None
+        if template is None:
+            log.warning("reminder to whatsapp:%s skipped: outside the 24-hour window and survey "
+                        "'%s' has no whatsapp_template", respondent.phone,
+                        session.survey if session is not None else "?")
+            return False
+        return template
+
     async def _send_reminders(self, respondent: Respondent, texts: list[str], now: float) -> None:
         if not texts:
             return
         channel, phone, session = respondent.channel, respondent.phone, respondent.session
         flow = self.registry.get(session.survey, session.version)
-        template = None
-        if channel == "whatsapp" and not in_whatsapp_window(respondent, now):
-            template = flow.survey.content_sid if flow is not None else None
-            if template is None:
-                log.warning("reminder to whatsapp:%s skipped: outside the 24-hour window and survey "
-                            "'%s' has no whatsapp_template", phone, session.survey)
-                return
+        template = self._reminder_template(respondent, now)
         try:
             origin = self._origin(channel, flow.survey.sender if flow is not None else None)
             await self._send(channel, phone, origin, texts, template, session.fields)

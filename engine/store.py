@@ -121,6 +121,23 @@ end
 return {revision, flow_missing}
 """
 
+# Twilio's status callbacks may arrive out of order: a late `sent` must not overwrite
+# `delivered`. KEYS: deliveries. ARGV: MessageSid, record (JSON), its status's rank, ttl.
+RECORD_DELIVERY = """
+local ranks = {accepted=0, scheduled=0, queued=0, sending=1, sent=2, delivered=3, undelivered=3,
+               failed=3, read=4}
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  local rank = ranks[cjson.decode(old)['status']]
+  if rank and rank > tonumber(ARGV[3]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+DELIVERY_RANKS = {"accepted": 0, "scheduled": 0, "queued": 0, "sending": 1, "sent": 2, "delivered": 3,
+                  "undelivered": 3, "failed": 3, "read": 4}
+
 CLAIM_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, member in ipairs(due) do
@@ -310,6 +327,7 @@ class Store:
         self._commit = client.register_script(COMMIT)
         self._claim = client.register_script(CLAIM_DUE)
         self._reschedule = client.register_script(RESCHEDULE)
+        self._record_delivery = client.register_script(RECORD_DELIVERY)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -375,12 +393,11 @@ class Store:
 
     async def record_delivery(self, channel: str, phone: str, message_sid: str, status: str,
                               error_code: int | None, at: float) -> None:
-        key = delivery_key(channel, phone)
+        """Note a message's delivery status, unless a later one is already noted."""
         value = json.dumps({"status": status, "error_code": error_code, "at": at})
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, message_sid, value)
-            pipe.expire(key, DELIVERY_TTL)
-            await pipe.execute()
+        rank = DELIVERY_RANKS.get(status, 99)  # a status this table does not know is kept
+        await self._record_delivery(keys=[delivery_key(channel, phone)],
+                                    args=[message_sid, value, str(rank), str(DELIVERY_TTL)])
 
     async def deliveries(self, channel: str, phone: str) -> dict[str, dict]:
         raw = await self.redis.hgetall(delivery_key(channel, phone))

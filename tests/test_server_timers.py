@@ -117,7 +117,9 @@ async def test_a_whatsapp_reminder_outside_the_window_is_skipped_without_a_templ
     await eventually(lambda: "outside the 24-hour window" in caplog.text)
     assert [m.body for m in fake_twilio.messages] == [fake_twilio.messages[0].body]
     session = (await (await client.get("/admin/sessions/+15551230232", headers=admin_headers())).json())
-    assert session["channels"]["whatsapp"]["respondent"]["session"]["reminded"] is True
+    stored = session["channels"]["whatsapp"]["respondent"]["session"]
+    assert stored["reminded"] is True
+    assert stored["messages_out"] == 1  # the first question only: the reminder never went out
 
 
 async def test_a_whatsapp_reminder_outside_the_window_uses_the_template(make_client, settings, clock,

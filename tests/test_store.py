@@ -101,3 +101,12 @@ async def test_a_stored_record_without_a_revision_is_a_clear_error(store, redis_
     redis_sync.set(respondent_key("sms", PHONE), "[2]")
     with pytest.raises(ValueError, match="not a stored respondent record"):
         await store.read("sms", PHONE)
+
+
+async def test_a_late_status_callback_does_not_move_a_delivery_back(store):
+    await store.record_delivery("sms", "+15551239901", "SM1", "queued", None, 1.0)
+    await store.record_delivery("sms", "+15551239901", "SM1", "delivered", None, 3.0)
+    await store.record_delivery("sms", "+15551239901", "SM1", "sent", None, 2.0)  # arrives late
+    assert (await store.deliveries("sms", "+15551239901"))["SM1"]["status"] == "delivered"
+    await store.record_delivery("sms", "+15551239901", "SM1", "read", None, 4.0)
+    assert (await store.deliveries("sms", "+15551239901"))["SM1"]["status"] == "read"
