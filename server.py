@@ -110,23 +110,22 @@ def status_callback_url(request: web.Request) -> str | None:
     return request.app[SETTINGS].public_url("/twilio/status")
 
 
-async def twilio_messages(request: web.Request) -> web.Response:
+async def signed_webhook(request: web.Request, parse):
+    """A signed webhook's form read by `parse` (parse_inbound, parse_status); 400 when it lacks a field."""
     form = await signed_form(request)
     try:
-        inbound = parse_inbound(form)
+        return parse(form)
     except BadWebhook as err:
         raise web.HTTPBadRequest(text=f"{err}\n") from None
-    replies = await request.app[SERVICE].receive(inbound)
+
+
+async def twilio_messages(request: web.Request) -> web.Response:
+    replies = await request.app[SERVICE].receive(await signed_webhook(request, parse_inbound))
     return web.Response(text=twiml(replies, status_callback_url(request)), content_type="application/xml")
 
 
 async def twilio_status(request: web.Request) -> web.Response:
-    form = await signed_form(request)
-    try:
-        status = parse_status(form)
-    except BadWebhook as err:
-        raise web.HTTPBadRequest(text=f"{err}\n") from None
-    await request.app[SERVICE].record_status(status)
+    await request.app[SERVICE].record_status(await signed_webhook(request, parse_status))
     return web.Response(status=204)
 
 
