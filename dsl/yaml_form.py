@@ -115,7 +115,7 @@ class _Reader:
         where_in_file = ScalarMap(self.source, node, text)
         try:
             expr = parse_expression(text, self.path, 1, 1)
-        except ast_errors() as err:
+        except FlowError as err:
             for d in err.diagnostics:
                 line, col = where_in_file.locate(d.line, d.col)
                 self.diagnostics.append(replace(d, line=line, col=col))
@@ -268,10 +268,6 @@ class ScalarMap:
 def at(node) -> tuple[int, int]:
     mark = node.start_mark
     return mark.line + 1, mark.column + 1
-
-
-def ast_errors():
-    return FlowError
 
 
 def parse_yaml(source: str, path: str = "<yaml>") -> ast.Survey:

@@ -41,7 +41,6 @@ from dsl.errors import FlowError
 from dsl.load import read_source
 from engine.flow import Flow, load_flow
 from engine.player import Player
-from engine.responses import typed_answers
 
 START_TIME = 1704099600.0  # 2024-01-01T09:00:00Z
 DEFAULT_PHONE = "+15555550100"
@@ -257,19 +256,9 @@ class Run:
             elif action.kind == "expect_match" and (message is None or not action.pattern.search(message)):
                 self.fail(where, f"a message matching /{action.text}/", _show(message))
 
-    def last_session(self) -> tuple[str, dict, dict, list]:
-        """(status, answers, fields, not_shown) of the last session."""
-        session = self.player.respondent.session
-        if session is not None:
-            return session.status, typed_answers(session, self.flow), session.fields, session.not_shown
-        if self.player.last_response is not None:
-            r = self.player.last_response
-            return r["status"], r["answers"], r["fields"], r["not_shown"]
-        return "none", {}, {}, []
-
     def check_result(self) -> None:
         script = self.script
-        status, answers, fields, not_shown = self.last_session()
+        status, answers, fields, not_shown = self.player.last_session()
         if script.expected_status is not None and script.expected_status[0] != status:
             expected, line = script.expected_status
             self.fail(f"result status (line {line})", expected, status)

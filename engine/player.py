@@ -6,6 +6,7 @@ from __future__ import annotations
 from engine import conversation
 from engine.flow import Flow
 from engine.memory_store import MemoryStore
+from engine.responses import typed_answers
 
 
 class Player:
@@ -47,3 +48,14 @@ class Player:
                 break  # a timer that does not move would fire forever
         self.now = until
         return sent
+
+    def last_session(self) -> tuple[str, dict, dict, list]:
+        """(status, typed answers, fields, not_shown) of the open session, else of the last one
+        that closed; ("none", ...) before any session started."""
+        session = self.respondent.session
+        if session is not None:
+            return session.status, typed_answers(session, self.flow), session.fields, session.not_shown
+        if self.last_response is not None:
+            r = self.last_response
+            return r["status"], r["answers"], r["fields"], r["not_shown"]
+        return "none", {}, {}, []

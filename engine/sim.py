@@ -7,6 +7,7 @@ server. With stdin not a terminal, lines are read as a script and echoed.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -21,7 +22,6 @@ from engine import conversation, segments
 from engine.flow import load_flow
 from engine.phones import to_e164
 from engine.player import Player
-from engine.responses import typed_answers
 
 HELP = """commands:
   :help            this text
@@ -97,17 +97,8 @@ class Simulator:
             self.out(f"unknown command {command}; :help lists them")
         return True
 
-    def last(self) -> tuple[str, dict]:
-        """(status, answers) of the open session, else of the last one that closed."""
-        session = self.player.respondent.session
-        if session is not None:
-            return session.status, typed_answers(session, self.flow)
-        if self.player.last_response is not None:
-            return self.player.last_response["status"], self.player.last_response["answers"]
-        return "none", {}
-
     def answers(self) -> dict:
-        return self.last()[1]
+        return self.player.last_session()[1]
 
     def state(self) -> None:
         respondent = self.player.respondent
@@ -134,7 +125,7 @@ class Simulator:
             self.out("usage: :save FILE")
             return
         path = Path(target)
-        status, answers = self.last()
+        status, answers = self.player.last_session()[:2]
         contact = {"phone": self.phone, **self.fields}
         document = {"flow": _relative(self.path, path.parent), "start": self.start, "contact": contact}
         if self.channel != "sms":
@@ -163,8 +154,6 @@ def _label(value):
 
 
 def _relative(flow: Path, directory: Path) -> str:
-    import os
-
     return os.path.relpath(flow.resolve(), directory.resolve())
 
 
