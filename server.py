@@ -25,7 +25,7 @@ from engine.registry import Registry, ReloadFailed
 from engine.responses import iso
 from engine.service import Busy, Refused, Service
 from engine.settings import ConfigError, Settings
-from engine.store import Store, connect
+from engine.store import Store
 from engine.timers import Sweeper
 from engine.twilio import BadWebhook, Sender, parse_inbound, parse_status, signature_valid, twiml
 
@@ -270,8 +270,7 @@ async def metrics(request: web.Request) -> web.Response:
 async def storage(app: web.Application) -> AsyncIterator[None]:
     """Redis, the flows (stored in Redis before they go live) and the conversation service."""
     settings = app[SETTINGS]
-    client = connect(settings.redis_url)
-    store = Store(client)
+    store = Store.from_url(settings.redis_url)
     registry = Registry(settings.flows_dir, store, app[CLOCK])
     try:
         try:
@@ -292,7 +291,7 @@ async def storage(app: web.Application) -> AsyncIterator[None]:
             if sender is not None:
                 await sender.close()
     finally:
-        await client.aclose()
+        await store.aclose()
 
 
 def timers(interval: float):

@@ -24,7 +24,7 @@ from engine.metrics import Metrics
 from engine.registry import Registry
 from engine.service import Service
 from engine.settings import Settings
-from engine.store import Store, connect, dedupe_keys, respondent_key
+from engine.store import Store, dedupe_keys, respondent_key
 from engine.twilio import Inbound
 
 FIELDS = {"FirstName": "Ana", "Store": "Northwind Market"}
@@ -83,10 +83,10 @@ async def _usage(store: Store, sessions: int) -> dict:
 
 async def measure(redis_url: str, sessions: int) -> dict:
     """Fill an empty database (db 1 of the bench's Redis) and sum what it holds."""
-    client = connect(redis_url.rsplit("/", 1)[0] + "/1")
+    store = Store.from_url(redis_url.rsplit("/", 1)[0] + "/1")
+    client = store.redis
     try:
         await client.flushdb()
-        store = Store(client)
         registry = Registry(FLOWS, store, time.time)
         loaded = await registry.reload()
         survey = next(iter(loaded.flows))
@@ -95,7 +95,7 @@ async def measure(redis_url: str, sessions: int) -> dict:
         usage = await _usage(store, sessions)
         await client.flushdb()
     finally:
-        await client.aclose()
+        await store.aclose()
     if usage["respondent_keys"] != sessions or usage["dedupe_records"] != sessions * ANSWERED:
         raise BenchError(f"expected {sessions} sessions and {sessions * ANSWERED} dedupe records, "
                          f"found {usage['respondent_keys']} and {usage['dedupe_records']}")

@@ -63,6 +63,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from engine.multiplexer import Multiplexer
+
 RESPONDENT_MARGIN = 30 * 86400  # kept this long after a session's expiry (or the last write)
 DEDUPE_TTL = 25 * 3600
 # Dedupe records kept per generation. A conversation forgets a MessageSid within 24 h only
@@ -258,21 +260,18 @@ class TimedPipeline(Pipeline):
 
 
 class Script:
-    """A Lua script run by EVALSHA (loaded on NOSCRIPT), called like redis-py's AsyncScript.
+    """A Lua script run by EVALSHA through the multiplexer (loaded on NOSCRIPT)."""
 
-    redis-py's AsyncScript imports and type-checks its client on every call: a thirtieth of
-    a webhook for nothing, as Canvass never runs scripts in pipelines."""
-
-    def __init__(self, client: redis.Redis, text: str):
-        self.client, self.text = client, text
+    def __init__(self, mux: Multiplexer, text: str):
+        self.mux, self.text = mux, text
         self.sha = hashlib.sha1(text.encode()).hexdigest()
 
     async def __call__(self, keys: list | tuple = (), args: list | tuple = ()):
         try:
-            return await self.client.evalsha(self.sha, len(keys), *keys, *args)
+            return await self.mux.execute("EVALSHA", self.sha, len(keys), *keys, *args)
         except NoScriptError:  # Redis restarted (or flushed its scripts) since the last call
-            await self.client.script_load(self.text)
-            return await self.client.evalsha(self.sha, len(keys), *keys, *args)
+            await self.mux.execute("SCRIPT", "LOAD", self.text)
+            return await self.mux.execute("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
 class TimedRedis(redis.Redis):
@@ -283,9 +282,6 @@ class TimedRedis(redis.Redis):
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         return TimedPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
-
-    def register_script(self, script: str) -> Script:
-        return Script(self, script)
 
 
 @dataclass(frozen=True)
@@ -321,13 +317,26 @@ class Committed:
 
 
 class Store:
+    """Canvass's Redis. The scripts, which every webhook and timer runs, go through one
+    pipelined connection (engine.multiplexer); the rarer commands (exports, the admin API,
+    flow sources) through redis-py's pool."""
+
     def __init__(self, client: redis.Redis):
         self.redis = client
-        self._read = client.register_script(READ)
-        self._commit = client.register_script(COMMIT)
-        self._claim = client.register_script(CLAIM_DUE)
-        self._reschedule = client.register_script(RESCHEDULE)
-        self._record_delivery = client.register_script(RECORD_DELIVERY)
+        self.mux = Multiplexer.like(client, REDIS_TIMEOUT)
+        self._read = Script(self.mux, READ)
+        self._commit = Script(self.mux, COMMIT)
+        self._claim = Script(self.mux, CLAIM_DUE)
+        self._reschedule = Script(self.mux, RESCHEDULE)
+        self._record_delivery = Script(self.mux, RECORD_DELIVERY)
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        return cls(connect(url))
+
+    async def aclose(self) -> None:
+        await self.mux.aclose()
+        await self.redis.aclose()
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())

@@ -9,7 +9,6 @@ from engine.store import (
     DEDUPE_TTL,
     Change,
     Store,
-    connect,
     dedupe_keys,
     respondent_key,
     sid_field,
@@ -20,9 +19,9 @@ PHONE = "+15551230100"
 
 @pytest.fixture
 async def store(redis_url):
-    client = connect(redis_url)
-    yield Store(client)
-    await client.aclose()
+    store = Store.from_url(redis_url)
+    yield store
+    await store.aclose()
 
 
 def twilio_sid(n: int) -> str:

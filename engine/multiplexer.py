@@ -1,0 +1,205 @@
+"""One Redis connection shared by every request of a worker, its commands pipelined.
+
+A webhook's Redis work is one or two script calls. Through redis-py's pool each call checks
+a connection out and back in, writes with a system call of its own and wakes its task for
+its own reply: half of a webhook's CPU went there (bench/run). Here every command written
+in one turn of the event loop leaves in one write, and each read hands out every reply it
+holds: Redis answers a connection's commands in order, so the Nth reply belongs to the Nth
+caller still waiting. hiredis packs the commands and parses the replies.
+
+A call that times out leaves its place in the queue (its reply is dropped when it comes),
+and when Redis has answered nothing for as long as the timeout the connection is dropped,
+so a frozen or vanished Redis costs each caller one timeout and the next call connects
+afresh. A call whose connection breaks before its reply is retried once on a new one; the
+scripts sent through here are safe to repeat (store.py: a repeated commit fails its
+revision check).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import deque
+from typing import Any
+
+import hiredis
+from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+_INCOMPLETE = object()  # what hiredis.Reader.gets() returns until a whole reply is in
+
+
+class _Link(asyncio.Protocol):
+    """One connection: the callers waiting for replies, in the order their commands left."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.waiting: deque[asyncio.Future] = deque()
+        self.outgoing: list[bytes] = []
+        self.last_reply = time.monotonic()
+        self.lost: Exception | None = None
+        self._reader = hiredis.Reader(encoding="utf-8", replyError=ResponseError,
+                                      notEnoughData=_INCOMPLETE)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(self, command: bytes) -> asyncio.Future:
+        if self.lost is not None:
+            raise RedisConnectionError(f"Redis connection lost: {self.lost}")
+        if not self.outgoing:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.outgoing.append(command)
+        reply = asyncio.get_running_loop().create_future()
+        self.waiting.append(reply)
+        return reply
+
+    def _flush(self) -> None:
+        if self.outgoing and self.lost is None:
+            self.transport.write(b"".join(self.outgoing))
+        self.outgoing.clear()
+
+    def data_received(self, data: bytes) -> None:
+        reader, waiting = self._reader, self.waiting
+        reader.feed(data)
+        try:
+            while (reply := reader.gets()) is not _INCOMPLETE:
+                caller = waiting.popleft()
+                if caller.done():  # it timed out or was cancelled meanwhile
+                    continue
+                if isinstance(reply, ResponseError):
+                    caller.set_exception(_error(str(reply)))
+                else:
+                    caller.set_result(reply)
+        except (hiredis.ProtocolError, UnicodeDecodeError, IndexError) as err:  # not Redis's,
+            # or a reply nobody asked for
+            self.close(RedisConnectionError(f"Redis sent an unreadable reply: {err}"))
+            return
+        self.last_reply = time.monotonic()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(RedisConnectionError(f"Redis closed the connection{f': {exc}' if exc else ''}"))
+
+    def close(self, why: Exception) -> None:
+        self._fail(why)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _fail(self, why: Exception) -> None:
+        if self.lost is None:
+            self.lost = why
+        while self.waiting:
+            caller = self.waiting.popleft()
+            if not caller.done():
+                caller.set_exception(why)
+
+
+def _error(message: str) -> ResponseError:
+    return NoScriptError(message) if message.startswith("NOSCRIPT") else ResponseError(message)
+
+
+class Multiplexer:
+    """Pipelined commands over one connection, for a redis-py client's connection settings."""
+
+    def __init__(self, connection_kwargs: dict[str, Any], connection_class: type,
+                 timeout: float = 1.0):
+        self._kwargs, self._class, self.timeout = connection_kwargs, connection_class, timeout
+        self._link: _Link | None = None
+        self._connecting: asyncio.Task | None = None
+
+    @classmethod
+    def like(cls, client, timeout: float = 1.0) -> Multiplexer:
+        """A multiplexer reaching the Redis (address, credentials, database) `client` reaches."""
+        pool = client.connection_pool
+        return cls(pool.connection_kwargs, pool.connection_class, timeout)
+
+    async def execute(self, *args: Any) -> Any:
+        """One command's reply; RedisTimeoutError after `timeout` seconds, ConnectionError when
+        Redis cannot be reached, ResponseError (NoScriptError...) when it refuses."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                try:
+                    return await self._once(args)
+                except RedisConnectionError:  # a stale connection: Redis restarted meanwhile
+                    return await self._once(args)
+        except TimeoutError:
+            self._drop_if_silent()
+            raise RedisTimeoutError(f"Redis did not answer within {self.timeout:g} s") from None
+
+    async def _once(self, args: tuple) -> Any:
+        link = self._link
+        if link is None or link.lost is not None:
+            link = await self._connected()
+        return await link.send(hiredis.pack_command(args))
+
+    def _drop_if_silent(self) -> None:
+        link = self._link
+        if link is not None and link.waiting and time.monotonic() - link.last_reply >= self.timeout:
+            link.close(RedisTimeoutError(f"Redis answered nothing for {self.timeout:g} s"))
+            self._link = None
+
+    async def _connected(self) -> _Link:
+        """The current link; every caller that finds none waits for the same new one."""
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._connect())
+            self._connecting.add_done_callback(self._connect_done)
+        return await asyncio.shield(self._connecting)
+
+    def _connect_done(self, task: asyncio.Task) -> None:
+        self._connecting = None
+        if not task.cancelled() and task.exception() is None:
+            self._link = task.result()
+        elif not task.cancelled():
+            task.exception()  # retrieved: every waiting caller has it already
+
+    async def _connect(self) -> _Link:
+        kwargs = self._kwargs
+        try:
+            async with asyncio.timeout(kwargs.get("socket_connect_timeout") or self.timeout):
+                link = await self._open()
+        except TimeoutError:
+            raise RedisConnectionError("cannot connect to Redis: timed out") from None
+        except OSError as err:
+            raise RedisConnectionError(f"cannot connect to Redis: {err.strerror or err}") from None
+        hello = []
+        if kwargs.get("password"):
+            hello.append(("AUTH", *filter(None, (kwargs.get("username"), kwargs["password"]))))
+        if kwargs.get("db"):
+            hello.append(("SELECT", kwargs["db"]))
+        try:
+            for command in hello:
+                await link.send(hiredis.pack_command(command))
+        except BaseException:
+            link.close(RedisConnectionError("Redis refused the connection's set-up"))
+            raise
+        return link
+
+    async def _open(self) -> _Link:
+        kwargs, loop = self._kwargs, asyncio.get_running_loop()
+        if issubclass(self._class, UnixDomainSocketConnection):
+            _, link = await loop.create_unix_connection(_Link, kwargs["path"])
+        else:
+            tls = _tls_context(kwargs) if issubclass(self._class, SSLConnection) else None
+            _, link = await loop.create_connection(_Link, kwargs.get("host", "localhost"),
+                                                   kwargs.get("port", 6379), ssl=tls)
+        return link
+
+    async def aclose(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self._link is not None:
+            self._link.close(RedisConnectionError("the multiplexer was closed"))
+            self._link = None
+
+
+def _tls_context(kwargs: dict[str, Any]) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=kwargs.get("ssl_ca_certs"))
+    if kwargs.get("ssl_cert_reqs") in ("none", ssl.CERT_NONE):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if kwargs.get("ssl_certfile"):
+        context.load_cert_chain(kwargs["ssl_certfile"], kwargs.get("ssl_keyfile"))
+    return context

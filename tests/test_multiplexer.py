@@ -1,0 +1,117 @@
+"""engine.multiplexer against a real Redis: every caller gets its own reply, whatever happens."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+import redis as redis_sync_lib
+from conftest import free_port
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from engine.multiplexer import Multiplexer
+from engine.store import connect
+
+
+@pytest.fixture
+async def mux(redis_url):
+    client = connect(redis_url)
+    mux = Multiplexer.like(client, timeout=1.0)
+    yield mux
+    await mux.aclose()
+    await client.aclose()
+
+
+async def test_concurrent_callers_each_get_their_own_reply(mux):
+    payloads = [f"caller {n} é{'x' * (n % 50)}" for n in range(2000)]
+    replies = await asyncio.gather(*(mux.execute("ECHO", p) for p in payloads))
+    assert replies == payloads
+
+
+async def test_replies_keep_their_types(mux):
+    assert await mux.execute("SET", "k", "v") == "OK"
+    assert await mux.execute("GET", "missing") is None
+    assert await mux.execute("INCRBY", "n", 5) == 5
+    assert await mux.execute("EVAL", "return {1, 'two', false}", 0) == [1, "two", None]
+
+
+async def test_an_error_reply_fails_only_its_own_caller(mux):
+    results = await asyncio.gather(
+        mux.execute("SET", "a", "1"), mux.execute("INCR", "a", "too", "many"), mux.execute("GET", "a"),
+        mux.execute("EVALSHA", "0" * 40, 0), return_exceptions=True)
+    assert results[0] == "OK" and results[2] == "1"
+    assert type(results[1]) is ResponseError and "wrong number of arguments" in str(results[1])
+    assert isinstance(results[3], NoScriptError)
+
+
+async def test_a_cancelled_caller_leaves_the_replies_in_step(mux):
+    first = asyncio.ensure_future(mux.execute("ECHO", "first"))
+    await asyncio.sleep(0)  # its command is queued
+    first.cancel()
+    assert await mux.execute("ECHO", "second") == "second"
+    assert await asyncio.gather(*(mux.execute("ECHO", str(n)) for n in range(50))) == [str(n) for n in range(50)]
+
+
+async def test_the_database_of_the_url_is_selected(redis_server, redis_sync):
+    client = connect(redis_server.url.rsplit("/", 1)[0] + "/3")
+    mux = Multiplexer.like(client)
+    try:
+        await mux.execute("SET", "in-db-3", "yes")
+    finally:
+        await mux.aclose()
+        await client.aclose()
+    assert redis_sync.get("in-db-3") is None
+    other = redis_sync_lib.Redis(port=redis_server.port, db=3, decode_responses=True)
+    try:
+        assert other.get("in-db-3") == "yes"
+        other.delete("in-db-3")
+    finally:
+        other.close()
+
+
+async def test_a_killed_connection_is_replaced_and_the_call_retried(mux, redis_sync):
+    for _ in range(3):
+        connection_id = await mux.execute("CLIENT", "ID")
+        redis_sync.client_kill_filter(_id=connection_id)
+        assert await mux.execute("ECHO", "still here") == "still here"
+        assert await mux.execute("CLIENT", "ID") != connection_id
+
+
+async def test_a_busy_redis_is_a_timeout_and_then_the_next_call_works(redis_url, redis_server):
+    client = connect(redis_url)
+    mux = Multiplexer.like(client, timeout=0.3)
+    await mux.execute("PING")
+    busy = redis_sync_lib.Redis(port=redis_server.port)
+    spin = "local t = redis.call('TIME')[1] + 2 repeat until tonumber(redis.call('TIME')[1]) >= t"
+    blocker = threading.Thread(target=busy.eval, args=(spin, 0))
+    try:
+        blocker.start()
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(RedisTimeoutError):
+            await mux.execute("ECHO", "while busy")
+        assert time.monotonic() - started < 0.6
+        blocker.join(10)
+        assert await mux.execute("ECHO", "after") == "after"
+    finally:
+        blocker.join(10)
+        busy.close()
+        await mux.aclose()
+        await client.aclose()
+
+
+async def test_no_redis_is_a_connection_error_at_once():
+    client = connect(f"redis://127.0.0.1:{free_port()}/0")
+    mux = Multiplexer.like(client, timeout=1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RedisConnectionError):
+            await mux.execute("PING")
+    finally:
+        await mux.aclose()
+        await client.aclose()
+    assert time.monotonic() - started < 0.5
