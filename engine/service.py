@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections import OrderedDict
@@ -96,38 +97,41 @@ def opt_out(flows: conversation.FlowLookup, respondent: Respondent, now: float) 
 
 class Recent:
     """The state this worker last committed for each of the latest KNOWN_CONVERSATIONS
-    conversations, so that a conversation's next step can skip the READ round trip.
+    conversations, so that a conversation's next step can skip the READ round trip and the
+    decoding of its record.
 
     COMMIT checks the revision and the MessageSid anyway, so an entry that is no longer
     current costs one failed commit before the READ, never a wrong step. Where several
     workers share the conversations (Twilio spreads a number's messages over them) most
     entries would be stale and cost more than they save: they are used only while most
-    have lately been current, which commits after a READ keep finding out."""
+    have lately been current, which commits after a READ keep finding out. An entry's
+    Respondent is shared, never changed: steps make new ones (dataclasses are replaced)."""
 
     def __init__(self, size: int = KNOWN_CONVERSATIONS):
         self.size = size
         self.current_share = 1.0  # moving average: was an entry still current when next needed?
-        self._entries: OrderedDict[tuple[str, str], tuple[Snapshot, float]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], tuple[Snapshot, Respondent, float]] = OrderedDict()
 
-    def get(self, channel: str, phone: str) -> Snapshot | None:
-        """The conversation's state as this worker committed it, when worth trying; else None."""
+    def get(self, channel: str, phone: str) -> tuple[Snapshot, Respondent] | None:
+        """The conversation as this worker committed it (stored and decoded), when worth
+        trying; else None."""
         if self.current_share < 0.5:
             return None
         entry = self._entries.get((channel, phone))
-        if entry is None or time.monotonic() - entry[1] > KNOWN_FOR:
+        if entry is None or time.monotonic() - entry[2] > KNOWN_FOR:
             return None
-        return entry[0]
+        return entry[0], entry[1]
 
-    def committed(self, base: Snapshot, change: Change) -> None:
-        """`change` was committed over `base`: remember the result, and learn whether the
-        entry it replaces was still current."""
+    def committed(self, base: Snapshot, change: Change, respondent: Respondent) -> None:
+        """`change`, which stores `respondent`, was committed over `base`: remember the
+        result, and learn whether the entry it replaces was still current."""
         key = (base.channel, base.phone)
         earlier = self._entries.pop(key, None)
         if earlier is not None:
             self._learn(earlier[0].revision == base.revision)
         # COMMIT sets the revision to the one it expected plus one.
-        self._entries[key] = (Snapshot(base.channel, base.phone, change.record, str(int(base.revision) + 1), None),
-                              time.monotonic())
+        snapshot = Snapshot(base.channel, base.phone, change.record, str(int(base.revision) + 1), None)
+        self._entries[key] = (snapshot, respondent, time.monotonic())
         if len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
@@ -169,18 +173,20 @@ class Service:
         # Only an inbound message may start from this worker's own last commit: its COMMIT
         # fails on a stale copy. A start or a timer could decide wrongly from one (refuse a
         # start for a session another worker closed) without ever committing, so they read.
-        snapshot = self.recent.get(channel, phone) if message_sid else None
+        recent = self.recent.get(channel, phone) if message_sid else None
         for attempt in range(MAX_ATTEMPTS):
-            known = snapshot is not None
-            if not known:
+            known = recent is not None
+            if known:
+                snapshot, respondent = recent
+            else:
                 snapshot = await self.store.read(channel, phone, message_sid)
                 if snapshot.seen_replies is not None:
                     self.metrics.duplicates.inc()
                     return Applied(snapshot.seen_replies, None, None)
-            respondent = self._respondent(snapshot)
+                respondent = self._respondent(snapshot)
             if respondent.session is not None:
                 await self.registry.pin(respondent.session.survey, respondent.session.version)
-            now = self.clock()
+            now = self.now()
             outcome = step(respondent, now)
             if await self._commit(snapshot, outcome, message_sid, now):
                 self._count(outcome)
@@ -191,8 +197,13 @@ class Service:
             else:
                 self.metrics.conflicts.inc()
                 await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-            snapshot = None
+            recent = None
         raise Busy(f"{channel}:{phone} changed {MAX_ATTEMPTS} times while we tried to apply a step")
+
+    def now(self) -> float:
+        """The time a step is taken at: whole seconds, as records keep it (engine.session), so
+        that the Respondent a step makes is the one its stored record decodes to (Recent)."""
+        return float(math.floor(self.clock()))
 
     def _respondent(self, snapshot: Snapshot) -> Respondent:
         if snapshot.record is None:
@@ -210,7 +221,7 @@ class Service:
         committed = await self.store.commit(snapshot, change)
         if not committed.ok:
             return False
-        self.recent.committed(snapshot, change)
+        self.recent.committed(snapshot, change, respondent)
         if committed.flow_missing and session is not None:
             await self.registry.republish(session.survey, session.version)
         return True
@@ -347,7 +358,7 @@ class Service:
             respondent = self._respondent(snapshot)
             if respondent.session is not None:
                 await self.registry.pin(respondent.session.survey, respondent.session.version)
-            now = self.clock()
+            now = self.now()
             outcome = conversation.tick(self.registry, respondent, now)
             if outcome.respondent == respondent and not outcome.replies and not outcome.responses:
                 await self.store.reschedule(snapshot, respondent.due_at())  # not due (any more)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fake_twilio import Phone, replies_of
 
+from engine.conversation import Respondent
 from engine.service import Recent
 from engine.store import Change, Snapshot, respondent_key, split_record
 from server import STORE
@@ -77,15 +78,17 @@ async def test_a_redelivery_of_a_message_just_applied_gets_its_reply_and_changes
 
 
 def committed(recent: Recent, revision: str, number: str = "+15551230404") -> None:
-    recent.committed(Snapshot("sms", number, "record", revision, None), Change(record="next", record_ttl=60))
+    recent.committed(Snapshot("sms", number, "record", revision, None), Change(record="next", record_ttl=60),
+                     Respondent("sms", number))
 
 
 def test_recent_entries_are_trusted_until_most_turn_out_stale_and_again_once_they_hold():
     recent = Recent(size=2)
     committed(recent, "4")
-    assert recent.get("sms", "+15551230404") == Snapshot("sms", "+15551230404", "next", "5", None)
+    assert recent.get("sms", "+15551230404") == (Snapshot("sms", "+15551230404", "next", "5", None),
+                                                 Respondent("sms", "+15551230404"))
     while recent.get("sms", "+15551230404") is not None:  # other workers keep moving it on
-        recent.stale(recent.get("sms", "+15551230404"))
+        recent.stale(recent.get("sms", "+15551230404")[0])
         committed(recent, "9")
     assert recent.current_share < 0.5
     revision = 9
@@ -126,3 +129,17 @@ def test_an_old_entry_is_not_trusted(monkeypatch):
     later = service.time.monotonic() + service.KNOWN_FOR + 1
     monkeypatch.setattr(service.time, "monotonic", lambda: later)
     assert recent.get("sms", "+15551230404") is None
+
+
+async def test_the_remembered_respondent_is_the_one_its_stored_record_decodes_to(client, clock, redis_sync):
+    from server import SERVICE
+
+    service, phone = client.server.app[SERVICE], Phone(client, "+15551230409")
+    clock.advance(0.73)  # steps happen at whole seconds, as records keep time
+    for text in ("@feed", "9", "Friendly staff"):
+        await phone.send(text)
+        clock.advance(61.37)
+        snapshot, respondent = service.recent.get("sms", phone.number)
+        _, record = stored(redis_sync, phone.number)
+        assert snapshot.record == record
+        assert respondent == Respondent.loads(record, "sms", phone.number)
