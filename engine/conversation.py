@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine import keywords
@@ -29,6 +29,7 @@ from engine.session import (
     OPTED_OUT,
     Session,
     at_offset,
+    evolve,
     offset,
     pack,
     unpack,
@@ -118,9 +119,9 @@ class Outcome:
         self.replies += step.outbound
         self.events += step.events
         if session.is_open:
-            self.respondent = replace(self.respondent, session=session, last_survey=session.survey)
+            self.respondent = evolve(self.respondent, session=session, last_survey=session.survey)
             return
-        self.respondent = replace(self.respondent, session=None, last_survey=session.survey)
+        self.respondent = evolve(self.respondent, session=None, last_survey=session.survey)
         self.responses.append(response_record(session, flow))
 
     def reply(self, text: str, event: dict) -> None:
@@ -199,15 +200,15 @@ def receive(flows: FlowLookup, respondent: Respondent, text: str, now: float) ->
     if respondent.opted_out:
         if word != keywords.OPT_IN:
             return Outcome(respondent)
-        outcome = Outcome(replace(respondent, opted_out=False, last_inbound_at=now))
+        outcome = Outcome(evolve(respondent, opted_out=False, last_inbound_at=now))
         outcome.reply(keywords.OPTED_IN_TEXT, {"type": "opted_in"})
         return outcome
-    outcome = Outcome(replace(respondent, last_inbound_at=now))
+    outcome = Outcome(evolve(respondent, last_inbound_at=now))
     flow, session = _close_stale(outcome, flows, now)
     if word == keywords.OPT_OUT:
         if session is not None:
             outcome.apply(steps.close(session, OPTED_OUT, now, inbound=text), flow)
-        outcome.respondent = replace(outcome.respondent, opted_out=True)
+        outcome.respondent = evolve(outcome.respondent, opted_out=True)
         outcome.events.append({"type": "opted_out"})
     elif word == keywords.OPT_IN:
         outcome.reply(keywords.OPTED_IN_TEXT, {"type": "opted_in"})

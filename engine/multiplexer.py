@@ -7,19 +7,19 @@ in one turn of the event loop leaves in one write, and each read hands out every
 holds: Redis answers a connection's commands in order, so the Nth reply belongs to the Nth
 caller still waiting. hiredis packs the commands and parses the replies.
 
-A call that times out leaves its place in the queue (its reply is dropped when it comes),
-and when Redis has answered nothing for as long as the timeout the connection is dropped,
-so a frozen or vanished Redis costs each caller one timeout and the next call connects
-afresh. A call whose connection breaks before its reply is retried once on a new one; the
-scripts sent through here are safe to repeat (store.py: a repeated commit fails its
-revision check).
+When Redis, with commands outstanding, answers nothing for `timeout` seconds, a watchdog
+fails every waiting call with a timeout and drops the connection: a frozen or vanished Redis
+costs each caller at most about one timeout, and the next call connects afresh. One watchdog
+per connection bounds every call, so no call pays for a timer of its own. A call cancelled
+meanwhile leaves its place in the queue (its reply is dropped when it comes). A call whose
+connection breaks before its reply is retried once on a new one; the scripts sent through
+here are safe to repeat (store.py: a repeated commit fails its revision check).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-import time
 from collections import deque
 from typing import Any
 
@@ -35,11 +35,13 @@ _INCOMPLETE = object()  # what hiredis.Reader.gets() returns until a whole reply
 class _Link(asyncio.Protocol):
     """One connection: the callers waiting for replies, in the order their commands left."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
         self.transport: asyncio.Transport | None = None
         self.waiting: deque[asyncio.Future] = deque()
         self.outgoing: list[bytes] = []
-        self.last_reply = time.monotonic()
+        self.progress_at = 0.0  # when Redis last answered, or the queue last became non-empty
+        self.watchdog: asyncio.TimerHandle | None = None
         self.lost: Exception | None = None
         self._reader = hiredis.Reader(encoding="utf-8", replyError=ResponseError,
                                       notEnoughData=_INCOMPLETE)
@@ -50,12 +52,27 @@ class _Link(asyncio.Protocol):
     def send(self, command: bytes) -> asyncio.Future:
         if self.lost is not None:
             raise RedisConnectionError(f"Redis connection lost: {self.lost}")
+        loop = asyncio.get_running_loop()
         if not self.outgoing:
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
         self.outgoing.append(command)
-        reply = asyncio.get_running_loop().create_future()
+        if not self.waiting:
+            self.progress_at = loop.time()
+            if self.watchdog is None:
+                self.watchdog = loop.call_later(self.timeout / 8, self._watch)
+        reply = loop.create_future()
         self.waiting.append(reply)
         return reply
+
+    def _watch(self) -> None:
+        self.watchdog = None
+        if not self.waiting or self.lost is not None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() - self.progress_at >= self.timeout:
+            self.close(RedisTimeoutError(f"Redis did not answer within {self.timeout:g} s"))
+        else:
+            self.watchdog = loop.call_later(self.timeout / 8, self._watch)
 
     def _flush(self) -> None:
         if self.outgoing and self.lost is None:
@@ -78,7 +95,7 @@ class _Link(asyncio.Protocol):
             # or a reply nobody asked for
             self.close(RedisConnectionError(f"Redis sent an unreadable reply: {err}"))
             return
-        self.last_reply = time.monotonic()
+        self.progress_at = asyncio.get_running_loop().time()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(RedisConnectionError(f"Redis closed the connection{f': {exc}' if exc else ''}"))
@@ -91,6 +108,9 @@ class _Link(asyncio.Protocol):
     def _fail(self, why: Exception) -> None:
         if self.lost is None:
             self.lost = why
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
         while self.waiting:
             caller = self.waiting.popleft()
             if not caller.done():
@@ -117,29 +137,20 @@ class Multiplexer:
         return cls(pool.connection_kwargs, pool.connection_class, timeout)
 
     async def execute(self, *args: Any) -> Any:
-        """One command's reply; RedisTimeoutError after `timeout` seconds, ConnectionError when
-        Redis cannot be reached, ResponseError (NoScriptError...) when it refuses."""
+        """One command's reply; RedisTimeoutError when Redis stalls for `timeout` seconds,
+        ConnectionError when it cannot be reached, ResponseError (NoScriptError...) when it
+        refuses the command."""
+        command = hiredis.pack_command(args)
         try:
-            async with asyncio.timeout(self.timeout):
-                try:
-                    return await self._once(args)
-                except RedisConnectionError:  # a stale connection: Redis restarted meanwhile
-                    return await self._once(args)
-        except TimeoutError:
-            self._drop_if_silent()
-            raise RedisTimeoutError(f"Redis did not answer within {self.timeout:g} s") from None
+            return await self._once(command)
+        except RedisConnectionError:  # a stale connection: Redis restarted meanwhile
+            return await self._once(command)
 
-    async def _once(self, args: tuple) -> Any:
+    async def _once(self, command: bytes) -> Any:
         link = self._link
         if link is None or link.lost is not None:
             link = await self._connected()
-        return await link.send(hiredis.pack_command(args))
-
-    def _drop_if_silent(self) -> None:
-        link = self._link
-        if link is not None and link.waiting and time.monotonic() - link.last_reply >= self.timeout:
-            link.close(RedisTimeoutError(f"Redis answered nothing for {self.timeout:g} s"))
-            self._link = None
+        return await link.send(command)
 
     async def _connected(self) -> _Link:
         """The current link; every caller that finds none waits for the same new one."""
@@ -177,13 +188,16 @@ class Multiplexer:
             raise
         return link
 
+    def _new_link(self) -> _Link:
+        return _Link(self.timeout)
+
     async def _open(self) -> _Link:
         kwargs, loop = self._kwargs, asyncio.get_running_loop()
         if issubclass(self._class, UnixDomainSocketConnection):
-            _, link = await loop.create_unix_connection(_Link, kwargs["path"])
+            _, link = await loop.create_unix_connection(self._new_link, kwargs["path"])
         else:
             tls = _tls_context(kwargs) if issubclass(self._class, SSLConnection) else None
-            _, link = await loop.create_connection(_Link, kwargs.get("host", "localhost"),
+            _, link = await loop.create_connection(self._new_link, kwargs.get("host", "localhost"),
                                                    kwargs.get("port", 6379), ssl=tls)
         return link
 

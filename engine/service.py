@@ -16,7 +16,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
@@ -25,7 +25,7 @@ from engine import step as steps
 from engine.conversation import NotStartable, Outcome, Respondent
 from engine.metrics import Metrics
 from engine.registry import Registry
-from engine.session import OPTED_OUT, Session, offset
+from engine.session import OPTED_OUT, Session, evolve, offset
 from engine.settings import Settings
 from engine.store import RESPONDENT_MARGIN, Change, Snapshot, Store
 from engine.twilio import (
@@ -90,7 +90,7 @@ def opt_out(flows: conversation.FlowLookup, respondent: Respondent, now: float) 
     session = respondent.session
     if session is not None:
         outcome.apply(steps.close(session, OPTED_OUT, now), flows.get(session.survey, session.version))
-    outcome.respondent = replace(outcome.respondent, opted_out=True)
+    outcome.respondent = evolve(outcome.respondent, opted_out=True)
     outcome.events.append({"type": "opted_out"})
     return outcome
 
@@ -151,8 +151,8 @@ def _unsent(outcome: Outcome) -> None:
     """Take back the messages of an outcome that will not be sent (a reminder WhatsApp refuses)."""
     session = outcome.respondent.session
     if session is not None:
-        session = replace(session, messages_out=session.messages_out - len(outcome.replies))
-        outcome.respondent = replace(outcome.respondent, session=session)
+        session = evolve(session, messages_out=session.messages_out - len(outcome.replies))
+        outcome.respondent = evolve(outcome.respondent, session=session)
     outcome.replies = []
 
 
@@ -331,7 +331,7 @@ class Service:
             # the stored session keeps whole seconds: compare its start as stored
             if session is not None and current is not None and current.survey == session.survey \
                     and offset(current.started_at, session.started_at) == 0:
-                respondent = replace(respondent, session=None)
+                respondent = evolve(respondent, session=None)
             outcome = Outcome(respondent)
             return opt_out(self.registry, respondent, now) if code == UNSUBSCRIBED else outcome
 

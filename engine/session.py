@@ -54,6 +54,16 @@ class Session:
         return self.expires_at
 
 
+def evolve(record, /, **changes):
+    """dataclasses.replace() for the engine's plain dataclasses (Session, Respondent: no
+    __post_init__, no init=False fields), at a third of its cost; a step makes a few."""
+    if not changes.keys() <= record.__dataclass_fields__.keys():
+        raise TypeError(f"{type(record).__name__} has no field {', '.join(changes.keys() - record.__dataclass_fields__.keys())}")
+    new = object.__new__(type(record))
+    new.__dict__.update(record.__dict__, **changes)
+    return new
+
+
 # ---------------------------------------------------------------- the packed form
 #
 # A session packs into a JSON-ready list, without its channel and phone (the key it is stored

@@ -16,12 +16,12 @@ respondent sets remind_at = now + remind_after; tick() sends the one reminder wh
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 
 from engine import segments
 from engine.flow import Flow
-from engine.session import COMPLETE, ENDED_INVALID, EXPIRED, OPEN, PHONE_FIELD, Session
+from engine.session import COMPLETE, ENDED_INVALID, EXPIRED, OPEN, PHONE_FIELD, Session, evolve
 
 
 @dataclass(slots=True, weakref_slot=True)
@@ -61,7 +61,7 @@ def _received(session: Session, text: str | None) -> dict:
 
 def _sent(flow: Flow, session: Session, outbound: list[str], now: float, changes: dict) -> Session:
     """The session with `changes` (a dict of the caller's, completed here) after sending
-    `outbound`, its reminder timer restarted if one is due. One replace() for the whole
+    `outbound`, its reminder timer restarted if one is due. One evolve() for the whole
     step: each cost about 7% of one."""
     remind_at = changes.get("remind_at", session.remind_at)
     if changes.get("status", session.status) != OPEN:
@@ -71,7 +71,7 @@ def _sent(flow: Flow, session: Session, outbound: list[str], now: float, changes
     channel = session.channel
     changes.update(updated_at=now, remind_at=remind_at, messages_out=session.messages_out + len(outbound),
                    segments_out=session.segments_out + sum(segment_count(channel, m) for m in outbound))
-    return replace(session, **changes)
+    return evolve(session, **changes)
 
 
 def _closed_event(session: Session, status: str, **extra) -> dict:
@@ -143,7 +143,7 @@ def step(flow: Flow, session: Session, inbound: str, now: float) -> Step:
 
 def close(session: Session, status: str, now: float, inbound: str | None = None) -> Step:
     """Close an open session (expired, opted out, error) without sending anything."""
-    closed = replace(session, **_received(session, inbound), status=status, updated_at=now, remind_at=None)
+    closed = evolve(session, **_received(session, inbound), status=status, updated_at=now, remind_at=None)
     return Step(closed, [], [_closed_event(session, status)])
 
 

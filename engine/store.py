@@ -48,7 +48,7 @@ outbox (response ids make replays harmless). That split is not built.
 from __future__ import annotations
 
 import asyncio
-import base64
+import binascii
 import hashlib
 import json
 import re
@@ -183,11 +183,11 @@ _TWILIO_SID = re.compile(r"SM[0-9a-f]{32}")
 
 
 def sid_field(message_sid: str) -> str:
-    """A MessageSid as its dedupe hash field: Twilio's "SM" + 32 hex digits as the 20 base85
-    characters of its 16 bytes; any other sid as ':' + itself (':' is not a base85 character,
+    """A MessageSid as its dedupe hash field: Twilio's "SM" + 32 hex digits as the 22 base64
+    characters of its 16 bytes; any other sid as ':' + itself (':' is not a base64 character,
     so no two sids share a field)."""
     if _TWILIO_SID.fullmatch(message_sid):
-        return base64.b85encode(bytes.fromhex(message_sid[2:])).decode("ascii")
+        return binascii.b2a_base64(bytes.fromhex(message_sid[2:]), newline=False)[:22].decode()
     return ":" + message_sid
 
 

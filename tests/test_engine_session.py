@@ -185,3 +185,16 @@ def test_an_unknown_format_is_named(text, named):
     with pytest.raises(ValueError, match=f"not a stored respondent: {named}"):
         Respondent.loads(text, "sms", PHONE)
     assert FORMAT == 2
+
+
+def test_evolve_is_replace_and_refuses_unknown_fields():
+    from dataclasses import replace
+
+    from engine.session import evolve
+
+    session = Session("s", "v", "sms", "+15551234567", "q1", answers={"q0": 3})
+    changes = {"state": "q2", "messages_in": 2, "remind_at": 5.0}
+    assert evolve(session, **changes) == replace(session, **changes)
+    assert session.state == "q1" and evolve(session).answers is session.answers
+    with pytest.raises(TypeError, match="no field stat"):
+        evolve(session, stat="q2")

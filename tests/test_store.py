@@ -53,7 +53,7 @@ def test_every_sid_has_its_own_field():
             sid_field(twilio_sid(1)), "MM" + "0" * 32]
     fields = [sid_field(sid) for sid in sids]
     assert len(set(fields)) == len(fields)
-    assert len(sid_field(twilio_sid(1))) == 20  # Twilio's 34 characters packed
+    assert len(sid_field(twilio_sid(1))) == 22  # Twilio's 34 characters packed
 
 
 async def test_the_record_carries_its_revision_and_ttl(store, redis_sync):
