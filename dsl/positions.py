@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass
+from itertools import accumulate
 
 from dsl import ast
 
@@ -15,7 +16,8 @@ class SourceMap:
 
     def __init__(self, source: str | None, survey: ast.Survey | None = None):
         self.source = source or ""
-        self.starts = [0] + [i + 1 for i, ch in enumerate(self.source) if ch == "\n"]
+        # Each line starts one past the end of the line before it (C loops: flows run to MBs).
+        self.starts = list(accumulate(map((1).__add__, map(len, self.source.split("\n"))), initial=0))[:-1]
         # Where each value of the survey starts: a text ends before the next one begins.
         known = [self.offset(at) for at in _positions(survey)] if survey is not None else []
         self.bounds = sorted({offset for offset in known if offset is not None})
