@@ -9,7 +9,8 @@ summed in three parts:
 - per open session: the N respondent keys (store.respondent_key) / N;
 - per dedupe record: every conversation's dedupe hashes (store.dedupe_keys, both
   generations) / the records they hold (the sum of their HLEN, 3 N);
-- shared: every other key (the timer set, the flow source), reported apart, also per session.
+- shared: every other key (the timer set, the flow source), reported apart, also per session;
+- apart too, the commit nonces the starts left (store.nonce_key): each lives NONCE_TTL seconds.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from engine.metrics import Metrics
 from engine.registry import Registry
 from engine.service import Service
 from engine.settings import Settings
-from engine.store import Store, dedupe_keys, respondent_key
+from engine.store import Store, dedupe_keys, nonce_key, respondent_key
 from engine.twilio import Inbound
 
 FIELDS = {"FirstName": "Ana", "Store": "Northwind Market"}
@@ -71,13 +72,16 @@ async def _usage(store: Store, sessions: int) -> dict:
         for key in dedupes:
             pipe.hlen(key)
         records = sum(await pipe.execute())
-    shared = set(sizes) - set(respondents) - set(dedupes)
+    nonces = [key for i in range(sessions) if (key := nonce_key(CHANNEL, phone(i))) in sizes]
+    shared = set(sizes) - set(respondents) - set(dedupes) - set(nonces)
     return {
         "respondent_keys": sum(key in sizes for key in respondents),
         "respondent_bytes": sum(sizes.get(key, 0) for key in respondents),
         "dedupe_records": records,
         "dedupe_bytes": sum(sizes[key] for key in dedupes),
         "shared": {key: sizes[key] for key in sorted(shared)},
+        "nonce_keys": len(nonces),
+        "nonce_bytes": sum(sizes[key] for key in nonces),
     }
 
 
@@ -108,4 +112,5 @@ async def measure(redis_url: str, sessions: int) -> dict:
         "dedupe_target": DEDUPE_TARGET,
         "global_keys": usage["shared"],
         "global_bytes_per_session": sum(usage["shared"].values()) / sessions,
+        "bytes_per_start_nonce": usage["nonce_bytes"] / max(1, usage["nonce_keys"]),
     }

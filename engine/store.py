@@ -15,6 +15,9 @@ Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such 
                             MessageSid gets the identical reply and changes nothing for at
                             least 24 h, unless DEDUPE_KEEP newer messages of the conversation
                             came in since. Both stay compact listpack hashes (redis.conf).
+  cv:{T}:c            string the nonce of the conversation's last commit without a MessageSid
+                            (a start, a timer), so that commit, repeated after its reply was
+                            lost, knows it landed. TTL NONCE_TTL.
   cv:{T}:dlv          hash  outbound MessageSid -> {"status", "error_code", "at"}; 30-day TTL,
                             refreshed by every status callback.
   cv:survey:{S}:responses  stream  one entry per closed session, field r = the response
@@ -51,6 +54,7 @@ import asyncio
 import binascii
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 
@@ -74,6 +78,7 @@ DEDUPE_KEEP = 64
 DELIVERY_TTL = 30 * 86400
 STREAM_MAXLEN = 1_000_000
 TIMERS = "cv:timers"
+NONCE_TTL = 300  # seconds a sid-less commit can tell a repeat of itself (far above REDIS_TIMEOUT)
 REDIS_TIMEOUT = 1.0  # seconds: Redis being down must turn into a fast 503, not a hang
 
 # The revision of the respondent record KEYS[1]: the number before its '|' ('0' when none).
@@ -91,12 +96,17 @@ return {redis.call('GET', KEYS[1]), seen}
 """
 
 # KEYS: respondent, dedupe, previous dedupe, timers, flow source (the respondent key when
-#       there is none), then one stream per response.
+#       there is none), commit nonce, then one stream per response.
 # ARGV: expected revision, record, record ttl ('0' = keep), sid field ('' = none), replies,
 #       dedupe ttl, dedupe records kept, timer member, due ('' = none), flow ttl ('' = none),
-#       stream maxlen, then one response record per stream key.
+#       stream maxlen, nonce ('' = none), then one response record per stream key.
+# A commit without a MessageSid (a start, a timer) carries a nonce instead: when its reply
+# was lost and the call is repeated, the nonce tells it that it already landed.
 COMMIT = _REVISION + """
-if current ~= ARGV[1] then return {0, 0} end
+if current ~= ARGV[1] then
+  if ARGV[12] ~= '' and redis.call('GET', KEYS[6]) == ARGV[12] then return {tonumber(current), 0} end
+  return {0, 0}
+end
 local sid = ARGV[4]
 if sid ~= '' and (redis.call('HEXISTS', KEYS[2], sid) == 1 or redis.call('HEXISTS', KEYS[3], sid) == 1) then
   return {0, 0}
@@ -117,11 +127,12 @@ local flow_missing = 0
 if ARGV[10] ~= '' and redis.call('EXPIRE', KEYS[5], ARGV[10], 'GT') == 0 and redis.call('EXISTS', KEYS[5]) == 0 then
   flow_missing = 1
 end
-for i = 6, #KEYS do
+if ARGV[12] ~= '' then redis.call('SET', KEYS[6], ARGV[12], 'EX', NONCE_TTL) end
+for i = 7, #KEYS do
   redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[11], '*', 'r', ARGV[i + 6])
 end
 return {revision, flow_missing}
-"""
+""".replace("NONCE_TTL", str(NONCE_TTL))
 
 # Twilio's status callbacks may arrive out of order: a late `sent` must not overwrite
 # `delivered`. KEYS: deliveries. ARGV: MessageSid, record (JSON), its status's rank, ttl.
@@ -211,6 +222,10 @@ def split_record(stored: str | None) -> tuple[str | None, str]:
     if not (bar and revision.isascii() and revision.isdigit()):
         raise ValueError(f"not a stored respondent record: {stored[:80]}")
     return record, revision
+
+
+def nonce_key(channel: str, phone: str) -> str:
+    return f"cv:{{{conversation_tag(channel, phone)}}}:c"
 
 
 def delivery_key(channel: str, phone: str) -> str:
@@ -359,6 +374,7 @@ class Store:
             *dedupe_keys(channel, phone),
             TIMERS,
             flow_key(*change.pinned) if change.pinned else record_key,
+            nonce_key(channel, phone),
             *(responses_key(response["survey"]) for response in change.responses),
         ]
         args = [
@@ -373,6 +389,7 @@ class Store:
             repr(change.due) if change.due is not None else "",
             str(max(1, change.record_ttl or RESPONDENT_MARGIN)) if change.pinned else "",
             str(STREAM_MAXLEN),
+            "" if change.message_sid else os.urandom(8).hex(),
             *(json.dumps(response, separators=(",", ":")) for response in change.responses),
         ]
         revision, flow_missing = await self._commit(keys=keys, args=args)

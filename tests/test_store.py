@@ -71,6 +71,27 @@ async def test_the_record_carries_its_revision_and_ttl(store, redis_sync):
     assert await store.records(PHONE, ("sms", "whatsapp")) == {"sms": "[2,null,1]", "whatsapp": None}
 
 
+def losing_the_first_reply(store: Store) -> None:
+    """Every command runs twice, its first reply lost: what the multiplexer's retry does when
+    a connection breaks after Redis ran a command and before its reply arrived."""
+    execute = store.mux.execute
+
+    async def twice(*args):
+        await execute(*args)
+        return await execute(*args)
+
+    store.mux.execute = twice
+
+
+async def test_a_commit_without_a_sid_repeated_after_its_reply_was_lost_knows_it_landed(store, redis_sync):
+    snapshot = await store.read("sms", PHONE)
+    losing_the_first_reply(store)
+    assert (await store.commit(snapshot, Change(record="[2]", record_ttl=3600))).ok  # a start
+    assert redis_sync.get(respondent_key("sms", PHONE)) == "1|[2]"  # written once
+    assert not (await store.commit(snapshot, Change(record="[2,null,1]", record_ttl=3600))).ok  # stale
+    assert redis_sync.get(respondent_key("sms", PHONE)) == "1|[2]"
+
+
 async def test_a_seen_message_cannot_commit_twice(store):
     sid = twilio_sid(3)
     snapshot = await store.read("sms", PHONE, sid)
