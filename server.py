@@ -208,21 +208,39 @@ async def admin_responses(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8" if form == "csv" else "application/x-ndjson; charset=utf-8",
         "Content-Disposition": f'attachment; filename="{survey}.{form}"'})
+    # Whatever Redis does before the first byte is sent is a plain 503 (the errors middleware).
     if form == "csv":  # two passes: the header needs every answer and field name first
         gathered = exports.Header(flow.questions if flow is not None else ())
         async for entry_id, record in store.responses(survey):
             gathered.add(entry_id, record)
         header = gathered.columns()
-        await response.prepare(request)
-        await response.write(exports.csv_header(header).encode())
-        async for _, record in store.responses(survey, until=gathered.last):
-            await response.write(exports.csv_row(header, record).encode())
+        lines = _prefixed(exports.csv_header(header),
+                          (exports.csv_row(header, record) async for _, record in
+                           store.responses(survey, until=gathered.last)))
     else:
-        await response.prepare(request)
-        async for _, record in store.responses(survey):
-            await response.write(exports.jsonl_line(record).encode())
+        entries = store.responses(survey)
+        first = await anext(entries, None)
+        lines = _prefixed(exports.jsonl_line(first[1]) if first else "",
+                          (exports.jsonl_line(record) async for _, record in entries))
+    await response.prepare(request)
+    try:
+        async for line in lines:
+            await response.write(line.encode())
+    except RedisError as err:
+        # The status went out with the headers: cut the body short, so no client takes
+        # what it got for the whole export (a chunked body without its last chunk).
+        log.warning("export of %s responses cut short: %s", survey, err)
+        request.transport.abort()
+        return response
     await response.write_eof()
     return response
+
+
+async def _prefixed(first: str, rest):
+    if first:
+        yield first
+    async for line in rest:
+        yield line
 
 
 async def admin_sessions(request: web.Request) -> web.Response:

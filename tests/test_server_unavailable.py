@@ -45,6 +45,8 @@ async def test_requests_needing_redis_are_503_within_two_seconds(make_client, se
         phone.post(phone.form("@feed")),
         client.post("/admin/surveys/feedback/start", json={"to": "+15551230301"}, headers=admin_headers()),
         client.get("/admin/sessions/+15551230301", headers=admin_headers()),
+        client.get("/admin/responses/feedback", headers=admin_headers()),
+        client.get("/admin/responses/feedback?format=csv", headers=admin_headers()),
         client.get("/readyz"),
     ):
         response, seconds = await timed(request)
