@@ -42,6 +42,7 @@ class _Link(asyncio.Protocol):
         self.outgoing: list[bytes] = []
         self.progress_at = 0.0  # when Redis last answered, or the queue last became non-empty
         self.watchdog: asyncio.TimerHandle | None = None
+        self.watch_at = 0.0  # when the watchdog is due
         self.lost: Exception | None = None
         self._reader = hiredis.Reader(encoding="utf-8", replyError=ResponseError,
                                       notEnoughData=_INCOMPLETE)
@@ -59,20 +60,27 @@ class _Link(asyncio.Protocol):
         if not self.waiting:
             self.progress_at = loop.time()
             if self.watchdog is None:
-                self.watchdog = loop.call_later(self.timeout / 8, self._watch)
+                self._arm(loop)
         reply = loop.create_future()
         self.waiting.append(reply)
         return reply
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.watch_at = loop.time() + self.timeout / 8
+        self.watchdog = loop.call_at(self.watch_at, self._watch)
 
     def _watch(self) -> None:
         self.watchdog = None
         if not self.waiting or self.lost is not None:
             return
         loop = asyncio.get_running_loop()
+        late = loop.time() - self.watch_at
+        if late > self.timeout / 8:  # the event loop itself was blocked: not Redis's silence,
+            self.progress_at += late  # and replies may be waiting unread in the socket
         if loop.time() - self.progress_at >= self.timeout:
             self.close(RedisTimeoutError(f"Redis did not answer within {self.timeout:g} s"))
         else:
-            self.watchdog = loop.call_later(self.timeout / 8, self._watch)
+            self._arm(loop)
 
     def _flush(self) -> None:
         if self.outgoing and self.lost is None:
@@ -83,16 +91,21 @@ class _Link(asyncio.Protocol):
         reader, waiting = self._reader, self.waiting
         reader.feed(data)
         try:
-            while (reply := reader.gets()) is not _INCOMPLETE:
+            while True:
+                try:
+                    reply = reader.gets()
+                except UnicodeDecodeError as err:  # hiredis has consumed the whole reply
+                    reply = ResponseError(f"the reply is not UTF-8 text: {err}")
+                if reply is _INCOMPLETE:
+                    break
                 caller = waiting.popleft()
-                if caller.done():  # it timed out or was cancelled meanwhile
+                if caller.done():  # it was cancelled meanwhile
                     continue
                 if isinstance(reply, ResponseError):
                     caller.set_exception(_error(str(reply)))
                 else:
                     caller.set_result(reply)
-        except (hiredis.ProtocolError, UnicodeDecodeError, IndexError) as err:  # not Redis's,
-            # or a reply nobody asked for
+        except (hiredis.ProtocolError, IndexError) as err:  # not Redis, or a reply nobody asked for
             self.close(RedisConnectionError(f"Redis sent an unreadable reply: {err}"))
             return
         self.progress_at = asyncio.get_running_loop().time()
@@ -129,6 +142,7 @@ class Multiplexer:
         self._kwargs, self._class, self.timeout = connection_kwargs, connection_class, timeout
         self._link: _Link | None = None
         self._connecting: asyncio.Task | None = None
+        self._closed = False
 
     @classmethod
     def like(cls, client, timeout: float = 1.0) -> Multiplexer:
@@ -147,6 +161,8 @@ class Multiplexer:
             return await self._once(command)
 
     async def _once(self, command: bytes) -> Any:
+        if self._closed:
+            raise RedisConnectionError("the Redis multiplexer is closed")
         link = self._link
         if link is None or link.lost is not None:
             link = await self._connected()
@@ -161,18 +177,20 @@ class Multiplexer:
 
     def _connect_done(self, task: asyncio.Task) -> None:
         self._connecting = None
-        if not task.cancelled() and task.exception() is None:
+        if task.cancelled() or task.exception() is not None:
+            return  # (the exception is retrieved: every waiting caller has it already)
+        if self._closed:  # closed while it connected
+            task.result().close(RedisConnectionError("the Redis multiplexer is closed"))
+        else:
             self._link = task.result()
-        elif not task.cancelled():
-            task.exception()  # retrieved: every waiting caller has it already
 
     async def _connect(self) -> _Link:
         kwargs = self._kwargs
         try:
             async with asyncio.timeout(kwargs.get("socket_connect_timeout") or self.timeout):
                 link = await self._open()
-        except TimeoutError:
-            raise RedisConnectionError("cannot connect to Redis: timed out") from None
+        except TimeoutError:  # a timeout, not a ConnectionError: execute() must not wait twice
+            raise RedisTimeoutError(f"Redis did not accept a connection within {self.timeout:g} s") from None
         except OSError as err:
             raise RedisConnectionError(f"cannot connect to Redis: {err.strerror or err}") from None
         hello = []
@@ -202,8 +220,8 @@ class Multiplexer:
         return link
 
     async def aclose(self) -> None:
-        if self._connecting is not None:
-            self._connecting.cancel()
+        """Fail every call in flight, and every later one, with a ConnectionError."""
+        self._closed = True
         if self._link is not None:
             self._link.close(RedisConnectionError("the multiplexer was closed"))
             self._link = None

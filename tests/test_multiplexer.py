@@ -115,3 +115,44 @@ async def test_no_redis_is_a_connection_error_at_once():
         await mux.aclose()
         await client.aclose()
     assert time.monotonic() - started < 0.5
+
+
+async def test_a_reply_that_is_not_utf8_fails_only_its_own_caller(mux, redis_sync):
+    redis_sync.set("binary", b"\xff\xfe")
+    calls = [mux.execute("INCR", "counter") for _ in range(20)] + [mux.execute("GET", "binary")] + \
+        [mux.execute("INCR", "counter") for _ in range(20)]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[20], ResponseError) and "UTF-8" in str(results[20])
+    assert results[:20] + results[21:] == list(range(1, 41))
+    assert redis_sync.get("counter") == "40"  # nothing ran twice
+
+
+async def test_a_blocked_event_loop_is_not_taken_for_a_silent_redis(redis_url):
+    client = connect(redis_url)
+    mux = Multiplexer.like(client, timeout=0.2)
+    try:
+        await mux.execute("PING")
+        call = asyncio.ensure_future(mux.execute("ECHO", "after a stall"))
+        await asyncio.sleep(0)
+        time.sleep(0.5)  # a long synchronous job (a big flow compiling) holds the loop
+        assert await call == "after a stall"
+    finally:
+        await mux.aclose()
+        await client.aclose()
+
+
+async def test_a_closed_multiplexer_refuses_calls_and_opens_no_connection(redis_url, redis_sync):
+    client = connect(redis_url)
+    mux = Multiplexer.like(client)
+    await mux.execute("CLIENT", "SETNAME", "canvass-mux-test")
+    in_flight = asyncio.ensure_future(mux.execute("ECHO", "in flight"))
+    await asyncio.sleep(0)
+    await mux.aclose()
+    with pytest.raises(RedisConnectionError):
+        await in_flight
+    with pytest.raises(RedisConnectionError):
+        await mux.execute("PING")
+    await client.aclose()
+    await asyncio.sleep(0.05)
+    assert "canvass-mux-test" not in redis_sync.execute_command("CLIENT", "LIST")
+    assert mux._link is None
