@@ -36,7 +36,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 def create_app(redis_url: str) -> web.Application:
     async def storage(app: web.Application) -> AsyncIterator[None]:
-        app[REDIS] = redis.Redis.from_url(redis_url, decode_responses=True, max_connections=64)
+        # A connection per request in flight: redis-py refuses a command past max_connections.
+        app[REDIS] = redis.Redis.from_url(redis_url, decode_responses=True, max_connections=10_000)
         yield
         await app[REDIS].aclose()
 
