@@ -13,8 +13,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from engine.devserver import RedisMissing, redis_answers, redis_command
+
 REPO = Path(__file__).resolve().parents[1]
-REDIS_CONF = REPO / "engine" / "redis.conf"
 FLOWS = REPO / "bench" / "flows"  # the benchmark survey, served by `canvass serve --flows`
 VENV_BIN = Path(sys.executable).parent
 START_TIMEOUT = 20.0  # seconds for a process to answer after it is started
@@ -117,28 +118,17 @@ class Process:
 
 def redis_server(directory: Path, pinning: Pinning) -> tuple[Process, str]:
     """redis-server with the shipped configuration (AOF, fsync always), its data in `directory`."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise BenchError("redis-server is not installed: install Debian's redis-server package "
-                         "(./dev test does)")
     port = free_port()
+    try:
+        argv = redis_command(port, directory, "--save", "", "--logfile", "")
+    except RedisMissing as err:
+        raise BenchError(str(err)) from None
     directory.mkdir(parents=True, exist_ok=True)
-    argv = [binary, str(REDIS_CONF), "--port", str(port), "--dir", str(directory), "--save", "",
-            "--logfile", ""]
     process = Process("redis-server", pinning.command(argv, pinning.load_core), directory / "redis.log")
     process.start()
     url = f"redis://127.0.0.1:{port}/0"
-    _wait(process, lambda: _redis_ping(port))
+    _wait(process, lambda: redis_answers(port))
     return process, url
-
-
-def _redis_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def http_ready(url: str) -> bool:

@@ -25,6 +25,31 @@ REDIS_PORT = 6379
 START_TIMEOUT = 10.0
 
 
+class RedisMissing(Exception):
+    """redis-server is not installed."""
+
+
+def redis_command(port: int, data_dir: Path, *extra: str) -> list[str]:
+    """The redis-server command line with the shipped configuration (engine/redis.conf),
+    on 127.0.0.1:port with its data in data_dir; `extra` options override the file's.
+    Every Redis Canvass starts (./dev serve, the tests, bench/run) starts from this."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RedisMissing("redis-server is not installed: install Debian's redis-server package "
+                           "(./dev does)")
+    return [binary, str(REDIS_CONF), "--port", str(port), "--dir", str(data_dir), *extra]
+
+
+def redis_answers(port: int) -> bool:
+    """True once a Redis on 127.0.0.1:port answers PING."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) != 0
@@ -39,16 +64,15 @@ def _pick_port() -> int:
 
 
 def start_redis(data_dir: Path = DATA_DIR) -> tuple[subprocess.Popen, int]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed; ./dev installs Debian's redis-server package")
-    data_dir.mkdir(parents=True, exist_ok=True)
     port = _pick_port()
-    process = subprocess.Popen([binary, str(REDIS_CONF), "--port", str(port), "--dir", str(data_dir),
-                                "--logfile", str(data_dir / "redis.log")],
-                               start_new_session=True)  # Ctrl-C stops the server first, then Redis
+    try:
+        argv = redis_command(port, data_dir, "--logfile", str(data_dir / "redis.log"))
+    except RedisMissing as err:
+        raise SystemExit(str(err)) from None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(argv, start_new_session=True)  # Ctrl-C stops the server first, then Redis
     deadline = time.monotonic() + START_TIMEOUT
-    while _port_free(port):
+    while not redis_answers(port):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise SystemExit(f"redis-server did not start; see {data_dir / 'redis.log'}")

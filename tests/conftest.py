@@ -19,6 +19,7 @@ from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, FakeTwilio, Ph
 from faults_helpers import write_figures
 from hypothesis import settings as hypothesis_settings
 
+from engine.devserver import RedisMissing, redis_answers, redis_command
 from engine.settings import Settings
 from server import create_app
 
@@ -30,7 +31,6 @@ if os.environ.get("CI"):
 
 REPO = Path(__file__).resolve().parents[1]
 SERVER_FLOWS = REPO / "tests" / "flows" / "server"
-REDIS_CONF = REPO / "engine" / "redis.conf"
 ADMIN_TOKEN = "test-admin-token"
 SERVICE_SID = "MG" + "2" * 32
 START_TIME = 1_700_000_000.0
@@ -54,28 +54,20 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed: install Debian's redis-server package "
-                        "(./dev test does) to run the server tests", pytrace=False)
+        log = self.directory / "redis.log"
+        try:
+            argv = redis_command(self.port, self.directory, "--save", "", "--logfile", str(log))
+        except RedisMissing as err:
+            pytest.fail(f"{err}, to run the server tests", pytrace=False)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [binary, str(REDIS_CONF), "--port", str(self.port), "--dir", str(self.directory),
-             "--save", "", "--logfile", str(self.directory / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"redis-server did not start: {self.process.stderr.read().decode()}",
-                                pytrace=False)
-                time.sleep(0.02)
-            finally:
-                client.close()
+        while not redis_answers(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                pytest.fail(f"redis-server did not start:\n{tail}", pytrace=False)
+            time.sleep(0.02)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
