@@ -243,9 +243,10 @@ def flow_key(survey: str, version: str) -> str:
 def connect(url: str, max_connections: int = 64) -> redis.Redis:
     """A pooled client whose every command fails within REDIS_TIMEOUT instead of waiting.
 
-    A broken connection (Redis restarted, so every pooled connection is stale) is retried
-    once on a fresh one; a timeout is not retried, so an unresponsive Redis costs one
-    REDIS_TIMEOUT. A retried commit is harmless: its revision check fails the second time."""
+    For the rarer commands (Store's scripts go through the multiplexer). A broken connection
+    (Redis restarted, so every pooled connection is stale) is retried once on a fresh one; a
+    timeout is not retried, so an unresponsive Redis costs one REDIS_TIMEOUT. The commands
+    sent through here are reads and idempotent writes, safe to repeat."""
     # A blocking pool: past max_connections commands wait (bounded by REDIS_TIMEOUT) for a
     # free connection instead of failing at once, which would turn a busy moment into 503s.
     pool = BlockingConnectionPool.from_url(
@@ -260,8 +261,8 @@ async def _bounded(command):
     """Await a Redis command for at most REDIS_TIMEOUT; Redis's TimeoutError (a 503) after that.
 
     redis-py's own socket_timeout wraps every write in asyncio.wait_for, which on Python 3.11
-    starts a Task per command (a twentieth of a webhook, bench/run); one timer around the
-    whole command costs less and also bounds connecting and waiting for the pool."""
+    starts a Task per command; one timer around the whole command costs less and also bounds
+    connecting and waiting for the pool."""
     try:
         async with asyncio.timeout(REDIS_TIMEOUT):
             return await command
