@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REDIS_CONF = Path(__file__).with_name("redis.conf")
 DATA_DIR = ROOT / "var" / "redis"
 REDIS_PORT = 6379
-START_TIMEOUT = 10.0
+START_TIMEOUT = 120.0  # seconds: Redis answers only once it has loaded its AOF
 
 
 class RedisMissing(Exception):

@@ -15,9 +15,10 @@ Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such 
                             MessageSid gets the identical reply and changes nothing for at
                             least 24 h, unless DEDUPE_KEEP newer messages of the conversation
                             came in since. Both stay compact listpack hashes (redis.conf).
-  cv:{T}:c            string the nonce of the conversation's last commit without a MessageSid
-                            (a start, a timer), so that commit, repeated after its reply was
-                            lost, knows it landed. TTL NONCE_TTL.
+  cv:{T}:c            list  the nonces of the conversation's latest NONCES_KEPT commits without
+                            a MessageSid (starts, timers), newest first, so such a commit,
+                            repeated after its reply was lost, knows it landed. TTL NONCE_TTL,
+                            refreshed by every such commit.
   cv:{T}:dlv          hash  outbound MessageSid -> {"status", "error_code", "at"}; 30-day TTL,
                             refreshed by every status callback.
   cv:survey:{S}:responses  stream  one entry per closed session, field r = the response
@@ -79,6 +80,7 @@ DELIVERY_TTL = 30 * 86400
 STREAM_MAXLEN = 1_000_000
 TIMERS = "cv:timers"
 NONCE_TTL = 300  # seconds a sid-less commit can tell a repeat of itself (far above REDIS_TIMEOUT)
+NONCES_KEPT = 16  # the latest sid-less commits of a conversation that can tell their repeats
 REDIS_TIMEOUT = 1.0  # seconds: Redis being down must turn into a fast 503, not a hang
 
 # The revision of the respondent record KEYS[1]: the number before its '|' ('0' when none).
@@ -104,7 +106,11 @@ return {redis.call('GET', KEYS[1]), seen}
 # was lost and the call is repeated, the nonce tells it that it already landed.
 COMMIT = _REVISION + """
 if current ~= ARGV[1] then
-  if ARGV[12] ~= '' and redis.call('GET', KEYS[6]) == ARGV[12] then return {tonumber(current), 0} end
+  if ARGV[12] ~= '' and redis.call('LPOS', KEYS[6], ARGV[12]) then
+    -- it landed; its flow_missing answer was lost with the reply, so work it out again
+    local gone = ARGV[10] ~= '' and redis.call('EXISTS', KEYS[5]) == 0
+    return {tonumber(current), gone and 1 or 0}
+  end
   return {0, 0}
 end
 local sid = ARGV[4]
@@ -127,12 +133,16 @@ local flow_missing = 0
 if ARGV[10] ~= '' and redis.call('EXPIRE', KEYS[5], ARGV[10], 'GT') == 0 and redis.call('EXISTS', KEYS[5]) == 0 then
   flow_missing = 1
 end
-if ARGV[12] ~= '' then redis.call('SET', KEYS[6], ARGV[12], 'EX', NONCE_TTL) end
+if ARGV[12] ~= '' then
+  redis.call('LPUSH', KEYS[6], ARGV[12])
+  redis.call('LTRIM', KEYS[6], 0, NONCES_KEPT - 1)
+  redis.call('EXPIRE', KEYS[6], NONCE_TTL)
+end
 for i = 7, #KEYS do
   redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[11], '*', 'r', ARGV[i + 6])
 end
 return {revision, flow_missing}
-""".replace("NONCE_TTL", str(NONCE_TTL))
+""".replace("NONCE_TTL", str(NONCE_TTL)).replace("NONCES_KEPT", str(NONCES_KEPT))
 
 # Twilio's status callbacks may arrive out of order: a late `sent` must not overwrite
 # `delivered`. KEYS: deliveries. ARGV: MessageSid, record (JSON), its status's rank, ttl.

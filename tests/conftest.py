@@ -60,13 +60,16 @@ class RedisServer:
         except RedisMissing as err:
             pytest.fail(f"{err}, to run the server tests", pytrace=False)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stderr = self.directory / "redis.stderr"  # where a bad configuration is reported
+        with stderr.open("wb") as errors:
+            self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errors)
         deadline = time.monotonic() + 10
         while not redis_answers(self.port):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                pytest.fail(f"redis-server did not start:\n{tail}", pytrace=False)
+                said = "".join(path.read_text(errors="replace")[-2000:] for path in (stderr, log)
+                               if path.exists())
+                pytest.fail(f"redis-server did not start:\n{said}", pytrace=False)
             time.sleep(0.02)
 
     def stop(self) -> None:

@@ -92,6 +92,31 @@ async def test_a_commit_without_a_sid_repeated_after_its_reply_was_lost_knows_it
     assert redis_sync.get(respondent_key("sms", PHONE)) == "1|[2]"
 
 
+async def test_a_repeated_commit_works_out_again_whether_its_flow_was_missing(store, redis_sync):
+    snapshot = await store.read("sms", PHONE)
+    losing_the_first_reply(store)
+    committed = await store.commit(snapshot, Change(record="[2]", record_ttl=3600, pinned=("gone", "v1")))
+    assert committed.ok and committed.flow_missing  # so the service stores the source again
+
+
+async def test_a_repeated_commit_knows_it_landed_after_later_commits_without_a_sid(store, redis_url, redis_sync):
+    snapshot = await store.read("sms", PHONE)
+    other, execute = Store.from_url(redis_url), store.mux.execute
+
+    async def a_timer_fires_before_the_repeat(*args):
+        await execute(*args)  # the start lands; its reply is lost
+        current = await other.read("sms", PHONE)
+        assert (await other.commit(current, Change(record="[2,null,1]", record_ttl=3600))).ok
+        return await execute(*args)
+
+    store.mux.execute = a_timer_fires_before_the_repeat
+    try:
+        assert (await store.commit(snapshot, Change(record="[2]", record_ttl=3600))).ok
+    finally:
+        await other.aclose()
+    assert redis_sync.get(respondent_key("sms", PHONE)) == "2|[2,null,1]"
+
+
 async def test_a_seen_message_cannot_commit_twice(store):
     sid = twilio_sid(3)
     snapshot = await store.read("sms", PHONE, sid)
