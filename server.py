@@ -8,6 +8,7 @@ import gc
 import hmac
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -261,7 +262,7 @@ async def admin_sessions(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return web.json_response({"status": "ok", "pid": os.getpid()})  # which worker answered
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -396,12 +397,21 @@ def run_server(args) -> int:
     except ConfigError as err:
         print(f"canvass serve: {err}", file=sys.stderr)
         return 2
-    for warning in warnings:
+    for warning in warnings if not args.reuse_port else ():  # a worker: its supervisor said them
         log.warning(warning)
+    if args.workers > 1:
+        from engine.workers import run_workers
+
+        return run_workers(args)
     app = create_app(settings, handle_sighup=True)
     app.on_startup.append(tune_collector)
+    if args.reuse_port:  # one of `--workers N`
+        from engine.workers import exit_with_supervisor
+
+        app.cleanup_ctx.append(exit_with_supervisor)
     try:
         web.run_app(app, host=settings.host, port=settings.port, shutdown_timeout=30,
+                    reuse_port=args.reuse_port or None,
                     access_log=logging.getLogger("aiohttp.access") if args.access_log else None,
                     print=lambda text: log.info(text.strip()))
     except ReloadFailed as err:

@@ -54,6 +54,16 @@ def _phone(args) -> int:
     return run_phone(args)
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="canvass", description="Surveys as conversations over SMS and WhatsApp.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -103,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run without TWILIO_AUTH_TOKEN (local development only)")
     p.add_argument("--access-log", action="store_true",
                    help="log every HTTP request (off by default: it costs a tenth of a webhook's time)")
+    p.add_argument("--workers", type=_positive, default=1, metavar="N",
+                   help="server processes sharing the port, e.g. one per core (default 1)")
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each worker
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("phone", help="text a running server as a respondent would")
