@@ -11,7 +11,8 @@ from cold CPU caches (evicted before it, outside the timing). Timed back to back
 100-question flow (0.5 MB of new objects, 5 MB at 1000) would run from the warm L2 cache of the compile
 before while the 1000-question one cannot, and the ratio would measure the cache's size
 (warm: 11.3-11.8, cold: 10.3-10.8, on the 2-core EPYC these run on; the Python bytecodes a
-compile executes grow 10.02 times). The warm figures are reported beside.
+compile executes grow 10.02 times). The warm figures are reported beside, and so is that
+count of bytecodes, which no noise or cache moves.
 
 Rounds alternate between sizes so load on the machine affects both alike; the collector
 is off while timing (as timeit does) so the heap's size does not count; medians are reported.
@@ -19,6 +20,7 @@ is off while timing (as timeit does) so the heap's size does not count; medians 
 
 import gc
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -141,6 +143,29 @@ def step_cost(shape: CostShape, sizes: tuple[int, int] = (10, 1000)) -> dict:
             "ratio": ratio, "target": 1.2}
 
 
+def bytecodes(work: Callable[[], object]) -> int:
+    """How many Python bytecodes one call of `work` executes (sys.settrace opcode events)."""
+    count = 0
+
+    def on_opcode(frame, event, arg):
+        nonlocal count
+        if event == "opcode":
+            count += 1
+        return on_opcode
+
+    def on_call(frame, event, arg):
+        frame.f_trace_opcodes = True
+        return on_opcode
+
+    work()  # once untraced, so one-off work (caches filling) is not counted
+    sys.settrace(on_call)
+    try:
+        work()
+    finally:
+        sys.settrace(None)
+    return count
+
+
 def compile_cost(shape: CostShape, sizes: tuple[int, int] = (100, 1000)) -> dict:
     cases = []
     for size in sizes:
@@ -148,6 +173,7 @@ def compile_cost(shape: CostShape, sizes: tuple[int, int] = (100, 1000)) -> dict
         survey = parse_source(source, f"<bench {size}>", "yaml")
         count = shape.compiles * sizes[1] // size  # the same number of questions compiled per case
         cases.append((lambda s=survey, src=source: compile_flow(s, src, "yaml"), count))
+    work = [bytecodes(compile_case) for compile_case, _ in cases]
     rounds = shape.rounds
     evict = CacheEvictor()
     small, large, ratio = _paired(*((work, count, evict) for work, count in cases), rounds)
@@ -155,4 +181,7 @@ def compile_cost(shape: CostShape, sizes: tuple[int, int] = (100, 1000)) -> dict
     return {"ms_per_compile": {str(sizes[0]): small * 1e3, str(sizes[1]): large * 1e3},
             "ratio": ratio, "target": 11.0,
             "warm": {"ms_per_compile": {str(sizes[0]): warm_small * 1e3, str(sizes[1]): warm_large * 1e3},
-                     "ratio": warm_ratio}}
+                     "ratio": warm_ratio},
+            # The same compiles counted in Python bytecodes run: free of noise and of caches
+            # (work done inside C calls, dict and set operations, regexes, is not counted).
+            "bytecodes": {str(sizes[0]): work[0], str(sizes[1]): work[1]}, "bytecode_ratio": work[1] / work[0]}

@@ -68,6 +68,8 @@ def render(results: dict) -> str:
         f"  {'100 questions':16}{comp['ms_per_compile']['100']:9.1f} ms {comp['warm']['ms_per_compile']['100']:9.1f} ms",
         f"  {'1000 questions':16}{comp['ms_per_compile']['1000']:9.1f} ms {comp['warm']['ms_per_compile']['1000']:9.1f} ms",
         f"  {'ratio':16}{comp['ratio']:9.2f}    {comp['warm']['ratio']:9.2f}     {_mark(targets, 'compile_ratio')} (on cold)",
+        f"  Python bytecodes run: {comp['bytecodes']['100'] / 1e6:.2f} M and {comp['bytecodes']['1000'] / 1e6:.2f} M, "
+        f"ratio {comp['bytecode_ratio']:.2f} (the work itself: no noise, no caches)",
         "",
         f"Redis memory (MEMORY USAGE over {mem['sessions']} open sessions of the 5-question survey, "
         f"answers {answered}, 2 contact fields)",
