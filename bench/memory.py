@@ -112,5 +112,5 @@ async def measure(redis_url: str, sessions: int) -> dict:
         "dedupe_target": DEDUPE_TARGET,
         "global_keys": usage["shared"],
         "global_bytes_per_session": sum(usage["shared"].values()) / sessions,
-        "bytes_per_start_nonce": usage["nonce_bytes"] / max(1, usage["nonce_keys"]),
+        "bytes_per_commit_nonces": usage["nonce_bytes"] / max(1, usage["nonce_keys"]),
     }

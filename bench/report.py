@@ -78,7 +78,7 @@ def render(results: dict) -> str:
         f"  {'shared keys':16}{sum(mem['global_keys'].values()):9.0f} B  "
         f"({mem['global_bytes_per_session']:.0f} B per session: "
         + ", ".join(f"{key} {size} B" for key, size in sorted(mem["global_keys"].items())) + ")",
-        f"  {'commit nonces':16}{mem['bytes_per_start_nonce']:9.0f} B  (per conversation started or timed "
+        f"  {'commit nonces':16}{mem['bytes_per_commit_nonces']:9.0f} B  (per conversation started or timed "
         f"in the last {NONCE_TTL // 60} minutes: lets a repeated commit know it landed)",
     ]
     return "\n".join(lines)

@@ -186,11 +186,12 @@ class Multiplexer:
 
     async def _connect(self) -> _Link:
         kwargs = self._kwargs
+        limit = kwargs.get("socket_connect_timeout") or self.timeout
         try:
-            async with asyncio.timeout(kwargs.get("socket_connect_timeout") or self.timeout):
+            async with asyncio.timeout(limit):
                 link = await self._open()
         except TimeoutError:  # a timeout, not a ConnectionError: execute() must not wait twice
-            raise RedisTimeoutError(f"Redis did not accept a connection within {self.timeout:g} s") from None
+            raise RedisTimeoutError(f"Redis did not accept a connection within {limit:g} s") from None
         except OSError as err:
             raise RedisConnectionError(f"cannot connect to Redis: {err.strerror or err}") from None
         hello = []
