@@ -18,17 +18,24 @@ import watchfiles
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from engine import exports
 from engine.conversation import Respondent
-from engine.metrics import Metrics
-from engine.phones import InvalidNumber, to_e164
-from engine.registry import Registry, ReloadFailed
+from engine.redis.store import Store
 from engine.responses import iso
-from engine.service import Busy, Refused, Service
-from engine.settings import ConfigError, Settings
-from engine.store import Store
-from engine.timers import Sweeper
-from engine.twilio import BadWebhook, Sender, parse_inbound, parse_status, signature_valid, twiml
+from engine.runtime import exports
+from engine.runtime.metrics import Metrics
+from engine.runtime.registry import Registry, ReloadFailed
+from engine.runtime.service import Busy, Refused, Service
+from engine.runtime.settings import ConfigError, Settings
+from engine.runtime.timers import Sweeper
+from engine.runtime.twilio import (
+    BadWebhook,
+    Sender,
+    parse_inbound,
+    parse_status,
+    signature_valid,
+    twiml,
+)
+from engine.sms.phones import InvalidNumber, to_e164
 
 log = logging.getLogger("canvass.server")
 
@@ -400,13 +407,13 @@ def run_server(args) -> int:
     for warning in warnings if not args.reuse_port else ():  # a worker: its supervisor said them
         log.warning(warning)
     if args.workers > 1:
-        from engine.workers import run_workers
+        from engine.runtime.workers import run_workers
 
         return run_workers(args)
     app = create_app(settings, handle_sighup=True)
     app.on_startup.append(tune_collector)
     if args.reuse_port:  # one of `--workers N`
-        from engine.workers import exit_with_supervisor
+        from engine.runtime.workers import exit_with_supervisor
 
         app.cleanup_ctx.append(exit_with_supervisor)
     try:

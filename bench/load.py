@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from engine.twilio import sign
+from engine.runtime.twilio import sign
 
 PATH = "/twilio/messages"
 ACCOUNT_SID = "AC" + "b" * 32

@@ -21,12 +21,12 @@ import time
 from bench import load
 from bench.procs import FLOWS, BenchError
 from engine import conversation
-from engine.metrics import Metrics
-from engine.registry import Registry
-from engine.service import Service
-from engine.settings import Settings
-from engine.store import Store, dedupe_keys, nonce_key, respondent_key
-from engine.twilio import Inbound
+from engine.redis.store import Store, dedupe_keys, nonce_key, respondent_key
+from engine.runtime.metrics import Metrics
+from engine.runtime.registry import Registry
+from engine.runtime.service import Service
+from engine.runtime.settings import Settings
+from engine.runtime.twilio import Inbound
 
 FIELDS = {"FirstName": "Ana", "Store": "Northwind Market"}
 ANSWERED = 3

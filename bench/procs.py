@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from engine.devserver import RedisMissing, redis_answers, redis_command
+from engine.tools.devserver import RedisMissing, redis_answers, redis_command
 
 REPO = Path(__file__).resolve().parents[1]
 FLOWS = REPO / "bench" / "flows"  # the benchmark survey, served by `canvass serve --flows`

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.load import ANSWERS
 from bench.memory import ANSWERED
-from engine.store import NONCE_TTL
+from engine.redis.store import NONCE_TTL
 
 
 def verdicts(results: dict) -> dict[str, dict]:

@@ -1,6 +1,6 @@
 """Language checks on a parsed Survey: ids, types, markup, names, references, gotos, reachability.
 
-`dsl` knows nothing of SMS; the channel checks (sender, opt-out, segments) live in engine/compat.py.
+`dsl` knows nothing of SMS; the channel checks (sender, opt-out, segments) live in engine/sms/compat.py.
 
 Codes: E005 empty prompt, E006 duplicate id, E007 unsupported question type, E008 HTML,
 E009 bad duration, E010 too few choices, E011 duplicate choice, E012 unknown name in an

@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from engine import keywords
 from engine import step as steps
 from engine.flow import Flow
 from engine.render import NO_VALUES
@@ -36,6 +35,7 @@ from engine.session import (
     with_defaults,
     without_defaults,
 )
+from engine.sms import keywords
 
 NOT_IN_SURVEY_TEXT = "You are not currently taking a survey."
 FORMAT = 2  # the first item of a stored respondent record: a new layout gets a new number

@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from engine import segments
 from engine.flow import Flow
 from engine.session import COMPLETE, ENDED_INVALID, EXPIRED, OPEN, PHONE_FIELD, Session, evolve
+from engine.sms import segments
 
 
 @dataclass(slots=True, weakref_slot=True)

@@ -19,8 +19,8 @@ from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, FakeTwilio, Ph
 from faults_helpers import write_figures
 from hypothesis import settings as hypothesis_settings
 
-from engine.devserver import RedisMissing, redis_answers, redis_command
-from engine.settings import Settings
+from engine.runtime.settings import Settings
+from engine.tools.devserver import RedisMissing, redis_answers, redis_command
 from server import create_app
 
 # In CI the property tests draw the same examples every run (a red build is then the code's

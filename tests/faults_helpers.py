@@ -23,8 +23,8 @@ import yaml
 from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, replies_of
 
 from engine.conversation import Respondent
-from engine.store import respondent_key, split_record
-from engine.twilio import sign
+from engine.redis.store import respondent_key, split_record
+from engine.runtime.twilio import sign
 
 CANVASS = Path(sys.executable).with_name("canvass")
 ADMIN_TOKEN = "fault-admin-token"

@@ -1,4 +1,4 @@
-"""`canvass check`: language checks (dsl/check.py) and the SMS compatibility report (engine/compat.py).
+"""`canvass check`: language checks (dsl/check.py) and the SMS compatibility report (engine/sms/compat.py).
 
 The broken flows in tests/flows/broken/ each carry the problem they show in their name and
 first line; tests/flows/broken/expected.golden lists the code and line:col of every diagnostic
@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from dsl.check import check_survey
 from dsl.errors import FlowError
 from dsl.load import parse_source
-from engine.cli import main
-from engine.compat import check_file, check_source, compat_diagnostics, summary
+from engine.sms.compat import check_file, check_source, compat_diagnostics, summary
+from engine.tools.cli import main
 
 FLOWS = Path(__file__).parent / "flows"
 BROKEN = FLOWS / "broken"

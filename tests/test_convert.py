@@ -13,8 +13,8 @@ from dsl.convert import ConversionError, survey_to_json, to_text, to_yaml
 from dsl.errors import FlowError
 from dsl.load import load_file, parse_source
 from dsl.pipe import PIPE, pipes
-from engine.cli import main
-from engine.segments import count
+from engine.sms.segments import count
+from engine.tools.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SURVEYS = ROOT / "surveys"

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from engine import conversation as conv
 from engine.flow import load_flow
-from engine.keywords import HELP, OPT_IN, OPT_OUT, keyword
-from engine.memory_store import MemoryStore
+from engine.sms.keywords import HELP, OPT_IN, OPT_OUT, keyword
+from engine.tools.memory_store import MemoryStore
 
 GOOD = Path(__file__).resolve().parent / "flows" / "good"
 STORE = load_flow(GOOD / "conv_store.yaml")

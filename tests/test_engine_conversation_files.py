@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
-from engine.conversation_test import run_file, run_tests
+from engine.tools.cli import main
+from engine.tools.conversation_test import run_file, run_tests
 
 HERE = Path(__file__).resolve().parent
 CONVERSATIONS = sorted((HERE / "conversations").glob("*.yaml"))

@@ -37,7 +37,7 @@ from faults_helpers import (
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from engine.twilio import sign
+from engine.runtime.twilio import sign
 
 RESPONDENTS = 40
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -10,7 +10,7 @@ import pytest
 
 from dsl.graph import build_graph, to_dot, to_mermaid
 from dsl.load import load_file, parse_source
-from engine.cli import main
+from engine.tools.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SURVEYS = sorted((ROOT / "surveys").glob("*.yaml"))

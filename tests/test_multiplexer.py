@@ -1,4 +1,4 @@
-"""engine.multiplexer against a real Redis: every caller gets its own reply, whatever happens."""
+"""engine.redis.multiplexer against a real Redis: every caller gets its own reply, whatever happens."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine.multiplexer import Multiplexer
-from engine.store import connect
+from engine.redis.multiplexer import Multiplexer
+from engine.redis.store import connect
 
 
 @pytest.fixture

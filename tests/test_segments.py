@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import segments
-from engine.cli import main
-from engine.segments import count, is_gsm7, smart_encode, ucs2_culprits
+from engine.sms import segments
+from engine.sms.segments import count, is_gsm7, smart_encode, ucs2_culprits
+from engine.tools.cli import main
 
 EMOJI = "\U0001F600"  # outside the BMP: a surrogate pair, 2 UTF-16 units
 ZH = "ж"  # in the BMP but not GSM-7: forces UCS-2, 1 unit

@@ -11,9 +11,9 @@ import pytest
 from conftest import free_port
 from fake_twilio import AUTH_TOKEN, Phone
 
-from engine.cli import main
-from engine.phone_cli import run_phone
-from engine.settings import ConfigError, Settings
+from engine.runtime.settings import ConfigError, Settings
+from engine.tools.cli import main
+from engine.tools.phone import run_phone
 
 SERVE_ENV = ("TWILIO_AUTH_TOKEN", "CANVASS_INSECURE", "TWILIO_ACCOUNT_SID", "CANVASS_ADMIN_TOKEN",
              "PUBLIC_BASE_URL", "REDIS_URL", "TWILIO_API_BASE_URL")

@@ -1,4 +1,4 @@
-"""A worker steps a conversation it committed last without reading it first (engine.service.Recent):
+"""A worker steps a conversation it committed last without reading it first (engine.runtime.service.Recent):
 still exactly once, also when another worker moved the conversation on meanwhile."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from fake_twilio import Phone, replies_of
 
 from engine.conversation import Respondent
-from engine.service import Recent
-from engine.store import Change, Snapshot, respondent_key, split_record
+from engine.redis.store import Change, Snapshot, respondent_key, split_record
+from engine.runtime.service import Recent
 from server import STORE
 
 SCORE_PROMPT = "Hi ! How likely are you to recommend us? Reply 0-10. Text STOP to opt out."
@@ -121,7 +121,7 @@ async def test_a_start_reads_the_conversation_even_when_this_worker_committed_it
 
 
 def test_an_old_entry_is_not_trusted(monkeypatch):
-    import engine.service as service
+    import engine.runtime.service as service
 
     recent = Recent()
     committed(recent, "4")

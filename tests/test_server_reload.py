@@ -11,7 +11,7 @@ import pytest
 from conftest import RedisServer, admin_headers
 from fake_twilio import Phone
 
-from engine.registry import ReloadFailed
+from engine.runtime.registry import ReloadFailed
 from server import create_app
 
 OLD_REASON = "What is the main reason for your score?"

@@ -9,7 +9,7 @@ import pytest
 from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, Phone, replies_of
 
 from engine.conversation import Respondent
-from engine.store import (
+from engine.redis.store import (
     DEDUPE_TTL,
     dedupe_keys,
     respondent_key,
@@ -17,7 +17,7 @@ from engine.store import (
     split_record,
     unpack_replies,
 )
-from engine.twilio import sign
+from engine.runtime.twilio import sign
 from server import SERVICE, STORE
 
 SCORE_PROMPT = "Hi ! How likely are you to recommend us? Reply 0-10. Text STOP to opt out."

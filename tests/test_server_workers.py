@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 import pytest
 from conftest import REPO, free_port
 
-from engine.cli import build_parser
-from engine.workers import worker_argv
+from engine.runtime.workers import worker_argv
+from engine.tools.cli import build_parser
 
 FLOWS = REPO / "tests" / "flows" / "server"
 
@@ -67,7 +67,7 @@ class Served:
         env["REDIS_URL"] = redis_url
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "engine.cli", "serve", "--flows", str(flows), "--port", str(self.port),
+                [sys.executable, "-m", "engine.tools.cli", "serve", "--flows", str(flows), "--port", str(self.port),
                  "--insecure", "--workers", str(workers)], cwd=REPO, env=env, stdout=log, stderr=log)
 
     def wait_for(self, condition, what: str, timeout: float = 20.0):

@@ -1,4 +1,4 @@
-"""engine.twilio checks X-Twilio-Signature with an HMAC of its own (signature_of); it must be
+"""engine.runtime.twilio checks X-Twilio-Signature with an HMAC of its own (signature_of); it must be
 RequestValidator.compute_signature's result for any form, and signature_valid must accept what
 RequestValidator.validate accepts."""
 
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from multidict import MultiDict, MultiDictProxy
 from twilio.request_validator import HMAC_SHA1, HMAC_SHA256, RequestValidator
 
-from engine.twilio import SIGNATURE_SETTINGS_HEADER, signature_of, signature_valid
+from engine.runtime.twilio import SIGNATURE_SETTINGS_HEADER, signature_of, signature_valid
 
 TOKEN = "12345678901234567890123456789012"
 URL = "https://surveys.example.com/twilio/messages"

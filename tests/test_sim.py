@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from engine.cli import main
-from engine.conversation_test import run_tests
+from engine.tools.cli import main
+from engine.tools.conversation_test import run_tests
 
 FLOW = """\
 survey: sim-check

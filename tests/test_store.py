@@ -1,10 +1,10 @@
-"""engine.store against a real Redis: the respondent record, its revision, and dedupe records."""
+"""engine.redis.store against a real Redis: the respondent record, its revision, and dedupe records."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.store import (
+from engine.redis.store import (
     DEDUPE_KEEP,
     DEDUPE_TTL,
     Change,

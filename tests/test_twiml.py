@@ -1,4 +1,4 @@
-"""engine.twilio.twiml writes TwiML itself; it must be the very text the twilio package's
+"""engine.runtime.twilio.twiml writes TwiML itself; it must be the very text the twilio package's
 MessagingResponse writes, whatever the replies hold."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twilio.twiml.messaging_response import MessagingResponse
 
-from engine.twilio import twiml
+from engine.runtime.twilio import twiml
 
 STATUS_CALLBACK = "https://surveys.example.com/twilio/status"
 TRICKY = ["", "&", "<", ">", '"', "'", "\n", "\r\n", "\t", "]]>", "&amp;", "😀", "a & b < c > d", "ü"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from engine import conversation
 from engine.flow import Flow
-from engine.memory_store import MemoryStore
 from engine.responses import typed_answers
+from engine.tools.memory_store import MemoryStore
 
 
 class Player:

@@ -7,7 +7,7 @@ import sys
 
 
 def _check(args) -> int:
-    from engine.compat import run_check
+    from engine.sms.compat import run_check
 
     return run_check(args.files, as_json=args.json, assume_pipe_length=args.pipe_length)
 
@@ -19,7 +19,7 @@ def _convert(args) -> int:
 
 
 def _segments(args) -> int:
-    from engine.segments import run_segments
+    from engine.sms.segments import run_segments
 
     return run_segments(" ".join(args.text), smart=args.smart, as_json=args.json)
 
@@ -31,13 +31,13 @@ def _graph(args) -> int:
 
 
 def _sim(args) -> int:
-    from engine.sim import run_sim
+    from engine.tools.sim import run_sim
 
     return run_sim(args)
 
 
 def _test(args) -> int:
-    from engine.conversation_test import run_tests
+    from engine.tools.conversation_test import run_tests
 
     return run_tests(args.files, verbose=args.verbose)
 
@@ -49,7 +49,7 @@ def _serve(args) -> int:
 
 
 def _phone(args) -> int:
-    from engine.phone_cli import run_phone
+    from engine.tools.phone import run_phone
 
     return run_phone(args)
 

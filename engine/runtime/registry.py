@@ -18,7 +18,7 @@ from pathlib import Path
 from dsl.errors import Diagnostic, FlowError
 from dsl.load import form_of, read_source
 from engine.flow import Flow, flow_from_source, load_flow
-from engine.store import RESPONDENT_MARGIN, Store
+from engine.redis.store import RESPONDENT_MARGIN, Store
 
 log = logging.getLogger("canvass.registry")
 

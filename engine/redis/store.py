@@ -43,7 +43,7 @@ puts a timer back when a tick changed nothing (and drops it when the record is g
 Redis Cluster: every key of one conversation shares the hash tag {T}, and every key
 of one survey shares {S}. COMMIT, however, also touches cv:timers and the survey's
 stream and flow key, which live in other slots; Cluster would refuse it (CROSSSLOT).
-On one Redis (with AOF, see engine/redis.conf) this is what keeps a step atomic. To
+On one Redis (with AOF, see engine/redis/redis.conf) this is what keeps a step atomic. To
 run on Cluster the commit must be split: a conversation-slot script that also appends
 the stream and timer writes to an outbox under {T}, then an idempotent flush of that
 outbox (response ids make replays harmless). That split is not built.
@@ -68,7 +68,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine.multiplexer import Multiplexer
+from engine.redis.multiplexer import Multiplexer
 
 RESPONDENT_MARGIN = 30 * 86400  # kept this long after a session's expiry (or the last write)
 DEDUPE_TTL = 25 * 3600
@@ -344,7 +344,7 @@ class Committed:
 
 class Store:
     """Canvass's Redis. The scripts, which every webhook and timer runs, go through one
-    pipelined connection (engine.multiplexer); the rarer commands (exports, the admin API,
+    pipelined connection (engine.redis.multiplexer); the rarer commands (exports, the admin API,
     flow sources) through redis-py's pool."""
 
     def __init__(self, client: redis.Redis):

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from redis.exceptions import RedisError
 
-from engine.registry import Registry
-from engine.service import TIMER_BATCH, Service
+from engine.runtime.registry import Registry
+from engine.runtime.service import TIMER_BATCH, Service
 
 log = logging.getLogger("canvass.timers")
 

@@ -18,10 +18,11 @@ import yaml
 from dsl.durations import format_duration, parse_duration
 from dsl.errors import FlowError
 from dsl.load import read_source
-from engine import conversation, segments
+from engine import conversation
 from engine.flow import load_flow
-from engine.phones import to_e164
-from engine.player import Player
+from engine.sms import segments
+from engine.sms.phones import to_e164
+from engine.tools.player import Player
 
 HELP = """commands:
   :help            this text

@@ -40,7 +40,7 @@ from dsl.durations import parse_duration
 from dsl.errors import FlowError
 from dsl.load import read_source
 from engine.flow import Flow, load_flow
-from engine.player import Player
+from engine.tools.player import Player
 
 START_TIME = 1704099600.0  # 2024-01-01T09:00:00Z
 DEFAULT_PHONE = "+15555550100"

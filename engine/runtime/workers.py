@@ -4,7 +4,7 @@ One server process runs on one core (asyncio). Each worker here is a `canvass se
 own, with the same options and environment, listening with SO_REUSEPORT so the kernel
 spreads connections over them. Workers share nothing but Redis, which already applies each
 conversation's messages one after the other and leases timers to one worker at a time
-(engine.store), so they need no coordination.
+(engine.redis.store), so they need no coordination.
 
 The supervisor forwards SIGHUP (reload the flows) and SIGTERM/SIGINT (stop gracefully) to
 every worker and restarts a worker that dies. A worker that exits with an error status
@@ -37,7 +37,7 @@ POLL = 0.2
 
 def worker_argv(args) -> list[str]:
     """The command line of one worker: the supervisor's `serve` options, one process, SO_REUSEPORT."""
-    argv = [sys.executable, "-m", "engine.cli", "serve", "--flows", str(args.flows),
+    argv = [sys.executable, "-m", "engine.tools.cli", "serve", "--flows", str(args.flows),
             "--host", args.host, "--port", str(args.port), "--workers", "1", "--reuse-port"]
     for flag in ("watch", "insecure", "access_log"):
         if getattr(args, flag):

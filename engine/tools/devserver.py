@@ -1,6 +1,6 @@
-"""`python -m engine.devserver` (what `./dev serve` runs): a local Redis plus `canvass serve`.
+"""`python -m engine.tools.devserver` (what `./dev serve` runs): a local Redis plus `canvass serve`.
 
-Starts redis-server with the shipped configuration (engine/redis.conf: AOF on, fsync
+Starts redis-server with the shipped configuration (engine/redis/redis.conf: AOF on, fsync
 always) and its data in ./var/redis, then serves the example surveys in this process in
 insecure local mode, and stops Redis on the way out. When REDIS_URL is set, that Redis is
 used and none is started. Extra arguments go to `canvass serve` (e.g. --port 9000 --watch).
@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-from engine.cli import build_parser
+from engine.tools.cli import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
-REDIS_CONF = Path(__file__).with_name("redis.conf")
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_CONF = Path(__file__).resolve().parents[1] / "redis" / "redis.conf"
 DATA_DIR = ROOT / "var" / "redis"
 REDIS_PORT = 6379
 START_TIMEOUT = 120.0  # seconds: Redis answers only once it has loaded its AOF
@@ -30,7 +30,7 @@ class RedisMissing(Exception):
 
 
 def redis_command(port: int, data_dir: Path, *extra: str) -> list[str]:
-    """The redis-server command line with the shipped configuration (engine/redis.conf),
+    """The redis-server command line with the shipped configuration (engine/redis/redis.conf),
     on 127.0.0.1:port with its data in data_dir; `extra` options override the file's.
     Every Redis Canvass starts (./dev serve, the tests, bench/run) starts from this."""
     binary = shutil.which("redis-server")

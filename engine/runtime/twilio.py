@@ -25,7 +25,7 @@ from twilio.request_validator import (
 )
 from twilio.rest import Client
 
-from engine.phones import InvalidNumber, to_e164
+from engine.sms.phones import InvalidNumber, to_e164
 
 DEFAULT_API_BASE_URL = "https://api.twilio.com"
 SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.twilio import DEFAULT_API_BASE_URL
+from engine.runtime.twilio import DEFAULT_API_BASE_URL
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 TRUE_WORDS = ("1", "true", "yes", "on")

@@ -22,10 +22,10 @@ from dsl.flowgraph import reachable, successors
 from dsl.load import parse_source, read_source
 from dsl.pipe import PIPE
 from dsl.positions import SourceMap, Text, span, texts
-from engine.phones import InvalidNumber, to_e164
 from engine.questions import QUESTION_TYPES
 from engine.render import OPT_OUT_TEXT
-from engine.segments import count, ucs2_culprits
+from engine.sms.phones import InvalidNumber, to_e164
+from engine.sms.segments import count, ucs2_culprits
 
 MAX_QUESTIONS = 3
 MAX_PIPE_LENGTH = 1600  # Twilio's limit on a message body; more cannot be one piped value

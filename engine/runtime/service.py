@@ -23,12 +23,11 @@ from redis.exceptions import RedisError
 from engine import conversation
 from engine import step as steps
 from engine.conversation import NotStartable, Outcome, Respondent
-from engine.metrics import Metrics
-from engine.registry import Registry
-from engine.session import OPTED_OUT, Session, evolve, offset
-from engine.settings import Settings
-from engine.store import RESPONDENT_MARGIN, Change, Snapshot, Store
-from engine.twilio import (
+from engine.redis.store import RESPONDENT_MARGIN, Change, Snapshot, Store
+from engine.runtime.metrics import Metrics
+from engine.runtime.registry import Registry
+from engine.runtime.settings import Settings
+from engine.runtime.twilio import (
     UNSUBSCRIBED,
     DeliveryStatus,
     Inbound,
@@ -37,6 +36,7 @@ from engine.twilio import (
     SendFailed,
     origin_for,
 )
+from engine.session import OPTED_OUT, Session, evolve, offset
 
 log = logging.getLogger("canvass.service")
 

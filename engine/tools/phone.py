@@ -16,8 +16,8 @@ import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
 
-from engine.phones import InvalidNumber, to_e164
-from engine.twilio import SIGNATURE_HEADER, sign
+from engine.runtime.twilio import SIGNATURE_HEADER, sign
+from engine.sms.phones import InvalidNumber, to_e164
 
 WEBHOOK_PATH = "/twilio/messages"
 TIMEOUT = 10.0
