@@ -89,17 +89,15 @@ def stop_redis(process: subprocess.Popen) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from server import run_server
-
     args = build_parser().parse_args(["serve", "--flows", str(ROOT / "surveys"), "--insecure",
                                       *(sys.argv[1:] if argv is None else argv)])
     if os.environ.get("REDIS_URL"):
-        return run_server(args)
+        return args.func(args)
     process, port = start_redis()
     os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     print(f"Redis on 127.0.0.1:{port}, data in {DATA_DIR}", file=sys.stderr)
     try:
-        return run_server(args)
+        return args.func(args)  # `canvass serve`
     finally:
         stop_redis(process)
 
