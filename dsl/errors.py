@@ -18,7 +18,10 @@ class Diagnostic:
 
     def __post_init__(self) -> None:
         if not self.severity:
-            object.__setattr__(self, "severity", "error" if self.code.startswith("E") else "warning")
+            # The registry builds Diagnostics, so it is imported here rather than at the top.
+            from dsl.diagnostics import severity_of
+
+            object.__setattr__(self, "severity", severity_of(self.code))
 
     @property
     def is_error(self) -> bool:

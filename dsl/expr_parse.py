@@ -9,7 +9,8 @@ from lark import Token, Transformer, v_args
 from lark.exceptions import LarkError, UnexpectedInput
 
 from dsl import ast
-from dsl.errors import Diagnostic, FlowError
+from dsl.diagnostics import EXPRESSION_SYNTAX, SYNTAX, Diagnostic
+from dsl.errors import FlowError
 from dsl.grammar import parser
 
 
@@ -148,7 +149,8 @@ def syntax_diagnostic(path: str, err: UnexpectedInput, what: str, line_offset=0,
         message = f"unexpected character {err.char!r} in {what}" if hasattr(err, "char") else f"syntax error in {what}"
     nice = [_EXPECTED_NAMES.get(e, e.strip('"').lower()) for e in expected if not e.startswith("__")]
     hint = f"expected {', '.join(dict.fromkeys(nice))}" if nice and len(nice) <= 12 else ""
-    return Diagnostic(path, line + line_offset, col + (col_offset if line == 1 else 0), "E001" if what == "flow" else "E021", message, hint)
+    code = SYNTAX if what == "flow" else EXPRESSION_SYNTAX
+    return code.diagnostic(path, (line + line_offset, col + (col_offset if line == 1 else 0)), message, hint)
 
 
 _EXPECTED_NAMES = {
@@ -161,18 +163,18 @@ _EXPECTED_NAMES = {
 
 
 def parse_expression(text: str, path: str = "", line: int = 1, col: int = 1) -> ast.Expr:
-    """Parse an expression written at (line, col) of a file; raise FlowError (E021) if it is malformed."""
+    """Parse an expression written at (line, col) of a file; raise FlowError (EXPRESSION_SYNTAX) if it is malformed."""
     try:
         tree = parser().parse(text, start="expression")
     except UnexpectedInput as err:
         raise FlowError([syntax_diagnostic(path, err, "expression", line - 1, col - 1)]) from None
     except LarkError as err:  # pragma: no cover - lark's other errors
-        raise FlowError([Diagnostic(path, line, col, "E021", f"cannot parse expression: {err}")]) from None
+        raise FlowError([EXPRESSION_SYNTAX.diagnostic(path, (line, col), f"cannot parse expression: {err}")]) from None
     try:
         return ExprBuilder(line - 1, col - 1).transform(tree)
     except RecursionError:
-        raise FlowError([Diagnostic(path, line, col, "E021", "the expression is nested too deeply",
-                                    "split it into simpler expressions")]) from None
+        raise FlowError([EXPRESSION_SYNTAX.diagnostic(path, (line, col), "the expression is nested too deeply",
+                                                      "split it into simpler expressions")]) from None
 
 
 # ---------------------------------------------------------------- printing

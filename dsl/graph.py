@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from dsl import ast
 from dsl.convert import load_for_command
 from dsl.expr_parse import to_source
+from dsl.vocabulary import DEFAULT_END_MESSAGE
 
 _SHORT = 48  # characters of a prompt or message shown in a node
 _DOT_TIMEOUT = 30  # seconds
@@ -75,7 +76,7 @@ class _Builder:
         return self.extra[key]
 
     def end_message(self, message: str | None) -> str:
-        return message if message is not None else (self.survey.end_message or ast.DEFAULT_END_MESSAGE)
+        return message if message is not None else (self.survey.end_message or DEFAULT_END_MESSAGE)
 
     def build(self) -> Graph:
         nodes, edges = self.graph.nodes, self.graph.edges
