@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dsl.errors import Diagnostic
+from dsl.vocabulary import QUESTION_TYPES
+
+_TYPES = ", ".join(QUESTION_TYPES)
+_TYPES_OR = f"{', '.join(QUESTION_TYPES[:-1])} or {QUESTION_TYPES[-1]}"
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ UNKNOWN_KEY = _code("E003", 'unknown key or element (with "did you mean")')
 DUPLICATE_KEY = _code("E004", "duplicate key or setting")
 MALFORMED_VALUE = _code("E005", "missing or malformed value")
 DUPLICATE_ID = _code("E006", "duplicate id (questions and ends)")
-UNSUPPORTED_TYPE = _code("E007", "a question type 2-way SMS cannot carry (supported: nps, choice, text)")
+UNSUPPORTED_TYPE = _code("E007", f"a question type 2-way SMS cannot carry (supported: {_TYPES})")
 MARKUP = _code("E008", "HTML in a text")
 BAD_DURATION = _code("E009", "invalid duration, or a reminder not before expiry",
                      "write a number and a unit: 30m, 48h, 2d")
@@ -65,7 +69,7 @@ ONE_WAY_SENDER = _code("E019", "alphanumeric sender on a 2-way survey (alphanume
                        "messaging service (MG...)")
 NAME_CLASH = _code("E020", "name clash: questions, ends, sets and fields share one namespace")
 EXPRESSION_SYNTAX = _code("E021", "expression syntax error")
-NO_QUESTIONS = _code("E022", "no questions", "add at least one question (type nps, choice or text)")
+NO_QUESTIONS = _code("E022", "no questions", f"add at least one question (type {_TYPES_OR})")
 OPTION_MISFIT = _code("E023", "an option that does not fit the question (`choices` on text, `max_length` on nps, "
                       "`attempts` < 1, ...)")
 MALFORMED_PIPE = _code("E024", "malformed or unterminated piped text")
@@ -73,6 +77,9 @@ BAD_ID = _code("E025", "an id that cannot be named: survey ids take letters, dig
                "and set names letters, digits and `_` (not a word of the expression language); end ids also `-`")
 CONTROL_CHARACTER = _code("E026", "a control character, or another character XML cannot carry, in a text",
                           "delete it ({name}): a message cannot carry it, and most editors do not show it")
+DUPLICATE_SURVEY = _code("E801", "two different flows with one survey id (the same survey in both forms is fine)")
+DUPLICATE_ACCESS_CODE = _code("E802", "two surveys with one access code")
+NO_FLOWS = _code("E803", "no flows to load")
 NO_OPT_OUT = _code("W001", 'the first message does not say how to opt out ("Text STOP to opt out")',
                    'add "Text STOP to opt out." (carriers expect it in the first message)')
 NPS_SCALE = _code("W002", "an NPS prompt that does not state the 0-10 scale", 'say how to answer, e.g. "Reply 0-10"')
@@ -90,9 +97,6 @@ FIELDS_ON_ACCESS_CODE = _code("W008", "contact fields piped in a survey that can
                               "(respondents who text in have none)",
                               "they text in unknown to Canvass: word the texts so they read well without them, "
                               "or start those respondents by invitation")
-DUPLICATE_SURVEY = _code("E801", "two different flows with one survey id (the same survey in both forms is fine)")
-DUPLICATE_ACCESS_CODE = _code("E802", "two surveys with one access code")
-NO_FLOWS = _code("E803", "no flows to load")
 
 
 def severity_of(code: str) -> str:

@@ -12,6 +12,7 @@ from dsl import ast
 from dsl.diagnostics import EXPRESSION_SYNTAX, SYNTAX, Diagnostic
 from dsl.errors import FlowError
 from dsl.grammar import parser
+from dsl.vocabulary import ON_INVALID, QUESTION_TYPES
 
 
 def unquote(token: str) -> str:
@@ -156,9 +157,9 @@ def syntax_diagnostic(path: str, err: UnexpectedInput, what: str, line_offset=0,
 _EXPECTED_NAMES = {
     "NAME": "a name", "STRING": "a quoted string", "NUMBER": "a number", "INT": "a whole number",
     "COMP_OP": "a comparison (== != < <= > >=)", "DURATION": "a duration like 48h",
-    "QTYPE": "a question type (nps, choice, text)", "SLUG": "a survey id", "_NL": "a line break",
+    "QTYPE": f"a question type ({', '.join(QUESTION_TYPES)})", "SLUG": "a survey id", "_NL": "a line break",
     "LSQB": "'['", "RSQB": "']'", "LPAR": "'('", "RPAR": "')'", "COMMA": "','", "EQUAL": "'='",
-    "CODE": "a choice code", "END_ID": "an end id", "ON_INVALID": "skip or end", "$END": "end of text",
+    "CODE": "a choice code", "END_ID": "an end id", "ON_INVALID": " or ".join(ON_INVALID), "$END": "end of text",
 }
 
 

@@ -12,7 +12,9 @@ from dsl.diagnostics import Code, Reporter
 from dsl.durations import parse_duration
 from dsl.errors import FlowError, suggest
 from dsl.expr_parse import parse_expression
-from dsl.vocabulary import ELEMENT_KEYS, SETTINGS, SURVEY_KEYS
+from dsl.vocabulary import ELEMENT_KEYS, QUESTION_TYPES, SETTINGS, SURVEY_KEYS
+
+_ADD_TYPE = "add " + ", ".join(f"`type: {t}`" for t in QUESTION_TYPES[:-1]) + f" or `type: {QUESTION_TYPES[-1]}`"
 
 _STR, _INT, _BOOL, _NULL = ("tag:yaml.org,2002:" + t for t in ("str", "int", "bool", "null"))
 
@@ -187,7 +189,7 @@ class _Reader(Reporter):
         for key in ("type", "prompt"):
             if entries.lacks(key):
                 self.error(codes.MALFORMED_VALUE, entries["ask"][0], f"{where} has no '{key}'",
-                           "add `type: nps`, `type: choice` or `type: text`" if key == "type" else "add `prompt:`")
+                           _ADD_TYPE if key == "type" else "add `prompt:`")
         ask = ast.Ask(id=qid, type=self.text(entries, "type", where) or "", prompt=self.text(entries, "prompt", where) or "",
                       show_if=self.expression(entries, "show_if", f"show_if of {where}"),
                       invalid_message=self.text(entries, "invalid_message", where),
