@@ -12,13 +12,13 @@ from __future__ import annotations
 import html.entities
 import re
 
-from dsl import ast, vocabulary
+from dsl import ast, characters, vocabulary
 from dsl import diagnostics as codes
 from dsl.diagnostics import Diagnostic, Reporter, in_order
 from dsl.errors import suggest
 from dsl.flowgraph import KnownBefore, Paths
 from dsl.pipe import pipes
-from dsl.positions import SourceMap, Text, span, texts
+from dsl.positions import SourceMap, Text, every_text, span, texts
 from dsl.vocabulary import (
     BUILTIN_FIELDS,
     DEFAULT_MAX_LENGTH,
@@ -104,6 +104,8 @@ class _Checker(Reporter):
         for text in texts(self.survey):
             self.markup(text)
             self.piped(text)
+        for text in every_text(self.survey):
+            self.characters(text)
         self.unreachable()
         return self.diagnostics
 
@@ -357,6 +359,23 @@ class _Checker(Reporter):
             self.report(codes.MARKUP, at, f"HTML '{piece}' in {text.where}",
                         "SMS and WhatsApp show plain text: remove the markup (write line breaks as new lines)",
                         len(piece))
+
+    def characters(self, text: Text) -> None:
+        """CONTROL_CHARACTER at the first of each forbidden character in a text, where it is written
+        (raw, or as a YAML escape such as "\\x01")."""
+        found = [m.group(0) for m in characters.FORBIDDEN.finditer(text.value)]
+        if not found:
+            return
+        spellings = [(at, m.group(0)) for at, m in self.map.matches(text.at, characters.SPELLED, len(text.value))
+                     if characters.FORBIDDEN.match(characters.spelled(m.group(0)))]
+        if len(spellings) != len(found):
+            spellings = [(text.at, ch) for ch in found]  # written in a way not followed here: the text's start
+        reported = set()
+        for ch, (at, written) in zip(found, spellings, strict=True):
+            if ch not in reported:
+                reported.add(ch)
+                self.report(codes.CONTROL_CHARACTER, at, f"{characters.describe(ch)} in {text.where}",
+                            length=len(written) if written != ch else 1)
 
     def piped(self, text: Text) -> None:
         covered = set()

@@ -281,16 +281,22 @@ def _plain(value):
 def load_for_command(path: str) -> tuple[ast.Survey | None, int]:
     """(survey, 0) or, after printing the diagnostics to stderr, (None, exit status):
     2 when the file cannot be read (or is empty, as `canvass check` says), 1 when it does not parse."""
+    survey, _, status = read_for_command(path)
+    return survey, status
+
+
+def read_for_command(path: str) -> tuple[ast.Survey | None, str, int]:
+    """As load_for_command, with the file's text."""
     try:
         source = read_source(path)
     except FlowError as err:
         print("\n".join(d.render() for d in err.diagnostics), file=sys.stderr)
-        return None, 2
+        return None, "", 2
     try:
-        return parse_source(source, str(path)), 0
+        return parse_source(source, str(path)), source, 0
     except FlowError as err:
         print("\n".join(d.render(source) for d in err.diagnostics), file=sys.stderr)
-        return None, 2 if unreadable(err.diagnostics) else 1
+        return None, source, 2 if unreadable(err.diagnostics) else 1
 
 
 def run_convert(path: str, to: str) -> int:

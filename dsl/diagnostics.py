@@ -76,7 +76,7 @@ MALFORMED_PIPE = _code("E024", "malformed or unterminated piped text")
 BAD_ID = _code("E025", "an id that cannot be named: survey ids take letters, digits, `-`, `_`, `.`; question ids "
                "and set names letters, digits and `_` (not a word of the expression language); end ids also `-`")
 CONTROL_CHARACTER = _code("E026", "a control character, or another character XML cannot carry, in a text",
-                          "delete it ({name}): a message cannot carry it, and most editors do not show it")
+                          "delete it: a text message cannot carry it, and most editors do not show it")
 DUPLICATE_SURVEY = _code("E801", "two different flows with one survey id (the same survey in both forms is fine)")
 DUPLICATE_ACCESS_CODE = _code("E802", "two surveys with one access code")
 NO_FLOWS = _code("E803", "no flows to load")

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import yaml
 
-from dsl import ast
+from dsl import ast, characters
 from dsl import diagnostics as codes
 from dsl.diagnostics import Code, Reporter
 from dsl.durations import parse_duration
@@ -268,6 +268,11 @@ def parse_yaml(source: str, path: str = "<yaml>") -> ast.Survey:
         raise FlowError([codes.UNREADABLE.diagnostic(path, (1, 1), "the file is empty", "start with: survey: my-survey")])
     try:
         root = yaml.compose(source, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as err:  # a character YAML does not allow, written as itself
+        line = source.count("\n", 0, err.position) + 1
+        col = err.position - (source.rfind("\n", 0, err.position) + 1) + 1
+        raise FlowError([codes.CONTROL_CHARACTER.diagnostic(
+            path, (line, col), f"{characters.describe(chr(err.character))} in the file")]) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
