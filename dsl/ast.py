@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-QUESTION_TYPES = ("nps", "choice", "text")
-DEFAULT_EXPIRES_AFTER = 48 * 3600
-DEFAULT_END_MESSAGE = "Thank you for your time. Your response has been recorded."
-DEFAULT_MAX_LENGTH = 1600
+from dsl.vocabulary import DEFAULT_EXPIRES_AFTER
 
 
 def _pos():

@@ -1,14 +1,7 @@
 """Language checks on a parsed Survey: ids, types, markup, names, references, gotos, reachability.
 
 `dsl` knows nothing of SMS; the channel checks (sender, opt-out, segments) live in engine/sms/compat.py.
-
-Codes: E005 empty prompt, E006 duplicate id, E007 unsupported question type, E008 HTML,
-E009 bad duration, E010 too few choices, E011 duplicate choice, E012 unknown name in an
-expression, E013 unknown name in piped text, E014 not answered (or set) yet on that path,
-E015 goto to an unknown element, E016 goto backwards, E017 bad access code, E020 name clash,
-E022 no questions, E023 option not valid here, E024 malformed piped text, W005 unreachable,
-E025 an id expressions or the text form cannot name, W007 piped text in the not-in-survey message (there is no session to pipe from), W008 a contact
-field piped in a survey that can start by access code (such respondents have no fields).
+Every code is defined, with its summary and hint, in dsl/diagnostics.py.
 
 Gotos may jump to a later question or end (never to a set, never backwards), so the element
 graph is acyclic and one forward pass in file order is a complete dataflow analysis.
@@ -19,17 +12,25 @@ from __future__ import annotations
 import html.entities
 import re
 
-from dsl import ast
-from dsl.errors import Diagnostic, suggest
-from dsl.flowgraph import KnownBefore, first_index, reachable, successors
+from dsl import ast, characters, vocabulary
+from dsl import diagnostics as codes
+from dsl.diagnostics import Diagnostic, Reporter, in_order
+from dsl.errors import suggest
+from dsl.flowgraph import KnownBefore, Paths
 from dsl.pipe import pipes
-from dsl.positions import SourceMap, Text, span, texts
+from dsl.positions import SourceMap, Text, every_text, span, texts
+from dsl.vocabulary import (
+    BUILTIN_FIELDS,
+    DEFAULT_MAX_LENGTH,
+    ON_INVALID,
+    QUESTION_TYPES,
+    RESERVED,
+    TYPE_OPTIONS,
+)
 
-BUILTIN_FIELDS = ("Q_RecipientPhoneNumber",)
-ON_INVALID = ("skip", "end")
 PIPE_FORMS = ("${e://Field/NAME}, ${q://ID/ChoiceGroup/SelectedChoices}, "
               "${q://ID/ChoiceTextEntryValue} or ${l://OptOutURL}")
-_SUPPORTED = "supported types are nps, choice and text"
+_SUPPORTED = f"supported types are {', '.join(QUESTION_TYPES[:-1])} and {QUESTION_TYPES[-1]}"
 
 # Question types authors bring from web survey tools: why each cannot travel over 2-way SMS,
 # and what to write instead.
@@ -62,11 +63,9 @@ _HTML_TAGS = ("a|abbr|b|big|blockquote|body|br|center|code|div|em|font|h[1-6]|he
 _HTML_TAG = re.compile(rf"</?(?:{_HTML_TAGS})(?:\s[^<>]*)?/?>|<!--", re.IGNORECASE)
 _HTML_ENTITY = re.compile(r"&(?:#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
 _WHITESPACE = re.compile(r"\s")
-_SURVEY_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_END_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-# Words of the expression language: a question named `not` could never be referred to.
-RESERVED = frozenset({"and", "or", "not", "in", "is", "answered", "contains", "if", "else", "true", "false"})
+_SURVEY_ID = re.compile(vocabulary.SURVEY_ID)
+_NAME = re.compile(vocabulary.NAME)
+_END_ID = re.compile(vocabulary.END_ID)
 
 
 def piped_fields(survey: ast.Survey) -> set[str]:
@@ -76,26 +75,21 @@ def piped_fields(survey: ast.Survey) -> set[str]:
 # ---------------------------------------------------------------- the checks
 
 
-class _Checker:
-    def __init__(self, survey: ast.Survey, source: str | None):
+class _Checker(Reporter):
+    def __init__(self, survey: ast.Survey, source: str | None, paths: Paths):
+        super().__init__(survey.path)
         self.survey = survey
-        self.path = survey.path
         self.map = SourceMap(source, survey)
-        self.diagnostics: list[Diagnostic] = []
         self.elements = survey.elements
-        self.ids = first_index(survey)
-        self.succ = successors(survey)
-        self.reached = reachable(survey, self.succ)
-        self.before = KnownBefore(survey, self.succ)
+        self.ids = paths.ids
+        self.reached = paths.reached
+        self.before = KnownBefore(survey, paths.succ)
         self.questions = {e.id for e in self.elements if isinstance(e, ast.Ask)}
         self.sets = {e.name for e in self.elements if isinstance(e, ast.Set)}
         self.ends = {e.id for e in self.elements if isinstance(e, ast.End)}
         self.fields = set(survey.fields)
         self.field_names = self.fields | piped_fields(survey) | set(BUILTIN_FIELDS)
         self.warned_fields: set[str] = set()
-
-    def report(self, at: tuple[int, int], code: str, message: str, hint: str = "", length: int = 1) -> None:
-        self.diagnostics.append(Diagnostic(self.path, at[0], at[1], code, message, hint, max(1, length)))
 
     def run(self) -> list[Diagnostic]:
         self.settings()
@@ -110,6 +104,8 @@ class _Checker:
         for text in texts(self.survey):
             self.markup(text)
             self.piped(text)
+        for text in every_text(self.survey):
+            self.characters(text)
         self.unreachable()
         return self.diagnostics
 
@@ -121,43 +117,41 @@ class _Checker:
         if code is not None:
             at = span(survey, "access_code")
             if not code.startswith("@"):
-                self.report(at, "E017", f"access code '{code}' must start with '@'",
+                self.report(codes.BAD_ACCESS_CODE, at, f"access code '{code}' must start with '@'",
                             f'write "@{code.strip()}" (quoted in YAML: a plain value cannot start with @)',
                             len(code))
             elif len(code) == 1:
-                self.report(at, "E017", "the access code '@' has nothing after the '@'",
+                self.report(codes.BAD_ACCESS_CODE, at, "the access code '@' has nothing after the '@'",
                             'write a word after it, like "@STORE"')
             elif _WHITESPACE.search(code):
-                self.report(at, "E017", f"access code '{code}' contains whitespace",
+                self.report(codes.BAD_ACCESS_CODE, at, f"access code '{code}' contains whitespace",
                             "respondents text the code as one word: remove the spaces", len(code))
         if survey.expires_after is None or survey.expires_after <= 0:
-            self.report(span(survey, "expires_after"), "E009", "expires_after must be a positive duration",
-                        "write a number and a unit: 30m, 48h, 2d")
+            self.report(codes.BAD_DURATION, span(survey, "expires_after"), "expires_after must be a positive duration")
         elif survey.remind_after is not None and survey.remind_after >= survey.expires_after:
-            self.report(span(survey, "remind_after"), "E009",
+            self.report(codes.BAD_DURATION, span(survey, "remind_after"),
                         "remind_after is not shorter than expires_after: the reminder would never be sent",
                         "remind well before the survey expires, e.g. remind_after: 4h with expires_after: 48h")
         if not survey.questions:
             at = span(survey, "flow")
             if "flow" in survey.spans:
                 at = self.map.key("flow", at, survey.line)
-            self.report(at, "E022", "the survey has no questions",
-                        "add at least one question (type nps, choice or text)")
+            self.report(codes.NO_QUESTIONS, at, "the survey has no questions")
 
     # -- ids, one namespace for questions, ends and sets
 
     def id_spelling(self, name: str, what: str, pattern: re.Pattern, at: tuple[int, int]) -> None:
-        """E025: an id that expressions, piped text or the text form could not name."""
+        """BAD_ID: an id that expressions, piped text or the text form could not name."""
         if not name:
             return
         allowed = {_SURVEY_ID: "letters, digits, '_', '-' and '.'", _NAME: "letters, digits and '_'",
                    _END_ID: "letters, digits, '_' and '-'"}[pattern]
         if not pattern.fullmatch(name):
-            self.report(at, "E025", f"{what} '{name}' is not a valid id",
+            self.report(codes.BAD_ID, at, f"{what} '{name}' is not a valid id",
                         f"use {allowed}, starting with a letter" + ("" if pattern is _NAME else " or digit"),
                         len(name))
         elif pattern is _NAME and name in RESERVED:
-            self.report(at, "E025", f"{what} '{name}' is a word of the expression language",
+            self.report(codes.BAD_ID, at, f"{what} '{name}' is a word of the expression language",
                         "choose another name: expressions could not refer to this one", len(name))
 
     def ids_and_names(self) -> None:
@@ -182,16 +176,16 @@ class _Checker:
             if isinstance(first, ast.Set) and isinstance(element, ast.Set):
                 continue  # embedded data may be set on several branches
             if isinstance(first, ast.Set) == isinstance(element, ast.Set):
-                self.report(at, "E006", f"duplicate id '{name}'", f"the first is on line {first.line}; "
+                self.report(codes.DUPLICATE_ID, at, f"duplicate id '{name}'", f"the first is on line {first.line}; "
                             "every question and end needs its own name", len(name))
             else:
-                self.report(at, "E020", f"'{name}' names both a {_kind(first)} (line {first.line}) "
+                self.report(codes.NAME_CLASH, at, f"'{name}' names both a {_kind(first)} (line {first.line}) "
                             f"and a {_kind(element)}", "questions, ends and sets share one namespace: "
                             "rename one of them", len(name))
         for field in self.survey.fields:
             if field in self.questions:
                 at = self.map.find(span(self.survey, "fields"), field, span=len(" ".join(self.survey.fields)))
-                self.report(at, "E020", f"field '{field}' has the same name as question '{field}'",
+                self.report(codes.NAME_CLASH, at, f"field '{field}' has the same name as question '{field}'",
                             "rename the field or the question: expressions could not tell them apart",
                             len(field))
 
@@ -200,35 +194,35 @@ class _Checker:
     def ask(self, index: int, ask: ast.Ask) -> None:
         qtype = ask.type.strip().lower().replace("-", "_").replace(" ", "_")
         at_type = span(ask, "type")
-        if ask.type not in ast.QUESTION_TYPES:
-            if qtype in ast.QUESTION_TYPES:
-                self.report(at_type, "E007", f"question type '{ask.type}' must be written '{qtype}'",
+        if ask.type not in QUESTION_TYPES:
+            if qtype in QUESTION_TYPES:
+                self.report(codes.UNSUPPORTED_TYPE, at_type, f"question type '{ask.type}' must be written '{qtype}'",
                             f"{_SUPPORTED}, in lower case", len(ask.type))
             elif qtype in UNSUPPORTED_TYPES:
                 why, instead = UNSUPPORTED_TYPES[qtype]
-                self.report(at_type, "E007", f"question type '{ask.type}' cannot be asked over 2-way SMS: {why}",
+                self.report(codes.UNSUPPORTED_TYPE, at_type, f"question type '{ask.type}' cannot be asked over 2-way SMS: {why}",
                             f"{_SUPPORTED}; {instead}", len(ask.type))
             else:
-                close = suggest(qtype, ast.QUESTION_TYPES)
-                self.report(at_type, "E007", f"unknown question type '{ask.type}'",
+                close = suggest(qtype, QUESTION_TYPES)
+                self.report(codes.UNSUPPORTED_TYPE, at_type, f"unknown question type '{ask.type}'",
                             f"{close + ' ' if close else ''}({_SUPPORTED})", len(ask.type))
         if not ask.prompt.strip():
-            self.report(span(ask, "prompt"), "E005", f"question '{ask.id}' has an empty prompt",
+            self.report(codes.MALFORMED_VALUE, span(ask, "prompt"), f"question '{ask.id}' has an empty prompt",
                         "write the question the respondent will read")
-        if ask.type in ast.QUESTION_TYPES:  # options of an unsupported type would only repeat E007
+        if ask.type in QUESTION_TYPES:  # options of an unsupported type would only repeat UNSUPPORTED_TYPE
             self.choices(ask, ask.type)
             self.options(ask, ask.type)
         self.expression(index, ask.show_if, "show_if")
 
     def choices(self, ask: ast.Ask, qtype: str) -> None:
-        if qtype != "choice":
+        if "choices" not in TYPE_OPTIONS[qtype]:
             if ask.choices:
                 at = span(ask, "choices")
                 if "choices" in ask.spans:
                     at = self.map.key("choices", at, ask.line)
                 else:
                     at = (ask.choices[0].line, ask.choices[0].col)
-                self.report(at, "E023", f"question '{ask.id}' has choices but its type is '{ask.type}'",
+                self.report(codes.OPTION_MISFIT, at, f"question '{ask.id}' has choices but its type is '{ask.type}'",
                             "only choice questions have choices: use type: choice or remove them")
             return
         if len(ask.choices) < 2:
@@ -237,38 +231,37 @@ class _Checker:
             else:
                 at = span(ask, "ask", "id")
             count = "no choices" if not ask.choices else "only one choice"
-            self.report(at, "E010", f"choice question '{ask.id}' has {count}",
-                        "give it at least two choices")
-        codes: dict[str, ast.Choice] = {}
+            self.report(codes.TOO_FEW_CHOICES, at, f"choice question '{ask.id}' has {count}")
+        by_code: dict[str, ast.Choice] = {}
         labels: dict[str, ast.Choice] = {}
         for choice in ask.choices:
             code, label = choice.code.strip().lower(), " ".join(choice.label.lower().split())
-            if code in codes:
-                self.report((choice.line, choice.col), "E011",
+            if code in by_code:
+                self.report(codes.DUPLICATE_CHOICE, (choice.line, choice.col),
                             f"choice code '{choice.code}' is used twice in question '{ask.id}'",
-                            f"the first is on line {codes[code].line}; respondents reply with the code, "
+                            f"the first is on line {by_code[code].line}; respondents reply with the code, "
                             "so each must be different")
             elif label in labels:
-                self.report((choice.line, choice.col), "E011",
+                self.report(codes.DUPLICATE_CHOICE, (choice.line, choice.col),
                             f"choice label '{choice.label}' is used twice in question '{ask.id}'",
                             f"the first is on line {labels[label].line}; remove or reword one")
-            codes.setdefault(code, choice)
+            by_code.setdefault(code, choice)
             labels.setdefault(label, choice)
 
     def options(self, ask: ast.Ask, qtype: str) -> None:
         if ask.max_length is not None:
             at = span(ask, "max_length")
-            if qtype != "text":
-                self.report(at, "E023", f"max_length applies only to text questions; '{ask.id}' is {qtype}",
+            if "max_length" not in TYPE_OPTIONS[qtype]:
+                self.report(codes.OPTION_MISFIT, at, f"max_length applies only to text questions; '{ask.id}' is {qtype}",
                             "remove max_length")
             elif ask.max_length < 1:
-                self.report(at, "E023", "max_length must be at least 1", f"for example max_length: {ast.DEFAULT_MAX_LENGTH}")
+                self.report(codes.OPTION_MISFIT, at, "max_length must be at least 1", f"for example max_length: {DEFAULT_MAX_LENGTH}")
         if ask.attempts is not None and ask.attempts < 1:
-            self.report(span(ask, "attempts"), "E023", f"attempts must be at least 1, not {ask.attempts}",
+            self.report(codes.OPTION_MISFIT, span(ask, "attempts"), f"attempts must be at least 1, not {ask.attempts}",
                         "leave attempts out to ask again until the session expires")
         if ask.on_invalid is not None and ask.on_invalid not in ON_INVALID:
             close = suggest(ask.on_invalid, ON_INVALID)
-            self.report(span(ask, "on_invalid"), "E023", f"on_invalid must be skip or end, not '{ask.on_invalid}'",
+            self.report(codes.OPTION_MISFIT, span(ask, "on_invalid"), f"on_invalid must be skip or end, not '{ask.on_invalid}'",
                         close or "skip moves on to the next question; end closes the survey",
                         len(ask.on_invalid))
 
@@ -281,14 +274,14 @@ class _Checker:
         target = self.ids.get(name)
         if target is None:
             close = suggest(name, self.questions | self.ends)
-            self.report(at, "E015", f"goto to unknown element '{name}'",
+            self.report(codes.UNKNOWN_GOTO, at, f"goto to unknown element '{name}'",
                         close or "a goto jumps to a later question or end, by its id", len(name))
         elif isinstance(self.elements[target], ast.Set):
-            self.report(at, "E015", f"goto '{name}' names a set; a goto jumps to a question or an end",
+            self.report(codes.UNKNOWN_GOTO, at, f"goto '{name}' names a set; a goto jumps to a question or an end",
                         "jump to the question or end after the set", len(name))
         elif target < index:
-            self.report(at, "E016", f"goto '{name}' jumps back to line {self.elements[target].line}",
-                        "gotos only jump forward (no loops): move the target after this goto", len(name))
+            self.report(codes.GOTO_BACKWARDS, at, f"goto '{name}' jumps back to line {self.elements[target].line}",
+                        length=len(name))
 
     # -- names in expressions
 
@@ -309,25 +302,25 @@ class _Checker:
         if name in self.field_names:
             return
         if name in self.ends:
-            self.report(at, "E012", f"'{name}' is an end, not a question, set or field, in {context}",
+            self.report(codes.UNKNOWN_NAME, at, f"'{name}' is an end, not a question, set or field, in {context}",
                         "an expression can use questions, sets and fields", len(name))
             return
         noun = "question" if context == "show_if" else "name"
         close = suggest(name, self.questions | self.sets | self.field_names)
         declared = ", ".join([*self.survey.fields, name])
-        self.report(at, "E012", f"unknown {noun} '{name}' in {context}",
+        self.report(codes.UNKNOWN_NAME, at, f"unknown {noun} '{name}' in {context}",
                     close or f"if '{name}' is a contact field, declare it: fields: [{declared}]", len(name))
 
     def answered_name(self, index: int, node: ast.Name) -> None:
         at = (node.line, node.col)
         if node.name in self.ends:
-            self.report(at, "E012", f"'{node.name}' is an end; only questions are answered",
+            self.report(codes.UNKNOWN_NAME, at, f"'{node.name}' is an end; only questions are answered",
                         "'is answered' takes a question id (or a field: is it set?)", len(node.name))
         else:  # a field or set "is answered" when it has a value
             self.name(index, node, "'is answered'")
 
     def available(self, index: int, name: str, at: tuple[int, int], length: int) -> None:
-        """E014 unless `name` (a question, or a set that is not also a field) can have a value here."""
+        """NOT_YET_ANSWERED unless `name` (a question, or a set that is not also a field) can have a value here."""
         if not self.reached[index] or self.before.may_have(index, name):
             return
         source = self.ids.get(name)
@@ -340,12 +333,12 @@ class _Checker:
         done = "answered" if isinstance(element, ast.Ask) else "set"
         if source == index:
             own = "cannot depend on its own answer" if done == "answered" else "is used in its own value before it has one"
-            self.report(at, "E014", f"{what} {own}", "refer to a question asked before it", length)
+            self.report(codes.NOT_YET_ANSWERED, at, f"{what} {own}", "refer to a question asked before it", length)
         elif source > index:
-            self.report(at, "E014", f"{what} is not {done} yet here: it comes later (line {element.line})",
+            self.report(codes.NOT_YET_ANSWERED, at, f"{what} is not {done} yet here: it comes later (line {element.line})",
                         f"move this after {what}, or refer to an earlier question", length)
         else:
-            self.report(at, "E014", f"{what} is never {done} on any path that leads here",
+            self.report(codes.NOT_YET_ANSWERED, at, f"{what} is never {done} on any path that leads here",
                         "the gotos before this line skip it on every path", length)
 
     # -- text: markup and piped text
@@ -359,13 +352,30 @@ class _Checker:
         nth = text.value[: match.start()].count(piece)
         at = self.map.find(text.at, piece, nth, len(text.value))
         if piece.startswith("&"):
-            self.report(at, "E008", f"HTML entity '{piece}' in {text.where}",
+            self.report(codes.MARKUP, at, f"HTML entity '{piece}' in {text.where}",
                         f"SMS and WhatsApp show plain text: write the character itself ({html.unescape(piece)!r})",
                         len(piece))
         else:
-            self.report(at, "E008", f"HTML '{piece}' in {text.where}",
+            self.report(codes.MARKUP, at, f"HTML '{piece}' in {text.where}",
                         "SMS and WhatsApp show plain text: remove the markup (write line breaks as new lines)",
                         len(piece))
+
+    def characters(self, text: Text) -> None:
+        """CONTROL_CHARACTER at the first of each forbidden character in a text, where it is written
+        (raw, or as a YAML escape such as "\\x01")."""
+        found = [m.group(0) for m in characters.FORBIDDEN.finditer(text.value)]
+        if not found:
+            return
+        spellings = [(at, m.group(0)) for at, m in self.map.matches(text.at, characters.SPELLED, len(text.value))
+                     if characters.FORBIDDEN.match(characters.spelled(m.group(0)))]
+        if len(spellings) != len(found):
+            spellings = [(text.at, ch) for ch in found]  # written in a way not followed here: the text's start
+        reported = set()
+        for ch, (at, written) in zip(found, spellings, strict=True):
+            if ch not in reported:
+                reported.add(ch)
+                self.report(codes.CONTROL_CHARACTER, at, f"{characters.describe(ch)} in {text.where}",
+                            length=len(written) if written != ch else 1)
 
     def piped(self, text: Text) -> None:
         covered = set()
@@ -378,17 +388,16 @@ class _Checker:
         for match in re.finditer(r"\$\{", text.value):
             if match.start() not in covered:
                 at = self.map.find(text.at, "${", text.value[: match.start()].count("${"), len(text.value))
-                self.report(at, "E024", f"unterminated piped text in {text.where}",
+                self.report(codes.MALFORMED_PIPE, at, f"unterminated piped text in {text.where}",
                             f"close it with '}}': {PIPE_FORMS}", 2)
 
     def pipe(self, text: Text, pipe, at: tuple[int, int], length: int) -> None:
         if text.where == "the survey's not_in_survey_message" and pipe.kind in ("field", "question"):
-            self.report(at, "W007", f"piped text in {text.where} always renders empty",
-                        "it is sent when no survey is open, so there are no fields or answers to pipe",
-                        length)
+            self.report(codes.PIPE_WITHOUT_SESSION, at, f"piped text in {text.where} always renders empty",
+                        length=length)
             return
         if pipe.kind == "bad":
-            self.report(at, "E024", f"malformed piped text '${{{pipe.name}}}' in {text.where}",
+            self.report(codes.MALFORMED_PIPE, at, f"malformed piped text '${{{pipe.name}}}' in {text.where}",
                         f"write {PIPE_FORMS}", length)
         elif pipe.kind == "question":
             if pipe.name not in self.questions:
@@ -396,7 +405,7 @@ class _Checker:
                     hint = f"'{pipe.name}' is not a question: write ${{e://Field/{pipe.name}}}"
                 else:
                     hint = suggest(pipe.name, self.questions) or "pipe an earlier question's answer"
-                self.report(at, "E013", f"unknown question '{pipe.name}' in piped text in {text.where}",
+                self.report(codes.UNKNOWN_PIPE, at, f"unknown question '{pipe.name}' in piped text in {text.where}",
                             hint, length)
             elif text.element is not None:
                 self.available(text.element, pipe.name, at, length)
@@ -407,19 +416,18 @@ class _Checker:
                     self.available(text.element, pipe.name, at, length)
             elif self.fields and pipe.name not in self.fields and pipe.name not in BUILTIN_FIELDS:
                 close = suggest(pipe.name, self.fields | self.sets)
-                self.report(at, "E013", f"unknown field '{pipe.name}' in piped text in {text.where}",
+                self.report(codes.UNKNOWN_PIPE, at, f"unknown field '{pipe.name}' in piped text in {text.where}",
                             close or f"add it to the survey's fields: {', '.join(self.survey.fields)}, {pipe.name}",
                             length)
 
     def contact_field_on_access_code(self, name: str, at: tuple[int, int], length: int) -> None:
-        """W008, once per survey: a respondent who texts the access code brings no contact fields."""
+        """FIELDS_ON_ACCESS_CODE, once per survey: a respondent who texts the access code brings no contact fields."""
         if not self.survey.access_code or name in self.sets or name in BUILTIN_FIELDS or self.warned_fields:
             return
         contact = sorted(self.field_names - self.sets - set(BUILTIN_FIELDS))
         self.warned_fields.update(contact)
-        self.report(at, "W008", f"contact fields ({', '.join(contact)}) are empty for respondents who "
-                    "start by access code", "they text in unknown to Canvass: word the texts so they read "
-                    "well without them, or start those respondents by invitation", length)
+        self.report(codes.FIELDS_ON_ACCESS_CODE, at, f"contact fields ({', '.join(contact)}) are empty for respondents "
+                    "who start by access code", length=length)
 
     # -- reachability
 
@@ -429,8 +437,7 @@ class _Checker:
             if not reached and previous_reached:
                 name = ast.element_id(element)
                 what = f"{_kind(element)} '{name}'" if name else _kind(element)
-                self.report((element.line, element.col), "W005", f"{what} can never be reached",
-                            "it follows an end or an unconditional goto, and no goto jumps to it")
+                self.report(codes.UNREACHABLE, (element.line, element.col), f"{what} can never be reached")
             previous_reached = reached
 
 
@@ -446,8 +453,7 @@ def _entity(value: str):
     return None
 
 
-def check_survey(survey: ast.Survey, source: str | None = None) -> list[Diagnostic]:
+def check_survey(survey: ast.Survey, source: str | None = None, paths: Paths | None = None) -> list[Diagnostic]:
     """Every language diagnostic for a survey, sorted by position. With the file's source,
     diagnostics inside a text (markup, piped text) point at the exact character."""
-    diagnostics = _Checker(survey, source).run()
-    return sorted(diagnostics, key=lambda d: (d.line, d.col, d.code))
+    return in_order(_Checker(survey, source, paths or Paths(survey)).run())

@@ -13,10 +13,23 @@ import sys
 import yaml
 
 from dsl import ast
+from dsl.diagnostics import unreadable
 from dsl.durations import format_duration
 from dsl.errors import FlowError
 from dsl.expr_parse import quote, to_source
 from dsl.load import parse_source, read_source
+from dsl.vocabulary import (
+    CHOICE_CODE,
+    DEFAULT_EXPIRES_AFTER,
+    END_ID,
+    NAME,
+    ON_INVALID,
+    QUESTION_TYPE_WORD,
+    SETTING,
+    SETTINGS,
+    STATEMENT_WORDS,
+    SURVEY_ID,
+)
 
 _STR, _INT, _FLOAT, _BOOL, _SEQ, _MAP = (
     "tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "seq", "map"))
@@ -121,36 +134,30 @@ def _element_yaml(element: ast.Element) -> dict:
 def to_yaml(survey: ast.Survey) -> str:
     """The survey in the YAML form."""
     settings: dict = {"survey": survey.id}
-    if survey.title is not None:
-        settings["title"] = survey.title
-    if survey.expires_after != ast.DEFAULT_EXPIRES_AFTER:
-        settings["expires_after"] = format_duration(survey.expires_after)
-    for key in ("access_code", "end_message", "sender"):
-        if getattr(survey, key) is not None:
-            settings[key] = getattr(survey, key)
-    if survey.fields:
-        settings["fields"] = _short_list(survey.fields)
-    if survey.remind_after is not None:
-        settings["remind_after"] = format_duration(survey.remind_after)
-    for key in ("remind_message", "not_in_survey_message", "help_message"):
-        if getattr(survey, key) is not None:
-            settings[key] = getattr(survey, key)
-    if survey.content_sid is not None:
-        settings["whatsapp_template"] = survey.content_sid
+    for setting in SETTINGS:
+        value = getattr(survey, setting.attr)
+        if setting.attr == "expires_after":
+            if value != DEFAULT_EXPIRES_AFTER:
+                settings[setting.key] = format_duration(value)
+        elif setting.kind == "duration":
+            if value is not None:
+                settings[setting.key] = format_duration(value)
+        elif setting.kind == "names":
+            if value:
+                settings[setting.key] = _short_list(value)
+        elif value is not None:
+            settings[setting.key] = value
     flow = {"flow": [_element_yaml(e) for e in survey.elements]}
     return _dump(settings) + "\n" + _dump(flow)
 
 
 # ---------------------------------------------------------------- text form
 
-_SLUG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_END_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
-_QTYPE = re.compile(r"[a-z_]+")
-_CODE = re.compile(r"[A-Za-z0-9]{1,8}")
-# Words that open a line of the text form; a choice code spelt the same would read as that line.
-_LINE_KEYWORDS = frozenset({"survey", "title", "expires", "remind", "access", "sender", "end", "fields", "not",
-                            "help", "whatsapp", "ask", "set", "goto", "invalid", "attempts", "then", "max"})
+_SLUG = re.compile(SURVEY_ID)
+_NAME = re.compile(NAME)
+_END_ID = re.compile(END_ID)
+_QTYPE = re.compile(QUESTION_TYPE_WORD)
+_CODE = re.compile(CHOICE_CODE)
 _INDENT = "    "
 
 
@@ -177,24 +184,23 @@ def _duration(seconds: int, what: str) -> str:
 
 def _settings_text(survey: ast.Survey) -> list[str]:
     lines = []
-    if survey.expires_after != ast.DEFAULT_EXPIRES_AFTER:
-        lines.append(f"expires after {_duration(survey.expires_after, 'expires_after')}")
+    if survey.expires_after != DEFAULT_EXPIRES_AFTER:
+        lines.append(f"{SETTING['expires_after'].words} {_duration(survey.expires_after, 'expires_after')}")
     if survey.remind_after is not None:
         message = f" {quote(survey.remind_message)}" if survey.remind_message is not None else ""
-        lines.append(f"remind after {_duration(survey.remind_after, 'remind_after')}{message}")
+        lines.append(f"{SETTING['remind_after'].words} {_duration(survey.remind_after, 'remind_after')}{message}")
     else:
         _require(survey.remind_message is None,
                  "remind_message is given without remind_after; the text form writes both on one "
                  "line: remind after 1d \"message\"")
-    for keyword, key in (("access code", "access_code"), ("sender", "sender"), ("end message", "end_message")):
+    for key in ("access_code", "sender", "end_message"):
         if getattr(survey, key) is not None:
-            lines.append(f"{keyword} {quote(getattr(survey, key))}")
+            lines.append(f"{SETTING[key].words} {quote(getattr(survey, key))}")
     if survey.fields:
-        lines.append("fields " + ", ".join(_name(f, "field") for f in survey.fields))
-    for keyword, key in (("not in survey message", "not_in_survey_message"), ("help message", "help_message"),
-                         ("whatsapp template", "content_sid")):
+        lines.append(f"{SETTING['fields'].words} " + ", ".join(_name(f, "field") for f in survey.fields))
+    for key in ("not_in_survey_message", "help_message", "content_sid"):
         if getattr(survey, key) is not None:
-            lines.append(f"{keyword} {quote(getattr(survey, key))}")
+            lines.append(f"{SETTING[key].words} {quote(getattr(survey, key))}")
     return lines
 
 
@@ -205,7 +211,7 @@ def _ask_text(ask: ast.Ask) -> list[str]:
         head += f" if {to_source(ask.show_if)}"
     lines = [head]
     for choice in ask.choices:
-        _require(bool(_CODE.fullmatch(choice.code)) and choice.code not in _LINE_KEYWORDS,
+        _require(bool(_CODE.fullmatch(choice.code)) and choice.code not in STATEMENT_WORDS,
                  f"choice code '{choice.code}' of question '{ask.id}' cannot be written in the text form "
                  "(use 1 to 8 letters or digits that are not a keyword)")
         lines.append(f"{_INDENT}{choice.code} {quote(choice.label)}")
@@ -214,7 +220,7 @@ def _ask_text(ask: ast.Ask) -> list[str]:
     if ask.attempts is not None:
         lines.append(f"{_INDENT}attempts {_count(ask.attempts, 'attempts')}")
     if ask.on_invalid is not None:
-        _require(ask.on_invalid in ("skip", "end"), f"on_invalid of question '{ask.id}' must be skip or end")
+        _require(ask.on_invalid in ON_INVALID, f"on_invalid of question '{ask.id}' must be skip or end")
         lines.append(f"{_INDENT}then {ask.on_invalid}")
     if ask.max_length is not None:
         lines.append(f"{_INDENT}max length {_count(ask.max_length, 'max_length')}")
@@ -275,16 +281,22 @@ def _plain(value):
 def load_for_command(path: str) -> tuple[ast.Survey | None, int]:
     """(survey, 0) or, after printing the diagnostics to stderr, (None, exit status):
     2 when the file cannot be read (or is empty, as `canvass check` says), 1 when it does not parse."""
+    survey, _, status = read_for_command(path)
+    return survey, status
+
+
+def read_for_command(path: str) -> tuple[ast.Survey | None, str, int]:
+    """As load_for_command, with the file's text."""
     try:
         source = read_source(path)
     except FlowError as err:
         print("\n".join(d.render() for d in err.diagnostics), file=sys.stderr)
-        return None, 2
+        return None, "", 2
     try:
-        return parse_source(source, str(path)), 0
+        return parse_source(source, str(path)), source, 0
     except FlowError as err:
         print("\n".join(d.render(source) for d in err.diagnostics), file=sys.stderr)
-        return None, 2 if any(d.code == "E002" for d in err.diagnostics) else 1
+        return None, source, 2 if unreadable(err.diagnostics) else 1
 
 
 def run_convert(path: str, to: str) -> int:

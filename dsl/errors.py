@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from dsl.characters import FORBIDDEN
+
 
 @dataclass(frozen=True)
 class Diagnostic:
@@ -18,7 +20,10 @@ class Diagnostic:
 
     def __post_init__(self) -> None:
         if not self.severity:
-            object.__setattr__(self, "severity", "error" if self.code.startswith("E") else "warning")
+            # The registry builds Diagnostics, so it is imported here rather than at the top.
+            from dsl.diagnostics import severity_of
+
+            object.__setattr__(self, "severity", severity_of(self.code))
 
     @property
     def is_error(self) -> bool:
@@ -31,9 +36,10 @@ class Diagnostic:
         where = f"{self.path}:{self.line}:{self.col}" if self.line else self.path
         out = [f"{where}: {self.severity}[{self.code}]: {self.message}"]
         if source is not None and self.line:
-            lines = source.splitlines()
+            lines = source.split("\n")  # as the readers count lines (splitlines also breaks at \x0b, \x1c...)
             if 0 < self.line <= len(lines):
-                text = lines[self.line - 1].expandtabs(1)
+                # A control character would garble the terminal: show a replacement character instead.
+                text = FORBIDDEN.sub("\ufffd", lines[self.line - 1].rstrip("\r")).expandtabs(1)
                 if len(text) <= 300:
                     out.append(f"      {text}")
                     out.append("      " + " " * (self.col - 1) + "^" * max(1, self.length))

@@ -9,8 +9,10 @@ from lark import Token, Transformer, v_args
 from lark.exceptions import LarkError, UnexpectedInput
 
 from dsl import ast
-from dsl.errors import Diagnostic, FlowError
+from dsl.diagnostics import EXPRESSION_SYNTAX, SYNTAX, Diagnostic
+from dsl.errors import FlowError
 from dsl.grammar import parser
+from dsl.vocabulary import ON_INVALID, QUESTION_TYPES
 
 
 def unquote(token: str) -> str:
@@ -148,31 +150,32 @@ def syntax_diagnostic(path: str, err: UnexpectedInput, what: str, line_offset=0,
         message = f"unexpected character {err.char!r} in {what}" if hasattr(err, "char") else f"syntax error in {what}"
     nice = [_EXPECTED_NAMES.get(e, e.strip('"').lower()) for e in expected if not e.startswith("__")]
     hint = f"expected {', '.join(dict.fromkeys(nice))}" if nice and len(nice) <= 12 else ""
-    return Diagnostic(path, line + line_offset, col + (col_offset if line == 1 else 0), "E001" if what == "flow" else "E021", message, hint)
+    code = SYNTAX if what == "flow" else EXPRESSION_SYNTAX
+    return code.diagnostic(path, (line + line_offset, col + (col_offset if line == 1 else 0)), message, hint)
 
 
 _EXPECTED_NAMES = {
     "NAME": "a name", "STRING": "a quoted string", "NUMBER": "a number", "INT": "a whole number",
     "COMP_OP": "a comparison (== != < <= > >=)", "DURATION": "a duration like 48h",
-    "QTYPE": "a question type (nps, choice, text)", "SLUG": "a survey id", "_NL": "a line break",
+    "QTYPE": f"a question type ({', '.join(QUESTION_TYPES)})", "SLUG": "a survey id", "_NL": "a line break",
     "LSQB": "'['", "RSQB": "']'", "LPAR": "'('", "RPAR": "')'", "COMMA": "','", "EQUAL": "'='",
-    "CODE": "a choice code", "END_ID": "an end id", "ON_INVALID": "skip or end", "$END": "end of text",
+    "CODE": "a choice code", "END_ID": "an end id", "ON_INVALID": " or ".join(ON_INVALID), "$END": "end of text",
 }
 
 
 def parse_expression(text: str, path: str = "", line: int = 1, col: int = 1) -> ast.Expr:
-    """Parse an expression written at (line, col) of a file; raise FlowError (E021) if it is malformed."""
+    """Parse an expression written at (line, col) of a file; raise FlowError (EXPRESSION_SYNTAX) if it is malformed."""
     try:
         tree = parser().parse(text, start="expression")
     except UnexpectedInput as err:
         raise FlowError([syntax_diagnostic(path, err, "expression", line - 1, col - 1)]) from None
     except LarkError as err:  # pragma: no cover - lark's other errors
-        raise FlowError([Diagnostic(path, line, col, "E021", f"cannot parse expression: {err}")]) from None
+        raise FlowError([EXPRESSION_SYNTAX.diagnostic(path, (line, col), f"cannot parse expression: {err}")]) from None
     try:
         return ExprBuilder(line - 1, col - 1).transform(tree)
     except RecursionError:
-        raise FlowError([Diagnostic(path, line, col, "E021", "the expression is nested too deeply",
-                                    "split it into simpler expressions")]) from None
+        raise FlowError([EXPRESSION_SYNTAX.diagnostic(path, (line, col), "the expression is nested too deeply",
+                                                      "split it into simpler expressions")]) from None
 
 
 # ---------------------------------------------------------------- printing

@@ -54,6 +54,16 @@ def reachable(survey: ast.Survey, succ: list[list[int]] | None = None) -> list[b
     return seen[: len(survey.elements)]
 
 
+class Paths:
+    """What the checks ask of the element graph, worked out once per survey: each id's element,
+    each element's successors, and which elements some path from the start reaches."""
+
+    def __init__(self, survey: ast.Survey):
+        self.ids = first_index(survey)
+        self.succ = successors(survey)
+        self.reached = reachable(survey, self.succ)
+
+
 class KnownBefore:
     """For each element, the questions that may have been answered and the sets that may have run
     on some path reaching it: a forward may-analysis over the acyclic element graph, one bit per

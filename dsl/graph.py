@@ -11,11 +11,15 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dsl import ast
-from dsl.convert import load_for_command
+from dsl.check import check_survey
+from dsl.convert import read_for_command
+from dsl.diagnostics import Diagnostic
 from dsl.expr_parse import to_source
+from dsl.vocabulary import DEFAULT_END_MESSAGE
 
 _SHORT = 48  # characters of a prompt or message shown in a node
 _DOT_TIMEOUT = 30  # seconds
@@ -75,7 +79,7 @@ class _Builder:
         return self.extra[key]
 
     def end_message(self, message: str | None) -> str:
-        return message if message is not None else (self.survey.end_message or ast.DEFAULT_END_MESSAGE)
+        return message if message is not None else (self.survey.end_message or DEFAULT_END_MESSAGE)
 
     def build(self) -> Graph:
         nodes, edges = self.graph.nodes, self.graph.edges
@@ -144,7 +148,10 @@ _DOT_SHAPES = {"start": 'shape=circle, label="start"', "question": "shape=box, s
 
 
 def _dot_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    # Graphviz reads "&name;" in a label as an entity and copies it into the SVG as written, so a
+    # literal "&" is written "&amp;" (which every output shows as "&").
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("&", "&amp;")
+    return '"' + escaped + '"'
 
 
 def to_dot(survey: ast.Survey) -> str:
@@ -181,11 +188,17 @@ def write_svg(dot_source: str, path: str) -> str | None:
     return None
 
 
-def run_graph(path: str, svg: str | None = None) -> int:
-    """`canvass graph FILE [--svg OUT]`: print the Mermaid flowchart; with --svg also write an SVG."""
-    survey, status = load_for_command(path)
+def run_graph(path: str, svg: str | None = None,
+              check: Callable[[ast.Survey, str], list[Diagnostic]] = check_survey) -> int:
+    """`canvass graph FILE [--svg OUT]`: print the Mermaid flowchart; with --svg also write an SVG.
+    A flow that fails `check` is not drawn: its errors are printed and the status is 1."""
+    survey, source, status = read_for_command(path)
     if survey is None:
         return status
+    errors = [d for d in check(survey, source) if d.is_error]
+    if errors:
+        print("\n".join(d.render(source) for d in errors), file=sys.stderr)
+        return 1
     sys.stdout.write(to_mermaid(survey))
     if svg:
         problem = write_svg(to_dot(survey), svg)

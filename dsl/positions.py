@@ -32,21 +32,32 @@ class SourceMap:
         index = bisect.bisect_right(self.starts, offset) - 1
         return index + 1, offset - self.starts[index] + 1
 
+    def _limit(self, start: int, span: int) -> int:
+        """Where a value starting at `start` ends at the latest: it ends before the next one begins."""
+        limit = start + 8 * span + 64  # room for quotes, escapes and folded lines
+        following = bisect.bisect_right(self.bounds, start)
+        return min(limit, self.bounds[following]) if following < len(self.bounds) else limit
+
     def find(self, at: tuple[int, int], needle: str, nth: int = 0, span: int = 0) -> tuple[int, int]:
         """Where the nth `needle` of a value starting at `at` is written; `at` itself when unsure."""
         start = self.offset(at)
         if start is None or not needle:
             return at
-        limit = start + 8 * span + 64  # room for quotes, escapes and folded lines
-        following = bisect.bisect_right(self.bounds, start)
-        if following < len(self.bounds):
-            limit = min(limit, self.bounds[following])
+        limit = self._limit(start, span)
         pos = start - 1
         for _ in range(nth + 1):
             pos = self.source.find(needle, pos + 1, limit)
             if pos < 0:
                 return at
         return self.position(pos)
+
+    def matches(self, at: tuple[int, int], pattern: re.Pattern, span: int = 0):
+        """(position, match) of each match of `pattern` where a value starting at `at` is written."""
+        start = self.offset(at)
+        if start is None:
+            return
+        for match in pattern.finditer(self.source, start, self._limit(start, span)):
+            yield self.position(match.start()), match
 
     def key(self, key: str, value_at: tuple[int, int], floor: int) -> tuple[int, int]:
         """The position of a YAML key whose value starts at value_at (a block list starts a line below)."""
@@ -87,6 +98,33 @@ class Text:
     where: str
     kind: str  # title | prompt | choice | message
     element: int | None  # index in survey.elements; None for survey-level texts
+
+
+def every_text(survey: ast.Survey):
+    """Every text of a survey that reaches a respondent or a message: texts(), the settings that
+    are text (access code, sender, WhatsApp template), choice codes and strings in expressions."""
+    yield from texts(survey)
+    for key in ("access_code", "sender", "content_sid"):
+        value = getattr(survey, key)
+        if value:
+            yield Text(value, span(survey, key), f"the survey's {key}", "setting", None)
+    for index, element in enumerate(survey.elements):
+        if isinstance(element, ast.Ask):
+            for choice in element.choices:
+                yield Text(choice.code, (choice.line, choice.col),
+                           f"the code of choice '{choice.code}' of question '{element.id}'", "code", index)
+        for expr in (getattr(element, "show_if", None), getattr(element, "value", None),
+                     getattr(element, "cond", None)):
+            for node in ast.walk(expr):
+                if isinstance(node, ast.Literal) and isinstance(node.value, str) and node.value:
+                    yield Text(node.value, (node.line, node.col),
+                               f"a string in an expression of {_describe(element)}", "expression", index)
+
+
+def _describe(element: ast.Element) -> str:
+    kind = {ast.Ask: "question", ast.Set: "set", ast.Goto: "goto", ast.End: "end"}[type(element)]
+    name = ast.element_id(element) or getattr(element, "target", "")
+    return f"{kind} '{name}'"
 
 
 def texts(survey: ast.Survey):

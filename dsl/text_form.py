@@ -6,34 +6,29 @@ from lark import Token, Tree
 from lark.exceptions import UnexpectedInput
 
 from dsl import ast
+from dsl import diagnostics as codes
+from dsl.diagnostics import Diagnostic, Reporter
 from dsl.durations import parse_duration
-from dsl.errors import Diagnostic, FlowError, suggest
+from dsl.errors import FlowError, suggest
 from dsl.expr_parse import ExprBuilder, syntax_diagnostic, unquote
 from dsl.grammar import parser
+from dsl.vocabulary import ELEMENTS, OPTIONS, SETTINGS, STATEMENT_WORDS, keyword
 
-# setting rule -> (Survey attribute, how to read its first token)
-_SETTINGS = {
-    "title": "title", "access_code": "access_code", "sender": "sender", "end_message": "end_message",
-    "not_in_survey_message": "not_in_survey_message", "help_message": "help_message",
-    "content_sid": "content_sid",
-}
-_OPTIONS = ("choice", "invalid_message", "attempts", "on_invalid", "max_length")
+# setting rule -> the Survey attribute its one quoted text sets
+_TEXT_SETTINGS = {s.rule: s.attr for s in SETTINGS if s.kind == "text" and s.rule}
+_DURATION_SETTINGS = {s.rule: s.attr for s in SETTINGS if s.kind == "duration"}
+_OPTIONS = tuple(o.rule for o in OPTIONS)
 
 
 def _pos(token) -> tuple[int, int]:
     return (getattr(token, "line", 0) or 0, getattr(token, "column", 0) or 0)
 
 
-class _Reader:
+class _Reader(Reporter):
     def __init__(self, path: str):
-        self.path = path
-        self.diagnostics: list[Diagnostic] = []
+        super().__init__(path)
         self.seen: dict[str, tuple[int, int]] = {}
         self.exprs = ExprBuilder()
-
-    def error(self, at, code: str, message: str, hint: str = "", length: int = 1) -> None:
-        line, col = at
-        self.diagnostics.append(Diagnostic(self.path, line, col, code, message, hint, length))
 
     def expr(self, tree):
         return None if tree is None else self.exprs.transform(tree)
@@ -53,12 +48,12 @@ class _Reader:
             at = (node.meta.line, node.meta.column)
             if kind in _OPTIONS:
                 if current is None:
-                    self.error(at, "E005", f"'{_keyword(kind)}' must come under an 'ask' line",
+                    self.report(codes.MALFORMED_VALUE, at, f"'{keyword(kind)}' must come under an 'ask' line",
                                "indent it under the question it belongs to")
                     continue
                 self.option(current, kind, node)
                 continue
-            if kind in ("ask", "set", "goto", "end"):
+            if kind in ELEMENTS:
                 element = self.element(kind, node)
                 survey.elements.append(element)
                 current = element if isinstance(element, ast.Ask) else None
@@ -70,19 +65,19 @@ class _Reader:
     def setting(self, survey: ast.Survey, kind: str, node: Tree, at) -> None:
         if kind in self.seen:
             line, _ = self.seen[kind]
-            self.error(at, "E004", f"'{_keyword(kind)}' is given twice", f"the first is on line {line}")
+            self.report(codes.DUPLICATE_KEY, at, f"'{keyword(kind)}' is given twice", f"the first is on line {line}")
             return
         self.seen[kind] = at
         first = node.children[0]
         survey.spans[kind] = _pos(first)
-        if kind in _SETTINGS:
-            setattr(survey, _SETTINGS[kind], unquote(first))
-        elif kind in ("expires_after", "remind_after"):
+        if kind in _TEXT_SETTINGS:
+            setattr(survey, _TEXT_SETTINGS[kind], unquote(first))
+        elif kind in _DURATION_SETTINGS:
             seconds = parse_duration(first)
             if not seconds:  # as in the YAML form: a zero duration is a mistake
-                self.error(_pos(first), "E009", f"'{first}' is not a duration",
-                           "write a number and a unit: 30m, 48h, 2d", len(first))
-            setattr(survey, kind, seconds)
+                self.report(codes.BAD_DURATION, _pos(first), f"'{first}' is not a duration",
+                            length=len(first))
+            setattr(survey, _DURATION_SETTINGS[kind], seconds)
         if kind == "remind_after" and node.children[1] is not None:
             survey.remind_message = unquote(node.children[1])
             survey.spans["remind_message"] = _pos(node.children[1])
@@ -121,7 +116,7 @@ class _Reader:
             ask.choices.append(ast.Choice(code=str(code), label=unquote(label), line=code.line, col=code.column))
             return
         if kind in ask.spans:
-            self.error(at, "E004", f"'{_keyword(kind)}' is given twice for question '{ask.id}'")
+            self.report(codes.DUPLICATE_KEY, at, f"'{keyword(kind)}' is given twice for question '{ask.id}'")
             return
         ask.spans[kind] = _pos(c[0])
         if kind == "invalid_message":
@@ -134,20 +129,10 @@ class _Reader:
             ask.max_length = int(c[0])
 
 
-def _keyword(rule: str) -> str:
-    return {"invalid_message": "invalid", "on_invalid": "then", "max_length": "max length",
-            "expires_after": "expires after", "remind_after": "remind after",
-            "access_code": "access code", "end_message": "end message",
-            "not_in_survey_message": "not in survey message", "help_message": "help message",
-            "content_sid": "whatsapp template"}.get(rule, rule)
-
-
-STATEMENT_WORDS = ("survey", "title", "expires", "remind", "access", "sender", "end", "fields", "not",
-                   "help", "whatsapp", "ask", "set", "goto", "invalid", "attempts", "then", "max")
 
 
 def _unknown_statement(source: str, diag: Diagnostic) -> Diagnostic | None:
-    """E003 with a 'did you mean' when a line starts with a word that begins no statement."""
+    """UNKNOWN_KEY with a 'did you mean' when a line starts with a word that begins no statement."""
     lines = source.splitlines()
     if not 0 < diag.line <= len(lines):
         return None
@@ -157,23 +142,25 @@ def _unknown_statement(source: str, diag: Diagnostic) -> Diagnostic | None:
     if diag.col != start or not word.isalpha() or word in STATEMENT_WORDS:
         return None
     hint = suggest(word, STATEMENT_WORDS) or "a line starts with ask, set, goto, end or a setting"
-    return Diagnostic(diag.path, diag.line, diag.col, "E003", f"unknown statement '{word}'", hint, len(word))
+    return codes.UNKNOWN_KEY.diagnostic(diag.path, (diag.line, diag.col), f"unknown statement '{word}'", hint,
+                                        len(word))
 
 
 def parse_text(source: str, path: str = "<text>") -> ast.Survey:
     """Parse a survey in the text form; raise FlowError with positioned diagnostics."""
     if not source.strip():
-        raise FlowError([Diagnostic(path, 1, 1, "E002", "the file is empty", "start with: survey my-survey \"Title\"")])
+        raise FlowError([codes.UNREADABLE.diagnostic(path, (1, 1), "the file is empty",
+                                                     "start with: survey my-survey \"Title\"")])
     try:
         tree = parser().parse(source if source.endswith("\n") else source + "\n", start="file")
     except UnexpectedInput as err:
         diag = syntax_diagnostic(path, err, "flow")
         if isinstance(getattr(err, "token", None), Token) and err.token.type == "CODE":
-            diag = Diagnostic(path, diag.line, diag.col, "E001", diag.message,
-                              "a choice line must come under an 'ask ... choice' line")
+            diag = codes.SYNTAX.diagnostic(path, (diag.line, diag.col), diag.message,
+                                           "a choice line must come under an 'ask ... choice' line")
         raise FlowError([_unknown_statement(source, diag) or diag]) from None
     except RecursionError:
-        raise FlowError([Diagnostic(path, 1, 1, "E001", "the flow is nested too deeply to read")]) from None
+        raise FlowError([codes.SYNTAX.diagnostic(path, (1, 1), "the flow is nested too deeply to read")]) from None
     reader = _Reader(path)
     survey = reader.read(tree)
     if reader.diagnostics:

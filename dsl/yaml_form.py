@@ -6,21 +6,16 @@ from dataclasses import replace
 
 import yaml
 
-from dsl import ast
+from dsl import ast, characters
+from dsl import diagnostics as codes
+from dsl.diagnostics import Code, Reporter
 from dsl.durations import parse_duration
-from dsl.errors import Diagnostic, FlowError, suggest
+from dsl.errors import FlowError, suggest
 from dsl.expr_parse import parse_expression
+from dsl.vocabulary import ELEMENT_KEYS, QUESTION_TYPES, SETTINGS, SURVEY_KEYS
 
-SURVEY_KEYS = ("survey", "title", "expires_after", "access_code", "end_message", "sender", "fields",
-               "remind_after", "remind_message", "not_in_survey_message", "help_message",
-               "whatsapp_template", "flow")
-ELEMENT_KEYS = {
-    "ask": ("ask", "type", "prompt", "show_if", "choices", "invalid_message", "attempts", "on_invalid",
-            "max_length"),
-    "set": ("set", "value"),
-    "goto": ("goto", "if"),
-    "end": ("end", "message"),
-}
+_ADD_TYPE = "add " + ", ".join(f"`type: {t}`" for t in QUESTION_TYPES[:-1]) + f" or `type: {QUESTION_TYPES[-1]}`"
+
 _STR, _INT, _BOOL, _NULL = ("tag:yaml.org,2002:" + t for t in ("str", "int", "bool", "null"))
 
 
@@ -34,38 +29,37 @@ class Entries(dict):
         return key not in self and key not in self.misspelt
 
 
-class _Reader:
+class _Reader(Reporter):
     def __init__(self, path: str, source: str):
-        self.path = path
+        super().__init__(path)
         self.source = source
-        self.diagnostics: list[Diagnostic] = []
 
-    def error(self, node, code: str, message: str, hint: str = "") -> None:
-        line, col = at(node)
+    def error(self, code: Code, node, message: str, hint: str | None = None) -> None:
+        """Report a problem with a YAML node, underlining the whole of a one-line scalar."""
         length = len(node.value) if isinstance(node, yaml.ScalarNode) and "\n" not in node.value else 1
-        self.diagnostics.append(Diagnostic(self.path, line, col, code, message, hint, max(1, length)))
+        self.report(code, at(node), message, hint, length)
 
     def mapping(self, node, allowed, where: str) -> Entries:
         """A mapping's entries by key, reporting duplicate and unknown keys."""
         entries = Entries()
         if not isinstance(node, yaml.MappingNode):
-            self.error(node, "E005", f"{where} must be a mapping of keys to values")
+            self.error(codes.MALFORMED_VALUE, node, f"{where} must be a mapping of keys to values")
             return entries
         misspelt = set()
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, str):
-                self.error(key_node, "E005", f"a key in {where} must be a plain word")
+                self.error(codes.MALFORMED_VALUE, key_node, f"a key in {where} must be a plain word")
                 continue
             if key in entries:
                 first = entries[key][0].start_mark.line + 1
-                self.error(key_node, "E004", f"duplicate key '{key}' in {where}", f"the first is on line {first}")
+                self.error(codes.DUPLICATE_KEY, key_node, f"duplicate key '{key}' in {where}", f"the first is on line {first}")
                 continue
             if key not in allowed:
                 close = suggest(key, allowed)
                 if close:
                     misspelt.add(close.split("'")[1])
-                self.error(key_node, "E003", f"unknown key '{key}' in {where}",
+                self.error(codes.UNKNOWN_KEY, key_node, f"unknown key '{key}' in {where}",
                            close or f"allowed keys: {', '.join(allowed)}")
                 continue
             entries[key] = (key_node, value_node)
@@ -79,7 +73,7 @@ class _Reader:
         if isinstance(node, yaml.ScalarNode) and node.tag != _NULL:
             return node.value
         if required or not (isinstance(node, yaml.ScalarNode) and node.tag == _NULL):
-            self.error(node, "E005", f"'{key}' in {where} must be text")
+            self.error(codes.MALFORMED_VALUE, node, f"'{key}' in {where} must be text")
         return None
 
     def integer(self, entries, key: str, where: str) -> int | None:
@@ -91,7 +85,7 @@ class _Reader:
                 return int(node.value, 0)
             except ValueError:
                 pass
-        self.error(node, "E005", f"'{key}' in {where} must be a whole number")
+        self.error(codes.MALFORMED_VALUE, node, f"'{key}' in {where} must be a whole number")
         return None
 
     def duration(self, entries, key: str) -> int | None:
@@ -100,8 +94,7 @@ class _Reader:
             return None
         seconds = parse_duration(value)
         if seconds is None or seconds <= 0:
-            self.error(entries[key][1], "E009", f"'{value}' is not a duration",
-                       "write a number and a unit: 30m, 48h, 2d")
+            self.error(codes.BAD_DURATION, entries[key][1], f"'{value}' is not a duration")
         return seconds
 
     def expression(self, entries, key: str, where: str):
@@ -109,7 +102,7 @@ class _Reader:
             return None
         node = entries[key][1]
         if not isinstance(node, yaml.ScalarNode) or node.tag == _NULL:
-            self.error(node, "E021", f"'{key}' in {where} must be an expression")
+            self.error(codes.EXPRESSION_SYNTAX, node, f"'{key}' in {where} must be an expression")
             return None
         text = node.value.lower() if node.tag == _BOOL else node.value
         where_in_file = ScalarMap(self.source, node, text)
@@ -127,28 +120,27 @@ class _Reader:
     def survey(self, root) -> ast.Survey:
         entries = self.mapping(root, SURVEY_KEYS, "the survey")
         if entries.lacks("survey"):
-            self.error(root, "E005", "the survey has no 'survey' key", "add `survey: my-survey-id` at the top")
+            self.error(codes.MALFORMED_VALUE, root, "the survey has no 'survey' key", "add `survey: my-survey-id` at the top")
         survey = ast.Survey(id=self.text(entries, "survey", "the survey", True) or "", path=self.path,
                             line=at(root)[0], col=at(root)[1])
-        for key in ("title", "access_code", "end_message", "sender", "remind_message",
-                    "not_in_survey_message", "help_message"):
-            setattr(survey, key, self.text(entries, key, "the survey"))
-        survey.content_sid = self.text(entries, "whatsapp_template", "the survey")
-        expires = self.duration(entries, "expires_after")
-        if expires is not None:
-            survey.expires_after = expires
-        survey.remind_after = self.duration(entries, "remind_after")
-        if "fields" in entries:
-            survey.fields = self.names(entries["fields"][1])
+        for setting in (s for s in SETTINGS if s.kind == "text"):
+            setattr(survey, setting.attr, self.text(entries, setting.key, "the survey"))
+        for setting in (s for s in SETTINGS if s.kind == "duration"):
+            seconds = self.duration(entries, setting.key)
+            if seconds is not None or setting.attr != "expires_after":  # expiry keeps its default
+                setattr(survey, setting.attr, seconds)
+        for setting in (s for s in SETTINGS if s.kind == "names"):
+            if setting.key in entries:
+                setattr(survey, setting.attr, self.names(entries[setting.key][1]))
         for key, (_, value_node) in entries.items():
             survey.spans[key] = at(value_node)
         if "flow" not in entries:
             if entries.lacks("flow"):
-                self.error(root, "E005", "the survey has no 'flow'", "add `flow:` with a list of questions")
+                self.error(codes.MALFORMED_VALUE, root, "the survey has no 'flow'", "add `flow:` with a list of questions")
             return survey
         flow = entries["flow"][1]
         if not isinstance(flow, yaml.SequenceNode):
-            self.error(flow, "E005", "'flow' must be a list of elements (ask, set, goto, end)")
+            self.error(codes.MALFORMED_VALUE, flow, "'flow' must be a list of elements (ask, set, goto, end)")
             return survey
         for item in flow.value:
             element = self.element(item)
@@ -159,19 +151,19 @@ class _Reader:
     def names(self, node) -> list[str]:
         if isinstance(node, yaml.SequenceNode) and all(isinstance(n, yaml.ScalarNode) for n in node.value):
             return [n.value for n in node.value]
-        self.error(node, "E005", "'fields' must be a list of field names")
+        self.error(codes.MALFORMED_VALUE, node, "'fields' must be a list of field names")
         return []
 
     def element(self, node):
         if not isinstance(node, yaml.MappingNode) or not node.value:
-            self.error(node, "E005", "each flow element must be a mapping starting with ask, set, goto or end")
+            self.error(codes.MALFORMED_VALUE, node, "each flow element must be a mapping starting with ask, set, goto or end")
             return None
         keys = [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
         kinds = [k for k in keys if k in ELEMENT_KEYS]
         if not kinds:
             first = node.value[0][0]
             hint = suggest(str(first.value), ELEMENT_KEYS) or "start the element with ask:, set:, goto: or end:"
-            self.error(first, "E003", f"unknown flow element '{first.value}'", hint)
+            self.error(codes.UNKNOWN_KEY, first, f"unknown flow element '{first.value}'", hint)
             return None
         kind = kinds[0]
         entries = self.mapping(node, ELEMENT_KEYS[kind], f"this '{kind}' element")
@@ -182,7 +174,7 @@ class _Reader:
         if kind == "set":
             name = self.text(entries, "set", "set", True) or ""
             if entries.lacks("value"):
-                self.error(node, "E005", f"'set: {name}' has no 'value'", "add `value:` with an expression")
+                self.error(codes.MALFORMED_VALUE, node, f"'set: {name}' has no 'value'", "add `value:` with an expression")
             return ast.Set(name=name, value=self.expression(entries, "value", f"set '{name}'"),
                            line=line, col=col, spans=spans)
         if kind == "goto":
@@ -196,8 +188,8 @@ class _Reader:
         where = f"question '{qid}'"
         for key in ("type", "prompt"):
             if entries.lacks(key):
-                self.error(entries["ask"][0], "E005", f"{where} has no '{key}'",
-                           "add `type: nps`, `type: choice` or `type: text`" if key == "type" else "add `prompt:`")
+                self.error(codes.MALFORMED_VALUE, entries["ask"][0], f"{where} has no '{key}'",
+                           _ADD_TYPE if key == "type" else "add `prompt:`")
         ask = ast.Ask(id=qid, type=self.text(entries, "type", where) or "", prompt=self.text(entries, "prompt", where) or "",
                       show_if=self.expression(entries, "show_if", f"show_if of {where}"),
                       invalid_message=self.text(entries, "invalid_message", where),
@@ -210,7 +202,7 @@ class _Reader:
 
     def choices(self, node, where: str) -> list[ast.Choice]:
         if not isinstance(node, yaml.SequenceNode):
-            self.error(node, "E005", f"'choices' of {where} must be a list")
+            self.error(codes.MALFORMED_VALUE, node, f"'choices' of {where} must be a list")
             return []
         out = []
         for number, item in enumerate(node.value, start=1):
@@ -221,7 +213,7 @@ class _Reader:
             entries = self.mapping(item, ("code", "label"), f"a choice of {where}")
             code, label = self.text(entries, "code", "a choice", True), self.text(entries, "label", "a choice", True)
             if isinstance(item, yaml.MappingNode) and (code is None or label is None):
-                self.error(item, "E005", f"a choice of {where} needs both 'code' and 'label'")
+                self.error(codes.MALFORMED_VALUE, item, f"a choice of {where} needs both 'code' and 'label'")
             if code is not None and label is not None:
                 out.append(ast.Choice(code=code, label=label, line=line, col=col))
         return out
@@ -273,21 +265,26 @@ def at(node) -> tuple[int, int]:
 def parse_yaml(source: str, path: str = "<yaml>") -> ast.Survey:
     """Parse a survey in the YAML form; raise FlowError with positioned diagnostics."""
     if not source.strip():
-        raise FlowError([Diagnostic(path, 1, 1, "E002", "the file is empty", "start with: survey: my-survey")])
+        raise FlowError([codes.UNREADABLE.diagnostic(path, (1, 1), "the file is empty", "start with: survey: my-survey")])
     try:
         root = yaml.compose(source, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as err:  # a character YAML does not allow, written as itself
+        line = source.count("\n", 0, err.position) + 1
+        col = err.position - (source.rfind("\n", 0, err.position) + 1) + 1
+        raise FlowError([codes.CONTROL_CHARACTER.diagnostic(
+            path, (line, col), f"{characters.describe(chr(err.character))} in the file")]) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = err.problem or err.context or "malformed YAML"
-        raise FlowError([Diagnostic(path, line, col, "E001", f"YAML syntax error: {problem}",
-                                    "check the indentation and quoting on this line")]) from None
+        raise FlowError([codes.SYNTAX.diagnostic(path, (line, col), f"YAML syntax error: {problem}",
+                                                 "check the indentation and quoting on this line")]) from None
     except yaml.YAMLError as err:
-        raise FlowError([Diagnostic(path, 1, 1, "E001", f"YAML syntax error: {err}")]) from None
+        raise FlowError([codes.SYNTAX.diagnostic(path, (1, 1), f"YAML syntax error: {err}")]) from None
     except RecursionError:
-        raise FlowError([Diagnostic(path, 1, 1, "E001", "the YAML is nested too deeply to read")]) from None
+        raise FlowError([codes.SYNTAX.diagnostic(path, (1, 1), "the YAML is nested too deeply to read")]) from None
     if root is None:
-        raise FlowError([Diagnostic(path, 1, 1, "E002", "the file has no survey in it")])
+        raise FlowError([codes.UNREADABLE.diagnostic(path, (1, 1), "the file has no survey in it")])
     reader = _Reader(path, source)
     survey = reader.survey(root)
     if reader.diagnostics:

@@ -18,11 +18,11 @@ from pathlib import Path
 from transitions import Machine
 
 from dsl import ast
-from dsl.ast import DEFAULT_END_MESSAGE
 from dsl.check import check_survey
 from dsl.errors import FlowError
 from dsl.expr import ChoiceValue, Getter, compile_expr, truthy
 from dsl.load import form_of, load_file, parse_source
+from dsl.vocabulary import DEFAULT_END_MESSAGE, DEFAULT_ON_INVALID
 from engine.questions import QUESTION_TYPES, QuestionType
 from engine.render import Template, compile_text
 
@@ -122,7 +122,7 @@ class _Builder:
         prompt = compile_text(ask.prompt, self.asks)
         invalid = compile_text(ask.invalid_message or kind.expected(ask), self.asks)
         return Question(ask, kind, lambda values: kind.message(ask, prompt(values)), invalid,
-                        ask.attempts, ask.on_invalid or "skip")
+                        ask.attempts, ask.on_invalid or DEFAULT_ON_INVALID)
 
     def element(self, state: str, element: ast.Element, after: str) -> None:
         match element:

@@ -1,13 +1,20 @@
 """The flow diagram: Mermaid and Graphviz output, label escaping, and `canvass graph`."""
 
+import contextlib
+import io
 import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from dsl.expr_parse import quote
 from dsl.graph import build_graph, to_dot, to_mermaid
 from dsl.load import load_file, parse_source
 from engine.tools.cli import main
@@ -149,3 +156,62 @@ def test_mermaid_labels_never_look_like_a_style_definition():
     line = next(line for line in to_mermaid(survey).splitlines() if line.startswith("    n0"))
     assert not re.search(r"style.*:\S*#.*;", line)
     assert "Your style#58; #quot;bold#quot; or #35;plain?" in line
+
+
+# ---------------------------------------------------------------- any text: valid XML, or exit 1
+
+
+def _graph_quietly(path: Path, svg: Path) -> tuple[int, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        status = main(["graph", str(path), "--svg", str(svg)])
+    return status, err.getvalue()
+
+
+def test_graph_refuses_a_flow_that_fails_check(tmp_path, capsys):
+    flow = tmp_path / "bad.survey"
+    flow.write_text('survey s\nask q text "Reply\x01 now. Text STOP to opt out."\n', encoding="utf-8")
+    svg = tmp_path / "flow.svg"
+    assert main(["graph", str(flow), "--svg", str(svg)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and not svg.exists()
+    assert "bad.survey:2:18: error[E026]: control character U+0001 in the prompt of question 'q'" in err
+
+
+def test_graph_refuses_a_flow_that_fails_the_sms_checks_too(tmp_path, capsys):
+    flow = tmp_path / "one-way.survey"
+    flow.write_text('survey s\nsender "ACME"\nask q text "Why? Text STOP to opt out."\n', encoding="utf-8")
+    assert main(["graph", str(flow)]) == 1
+    assert "error[E019]" in capsys.readouterr().err
+
+
+@needs_dot
+def test_an_ampersand_entity_in_a_condition_stays_text_in_the_svg(tmp_path):
+    flow = tmp_path / "amp.survey"
+    flow.write_text('survey s\nask q text "Why? Text STOP to opt out."\nset x = "&#1; & &amp;"\n', encoding="utf-8")
+    svg = tmp_path / "flow.svg"
+    assert _graph_quietly(flow, svg)[0] == 0
+    labels = ["".join(t.itertext()) for t in ElementTree.parse(svg).iter("{http://www.w3.org/2000/svg}text")]
+    assert 'set x = "&#1; & &amp;"' in labels
+
+
+ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=30)
+
+
+@needs_dot
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(prompt=ANY_TEXT, label=ANY_TEXT, literal=ANY_TEXT)
+def test_the_svg_is_well_formed_xml_for_any_text(tmp_path, prompt, label, literal):
+    flow = tmp_path / "any.yaml"
+    value = quote(literal)  # an expression's string literal, characters and all
+    flow.write_text(yaml.safe_dump({"survey": "any", "flow": [
+        {"ask": "q", "type": "choice", "prompt": "Text STOP to opt out. " + prompt,
+         "choices": [label or "x", "other"]},
+        {"set": "s", "value": value}]}, allow_unicode=True), encoding="utf-8")
+    svg = tmp_path / "any.svg"
+    svg.unlink(missing_ok=True)
+    status, err = _graph_quietly(flow, svg)
+    if status == 0:
+        ElementTree.parse(svg)  # raises on anything that is not well-formed XML
+    else:
+        assert status == 1 and "error[" in err and not svg.exists()

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dsl import ast
+from dsl import ast, vocabulary
 from dsl.convert import survey_to_json, to_text, to_yaml
 from dsl.errors import FlowError
 from dsl.grammar import grammar_path
@@ -140,7 +140,7 @@ expressions = st.recursive(literals | name_exprs, compound, max_leaves=10)
 numbered_choices = st.lists(texts, max_size=4).map(
     lambda labels: [ast.Choice(code=str(n), label=label) for n, label in enumerate(labels, start=1)])
 coded_choices = st.lists(st.builds(ast.Choice, code=codes, label=texts), max_size=4)
-asks = st.builds(ast.Ask, id=names, type=st.sampled_from(ast.QUESTION_TYPES), prompt=texts,
+asks = st.builds(ast.Ask, id=names, type=st.sampled_from(vocabulary.QUESTION_TYPES), prompt=texts,
                  show_if=optional(expressions), choices=numbered_choices | coded_choices,
                  invalid_message=optional(texts), attempts=optional(counts),
                  on_invalid=optional(st.sampled_from(["skip", "end"])), max_length=optional(counts))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dsl import ast
+from dsl import ast, vocabulary
 from dsl.expr import ChoiceValue
 from engine.questions import QUESTION_TYPES
 
@@ -73,5 +73,5 @@ def test_stored_answer_views(ask, stored, value, record, piped):
 
 
 def test_registry_covers_the_language_types():
-    assert set(QUESTION_TYPES) == set(ast.QUESTION_TYPES)
+    assert set(QUESTION_TYPES) == set(vocabulary.QUESTION_TYPES)
     assert all(name == kind.name for name, kind in QUESTION_TYPES.items())

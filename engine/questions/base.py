@@ -10,7 +10,7 @@ from dsl import ast
 class QuestionType(ABC):
     """One question type. Stored answers are JSON scalars (int or str) so sessions stay small."""
 
-    name = ""
+    name = ""  # its word in dsl.vocabulary.QUESTION_TYPES
 
     def message(self, ask: ast.Ask, prompt: str) -> str:
         """The message that asks the question, given its rendered prompt."""

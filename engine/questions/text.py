@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dsl import ast
-from dsl.ast import DEFAULT_MAX_LENGTH
+from dsl.vocabulary import DEFAULT_MAX_LENGTH
 from engine.questions.base import QuestionType
 
 

@@ -1,10 +1,7 @@
 """The 2-way SMS / WhatsApp compatibility report (`canvass check`): sender rules, opt-out text,
 NPS scale, segments and encoding, survey length, and what a complete response costs.
 
-Codes: E018 sender breaks the rules, E019 alphanumeric sender on a 2-way survey, W001 no
-opt-out instructions in the first message, W002 NPS prompt without the 0-10 scale, W003 a
-message needs more than one segment, W004 a character forces UCS-2 though it has a GSM-7
-look-alike, W006 more than three questions. Language checks (E005-E024, W005) are dsl/check.py's.
+The language checks are dsl/check.py's; every code is defined in dsl/diagnostics.py.
 """
 
 from __future__ import annotations
@@ -16,12 +13,15 @@ import unicodedata
 from dataclasses import dataclass
 
 from dsl import ast
+from dsl import diagnostics as codes
 from dsl.check import check_survey
-from dsl.errors import Diagnostic, FlowError
-from dsl.flowgraph import reachable, successors
+from dsl.diagnostics import Diagnostic, Reporter, in_order, unreadable
+from dsl.errors import FlowError
+from dsl.flowgraph import Paths
 from dsl.load import parse_source, read_source
 from dsl.pipe import PIPE
 from dsl.positions import SourceMap, Text, span, texts
+from dsl.vocabulary import DEFAULT_END_MESSAGE
 from engine.questions import QUESTION_TYPES
 from engine.render import OPT_OUT_TEXT
 from engine.sms.phones import InvalidNumber, to_e164
@@ -52,7 +52,7 @@ def end_message(survey: ast.Survey, end: ast.End | None) -> str:
     """What an end (or falling off the end of the flow, when end is None) sends."""
     if end is not None and end.message is not None:
         return end.message
-    return survey.end_message or ast.DEFAULT_END_MESSAGE
+    return survey.end_message or DEFAULT_END_MESSAGE
 
 
 def assume_pipes(text: str, length: int) -> str:
@@ -67,15 +67,13 @@ def segments(text: str, pipe_length: int) -> int:
 # ---------------------------------------------------------------- diagnostics
 
 
-class _Compat:
-    def __init__(self, survey: ast.Survey, source: str | None, pipe_length: int):
+class _Compat(Reporter):
+    def __init__(self, survey: ast.Survey, source: str | None, pipe_length: int, paths: Paths):
+        super().__init__(survey.path)
         self.survey = survey
         self.map = SourceMap(source, survey)
         self.pipe_length = pipe_length
-        self.diagnostics: list[Diagnostic] = []
-
-    def report(self, at, code: str, message: str, hint: str = "", length: int = 1) -> None:
-        self.diagnostics.append(Diagnostic(self.survey.path, at[0], at[1], code, message, hint, max(1, length)))
+        self.paths = paths
 
     def run(self) -> list[Diagnostic]:
         self.sender()
@@ -83,13 +81,12 @@ class _Compat:
         questions = self.survey.questions
         for ask in questions:
             if ask.type == "nps" and not _NPS_SCALE.search(ask.prompt):
-                self.report(span(ask, "prompt"), "W002", f"the NPS prompt of question '{ask.id}' does not state the 0-10 scale",
-                            'say how to answer, e.g. "Reply 0-10"')
+                self.report(codes.NPS_SCALE, span(ask, "prompt"), f"the NPS prompt of question '{ask.id}' does not state the 0-10 scale")
         if len(questions) > MAX_QUESTIONS:
             fourth = questions[MAX_QUESTIONS]
-            self.report(span(fourth, "ask", "id"), "W006",
+            self.report(codes.TOO_MANY_QUESTIONS, span(fourth, "ask", "id"),
                         f"the survey has {len(questions)} questions; SMS surveys work best with two or three",
-                        "every extra text loses respondents: cut or merge questions", len(fourth.id))
+                        length=len(fourth.id))
         for text in texts(self.survey):
             self.encoding(text)
         self.lengths()
@@ -105,25 +102,23 @@ class _Compat:
             return
         if value.lower().startswith("whatsapp:"):
             if not _is_phone(value[len("whatsapp:"):]):
-                self.report(at, "E018", f"'{sender}' is not a WhatsApp sender",
+                self.report(codes.BAD_SENDER, at, f"'{sender}' is not a WhatsApp sender",
                             "write whatsapp: and the number in E.164 form, e.g. whatsapp:+14155550100", length)
             return
         if not any(ch.isalpha() for ch in value):
             if not (_is_phone(value) or _SHORT_CODE.match(value)):
-                self.report(at, "E018", f"sender '{sender}' is not a phone number in E.164 form",
+                self.report(codes.BAD_SENDER, at, f"sender '{sender}' is not a phone number in E.164 form",
                             "write + then the country code and number, no spaces: +14155550100", length)
             return
         if not _ALPHANUMERIC_ID.match(value):
-            self.report(at, "E018", f"sender '{sender}' breaks the alphanumeric sender ID rules",
+            self.report(codes.BAD_SENDER, at, f"sender '{sender}' breaks the alphanumeric sender ID rules",
                         "an alphanumeric ID is at most 11 characters of A-Z, a-z, 0-9 and space", length)
-        self.report(at, "E019", f"sender '{sender}' is an alphanumeric ID, which can only send one-way",
-                    "respondents cannot reply to it: send from a phone number, short code or "
-                    "messaging service (MG...)", length)
+        self.report(codes.ONE_WAY_SENDER, at, f"sender '{sender}' is an alphanumeric ID, which can only send one-way",
+                    length=length)
 
     def opt_out(self) -> None:
-        """W001 on every question that can be the first message a respondent receives."""
-        succ = successors(self.survey)
-        reached = reachable(self.survey, succ)
+        """NO_OPT_OUT on every question that can be the first message a respondent receives."""
+        succ, reached = self.paths.succ, self.paths.reached
         elements = self.survey.elements
         can_be_first = [False] * (len(elements) + 1)
         can_be_first[0] = True
@@ -132,16 +127,15 @@ class _Compat:
                 continue
             if isinstance(element, ast.Ask):
                 if not _has_opt_out(element.prompt):
-                    self.report(span(element, "prompt"), "W001",
-                                f"the first message (question '{element.id}') does not say how to opt out",
-                                'add "Text STOP to opt out." (carriers expect it in the first message)')
+                    self.report(codes.NO_OPT_OUT, span(element, "prompt"),
+                                f"the first message (question '{element.id}') does not say how to opt out")
                 if element.show_if is None:
                     continue  # the respondent has now received a message
             for j in succ[i]:
                 can_be_first[j] = True
 
     def encoding(self, text: Text) -> None:
-        """W004 for each character that alone keeps an otherwise GSM-7 text in UCS-2."""
+        """UCS2 for each character that alone keeps an otherwise GSM-7 text in UCS-2."""
         if text.kind == "title":
             return
         culprits = ucs2_culprits(text.value)
@@ -155,12 +149,11 @@ class _Compat:
             at = self.map.find(text.at, ch, 0, len(value))
             name = unicodedata.name(ch, "")
             instead = f"write {alike!r} instead" if alike else "remove it (it is invisible)"
-            self.report(at, "W004", f"{ch!r} (U+{ord(ch):04X}{' ' + name if name else ''}) in {text.where} "
-                        "forces UCS-2: 70 characters a segment instead of 160",
-                        f"{instead}, or turn on Twilio Smart Encoding")
+            self.report(codes.UCS2, at, f"{ch!r} (U+{ord(ch):04X}{' ' + name if name else ''}) in {text.where} "
+                        "forces UCS-2: 70 characters a segment instead of 160", instead=instead)
 
     def lengths(self) -> None:
-        """W003 for each message that needs more than one segment."""
+        """SEGMENTS for each message that needs more than one segment."""
         for ask in self.survey.questions:
             where = f"the prompt of question '{ask.id}'" + (" with its choices" if ask.choices else "")
             self.segments(render_prompt(ask), span(ask, "prompt"), where)
@@ -173,9 +166,8 @@ class _Compat:
         if result.segments > 1:
             limit = 160 if result.encoding == "GSM-7" else 70
             piped = f", piped text counted as {self.pipe_length} characters" if PIPE.search(value) else ""
-            self.report(at, "W003", f"{where} needs {result.segments} SMS segments "
-                        f"({result.encoding}, {result.units} characters{piped})",
-                        f"each segment is billed: keep a message to {limit} characters to send it as one")
+            self.report(codes.SEGMENTS, at, f"{where} needs {result.segments} SMS segments "
+                        f"({result.encoding}, {result.units} characters{piped})", limit=limit)
 
 
 def _has_opt_out(text: str) -> bool:
@@ -190,16 +182,16 @@ def _is_phone(text: str) -> bool:
         return False
 
 
-def compat_diagnostics(survey: ast.Survey, source: str | None = None, assume_pipe_length: int = 10) -> list[Diagnostic]:
+def compat_diagnostics(survey: ast.Survey, source: str | None = None, assume_pipe_length: int = 10,
+                       paths: Paths | None = None) -> list[Diagnostic]:
     """The SMS/WhatsApp diagnostics for a survey, sorted by position."""
-    diagnostics = _Compat(survey, source, assume_pipe_length).run()
-    return sorted(diagnostics, key=lambda d: (d.line, d.col, d.code))
+    return in_order(_Compat(survey, source, assume_pipe_length, paths or Paths(survey)).run())
 
 
 # ---------------------------------------------------------------- cost
 
 
-def summary(survey: ast.Survey, assume_pipe_length: int = 10) -> dict:
+def summary(survey: ast.Survey, assume_pipe_length: int = 10, paths: Paths | None = None) -> dict:
     """Questions, distinct paths, and the fewest and most SMS segments over a complete response.
 
     A path is a run from the start to an end: every show_if shown or skipped and every
@@ -207,7 +199,7 @@ def summary(survey: ast.Survey, assume_pipe_length: int = 10) -> dict:
     so a backward pass counts paths and segment totals exactly without enumerating them.
     """
     elements = survey.elements
-    succ = successors(survey)
+    succ = (paths or Paths(survey)).succ
     n = len(elements)
     fall_off = segments(end_message(survey, None), assume_pipe_length)
     paths, fewest, most = [0] * (n + 1), [0] * (n + 1), [0] * (n + 1)
@@ -253,7 +245,7 @@ class FileReport:
 
     @property
     def unreadable(self) -> bool:
-        return any(d.code == "E002" for d in self.diagnostics)
+        return unreadable(self.diagnostics)
 
     def to_json(self) -> dict:
         return {"path": self.path, "diagnostics": [d.to_json() for d in self.diagnostics], "summary": self.summary}
@@ -263,16 +255,18 @@ def check_source(source: str, path: str, assume_pipe_length: int = 10) -> FileRe
     """Parse and check one flow's text; never raises."""
     try:
         survey = parse_source(source, path)
-        diagnostics = check_survey(survey, source) + compat_diagnostics(survey, source, assume_pipe_length)
-        result = summary(survey, assume_pipe_length)
+        paths = Paths(survey)
+        diagnostics = (check_survey(survey, source, paths)
+                       + compat_diagnostics(survey, source, assume_pipe_length, paths))
+        result = summary(survey, assume_pipe_length, paths)
     except FlowError as err:
         return FileReport(path, _sorted(err.diagnostics), None, source)
     except RecursionError:
-        return FileReport(path, [Diagnostic(path, 1, 1, "E001", "the flow is nested too deeply to read",
-                                            "simplify the deepest expression or list")], None, source)
+        return FileReport(path, [codes.SYNTAX.diagnostic(path, (1, 1), "the flow is nested too deeply to read",
+                                                         "simplify the deepest expression or list")], None, source)
     except Exception as err:  # a bug must still not cost the author a traceback
-        return FileReport(path, [Diagnostic(path, 0, 0, "E000", f"internal error while checking: {type(err).__name__}: {err}",
-                                            "please report this with the flow file")], None, source)
+        return FileReport(path, [codes.INTERNAL.diagnostic(
+            path, (0, 0), f"internal error while checking: {type(err).__name__}: {err}")], None, source)
     return FileReport(path, _sorted(diagnostics), result, source)
 
 
@@ -285,7 +279,7 @@ def check_file(path: str, assume_pipe_length: int = 10) -> FileReport:
 
 
 def _sorted(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
-    return sorted(dict.fromkeys(diagnostics), key=lambda d: (d.line, d.col, d.code))
+    return in_order(diagnostics, unique=True)
 
 
 def _plural(number: int, noun: str) -> str:

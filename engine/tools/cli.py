@@ -26,8 +26,9 @@ def _segments(args) -> int:
 
 def _graph(args) -> int:
     from dsl.graph import run_graph
+    from engine.sms.compat import check_source
 
-    return run_graph(args.file, svg=args.svg)
+    return run_graph(args.file, svg=args.svg, check=lambda survey, source: check_source(source, args.file).diagnostics)
 
 
 def _sim(args) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from dsl.diagnostics import unreadable
 from dsl.durations import format_duration, parse_duration
 from dsl.errors import FlowError
 from dsl.load import read_source
@@ -181,7 +182,7 @@ def run_sim(args) -> int:
         source = _source_or_none(args.file)
         for diagnostic in err.diagnostics:
             print(diagnostic.render(source), file=sys.stderr)
-        return 2 if any(d.code == "E002" for d in err.diagnostics) else 1
+        return 2 if unreadable(err.diagnostics) else 1
     except conversation.NotStartable as err:
         print(f"canvass sim: {err}", file=sys.stderr)
         return 1

@@ -1,0 +1,130 @@
+"""Every diagnostic code an author can see, defined once: its severity, the summary the README's
+table shows, and the hint a report gets when its call site gives none. One reporter turns a code,
+a position and a message into a Diagnostic for the language checks, the readers and the SMS checks.
+
+To add a diagnostic: add an entry here, a row to the README's table (tests/test_diagnostics.py
+holds the two equal) and a broken flow showing it to tests/flows/broken/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dsl.errors import Diagnostic
+from dsl.vocabulary import QUESTION_TYPES
+
+_TYPES = ", ".join(QUESTION_TYPES)
+_TYPES_OR = f"{', '.join(QUESTION_TYPES[:-1])} or {QUESTION_TYPES[-1]}"
+
+
+@dataclass(frozen=True)
+class Code:
+    code: str  # E### for errors, W### for warnings
+    severity: str  # error | warning
+    summary: str  # what the code means, as the README's table says it
+    hint: str = ""  # the hint template, filled with a report's values
+
+    def diagnostic(self, path: str, at: tuple[int, int], message: str, hint: str | None = None,
+                   length: int = 1, **values) -> Diagnostic:
+        text = self.hint.format(**values) if hint is None else hint
+        return Diagnostic(path, at[0], at[1], self.code, message, text, max(1, length), self.severity)
+
+
+REGISTRY: dict[str, Code] = {}
+
+
+def _code(code: str, summary: str, hint: str = "") -> Code:
+    entry = Code(code, "error" if code.startswith("E") else "warning", summary, hint)
+    assert code not in REGISTRY, code
+    REGISTRY[code] = entry
+    return entry
+
+
+INTERNAL = _code("E000", "an internal error while checking (a bug in Canvass)",
+                 "please report this with the flow file")
+SYNTAX = _code("E001", "syntax error (YAML or text form), or nesting too deep to read")
+UNREADABLE = _code("E002", "unreadable file: missing, a directory, binary, not UTF-8, over 1 MiB, empty, "
+                   "unknown extension")
+UNKNOWN_KEY = _code("E003", 'unknown key or element (with "did you mean")')
+DUPLICATE_KEY = _code("E004", "duplicate key or setting")
+MALFORMED_VALUE = _code("E005", "missing or malformed value")
+DUPLICATE_ID = _code("E006", "duplicate id (questions and ends)")
+UNSUPPORTED_TYPE = _code("E007", f"a question type 2-way SMS cannot carry (supported: {_TYPES})")
+MARKUP = _code("E008", "HTML in a text")
+BAD_DURATION = _code("E009", "invalid duration, or a reminder not before expiry",
+                     "write a number and a unit: 30m, 48h, 2d")
+TOO_FEW_CHOICES = _code("E010", "a choice question with fewer than 2 choices", "give it at least two choices")
+DUPLICATE_CHOICE = _code("E011", "duplicate choice code or label")
+UNKNOWN_NAME = _code("E012", "unknown name in an expression")
+UNKNOWN_PIPE = _code("E013", "unknown question or field in piped text")
+NOT_YET_ANSWERED = _code("E014", "a question that cannot have been answered yet on that path (or a `set` not yet run)")
+UNKNOWN_GOTO = _code("E015", "goto to an unknown element (gotos target a later question or end)")
+GOTO_BACKWARDS = _code("E016", "goto backwards (no loops)",
+                       "gotos only jump forward (no loops): move the target after this goto")
+BAD_ACCESS_CODE = _code("E017", "access code without the leading `@`, or with spaces")
+BAD_SENDER = _code("E018", "sender breaks the rules (alphanumeric IDs: at most 11 of A-Z a-z 0-9 and space, "
+                   "not digits only; numbers in E.164)")
+ONE_WAY_SENDER = _code("E019", "alphanumeric sender on a 2-way survey (alphanumeric IDs are one-way)",
+                       "respondents cannot reply to it: send from a phone number, short code or "
+                       "messaging service (MG...)")
+NAME_CLASH = _code("E020", "name clash: questions, ends, sets and fields share one namespace")
+EXPRESSION_SYNTAX = _code("E021", "expression syntax error")
+NO_QUESTIONS = _code("E022", "no questions", f"add at least one question (type {_TYPES_OR})")
+OPTION_MISFIT = _code("E023", "an option that does not fit the question (`choices` on text, `max_length` on nps, "
+                      "`attempts` < 1, ...)")
+MALFORMED_PIPE = _code("E024", "malformed or unterminated piped text")
+BAD_ID = _code("E025", "an id that cannot be named: survey ids take letters, digits, `-`, `_`, `.`; question ids "
+               "and set names letters, digits and `_` (not a word of the expression language); end ids also `-`")
+CONTROL_CHARACTER = _code("E026", "a control character, or another character XML cannot carry, in a text",
+                          "delete it: a text message cannot carry it, and most editors do not show it")
+DUPLICATE_SURVEY = _code("E801", "two different flows with one survey id (the same survey in both forms is fine)")
+DUPLICATE_ACCESS_CODE = _code("E802", "two surveys with one access code")
+NO_FLOWS = _code("E803", "no flows to load")
+NO_OPT_OUT = _code("W001", 'the first message does not say how to opt out ("Text STOP to opt out")',
+                   'add "Text STOP to opt out." (carriers expect it in the first message)')
+NPS_SCALE = _code("W002", "an NPS prompt that does not state the 0-10 scale", 'say how to answer, e.g. "Reply 0-10"')
+SEGMENTS = _code("W003", "a message that needs more than one SMS segment",
+                 "each segment is billed: keep a message to {limit} characters to send it as one")
+UCS2 = _code("W004", "a character forces UCS-2 although it has a GSM-7 look-alike (named, with its position)",
+             "{instead}, or turn on Twilio Smart Encoding")
+UNREACHABLE = _code("W005", "an element that can never be reached",
+                    "it follows an end or an unconditional goto, and no goto jumps to it")
+TOO_MANY_QUESTIONS = _code("W006", "more than three questions (SMS surveys work best with two or three)",
+                           "every extra text loses respondents: cut or merge questions")
+PIPE_WITHOUT_SESSION = _code("W007", "piped text in the not-in-survey message, which has no session to pipe from",
+                             "it is sent when no survey is open, so there are no fields or answers to pipe")
+FIELDS_ON_ACCESS_CODE = _code("W008", "contact fields piped in a survey that can start by access code "
+                              "(respondents who text in have none)",
+                              "they text in unknown to Canvass: word the texts so they read well without them, "
+                              "or start those respondents by invitation")
+
+
+def severity_of(code: str) -> str:
+    return REGISTRY[code].severity
+
+
+def position(diagnostic: Diagnostic) -> tuple[int, int, str]:
+    """The order diagnostics are shown in: by place in the file, then by code."""
+    return diagnostic.line, diagnostic.col, diagnostic.code
+
+
+def in_order(diagnostics, unique: bool = False) -> list[Diagnostic]:
+    """Diagnostics sorted by position; with unique, each one once."""
+    return sorted(dict.fromkeys(diagnostics) if unique else diagnostics, key=position)
+
+
+def unreadable(diagnostics) -> bool:
+    """Whether the file itself could not be read (exit status 2 rather than 1)."""
+    return any(d.code == UNREADABLE.code for d in diagnostics)
+
+
+class Reporter:
+    """Collects the diagnostics of one file."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.diagnostics: list[Diagnostic] = []
+
+    def report(self, code: Code, at: tuple[int, int], message: str, hint: str | None = None,
+               length: int = 1, **values) -> None:
+        self.diagnostics.append(code.diagnostic(self.path, at, message, hint, length, **values))
