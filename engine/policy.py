@@ -52,12 +52,14 @@ def server_initiated(respondent: Respondent, flow: Flow | None, now: float) -> D
     if respondent.channel != "whatsapp":
         return Delivery(TEXT, "SMS has no messaging window")
     if in_whatsapp_window(respondent, now):
-        return Delivery(TEXT, "within WhatsApp's 24-hour window")
+        return Delivery(TEXT, "within the 24-hour window of WhatsApp")
     template = flow.survey.content_sid if flow is not None else None
     if template:
-        return Delivery(TEMPLATE, "outside WhatsApp's 24-hour window: the survey's whatsapp_template", template)
+        return Delivery(TEMPLATE, "outside the 24-hour window of WhatsApp: the survey's whatsapp_template",
+                        template)
     survey = flow.id if flow is not None else "?"
-    return Delivery(REFUSED, f"outside WhatsApp's 24-hour window and survey '{survey}' has no whatsapp_template")
+    return Delivery(REFUSED, f"outside the 24-hour window of WhatsApp, and survey '{survey}' has no "
+                    "whatsapp_template")
 
 
 def may_tell_not_in_survey(respondent: Respondent, now: float) -> bool:

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from engine import conversation, policy
 from engine import step as steps
 from engine.conversation import NotStartable, Outcome, Respondent
-from engine.events import SessionClosed, SessionOpened
+from engine.events import ReminderNotSent, SessionClosed, SessionOpened
 from engine.redis.store import Change, Snapshot, Store
 from engine.runtime.metrics import Metrics
 from engine.runtime.registry import Registry
@@ -212,6 +212,9 @@ class Service:
                 self.metrics.sessions_opened.inc(event.survey)
             elif isinstance(event, SessionClosed):
                 self.metrics.sessions_closed.inc(event.status)
+            elif isinstance(event, ReminderNotSent):
+                log.warning("reminder to %s:%s not sent: %s", outcome.respondent.channel,
+                            outcome.respondent.phone, event.reason)
 
     def count_sent(self, channel: str, texts: list[str | None]) -> None:
         """Count sent messages; None stands for a WhatsApp template (no SMS segments)."""
@@ -349,7 +352,6 @@ class Service:
             reason = err.message
         except SendFailed as err:
             reason, code = f"{err} (error {err.code})", err.code
-        log.warning("reminder to %s:%s not sent: %s", channel, phone, reason)
 
         def take_back(current: Respondent, now: float) -> Outcome:
             taken = conversation.reminder_not_sent(current, session, texts, reason)
