@@ -68,7 +68,6 @@ class Applied:
     replies: list[str]
     outcome: Outcome | None  # None for a duplicate, or a step that had nothing to change
     respondent: Respondent | None  # the state as committed, or as read (None for a duplicate)
-    now: float = 0.0  # the time the step was taken at
     unchanged: Snapshot | None = None  # what was read, when the step had nothing to change
 
 
@@ -167,11 +166,11 @@ class Service:
             now = self.now()
             outcome = step(respondent, now)
             if outcome is None:
-                return Applied([], None, respondent, now, unchanged=snapshot)
+                return Applied([], None, respondent, unchanged=snapshot)
             if await self._commit(snapshot, outcome, message_sid, now):
                 self._count(outcome)
                 self.metrics.step_latency.observe(time.perf_counter() - started)
-                return Applied(outcome.replies, outcome, outcome.respondent, now)
+                return Applied(outcome.replies, outcome, outcome.respondent)
             if known:  # read it as it is now (also when this message is a redelivery)
                 self.recent.stale(snapshot)
             else:
@@ -339,7 +338,9 @@ class Service:
             await self._send_reminder(applied.outcome)
 
     async def _send_reminder(self, outcome: Outcome) -> None:
-        """Send a committed reminder; one that cannot go is taken back from the session."""
+        """Send a committed reminder. One that did not go (no sender, or Twilio answered with an
+        error) is taken back from the session; one whose fate is unknown (Twilio could not be
+        reached) stays counted, as it may have gone."""
         respondent, texts = outcome.respondent, outcome.replies
         channel, phone, session = respondent.channel, respondent.phone, respondent.session
         flow = self.registry.get(session.survey, session.version)
@@ -351,6 +352,9 @@ class Service:
         except Refused as err:
             reason = err.message
         except SendFailed as err:
+            if err.status is None:
+                log.warning("reminder to %s:%s may not have gone: %s", channel, phone, err)
+                return
             reason, code = f"{err} (error {err.code})", err.code
 
         def take_back(current: Respondent, now: float) -> Outcome:
