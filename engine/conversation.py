@@ -4,8 +4,13 @@ receive() decides, in order: an opted-out number hears nothing unless it opts ba
 session past its expiry closes as `expired` first; STOP and the other opt-out keywords close the
 open session as `opted_out` (answers kept, no reply); START/UNSTOP reply a confirmation; HELP/INFO
 reply the help text and leave the session as it was; otherwise the message answers the open
-session's question, or starts the survey whose access code it is, or gets exactly one
-"You are not currently taking a survey.".
+session's question (its own access code, though, is no answer: the question is sent again), or
+starts the survey whose access code it is, or gets "You are not currently taking a survey."
+(at most once a day per number: engine.policy).
+
+opt_out() is the one opt-out: an inbound STOP and a carrier's report that the number
+unsubscribed (Twilio error 21610) both go through it. start() and tick() ask engine.policy how
+their message may go (free text, the survey's WhatsApp template, or not at all).
 
 The help and not-in-survey texts are those of the open survey, else of the respondent's last
 survey (Respondent.last_survey), when it sets them; else the defaults.
@@ -18,7 +23,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from engine import policy
 from engine import step as steps
+from engine.events import Event, Help, NotInSurvey, OptedIn, OptedOut, ReminderNotSent
 from engine.flow import Flow
 from engine.render import NO_VALUES
 from engine.responses import response_record
@@ -51,25 +58,28 @@ class Respondent:
     session: Session | None = None  # the open session; closed ones leave as response records
     last_inbound_at: float | None = None  # for the WhatsApp 24-hour window
     last_survey: str | None = None  # whose help and not-in-survey texts apply between sessions
+    told_not_in_survey_at: float | None = None  # when it last got the not-in-survey reply
 
     def due_at(self) -> float | None:
         return self.session.due_at() if self.session is not None else None
 
     def dumps(self) -> str:
-        """The stored record: [FORMAT, session, opted_out, last_inbound, last_survey] as JSON,
+        """The stored record: [FORMAT, session, opted_out, last_inbound, last_survey, told] as JSON,
         without the trailing items that hold their default (_defaults). Channel and phone are
         left out: the key it is stored under holds them. session: the open session packed
         (engine.session.pack) or null. opted_out: 1 or 0. last_inbound: seconds after the
         session's updated_at (the message that last moved it: 0), or Unix seconds without a
-        session; null for none. last_survey: a survey id or null; the open session's by default."""
+        session; null for none. last_survey: a survey id or null; the open session's by default.
+        told: when it was last told it is not in a survey, as last_inbound; null (the default)
+        for never."""
         session = self.session
         if session is not None and (session.channel, session.phone) != (self.channel, self.phone):
             raise ValueError("a respondent's session must be on the respondent's channel and phone")
-        inbound = self.last_inbound_at
-        if inbound is not None:
-            inbound = offset(inbound, session.updated_at if session is not None else 0.0)
+        base = session.updated_at if session is not None else 0.0
+        inbound, told = (None if t is None else offset(t, base)
+                         for t in (self.last_inbound_at, self.told_not_in_survey_at))
         items = [FORMAT, None if session is None else pack(session), int(self.opted_out), inbound,
-                 self.last_survey]
+                 self.last_survey, told]
         return json.dumps(without_defaults(items, _defaults(session)), separators=(",", ":"),
                           ensure_ascii=False)
 
@@ -89,30 +99,32 @@ class Respondent:
         try:
             packed = items[1] if len(items) > 1 else None
             session = None if packed is None else unpack(packed, channel, phone)
-            _, _, opted_out, inbound, last_survey = with_defaults(items, 1, _defaults(session))
+            _, _, opted_out, inbound, last_survey, told = with_defaults(items, 1, _defaults(session))
             if opted_out not in (0, 1) or not (last_survey is None or isinstance(last_survey, str)):
                 raise ValueError
-            if inbound is not None:
-                inbound = at_offset(inbound, session.updated_at if session is not None else 0.0)
-            return cls(channel, phone, bool(opted_out), session, inbound, last_survey)
+            base = session.updated_at if session is not None else 0.0
+            inbound, told = (None if t is None else at_offset(t, base) for t in (inbound, told))
+            return cls(channel, phone, bool(opted_out), session, inbound, last_survey, told)
         except (TypeError, ValueError):
             raise ValueError(f"not a stored respondent: {str(text)[:80]}") from None
 
 
 def _defaults(session: Session | None) -> tuple:
     """What the stored record's optional items mean when left out: no session, not opted out,
-    last inbound when the session last moved (none without a session), the session's survey."""
+    last inbound when the session last moved (none without a session), the session's survey,
+    never told it is not in a survey."""
     if session is None:
-        return (None, 0, None, None)
-    return (None, 0, 0, session.survey)
+        return (None, 0, None, None, None)
+    return (None, 0, 0, session.survey, None)
 
 
 @dataclass
 class Outcome:
     respondent: Respondent  # the new state to store
     replies: list[str] = field(default_factory=list)
-    events: list[dict] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     responses: list[dict] = field(default_factory=list)  # records of sessions closed by this call
+    template: str | None = None  # the WhatsApp template (ContentSid) the replies go as, if any
 
     def apply(self, step: steps.Step, flow: Flow | None) -> None:
         session = step.session
@@ -124,7 +136,7 @@ class Outcome:
         self.respondent = evolve(self.respondent, session=None, last_survey=session.survey)
         self.responses.append(response_record(session, flow))
 
-    def reply(self, text: str, event: dict) -> None:
+    def reply(self, text: str, event: Event) -> None:
         self.replies.append(text)
         self.events.append(event)
 
@@ -161,7 +173,7 @@ class FlowSet:
 
 
 class NotStartable(Exception):
-    def __init__(self, reason: str):  # open_session | opted_out
+    def __init__(self, reason: str):  # open_session | opted_out | whatsapp_window
         super().__init__(f"cannot start a survey for this respondent: {reason}")
         self.reason = reason
 
@@ -194,6 +206,20 @@ def _survey_text(flows: FlowLookup, respondent: Respondent, which: str, default:
     return default if template is None else template(session or NO_VALUES)
 
 
+def _is_access_code(flow: Flow, text: str) -> bool:
+    code = flow.survey.access_code
+    return bool(code) and text.strip().casefold() == code.strip().casefold()
+
+
+def _not_in_survey(outcome: Outcome, flows: FlowLookup, now: float) -> None:
+    if not policy.may_tell_not_in_survey(outcome.respondent, now):
+        outcome.events.append(NotInSurvey(replied=False))
+        return
+    reply = _survey_text(flows, outcome.respondent, "not_in_survey", NOT_IN_SURVEY_TEXT)
+    outcome.respondent = evolve(outcome.respondent, told_not_in_survey_at=now)
+    outcome.reply(reply, NotInSurvey())
+
+
 def receive(flows: FlowLookup, respondent: Respondent, text: str, now: float) -> Outcome:
     """An inbound message from the respondent."""
     word = keywords.keyword(text, respondent.opted_out)
@@ -201,49 +227,69 @@ def receive(flows: FlowLookup, respondent: Respondent, text: str, now: float) ->
         if word != keywords.OPT_IN:
             return Outcome(respondent)
         outcome = Outcome(evolve(respondent, opted_out=False, last_inbound_at=now))
-        outcome.reply(keywords.OPTED_IN_TEXT, {"type": "opted_in"})
+        outcome.reply(keywords.OPTED_IN_TEXT, OptedIn())
         return outcome
-    outcome = Outcome(evolve(respondent, last_inbound_at=now))
-    flow, session = _close_stale(outcome, flows, now)
+    respondent = evolve(respondent, last_inbound_at=now)
     if word == keywords.OPT_OUT:
-        if session is not None:
-            outcome.apply(steps.close(session, OPTED_OUT, now, inbound=text), flow)
-        outcome.respondent = evolve(outcome.respondent, opted_out=True)
-        outcome.events.append({"type": "opted_out"})
-    elif word == keywords.OPT_IN:
-        outcome.reply(keywords.OPTED_IN_TEXT, {"type": "opted_in"})
+        return opt_out(flows, respondent, now, inbound=text)
+    outcome = Outcome(respondent)
+    flow, session = _close_stale(outcome, flows, now)
+    if word == keywords.OPT_IN:
+        outcome.reply(keywords.OPTED_IN_TEXT, OptedIn())
     elif word == keywords.HELP:
         help_text = _survey_text(flows, outcome.respondent, "help", keywords.DEFAULT_HELP_TEXT)
-        outcome.reply(help_text, {"type": "help"})
+        outcome.reply(help_text, Help())
+    elif session is not None and _is_access_code(flow, text):
+        outcome.apply(steps.ask_again(flow, session, text, now), flow)
     elif session is not None:
         outcome.apply(steps.step(flow, session, text, now), flow)
     elif (started := flows.by_access_code(text.strip())) is not None:
         r = outcome.respondent
         outcome.apply(steps.open_session(started, r.channel, r.phone, {}, now, inbound=text), started)
     else:
-        reply = _survey_text(flows, outcome.respondent, "not_in_survey", NOT_IN_SURVEY_TEXT)
-        outcome.reply(reply, {"type": "not_in_survey"})
+        _not_in_survey(outcome, flows, now)
+    return outcome
+
+
+def opt_out(flows: FlowLookup | None, respondent: Respondent, now: float,
+            inbound: str | None = None) -> Outcome:
+    """The respondent opts out: by texting STOP (`inbound`), or as the carrier reports (Twilio
+    error 21610). Any open session closes as opted_out, answers kept; nothing is sent."""
+    outcome = Outcome(respondent)
+    if respondent.opted_out:
+        return outcome
+    flow, session = _close_stale(outcome, flows, now)
+    if session is not None:
+        outcome.apply(steps.close(session, OPTED_OUT, now, inbound=inbound), flow)
+    outcome.respondent = evolve(outcome.respondent, opted_out=True)
+    outcome.events.append(OptedOut())
     return outcome
 
 
 def start(flow: Flow, respondent: Respondent, fields: dict, now: float,
           flows: FlowLookup | None = None) -> Outcome:
-    """Invite the respondent: open a session and send its first message(s).
-    NotStartable when they opted out or a session is still open (one that expired closes first;
-    pass `flows` so its response record can carry choice labels)."""
+    """Invite the respondent: open a session and send its first message(s), as free text or,
+    outside WhatsApp's window, as the survey's template (Outcome.template).
+    NotStartable when they opted out, a session is still open (one that expired closes first;
+    pass `flows` so its response record can carry choice labels), or WhatsApp allows no message."""
     if respondent.opted_out:
         raise NotStartable("opted_out")
     outcome = Outcome(respondent)
     _, session = _close_stale(outcome, flows, now)
     if session is not None:
         raise NotStartable("open_session")
+    delivery = policy.server_initiated(respondent, flow, now)
+    if delivery.refused:
+        raise NotStartable("whatsapp_window")
     step = steps.open_session(flow, respondent.channel, respondent.phone, dict(fields), now)
     outcome.apply(step, flow)
+    outcome.template = delivery.template
     return outcome
 
 
 def tick(flows: FlowLookup, respondent: Respondent, now: float) -> Outcome:
-    """Fire the open session's due timer: expiry, or the one reminder (sent by REST)."""
+    """Fire the open session's due timer: expiry, or the one reminder (sent by REST) as
+    engine.policy allows; a reminder it refuses is dropped and not counted (ReminderNotSent)."""
     outcome = Outcome(respondent)
     session = respondent.session
     if session is None or session.due_at() is None or now < session.due_at():
@@ -251,6 +297,30 @@ def tick(flows: FlowLookup, respondent: Respondent, now: float) -> Outcome:
     flow = flows.get(session.survey, session.version)
     if flow is None:
         outcome.apply(steps.close(session, ERROR, now), None)
-    else:
-        outcome.apply(steps.tick(flow, session, now), flow)
+        return outcome
+    step = steps.tick(flow, session, now)
+    if step.outbound:
+        delivery = policy.server_initiated(respondent, flow, now)
+        if delivery.refused:
+            dropped = ReminderNotSent(session.survey, session.state, delivery.reason)
+            step = steps.Step(evolve(session, remind_at=None), [], [dropped])
+        outcome.template = delivery.template
+    outcome.apply(step, flow)
+    return outcome
+
+
+def reminder_not_sent(respondent: Respondent, reminded: Session, texts: list[str],
+                      reason: str) -> Outcome:
+    """The reminder `texts`, committed with the session `reminded`, could not be sent after all:
+    the session (if it is still that one) counts it neither as sent nor as its reminder."""
+    outcome = Outcome(respondent)
+    session = respondent.session
+    if session is None or not session.reminded or session.survey != reminded.survey \
+            or offset(session.started_at, reminded.started_at) != 0:
+        return outcome
+    segments = sum(steps.segment_count(session.channel, text) for text in texts)
+    session = evolve(session, reminded=False, messages_out=session.messages_out - len(texts),
+                     segments_out=session.segments_out - segments)
+    outcome.respondent = evolve(respondent, session=session)
+    outcome.events.append(ReminderNotSent(session.survey, session.state, reason))
     return outcome

@@ -10,6 +10,11 @@ gives N tries: the reply that is the Nth invalid one gets no explanation; `on_in
   the next question, or the end message);
 - `end`: the session closes with status `ended_invalid`, and the survey's end message is sent.
 
+A reply that must not answer the question (the open survey's own access code, as
+engine.conversation decides) is never recorded and never counts as an attempt: ask_again()
+asks the question again, with its prompt where the question would have taken the reply as an
+answer (a text question), else with its explanation, as for an invalid reply.
+
 Reminders: while a session is open and has not been reminded, every message sent to the
 respondent sets remind_at = now + remind_after; tick() sends the one reminder when it is due.
 """
@@ -19,6 +24,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from engine.events import (
+    AnswerRecorded,
+    Event,
+    InvalidReply,
+    QuestionRepeated,
+    ReminderSent,
+    SessionClosed,
+    SessionOpened,
+)
 from engine.flow import Flow
 from engine.session import COMPLETE, ENDED_INVALID, EXPIRED, OPEN, PHONE_FIELD, Session, evolve
 from engine.sms import segments
@@ -38,7 +52,7 @@ class Cursor:
 class Step:
     session: Session
     outbound: list[str]
-    events: list[dict]
+    events: list[Event]
 
 
 def segment_count(channel: str, text: str) -> int:
@@ -74,11 +88,7 @@ def _sent(flow: Flow, session: Session, outbound: list[str], now: float, changes
     return evolve(session, **changes)
 
 
-def _closed_event(session: Session, status: str, **extra) -> dict:
-    return {"type": "session_closed", "survey": session.survey, "status": status, **extra}
-
-
-def _settle(flow: Flow, session: Session, cursor: Cursor, events: list[dict], now: float,
+def _settle(flow: Flow, session: Session, cursor: Cursor, events: list[Event], now: float,
             received: dict) -> Step:
     """Move through elements that send nothing until a question to ask or an end, then send it."""
     while cursor.state in flow.passing and flow.machine.events["pass"].trigger(cursor):
@@ -91,7 +101,7 @@ def _settle(flow: Flow, session: Session, cursor: Cursor, events: list[dict], no
         return Step(_sent(flow, session, outbound, now, changes), outbound, events)
     message = flow.endings[cursor.state].message(cursor)
     outbound = [message] if message else []
-    events.append(_closed_event(session, COMPLETE, end=cursor.state))
+    events.append(SessionClosed(session.survey, COMPLETE, end=cursor.state))
     changes["status"] = COMPLETE
     return Step(_sent(flow, session, outbound, now, changes), outbound, events)
 
@@ -108,7 +118,7 @@ def open_session(flow: Flow, channel: str, phone: str, fields: dict, now: float,
         survey=flow.id, version=flow.version, channel=channel, phone=phone, state=flow.first,
         fields={**fields, PHONE_FIELD: phone}, started_at=now, updated_at=now,
         expires_at=now + flow.survey.expires_after)
-    events = [{"type": "session_opened", "survey": flow.id, "version": flow.version}]
+    events: list[Event] = [SessionOpened(flow.id, flow.version)]
     return _settle(flow, session, _cursor(session), events, now, _received(session, inbound))
 
 
@@ -122,29 +132,39 @@ def step(flow: Flow, session: Session, inbound: str, now: float) -> Step:
     cursor = _cursor(session)
     if stored is not None:
         cursor.answers[question.id] = stored
-        events = [{"type": "answer_recorded", "survey": flow.id, "question": question.id, "answer": stored}]
+        events: list[Event] = [AnswerRecorded(flow.id, question.id, stored)]
         flow.machine.events["answer"].trigger(cursor)
         return _settle(flow, session, cursor, events, now, received)
     attempts = session.attempts + 1
-    event = {"type": "invalid_reply", "survey": flow.id, "question": question.id, "attempt": attempts}
     if question.attempts is None or attempts < question.attempts:
         outbound = [question.invalid(cursor)]
+        event = InvalidReply(flow.id, question.id, attempts)
         return Step(_sent(flow, session, outbound, now, dict(received, attempts=attempts)), outbound, [event])
-    event["then"] = question.on_invalid
+    event = InvalidReply(flow.id, question.id, attempts, then=question.on_invalid)
     if question.on_invalid == "end":
         message = flow.end_message(cursor)
         outbound = [message] if message else []
-        events = [event, _closed_event(session, ENDED_INVALID, question=question.id)]
+        events = [event, SessionClosed(session.survey, ENDED_INVALID, question=question.id)]
         changes = dict(received, status=ENDED_INVALID, attempts=attempts)
         return Step(_sent(flow, session, outbound, now, changes), outbound, events)
     flow.machine.events["answer"].trigger(cursor)
     return _settle(flow, session, cursor, [event], now, received)
 
 
+def ask_again(flow: Flow, session: Session, inbound: str, now: float) -> Step:
+    """Ask the open session's question again after a reply that must not answer it (the
+    survey's own access code): received and counted, never recorded, attempts unchanged."""
+    question = flow.questions[session.state]
+    would_answer = question.kind.parse(question.ask, inbound) is not None
+    outbound = [question.message(session) if would_answer else question.invalid(session)]
+    changes = _received(session, inbound)
+    return Step(_sent(flow, session, outbound, now, changes), outbound, [QuestionRepeated(flow.id, question.id)])
+
+
 def close(session: Session, status: str, now: float, inbound: str | None = None) -> Step:
     """Close an open session (expired, opted out, error) without sending anything."""
     closed = evolve(session, **_received(session, inbound), status=status, updated_at=now, remind_at=None)
-    return Step(closed, [], [_closed_event(session, status)])
+    return Step(closed, [], [SessionClosed(session.survey, status)])
 
 
 def tick(flow: Flow, session: Session, now: float) -> Step:
@@ -157,6 +177,6 @@ def tick(flow: Flow, session: Session, now: float) -> Step:
         return Step(session, [], [])
     question = flow.questions[session.state]  # an open session always waits on a question
     text = flow.reminder(session) if flow.reminder else "Reminder: " + question.message(session)
-    event = {"type": "reminder_sent", "survey": flow.id, "question": question.id}
+    event = ReminderSent(flow.id, question.id)
     changes = {"reminded": True, "remind_at": None}
     return Step(_sent(flow, session, [text], now, changes), [text], [event])

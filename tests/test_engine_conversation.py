@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import conversation as conv
+from engine.events import Help, NotInSurvey, OptedOut, SessionClosed
 from engine.flow import load_flow
 from engine.sms.keywords import HELP, OPT_IN, OPT_OUT, keyword
 from engine.tools.memory_store import MemoryStore
@@ -48,7 +49,7 @@ def test_stop_closes_the_session_as_opted_out_with_no_reply():
     assert outcome.respondent.opted_out and outcome.respondent.session is None
     [record] = outcome.responses
     assert (record["status"], record["answers"], record["messages_in"]) == ("opted_out", {"recommend": 4}, 2)
-    assert [e["type"] for e in outcome.events] == ["session_closed", "opted_out"]
+    assert [type(e) for e in outcome.events] == [SessionClosed, OptedOut]
 
 
 def test_an_opted_out_number_hears_nothing_and_changes_nothing():
@@ -65,7 +66,7 @@ def test_help_leaves_the_session_exactly_as_it_was():
     r = invited()
     outcome = conv.receive(FLOWS, r, "HELP", T0 + 10)
     assert outcome.respondent.session == r.session
-    assert outcome.events == [{"type": "help"}]
+    assert outcome.events == [Help()]
     r = invited(REMIND)
     assert conv.receive(FLOWS, r, "info", T0).replies == ["Pet survey. Reply to each question, or STOP to opt out."]
 
@@ -85,7 +86,7 @@ def test_not_in_survey_uses_the_last_surveys_text():
     r = replace(fresh(), last_survey="conv-remind")
     outcome = conv.receive(FLOWS, r, "hi", T0)
     assert outcome.replies == ["No survey is open. Text @JOIN to start one."]
-    assert outcome.events == [{"type": "not_in_survey"}]
+    assert outcome.events == [NotInSurvey()]
 
 
 def test_an_expired_session_closes_before_the_message_is_routed():

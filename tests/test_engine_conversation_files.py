@@ -82,6 +82,8 @@ MALFORMED = [
     (FLOW + "result: {answers: {recommend: [4]}}\n", ":2: the expected value of 'recommend'"),
     (FLOW + "result: {not_shown: reason}\n", ":2: 'not_shown' must be a list"),
     (FLOW + "result: {score: 4}\n", ":2: unknown key 'score' in 'result'"),
+    (FLOW + "last_message: soon\n", ":2: 'last_message' must be a duration (e.g. 23h, 2d) or never"),
+    (FLOW + "start_refused: [a]\n", ":2: 'start_refused' must be text"),
     (FLOW + "steps:\n  - send: 'unclosed\n", ": YAML syntax error"),
     ("flow: ../flows/good/nowhere.yaml\n", ":1: the flow '../flows/good/nowhere.yaml' does not load"),
     ("flow: ../flows/good/nowhere.txt\n", "unknown flow file type"),
@@ -114,3 +116,29 @@ def test_missing_test_file_and_no_files(tmp_path, capsys):
     assert "cannot read the file" in capsys.readouterr().out
     assert run_tests([str(tmp_path)]) == 1
     assert "no test files given" in capsys.readouterr().out
+
+
+WHATSAPP = "flow: ../flows/good/conv_store.yaml\nchannel: whatsapp\n"
+TEMPLATED = "flow: ../flows/server/templated.yaml\nchannel: whatsapp\n"
+WINDOW_FAILURES = [
+    (WHATSAPP + "last_message: never\n", "the invitation:", "refused: whatsapp_window"),
+    (WHATSAPP + "start_refused: whatsapp_window\n", "start_refused (line 3):", "the survey started"),
+    (WHATSAPP + "last_message: 1d\nstart_refused: opted_out\n", "start_refused (line 4):",
+     "refused: whatsapp_window"),
+    (TEMPLATED + "last_message: 1d\nsteps:\n  - expect_match: delivery\n", "step 1 (expect_match, line 5):",
+     "(WhatsApp template HX00000000000000000000000000000001)"),
+    (TEMPLATED + "steps:\n  - expect_template: HX00000000000000000000000000000001\n",
+     "step 1 (expect_template, line 4):", '"Did your delivery arrive?'),
+]
+
+
+@pytest.mark.parametrize(("text", "where", "actual"), WINDOW_FAILURES, ids=[w for _, w, _ in WINDOW_FAILURES])
+def test_the_whatsapp_window_in_a_test_file_fails_where_it_should(tmp_path, text, where, actual):
+    folder = tmp_path / "conversations"
+    folder.mkdir()
+    (tmp_path / "flows").symlink_to(HERE / "flows")
+    path = folder / "window.yaml"
+    path.write_text(text + ("" if "steps" in text else "steps: []\n"))
+    failures = [f for f in run_file(path) if "untaken" not in f]
+    assert failures and failures[0].strip().startswith(where)
+    assert "actual:   " + actual in failures[0]

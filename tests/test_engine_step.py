@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine import step as steps
+from engine.events import AnswerRecorded, InvalidReply, ReminderSent, SessionClosed, SessionOpened
 from engine.flow import load_flow
 from engine.session import COMPLETE, EXPIRED, OPEN, OPTED_OUT
 
@@ -31,7 +32,7 @@ def test_open_session_sends_the_first_question_and_sets_its_timers():
     assert s.fields == {"FirstName": "Ana", "Q_RecipientPhoneNumber": PHONE}
     assert (s.started_at, s.expires_at, s.remind_at) == (T0, T0 + 48 * 3600, None)
     assert (s.messages_in, s.messages_out, s.segments_in, s.segments_out) == (0, 1, 0, 1)
-    assert result.events == [{"type": "session_opened", "survey": "conv-store", "version": STORE.version}]
+    assert result.events == [SessionOpened("conv-store", STORE.version)]
 
 
 def test_a_step_never_changes_the_session_it_was_given():
@@ -48,7 +49,7 @@ def test_answers_events_and_counters():
     s = opened().session
     result = steps.step(STORE, s, "4", T0 + 10)
     assert result.outbound == ["What is the main reason for your score?"]
-    assert result.events == [{"type": "answer_recorded", "survey": "conv-store", "question": "recommend", "answer": 4}]
+    assert result.events == [AnswerRecorded("conv-store", "recommend", 4)]
     s = result.session
     assert (s.state, s.answers, s.updated_at, s.messages_in, s.segments_in, s.messages_out) == (
         "reason", {"recommend": 4}, T0 + 10, 1, 1, 2)
@@ -60,7 +61,7 @@ def test_invalid_reply_counts_attempts_and_explains():
     s = opened().session
     result = steps.step(STORE, s, "11", T0 + 1)
     assert result.outbound == ["Please reply with a number from 0 to 10."]
-    assert result.events == [{"type": "invalid_reply", "survey": "conv-store", "question": "recommend", "attempt": 1}]
+    assert result.events == [InvalidReply("conv-store", "recommend", 1)]
     assert (result.session.attempts, result.session.state, result.session.answers) == (1, "recommend", {})
     for attempt, reply in enumerate(["12", "-1", "7.5", "ten", "13"], start=2):  # no limit by default
         result = steps.step(STORE, result.session, reply, T0 + attempt)
@@ -76,8 +77,7 @@ def test_reaching_an_end_completes_with_its_message():
     assert result.outbound == ["Thanks! Would you leave us a review? https://example.com/review"]
     assert (result.session.status, result.session.state) == (COMPLETE, "promoter_end")
     assert result.session.fields["segment"] == "promoter"
-    assert result.events[-1] == {"type": "session_closed", "survey": "conv-store", "status": COMPLETE,
-                                 "end": "promoter_end"}
+    assert result.events[-1] == SessionClosed("conv-store", COMPLETE, end="promoter_end")
     assert result.session.due_at() is None
     with pytest.raises(ValueError, match="open session"):
         steps.step(STORE, result.session, "1", T0 + 3)
@@ -94,8 +94,7 @@ def test_expiry_keeps_the_answers_and_ends_at_the_expiry_time():
     result = steps.tick(STORE, s, s.expires_at + 3600)
     assert (result.session.status, result.session.updated_at, result.session.answers) == (
         EXPIRED, s.expires_at, {"recommend": 4})
-    assert result.outbound == [] and result.events == [
-        {"type": "session_closed", "survey": "conv-store", "status": EXPIRED}]
+    assert result.outbound == [] and result.events == [SessionClosed("conv-store", EXPIRED)]
 
 
 def test_one_reminder_after_remind_after_of_silence():
@@ -104,7 +103,7 @@ def test_one_reminder_after_remind_after_of_silence():
     assert steps.tick(REMIND, s, T0 + 3600).outbound == []
     result = steps.tick(REMIND, s, T0 + 3 * 3600)
     assert result.outbound == ["Reminder: Which pet do you have?\n1. Cat\n2. Dog\n3. Other"]
-    assert result.events == [{"type": "reminder_sent", "survey": "conv-remind", "question": "pet"}]
+    assert result.events == [ReminderSent("conv-remind", "pet")]
     s = result.session
     assert (s.reminded, s.remind_at, s.messages_out, s.due_at()) == (True, None, 2, s.expires_at)
     s = steps.step(REMIND, s, "cat", T0 + 4 * 3600).session

@@ -1,10 +1,12 @@
 """The server's conversation shell: read from Redis, step the pure engine, commit, send.
 
-Every change to a conversation goes through `_apply`: read the respondent record, its
-revision and (for an inbound message) the dedupe record in one script; step in Python;
-commit in one script that fails if anything changed meanwhile, and then read again.
-So a redelivered webhook gets the stored reply, and two messages from one number at once
-are applied one after the other.
+Every change to a conversation (an inbound message, a start, a timer, an opt-out Twilio
+reports) goes through `_apply`: read the respondent record, its revision and (for an inbound
+message) the dedupe record in one script; step the pure core; commit in one script that fails
+if anything changed meanwhile, and then read again after a short random pause. So a
+redelivered webhook gets the stored reply, and two messages from one number at once are
+applied one after the other. The rules (which message may go how, what to keep for how long)
+are the core's: engine.conversation and engine.policy.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
-from engine import conversation
+from engine import conversation, policy
 from engine import step as steps
 from engine.conversation import NotStartable, Outcome, Respondent
-from engine.redis.store import RESPONDENT_MARGIN, Change, Snapshot, Store
+from engine.events import ReminderNotSent, SessionClosed, SessionOpened
+from engine.redis.store import Change, Snapshot, Store
 from engine.runtime.metrics import Metrics
 from engine.runtime.registry import Registry
 from engine.runtime.settings import Settings
@@ -36,12 +39,11 @@ from engine.runtime.twilio import (
     SendFailed,
     origin_for,
 )
-from engine.session import OPTED_OUT, Session, evolve, offset
+from engine.session import Session, evolve, offset
 
 log = logging.getLogger("canvass.service")
 
 MAX_ATTEMPTS = 20  # compare-and-set retries before answering 503 (Twilio retries later)
-WHATSAPP_WINDOW = 24 * 3600  # free-form messages only within 24 h of the respondent's last one
 TIMER_LEASE = 60.0  # a claimed timer comes back to every worker after this long
 TIMER_BATCH = 50
 KNOWN_CONVERSATIONS = 4096  # committed states kept (class Recent)
@@ -64,35 +66,19 @@ class Refused(Exception):
 @dataclass(frozen=True)
 class Applied:
     replies: list[str]
-    outcome: Outcome | None  # None for a duplicate
-    respondent: Respondent | None  # the state as committed (None for a duplicate)
-    now: float = 0.0  # the time the step was taken at
+    outcome: Outcome | None  # None for a duplicate, or a step that had nothing to change
+    respondent: Respondent | None  # the state as committed, or as read (None for a duplicate)
+    unchanged: Snapshot | None = None  # what was read, when the step had nothing to change
+
+
+# A step: the respondent as stored and the time -> what to commit, or None when nothing changes.
+StepFunction = Callable[[Respondent, float], Outcome | None]
 
 
 def record_ttl(respondent: Respondent, now: float) -> int:
-    """0 (keep forever) for an opt-out; else until 30 days after the session's expiry."""
-    if respondent.opted_out:
-        return 0
-    until = respondent.session.expires_at if respondent.session is not None else now
-    return max(1, int(until - now)) + RESPONDENT_MARGIN
-
-
-def in_whatsapp_window(respondent: Respondent, now: float) -> bool:
-    last = respondent.last_inbound_at
-    return last is not None and now - last < WHATSAPP_WINDOW
-
-
-def opt_out(flows: conversation.FlowLookup, respondent: Respondent, now: float) -> Outcome:
-    """Twilio reported the number unsubscribed (21610): close any session as opted_out."""
-    outcome = Outcome(respondent)
-    if respondent.opted_out:
-        return outcome
-    session = respondent.session
-    if session is not None:
-        outcome.apply(steps.close(session, OPTED_OUT, now), flows.get(session.survey, session.version))
-    outcome.respondent = evolve(outcome.respondent, opted_out=True)
-    outcome.events.append({"type": "opted_out"})
-    return outcome
+    """The stored record's TTL in seconds (0: keep it forever), as engine.policy.keep_for says."""
+    keep = policy.keep_for(respondent, now)
+    return 0 if keep is None else keep
 
 
 class Recent:
@@ -147,15 +133,6 @@ class Recent:
         self.current_share += (current - self.current_share) / 32
 
 
-def _unsent(outcome: Outcome) -> None:
-    """Take back the messages of an outcome that will not be sent (a reminder WhatsApp refuses)."""
-    session = outcome.respondent.session
-    if session is not None:
-        session = evolve(session, messages_out=session.messages_out - len(outcome.replies))
-        outcome.respondent = evolve(outcome.respondent, session=session)
-    outcome.replies = []
-
-
 class Service:
     def __init__(self, store: Store, registry: Registry, settings: Settings, metrics: Metrics,
                  clock: Callable[[], float], sender: Sender | None):
@@ -165,7 +142,7 @@ class Service:
 
     # ------------------------------------------------------------ the read-step-commit loop
 
-    async def _apply(self, channel: str, phone: str, step: Callable[[Respondent, float], Outcome],
+    async def _apply(self, channel: str, phone: str, step: StepFunction,
                      message_sid: str | None = None) -> Applied:
         started = time.perf_counter()
         if not self.registry.published:
@@ -188,10 +165,12 @@ class Service:
                 await self.registry.pin(respondent.session.survey, respondent.session.version)
             now = self.now()
             outcome = step(respondent, now)
+            if outcome is None:
+                return Applied([], None, respondent, unchanged=snapshot)
             if await self._commit(snapshot, outcome, message_sid, now):
                 self._count(outcome)
                 self.metrics.step_latency.observe(time.perf_counter() - started)
-                return Applied(outcome.replies, outcome, outcome.respondent, now)
+                return Applied(outcome.replies, outcome, outcome.respondent)
             if known:  # read it as it is now (also when this message is a redelivery)
                 self.recent.stale(snapshot)
             else:
@@ -228,10 +207,13 @@ class Service:
 
     def _count(self, outcome: Outcome) -> None:
         for event in outcome.events:
-            if event["type"] == "session_opened":
-                self.metrics.sessions_opened.inc(event["survey"])
-            elif event["type"] == "session_closed":
-                self.metrics.sessions_closed.inc(event["status"])
+            if isinstance(event, SessionOpened):
+                self.metrics.sessions_opened.inc(event.survey)
+            elif isinstance(event, SessionClosed):
+                self.metrics.sessions_closed.inc(event.status)
+            elif isinstance(event, ReminderNotSent):
+                log.warning("reminder to %s:%s not sent: %s", outcome.respondent.channel,
+                            outcome.respondent.phone, event.reason)
 
     def count_sent(self, channel: str, texts: list[str | None]) -> None:
         """Count sent messages; None stands for a WhatsApp template (no SMS segments)."""
@@ -262,16 +244,13 @@ class Service:
         origin = self._origin(channel, flow.survey.sender)
 
         def step(respondent: Respondent, now: float) -> Outcome:
-            outcome = conversation.start(flow, respondent, fields, now, flows=self.registry)
-            if self._template_needed(respondent, now) and not flow.survey.content_sid:
-                raise NotStartable("whatsapp_window")
-            return outcome
+            return conversation.start(flow, respondent, fields, now, flows=self.registry)
 
         try:
             applied = await self._apply(channel, phone, step)
         except NotStartable as err:
             raise Refused(409, err.reason, _NOT_STARTABLE[err.reason]) from None
-        template = flow.survey.content_sid if self._template_needed(applied.respondent, applied.now) else None
+        template = applied.outcome.template
         try:
             sids = await self._send(channel, phone, origin, applied.replies, template, fields)
         except SendFailed as err:
@@ -282,10 +261,6 @@ class Service:
                           + (f" (error {err.code})" if err.code else "")) from None
         return {"survey": flow.id, "version": flow.version, "channel": channel, "to": phone,
                 "messages": sids, "template": template}
-
-    @staticmethod
-    def _template_needed(respondent: Respondent, now: float) -> bool:
-        return respondent.channel == "whatsapp" and not in_whatsapp_window(respondent, now)
 
     def _origin(self, channel: str, survey_sender: str | None) -> Origin:
         if self.sender is None:
@@ -333,7 +308,7 @@ class Service:
                     and offset(current.started_at, session.started_at) == 0:
                 respondent = evolve(respondent, session=None)
             outcome = Outcome(respondent)
-            return opt_out(self.registry, respondent, now) if code == UNSUBSCRIBED else outcome
+            return conversation.opt_out(self.registry, respondent, now) if code == UNSUBSCRIBED else outcome
 
         await self._apply(channel, phone, step)
 
@@ -350,57 +325,47 @@ class Service:
         return len(claimed)
 
     async def _tick(self, channel: str, phone: str) -> None:
-        for _ in range(MAX_ATTEMPTS):
-            snapshot = await self.store.read(channel, phone)
-            if snapshot.record is None:
-                await self.store.reschedule(snapshot, None)
-                return
-            respondent = self._respondent(snapshot)
-            if respondent.session is not None:
-                await self.registry.pin(respondent.session.survey, respondent.session.version)
-            now = self.now()
+        def step(respondent: Respondent, now: float) -> Outcome | None:
             outcome = conversation.tick(self.registry, respondent, now)
             if outcome.respondent == respondent and not outcome.replies and not outcome.responses:
-                await self.store.reschedule(snapshot, respondent.due_at())  # not due (any more)
-                return
-            if outcome.replies and self._reminder_template(respondent, now) is False:
-                _unsent(outcome)  # the session counts it as reminded, not as a message sent
-            if await self._commit(snapshot, outcome, None, now):
-                self._count(outcome)
-                await self._send_reminders(respondent, outcome.replies, now)
-                return
-        raise Busy(f"{channel}:{phone} kept changing during its timer")
+                return None  # not due (any more)
+            return outcome
 
-    def _reminder_template(self, respondent: Respondent, now: float) -> str | None | bool:
-        """The WhatsApp template a reminder must go as (None: free text will do), or False
-        when it cannot go at all: outside the 24-hour window with no template."""
-        if respondent.channel != "whatsapp" or in_whatsapp_window(respondent, now):
-            return None
-        session = respondent.session
-        flow = self.registry.get(session.survey, session.version) if session is not None else None
-        template = flow.survey.content_sid if flow is not None else None
-        if template is None:
-            log.warning("reminder to whatsapp:%s skipped: outside the 24-hour window and survey "
-                        "'%s' has no whatsapp_template", respondent.phone,
-                        session.survey if session is not None else "?")
-            return False
-        return template
+        applied = await self._apply(channel, phone, step)
+        if applied.unchanged is not None:
+            await self.store.reschedule(applied.unchanged, applied.respondent.due_at())
+        elif applied.outcome.replies:
+            await self._send_reminder(applied.outcome)
 
-    async def _send_reminders(self, respondent: Respondent, texts: list[str], now: float) -> None:
-        if not texts:
-            return
+    async def _send_reminder(self, outcome: Outcome) -> None:
+        """Send a committed reminder. One that did not go (no sender, or Twilio answered with an
+        error) is taken back from the session; one whose fate is unknown (Twilio could not be
+        reached) stays counted, as it may have gone."""
+        respondent, texts = outcome.respondent, outcome.replies
         channel, phone, session = respondent.channel, respondent.phone, respondent.session
         flow = self.registry.get(session.survey, session.version)
-        template = self._reminder_template(respondent, now)
+        code = None
         try:
             origin = self._origin(channel, flow.survey.sender if flow is not None else None)
-            await self._send(channel, phone, origin, texts, template, session.fields)
+            await self._send(channel, phone, origin, texts, outcome.template, session.fields)
+            return
         except Refused as err:
-            log.warning("reminder to %s:%s not sent: %s", channel, phone, err.message)
+            reason = err.message
         except SendFailed as err:
-            log.warning("reminder to %s:%s failed: %s (error %s)", channel, phone, err, err.code)
-            if err.code == UNSUBSCRIBED:
-                await self._apply(channel, phone, lambda r, now: opt_out(self.registry, r, now))
+            if err.status is None:
+                log.warning("reminder to %s:%s may not have gone: %s", channel, phone, err)
+                return
+            reason, code = f"{err} (error {err.code})", err.code
+
+        def take_back(current: Respondent, now: float) -> Outcome:
+            taken = conversation.reminder_not_sent(current, session, texts, reason)
+            if code != UNSUBSCRIBED:
+                return taken
+            opted = conversation.opt_out(self.registry, taken.respondent, now)
+            opted.events[:0] = taken.events
+            return opted
+
+        await self._apply(channel, phone, take_back)
 
     # ------------------------------------------------------------ delivery statuses
 
@@ -409,7 +374,7 @@ class Service:
                                          status.status, status.error_code, self.clock())
         if status.error_code == UNSUBSCRIBED:
             await self._apply(status.channel, status.phone,
-                              lambda r, now: opt_out(self.registry, r, now))
+                              lambda r, now: conversation.opt_out(self.registry, r, now))
 
 
 _NOT_STARTABLE = {

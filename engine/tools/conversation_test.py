@@ -8,8 +8,15 @@ A test file (YAML):
     contact: {phone: "+15551234567", FirstName: Ana}   # phone defaults to +15555550100;
                          # other keys are contact fields (used by `start: invite` only: a
                          # respondent who texts first is unknown to Canvass)
+    last_message: 23h    # optional: the respondent last texted this long before the clock
+                         # starts, or `never`; default: just then. It opens WhatsApp's 24-hour
+                         # window, outside which a start or reminder goes as the survey's
+                         # whatsapp_template or not at all (engine.policy)
+    start_refused: whatsapp_window   # optional: the invitation must be refused for this reason
+                         # (whatsapp_window, opted_out, open_session); the steps follow it
     steps:
       - expect: "Hi Ana! ..."     # the next message sent, exactly
+      - expect_template: HX...    # the next message is the WhatsApp template with this ContentSid
       - send: "4"                 # the respondent texts (e.g. the access code with start: inbound)
       - expect_match: "reason"    # a regular expression searched in the next message
       - wait: 49h                 # advance the clock, firing due reminders and expiry on time
@@ -39,13 +46,14 @@ import yaml
 from dsl.durations import parse_duration
 from dsl.errors import FlowError
 from dsl.load import read_source
+from engine.conversation import NotStartable
 from engine.flow import Flow, load_flow
-from engine.tools.player import Player
+from engine.tools.player import Message, Player, Template
 
 START_TIME = 1704099600.0  # 2024-01-01T09:00:00Z
 DEFAULT_PHONE = "+15555550100"
-_KEYS = ("flow", "start", "channel", "contact", "steps", "result")
-_STEP_KINDS = ("send", "expect", "expect_match", "wait")
+_KEYS = ("flow", "start", "channel", "contact", "last_message", "start_refused", "steps", "result")
+_STEP_KINDS = ("send", "expect", "expect_match", "expect_template", "wait")
 _RESULT_KEYS = ("status", "answers", "fields", "not_shown")
 _NULL = "tag:yaml.org,2002:null"
 
@@ -78,6 +86,8 @@ class Script:
     channel: str = "sms"
     phone: str = DEFAULT_PHONE
     contact_fields: dict[str, str] = field(default_factory=dict)
+    last_message: int | None = 0  # seconds before the start the respondent last texted; None: never
+    start_refused: tuple[str, int] | None = None  # (reason, line)
     steps: list[Action] = field(default_factory=list)
     expected_status: tuple[str, int] | None = None  # (status, line)
     expected_answers: list[tuple[str, yaml.ScalarNode]] = field(default_factory=list)
@@ -170,6 +180,15 @@ def read_script(path: Path) -> Script:
                 script.phone = _text(value, "'phone'")
             else:
                 script.contact_fields[name] = _text(value, f"contact field '{name}'")
+    if "last_message" in entries:
+        node = entries["last_message"][1]
+        written = _text(node, "'last_message'")
+        script.last_message = None if written == "never" else parse_duration(written)
+        if written != "never" and script.last_message is None:
+            _fail(node, f"'last_message' must be a duration (e.g. 23h, 2d) or never, not '{written}'")
+    if "start_refused" in entries:
+        node = entries["start_refused"][1]
+        script.start_refused = (_text(node, "'start_refused'"), _line(node))
     if "steps" in entries:
         steps = entries["steps"][1]
         if not isinstance(steps, yaml.SequenceNode):
@@ -214,7 +233,9 @@ def _read(path: Path) -> str:
 # ---------------------------------------------------------------- running
 
 
-def _show(text: str | None) -> str:
+def _show(text: Message | None) -> str:
+    if isinstance(text, Template):
+        return f"(WhatsApp template {text.content_sid})"
     return "(no message)" if text is None else json.dumps(text, ensure_ascii=False)
 
 
@@ -223,11 +244,12 @@ class Run:
 
     def __init__(self, script: Script, flow: Flow, out):
         self.script, self.flow, self.out = script, flow, out
-        self.player = Player(flow, script.channel, script.phone, START_TIME)
-        self.outbox: deque[str] = deque()
+        last = None if script.last_message is None else START_TIME - script.last_message
+        self.player = Player(flow, script.channel, script.phone, START_TIME, last_inbound_at=last)
+        self.outbox: deque[Message] = deque()
         self.failures: list[str] = []
 
-    def take(self, replies: list[str]) -> None:
+    def take(self, replies: list[Message]) -> None:
         for reply in replies:
             self.out(f"    < {_show(reply)}")
         self.outbox.extend(replies)
@@ -251,10 +273,26 @@ class Run:
             self.take(self.player.wait(action.seconds))
         else:
             message = self.outbox.popleft() if self.outbox else None
-            if action.kind == "expect" and message != action.text:
+            text = message if isinstance(message, str) else None
+            if action.kind == "expect" and text != action.text:
                 self.fail(where, _show(action.text), _show(message))
-            elif action.kind == "expect_match" and (message is None or not action.pattern.search(message)):
+            elif action.kind == "expect_match" and (text is None or not action.pattern.search(text)):
                 self.fail(where, f"a message matching /{action.text}/", _show(message))
+            elif action.kind == "expect_template" and message != Template(action.text):
+                self.fail(where, _show(Template(action.text)), _show(message))
+
+    def invite(self) -> None:
+        expected = self.script.start_refused
+        try:
+            self.take(self.player.invite(self.script.contact_fields))
+        except NotStartable as err:
+            if expected is None:
+                self.fail("the invitation", "the survey to start", f"refused: {err.reason}")
+            elif expected[0] != err.reason:
+                self.fail(f"start_refused (line {expected[1]})", f"refused: {expected[0]}", f"refused: {err.reason}")
+            return
+        if expected is not None:
+            self.fail(f"start_refused (line {expected[1]})", f"refused: {expected[0]}", "the survey started")
 
     def check_result(self) -> None:
         script = self.script
@@ -309,7 +347,7 @@ def run_file(path: Path, verbose: bool = False, out=print) -> list[str]:
                           script.flow_line) from None
     run = Run(script, flow, out if verbose else lambda line: None)
     if script.start == "invite":
-        run.take(run.player.invite(script.contact_fields))
+        run.invite()
     for action in script.steps:
         run.play(action)
     run.untaken("after the last step")

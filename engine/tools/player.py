@@ -1,46 +1,76 @@
 """One respondent's conversation driven by a fake clock: the shell shared by `canvass sim` and
-`canvass test`. It calls the same engine.conversation functions as the server."""
+`canvass test`. It calls the same engine.conversation functions as the server, so the core's
+channel rules (engine.policy: the WhatsApp window and template, the once-a-day not-in-survey
+reply) apply here as they do over the wire."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from engine import conversation
+from engine.events import Event
 from engine.flow import Flow
 from engine.responses import typed_answers
 from engine.tools.memory_store import MemoryStore
 
 
+@dataclass(frozen=True)
+class Template:
+    """A WhatsApp template sent instead of the free text, outside the 24-hour window."""
+
+    content_sid: str
+
+    def __str__(self) -> str:
+        return f"[WhatsApp template {self.content_sid}]"
+
+
+Message = str | Template
+
+
 class Player:
-    def __init__(self, flow: Flow, channel: str, phone: str, now: float):
+    def __init__(self, flow: Flow, channel: str, phone: str, now: float,
+                 last_inbound_at: float | None = None):
+        """`last_inbound_at`: when the respondent last texted before the clock starts (it opens
+        WhatsApp's 24-hour window); None for never."""
         self.flow = flow
         self.flows = conversation.FlowSet([flow])
         self.store = MemoryStore()
         self.channel, self.phone = channel, phone
         self.now = now
         self.last_response: dict | None = None
+        self.events: list[Event] = []  # those of the latest call
+        if last_inbound_at is not None:
+            self.store.save(conversation.Respondent(channel, phone, last_inbound_at=last_inbound_at))
 
     @property
     def respondent(self) -> conversation.Respondent:
         return self.store.load(self.channel, self.phone)
 
-    def _take(self, outcome: conversation.Outcome) -> list[str]:
+    def _take(self, outcome: conversation.Outcome) -> list[Message]:
         self.store.save(outcome.respondent)
         self.store.append_responses(outcome.responses)
+        self.events += outcome.events
         if outcome.responses:
             self.last_response = outcome.responses[-1]
+        if outcome.template and outcome.replies:
+            return [Template(outcome.template)]
         return list(outcome.replies)
 
-    def invite(self, fields: dict[str, str]) -> list[str]:
+    def invite(self, fields: dict[str, str]) -> list[Message]:
         """The survey texts first (raises conversation.NotStartable)."""
+        self.events = []
         return self._take(conversation.start(self.flow, self.respondent, fields, self.now, self.flows))
 
-    def send(self, text: str) -> list[str]:
+    def send(self, text: str) -> list[Message]:
         """The respondent texts; the replies."""
+        self.events = []
         return self._take(conversation.receive(self.flows, self.respondent, text, self.now))
 
-    def wait(self, seconds: float) -> list[str]:
+    def wait(self, seconds: float) -> list[Message]:
         """Advance the clock, firing each due timer at its own time; the messages they sent."""
+        self.events = []
         until = self.now + seconds
-        sent: list[str] = []
+        sent: list[Message] = []
         while (due := self.respondent.due_at()) is not None and due <= until:
             self.now = max(self.now, due)
             sent += self._take(conversation.tick(self.flows, self.respondent, self.now))

@@ -2,7 +2,10 @@
 
 Every outbound message is shown with its encoding and segment count. It needs no Redis: the
 conversation lives in a MemoryStore and goes through the same engine.conversation calls as the
-server. With stdin not a terminal, lines are read as a script and echoed.
+server, and the core's channel rules apply: over WhatsApp the respondent counts as having texted
+just before the clock starts (so the 24-hour window is open for an invitation), and a reminder
+after the window closed goes as the survey's template or not at all. With stdin not a terminal,
+lines are read as a script and echoed.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from dsl.durations import format_duration, parse_duration
 from dsl.errors import FlowError
 from dsl.load import read_source
 from engine import conversation
+from engine.events import NotInSurvey, ReminderNotSent
 from engine.flow import load_flow
 from engine.sms import segments
 from engine.sms.phones import to_e164
-from engine.tools.player import Player
+from engine.tools.player import Message, Player, Template
 
 HELP = """commands:
   :help            this text
@@ -49,7 +53,8 @@ class Simulator:
         self.reset()
 
     def reset(self) -> None:
-        self.player = Player(self.flow, self.channel, self.phone, time.time())
+        now = time.time()
+        self.player = Player(self.flow, self.channel, self.phone, now, last_inbound_at=now)
         self.transcript: list[dict] = []
         if self.start == "invite":
             self.show(self.player.invite(self.fields))
@@ -58,8 +63,17 @@ class Simulator:
         else:
             self.out("(this survey has no access_code: with --start inbound nothing will start it)")
 
-    def show(self, messages: list[str]) -> None:
+    def show(self, messages: list[Message]) -> None:
+        for event in self.player.events:
+            if isinstance(event, ReminderNotSent):
+                self.out(f"(reminder not sent: {event.reason})")
+            elif isinstance(event, NotInSurvey) and not event.replied:
+                self.out("(no reply: this number was told it is not in a survey less than a day ago)")
         for text in messages:
+            if isinstance(text, Template):
+                self.transcript.append({"expect_template": text.content_sid})
+                self.out(f"< {text}")
+                continue
             self.transcript.append({"expect": text})
             self.out("< " + text.replace("\n", "\n  "))
             if self.channel == "whatsapp":

@@ -1,0 +1,89 @@
+"""Channel and keeping rules: how a message Canvass sends on its own may go, how often a
+stranger hears "not currently taking a survey", and how long a respondent's record is kept.
+
+Pure: the respondent, the flow and the time are given, so the server, `canvass sim` and
+`canvass test` all apply the same rules.
+
+WhatsApp lets a business send free text only within 24 hours of the respondent's last
+message. Outside that window a start or a reminder goes as the survey's approved template
+(`whatsapp_template`, a ContentSid) or not at all. SMS has no window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from engine.flow import Flow
+
+if TYPE_CHECKING:  # conversation imports this module
+    from engine.conversation import Respondent
+
+WHATSAPP_WINDOW = 24 * 3600
+NOT_IN_SURVEY_EVERY = 86400  # a number hears "not currently taking a survey" at most this often
+KEEP_AFTER = 30 * 86400  # a record with a survey behind it: kept this long after its session
+# expires or, between sessions, after its last write
+STRANGER_KEEP = 86400  # a record with no survey behind it: kept this long after its last write
+
+TEXT, TEMPLATE, REFUSED = "text", "template", "refused"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How a server-initiated message may go: as free TEXT, as the survey's TEMPLATE, or
+    REFUSED; `reason` says why, in words a log line or an author can use."""
+
+    how: str
+    reason: str
+    template: str | None = None  # the ContentSid, when how is TEMPLATE
+
+    @property
+    def refused(self) -> bool:
+        return self.how == REFUSED
+
+
+def in_whatsapp_window(respondent: Respondent, now: float) -> bool:
+    last = respondent.last_inbound_at
+    return last is not None and now - last < WHATSAPP_WINDOW
+
+
+def server_initiated(respondent: Respondent, flow: Flow | None, now: float) -> Delivery:
+    """How a message Canvass starts (an invitation, a reminder) may reach the respondent."""
+    if respondent.channel != "whatsapp":
+        return Delivery(TEXT, "SMS has no messaging window")
+    if in_whatsapp_window(respondent, now):
+        return Delivery(TEXT, "within the 24-hour window of WhatsApp")
+    template = flow.survey.content_sid if flow is not None else None
+    if template:
+        return Delivery(TEMPLATE, "outside the 24-hour window of WhatsApp: the survey's whatsapp_template",
+                        template)
+    survey = flow.id if flow is not None else "?"
+    return Delivery(REFUSED, f"outside the 24-hour window of WhatsApp, and survey '{survey}' has no "
+                    "whatsapp_template")
+
+
+def may_tell_not_in_survey(respondent: Respondent, now: float) -> bool:
+    """At most one "not currently taking a survey" a day per number: each costs a paid
+    message, and numbers that text in bulk to run up those costs (SMS pumping) get one."""
+    told = respondent.told_not_in_survey_at
+    return told is None or now - told >= NOT_IN_SURVEY_EVERY
+
+
+def keep_for(respondent: Respondent, now: float) -> int | None:
+    """Seconds to keep the respondent's record after this write; None: forever.
+
+    - opted out: forever (an opt-out must never be forgotten);
+    - a session open: until KEEP_AFTER past its expiry;
+    - a survey behind it (last_survey: its help and not-in-survey texts apply between
+      sessions): KEEP_AFTER;
+    - else a stranger: STRANGER_KEEP, the longest anything it holds matters (when it was
+      told it is not in a survey, its WhatsApp window). Never shorter: a worker trusts its
+      own last commit of a conversation for minutes (service.Recent), and a record that
+      expired and was written again would restart its revision under it.
+    """
+    if respondent.opted_out:
+        return None
+    session = respondent.session
+    if session is not None:
+        return max(1, int(session.expires_at - now)) + KEEP_AFTER
+    return KEEP_AFTER if respondent.last_survey else STRANGER_KEEP

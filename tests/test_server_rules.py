@@ -1,0 +1,123 @@
+"""The core's conversation rules through the real server and a real Redis: the open survey's
+access code racing an admin start, strangers (one reply a day, a one-day record), and a
+reminder Twilio refused (not counted as sent)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from conftest import admin_headers
+from fake_twilio import Phone
+
+DAY = 86400
+TEXT_FIRST = """survey: text-first
+access_code: "@TEXT"
+flow:
+  - ask: why
+    type: text
+    prompt: Why did you come today?
+  - ask: score
+    type: nps
+    prompt: How likely are you to come back? Reply 0-10.
+"""
+
+
+async def start(client, survey: str, to: str, channel: str = "sms", **fields):
+    return await client.post(f"/admin/surveys/{survey}/start", headers=admin_headers(),
+                             json={"to": to, "channel": channel, "fields": fields})
+
+
+async def respondent_of(client, number: str, channel: str = "sms") -> dict | None:
+    response = await client.get(f"/admin/sessions/{number}", headers=admin_headers())
+    assert response.status == 200
+    return (await response.json())["channels"][channel]["respondent"]
+
+
+async def eventually(condition, timeout: float = 3.0) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
+async def test_an_access_code_racing_an_admin_start_is_never_an_answer(make_client, settings, flows_dir):
+    (flows_dir / "text_first.yaml").write_text(TEXT_FIRST)
+    client = await make_client(settings)
+    races, admin_won = 150, 0
+    for i in range(races):
+        number = f"+1555120{i:04d}"
+        started, replies = await asyncio.gather(start(client, "text-first", number),
+                                                Phone(client, number).send("@TEXT"))
+        admin_won += started.status == 201
+        assert replies == ["Why did you come today?"]  # the first question, whoever won
+        session = (await respondent_of(client, number))["session"]
+        assert (session["state"], session["answers"], session["attempts"]) == ("why", {}, 0), number
+    assert admin_won > 0  # the race this guards against did happen
+
+
+async def test_strangers_get_one_reply_a_day_and_leave_a_one_day_record(client, clock, redis_sync):
+    phone = Phone(client, "+15551239000")
+    assert await phone.send("hi") == ["You are not currently taking a survey."]
+    assert await phone.send("hello?") == []  # empty TwiML: nothing sent, nothing paid
+    clock.advance(DAY - 60)
+    assert await phone.send("anyone?") == []
+    clock.advance(60)
+    assert await phone.send("hi") == ["You are not currently taking a survey."]
+    assert 0 < redis_sync.ttl("cv:{sms:+15551239000}:r") <= DAY
+    assert await Phone(client, "+15551239000").send("HELP")  # HELP is always answered
+
+
+async def test_ten_thousand_strangers_leave_bounded_memory(client, redis_sync):
+    """Each stranger leaves a record for a day and the dedupe record of its message for 25 h
+    (so a redelivery gets the same answer), nothing longer."""
+    strangers = 10_000
+    redis_sync.memory_purge()
+    before = redis_sync.info("memory")["used_memory"]
+    for start_at in range(0, strangers, 200):
+        numbers = [f"+1555{n:07d}" for n in range(start_at, start_at + 200)]
+        replies = await asyncio.gather(*(Phone(client, number).send("hi") for number in numbers))
+        assert all(r == ["You are not currently taking a survey."] for r in replies)
+    redis_sync.memory_purge()
+    per_stranger = (redis_sync.info("memory")["used_memory"] - before) / strangers
+    sample = [f"+1555{n:07d}" for n in range(0, strangers, 100)]
+    record, dedupe = (sum(redis_sync.memory_usage(f"cv:{{sms:{n}}}:{suffix}") for n in sample) / len(sample)
+                      for suffix in ("r", "in"))
+    print(f"\n{strangers} strangers: {per_stranger:.0f} bytes each (record {record:.0f}, dedupe {dedupe:.0f})")
+    ttls = {key: redis_sync.ttl(key) for key in redis_sync.scan_iter("cv:{sms:+1555*", count=1000)}
+    assert len(ttls) == 2 * strangers  # the record and the dedupe hash
+    assert all(0 < ttl <= DAY for key, ttl in ttls.items() if key.endswith(":r"))
+    assert all(0 < ttl <= 25 * 3600 for ttl in ttls.values())
+    assert per_stranger < 600  # what bounds the total is the TTLs above: a day of strangers at most
+
+
+async def test_a_reminder_twilio_refused_is_not_counted_as_sent(make_client, settings, clock, fake_twilio):
+    client = await make_client(settings, timer_interval=0.02)
+    number = "+15551239100"
+    assert (await start(client, "invite", number, FirstName="Ana")).status == 201
+    fake_twilio.refuse[number] = (30003, "Unreachable destination handset")
+    clock.advance(31 * 60)
+    await eventually(lambda: len(fake_twilio.messages) == 2)  # the reminder was tried ...
+    for _ in range(100):  # ... and taken back from the session
+        session = (await respondent_of(client, number))["session"]
+        if not session["reminded"]:
+            break
+        await asyncio.sleep(0.01)
+    assert (session["reminded"], session["messages_out"], session["segments_out"]) == (False, 1, 1)
+    metrics = (await (await client.get("/metrics")).text()).splitlines()
+    assert 'canvass_messages_out_total{channel="sms"} 1' in metrics
+    assert "canvass_sms_segments_out_total 1" in metrics
+    assert 'canvass_send_failures_total{channel="sms"} 1' in metrics
+
+
+async def test_a_reminder_to_an_unsubscribed_number_opts_it_out_uncounted(make_client, settings, clock,
+                                                                          fake_twilio, redis_sync):
+    client = await make_client(settings, timer_interval=0.02)
+    number = "+15551239101"
+    assert (await start(client, "invite", number, FirstName="Ana")).status == 201
+    fake_twilio.refuse[number] = (21610, "Attempt to send to unsubscribed recipient")
+    clock.advance(31 * 60)
+    await eventually(lambda: redis_sync.xlen("cv:survey:{invite}:responses") == 1)
+    [(_, fields)] = redis_sync.xrange("cv:survey:{invite}:responses")
+    assert '"status":"opted_out"' in fields["r"] and '"messages_out":1,' in fields["r"]
+    assert (await respondent_of(client, number))["opted_out"] is True
