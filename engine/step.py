@@ -155,8 +155,7 @@ def ask_again(flow: Flow, session: Session, inbound: str, now: float) -> Step:
     """Ask the open session's question again after a reply that must not answer it (the
     survey's own access code): received and counted, never recorded, attempts unchanged."""
     question = flow.questions[session.state]
-    would_answer = question.kind.parse(question.ask, inbound) is not None
-    outbound = [question.message(session) if would_answer else question.invalid(session)]
+    outbound = [question.message(session)]
     changes = _received(session, inbound)
     return Step(_sent(flow, session, outbound, now, changes), outbound, [QuestionRepeated(flow.id, question.id)])
 

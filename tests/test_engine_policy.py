@@ -122,7 +122,7 @@ def test_the_open_surveys_access_code_is_never_an_answer(tmp_path):
     s = conv.receive(flows, outcome.respondent, "@shop", T0 + 2).respondent.session  # another survey's code
     assert s.answers == {"why": "@shop"}
     outcome = conv.receive(flows, replace(r, session=s), "@TEXT", T0 + 3)  # no attempt used up
-    assert outcome.replies == ["Please reply with a number from 0 to 10."]
+    assert outcome.replies == ["Score 0-10?"]
     assert (outcome.respondent.session.status, outcome.respondent.session.attempts) == ("open", 0)
 
 

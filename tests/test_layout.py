@@ -7,7 +7,8 @@
   server.py (to start it).
 - No package imports back into one that imports it, and no module cycle.
 
-Every import counts, also one inside a function (a lazy import is still a dependency).
+Every import counts, also one inside a function (a lazy import is still a dependency), but
+one under `if TYPE_CHECKING:` (annotations only).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def project_modules() -> dict[str, Path]:
 def imports_of(path: Path, module: str, is_package: bool) -> set[str]:
     """Every module name a file imports, resolved to absolute names."""
     names = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -72,6 +73,19 @@ def imports_of(path: Path, module: str, is_package: bool) -> set[str]:
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names)  # `from pkg import mod`
     return names
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node but those under `if TYPE_CHECKING:`: an import for annotations only is no
+    dependency at run time (and is how a lower module names a type of a higher one)."""
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        yield node
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            pending.extend(node.orelse)
+            continue
+        pending.extend(ast.iter_child_nodes(node))
 
 
 @pytest.fixture(scope="module")
