@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -141,3 +142,8 @@ async def exit_with_supervisor(app) -> AsyncIterator[None]:
 
 def run_workers(args) -> int:
     return Supervisor(worker_argv(args), args.workers).run()
+
+
+def server_name(supervisor: int) -> str:
+    """The name the workers of one supervisor share (their metrics are stored under it)."""
+    return f"{socket.gethostname()}:{supervisor}"
