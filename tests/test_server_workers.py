@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import re
@@ -317,19 +318,31 @@ def test_a_live_set_a_worker_cannot_build_is_refused_and_reported_and_the_old_on
     assert server.stop() == 0
 
 
+def kept_alive_to_another_worker(server: Served, pids: set[int], stopped: int) -> http.client.HTTPConnection:
+    """A keep-alive connection that a worker other than `stopped` answers (the kernel picks the
+    worker when a connection opens, so a request on it cannot land on the stopped one)."""
+    for _ in range(40):
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request("GET", "/healthz")
+        if json.loads(connection.getresponse().read())["pid"] != stopped:
+            return connection
+        connection.close()
+    pytest.fail(f"no worker but {stopped} of {pids} answered")
+
+
 def test_a_reload_answers_503_naming_a_worker_that_does_not_confirm(served, tmp_path):
     flows = copy_flows(tmp_path)
     server = served(flows=flows, workers=3)
     pids = server.ready(3)
     stopped = max(pids)
+    connection = kept_alive_to_another_worker(server, pids, stopped)
     os.kill(stopped, signal.SIGSTOP)
     try:
         edit_reason(flows)
         started = time.monotonic()
-        status, body = reload(server, timeout=8)
-        while status == 0:  # the kernel gave the connection to the stopped worker: try again
-            started = time.monotonic()
-            status, body = reload(server, timeout=8)
+        connection.request("POST", "/admin/reload")
+        response = connection.getresponse()
+        status, body = response.status, json.loads(response.read())
         waited = time.monotonic() - started
         assert status == 503, body
         assert body["error"] == "reload_incomplete"
@@ -339,6 +352,7 @@ def test_a_reload_answers_503_naming_a_worker_that_does_not_confirm(served, tmp_
         assert 4.5 < waited < 8, waited
     finally:
         os.kill(stopped, signal.SIGCONT)
+        connection.close()
     new = feedback_version(body)
 
     def every_worker_on_it():

@@ -67,7 +67,8 @@ stream and flow key, which live in other slots; Cluster would refuse it (CROSSSL
 On one Redis (with AOF, see engine/redis/redis.conf) this is what keeps a step atomic. To
 run on Cluster the commit must be split: a conversation-slot script that also appends
 the stream and timer writes to an outbox under {T}, then an idempotent flush of that
-outbox (response ids make replays harmless). That split is not built.
+outbox (response ids make replays harmless). That split is not built. The fleet's keys
+share {fleet}, so ANNOUNCE and BEAT touch one slot; PUBLISH reaches every node's subscribers.
 """
 
 from __future__ import annotations
