@@ -322,8 +322,8 @@ async def metrics(request: web.Request) -> web.Response:
     if shared is not None:
         own = app[METRICS].samples()
         try:
-            await app[STORE].save_metrics(shared, str(os.getpid()), own)
-            text = render_workers(await app[STORE].all_metrics(shared))
+            await app[STORE].save_metrics(shared, str(os.getpid()), own, time.time())
+            text = render_workers(await app[STORE].all_metrics(shared, time.time()))
         except RedisError as err:
             log.warning("metrics of the other workers unavailable: %s", err)
             text = render_workers({str(os.getpid()): own})
@@ -404,7 +404,7 @@ async def fleet(app: web.Application) -> AsyncIterator[None]:
     on_beat = None
     if shared is not None:
         async def on_beat() -> None:
-            await app[STORE].save_metrics(shared, str(os.getpid()), app[METRICS].samples())
+            await app[STORE].save_metrics(shared, str(os.getpid()), app[METRICS].samples(), time.time())
 
     app[MEMBER] = member = Member(app[REGISTRY], app[STORE], app[RELOAD_LOCK], on_beat)
     member.start()

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 import pytest
 from conftest import REPO, free_port
 
-from engine.redis.store import Store
+from engine.redis.store import FLEET_TTL, Store, metrics_key
 from engine.runtime.workers import worker_argv
 from engine.tools.cli import build_parser
 
@@ -377,3 +377,18 @@ def test_metrics_of_every_worker_from_any_worker_labelled_by_pid(served):
 
     server.wait_for(counted, "/metrics counting every worker's messages")
     assert server.stop() == 0
+
+
+def test_metrics_of_a_worker_killed_before_it_dropped_them_are_forgotten(redis_url):
+    async def stored_then_read() -> tuple[dict[str, str], list[str]]:
+        store = Store.from_url(redis_url)
+        try:
+            await store.save_metrics("host:1", "101", "[]", at=1000.0)  # killed long ago
+            await store.save_metrics("host:1", "102", "[]", at=1000.0 + FLEET_TTL + 5)
+            fresh = await store.all_metrics("host:1", now=1000.0 + FLEET_TTL + 6)
+            return fresh, await store.redis.hkeys(metrics_key("host:1"))
+        finally:
+            await store.aclose()
+
+    fresh, kept = asyncio.run(stored_then_read())
+    assert fresh == {"102": "[]"} and kept == ["102"]

@@ -46,7 +46,7 @@ The fleet (every worker of every server sharing this Redis), all under the hash 
                             next heartbeat of any worker. A reload waits for the workers
                             listed here to reach its generation. TTL 1 day, refreshed by
                             every heartbeat.
-  cv:fleet:{fleet}:metrics:<server>  hash  worker pid -> JSON of its metric samples, for
+  cv:fleet:{fleet}:metrics:<server>  hash  worker pid -> "<time>|<JSON of its metric samples>", for
                             the workers of one `canvass serve --workers N` (server = host:pid
                             of the supervisor), so any worker's /metrics shows them all. TTL
                             FLEET_TTL, refreshed by every heartbeat; a stopping worker drops
@@ -549,15 +549,28 @@ class Store:
         finally:
             await pubsub.aclose()
 
-    async def save_metrics(self, server: str, worker: str, samples: str) -> None:
+    async def save_metrics(self, server: str, worker: str, samples: str, at: float) -> None:
+        """Store a worker's samples, taken at `at` (the clock of the host all of them run on)."""
         key = metrics_key(server)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, worker, samples)
+            pipe.hset(key, worker, f"{at!r}|{samples}")
             pipe.expire(key, FLEET_TTL)
             await pipe.execute()
 
-    async def all_metrics(self, server: str) -> dict[str, str]:
-        return await self.redis.hgetall(metrics_key(server))
+    async def all_metrics(self, server: str, now: float) -> dict[str, str]:
+        """The samples of every worker of `server` stored within FLEET_TTL of `now`; older ones
+        (a worker killed before it could drop its own) are deleted."""
+        key = metrics_key(server)
+        fresh, stale = {}, []
+        for worker, stored in (await self.redis.hgetall(key)).items():
+            at, _, samples = stored.partition("|")
+            if float(at) >= now - FLEET_TTL:
+                fresh[worker] = samples
+            else:
+                stale.append(worker)
+        if stale:
+            await self.redis.hdel(key, *stale)
+        return fresh
 
     async def drop_metrics(self, server: str, worker: str) -> None:
         await self.redis.hdel(metrics_key(server), worker)

@@ -101,12 +101,14 @@ class Member:
         """Take the live set announced in Redis (or announce ours when Redis has none), then say so."""
         registry = self.registry
         async with self.lock:
+            before = registry.live.generation
             try:
                 if not await registry.take() and registry.live.flows:
                     announced = await registry.announce_current()
                     log.info("Redis had no live flows: announced ours as generation %d", announced.live.generation)
-                elif registry.refused[0] == 0:
-                    log.debug("running generation %d", registry.live.generation)
+                elif registry.live.generation != before:
+                    log.info("took generation %d: %s", registry.live.generation,
+                             ", ".join(f"{f.id}@{f.version}" for f in registry.live.flows.values()))
             except FlowError as err:
                 log.error("the flows announced as generation %d do not compile here; keeping generation %d:\n%s",
                           registry.refused[0], registry.live.generation, err)
@@ -131,7 +133,7 @@ class Member:
             try:
                 live = await self.beat()
                 behind = live > self.registry.live.generation and live != self.registry.refused[0]
-                if behind or (live == 0 and self.registry.published):
+                if behind or (live == 0 and self.registry.live.flows):
                     await self.sync()  # a missed announcement, or a Redis that lost the live set
                 if self.on_beat is not None:
                     await self.on_beat()
