@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import hmac
@@ -22,7 +23,8 @@ from engine.conversation import Respondent
 from engine.redis.store import Store
 from engine.responses import iso
 from engine.runtime import exports
-from engine.runtime.metrics import Metrics
+from engine.runtime.fleet import Member, confirmations
+from engine.runtime.metrics import Metrics, render_workers
 from engine.runtime.registry import Registry, ReloadFailed
 from engine.runtime.service import Busy, Refused, Service
 from engine.runtime.settings import ConfigError, Settings
@@ -52,6 +54,8 @@ REGISTRY = web.AppKey("registry", Registry)
 SERVICE = web.AppKey("service", Service)
 SWEEPER = web.AppKey("sweeper", Sweeper)
 RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
+MEMBER = web.AppKey("member", Member)
+SHARED_METRICS = web.AppKey("shared_metrics", str)  # a worker of `--workers N`: its server's name
 
 
 def _error(status: int, reason: str, message: str, **extra) -> web.Response:
@@ -171,22 +175,38 @@ async def admin_start(request: web.Request) -> web.Response:
 async def admin_flows(request: web.Request) -> web.Response:
     described = request.app[REGISTRY].describe()
     described["loaded_at"] = iso(described["loaded_at"])
+    try:  # every worker and server sharing the Redis, and the generation each runs
+        described["workers"] = [{"worker": worker, "generation": entry["generation"],
+                                 **({"refused": entry["refused"], "error": entry["error"]} if entry["refused"] else {})}
+                                for worker, entry in sorted((await request.app[STORE].workers()).items())]
+    except RedisError:
+        described["workers"] = None  # what this worker runs is still worth showing
     return web.json_response(described)
 
 
-async def reload_flows(app: web.Application, why: str) -> dict:
-    """Reload every flow; on any error nothing changes and the report is logged and returned."""
+async def reload_flows(app: web.Application, why: str, confirm: bool = False) -> dict:
+    """Reload every flow and announce it to every worker; on any error nothing changes and the
+    report is logged and returned. With `confirm`, wait for the other workers to take it."""
+    registry = app[REGISTRY]
     async with app[RELOAD_LOCK]:
         try:
-            loaded = await app[REGISTRY].reload()
+            announced = await registry.announce()
         except ReloadFailed as err:
             app[METRICS].reloads.inc("error")
             log.error("reload (%s) refused, the live flows stay as they were:\n%s", why, err.report)
             return {"ok": False, "report": err.report,
                     "diagnostics": [d.to_json() for d in err.diagnostics]}
     app[METRICS].reloads.inc("ok")
-    log.info("reload (%s): %s", why, ", ".join(f"{f.id}@{f.version}" for f in loaded.flows.values()))
-    return {"ok": True, "flows": [{"id": f.id, "version": f.version} for f in loaded.flows.values()]}
+    await app[MEMBER].beat()  # this worker runs it: say so before anyone reads the list
+    live = announced.live
+    log.info("reload (%s): generation %d: %s", why, live.generation,
+             ", ".join(f"{f.id}@{f.version}" for f in live.flows.values()))
+    result = {"ok": True, "generation": live.generation,
+              "flows": [{"id": f.id, "version": f.version} for f in live.flows.values()]}
+    if confirm:
+        answers = await confirmations(app[STORE], live.generation, announced.workers, registry.worker)
+        result["ok"], result["workers"] = answers.complete, answers.to_json()
+    return result
 
 
 async def reload_in_background(app: web.Application, why: str) -> None:
@@ -199,10 +219,20 @@ async def reload_in_background(app: web.Application, why: str) -> None:
 
 
 async def admin_reload(request: web.Request) -> web.Response:
-    result = await reload_flows(request.app, "admin API")
-    if not result["ok"]:
+    """200 once every worker runs the new flows; 422 (nothing changed) when they have errors;
+    503 when some worker did not confirm within CONFIRM_TIMEOUT or could not compile them:
+    the new flows are live for the others and the answer names who lags."""
+    result = await reload_flows(request.app, "admin API", confirm=True)
+    if "report" in result:
         return _error(422, "flow_errors", "the flows have errors; nothing was reloaded",
                       report=result["report"], diagnostics=result["diagnostics"])
+    if not result["ok"]:
+        workers = result["workers"]
+        lagging = workers["unconfirmed"] + [r["worker"] for r in workers["refused"]]
+        return _error(503, "reload_incomplete",
+                      f"generation {result['generation']} is live, but {len(lagging)} worker(s) do not run it yet: "
+                      f"{', '.join(lagging)}", generation=result["generation"], flows=result["flows"],
+                      workers=workers)
     return web.json_response(result)
 
 
@@ -286,7 +316,18 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=request.app[METRICS].render(), content_type="text/plain",
+    """This process's metrics; a worker of `--workers N` shows every worker's, by `worker` pid."""
+    app, text = request.app, None
+    shared = app.get(SHARED_METRICS)
+    if shared is not None:
+        own = app[METRICS].samples()
+        try:
+            await app[STORE].save_metrics(shared, str(os.getpid()), own, time.time())
+            text = render_workers(await app[STORE].all_metrics(shared, time.time()))
+        except RedisError as err:
+            log.warning("metrics of the other workers unavailable: %s", err)
+            text = render_workers({str(os.getpid()): own})
+    return web.Response(text=text or app[METRICS].render(), content_type="text/plain",
                         headers={"X-Content-Type-Options": "nosniff"})
 
 
@@ -357,6 +398,23 @@ async def hangup(app: web.Application) -> AsyncIterator[None]:
     loop.remove_signal_handler(signal.SIGHUP)
 
 
+async def fleet(app: web.Application) -> AsyncIterator[None]:
+    """This worker among all sharing the Redis: takes every announced reload, beats its heart."""
+    shared = app.get(SHARED_METRICS)
+    on_beat = None
+    if shared is not None:
+        async def on_beat() -> None:
+            await app[STORE].save_metrics(shared, str(os.getpid()), app[METRICS].samples(), time.time())
+
+    app[MEMBER] = member = Member(app[REGISTRY], app[STORE], app[RELOAD_LOCK], on_beat)
+    member.start()
+    yield
+    await member.stop()
+    if shared is not None:
+        with contextlib.suppress(RedisError):
+            await app[STORE].drop_metrics(shared, str(os.getpid()))
+
+
 # ---------------------------------------------------------------- the app
 
 
@@ -367,6 +425,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     app[RELOAD_LOCK] = asyncio.Lock()
     app.cleanup_ctx.append(storage)
     app.cleanup_ctx.append(timers(timer_interval))
+    app.cleanup_ctx.append(fleet)
     if settings.watch:
         app.cleanup_ctx.append(watcher)
     if handle_sighup:
@@ -413,9 +472,10 @@ def run_server(args) -> int:
     app = create_app(settings, handle_sighup=True)
     app.on_startup.append(tune_collector)
     if args.reuse_port:  # one of `--workers N`
-        from engine.runtime.workers import exit_with_supervisor
+        from engine.runtime.workers import exit_with_supervisor, server_name
 
         app.cleanup_ctx.append(exit_with_supervisor)
+        app[SHARED_METRICS] = server_name(os.getppid())
     try:
         web.run_app(app, host=settings.host, port=settings.port, shutdown_timeout=30,
                     reuse_port=args.reuse_port or None,

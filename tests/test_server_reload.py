@@ -11,6 +11,7 @@ import pytest
 from conftest import RedisServer, admin_headers
 from fake_twilio import Phone
 
+from dsl.errors import Diagnostic, FlowError
 from engine.runtime.registry import ReloadFailed
 from server import create_app
 
@@ -138,3 +139,25 @@ async def test_the_server_does_not_start_with_broken_flows(make_client, settings
     with pytest.raises(ReloadFailed) as failed:
         await make_client(settings)
     assert f"{flows_dir / 'broken.yaml'}:2:" in failed.value.report
+
+
+async def test_a_worker_that_cannot_build_a_reload_is_named_in_a_503_and_keeps_its_flows(
+        make_client, settings, flows_dir, monkeypatch):
+    worker_a, worker_b = await make_client(settings), await make_client(settings)
+    before = await live_version(worker_b)
+
+    def another_release(source, form, path="<stored>"):  # as a worker running another Canvass would
+        raise FlowError([Diagnostic(path, 3, 5, "E003", "unknown key 'colour'")])
+
+    monkeypatch.setattr("engine.runtime.registry.flow_from_source", another_release)
+    edit_reason(flows_dir)
+    response = await worker_a.post("/admin/reload", headers=admin_headers())
+    assert response.status == 503
+    body = await response.json()
+    assert body["error"] == "reload_incomplete" and body["workers"]["unconfirmed"] == []
+    [refused] = body["workers"]["refused"]
+    assert "unknown key 'colour'" in refused["error"] and refused["worker"] in body["message"]
+    assert await live_version(worker_a) != before
+    assert await live_version(worker_b) == before  # a version it cannot build never replaces a good one
+    described = await (await worker_b.get("/admin/flows", headers=admin_headers())).json()
+    assert [w["refused"] for w in described["workers"] if w["worker"] == refused["worker"]] == [body["generation"]]

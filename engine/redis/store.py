@@ -31,6 +31,27 @@ Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such 
                             and live versions are re-stored by the registry.
   cv:timers           zset  member T, score = when its next reminder or expiry is due.
 
+The fleet (every worker of every server sharing this Redis), all under the hash tag {fleet}:
+  cv:fleet:{fleet}:live  hash  generation (a whole number, bumped by every announced
+                            reload), flows (JSON {survey id: version}: the live set every
+                            worker runs; the sources are the cv:survey:{S}:flow:<version>
+                            keys), by (the worker that announced it), at (Redis time). No
+                            TTL: it is the fact of which versions are live.
+  cv:fleet:{fleet}:reloads  pub/sub channel: the generation just announced. A worker that
+                            misses one catches up from the live hash at its next heartbeat.
+  cv:fleet:{fleet}:workers  hash  worker id -> JSON {beat (Redis time), generation it runs,
+                            refused (the latest generation it could not compile, 0 = none),
+                            error}. Written by every heartbeat (FLEET_BEAT) and after each
+                            reload taken; entries older than FLEET_TTL are dropped by the
+                            next heartbeat of any worker. A reload waits for the workers
+                            listed here to reach its generation. TTL 1 day, refreshed by
+                            every heartbeat.
+  cv:fleet:{fleet}:metrics:<server>  hash  worker pid -> "<time>|<JSON of its metric samples>", for
+                            the workers of one `canvass serve --workers N` (server = host:pid
+                            of the supervisor), so any worker's /metrics shows them all. TTL
+                            FLEET_TTL, refreshed by every heartbeat; a stopping worker drops
+                            its own.
+
 Scripts: READ returns a respondent record, its revision and the dedupe record in one
 round trip. COMMIT is the compare-and-set: it checks the revision is unchanged and the
 inbound MessageSid unseen, then writes the respondent record, the dedupe record, the
@@ -46,7 +67,8 @@ stream and flow key, which live in other slots; Cluster would refuse it (CROSSSL
 On one Redis (with AOF, see engine/redis/redis.conf) this is what keeps a step atomic. To
 run on Cluster the commit must be split: a conversation-slot script that also appends
 the stream and timer writes to an outbox under {T}, then an idempotent flush of that
-outbox (response ids make replays harmless). That split is not built.
+outbox (response ids make replays harmless). That split is not built. The fleet's keys
+share {fleet}, so ANNOUNCE and BEAT touch one slot; PUBLISH reaches every node's subscribers.
 """
 
 from __future__ import annotations
@@ -57,7 +79,9 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import redis.asyncio as redis
 from redis.asyncio import BlockingConnectionPool
@@ -473,3 +497,122 @@ class Store:
             if len(entries) < batch:
                 return
             start = "(" + entries[-1][0]
+
+    # ------------------------------------------------------------ the fleet: live set, workers, metrics
+
+    @cached_property
+    def _announce(self) -> Script:
+        return Script(self.mux, ANNOUNCE)
+
+    @cached_property
+    def _beat(self) -> Script:
+        return Script(self.mux, BEAT)
+
+    async def announce_live(self, flows: dict[str, str], by: str) -> tuple[int, list[str]]:
+        """Make {survey id: version} the live set of every worker: (its generation, the ids of
+        the workers alive when it was announced, which are expected to take it)."""
+        generation, workers = await self._announce(
+            keys=[LIVE, WORKERS], args=[json.dumps(flows, sort_keys=True), by, str(FLEET_TTL), RELOADS])
+        return int(generation), list(workers)
+
+    async def live_flows(self) -> tuple[int, dict[str, str]]:
+        """(generation, {survey id: version}) of the announced live set; (0, {}) when none was."""
+        generation, flows = await self.redis.hmget(LIVE, ["generation", "flows"])
+        return int(generation or 0), json.loads(flows) if flows else {}
+
+    async def beat(self, worker: str, generation: int, refused: int = 0, error: str = "") -> int:
+        """Note that `worker` is alive and runs `generation`; the live generation in return."""
+        return int(await self._beat(keys=[WORKERS, LIVE],
+                                    args=[worker, str(generation), str(refused), error, str(FLEET_TTL)]))
+
+    async def leave(self, worker: str) -> None:
+        await self.redis.hdel(WORKERS, worker)
+
+    async def workers(self) -> dict[str, dict]:
+        """Every worker alive (beat within FLEET_TTL, by Redis's clock): id -> its entry."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.hgetall(WORKERS)
+            (now, _), entries = await pipe.execute()
+        found = {worker: json.loads(entry) for worker, entry in entries.items()}
+        return {worker: entry for worker, entry in found.items() if entry["beat"] >= now - FLEET_TTL}
+
+    async def reload_announcements(self) -> AsyncIterator[int]:
+        """The generations announced from now on, as they come (a ConnectionError ends it)."""
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(RELOADS)
+            while True:
+                message = await pubsub.get_message(timeout=None)
+                if message is not None and message["type"] == "message":
+                    yield int(message["data"])
+        finally:
+            await pubsub.aclose()
+
+    async def save_metrics(self, server: str, worker: str, samples: str, at: float) -> None:
+        """Store a worker's samples, taken at `at` (the clock of the host all of them run on)."""
+        key = metrics_key(server)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, worker, f"{at!r}|{samples}")
+            pipe.expire(key, FLEET_TTL)
+            await pipe.execute()
+
+    async def all_metrics(self, server: str, now: float) -> dict[str, str]:
+        """The samples of every worker of `server` stored within FLEET_TTL of `now`; older ones
+        (a worker killed before it could drop its own) are deleted."""
+        key = metrics_key(server)
+        fresh, stale = {}, []
+        for worker, stored in (await self.redis.hgetall(key)).items():
+            at, _, samples = stored.partition("|")
+            if float(at) >= now - FLEET_TTL:
+                fresh[worker] = samples
+            else:
+                stale.append(worker)
+        if stale:
+            await self.redis.hdel(key, *stale)
+        return fresh
+
+    async def drop_metrics(self, server: str, worker: str) -> None:
+        await self.redis.hdel(metrics_key(server), worker)
+
+
+# The fleet's keys and scripts (see the key layout above).
+LIVE = "cv:fleet:{fleet}:live"
+WORKERS = "cv:fleet:{fleet}:workers"
+RELOADS = "cv:fleet:{fleet}:reloads"
+FLEET_BEAT = 2.0  # seconds between a worker's heartbeats
+FLEET_TTL = 10  # seconds without a heartbeat after which a worker counts as gone
+
+
+def metrics_key(server: str) -> str:
+    return f"cv:fleet:{{fleet}}:metrics:{server}"
+
+
+# KEYS: live, workers. ARGV: flows (JSON), announcer, worker ttl, channel.
+# Returns {generation, ids of the workers alive now}.
+ANNOUNCE = """
+local now = tonumber(redis.call('TIME')[1])
+local generation = redis.call('HINCRBY', KEYS[1], 'generation', 1)
+redis.call('HSET', KEYS[1], 'flows', ARGV[1], 'by', ARGV[2], 'at', now)
+local alive = {}
+local entries = redis.call('HGETALL', KEYS[2])
+for i = 1, #entries, 2 do
+  if cjson.decode(entries[i + 1])['beat'] >= now - tonumber(ARGV[3]) then table.insert(alive, entries[i]) end
+end
+redis.call('PUBLISH', ARGV[4], generation)
+return {generation, alive}
+"""
+
+# KEYS: workers, live. ARGV: worker id, generation, refused generation, error, worker ttl.
+# Returns the live generation (0 when none was announced).
+BEAT = """
+local now = tonumber(redis.call('TIME')[1])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode({beat = now, generation = tonumber(ARGV[2]),
+                                                    refused = tonumber(ARGV[3]), error = ARGV[4]}))
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+  if cjson.decode(entries[i + 1])['beat'] < now - tonumber(ARGV[5]) then redis.call('HDEL', KEYS[1], entries[i]) end
+end
+redis.call('EXPIRE', KEYS[1], 86400)
+return tonumber(redis.call('HGET', KEYS[2], 'generation') or '0')
+"""

@@ -1,21 +1,40 @@
-"""Prometheus counters and histograms for one server process, in the text exposition format."""
+"""Prometheus counters and histograms for one server process, in the text exposition format.
+
+The workers of `canvass serve --workers N` share one port, so a scrape reaches one of them:
+each worker stores its samples in Redis (engine.runtime.fleet's heartbeat, and on every
+scrape), and any worker's /metrics renders every worker's series with a `worker` label
+(its pid). Totals across workers are Prometheus's sum over that label, e.g.
+`sum without (worker) (rate(canvass_messages_in_total[5m]))`: a replaced worker is a new
+series, so a restart never looks like a counter going backwards.
+"""
 
 from __future__ import annotations
 
 import bisect
+import json
 from collections import defaultdict
+from collections.abc import Mapping
+
+Sample = tuple[str, dict[str, str], float]  # name (with _bucket, _sum... suffix), labels, value
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
-def _labels(names: tuple[str, ...], values: tuple[str, ...], extra: str = "") -> str:
+def _labels(labels: Mapping[str, str]) -> str:
     def escape(value: str) -> str:
         return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
-    parts = [f'{name}="{escape(value)}"' for name, value in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
+    parts = [f'{name}="{escape(value)}"' for name, value in labels.items()]
     return "{" + ",".join(parts) + "}" if parts else ""
+
+
+def _lines(samples: list[Sample], extra: Mapping[str, str] | None = None) -> list[str]:
+    return [f"{name}{_labels({**labels, **(extra or {})})} {_number(value)}" for name, labels, value in samples]
+
+
+def _number(value: float) -> str:
+    """Exact for whole numbers (a count past a million stays a count), shortest repr otherwise."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 class Counter:
@@ -29,13 +48,13 @@ class Counter:
     def value(self, *labels: str) -> float:
         return self._values.get(labels, 0.0)
 
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
+    kind = "counter"
+
+    def samples(self) -> list[Sample]:
         if not self.label_names and not self._values:
-            lines.append(f"{self.name} 0")  # an unlabelled counter exists from the start
-        for labels, value in sorted(self._values.items()):
-            lines.append(f"{self.name}{_labels(self.label_names, labels)} {value:g}")
-        return lines
+            return [(self.name, {}, 0)]  # an unlabelled counter exists from the start
+        return [(self.name, dict(zip(self.label_names, labels, strict=True)), value)
+                for labels, value in sorted(self._values.items())]
 
 
 class Histogram:
@@ -52,16 +71,15 @@ class Histogram:
     def count(self) -> int:
         return sum(self._counts)
 
-    def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
+    kind = "histogram"
+
+    def samples(self) -> list[Sample]:
+        found: list[Sample] = []
         running = 0
         for bound, count in zip((*self.buckets, float("inf")), self._counts, strict=True):
             running += count
-            le = "+Inf" if bound == float("inf") else f"{bound:g}"
-            lines.append(f'{self.name}_bucket{{le="{le}"}} {running}')
-        lines.append(f"{self.name}_sum {self._sum:g}")
-        lines.append(f"{self.name}_count {running}")
-        return lines
+            found.append((f"{self.name}_bucket", {"le": "+Inf" if bound == float("inf") else f"{bound:g}"}, running))
+        return [*found, (f"{self.name}_sum", {}, self._sum), (f"{self.name}_count", {}, running)]
 
 
 class Metrics:
@@ -82,5 +100,29 @@ class Metrics:
     def render(self) -> str:
         lines: list[str] = []
         for metric in vars(self).values():
-            lines.extend(metric.render())
+            lines.extend(_header(metric.name, metric.help, metric.kind))
+            lines.extend(_lines(metric.samples()))
         return "\n".join(lines) + "\n"
+
+    def samples(self) -> str:
+        """Every metric as JSON, to render beside other workers' (render_workers)."""
+        return json.dumps([[m.name, m.help, m.kind, m.samples()] for m in vars(self).values()],
+                          separators=(",", ":"))
+
+
+def _header(name: str, help_text: str, kind: str) -> list[str]:
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+
+
+def render_workers(samples_by_worker: Mapping[str, str]) -> str:
+    """Every worker's metrics (Metrics.samples() by pid) in one exposition, labelled `worker`."""
+    families: dict[str, tuple[str, str]] = {}
+    series: dict[str, list[str]] = defaultdict(list)
+    for worker, text in sorted(samples_by_worker.items(), key=lambda item: int(item[0])):
+        for name, help_text, kind, samples in json.loads(text):
+            families.setdefault(name, (help_text, kind))
+            series[name].extend(_lines(samples, {"worker": worker}))
+    lines: list[str] = []
+    for name, (help_text, kind) in families.items():
+        lines.extend([*_header(name, help_text, kind), *series[name]])
+    return "\n".join(lines) + "\n"

@@ -5,11 +5,21 @@ in one assignment, so a request sees either the old set or the new one, never a 
 Before a set goes live, every version's source is stored in Redis; a session pinned to a
 version this process does not hold (started before a reload, on another worker, or
 before a restart) is rebuilt from that stored source and cached.
+
+Which versions are live is a fact in Redis, not in each process: a reload compiles the
+flows on disk, stores their sources, then announces {survey id: version} as the next
+generation of the live set (Store.announce_live). Every other worker and server sharing
+the Redis takes that generation from the stored sources (`take`), never from its own
+disk, so all run the same versions; one that cannot compile them keeps what it had and
+says so (`refused`): a bad flow never replaces a good one.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +36,8 @@ PINNED_CACHE = 256  # compiled versions kept besides the live ones
 DUPLICATE_SURVEY = "E801"
 DUPLICATE_ACCESS_CODE = "E802"
 NO_FLOWS = "E803"
+MISSING_SOURCE = "E804"
+OTHER_VERSION = "E805"
 
 
 class ReloadFailed(Exception):
@@ -43,6 +55,22 @@ class LiveSet:
     paths: Mapping[str, str] = field(default_factory=dict)  # survey id -> file it came from
     codes: Mapping[str, Flow] = field(default_factory=dict)  # casefolded access code -> flow
     loaded_at: float = 0.0
+    generation: int = 0  # its generation in Redis (0: not announced)
+
+
+@dataclass(frozen=True)
+class Announced:
+    live: LiveSet
+    workers: tuple[str, ...]  # the other workers alive when it was announced: they must take it
+
+
+def worker_id() -> str:
+    """A name for one registry (one server process), unique across the hosts sharing a Redis."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+
+
+def codes_of(flows: Mapping[str, Flow]) -> dict[str, Flow]:
+    return {access_key(flow.survey.access_code): flow for flow in flows.values() if flow.survey.access_code}
 
 
 def access_key(code: str) -> str:
@@ -117,6 +145,8 @@ class Registry:
         self.clock = clock
         self.live = LiveSet()
         self.published = False  # whether the live set's sources are known to be in Redis
+        self.worker = worker_id()
+        self.refused: tuple[int, str] = (0, "")  # the latest generation that failed to compile here, why
         self._pinned: OrderedDict[tuple[str, str], Flow] = OrderedDict()
 
     # ------------------------------------------------------------ FlowLookup
@@ -142,14 +172,67 @@ class Registry:
         return LiveSet(loaded.flows, loaded.paths, loaded.codes, self.clock())
 
     async def reload(self) -> LiveSet:
-        """Compile and check every flow, store their sources, then swap them all in at once.
+        return (await self.announce()).live
+
+    async def announce(self) -> Announced:
+        """Compile and check every flow, store their sources, announce them as the live set
+        of every worker, then swap them all in here at once.
 
         ReloadFailed (and no change) when any file has an error. Redis errors propagate
-        and also change nothing."""
-        loaded = self._compile()
-        await self._publish(loaded)
-        self._swap(loaded)
-        return loaded
+        and also change nothing (unless the announcement itself landed: then every worker,
+        this one included at its next heartbeat, takes it)."""
+        return await self._announce(self._compile())
+
+    async def announce_current(self) -> Announced:
+        """Announce what runs here (Redis has no live set: it was flushed, or was unreachable at startup)."""
+        return await self._announce(self.live)
+
+    async def _announce(self, loaded: LiveSet) -> Announced:
+        await self._publish(loaded)  # sources first: whoever takes the announcement needs them
+        generation, workers = await self.store.announce_live(
+            {flow.id: flow.version for flow in loaded.flows.values()}, self.worker)
+        announced = LiveSet(loaded.flows, loaded.paths, loaded.codes, self.clock(), generation)
+        if generation > self.live.generation:  # else a newer one was taken meanwhile
+            self._swap(announced)
+        return Announced(announced, tuple(w for w in workers if w != self.worker))
+
+    async def take(self) -> bool:
+        """Go live with the set announced in Redis, when it is newer than ours; False when there
+        is none. FlowError (and no change) when a version cannot be rebuilt here."""
+        generation, versions = await self.store.live_flows()
+        if generation == 0:
+            return False
+        if generation <= self.live.generation or generation == self.refused[0]:
+            return True
+        flows: dict[str, Flow] = {}
+        paths: dict[str, str] = {}
+        try:
+            for survey_id, version in versions.items():
+                flows[survey_id], paths[survey_id] = await self._rebuild(survey_id, version)
+        except FlowError as err:
+            self.refused = (generation, str(err))
+            raise
+        self._swap(LiveSet(flows, paths, codes_of(flows), self.clock(), generation))
+        self.refused = (0, "")
+        return True
+
+    async def _rebuild(self, survey_id: str, version: str) -> tuple[Flow, str]:
+        """A version of the live set announced elsewhere, with its path: from memory when this
+        process holds it, else compiled from the source stored in Redis."""
+        stored = await self.store.load_flow(survey_id, version)
+        path = (stored or {}).get("path") or self.live.paths.get(survey_id, "")
+        flow = self.get(survey_id, version)
+        if flow is not None:
+            return flow, path
+        if stored is None:
+            raise FlowError([Diagnostic(path or survey_id, 0, 0, MISSING_SOURCE,
+                                        f"survey '{survey_id}' version {version} is not stored in Redis")])
+        flow = flow_from_source(stored["source"], stored["form"], path or "<stored>")
+        if flow.version != version:
+            raise FlowError([Diagnostic(path or survey_id, 0, 0, OTHER_VERSION,
+                                        f"survey '{survey_id}' version {version} compiles here as {flow.version}",
+                                        "run the same Canvass release on every server")])
+        return flow, path
 
     def load_unpublished(self) -> LiveSet:
         """Go live without Redis (at startup while it is unreachable); `publish` stores later."""
@@ -213,6 +296,8 @@ class Registry:
         live = self.live
         return {
             "loaded_at": live.loaded_at,
+            "generation": live.generation,
+            "worker": self.worker,
             "flows": [
                 {"id": flow.id, "version": flow.version, "path": live.paths.get(flow.id, ""),
                  "form": flow.form, "title": flow.survey.title, "access_code": flow.survey.access_code}

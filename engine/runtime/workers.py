@@ -4,7 +4,9 @@ One server process runs on one core (asyncio). Each worker here is a `canvass se
 own, with the same options and environment, listening with SO_REUSEPORT so the kernel
 spreads connections over them. Workers share nothing but Redis, which already applies each
 conversation's messages one after the other and leases timers to one worker at a time
-(engine.redis.store), so they need no coordination.
+(engine.redis.store); a reload in one worker reaches the others through Redis too
+(engine.runtime.fleet), as it reaches other servers sharing that Redis. Each worker's
+metrics are stored under `server_name` so that any worker's /metrics shows them all.
 
 The supervisor forwards SIGHUP (reload the flows) and SIGTERM/SIGINT (stop gracefully) to
 every worker and restarts a worker that dies. A worker that exits with an error status
@@ -20,6 +22,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -141,3 +144,8 @@ async def exit_with_supervisor(app) -> AsyncIterator[None]:
 
 def run_workers(args) -> int:
     return Supervisor(worker_argv(args), args.workers).run()
+
+
+def server_name(supervisor: int) -> str:
+    """The name the workers of one supervisor share (their metrics are stored under it)."""
+    return f"{socket.gethostname()}:{supervisor}"
