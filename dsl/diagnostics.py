@@ -118,6 +118,10 @@ CONTROL_CHARACTER = _code("E026", "a control character, or another character XML
 DUPLICATE_SURVEY = _code("E801", "two different flows with one survey id (the same survey in both forms is fine)")
 DUPLICATE_ACCESS_CODE = _code("E802", "two surveys with one access code")
 NO_FLOWS = _code("E803", "no flows to load")
+MISSING_SOURCE = _code("E804", "a version announced by another server whose source is not stored in Redis",
+                        "reload again from a server that has the flow files")
+OTHER_VERSION = _code("E805", "a version announced by another server that compiles differently here",
+                      "run the same Canvass release on every server")
 NO_OPT_OUT = _code("W001", 'the first message does not say how to opt out ("Text STOP to opt out")',
                    'add "Text STOP to opt out." (carriers expect it in the first message)')
 NPS_SCALE = _code("W002", "an NPS prompt that does not state the 0-10 scale", 'say how to answer, e.g. "Reply 0-10"')

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dsl import diagnostics
 from dsl.errors import Diagnostic, FlowError
 from dsl.load import form_of, read_source
 from engine.flow import Flow, flow_from_source, load_flow
@@ -33,11 +34,11 @@ from engine.redis.store import RESPONDENT_MARGIN, Store
 log = logging.getLogger("canvass.registry")
 
 PINNED_CACHE = 256  # compiled versions kept besides the live ones
-DUPLICATE_SURVEY = "E801"
-DUPLICATE_ACCESS_CODE = "E802"
-NO_FLOWS = "E803"
-MISSING_SOURCE = "E804"
-OTHER_VERSION = "E805"
+DUPLICATE_SURVEY = diagnostics.DUPLICATE_SURVEY.code
+DUPLICATE_ACCESS_CODE = diagnostics.DUPLICATE_ACCESS_CODE.code
+NO_FLOWS = diagnostics.NO_FLOWS.code
+MISSING_SOURCE = diagnostics.MISSING_SOURCE.code
+OTHER_VERSION = diagnostics.OTHER_VERSION.code
 
 
 class ReloadFailed(Exception):
@@ -231,7 +232,7 @@ class Registry:
         if flow.version != version:
             raise FlowError([Diagnostic(path or survey_id, 0, 0, OTHER_VERSION,
                                         f"survey '{survey_id}' version {version} compiles here as {flow.version}",
-                                        "run the same Canvass release on every server")])
+                                        diagnostics.OTHER_VERSION.hint)])
         return flow, path
 
     def load_unpublished(self) -> LiveSet:
