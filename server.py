@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import gc
 import hmac
-import json
 import logging
 import os
 import signal
@@ -25,7 +24,7 @@ from engine.runtime import exports
 from engine.runtime.metrics import Metrics
 from engine.runtime.registry import Registry, ReloadFailed
 from engine.runtime.service import Busy, Refused, Service
-from engine.runtime.settings import ConfigError, Settings
+from engine.runtime.settings import REDIS_HINT, ConfigError, Settings, redact
 from engine.runtime.timers import Sweeper
 from engine.runtime.twilio import (
     BadWebhook,
@@ -34,6 +33,14 @@ from engine.runtime.twilio import (
     parse_status,
     signature_valid,
     twiml,
+)
+from engine.runtime.untrusted import (
+    UntrustedInput,
+    contact_fields,
+    loggable,
+    parse_json,
+    quiet_parse_errors,
+    readable_charset,
 )
 from engine.sms.phones import InvalidNumber, to_e164
 
@@ -69,12 +76,21 @@ async def errors(request: web.Request, handler):
     except web.HTTPException:
         raise
     except (RedisError, Busy) as err:
-        log.warning("%s %s: 503, %s", request.method, request.path, err)
+        log.warning("%s %s: 503, %s", loggable(request.method), loggable(request.path), loggable(err))
         return web.Response(status=503, text="Service unavailable: storage is not reachable, try again.\n",
                             headers={"Retry-After": "1"})
     except Exception:
-        log.exception("%s %s failed", request.method, request.path)
+        log.exception("%s %s failed", loggable(request.method), loggable(request.path))
         return web.Response(status=500, text="Internal server error.\n")
+
+
+@web.middleware
+async def charsets(request: web.Request, handler):
+    """A body in a charset that cannot be decoded is refused before anything reads it."""
+    if request.body_exists and not readable_charset(request.charset):
+        return web.Response(status=415, text=f"Unsupported charset {loggable(request.charset)!r}: "
+                                             "send UTF-8 (or no charset).\n")
+    return await handler(request)
 
 
 @web.middleware
@@ -82,12 +98,13 @@ async def admin_auth(request: web.Request, handler):
     if not request.path.startswith("/admin/"):
         return await handler(request)
     settings = request.app[SETTINGS]
-    if settings.admin_token is None:
-        if settings.insecure:
-            return await handler(request)
-    else:
+    if settings.admin_open:
+        return await handler(request)
+    if settings.admin_token is not None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), settings.admin_token.encode()):
+        # Bytes on both sides: a header that is not ASCII is simply a wrong token, not an error.
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+                token.strip().encode("utf-8", "surrogateescape"), settings.admin_token.encode()):
             return await handler(request)
     return web.json_response({"error": "unauthorized", "message": "a valid admin bearer token is required"},
                              status=401, headers={"WWW-Authenticate": 'Bearer realm="canvass"'})
@@ -102,7 +119,7 @@ async def signed_form(request: web.Request) -> Mapping[str, str]:
         raise web.HTTPUnsupportedMediaType(text="Twilio webhooks are form-encoded.\n")
     try:
         form = await request.post()
-    except (ValueError, UnicodeDecodeError):  # broken multipart boundaries, bytes that are not text
+    except (ValueError, UnicodeDecodeError, LookupError):  # broken multipart, not text, a part's bad charset
         raise web.HTTPBadRequest(text="The body is not a readable form.\n") from None
     if request.content_type == "multipart/form-data" and any(not isinstance(value, str) for value in form.values()):
         raise web.HTTPBadRequest(text="The webhook may only carry text fields.\n")  # (file uploads)
@@ -142,18 +159,15 @@ async def twilio_status(request: web.Request) -> web.Response:
 
 async def admin_start(request: web.Request) -> web.Response:
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
-        return _error(400, "bad_json", "the body must be a JSON object")
-    if not isinstance(body, dict):
-        return _error(400, "bad_json", "the body must be a JSON object")
-    channel = body.get("channel", "sms")
-    fields = body.get("fields", {})
-    if channel not in CHANNELS:
-        return _error(400, "bad_channel", f"channel must be one of {', '.join(CHANNELS)}")
-    if not isinstance(fields, dict) or not all(
-            isinstance(v, str | int | float | bool) and not isinstance(v, dict) for v in fields.values()):
-        return _error(400, "bad_fields", "fields must be an object of names to text")
+        body = parse_json(await request.read(), request.charset)
+        if not isinstance(body, dict):
+            return _error(400, "bad_json", "the body must be a JSON object")
+        channel = body.get("channel", "sms")
+        if channel not in CHANNELS:
+            return _error(400, "bad_channel", f"channel must be one of {', '.join(CHANNELS)}")
+        fields = contact_fields(body.get("fields", {}))
+    except UntrustedInput as err:
+        return _error(err.status, err.reason, err.message)
     if not isinstance(body.get("to"), str):
         return _error(400, "bad_number", "'to' must be the respondent's phone number in E.164 form")
     try:
@@ -162,7 +176,7 @@ async def admin_start(request: web.Request) -> web.Response:
         return _error(400, "bad_number", str(err))
     try:
         started = await request.app[SERVICE].start(
-            request.match_info["survey"], channel, phone, {str(k): str(v) for k, v in fields.items()})
+            request.match_info["survey"], channel, phone, fields)
     except Refused as err:
         return _error(err.status, err.reason, err.message)
     return web.json_response(started, status=201)
@@ -303,7 +317,8 @@ async def storage(app: web.Application) -> AsyncIterator[None]:
             loaded = await registry.reload()
         except RedisError as err:
             loaded = registry.load_unpublished()
-            log.warning("Redis is unreachable (%s); serving 503 until it is back", err)
+            log.warning("Redis at %s is not reachable (%s); serving 503 until it is. To run one: %s",
+                        loggable(redact(settings.redis_url)), loggable(err), REDIS_HINT)
         log.info("flows: %s", ", ".join(f"{f.id}@{f.version}" for f in loaded.flows.values()))
         sender = None
         if settings.can_send:
@@ -362,8 +377,9 @@ async def hangup(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                timer_interval: float = 1.0, handle_sighup: bool = False) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[errors, admin_auth])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[errors, charsets, admin_auth])
     app[SETTINGS], app[CLOCK], app[METRICS] = settings, clock, Metrics()
+    quiet_parse_errors()
     app[RELOAD_LOCK] = asyncio.Lock()
     app.cleanup_ctx.append(storage)
     app.cleanup_ctx.append(timers(timer_interval))
