@@ -21,7 +21,7 @@ from engine.conversation import Respondent
 from engine.redis.store import Store
 from engine.responses import iso
 from engine.runtime import exports
-from engine.runtime.metrics import Metrics
+from engine.runtime.metrics import Metrics, redis_gauges
 from engine.runtime.registry import Registry, ReloadFailed
 from engine.runtime.service import Busy, Refused, Service
 from engine.runtime.settings import REDIS_HINT, ConfigError, Settings, redact
@@ -286,21 +286,40 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "pid": os.getpid()})  # which worker answered
 
 
+def redis_refuses_writes(health: dict) -> str | None:
+    """Why Redis would refuse a commit now, or None."""
+    if health["aof_last_write"] != "ok":
+        return "the last AOF write failed (disk full or unwritable?): Redis refuses writes"
+    if health["max_bytes"] and health["used_bytes"] >= health["max_bytes"]:
+        return "Redis is at its maxmemory limit: writes are refused (raise maxmemory)"
+    return None
+
+
 async def readyz(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     try:
-        await request.app[STORE].ping()
+        health = await request.app[STORE].health()
         if not registry.published:
             await registry.publish()
     except RedisError as err:
         return web.json_response({"status": "unavailable", "redis": str(err)}, status=503)
+    figures = {"redis_memory": {key: health[key] for key in ("used_bytes", "max_bytes", "policy")},
+               "redis_persistence": {key: health[key] for key in
+                                     ("aof_enabled", "aof_last_write", "aof_last_rewrite", "rdb_last_snapshot")}}
+    refused = redis_refuses_writes(health)
+    if refused:
+        return web.json_response({"status": "unavailable", "redis": refused, **figures}, status=503)
     if not registry.live.flows:
-        return web.json_response({"status": "unavailable", "flows": 0}, status=503)
-    return web.json_response({"status": "ready", "redis": "ok", "flows": len(registry.live.flows)})
+        return web.json_response({"status": "unavailable", "flows": 0, **figures}, status=503)
+    return web.json_response({"status": "ready", "redis": "ok", "flows": len(registry.live.flows), **figures})
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=request.app[METRICS].render(), content_type="text/plain",
+    try:
+        health = await request.app[STORE].health()
+    except RedisError:
+        health = None  # the process's own figures are still worth a scrape
+    return web.Response(text=request.app[METRICS].render() + redis_gauges(health), content_type="text/plain",
                         headers={"X-Content-Type-Options": "nosniff"})
 
 

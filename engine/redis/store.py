@@ -473,3 +473,19 @@ class Store:
             if len(entries) < batch:
                 return
             start = "(" + entries[-1][0]
+
+    # ------------------------------------------------------------ Redis itself
+
+    async def health(self) -> dict:
+        """Redis's memory use and persistence status, from INFO memory and INFO persistence."""
+        info = await self.redis.info("memory")
+        info.update(await self.redis.info("persistence"))
+        return {
+            "used_bytes": int(info["used_memory"]),
+            "max_bytes": int(info["maxmemory"]),  # 0: no limit
+            "policy": str(info["maxmemory_policy"]),
+            "aof_enabled": bool(int(info["aof_enabled"])),
+            "aof_last_write": str(info["aof_last_write_status"]),
+            "aof_last_rewrite": str(info["aof_last_bgrewrite_status"]),
+            "rdb_last_snapshot": str(info["rdb_last_bgsave_status"]),
+        }
