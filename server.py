@@ -37,9 +37,9 @@ from engine.runtime.twilio import (
 from engine.runtime.untrusted import (
     UntrustedInput,
     contact_fields,
+    escape_server_logs,
     loggable,
     parse_json,
-    quiet_parse_errors,
     readable_charset,
 )
 from engine.sms.phones import InvalidNumber, to_e164
@@ -398,7 +398,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                timer_interval: float = 1.0, handle_sighup: bool = False) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[errors, charsets, admin_auth])
     app[SETTINGS], app[CLOCK], app[METRICS] = settings, clock, Metrics()
-    quiet_parse_errors()
+    escape_server_logs()
     app[RELOAD_LOCK] = asyncio.Lock()
     app.cleanup_ctx.append(storage)
     app.cleanup_ctx.append(timers(timer_interval))

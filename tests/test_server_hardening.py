@@ -149,6 +149,15 @@ async def test_a_percent_encoded_newline_in_the_path_cannot_forge_a_log_line(mak
     assert any("\\n" in r.getMessage() for r in served)
 
 
+async def test_the_access_log_escapes_header_values(client, caplog):
+    with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+        status, _ = await raw_request(client, "GET", b"/healthz", {"User-Agent": b"red\xff\xfe"})
+    assert status == 200
+    [line] = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert "red" in line
+    line.encode("utf-8")  # no lone surrogate for the log handler to choke on
+
+
 HEADER_BYTES = st.binary(max_size=30).map(lambda raw: raw.replace(b"\r", b"").replace(b"\n", b""))
 CHARSETS = st.sampled_from([b"", b"utf-8", b"latin-1", b"utf-16", b"x-bogus", b"rot13", b"base64", b"idna",
                             b"utf-8-sig", b'"utf-8"', b"\xff"]) | HEADER_BYTES

@@ -113,7 +113,19 @@ class ParseErrorsInOneLine(logging.Filter):
         return True
 
 
-def quiet_parse_errors() -> None:
-    logger = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, ParseErrorsInOneLine) for f in logger.filters):
-        logger.addFilter(ParseErrorsInOneLine())
+class EscapedAccessLines(logging.Filter):
+    """The access log writes header values (User-Agent, Referer) as they came: escaped here, so
+    an ESC sequence or a byte that is not UTF-8 can neither reach a terminal nor break the handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and not record.args:
+            record.msg = loggable(record.msg)
+        return True
+
+
+def escape_server_logs() -> None:
+    """Install the filters above on aiohttp's loggers (once, however many apps are built)."""
+    for name, kind in (("aiohttp.server", ParseErrorsInOneLine), ("aiohttp.access", EscapedAccessLines)):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())
