@@ -336,7 +336,7 @@ async def storage(app: web.Application) -> AsyncIterator[None]:
             loaded = await registry.reload()
         except RedisError as err:
             loaded = registry.load_unpublished()
-            log.warning("Redis at %s is not reachable (%s); serving 503 until it is. To run one: %s",
+            log.warning("Redis at %s is not reachable (%s); serving 503 until it is. %s",
                         loggable(redact(settings.redis_url)), loggable(err), REDIS_HINT)
         log.info("flows: %s", ", ".join(f"{f.id}@{f.version}" for f in loaded.flows.values()))
         sender = None

@@ -13,8 +13,8 @@ from engine.runtime.twilio import DEFAULT_API_BASE_URL
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 TRUE_WORDS = ("1", "true", "yes", "on")
 LOOPBACK_NAMES = ("localhost",)
-REDIS_HINT = ("start one with `./dev serve` (a local Redis and the server together), or "
-              "`redis-server engine/redis/redis.conf --dir DATA_DIR`, or set REDIS_URL to a running Redis")
+REDIS_HINT = ("To have one: `./dev serve` starts a local Redis with the server, or run "
+              "`redis-server engine/redis/redis.conf --dir DATA_DIR`, or set REDIS_URL to a running Redis.")
 
 
 class ConfigError(Exception):
