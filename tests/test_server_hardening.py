@@ -201,6 +201,7 @@ async def start(client, data: bytes | str):
     pytest.param('{"to": "+15551239010\\udfff"}', "surrogate", id="surrogate-in-to"),
     pytest.param('{"to": "+15551239010", "fields": {"n": NaN}}', "NaN", id="nan"),
     pytest.param('{"to": "+15551239010", "fields": {"n": -Infinity}}', "Infinity", id="infinity"),
+    pytest.param('{"to": "+15551239010", "fields": {"n": 1e999}}', "too large", id="1e999"),
     pytest.param('{"to": "+15551239010", "fields": {"n": true}}', "true", id="true"),
     pytest.param('{"to": "+15551239010", "fields": {"n": null}}', "null", id="null"),
     pytest.param('{"to": "+15551239010", "fields": {"n": {"a": 1}}}', "object", id="nested-object"),

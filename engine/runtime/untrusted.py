@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 
 from engine.render import first_unsendable
@@ -49,12 +50,20 @@ def _constant(name: str):
     raise UntrustedInput(400, "bad_json", f"{name} is not a JSON number; give numbers as digits")
 
 
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise UntrustedInput(400, "bad_json", f"the number {text[:20]}... is too large to read"
+                             if len(text) > 20 else f"the number {text} is too large to read")
+    return number
+
+
 def parse_json(raw: bytes, charset: str | None) -> object:
     """The document in `raw`; UntrustedInput for anything json.loads would take that is not
-    plain JSON text (NaN, Infinity, numbers too long to read, lone surrogates)."""
+    plain JSON text (NaN, Infinity, 1e999, numbers too long to read, lone surrogates)."""
     try:
         text = raw.decode(charset or "utf-8")
-        document = json.loads(text, parse_constant=_constant)
+        document = json.loads(text, parse_constant=_constant, parse_float=_finite)
     except UntrustedInput:
         raise
     except (ValueError, UnicodeDecodeError, RecursionError) as err:  # RecursionError: nested too deep
