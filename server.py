@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import gc
 import hmac
-import json
 import logging
 import os
 import signal
@@ -24,10 +23,10 @@ from engine.redis.store import Store
 from engine.responses import iso
 from engine.runtime import exports
 from engine.runtime.fleet import Member, confirmations
-from engine.runtime.metrics import Metrics, render_workers
+from engine.runtime.metrics import Metrics, redis_gauges, render_workers
 from engine.runtime.registry import Registry, ReloadFailed
 from engine.runtime.service import Busy, Refused, Service
-from engine.runtime.settings import ConfigError, Settings
+from engine.runtime.settings import REDIS_HINT, ConfigError, Settings, redact
 from engine.runtime.timers import Sweeper
 from engine.runtime.twilio import (
     BadWebhook,
@@ -36,6 +35,14 @@ from engine.runtime.twilio import (
     parse_status,
     signature_valid,
     twiml,
+)
+from engine.runtime.untrusted import (
+    UntrustedInput,
+    contact_fields,
+    escape_server_logs,
+    loggable,
+    parse_json,
+    readable_charset,
 )
 from engine.sms.phones import InvalidNumber, to_e164
 
@@ -73,12 +80,21 @@ async def errors(request: web.Request, handler):
     except web.HTTPException:
         raise
     except (RedisError, Busy) as err:
-        log.warning("%s %s: 503, %s", request.method, request.path, err)
+        log.warning("%s %s: 503, %s", loggable(request.method), loggable(request.path), loggable(err))
         return web.Response(status=503, text="Service unavailable: storage is not reachable, try again.\n",
                             headers={"Retry-After": "1"})
     except Exception:
-        log.exception("%s %s failed", request.method, request.path)
+        log.exception("%s %s failed", loggable(request.method), loggable(request.path))
         return web.Response(status=500, text="Internal server error.\n")
+
+
+@web.middleware
+async def charsets(request: web.Request, handler):
+    """A body in a charset that cannot be decoded is refused before anything reads it."""
+    if request.body_exists and not readable_charset(request.charset):
+        return web.Response(status=415, text=f"Unsupported charset {loggable(request.charset)!r}: "
+                                             "send UTF-8 (or no charset).\n")
+    return await handler(request)
 
 
 @web.middleware
@@ -86,12 +102,13 @@ async def admin_auth(request: web.Request, handler):
     if not request.path.startswith("/admin/"):
         return await handler(request)
     settings = request.app[SETTINGS]
-    if settings.admin_token is None:
-        if settings.insecure:
-            return await handler(request)
-    else:
+    if settings.admin_open:
+        return await handler(request)
+    if settings.admin_token is not None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), settings.admin_token.encode()):
+        # Bytes on both sides: a header that is not ASCII is simply a wrong token, not an error.
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+                token.strip().encode("utf-8", "surrogateescape"), settings.admin_token.encode()):
             return await handler(request)
     return web.json_response({"error": "unauthorized", "message": "a valid admin bearer token is required"},
                              status=401, headers={"WWW-Authenticate": 'Bearer realm="canvass"'})
@@ -106,7 +123,7 @@ async def signed_form(request: web.Request) -> Mapping[str, str]:
         raise web.HTTPUnsupportedMediaType(text="Twilio webhooks are form-encoded.\n")
     try:
         form = await request.post()
-    except (ValueError, UnicodeDecodeError):  # broken multipart boundaries, bytes that are not text
+    except (ValueError, UnicodeDecodeError, LookupError):  # broken multipart, not text, a part's bad charset
         raise web.HTTPBadRequest(text="The body is not a readable form.\n") from None
     if request.content_type == "multipart/form-data" and any(not isinstance(value, str) for value in form.values()):
         raise web.HTTPBadRequest(text="The webhook may only carry text fields.\n")  # (file uploads)
@@ -146,18 +163,15 @@ async def twilio_status(request: web.Request) -> web.Response:
 
 async def admin_start(request: web.Request) -> web.Response:
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
-        return _error(400, "bad_json", "the body must be a JSON object")
-    if not isinstance(body, dict):
-        return _error(400, "bad_json", "the body must be a JSON object")
-    channel = body.get("channel", "sms")
-    fields = body.get("fields", {})
-    if channel not in CHANNELS:
-        return _error(400, "bad_channel", f"channel must be one of {', '.join(CHANNELS)}")
-    if not isinstance(fields, dict) or not all(
-            isinstance(v, str | int | float | bool) and not isinstance(v, dict) for v in fields.values()):
-        return _error(400, "bad_fields", "fields must be an object of names to text")
+        body = parse_json(await request.read(), request.charset)
+        if not isinstance(body, dict):
+            return _error(400, "bad_json", "the body must be a JSON object")
+        channel = body.get("channel", "sms")
+        if channel not in CHANNELS:
+            return _error(400, "bad_channel", f"channel must be one of {', '.join(CHANNELS)}")
+        fields = contact_fields(body.get("fields", {}))
+    except UntrustedInput as err:
+        return _error(err.status, err.reason, err.message)
     if not isinstance(body.get("to"), str):
         return _error(400, "bad_number", "'to' must be the respondent's phone number in E.164 form")
     try:
@@ -166,7 +180,7 @@ async def admin_start(request: web.Request) -> web.Response:
         return _error(400, "bad_number", str(err))
     try:
         started = await request.app[SERVICE].start(
-            request.match_info["survey"], channel, phone, {str(k): str(v) for k, v in fields.items()})
+            request.match_info["survey"], channel, phone, fields)
     except Refused as err:
         return _error(err.status, err.reason, err.message)
     return web.json_response(started, status=201)
@@ -302,21 +316,37 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "pid": os.getpid()})  # which worker answered
 
 
+def redis_refuses_writes(health: dict) -> str | None:
+    """Why Redis would refuse a commit now, or None."""
+    if health["aof_last_write"] != "ok":
+        return "the last AOF write failed (disk full or unwritable?): Redis refuses writes"
+    if health["max_bytes"] and health["used_bytes"] >= health["max_bytes"]:
+        return "Redis is at its maxmemory limit: writes are refused (raise maxmemory)"
+    return None
+
+
 async def readyz(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY]
     try:
-        await request.app[STORE].ping()
+        health = await request.app[STORE].health()
         if not registry.published:
             await registry.publish()
     except RedisError as err:
         return web.json_response({"status": "unavailable", "redis": str(err)}, status=503)
+    figures = {"redis_memory": {key: health[key] for key in ("used_bytes", "max_bytes", "policy")},
+               "redis_persistence": {key: health[key] for key in
+                                     ("aof_enabled", "aof_last_write", "aof_last_rewrite", "rdb_last_snapshot")}}
+    refused = redis_refuses_writes(health)
+    if refused:
+        return web.json_response({"status": "unavailable", "redis": refused, **figures}, status=503)
     if not registry.live.flows:
-        return web.json_response({"status": "unavailable", "flows": 0}, status=503)
-    return web.json_response({"status": "ready", "redis": "ok", "flows": len(registry.live.flows)})
+        return web.json_response({"status": "unavailable", "flows": 0, **figures}, status=503)
+    return web.json_response({"status": "ready", "redis": "ok", "flows": len(registry.live.flows), **figures})
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """This process's metrics; a worker of `--workers N` shows every worker's, by `worker` pid."""
+    """This process's metrics (a worker of `--workers N` shows every worker's, by `worker` pid),
+    then Redis's own gauges."""
     app, text = request.app, None
     shared = app.get(SHARED_METRICS)
     if shared is not None:
@@ -327,7 +357,11 @@ async def metrics(request: web.Request) -> web.Response:
         except RedisError as err:
             log.warning("metrics of the other workers unavailable: %s", err)
             text = render_workers({str(os.getpid()): own})
-    return web.Response(text=text or app[METRICS].render(), content_type="text/plain",
+    try:
+        health = await app[STORE].health()
+    except RedisError:
+        health = None  # the process's own figures are still worth a scrape
+    return web.Response(text=(text or app[METRICS].render()) + redis_gauges(health), content_type="text/plain",
                         headers={"X-Content-Type-Options": "nosniff"})
 
 
@@ -344,7 +378,8 @@ async def storage(app: web.Application) -> AsyncIterator[None]:
             loaded = await registry.reload()
         except RedisError as err:
             loaded = registry.load_unpublished()
-            log.warning("Redis is unreachable (%s); serving 503 until it is back", err)
+            log.warning("Redis at %s is not reachable (%s); serving 503 until it is. %s",
+                        loggable(redact(settings.redis_url)), loggable(err), REDIS_HINT)
         log.info("flows: %s", ", ".join(f"{f.id}@{f.version}" for f in loaded.flows.values()))
         sender = None
         if settings.can_send:
@@ -420,8 +455,9 @@ async def fleet(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                timer_interval: float = 1.0, handle_sighup: bool = False) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[errors, admin_auth])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[errors, charsets, admin_auth])
     app[SETTINGS], app[CLOCK], app[METRICS] = settings, clock, Metrics()
+    escape_server_logs()
     app[RELOAD_LOCK] = asyncio.Lock()
     app.cleanup_ctx.append(storage)
     app.cleanup_ctx.append(timers(timer_interval))

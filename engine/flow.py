@@ -24,7 +24,7 @@ from dsl.expr import ChoiceValue, Getter, compile_expr, truthy
 from dsl.load import form_of, load_file, parse_source
 from dsl.vocabulary import DEFAULT_END_MESSAGE, DEFAULT_ON_INVALID
 from engine.questions import QUESTION_TYPES, QuestionType
-from engine.render import Template, compile_text
+from engine.render import Template, compile_text, outgoing
 
 END_OF_FLOW = "(end)"  # where a flow that runs past its last element stops; not a valid id
 
@@ -121,7 +121,7 @@ class _Builder:
         kind = QUESTION_TYPES[ask.type]
         prompt = compile_text(ask.prompt, self.asks)
         invalid = compile_text(ask.invalid_message or kind.expected(ask), self.asks)
-        return Question(ask, kind, lambda values: kind.message(ask, prompt(values)), invalid,
+        return Question(ask, kind, lambda values: outgoing(kind.message(ask, prompt(values))), invalid,
                         ask.attempts, ask.on_invalid or DEFAULT_ON_INVALID)
 
     def element(self, state: str, element: ast.Element, after: str) -> None:

@@ -48,6 +48,7 @@ class RedisServer:
     def __init__(self, directory: Path, port: int | None = None):
         self.directory, self.port = directory, port or free_port()
         self.process: subprocess.Popen | None = None
+        self.overrides: tuple[str, ...] = ("--save", "")  # the tests' own choices over the shipped file
 
     @property
     def url(self) -> str:
@@ -56,7 +57,7 @@ class RedisServer:
     def start(self) -> None:
         log = self.directory / "redis.log"
         try:
-            argv = redis_command(self.port, self.directory, "--save", "", "--logfile", str(log))
+            argv = redis_command(self.port, self.directory, *self.overrides, "--logfile", str(log))
         except RedisMissing as err:
             pytest.fail(f"{err}, to run the server tests", pytrace=False)
         self.directory.mkdir(parents=True, exist_ok=True)

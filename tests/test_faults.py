@@ -450,9 +450,9 @@ async def test_fuzzed_response_exports_never_fail(answered, survey, query):
     pytest.param("[" * 20_000, 400, "bad_json", id="deeply-nested-array"),
     pytest.param('{"a":' * 10_000 + "1" + "}" * 10_000, 400, "bad_json", id="deeply-nested-object"),
     pytest.param('"' + "\\u0000" * 1000 + '"', 400, "bad_json", id="nul-string"),
-    pytest.param('{"to": "\\ud800"}', 400, "bad_number", id="lone-surrogate"),
-    pytest.param('{"to": "+15551250020", "fields": {"x": 1e999}}', 201, None, id="infinite-number"),
-    pytest.param('{"to": "+15551250021", "fields": {"x": NaN}}', 201, None, id="nan"),
+    pytest.param('{"to": "\\ud800"}', 400, "bad_json", id="lone-surrogate"),
+    pytest.param('{"to": "+15551250020", "fields": {"x": 1e999}}', 400, "bad_json", id="infinite-number"),
+    pytest.param('{"to": "+15551250021", "fields": {"x": NaN}}', 400, "bad_json", id="nan"),
 ])
 async def test_pathological_admin_bodies_are_clear_errors(client, body, status, error):
     response = await client.post("/admin/surveys/feedback/start", data=body,

@@ -575,6 +575,22 @@ class Store:
     async def drop_metrics(self, server: str, worker: str) -> None:
         await self.redis.hdel(metrics_key(server), worker)
 
+    # ------------------------------------------------------------ Redis itself
+
+    async def health(self) -> dict:
+        """Redis's memory use and persistence status, from INFO memory and INFO persistence."""
+        info = await self.redis.info("memory")
+        info.update(await self.redis.info("persistence"))
+        return {
+            "used_bytes": int(info["used_memory"]),
+            "max_bytes": int(info["maxmemory"]),  # 0: no limit
+            "policy": str(info["maxmemory_policy"]),
+            "aof_enabled": bool(int(info["aof_enabled"])),
+            "aof_last_write": str(info["aof_last_write_status"]),
+            "aof_last_rewrite": str(info["aof_last_bgrewrite_status"]),
+            "rdb_last_snapshot": str(info["rdb_last_bgsave_status"]),
+        }
+
 
 # The fleet's keys and scripts (see the key layout above).
 LIVE = "cv:fleet:{fleet}:live"

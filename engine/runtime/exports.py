@@ -16,8 +16,17 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # spreadsheets run these as f
 PLAIN_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")  # +15551234567 or -3 is data, not a formula
 
 
+# Valid inside a JSON string, but line breaks to many readers (JavaScript before ES2019,
+# str.splitlines, editors): escaped, so each record is exactly one line for every reader.
+# Lone surrogates too: they could not be written as UTF-8.
+LINE_BREAKING = re.compile("[\u2028\u2029\x85\ud800-\udfff]")
+
+
 def jsonl_line(record: dict) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+    line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    if LINE_BREAKING.search(line):
+        line = LINE_BREAKING.sub(lambda found: f"\\u{ord(found.group()):04x}", line)
+    return line + "\n"
 
 
 Column = tuple[str, str, str]  # (title, "fixed" | "answer" | "field", key)

@@ -126,3 +126,25 @@ def render_workers(samples_by_worker: Mapping[str, str]) -> str:
     for name, (help_text, kind) in families.items():
         lines.extend([*_header(name, help_text, kind), *series[name]])
     return "\n".join(lines) + "\n"
+
+
+def redis_gauges(health: dict | None) -> str:
+    """Gauges of Redis itself (Store.health()), read at each scrape; None: Redis did not answer."""
+    if health is None:
+        figures = [("redis_up", "Redis answered this scrape (1) or not (0).", 0)]
+    else:
+        figures = [
+            ("redis_up", "Redis answered this scrape (1) or not (0).", 1),
+            ("redis_used_memory_bytes", "Memory Redis uses (INFO used_memory).", health["used_bytes"]),
+            ("redis_maxmemory_bytes", "Redis's memory limit, 0 for none; at the limit writes fail.",
+             health["max_bytes"]),
+            ("redis_aof_enabled", "The append-only file is on (1).", int(health["aof_enabled"])),
+            ("redis_aof_last_write_ok", "The last AOF write succeeded (1); 0: Redis refuses writes.",
+             int(health["aof_last_write"] == "ok")),
+            ("redis_aof_last_rewrite_ok", "The last AOF rewrite succeeded (1).",
+             int(health["aof_last_rewrite"] == "ok")),
+        ]
+    lines = []
+    for name, help_text, value in figures:
+        lines += [*_header(f"canvass_{name}", help_text, "gauge"), f"canvass_{name} {value}"]
+    return "\n".join(lines) + "\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +12,9 @@ from engine.runtime.twilio import DEFAULT_API_BASE_URL
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 TRUE_WORDS = ("1", "true", "yes", "on")
+LOOPBACK_NAMES = ("localhost",)
+REDIS_HINT = ("To have one: `./dev serve` starts a local Redis with the server, or run "
+              "`redis-server engine/redis/redis.conf --dir DATA_DIR`, or set REDIS_URL to a running Redis.")
 
 
 class ConfigError(Exception):
@@ -55,24 +59,59 @@ class Settings:
         )
 
     def validate(self) -> list[str]:
-        """Warnings to log; ConfigError when the server must not start at all."""
-        if not self.auth_token and not self.insecure:
+        """Warnings to log; ConfigError when the server must not start at all.
+
+        Insecure mode (no signature checks, an open admin API) is only for a developer's
+        own machine: it is refused with Twilio credentials set or on an address other
+        machines can reach, so it cannot be reached by accident in production."""
+        if self.insecure:
+            self._check_insecure_is_local()
+        elif not self.auth_token:
             raise ConfigError(
                 "TWILIO_AUTH_TOKEN is not set, so webhook signatures cannot be checked. "
                 "Set it, or pass --insecure (or CANVASS_INSECURE=1) for local development only.")
+        if self.auth_token and not self.admin_token:
+            raise ConfigError(
+                "TWILIO_AUTH_TOKEN is set but CANVASS_ADMIN_TOKEN is not: the admin API reads every "
+                "response and phone number and sends real messages, so it needs its own secret. "
+                "Set CANVASS_ADMIN_TOKEN to a long random value (e.g. the output of "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`).")
         warnings = []
-        if not self.auth_token:
-            warnings.append("running insecurely: TWILIO_AUTH_TOKEN is not set, webhook signatures are NOT checked")
+        if self.insecure:
+            warnings.append("running insecurely: TWILIO_AUTH_TOKEN is not set, webhook signatures are NOT checked"
+                            + ("" if self.admin_token else "; the admin API is open to this machine"))
         elif not self.public_base_url:
             warnings.append("PUBLIC_BASE_URL is not set: signatures are checked against the address "
                             "requests arrive at, which is wrong behind a proxy")
-        if not self.admin_token:
-            warnings.append("CANVASS_ADMIN_TOKEN is not set: the admin API is "
-                            + ("open (insecure mode)" if self.insecure else "closed (every request gets 401)"))
-        if not (self.account_sid and self.auth_token):
+        if not self.can_send:
             warnings.append("TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN missing: surveys can be started by "
                             "access code only; starts and reminders cannot be sent")
         return warnings
+
+    def _check_insecure_is_local(self) -> None:
+        why = ("insecure mode (--insecure or CANVASS_INSECURE) checks no webhook signature and opens "
+               "the admin API, so it runs only without Twilio credentials on a loopback address")
+        credentials = [name for name, value in (("TWILIO_AUTH_TOKEN", self.auth_token),
+                                                ("TWILIO_ACCOUNT_SID", self.account_sid)) if value]
+        if credentials:
+            raise ConfigError(
+                f"refusing to start: {why}, and {' and '.join(credentials)} "
+                f"{'is' if len(credentials) == 1 else 'are'} set. For production drop --insecure and "
+                "CANVASS_INSECURE and set CANVASS_ADMIN_TOKEN; for local development unset the Twilio "
+                "credentials.")
+        if not is_loopback(self.host):
+            raise ConfigError(
+                f"refusing to start: {why}, and --host {self.host or '(every interface)'} is not a "
+                "loopback address. Use --host 127.0.0.1 (or ::1, localhost), or drop --insecure and "
+                "set TWILIO_AUTH_TOKEN and CANVASS_ADMIN_TOKEN.")
+
+    @property
+    def admin_open(self) -> bool:
+        """True only in insecure local mode without any Twilio credential and without an admin
+        token: the admin API answers without a bearer token (checked again per request, so an
+        app built without validate() never opens it beside real credentials)."""
+        return (self.insecure and not self.admin_token and not self.auth_token
+                and not self.account_sid and is_loopback(self.host))
 
     @property
     def can_send(self) -> bool:
@@ -80,3 +119,22 @@ class Settings:
 
     def public_url(self, path: str) -> str | None:
         return self.public_base_url.rstrip("/") + path if self.public_base_url else None
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach: 127.0.0.0/8, ::1, localhost."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def redact(url: str) -> str:
+    """A Redis URL fit for a log line: its password, if any, replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"

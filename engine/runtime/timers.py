@@ -30,6 +30,7 @@ class Sweeper:
         self.interval, self.clock = interval, clock
         self._stop = asyncio.Event()
         self._published_at: float | None = None
+        self._redis_down = False
 
     async def sweep(self) -> int:
         """Handle every timer due now (in batches); how many were handled."""
@@ -51,8 +52,13 @@ class Sweeper:
             try:
                 await self._refresh_sources()
                 await self.sweep()
+                if self._redis_down:
+                    self._redis_down = False
+                    log.info("Redis is reachable again; timers are swept again")
             except RedisError as err:
-                log.warning("timer sweep skipped, Redis unavailable: %s", err)
+                if not self._redis_down:  # once per outage, not once per interval
+                    self._redis_down = True
+                    log.warning("timer sweeps paused until Redis is reachable: %s", err)
             except Exception:
                 log.exception("timer sweep failed")
             with contextlib.suppress(TimeoutError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
@@ -148,11 +149,21 @@ def sign(auth_token: str, url: str, params: Mapping[str, str]) -> str:
 
 
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
+# What XML 1.0 cannot carry at all (outside its Char production), not even escaped: C0 controls
+# but tab and line breaks, lone surrogates, U+FFFE and U+FFFF. Dropped, so that whatever a
+# respondent or a contact list holds, every reply is well-formed and Twilio can read it.
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    """`text` without the characters XML 1.0 cannot carry (the same text when it has none)."""
+    return NOT_XML.sub("", text) if NOT_XML.search(text) else text
 ATTRIBUTE_ENTITIES = {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#09;"}  # as ElementTree writes
 
 
 def twiml(replies: list[str], status_callback: str | None = None) -> str:
-    """A TwiML <Response> with one <Message> per reply (none for an empty list).
+    """A TwiML <Response> with one <Message> per reply (none for an empty list), well-formed
+    whatever the text: characters XML cannot carry are dropped (see NOT_XML).
 
     The same text the twilio package's MessagingResponse writes, put together directly:
     building and serialising an element tree cost a twentieth of a webhook (bench/run)."""
@@ -160,9 +171,10 @@ def twiml(replies: list[str], status_callback: str | None = None) -> str:
         return XML_DECLARATION + "<Response />"
     opening = "<Message>"
     if status_callback:
-        opening = f'<Message action="{escape(status_callback, ATTRIBUTE_ENTITIES)}" method="POST">'
+        opening = f'<Message action="{escape(xml_text(status_callback), ATTRIBUTE_ENTITIES)}" method="POST">'
     empty = opening[:-1] + " />"
-    messages = "".join(f"{opening}{escape(reply)}</Message>" if reply else empty for reply in replies)
+    messages = "".join(f"{opening}{escape(reply)}</Message>" if reply else empty
+                       for reply in map(xml_text, replies))
     return f"{XML_DECLARATION}<Response>{messages}</Response>"
 
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import phonenumbers
+
+# A + then digits, with the spaces, dots, dashes and brackets people write between them.
+# Nothing else: phonenumbers would also read tel:/sms: URIs, extensions (;ext=, x123),
+# letters (1-800-FLOWERS) and other scripts' digits, each silently equal to another number.
+WRITTEN_NUMBER = re.compile(r"\+[0-9 ().\-]+", re.ASCII)
 
 
 class InvalidNumber(ValueError):
@@ -21,6 +27,10 @@ def to_e164(number: str) -> str:
     text = (number or "").strip()
     if not text:
         raise InvalidNumber("the phone number is empty")
+    if not WRITTEN_NUMBER.fullmatch(text):
+        raise InvalidNumber(
+            f"'{text}' is not a phone number; give it in E.164 form, e.g. +15551234567 "
+            "(a + and digits only: no tel: or sms: prefix, no extension, no letters)")
     try:
         parsed = phonenumbers.parse(text, None)
     except phonenumbers.NumberParseException:
