@@ -75,6 +75,25 @@ def test_a_call_flattens_to_evalsha_in_header_order():
     assert store.RECORD_DELIVERY.evalsha(delivery)[2:] == (1, "k", "SM1", "{}", "60", "read")
 
 
+class Shape(typing.NamedTuple):
+    key: str
+    keys: tuple[str, ...]
+    arg: str
+    args: tuple[str, ...]
+
+
+@pytest.mark.parametrize(("head", "command"), [
+    ("-- KEYS: key keys...\n-- ARGV: arg args...\n", (3, "k", "k1", "k2", "a", "a1")),
+    ("-- KEYS: key keys...\n-- ARGV: arg args\n", (3, "k", "k1", "k2", "a", ("a1",))),
+    ("-- KEYS: key keys\n-- ARGV: arg args...\n", (2, "k", ("k1", "k2"), "a", "a1")),
+    ("-- KEYS: key keys\n-- ARGV: arg args\n", (2, "k", ("k1", "k2"), "a", ("a1",))),
+])
+def test_every_shape_of_call_flattens_its_variadic_fields_only(monkeypatch, head, command):
+    monkeypatch.setattr(scripts, "source", lambda filename: head)
+    lua = Lua("shape.lua", Shape)
+    assert lua.evalsha(Shape("k", ("k1", "k2"), "a", ("a1",))) == ("EVALSHA", lua.sha, *command)
+
+
 def test_an_included_file_goes_before_the_script_once_composed():
     revision = scripts.source("revision.lua")
     for filename in ("commit.lua", "reschedule.lua"):

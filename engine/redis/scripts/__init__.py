@@ -77,11 +77,15 @@ class Lua:
         self._argv_variadic = bool(argv) and argv[-1].endswith("...")
 
     def evalsha(self, call: tuple) -> tuple[Any, ...]:
-        """EVALSHA's command for one call: its fields in order, each variadic one spread out."""
+        """EVALSHA's command for one call: its fields in order, a variadic one spread out.
+        (One expression per shape: this runs for every webhook.)"""
         keys = self._keys
+        if self._keys_variadic:
+            tail = call[keys - 1]
+            if self._argv_variadic:
+                return ("EVALSHA", self.sha, keys - 1 + len(tail), *call[:keys - 1], *tail,
+                        *call[keys:-1], *call[-1])
+            return ("EVALSHA", self.sha, keys - 1 + len(tail), *call[:keys - 1], *tail, *call[keys:])
         if self._argv_variadic:
-            call = call[:-1] + call[-1]
-        if not self._keys_variadic:
-            return ("EVALSHA", self.sha, keys, *call)
-        tail = call[keys - 1]
-        return ("EVALSHA", self.sha, keys - 1 + len(tail), *call[:keys - 1], *tail, *call[keys:])
+            return ("EVALSHA", self.sha, keys, *call[:-1], *call[-1])
+        return ("EVALSHA", self.sha, keys, *call)
