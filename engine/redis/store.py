@@ -97,6 +97,7 @@ DELIVERY_RANKS = {"accepted": 0, "scheduled": 0, "queued": 0, "sending": 1, "sen
 OUTRANKING = {status: tuple(other for other, higher in DELIVERY_RANKS.items() if higher > rank)
               for status, rank in DELIVERY_RANKS.items()}
 
+
 def conversation_tag(channel: str, phone: str) -> str:
     return f"{channel}:{phone}"
 
@@ -376,15 +377,14 @@ class Store:
         call = CommitCall(
             respondent=respondent, dedupe=dedupe, dedupe_before=dedupe_before, timers=TIMERS,
             flow=flow_key(*pinned) if pinned else respondent, nonces=nonce_key(channel, phone),
-            streams=streams,
-            revision=snapshot.revision, record=change.record, record_ttl=str(change.record_ttl),
+            streams=streams, revision=snapshot.revision, record=change.record,
+            record_ttl=str(change.record_ttl),
             sid=sid_field(sid) if sid else "", replies=pack_replies(change.replies) if sid else "",
             dedupe_ttl=_DEDUPE_TTL, dedupe_keep=_DEDUPE_KEEP, member=conversation_tag(channel, phone),
             due=repr(change.due) if change.due is not None else "",
             flow_ttl=str(max(1, change.record_ttl or RESPONDENT_MARGIN)) if pinned else "",
             stream_maxlen=_STREAM_MAXLEN, nonce="" if sid else os.urandom(8).hex(),
-            nonce_ttl=_NONCE_TTL, nonces_kept=_NONCES_KEPT,
-            responses=responses,
+            nonce_ttl=_NONCE_TTL, nonces_kept=_NONCES_KEPT, responses=responses,
         )
         revision, flow_missing = await self._commit(call)
         return Committed(ok=revision != 0, flow_missing=bool(flow_missing))
