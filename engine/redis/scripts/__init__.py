@@ -8,6 +8,9 @@ Every script file starts with a header of comment lines:
   -- ARGV: revision member due    the names of its ARGV, in order
 
 A name ending in `...` is a variadic tail: it takes the rest of KEYS or ARGV (none or more).
+The body then binds each name to a local at its position, `local due = ARGV[3]`, and a
+variadic one to where it begins, `local streams = 7  -- KEYS[streams...]` (a test holds
+these to the header too).
 Including is the only way scripts share Lua (revision.lua defines `revision_of`); nothing
 else is done to a file's text. Python calls a script with a typed call, a NamedTuple whose
 fields are the header's names, KEYS then ARGV, in the same order (a variadic field holds a

@@ -27,8 +27,8 @@ local stream_maxlen = ARGV[11]
 local nonce = ARGV[12]
 local nonce_ttl = ARGV[13]
 local nonces_kept = ARGV[14]
-local streams = {unpack(KEYS, 7)}
-local responses = {unpack(ARGV, 15)}
+local streams = 7  -- KEYS[streams...]: the first stream's index (no table: this runs per message)
+local responses = 15  -- ARGV[responses...]: the first response's index
 
 local current = revision_of(respondent)
 if current ~= revision then
@@ -63,7 +63,7 @@ if nonce ~= '' then
   redis.call('LTRIM', nonces, 0, tonumber(nonces_kept) - 1)
   redis.call('EXPIRE', nonces, nonce_ttl)
 end
-for i, stream in ipairs(streams) do
-  redis.call('XADD', stream, 'MAXLEN', '~', stream_maxlen, '*', 'r', responses[i])
+for i = 0, #KEYS - streams do
+  redis.call('XADD', KEYS[streams + i], 'MAXLEN', '~', stream_maxlen, '*', 'r', ARGV[responses + i])
 end
 return {written, flow_missing}

@@ -8,13 +8,13 @@ local deliveries = KEYS[1]
 local sid = ARGV[1]
 local record = ARGV[2]
 local ttl = ARGV[3]
-local outranking = {unpack(ARGV, 4)}
+local outranking = 4  -- ARGV[outranking...]: the first such status's index
 
 local old = redis.call('HGET', deliveries, sid)
 if old then
   local status = cjson.decode(old)['status']
-  for _, later in ipairs(outranking) do
-    if later == status then return 0 end
+  for i = outranking, #ARGV do
+    if ARGV[i] == status then return 0 end
   end
 end
 redis.call('HSET', deliveries, sid, record)
