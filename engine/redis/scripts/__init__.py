@@ -1,7 +1,8 @@
 """The Lua scripts engine.redis.store runs, one `.lua` file each, and the one place that turns
 a typed call into a script's KEYS and ARGV.
 
-Every script file starts with a header of comment lines:
+Every script file opens with comment lines saying what it does and returns; among them, its
+header:
 
   -- include: revision.lua        (optional, repeatable) that file's text goes before this one's
   -- KEYS: respondent timers      the names of its KEYS, in order
