@@ -65,11 +65,12 @@ def test_a_call_flattens_to_evalsha_in_header_order():
     call = store.CommitCall(
         respondent="r", dedupe="d", dedupe_before="db", timers="t", flow="f", nonces="n",
         streams=("s1", "s2"), revision="1", record="[2]", record_ttl="0", sid="", replies="",
-        dedupe_ttl="90000", dedupe_keep="64", member="m", due="", flow_ttl="", stream_maxlen="9",
-        nonce="x", nonce_ttl="300", nonces_kept="16", responses=("{1}", "{2}"))
+        member="m", due="", flow_ttl="", nonce="x", responses=("{1}", "{2}"))
     assert store.COMMIT.evalsha(call) == (
         "EVALSHA", store.COMMIT.sha, 8, "r", "d", "db", "t", "f", "n", "s1", "s2",
-        "1", "[2]", "0", "", "", "90000", "64", "m", "", "", "9", "x", "300", "16", "{1}", "{2}")
+        "1", "[2]", "0", "", "", "m", "", "", "x",
+        str(store.DEDUPE_TTL), str(store.DEDUPE_KEEP), str(store.STREAM_MAXLEN), str(store.NONCE_TTL),
+        str(store.NONCES_KEPT), "{1}", "{2}")
     delivery = store.RecordDeliveryCall(deliveries="k", sid="SM1", record="{}", ttl="60",
                                         outranking=("read",))
     assert store.RECORD_DELIVERY.evalsha(delivery)[2:] == (1, "k", "SM1", "{}", "60", "read")

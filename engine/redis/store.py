@@ -192,16 +192,17 @@ class CommitCall(NamedTuple):
     record_ttl: str  # '0' keeps the record forever
     sid: str  # the inbound MessageSid's field
     replies: str  # pack_replies(the replies to it)
-    dedupe_ttl: str
-    dedupe_keep: str
     member: str  # the conversation's timer
     due: str
     flow_ttl: str
-    stream_maxlen: str
     nonce: str  # a commit without a MessageSid carries one
-    nonce_ttl: str
-    nonces_kept: str
-    responses: tuple[str, ...]  # one response record (JSON) per stream
+    # the limits, the same for every commit (last but one, so that they can be defaults)
+    dedupe_ttl: str = str(DEDUPE_TTL)
+    dedupe_keep: str = str(DEDUPE_KEEP)
+    stream_maxlen: str = str(STREAM_MAXLEN)
+    nonce_ttl: str = str(NONCE_TTL)
+    nonces_kept: str = str(NONCES_KEPT)
+    responses: tuple[str, ...] = ()  # one response record (JSON) per stream
 
 
 class ClaimDueCall(NamedTuple):
@@ -233,9 +234,7 @@ CLAIM_DUE = Lua("claim_due.lua", ClaimDueCall)
 RESCHEDULE = Lua("reschedule.lua", RescheduleCall)
 RECORD_DELIVERY = Lua("record_delivery.lua", RecordDeliveryCall)
 
-# The constant arguments, as sent.
-_DEDUPE_TTL, _DEDUPE_KEEP, _STREAM_MAXLEN = str(DEDUPE_TTL), str(DEDUPE_KEEP), str(STREAM_MAXLEN)
-_NONCE_TTL, _NONCES_KEPT, _DELIVERY_TTL = str(NONCE_TTL), str(NONCES_KEPT), str(DELIVERY_TTL)
+_DELIVERY_TTL = str(DELIVERY_TTL)  # as sent
 
 
 def connect(url: str, max_connections: int = 64) -> redis.Redis:
@@ -370,21 +369,19 @@ class Store:
         channel, phone, pinned, sid = snapshot.channel, snapshot.phone, change.pinned, change.message_sid
         streams = responses = ()
         if change.responses:
-            streams = tuple(responses_key(response["survey"]) for response in change.responses)
-            responses = tuple(json.dumps(response, separators=(",", ":")) for response in change.responses)
+            streams = tuple([responses_key(response["survey"]) for response in change.responses])
+            responses = tuple([json.dumps(response, separators=(",", ":")) for response in change.responses])
         respondent = respondent_key(channel, phone)
         dedupe, dedupe_before = dedupe_keys(channel, phone)
         call = CommitCall(
             respondent=respondent, dedupe=dedupe, dedupe_before=dedupe_before, timers=TIMERS,
             flow=flow_key(*pinned) if pinned else respondent, nonces=nonce_key(channel, phone),
             streams=streams, revision=snapshot.revision, record=change.record,
-            record_ttl=str(change.record_ttl),
-            sid=sid_field(sid) if sid else "", replies=pack_replies(change.replies) if sid else "",
-            dedupe_ttl=_DEDUPE_TTL, dedupe_keep=_DEDUPE_KEEP, member=conversation_tag(channel, phone),
+            record_ttl=str(change.record_ttl), sid=sid_field(sid) if sid else "",
+            replies=pack_replies(change.replies) if sid else "", member=conversation_tag(channel, phone),
             due=repr(change.due) if change.due is not None else "",
             flow_ttl=str(max(1, change.record_ttl or RESPONDENT_MARGIN)) if pinned else "",
-            stream_maxlen=_STREAM_MAXLEN, nonce="" if sid else os.urandom(8).hex(),
-            nonce_ttl=_NONCE_TTL, nonces_kept=_NONCES_KEPT, responses=responses,
+            nonce="" if sid else os.urandom(8).hex(), responses=responses,
         )
         revision, flow_missing = await self._commit(call)
         return Committed(ok=revision != 0, flow_missing=bool(flow_missing))

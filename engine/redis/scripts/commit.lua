@@ -6,7 +6,7 @@
 -- Returns {the new revision, 1 when the pinned flow's source is missing}; {0, 0}: refused.
 -- include: revision.lua
 -- KEYS: respondent dedupe dedupe_before timers flow nonces streams...
--- ARGV: revision record record_ttl sid replies dedupe_ttl dedupe_keep member due flow_ttl stream_maxlen nonce nonce_ttl nonces_kept responses...
+-- ARGV: revision record record_ttl sid replies member due flow_ttl nonce dedupe_ttl dedupe_keep stream_maxlen nonce_ttl nonces_kept responses...
 local respondent = KEYS[1]
 local dedupe = KEYS[2]
 local dedupe_before = KEYS[3]
@@ -18,13 +18,13 @@ local record = ARGV[2]
 local record_ttl = ARGV[3]
 local sid = ARGV[4]
 local replies = ARGV[5]
-local dedupe_ttl = ARGV[6]
-local dedupe_keep = ARGV[7]
-local member = ARGV[8]
-local due = ARGV[9]
-local flow_ttl = ARGV[10]
-local stream_maxlen = ARGV[11]
-local nonce = ARGV[12]
+local member = ARGV[6]
+local due = ARGV[7]
+local flow_ttl = ARGV[8]
+local nonce = ARGV[9]
+local dedupe_ttl = ARGV[10]
+local dedupe_keep = ARGV[11]
+local stream_maxlen = ARGV[12]
 local nonce_ttl = ARGV[13]
 local nonces_kept = ARGV[14]
 local streams = 7  -- KEYS[streams...]: the first stream's index (no table: this runs per message)
