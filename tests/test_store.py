@@ -7,9 +7,11 @@ import pytest
 from engine.redis.store import (
     DEDUPE_KEEP,
     DEDUPE_TTL,
+    DELIVERY_RANKS,
     Change,
     Store,
     dedupe_keys,
+    delivery_key,
     respondent_key,
     sid_field,
 )
@@ -155,3 +157,22 @@ async def test_a_late_status_callback_does_not_move_a_delivery_back(store):
     assert (await store.deliveries("sms", "+15551239901"))["SM1"]["status"] == "delivered"
     await store.record_delivery("sms", "+15551239901", "SM1", "read", None, 4.0)
     assert (await store.deliveries("sms", "+15551239901"))["SM1"]["status"] == "read"
+
+
+async def test_a_delivery_status_never_replaces_one_of_a_higher_rank(store):
+    """Every ordered pair of DELIVERY_RANKS's statuses, the later-ranked one noted first."""
+    for first, first_rank in DELIVERY_RANKS.items():
+        for then, then_rank in DELIVERY_RANKS.items():
+            sid = f"SM-{first}-{then}"
+            await store.record_delivery("sms", "+15551239902", sid, first, None, 1.0)
+            await store.record_delivery("sms", "+15551239902", sid, then, 30003, 2.0)
+            kept = first if first_rank > then_rank else then
+            assert (await store.deliveries("sms", "+15551239902"))[sid]["status"] == kept, (first, then)
+
+
+async def test_a_delivery_status_the_table_does_not_know_is_always_noted(store, redis_sync):
+    await store.record_delivery("sms", "+15551239903", "SM1", "read", None, 1.0)
+    await store.record_delivery("sms", "+15551239903", "SM1", "partially_delivered", None, 2.0)
+    await store.record_delivery("sms", "+15551239903", "SM1", "accepted", None, 3.0)  # not outranked
+    assert redis_sync.hget(delivery_key("sms", "+15551239903"), "SM1") == (
+        '{"status": "accepted", "error_code": null, "at": 3.0}')  # stored as before

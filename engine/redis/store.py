@@ -52,14 +52,18 @@ The fleet (every worker of every server sharing this Redis), all under the hash 
                             FLEET_TTL, refreshed by every heartbeat; a stopping worker drops
                             its own.
 
-Scripts: READ returns a respondent record, its revision and the dedupe record in one
-round trip. COMMIT is the compare-and-set: it checks the revision is unchanged and the
-inbound MessageSid unseen, then writes the respondent record, the dedupe record, the
-response records, the flow-version TTL and the timer entry, all or nothing (a Lua
-script runs atomically, so a crash or shutdown never leaves half a step).
+Scripts (engine/redis/scripts/*.lua, one file each; their header format is described in
+engine/redis/scripts/__init__.py): READ returns a respondent record, its revision and the
+dedupe record in one round trip. COMMIT is the compare-and-set: it checks the revision is
+unchanged and the inbound MessageSid unseen, then writes the respondent record, the dedupe
+record, the response records, the flow-version TTL and the timer entry, all or nothing (a
+Lua script runs atomically, so a crash or shutdown never leaves half a step).
 CLAIM_DUE hands due timers to one worker with a lease: their score moves to now + lease,
 so another worker sees them again only if this one dies before committing. RESCHEDULE
 puts a timer back when a tick changed nothing (and drops it when the record is gone).
+RECORD_DELIVERY notes a delivery status unless the one noted outranks it (DELIVERY_RANKS).
+Each is called with a typed call below (CommitCall...), whose fields are the script's KEYS
+and ARGV in the header's order; the limits (DEDUPE_KEEP, NONCE_TTL...) travel as ARGV.
 
 Redis Cluster: every key of one conversation shares the hash tag {T}, and every key
 of one survey shares {S}. COMMIT, however, also touches cv:timers and the survey's
@@ -75,13 +79,13 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import hashlib
 import json
 import os
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 import redis.asyncio as redis
 from redis.asyncio import BlockingConnectionPool
@@ -93,6 +97,7 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.redis.multiplexer import Multiplexer
+from engine.redis.scripts import Lua
 
 RESPONDENT_MARGIN = 30 * 86400  # kept this long after a session's expiry (or the last write)
 DEDUPE_TTL = 25 * 3600
@@ -107,102 +112,14 @@ NONCE_TTL = 300  # seconds a sid-less commit can tell a repeat of itself (far ab
 NONCES_KEPT = 16  # the latest sid-less commits of a conversation that can tell their repeats
 REDIS_TIMEOUT = 1.0  # seconds: Redis being down must turn into a fast 503, not a hang
 
-# The revision of the respondent record KEYS[1]: the number before its '|' ('0' when none).
-_REVISION = """
-local current = string.match(redis.call('GETRANGE', KEYS[1], 0, 20), '^(%d+)|') or '0'
-"""
-
-# KEYS: respondent, dedupe, previous dedupe. ARGV: the inbound sid's field ('' = none).
-READ = """
-local seen = false
-if ARGV[1] ~= '' then
-  seen = redis.call('HGET', KEYS[2], ARGV[1]) or redis.call('HGET', KEYS[3], ARGV[1])
-end
-return {redis.call('GET', KEYS[1]), seen}
-"""
-
-# KEYS: respondent, dedupe, previous dedupe, timers, flow source (the respondent key when
-#       there is none), commit nonce, then one stream per response.
-# ARGV: expected revision, record, record ttl ('0' = keep), sid field ('' = none), replies,
-#       dedupe ttl, dedupe records kept, timer member, due ('' = none), flow ttl ('' = none),
-#       stream maxlen, nonce ('' = none), then one response record per stream key.
-# A commit without a MessageSid (a start, a timer) carries a nonce instead: when its reply
-# was lost and the call is repeated, the nonce tells it that it already landed.
-COMMIT = _REVISION + """
-if current ~= ARGV[1] then
-  if ARGV[12] ~= '' and redis.call('LPOS', KEYS[6], ARGV[12]) then
-    -- it landed; its flow_missing answer was lost with the reply, so work it out again
-    local gone = ARGV[10] ~= '' and redis.call('EXISTS', KEYS[5]) == 0
-    return {tonumber(current), gone and 1 or 0}
-  end
-  return {0, 0}
-end
-local sid = ARGV[4]
-if sid ~= '' and (redis.call('HEXISTS', KEYS[2], sid) == 1 or redis.call('HEXISTS', KEYS[3], sid) == 1) then
-  return {0, 0}
-end
-local revision = tonumber(current) + 1
-if ARGV[3] == '0' then
-  redis.call('SET', KEYS[1], revision .. '|' .. ARGV[2])
-else
-  redis.call('SET', KEYS[1], revision .. '|' .. ARGV[2], 'EX', ARGV[3])
-end
-if sid ~= '' then
-  redis.call('HSET', KEYS[2], sid, ARGV[5])
-  redis.call('EXPIRE', KEYS[2], ARGV[6])
-  if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[7]) then redis.call('RENAME', KEYS[2], KEYS[3]) end
-end
-if ARGV[9] == '' then redis.call('ZREM', KEYS[4], ARGV[8]) else redis.call('ZADD', KEYS[4], ARGV[9], ARGV[8]) end
-local flow_missing = 0
-if ARGV[10] ~= '' and redis.call('EXPIRE', KEYS[5], ARGV[10], 'GT') == 0 and redis.call('EXISTS', KEYS[5]) == 0 then
-  flow_missing = 1
-end
-if ARGV[12] ~= '' then
-  redis.call('LPUSH', KEYS[6], ARGV[12])
-  redis.call('LTRIM', KEYS[6], 0, NONCES_KEPT - 1)
-  redis.call('EXPIRE', KEYS[6], NONCE_TTL)
-end
-for i = 7, #KEYS do
-  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[11], '*', 'r', ARGV[i + 6])
-end
-return {revision, flow_missing}
-""".replace("NONCE_TTL", str(NONCE_TTL)).replace("NONCES_KEPT", str(NONCES_KEPT))
-
-# Twilio's status callbacks may arrive out of order: a late `sent` must not overwrite
-# `delivered`. KEYS: deliveries. ARGV: MessageSid, record (JSON), its status's rank, ttl.
-RECORD_DELIVERY = """
-local ranks = {accepted=0, scheduled=0, queued=0, sending=1, sent=2, delivered=3, undelivered=3,
-               failed=3, read=4}
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-if old then
-  local rank = ranks[cjson.decode(old)['status']]
-  if rank and rank > tonumber(ARGV[3]) then return 0 end
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-return 1
-"""
+# How far along a message's delivery each status Twilio reports is. Its status callbacks may
+# arrive out of order; a status never replaces one of a higher rank (a late `sent` must not
+# overwrite `delivered`). A status this table does not know is always recorded.
 DELIVERY_RANKS = {"accepted": 0, "scheduled": 0, "queued": 0, "sending": 1, "sent": 2, "delivered": 3,
                   "undelivered": 3, "failed": 3, "read": 4}
-
-CLAIM_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, member in ipairs(due) do
-  redis.call('ZADD', KEYS[1], 'XX', tonumber(ARGV[1]) + tonumber(ARGV[2]), member)
-end
-return due
-"""
-
-# KEYS: respondent, timers. ARGV: expected revision, timer member, due ('' = none).
-RESCHEDULE = _REVISION + """
-if current ~= ARGV[1] then return 0 end
-if ARGV[3] == '' or redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('ZREM', KEYS[2], ARGV[2])
-else
-  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
-end
-return 1
-"""
+# For each status, the statuses it must not replace: what RECORD_DELIVERY is given.
+OUTRANKING = {status: tuple(other for other, higher in DELIVERY_RANKS.items() if higher > rank)
+              for status, rank in DELIVERY_RANKS.items()}
 
 
 def conversation_tag(channel: str, phone: str) -> str:
@@ -274,6 +191,76 @@ def flow_key(survey: str, version: str) -> str:
     return f"cv:survey:{{{survey}}}:flow:{version}"
 
 
+# ------------------------------------------------------------ the scripts' typed calls
+# Each script's KEYS then ARGV, as its header in engine/redis/scripts/ names them, in that
+# order (a test holds the two equal); Lua.evalsha flattens a call. '' stands for none.
+
+
+class ReadCall(NamedTuple):
+    respondent: str
+    dedupe: str
+    dedupe_before: str
+    sid: str  # the inbound MessageSid's field
+
+
+class CommitCall(NamedTuple):
+    respondent: str
+    dedupe: str
+    dedupe_before: str
+    timers: str
+    flow: str  # the pinned version's source (the respondent key when there is none)
+    nonces: str
+    streams: tuple[str, ...]  # one per response
+    revision: str  # the revision the step read
+    record: str
+    record_ttl: str  # '0' keeps the record forever
+    sid: str  # the inbound MessageSid's field
+    replies: str  # pack_replies(the replies to it)
+    member: str  # the conversation's timer
+    due: str
+    flow_ttl: str
+    nonce: str  # a commit without a MessageSid carries one
+    # the limits, the same for every commit (last but one, so that they can be defaults)
+    dedupe_ttl: str = str(DEDUPE_TTL)
+    dedupe_keep: str = str(DEDUPE_KEEP)
+    stream_maxlen: str = str(STREAM_MAXLEN)
+    nonce_ttl: str = str(NONCE_TTL)
+    nonces_kept: str = str(NONCES_KEPT)
+    responses: tuple[str, ...] = ()  # one response record (JSON) per stream
+
+
+class ClaimDueCall(NamedTuple):
+    timers: str
+    now: str
+    lease: str
+    limit: str
+
+
+class RescheduleCall(NamedTuple):
+    respondent: str
+    timers: str
+    revision: str
+    member: str
+    due: str
+
+
+class RecordDeliveryCall(NamedTuple):
+    deliveries: str
+    sid: str  # the outbound MessageSid
+    record: str
+    ttl: str
+    outranking: tuple[str, ...]  # OUTRANKING[its status]
+
+
+READ = Lua("read.lua", ReadCall)
+COMMIT = Lua("commit.lua", CommitCall)
+CLAIM_DUE = Lua("claim_due.lua", ClaimDueCall)
+RESCHEDULE = Lua("reschedule.lua", RescheduleCall)
+RECORD_DELIVERY = Lua("record_delivery.lua", RecordDeliveryCall)
+
+_DELIVERY_TTL = str(DELIVERY_TTL)  # as sent
+
+
 def connect(url: str, max_connections: int = 64) -> redis.Redis:
     """A pooled client whose every command fails within REDIS_TIMEOUT instead of waiting.
 
@@ -312,16 +299,16 @@ class TimedPipeline(Pipeline):
 class Script:
     """A Lua script run by EVALSHA through the multiplexer (loaded on NOSCRIPT)."""
 
-    def __init__(self, mux: Multiplexer, text: str):
-        self.mux, self.text = mux, text
-        self.sha = hashlib.sha1(text.encode()).hexdigest()
+    def __init__(self, mux: Multiplexer, lua: Lua):
+        self.mux, self.lua = mux, lua
 
-    async def __call__(self, keys: list | tuple = (), args: list | tuple = ()):
+    async def __call__(self, call: tuple):
+        command = self.lua.evalsha(call)
         try:
-            return await self.mux.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+            return await self.mux.execute(*command)
         except NoScriptError:  # Redis restarted (or flushed its scripts) since the last call
-            await self.mux.execute("SCRIPT", "LOAD", self.text)
-            return await self.mux.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+            await self.mux.execute("SCRIPT", "LOAD", self.lua.text)
+            return await self.mux.execute(*command)
 
 
 class TimedRedis(redis.Redis):
@@ -394,40 +381,33 @@ class Store:
     # ------------------------------------------------------------ conversations
 
     async def read(self, channel: str, phone: str, message_sid: str | None = None) -> Snapshot:
-        stored, seen = await self._read(
-            keys=[respondent_key(channel, phone), *dedupe_keys(channel, phone)],
-            args=[sid_field(message_sid) if message_sid else ""])
+        dedupe, dedupe_before = dedupe_keys(channel, phone)
+        stored, seen = await self._read(ReadCall(
+            respondent=respondent_key(channel, phone), dedupe=dedupe, dedupe_before=dedupe_before,
+            sid=sid_field(message_sid) if message_sid else ""))
         record, revision = split_record(stored)
         replies = unpack_replies(seen) if seen is not None else None
         return Snapshot(channel, phone, record, revision, replies)
 
     async def commit(self, snapshot: Snapshot, change: Change) -> Committed:
-        channel, phone = snapshot.channel, snapshot.phone
-        record_key = respondent_key(channel, phone)
-        keys = [
-            record_key,
-            *dedupe_keys(channel, phone),
-            TIMERS,
-            flow_key(*change.pinned) if change.pinned else record_key,
-            nonce_key(channel, phone),
-            *(responses_key(response["survey"]) for response in change.responses),
-        ]
-        args = [
-            snapshot.revision,
-            change.record,
-            str(change.record_ttl),
-            sid_field(change.message_sid) if change.message_sid else "",
-            pack_replies(change.replies) if change.message_sid else "",
-            str(DEDUPE_TTL),
-            str(DEDUPE_KEEP),
-            conversation_tag(channel, phone),
-            repr(change.due) if change.due is not None else "",
-            str(max(1, change.record_ttl or RESPONDENT_MARGIN)) if change.pinned else "",
-            str(STREAM_MAXLEN),
-            "" if change.message_sid else os.urandom(8).hex(),
-            *(json.dumps(response, separators=(",", ":")) for response in change.responses),
-        ]
-        revision, flow_missing = await self._commit(keys=keys, args=args)
+        channel, phone, pinned, sid = snapshot.channel, snapshot.phone, change.pinned, change.message_sid
+        streams = responses = ()
+        if change.responses:
+            streams = tuple([responses_key(response["survey"]) for response in change.responses])
+            responses = tuple([json.dumps(response, separators=(",", ":")) for response in change.responses])
+        respondent = respondent_key(channel, phone)
+        dedupe, dedupe_before = dedupe_keys(channel, phone)
+        call = CommitCall(
+            respondent=respondent, dedupe=dedupe, dedupe_before=dedupe_before, timers=TIMERS,
+            flow=flow_key(*pinned) if pinned else respondent, nonces=nonce_key(channel, phone),
+            streams=streams, revision=snapshot.revision, record=change.record,
+            record_ttl=str(change.record_ttl), sid=sid_field(sid) if sid else "",
+            replies=pack_replies(change.replies) if sid else "", member=conversation_tag(channel, phone),
+            due=repr(change.due) if change.due is not None else "",
+            flow_ttl=str(max(1, change.record_ttl or RESPONDENT_MARGIN)) if pinned else "",
+            nonce="" if sid else os.urandom(8).hex(), responses=responses,
+        )
+        revision, flow_missing = await self._commit(call)
         return Committed(ok=revision != 0, flow_missing=bool(flow_missing))
 
     async def records(self, phone: str, channels: tuple[str, ...]) -> dict[str, str | None]:
@@ -441,14 +421,15 @@ class Store:
     # ------------------------------------------------------------ timers
 
     async def claim_due(self, now: float, lease: float, limit: int) -> list[tuple[str, str]]:
-        members = await self._claim(keys=[TIMERS], args=[repr(now), repr(lease), str(limit)])
+        members = await self._claim(ClaimDueCall(timers=TIMERS, now=repr(now), lease=repr(lease),
+                                                 limit=str(limit)))
         return [split_tag(member) for member in members]
 
     async def reschedule(self, snapshot: Snapshot, due: float | None) -> None:
-        await self._reschedule(
-            keys=[respondent_key(snapshot.channel, snapshot.phone), TIMERS],
-            args=[snapshot.revision, conversation_tag(snapshot.channel, snapshot.phone),
-                  repr(due) if due is not None else ""])
+        channel, phone = snapshot.channel, snapshot.phone
+        await self._reschedule(RescheduleCall(
+            respondent=respondent_key(channel, phone), timers=TIMERS, revision=snapshot.revision,
+            member=conversation_tag(channel, phone), due=repr(due) if due is not None else ""))
 
     # ------------------------------------------------------------ delivery statuses
 
@@ -456,9 +437,9 @@ class Store:
                               error_code: int | None, at: float) -> None:
         """Note a message's delivery status, unless a later one is already noted."""
         value = json.dumps({"status": status, "error_code": error_code, "at": at})
-        rank = DELIVERY_RANKS.get(status, 99)  # a status this table does not know is kept
-        await self._record_delivery(keys=[delivery_key(channel, phone)],
-                                    args=[message_sid, value, str(rank), str(DELIVERY_TTL)])
+        await self._record_delivery(RecordDeliveryCall(
+            deliveries=delivery_key(channel, phone), sid=message_sid, record=value, ttl=_DELIVERY_TTL,
+            outranking=OUTRANKING.get(status, ())))
 
     async def deliveries(self, channel: str, phone: str) -> dict[str, dict]:
         raw = await self.redis.hgetall(delivery_key(channel, phone))
@@ -512,7 +493,7 @@ class Store:
         """Make {survey id: version} the live set of every worker: (its generation, the ids of
         the workers alive when it was announced, which are expected to take it)."""
         generation, workers = await self._announce(
-            keys=[LIVE, WORKERS], args=[json.dumps(flows, sort_keys=True), by, str(FLEET_TTL), RELOADS])
+            AnnounceCall(LIVE, WORKERS, json.dumps(flows, sort_keys=True), by, str(FLEET_TTL), RELOADS))
         return int(generation), list(workers)
 
     async def live_flows(self) -> tuple[int, dict[str, str]]:
@@ -522,8 +503,8 @@ class Store:
 
     async def beat(self, worker: str, generation: int, refused: int = 0, error: str = "") -> int:
         """Note that `worker` is alive and runs `generation`; the live generation in return."""
-        return int(await self._beat(keys=[WORKERS, LIVE],
-                                    args=[worker, str(generation), str(refused), error, str(FLEET_TTL)]))
+        return int(await self._beat(BeatCall(WORKERS, LIVE, worker, str(generation), str(refused), error,
+                                             str(FLEET_TTL))))
 
     async def leave(self, worker: str) -> None:
         await self.redis.hdel(WORKERS, worker)
@@ -604,31 +585,24 @@ def metrics_key(server: str) -> str:
     return f"cv:fleet:{{fleet}}:metrics:{server}"
 
 
-# KEYS: live, workers. ARGV: flows (JSON), announcer, worker ttl, channel.
-# Returns {generation, ids of the workers alive now}.
-ANNOUNCE = """
-local now = tonumber(redis.call('TIME')[1])
-local generation = redis.call('HINCRBY', KEYS[1], 'generation', 1)
-redis.call('HSET', KEYS[1], 'flows', ARGV[1], 'by', ARGV[2], 'at', now)
-local alive = {}
-local entries = redis.call('HGETALL', KEYS[2])
-for i = 1, #entries, 2 do
-  if cjson.decode(entries[i + 1])['beat'] >= now - tonumber(ARGV[3]) then table.insert(alive, entries[i]) end
-end
-redis.call('PUBLISH', ARGV[4], generation)
-return {generation, alive}
-"""
+class AnnounceCall(NamedTuple):
+    live: str
+    workers: str
+    flows: str  # JSON {survey id: version}
+    by: str  # the announcing worker
+    worker_ttl: str
+    channel: str  # the reloads channel (not a key: PUBLISH reaches every node)
 
-# KEYS: workers, live. ARGV: worker id, generation, refused generation, error, worker ttl.
-# Returns the live generation (0 when none was announced).
-BEAT = """
-local now = tonumber(redis.call('TIME')[1])
-redis.call('HSET', KEYS[1], ARGV[1], cjson.encode({beat = now, generation = tonumber(ARGV[2]),
-                                                    refused = tonumber(ARGV[3]), error = ARGV[4]}))
-local entries = redis.call('HGETALL', KEYS[1])
-for i = 1, #entries, 2 do
-  if cjson.decode(entries[i + 1])['beat'] < now - tonumber(ARGV[5]) then redis.call('HDEL', KEYS[1], entries[i]) end
-end
-redis.call('EXPIRE', KEYS[1], 86400)
-return tonumber(redis.call('HGET', KEYS[2], 'generation') or '0')
-"""
+
+class BeatCall(NamedTuple):
+    workers: str
+    live: str
+    worker: str
+    generation: str
+    refused: str  # the latest generation it could not compile, '0' for none
+    error: str
+    worker_ttl: str
+
+
+ANNOUNCE = Lua("announce.lua", AnnounceCall)
+BEAT = Lua("beat.lua", BeatCall)

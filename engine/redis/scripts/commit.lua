@@ -1,0 +1,69 @@
+-- COMMIT: the compare-and-set of one step. It checks the revision is unchanged and the
+-- inbound MessageSid unseen, then writes the respondent record, the dedupe record, the
+-- response records, the flow-version TTL and the timer entry, all or nothing.
+-- A commit without a MessageSid (a start, a timer) carries a nonce instead: when its reply
+-- was lost and the call is repeated, the nonce tells it that it already landed.
+-- Returns {the new revision, 1 when the pinned flow's source is missing}; {0, 0}: refused.
+-- include: revision.lua
+-- KEYS: respondent dedupe dedupe_before timers flow nonces streams...
+-- ARGV: revision record record_ttl sid replies member due flow_ttl nonce dedupe_ttl dedupe_keep stream_maxlen nonce_ttl nonces_kept responses...
+local respondent = KEYS[1]
+local dedupe = KEYS[2]
+local dedupe_before = KEYS[3]
+local timers = KEYS[4]
+local flow = KEYS[5]
+local nonces = KEYS[6]
+local revision = ARGV[1]
+local record = ARGV[2]
+local record_ttl = ARGV[3]
+local sid = ARGV[4]
+local replies = ARGV[5]
+local member = ARGV[6]
+local due = ARGV[7]
+local flow_ttl = ARGV[8]
+local nonce = ARGV[9]
+local dedupe_ttl = ARGV[10]
+local dedupe_keep = ARGV[11]
+local stream_maxlen = ARGV[12]
+local nonce_ttl = ARGV[13]
+local nonces_kept = ARGV[14]
+local streams = 7  -- KEYS[streams...]: the first stream's index (no table: this runs per message)
+local responses = 15  -- ARGV[responses...]: the first response's index
+
+local current = revision_of(respondent)
+if current ~= revision then
+  if nonce ~= '' and redis.call('LPOS', nonces, nonce) then
+    -- it landed; its flow_missing answer was lost with the reply, so work it out again
+    local gone = flow_ttl ~= '' and redis.call('EXISTS', flow) == 0
+    return {tonumber(current), gone and 1 or 0}
+  end
+  return {0, 0}
+end
+if sid ~= '' and (redis.call('HEXISTS', dedupe, sid) == 1 or redis.call('HEXISTS', dedupe_before, sid) == 1) then
+  return {0, 0}
+end
+local written = tonumber(current) + 1
+if record_ttl == '0' then
+  redis.call('SET', respondent, written .. '|' .. record)
+else
+  redis.call('SET', respondent, written .. '|' .. record, 'EX', record_ttl)
+end
+if sid ~= '' then
+  redis.call('HSET', dedupe, sid, replies)
+  redis.call('EXPIRE', dedupe, dedupe_ttl)
+  if redis.call('HLEN', dedupe) >= tonumber(dedupe_keep) then redis.call('RENAME', dedupe, dedupe_before) end
+end
+if due == '' then redis.call('ZREM', timers, member) else redis.call('ZADD', timers, due, member) end
+local flow_missing = 0
+if flow_ttl ~= '' and redis.call('EXPIRE', flow, flow_ttl, 'GT') == 0 and redis.call('EXISTS', flow) == 0 then
+  flow_missing = 1
+end
+if nonce ~= '' then
+  redis.call('LPUSH', nonces, nonce)
+  redis.call('LTRIM', nonces, 0, tonumber(nonces_kept) - 1)
+  redis.call('EXPIRE', nonces, nonce_ttl)
+end
+for i = 0, #KEYS - streams do
+  redis.call('XADD', KEYS[streams + i], 'MAXLEN', '~', stream_maxlen, '*', 'r', ARGV[responses + i])
+end
+return {written, flow_missing}
