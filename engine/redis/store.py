@@ -4,10 +4,12 @@ Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such 
 `sms:+15551234567` or `whatsapp:+15551234567`, S a survey id):
 
   cv:{T}:r            string "<revision>|<Respondent.dumps()>"; the revision (a whole number)
-                            is bumped by every commit. TTL: the open session's expires_at + 30
-                            days, or 30 days after the last write when no session is open;
-                            refreshed on every write. An opted-out respondent is kept without
-                            TTL: an opt-out must not be forgotten.
+                            is bumped by every commit. TTL, set by every write from the core's
+                            policy.keep_for: the open session's expires_at + 30 days; 30 days
+                            after the last write for a number with a survey behind it; one day
+                            for a stranger (nothing but when it was last told it is in no
+                            survey). An opted-out respondent is kept without TTL: an opt-out
+                            must not be forgotten.
   cv:{T}:in           hash  the dedupe records: sid_field(inbound MessageSid) -> pack_replies(the
                             replies sent for it). TTL 25 h, refreshed by every write. When it
                             holds DEDUPE_KEEP records, COMMIT renames it (TTL and all) to
@@ -96,10 +98,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from engine.policy import KEEP_AFTER
 from engine.redis.multiplexer import Multiplexer
 from engine.redis.scripts import Lua
 
-RESPONDENT_MARGIN = 30 * 86400  # kept this long after a session's expiry (or the last write)
+RESPONDENT_MARGIN = KEEP_AFTER  # a record is kept this long after its session's expiry
 DEDUPE_TTL = 25 * 3600
 # Dedupe records kept per generation. A conversation forgets a MessageSid within 24 h only
 # after 64 newer inbound messages: more than any survey conversation sends in a day, and
