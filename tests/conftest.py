@@ -6,6 +6,7 @@ without it these tests fail with a message saying so rather than being skipped.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -154,6 +155,15 @@ def make_client(aiohttp_client, clock):
 @pytest.fixture
 async def client(make_client, settings):
     return await make_client(settings)
+
+
+async def eventually(condition, timeout: float = 3.0) -> None:
+    """Wait until condition() holds (what a background task does), failing after `timeout`."""
+    for _ in range(int(timeout / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
 
 
 def admin_headers(token: str = ADMIN_TOKEN) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import admin_headers
+from conftest import admin_headers, eventually
 from fake_twilio import Phone
 
 DAY = 86400
@@ -31,14 +31,6 @@ async def respondent_of(client, number: str, channel: str = "sms") -> dict | Non
     response = await client.get(f"/admin/sessions/{number}", headers=admin_headers())
     assert response.status == 200
     return (await response.json())["channels"][channel]["respondent"]
-
-
-async def eventually(condition, timeout: float = 3.0) -> None:
-    for _ in range(int(timeout / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the condition never held")
 
 
 async def test_an_access_code_racing_an_admin_start_is_never_an_answer(make_client, settings, flows_dir):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from conftest import admin_headers
+from conftest import admin_headers, eventually
 from fake_twilio import Phone
 
 from server import STORE
@@ -18,14 +18,6 @@ FAST = 0.02  # timer interval in these tests, seconds
 async def start(client, survey: str, to: str, channel: str = "sms", **fields):
     return await client.post(f"/admin/surveys/{survey}/start", headers=admin_headers(),
                              json={"to": to, "channel": channel, "fields": fields})
-
-
-async def eventually(condition, timeout: float = 3.0) -> None:
-    for _ in range(int(timeout / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the condition never held")
 
 
 async def settle() -> None:
