@@ -108,3 +108,21 @@ async def test_phone_reports_a_refused_signature_and_an_unreachable_server(make_
     assert "cannot reach" in capsys.readouterr().err
     args.from_ = "nonsense"
     assert run_phone(args, io.StringIO("hi\n"), io.StringIO()) == 2
+
+
+def test_a_second_dev_server_on_one_data_folder_is_refused_and_told_how_to_share(tmp_path):
+    """Two redis-servers writing one append-only file would corrupt it."""
+    from engine.tools import devserver
+
+    held = len(devserver._LOCKS)
+    try:
+        devserver._claim(tmp_path, 6400)
+        with pytest.raises(SystemExit) as refused:
+            devserver._claim(tmp_path, 6401)
+        assert "another ./dev serve is running" in str(refused.value)
+        assert "REDIS_URL=redis://127.0.0.1:6400/0" in str(refused.value)
+        devserver._claim(tmp_path / "elsewhere", 6402)  # another folder is another Redis
+    finally:
+        for lock in devserver._LOCKS[held:]:
+            lock.close()
+        del devserver._LOCKS[held:]

@@ -30,7 +30,8 @@ def to_e164(number: str) -> str:
     if not WRITTEN_NUMBER.fullmatch(text):
         raise InvalidNumber(
             f"'{text}' is not a phone number; give it in E.164 form, e.g. +15551234567 "
-            "(a + and digits only: no tel: or sms: prefix, no extension, no letters)")
+            "(a + and digits, spaces, dots, dashes or brackets between them: no tel: or sms: prefix, "
+            "no extension, no letters)")
     try:
         parsed = phonenumbers.parse(text, None)
     except phonenumbers.NumberParseException:

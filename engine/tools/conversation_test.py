@@ -2,7 +2,7 @@
 
 A test file (YAML):
 
-    flow: ../surveys/store-feedback.yaml   # the flow, relative to this file (required)
+    flow: ../../surveys/retail-nps.yaml   # the flow, relative to this file (required)
     start: invite        # invite (default): the survey texts first; inbound: the respondent does
     channel: sms         # sms (default) | whatsapp
     contact: {phone: "+15551234567", FirstName: Ana}   # phone defaults to +15555550100;

@@ -4,10 +4,13 @@ Starts redis-server with the shipped configuration (engine/redis/redis.conf: AOF
 always) and its data in ./var/redis, then serves the example surveys in this process in
 insecure local mode, and stops Redis on the way out. When REDIS_URL is set, that Redis is
 used and none is started. Extra arguments go to `canvass serve` (e.g. --port 9000 --watch).
+One ./var/redis has one Redis: a second `./dev serve` is refused (two redis-servers writing
+one append-only file would corrupt it) and told how to share the first one's Redis.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
@@ -63,8 +66,32 @@ def _pick_port() -> int:
         return sock.getsockname()[1]
 
 
+_LOCKS: list = []  # the data folders' lock files, held open while this process runs
+
+
+def _claim(data_dir: Path, port: int) -> None:
+    """Hold data_dir for this process's Redis (on `port`), or exit saying who holds it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = (data_dir / "dev-serve.lock").open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        held = lock.read().strip() or "?"
+        lock.close()
+        raise SystemExit(
+            f"another ./dev serve is running on {data_dir} (its Redis: 127.0.0.1:{held}); stop it, "
+            f"or share its Redis: REDIS_URL=redis://127.0.0.1:{held}/0 ./dev serve --port 8081") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{port}\n")
+    lock.flush()
+    _LOCKS.append(lock)
+
+
 def start_redis(data_dir: Path = DATA_DIR) -> tuple[subprocess.Popen, int]:
     port = _pick_port()
+    _claim(data_dir, port)
     try:
         argv = redis_command(port, data_dir, "--logfile", str(data_dir / "redis.log"))
     except RedisMissing as err:
