@@ -22,8 +22,16 @@ Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such 
   cv:{T}:dlv          hash  outbound MessageSid -> {"status", "error_code", "at"}; 30-day TTL,
                             refreshed by every status callback.
   cv:survey:{S}:responses  stream  one entry per closed session, field r = the response
-                            record as JSON; trimmed to about STREAM_MAXLEN entries (XADD
-                            MAXLEN ~): export responses before a survey passes a million.
+                            record as JSON. Its consumer group ARCHIVE_GROUP is the archiver
+                            (engine.records.archiver): an entry is XACKed only once the records
+                            database has committed it, and the stream is trimmed (XTRIM MINID)
+                            only below the oldest entry not yet acknowledged, never by length.
+  cv:records:{optouts}  stream  one entry per opt-out or opt-in, field r = the event as JSON
+                            (engine.records.optouts), written by the COMMIT that changed the
+                            respondent and archived (group ARCHIVE_GROUP) like the responses.
+  cv:records:{restored}  string  set once Redis's opt-outs were restored from the records
+                            database; when Redis loses its data this goes too, and the archiver
+                            restores them again.
   cv:survey:{S}:flow:<version>  hash  source, form, path of a compiled flow version, so any
                             worker (also after a restart) can rebuild the version a session is
                             pinned to. TTL: at least as long as the longest-lived respondent
@@ -39,6 +47,7 @@ script runs atomically, so a crash or shutdown never leaves half a step).
 CLAIM_DUE hands due timers to one worker with a lease: their score moves to now + lease,
 so another worker sees them again only if this one dies before committing. RESCHEDULE
 puts a timer back when a tick changed nothing (and drops it when the record is gone).
+TRIM_ARCHIVED trims a record stream below the oldest entry the archiver has not acknowledged.
 
 Redis Cluster: every key of one conversation shares the hash tag {T}, and every key
 of one survey shares {S}. COMMIT, however, also touches cv:timers and the survey's
@@ -58,6 +67,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import redis.asyncio as redis
 from redis.asyncio import BlockingConnectionPool
@@ -65,7 +75,7 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.redis.multiplexer import Multiplexer
@@ -77,7 +87,6 @@ DEDUPE_TTL = 25 * 3600
 # small enough that both generations stay listpack hashes (hash-max-listpack-entries 128).
 DEDUPE_KEEP = 64
 DELIVERY_TTL = 30 * 86400
-STREAM_MAXLEN = 1_000_000
 TIMERS = "cv:timers"
 NONCE_TTL = 300  # seconds a sid-less commit can tell a repeat of itself (far above REDIS_TIMEOUT)
 NONCES_KEPT = 16  # the latest sid-less commits of a conversation that can tell their repeats
@@ -101,7 +110,8 @@ return {redis.call('GET', KEYS[1]), seen}
 #       there is none), commit nonce, then one stream per response.
 # ARGV: expected revision, record, record ttl ('0' = keep), sid field ('' = none), replies,
 #       dedupe ttl, dedupe records kept, timer member, due ('' = none), flow ttl ('' = none),
-#       stream maxlen, nonce ('' = none), then one response record per stream key.
+#       (unused: streams are trimmed by the archiver only), nonce ('' = none), then one
+#       record per stream key.
 # A commit without a MessageSid (a start, a timer) carries a nonce instead: when its reply
 # was lost and the call is repeated, the nonce tells it that it already landed.
 COMMIT = _REVISION + """
@@ -139,7 +149,7 @@ if ARGV[12] ~= '' then
   redis.call('EXPIRE', KEYS[6], NONCE_TTL)
 end
 for i = 7, #KEYS do
-  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[11], '*', 'r', ARGV[i + 6])
+  redis.call('XADD', KEYS[i], '*', 'r', ARGV[i + 6])
 end
 return {revision, flow_missing}
 """.replace("NONCE_TTL", str(NONCE_TTL)).replace("NONCES_KEPT", str(NONCES_KEPT))
@@ -332,6 +342,7 @@ class Change:
     due: float | None = None
     pinned: tuple[str, str] | None = None
     responses: tuple[dict, ...] = ()
+    opt_outs: tuple[dict, ...] = ()  # opt-out and opt-in events (engine.records.optouts)
     message_sid: str | None = None
     replies: tuple[str, ...] = ()
 
@@ -387,6 +398,7 @@ class Store:
             flow_key(*change.pinned) if change.pinned else record_key,
             nonce_key(channel, phone),
             *(responses_key(response["survey"]) for response in change.responses),
+            *(OPT_OUTS for _ in change.opt_outs),
         ]
         args = [
             snapshot.revision,
@@ -399,9 +411,10 @@ class Store:
             conversation_tag(channel, phone),
             repr(change.due) if change.due is not None else "",
             str(max(1, change.record_ttl or RESPONDENT_MARGIN)) if change.pinned else "",
-            str(STREAM_MAXLEN),
+            "",
             "" if change.message_sid else os.urandom(8).hex(),
             *(json.dumps(response, separators=(",", ":")) for response in change.responses),
+            *(json.dumps(event, separators=(",", ":")) for event in change.opt_outs),
         ]
         revision, flow_missing = await self._commit(keys=keys, args=args)
         return Committed(ok=revision != 0, flow_missing=bool(flow_missing))
@@ -473,3 +486,120 @@ class Store:
             if len(entries) < batch:
                 return
             start = "(" + entries[-1][0]
+
+    # ------------------------------------------------------------ archiving (engine.records)
+
+    async def archive_claim(self, stream: str, consumer: str, count: int,
+                            idle_ms: int) -> list[tuple[str, dict | None]]:
+        """Up to `count` entries of `stream` for `consumer` of ARCHIVE_GROUP to archive: first
+        those left unacknowledged for `idle_ms` by any consumer (one that died, or a database
+        that was down), then new ones. (entry id, record); None for an entry gone from the
+        stream (it can only be acknowledged). The group is created when missing, from the
+        start of the stream, so a stream made before the group (or after Redis lost its data)
+        is archived whole."""
+        try:
+            return await self._archive_claim(stream, consumer, count, idle_ms)
+        except ResponseError as err:
+            if not str(err).startswith("NOGROUP"):
+                raise
+        try:
+            await self.redis.xgroup_create(stream, ARCHIVE_GROUP, id="0", mkstream=True)
+        except ResponseError as err:
+            if not str(err).startswith("BUSYGROUP"):  # another worker made it meanwhile
+                raise
+        return await self._archive_claim(stream, consumer, count, idle_ms)
+
+    async def _archive_claim(self, stream: str, consumer: str, count: int, idle_ms: int):
+        claimed = await self.redis.xautoclaim(stream, ARCHIVE_GROUP, consumer, idle_ms, "0-0",
+                                              count=count)
+        entries = list(claimed[1])
+        if len(entries) < count:
+            read = await self.redis.xreadgroup(ARCHIVE_GROUP, consumer, {stream: ">"},
+                                               count=count - len(entries))
+            for _, fresh in (read.items() if isinstance(read, dict) else read or ()):
+                entries.extend(fresh)
+        return [(entry_id, json.loads(fields["r"]) if fields else None)
+                for entry_id, fields in entries]
+
+    async def archive_ack(self, stream: str, entry_ids: list[str]) -> None:
+        """The entries are in the records database: the group need not hand them out again."""
+        if entry_ids:
+            await self.redis.xack(stream, ARCHIVE_GROUP, *entry_ids)
+
+    async def archive_trim(self, stream: str) -> int:
+        """Drop the entries below the oldest one not archived yet; how many went."""
+        return await self._trim_archived(keys=[stream], args=[ARCHIVE_GROUP])
+
+    async def archive_pending(self, stream: str) -> int:
+        """Entries of `stream` not archived yet (unread or unacknowledged); all of them
+        while the group does not exist."""
+        try:
+            groups = await self.redis.xinfo_groups(stream)
+        except ResponseError:  # no such stream
+            return 0
+        for group in groups:
+            if group["name"] == ARCHIVE_GROUP:
+                lag = group.get("lag")
+                return int(group["pending"]) + (int(lag) if lag is not None else 0)
+        return await self.redis.xlen(stream)
+
+    async def survey_streams(self) -> set[str]:
+        """The ids of every survey with a response stream (a full SCAN: rare, not per request)."""
+        found = set()
+        async for key in self.redis.scan_iter(match=responses_key("*"), count=1000, _type="stream"):
+            found.add(key[len(responses_key("")) - len(RESPONSES_SUFFIX):-len(RESPONSES_SUFFIX)])
+        return found
+
+    async def restore_opt_outs(self, respondents: list[tuple[str, str, str]]) -> int:
+        """Store (channel, phone, respondent record) where Redis holds no record for that
+        conversation; how many were stored. A record a commit wrote is never overwritten,
+        and a commit that read "no record" before this fails its revision check and reads
+        this one."""
+        if not respondents:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for channel, phone, record in respondents:
+                pipe.set(respondent_key(channel, phone), "1|" + record, nx=True)
+            stored = await pipe.execute()
+        return sum(1 for done in stored if done)
+
+    async def opt_outs_restored(self) -> bool:
+        return bool(await self.redis.exists(RESTORED))
+
+    async def mark_opt_outs_restored(self) -> None:
+        await self.redis.set(RESTORED, "1")
+
+    @cached_property
+    def _trim_archived(self) -> Script:
+        return Script(self.mux, TRIM_ARCHIVED)
+
+
+ARCHIVE_GROUP = "archiver"
+OPT_OUTS = "cv:records:{optouts}"
+RESTORED = "cv:records:{restored}"
+RESPONSES_SUFFIX = "}:responses"
+
+# KEYS: a record stream. ARGV: the archiver's group. Trims below the oldest entry the group
+# has not acknowledged (the oldest pending one, else the one after the last delivered), in
+# one step, so no entry read or acknowledged meanwhile is miscounted. Without the group
+# nothing was archived: nothing goes.
+TRIM_ARCHIVED = """
+local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])
+if not ok then return 0 end
+local last
+for _, group in ipairs(groups) do
+  local info = {}
+  for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
+  if info['name'] == ARGV[1] then last = info['last-delivered-id'] end
+end
+if not last then return 0 end
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1])
+local below
+if pending[1] > 0 then
+  below = pending[2]
+else
+  local ms, seq = string.match(last, '^(%d+)-(%d+)$')
+  below = ms .. '-' .. string.format('%d', tonumber(seq) + 1)
+end
+return redis.call('XTRIM', KEYS[1], 'MINID', below)
+"""

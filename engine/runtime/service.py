@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from engine import conversation
 from engine import step as steps
 from engine.conversation import NotStartable, Outcome, Respondent
+from engine.records.optouts import CARRIER, event_records
 from engine.redis.store import RESPONDENT_MARGIN, Change, Snapshot, Store
 from engine.runtime.metrics import Metrics
 from engine.runtime.registry import Registry
@@ -91,7 +92,7 @@ def opt_out(flows: conversation.FlowLookup, respondent: Respondent, now: float) 
     if session is not None:
         outcome.apply(steps.close(session, OPTED_OUT, now), flows.get(session.survey, session.version))
     outcome.respondent = evolve(outcome.respondent, opted_out=True)
-    outcome.events.append({"type": "opted_out"})
+    outcome.events.append({"type": "opted_out", "how": CARRIER})
     return outcome
 
 
@@ -162,6 +163,7 @@ class Service:
         self.store, self.registry, self.settings = store, registry, settings
         self.metrics, self.clock, self.sender = metrics, clock, sender
         self.recent = Recent()
+        self.records = None  # engine.records.optouts.OptOutBook once the records database is open
 
     # ------------------------------------------------------------ the read-step-commit loop
 
@@ -217,7 +219,8 @@ class Service:
         change = Change(
             record=respondent.dumps(), record_ttl=record_ttl(respondent, now), due=respondent.due_at(),
             pinned=(session.survey, session.version) if session is not None else None,
-            responses=tuple(outcome.responses), message_sid=message_sid, replies=tuple(outcome.replies))
+            responses=tuple(outcome.responses), message_sid=message_sid, replies=tuple(outcome.replies),
+            opt_outs=event_records(respondent.channel, respondent.phone, outcome.events, self.clock()))
         committed = await self.store.commit(snapshot, change)
         if not committed.ok:
             return False
@@ -260,6 +263,9 @@ class Service:
         if flow is None:
             raise Refused(404, "unknown_survey", f"there is no survey '{survey_id}'")
         origin = self._origin(channel, flow.survey.sender)
+        refusal = await self.records.refusal(channel, phone) if self.records is not None else None
+        if refusal is not None:  # an opt-out Redis may have lost
+            raise Refused(*refusal)
 
         def step(respondent: Respondent, now: float) -> Outcome:
             outcome = conversation.start(flow, respondent, fields, now, flows=self.registry)
