@@ -260,3 +260,28 @@ async def test_an_opt_out_event_is_written_in_the_commit_that_opts_out(records_c
     event = json.loads(fields["r"])
     assert event["phone"] == "+15551260004" and event["opted_out"] is True
     assert event["at"].endswith("+00:00")
+
+
+async def test_an_export_while_the_archiver_moves_responses_has_each_once(records_client, redis_sync):
+    """Responses move from the stream to the database while the export reads both."""
+    app = records_client.app
+    ids = set()
+    pipe = redis_sync.pipeline(transaction=False)
+    for n in range(300):
+        record = {"response_id": f"moving{n:05d}", "survey": "feedback", "version": "v", "channel": "sms",
+                  "phone": f"+1555127{n:04d}", "status": "complete", "started_at": "2024-05-01T09:00:00Z",
+                  "ended_at": f"2024-05-01T09:{n // 60:02d}:{n % 60:02d}Z", "fields": {}, "answers": {},
+                  "not_shown": [], "messages_in": 1, "messages_out": 1, "segments_in": 1, "segments_out": 1}
+        ids.add(record["response_id"])
+        pipe.xadd(FEEDBACK, {"r": json.dumps(record)})
+    pipe.execute()
+    mover = Archiver(app[ARCHIVER].store, app[ARCHIVER].engine, lambda: ["feedback"], batch=7)
+
+    async def move_all() -> None:
+        while await mover.archive_once():
+            await asyncio.sleep(0)
+
+    for _ in range(3):
+        exported, _ = await asyncio.gather(export(records_client), move_all())
+        got = [json.loads(line)["response_id"] for line in exported]
+        assert len(got) == len(set(got)) == 300 and set(got) == ids

@@ -1,9 +1,12 @@
-"""Every response to a survey, wherever it is now: archived in the records database, or
-closed so recently that it is still only in Redis's stream.
+"""Every response to a survey, wherever it is now: still only in Redis's stream, or archived
+in the records database (and then trimmed from the stream).
 
-The archiver moves responses from the stream to the database and then trims the stream, so
-a reader of the stream alone would lose them. This reads the database first, then the
-stream entries the database does not hold yet: each response once, in constant memory.
+Records move from the stream to the database while this reads, so the order matters: the
+stream first, then the database without the responses the stream gave. A response trimmed
+before the stream reader got to it was committed to the database before the trim, so the
+database part has it; one the stream gave is skipped there. So each response comes once.
+The response ids the stream gave are held in memory: as many as the archiver is behind
+(normally a second's worth; more while the database is down).
 """
 
 from __future__ import annotations
@@ -16,9 +19,6 @@ from engine.records.writes import response_record
 from engine.redis.store import Store
 
 BATCH = 500
-# The position given for a response read from the database: "before every stream entry", so
-# a second pass up to a first pass's last position reads the stream exactly as far.
-ARCHIVED = "-"
 
 
 class Responses:
@@ -26,44 +26,35 @@ class Responses:
         self.engine, self.store = engine, store
 
     async def has_responses(self, survey: str) -> bool:
+        if await self.store.has_responses(survey):
+            return True
         async with self.engine.connect() as connection:
-            if await connection.scalar(select(exists().where(response_table.c.survey == survey))):
-                return True
-        return await self.store.has_responses(survey)
+            return bool(await connection.scalar(
+                select(exists().where(response_table.c.survey == survey))))
 
     async def responses(self, survey: str, until: str = "+", batch: int = BATCH):
-        """(position, response record), the archived ones first (oldest first), then the
-        stream's up to entry `until`. A response archived between two calls moves from the
-        second part to the first, so a second pass with the first's `until` may also hold
-        responses archived meanwhile that closed after the first pass read the stream."""
+        """(position, response record): the stream's, up to entry `until`, then the archived
+        ones (oldest first). The position is the last stream entry read, so a second pass up to
+        a first pass's last position reads the stream as far; it may also hold responses that
+        were archived in between after closing too late for the first."""
+        given: set[str] = set()
+        position = "-"
+        async for entry_id, record in self.store.responses(survey, until, batch):
+            given.add(record["response_id"])
+            position = entry_id
+            yield entry_id, record
         after = None
         while True:
             query = select(response_table).where(response_table.c.survey == survey)
             if after is not None:
-                query = query.where(tuple_(response_table.c.ended_at, response_table.c.response_id) > tuple_(*after))
+                query = query.where(tuple_(response_table.c.ended_at, response_table.c.response_id)
+                                    > tuple_(*after))
             async with self.engine.connect() as connection:
-                rows = (await connection.execute(
-                    query.order_by(response_table.c.ended_at, response_table.c.response_id).limit(batch))).all()
+                rows = (await connection.execute(query.order_by(
+                    response_table.c.ended_at, response_table.c.response_id).limit(batch))).all()
             for row in rows:
-                yield ARCHIVED, response_record(row)
+                if row.response_id not in given:
+                    yield position, response_record(row)
             if len(rows) < batch:
-                break
+                return
             after = (rows[-1].ended_at, rows[-1].response_id)
-        pending: list[tuple[str, dict]] = []
-        async for entry_id, record in self.store.responses(survey, until, batch):
-            pending.append((entry_id, record))
-            if len(pending) >= batch:
-                for item in await self._unarchived(pending):
-                    yield item
-                pending = []
-        for item in await self._unarchived(pending):
-            yield item
-
-    async def _unarchived(self, entries: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
-        if not entries:
-            return []
-        ids = [record["response_id"] for _, record in entries]
-        async with self.engine.connect() as connection:
-            stored = set((await connection.scalars(
-                select(response_table.c.response_id).where(response_table.c.response_id.in_(ids)))).all())
-        return [(entry_id, record) for entry_id, record in entries if record["response_id"] not in stored]

@@ -25,7 +25,6 @@ from sqlalchemy import (
     String,
     Table,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -33,7 +32,7 @@ metadata = MetaData(naming_convention={
     "pk": "pk_%(table_name)s",
 })
 
-Json = JSON().with_variant(JSONB(), "postgresql")
+Json = JSON()  # PostgreSQL's json keeps a record's key order (answers in the order given); jsonb would not
 Time = DateTime(timezone=True)
 # SQLite numbers its rows itself only for an INTEGER PRIMARY KEY
 Serial = BigInteger().with_variant(Integer(), "sqlite")

@@ -492,8 +492,8 @@ class Store:
     async def archive_claim(self, stream: str, consumer: str, count: int,
                             idle_ms: int) -> list[tuple[str, dict | None]]:
         """Up to `count` entries of `stream` for `consumer` of ARCHIVE_GROUP to archive: first
-        those left unacknowledged for `idle_ms` by any consumer (one that died, or a database
-        that was down), then new ones. (entry id, record); None for an entry gone from the
+        its own unacknowledged ones (its database transaction failed), then those another
+        consumer left unacknowledged for `idle_ms` (it died), then new ones. (entry id, record); None for an entry gone from the
         stream (it can only be acknowledged). The group is created when missing, from the
         start of the stream, so a stream made before the group (or after Redis lost its data)
         is archived whole."""
@@ -510,16 +510,20 @@ class Store:
         return await self._archive_claim(stream, consumer, count, idle_ms)
 
     async def _archive_claim(self, stream: str, consumer: str, count: int, idle_ms: int):
-        claimed = await self.redis.xautoclaim(stream, ARCHIVE_GROUP, consumer, idle_ms, "0-0",
-                                              count=count)
-        entries = list(claimed[1])
+        entries = await self._read_group(stream, consumer, "0", count)  # its own pending ones
         if len(entries) < count:
-            read = await self.redis.xreadgroup(ARCHIVE_GROUP, consumer, {stream: ">"},
-                                               count=count - len(entries))
-            for _, fresh in (read.items() if isinstance(read, dict) else read or ()):
-                entries.extend(fresh)
+            claimed = await self.redis.xautoclaim(stream, ARCHIVE_GROUP, consumer, idle_ms, "0-0",
+                                                  count=count - len(entries))
+            entries += claimed[1]
+        if len(entries) < count:
+            entries += await self._read_group(stream, consumer, ">", count - len(entries))
         return [(entry_id, json.loads(fields["r"]) if fields else None)
                 for entry_id, fields in entries]
+
+    async def _read_group(self, stream: str, consumer: str, after: str, count: int) -> list:
+        read = await self.redis.xreadgroup(ARCHIVE_GROUP, consumer, {stream: after}, count=count)
+        return [entry for _, entries in (read.items() if isinstance(read, dict) else read or ())
+                for entry in entries]
 
     async def archive_ack(self, stream: str, entry_ids: list[str]) -> None:
         """The entries are in the records database: the group need not hand them out again."""
