@@ -56,7 +56,10 @@ class PostgresServer:
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
                        f"unix_socket_directories = '{self.directory}'\n"
-                       "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                       # no fsync (a test cluster need not survive the machine crashing), but
+                       # every commit is in the WAL before it is acknowledged, so one survives
+                       # the server being killed (the fault tests stop it in immediate mode)
+                       "fsync = off\nfull_page_writes = off\n"
                        "max_connections = 200\n")
 
     def start(self) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from engine.records import migrate
 from engine.records.archiver import Archiver
 from engine.records.commands import status
+from engine.records.commands import upgrade as upgrade_records
 from engine.records.database import DatabaseUrlError, connect, driver_url
 from engine.records.schema import opt_out_events, opt_outs, responses
 from engine.redis.store import ARCHIVE_GROUP, OPT_OUTS, RESTORED, respondent_key, responses_key
@@ -285,3 +286,39 @@ async def test_an_export_while_the_archiver_moves_responses_has_each_once(record
         exported, _ = await asyncio.gather(export(records_client), move_all())
         got = [json.loads(line)["response_id"] for line in exported]
         assert len(got) == len(set(got)) == 300 and set(got) == ids
+
+
+async def test_the_embedded_sqlite_database_runs_in_wal_mode(database_url):
+    engine = connect(database_url)
+    try:
+        async with engine.connect() as connection:
+            assert (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+            assert (await connection.exec_driver_sql("PRAGMA synchronous")).scalar() == 2  # FULL
+    finally:
+        await engine.dispose()
+
+
+async def test_consumers_of_stopped_processes_are_forgotten(records_client, redis_sync):
+    await complete(records_client, "+15551280001")
+    archiver = records_client.app[ARCHIVER]
+    redis_sync.xgroup_createconsumer(FEEDBACK, ARCHIVE_GROUP, "stopped-long-ago")
+    assert await archiver.store.archive_forget_consumers(FEEDBACK, 0) >= 1
+    names = {c["name"] for c in redis_sync.xinfo_consumers(FEEDBACK, ARCHIVE_GROUP)}
+    assert "stopped-long-ago" not in names
+
+
+@pytest.mark.slow
+async def test_a_start_is_refused_while_the_database_cannot_say(make_client, settings, postgres_server,
+                                                                 fake_twilio):
+    url = postgres_server.create_database("refused_while_down")
+    await asyncio.to_thread(upgrade_records, url)
+    client = await make_client(dataclasses.replace(settings, database_url=url))
+    await asyncio.to_thread(postgres_server.stop, "immediate")
+    try:
+        response = await start(client, "+15551280002")
+        assert response.status == 503 and (await response.json())["error"] == "records_unavailable"
+        assert fake_twilio.messages == []
+        assert await Phone(client, "+15551280003").send("@FEED")  # webhooks do not need the database
+    finally:
+        await asyncio.to_thread(postgres_server.start)
+    assert (await start(client, "+15551280002")).status == 201

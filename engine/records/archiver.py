@@ -50,7 +50,8 @@ BATCH = 500  # entries per database transaction
 CLAIM_IDLE = 15.0  # seconds an entry may stay unacknowledged before another consumer takes it
 INTERVAL = 1.0  # seconds between rounds when there was nothing to archive
 RETRY = (0.5, 30.0)  # first and longest wait after a failure (doubling)
-RESCAN = 900.0  # seconds between SCANs for survey streams
+RESCAN = 900.0  # seconds between SCANs for survey streams (and forgetting stopped consumers)
+FORGET_AFTER = 86400.0  # seconds a consumer with nothing pending stays in the group unseen
 
 
 def consumer_name() -> str:
@@ -116,13 +117,21 @@ class Archiver:
             if restored:
                 log.warning("restored %d opt-outs into Redis from the records database", restored)
         now = time.monotonic()
-        if self.scanned_at is None or now - self.scanned_at > RESCAN:
+        rescan = self.scanned_at is None or now - self.scanned_at > RESCAN
+        if rescan:
             self.known |= await self.store.survey_streams()
             self.scanned_at = now
         self.known |= set(self.surveys())
-        moved = await self._drain(OPT_OUTS, insert_opt_out_events)
-        for survey in sorted(self.known):
-            moved += await self._drain(responses_key(survey), insert_responses)
+        streams = [(OPT_OUTS, insert_opt_out_events),
+                   *((responses_key(survey), insert_responses) for survey in sorted(self.known))]
+        moved = 0
+        for stream, insert in streams:
+            moved += await self._drain(stream, insert)
+            if rescan:
+                # what a process killed between XACK and XTRIM left, and the consumers of
+                # processes that stopped
+                await self.store.archive_trim(stream)
+                await self.store.archive_forget_consumers(stream, int(FORGET_AFTER * 1000))
         return moved
 
     async def _drain(self, stream: str, insert) -> int:

@@ -534,6 +534,18 @@ class Store:
         """Drop the entries below the oldest one not archived yet; how many went."""
         return await self._trim_archived(keys=[stream], args=[ARCHIVE_GROUP])
 
+    async def archive_forget_consumers(self, stream: str, idle_ms: int) -> int:
+        """Remove from ARCHIVE_GROUP the consumers idle for `idle_ms` with nothing pending
+        (processes that stopped); how many went."""
+        try:
+            consumers = await self.redis.xinfo_consumers(stream, ARCHIVE_GROUP)
+        except ResponseError:  # no stream or no group yet
+            return 0
+        gone = [c["name"] for c in consumers if not c["pending"] and c["idle"] >= idle_ms]
+        for name in gone:
+            await self.redis.xgroup_delconsumer(stream, ARCHIVE_GROUP, name)
+        return len(gone)
+
     async def archive_pending(self, stream: str) -> int:
         """Entries of `stream` not archived yet (unread or unacknowledged); all of them
         while the group does not exist."""
