@@ -322,3 +322,18 @@ async def test_a_start_is_refused_while_the_database_cannot_say(make_client, set
     finally:
         await asyncio.to_thread(postgres_server.start)
     assert (await start(client, "+15551280002")).status == 201
+
+
+async def test_a_record_the_database_refuses_stays_in_redis_and_blocks_nothing_else(
+        records_client, redis_sync, caplog):
+    redis_sync.xadd(FEEDBACK, {"r": json.dumps({"response_id": "broken", "survey": "feedback"})})
+    await complete(records_client, "+15551290001")
+    await complete(records_client, "+15551290002")
+    assert await archive(records_client) == 2  # the two good ones
+    assert {r.phone for r in await rows(records_client.records_url, responses)} == {
+        "+15551290001", "+15551290002"}
+    [(entry_id, fields), *_] = redis_sync.xrange(FEEDBACK)  # kept, unacknowledged: no trim past it
+    assert json.loads(fields["r"])["response_id"] == "broken"
+    assert redis_sync.xpending(FEEDBACK, ARCHIVE_GROUP)["pending"] == 1
+    assert f"entry {entry_id} cannot be archived" in caplog.text
+    assert await archive(records_client) == 0  # nothing to do: the next round waits, not spins

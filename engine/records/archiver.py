@@ -36,7 +36,13 @@ import time
 from collections.abc import Callable, Iterable
 
 from redis.exceptions import RedisError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+    StatementError,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.records import migrate
@@ -73,6 +79,7 @@ class Archiver:
         self.restored = False  # restored once since this process started
         self.archived = 0  # records stored by this process (new ones only)
         self.rounds = 0  # rounds run() finished, failed or not
+        self.refused: set[tuple[str, str]] = set()  # (stream, entry id) the database refused
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
@@ -135,20 +142,57 @@ class Archiver:
         return moved
 
     async def _drain(self, stream: str, insert) -> int:
+        """Archive one batch of `stream`; how many entries were acknowledged."""
         entries = await self.store.archive_claim(stream, self.consumer, self.batch,
                                                  int(self.claim_idle * 1000))
         if not entries:
             return 0
-        records = [record for _, record in entries if record is not None]
-        async with self.engine.begin() as connection:
-            self.archived += await insert(connection, records)
-        await self.store.archive_ack(stream, [entry_id for entry_id, _ in entries])
-        await self.store.archive_trim(stream)
-        return len(entries)
+        try:
+            async with self.engine.begin() as connection:
+                self.archived += await insert(connection, [r for _, r in entries if r is not None])
+            done = [entry_id for entry_id, _ in entries]
+        except Exception as err:
+            if not refused_record(err):
+                raise
+            done = await self._one_by_one(stream, entries, insert)
+        await self.store.archive_ack(stream, done)
+        if done:
+            await self.store.archive_trim(stream)
+        return len(done)
+
+    async def _one_by_one(self, stream: str, entries: list, insert) -> list[str]:
+        """A batch holding a record the database refuses: store the others, each in its own
+        transaction, and leave that one unacknowledged in Redis (nothing is lost; the stream
+        is trimmed no further than it) with an error in the log, once per process."""
+        done = []
+        for entry_id, record in entries:
+            try:
+                if record is not None:
+                    async with self.engine.begin() as connection:
+                        self.archived += await insert(connection, [record])
+                done.append(entry_id)
+            except Exception as err:
+                if not refused_record(err):
+                    raise
+                if (stream, entry_id) not in self.refused:
+                    self.refused.add((stream, entry_id))
+                    log.error("%s entry %s cannot be archived; it stays in Redis: %s",
+                              stream, entry_id, _short(err))
+        return done
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+
+
+def refused_record(err: Exception) -> bool:
+    """True when `err` says a record cannot be stored (malformed, or the database rejects its
+    values); False for the database being unreachable or busy, which retrying cures."""
+    if isinstance(err, OperationalError | InterfaceError):
+        return False
+    if isinstance(err, DBAPIError):
+        return not err.connection_invalidated
+    return isinstance(err, KeyError | ValueError | TypeError | StatementError)
 
 
 def _short(err: Exception) -> str:

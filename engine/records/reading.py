@@ -1,12 +1,12 @@
 """Every response to a survey, wherever it is now: still only in Redis's stream, or archived
 in the records database (and then trimmed from the stream).
 
-Records move from the stream to the database while this reads, so the order matters: the
-stream first, then the database without the responses the stream gave. A response trimmed
-before the stream reader got to it was committed to the database before the trim, so the
-database part has it; one the stream gave is skipped there. So each response comes once.
-The response ids the stream gave are held in memory: as many as the archiver is behind
-(normally a second's worth; more while the database is down).
+Records move from the stream to the database while this reads, so the stream is read first:
+a response trimmed before that read was committed to the database before the trim, so the
+database has it; one the stream gave is skipped in the database. So each response comes
+once. The database's are given first (oldest first), then the stream's: those are held in
+memory meanwhile, as many as the archiver is behind, which is a second's worth or so while
+the database is reachable (and when it is not, there is no export).
 """
 
 from __future__ import annotations
@@ -33,16 +33,13 @@ class Responses:
                 select(exists().where(response_table.c.survey == survey))))
 
     async def responses(self, survey: str, until: str = "+", batch: int = BATCH):
-        """(position, response record): the stream's, up to entry `until`, then the archived
-        ones (oldest first). The position is the last stream entry read, so a second pass up to
-        a first pass's last position reads the stream as far; it may also hold responses that
-        were archived in between after closing too late for the first."""
-        given: set[str] = set()
-        position = "-"
-        async for entry_id, record in self.store.responses(survey, until, batch):
-            given.add(record["response_id"])
-            position = entry_id
-            yield entry_id, record
+        """(position, response record): the archived ones (oldest first), then the stream's up
+        to entry `until`. The position is "-" for an archived one and the entry id for one
+        from the stream, so a second pass up to a first pass's last position reads the stream
+        as far; it may also hold responses archived in between that closed too late for the
+        first."""
+        streamed = [entry async for entry in self.store.responses(survey, until, batch)]
+        given = {record["response_id"] for _, record in streamed}
         after = None
         while True:
             query = select(response_table).where(response_table.c.survey == survey)
@@ -54,7 +51,9 @@ class Responses:
                     response_table.c.ended_at, response_table.c.response_id).limit(batch))).all()
             for row in rows:
                 if row.response_id not in given:
-                    yield position, response_record(row)
+                    yield "-", response_record(row)
             if len(rows) < batch:
-                return
+                break
             after = (rows[-1].ended_at, rows[-1].response_id)
+        for entry in streamed:
+            yield entry
