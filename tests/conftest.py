@@ -6,6 +6,7 @@ without it these tests fail with a message saying so rather than being skipped.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -23,7 +24,7 @@ from postgres import PostgresServer
 from engine.records.commands import upgrade as upgrade_records
 from engine.runtime.settings import Settings
 from engine.tools.devserver import RedisMissing, redis_answers, redis_command
-from server import create_app
+from server import ARCHIVER, create_app
 
 # In CI the property tests draw the same examples every run (a red build is then the code's
 # doing, not the draw's) and no example fails for being slow on a busy machine.
@@ -187,7 +188,10 @@ def settings(flows_dir, redis_url, fake_twilio, database_url) -> Settings:
 def make_client(aiohttp_client, clock):
     """Start a Canvass app (timers sweep only at startup unless `timer_interval` says otherwise)."""
     async def make(settings: Settings, timer_interval: float = 3600.0):
-        return await aiohttp_client(create_app(settings, clock=clock, timer_interval=timer_interval))
+        client = await aiohttp_client(create_app(settings, clock=clock, timer_interval=timer_interval))
+        while client.app[ARCHIVER].rounds == 0:  # its first round is over: what a test closes
+            await asyncio.sleep(0.005)  # then stays in Redis until the next one
+        return client
 
     return make
 

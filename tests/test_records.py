@@ -337,3 +337,19 @@ async def test_a_record_the_database_refuses_stays_in_redis_and_blocks_nothing_e
     assert redis_sync.xpending(FEEDBACK, ARCHIVE_GROUP)["pending"] == 1
     assert f"entry {entry_id} cannot be archived" in caplog.text
     assert await archive(records_client) == 0  # nothing to do: the next round waits, not spins
+
+
+async def test_the_migrations_build_exactly_the_tables_schema_py_defines(records_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from engine.records.schema import metadata
+
+    engine = connect(records_url)
+    try:
+        async with engine.connect() as connection:
+            differences = await connection.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata))
+    finally:
+        await engine.dispose()
+    assert differences == []
