@@ -22,7 +22,9 @@ from engine.records.schema import opt_outs
 from engine.redis.store import Store
 
 RESTORE_BATCH = 1000
-KEYWORD, CARRIER = "keyword", "carrier_21610"  # how an event came (schema.OPT_OUT_HOWS)
+# How an event came (the `how` column): a STOP/START keyword, or Twilio's error 21610 (the
+# carrier reports the number unsubscribed). An admin's or an opt-out link's get their own.
+KEYWORD, CARRIER = "keyword", "carrier_21610"
 EVENT_TYPES = {"opted_out": True, "opted_in": False}
 
 

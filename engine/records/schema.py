@@ -37,8 +37,6 @@ Time = DateTime(timezone=True)
 # SQLite numbers its rows itself only for an INTEGER PRIMARY KEY
 Serial = BigInteger().with_variant(Integer(), "sqlite")
 
-OPT_OUT_HOWS = ("keyword", "carrier_21610", "admin", "link")  # how an opt-out (or opt-in) came
-
 responses = Table(
     "responses", metadata,
     Column("response_id", String(64), primary_key=True),
@@ -69,7 +67,7 @@ opt_out_events = Table(
     Column("channel", String(16), nullable=False),
     Column("phone", String(32), nullable=False),
     Column("opted_out", Boolean, nullable=False),  # False: an opt-in
-    Column("how", String(32), nullable=False),
+    Column("how", String(32), nullable=False),  # engine.records.optouts: keyword, carrier_21610
     Column("at", Time, nullable=False),
     Column("archived_at", Time, nullable=False),
     Index(None, "channel", "phone", "at"),

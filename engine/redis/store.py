@@ -107,7 +107,8 @@ return {redis.call('GET', KEYS[1]), seen}
 """
 
 # KEYS: respondent, dedupe, previous dedupe, timers, flow source (the respondent key when
-#       there is none), commit nonce, then one stream per response.
+#       there is none), commit nonce, then one stream per record (each response's survey
+#       stream, then the opt-out stream once per opt-out or opt-in event).
 # ARGV: expected revision, record, record ttl ('0' = keep), sid field ('' = none), replies,
 #       dedupe ttl, dedupe records kept, timer member, due ('' = none), flow ttl ('' = none),
 #       (unused: streams are trimmed by the archiver only), nonce ('' = none), then one
@@ -493,8 +494,8 @@ class Store:
                             idle_ms: int) -> list[tuple[str, dict | None]]:
         """Up to `count` entries of `stream` for `consumer` of ARCHIVE_GROUP to archive: first
         its own unacknowledged ones (its database transaction failed), then those another
-        consumer left unacknowledged for `idle_ms` (it died), then new ones. (entry id, record); None for an entry gone from the
-        stream (it can only be acknowledged). The group is created when missing, from the
+        consumer left unacknowledged for `idle_ms` (it died), then new ones. (entry id,
+        record); None for an entry gone from the stream (it can only be acknowledged). The group is created when missing, from the
         start of the stream, so a stream made before the group (or after Redis lost its data)
         is archived whole."""
         try:
@@ -545,19 +546,6 @@ class Store:
         for name in gone:
             await self.redis.xgroup_delconsumer(stream, ARCHIVE_GROUP, name)
         return len(gone)
-
-    async def archive_pending(self, stream: str) -> int:
-        """Entries of `stream` not archived yet (unread or unacknowledged); all of them
-        while the group does not exist."""
-        try:
-            groups = await self.redis.xinfo_groups(stream)
-        except ResponseError:  # no such stream
-            return 0
-        for group in groups:
-            if group["name"] == ARCHIVE_GROUP:
-                lag = group.get("lag")
-                return int(group["pending"]) + (int(lag) if lag is not None else 0)
-        return await self.redis.xlen(stream)
 
     async def survey_streams(self) -> set[str]:
         """The ids of every survey with a response stream (a full SCAN: rare, not per request)."""
