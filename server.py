@@ -17,8 +17,15 @@ from collections.abc import AsyncIterator, Callable, Mapping
 import watchfiles
 from aiohttp import web
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from engine.conversation import Respondent
+from engine.records import migrate
+from engine.records.archiver import Archiver
+from engine.records.database import connect as connect_records
+from engine.records.database import database_url, redacted
+from engine.records.migrate import SchemaNotCurrent
+from engine.records.reading import Responses
 from engine.redis.store import Store
 from engine.responses import iso
 from engine.runtime import exports
@@ -63,6 +70,8 @@ SWEEPER = web.AppKey("sweeper", Sweeper)
 RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
 MEMBER = web.AppKey("member", Member)
 SHARED_METRICS = web.AppKey("shared_metrics", str)  # a worker of `--workers N`: its server's name
+RESPONSES = web.AppKey("responses", Responses)
+ARCHIVER = web.AppKey("archiver", Archiver)
 
 
 def _error(status: int, reason: str, message: str, **extra) -> web.Response:
@@ -254,7 +263,7 @@ async def admin_responses(request: web.Request) -> web.StreamResponse:
     survey, form = request.match_info["survey"], request.query.get("format", "jsonl")
     if form not in ("jsonl", "csv"):
         return _error(400, "bad_format", "format must be jsonl or csv")
-    store, flow = request.app[STORE], request.app[REGISTRY].get(survey)
+    store, flow = request.app[RESPONSES], request.app[REGISTRY].get(survey)
     if flow is None and not await store.has_responses(survey):
         return _error(404, "unknown_survey", f"there is no survey '{survey}' and no responses to it")
     response = web.StreamResponse(headers={
@@ -396,6 +405,34 @@ async def storage(app: web.Application) -> AsyncIterator[None]:
         await store.aclose()
 
 
+def records(interval: float):
+    """The records database: its schema checked (SchemaNotCurrent stops the start), the
+    archiver moving records into it (a round every `interval` seconds when idle), starts
+    checked against its opt-outs, exports reading it. A database unreachable at start is
+    waited for by the archiver, which checks the schema before its first write; webhooks do
+    not need it."""
+    async def records_database(app: web.Application) -> AsyncIterator[None]:
+        url = database_url(app[SETTINGS].database_url)
+        engine = connect_records(url)
+        try:
+            try:
+                await migrate.check(engine, redacted(url))
+            except (SQLAlchemyError, OSError) as err:
+                log.warning("the records database %s is unreachable (%s); archiving waits for it",
+                            redacted(url), type(err).__name__)
+            archiver = Archiver(app[STORE], engine, lambda: app[REGISTRY].live.flows.keys(),
+                                interval=interval)
+            app[ARCHIVER], app[RESPONSES] = archiver, Responses(engine, app[STORE])
+            app[SERVICE].records = archiver.book
+            task = asyncio.create_task(archiver.run())
+            yield
+            await archiver.stop(task)
+        finally:
+            await engine.dispose()
+
+    return records_database
+
+
 def timers(interval: float):
     async def sweeper(app: web.Application) -> AsyncIterator[None]:
         app[SWEEPER] = Sweeper(app[SERVICE], app[REGISTRY], interval, app[CLOCK])
@@ -460,6 +497,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     escape_server_logs()
     app[RELOAD_LOCK] = asyncio.Lock()
     app.cleanup_ctx.append(storage)
+    app.cleanup_ctx.append(records(timer_interval))
     app.cleanup_ctx.append(timers(timer_interval))
     app.cleanup_ctx.append(fleet)
     if settings.watch:
@@ -519,6 +557,9 @@ def run_server(args) -> int:
                     print=lambda text: log.info(text.strip()))
     except ReloadFailed as err:
         print(f"canvass serve: the flows have errors, not starting:\n{err.report}", file=sys.stderr)
+        return 1
+    except SchemaNotCurrent as err:
+        print(f"canvass serve: {err}", file=sys.stderr)
         return 1
     except OSError as err:
         print(f"canvass serve: cannot listen on {settings.host}:{settings.port}: {err.strerror or err}",

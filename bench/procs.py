@@ -65,9 +65,9 @@ def cpu_seconds(pid: int) -> float:
 
 def bench_env(**extra: str) -> dict[str, str]:
     """The environment for a child process: the repository importable, nothing inherited that
-    would change what Canvass does (Twilio and Redis settings come only from `extra`)."""
+    would change what Canvass does (Twilio, Redis and database settings come only from `extra`)."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TWILIO_", "CANVASS_", "PUBLIC_BASE_URL", "REDIS_URL"))}
+           if not k.startswith(("TWILIO_", "CANVASS_", "PUBLIC_BASE_URL", "REDIS_URL", "DATABASE_URL"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.update(extra)
     return env

@@ -46,7 +46,10 @@ def start_canvass(redis_url: str, workdir: Path, pinning: Pinning) -> tuple[Proc
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = bench_env(TWILIO_AUTH_TOKEN=AUTH_TOKEN, PUBLIC_BASE_URL=base, REDIS_URL=redis_url,
-                    CANVASS_ADMIN_TOKEN="bench-admin-token")
+                    CANVASS_ADMIN_TOKEN="bench-admin-token",
+                    DATABASE_URL=f"sqlite:///{workdir / 'canvass.db'}")
+    subprocess.run([str(VENV_BIN / "canvass"), "db", "upgrade"], env=env, check=True,
+                   capture_output=True)  # the records database the archiver fills
     argv = [str(VENV_BIN / "canvass"), "serve", "--flows", str(FLOWS), "--port", str(port)]
     return start_server("canvass serve", argv, port, "/readyz", env, workdir / "canvass.log", pinning), base
 

@@ -25,7 +25,16 @@ from typing import Protocol
 
 from engine import policy
 from engine import step as steps
-from engine.events import Event, Help, NotInSurvey, OptedIn, OptedOut, ReminderNotSent
+from engine.events import (
+    CARRIER,
+    KEYWORD,
+    Event,
+    Help,
+    NotInSurvey,
+    OptedIn,
+    OptedOut,
+    ReminderNotSent,
+)
 from engine.flow import Flow
 from engine.render import NO_VALUES
 from engine.responses import response_record
@@ -254,7 +263,8 @@ def receive(flows: FlowLookup, respondent: Respondent, text: str, now: float) ->
 def opt_out(flows: FlowLookup | None, respondent: Respondent, now: float,
             inbound: str | None = None) -> Outcome:
     """The respondent opts out: by texting STOP (`inbound`), or as the carrier reports (Twilio
-    error 21610). Any open session closes as opted_out, answers kept; nothing is sent."""
+    error 21610, no `inbound`). Any open session closes as opted_out, answers kept; nothing
+    is sent."""
     outcome = Outcome(respondent)
     if respondent.opted_out:
         return outcome
@@ -262,7 +272,7 @@ def opt_out(flows: FlowLookup | None, respondent: Respondent, now: float,
     if session is not None:
         outcome.apply(steps.close(session, OPTED_OUT, now, inbound=inbound), flow)
     outcome.respondent = evolve(outcome.respondent, opted_out=True)
-    outcome.events.append(OptedOut())
+    outcome.events.append(OptedOut(KEYWORD if inbound is not None else CARRIER))
     return outcome
 
 

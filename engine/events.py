@@ -62,12 +62,15 @@ class ReminderNotSent:
 
 @dataclass(frozen=True)
 class OptedOut:
-    pass
+    how: str = "keyword"  # KEYWORD (the respondent texted STOP...) or CARRIER (Twilio's 21610)
 
 
 @dataclass(frozen=True)
 class OptedIn:
-    pass
+    how: str = "keyword"
+
+
+KEYWORD, CARRIER = "keyword", "carrier_21610"  # how an opt-out or opt-in came
 
 
 @dataclass(frozen=True)

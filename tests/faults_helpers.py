@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +22,12 @@ import aiohttp
 import pytest
 import yaml
 from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, replies_of
+from sqlalchemy import select
 
 from engine.conversation import Respondent
+from engine.records.database import connect as connect_records
+from engine.records.schema import responses
+from engine.records.writes import response_record as archived_record
 from engine.redis.store import respondent_key, split_record
 from engine.runtime.twilio import sign
 
@@ -122,8 +127,9 @@ def scripts(count: int, first_number: int = 15551240000) -> list[Script]:
 class CanvassProcess:
     """`canvass serve` in its own process group, checking signatures against PUBLIC_BASE_URL."""
 
-    def __init__(self, flows_dir: Path, redis_url: str, log_path: Path, port: int):
+    def __init__(self, flows_dir: Path, redis_url: str, log_path: Path, port: int, database_url: str):
         self.flows_dir, self.redis_url, self.log_path, self.port = flows_dir, redis_url, log_path, port
+        self.database_url = database_url
         self.process: subprocess.Popen | None = None
 
     @property
@@ -134,7 +140,8 @@ class CanvassProcess:
         inherited = {k: v for k, v in os.environ.items()
                      if not k.startswith(("TWILIO_", "CANVASS_")) and k not in ("REDIS_URL", "PUBLIC_BASE_URL")}
         return {**inherited, "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
-                "REDIS_URL": self.redis_url, "CANVASS_ADMIN_TOKEN": ADMIN_TOKEN}
+                "REDIS_URL": self.redis_url, "CANVASS_ADMIN_TOKEN": ADMIN_TOKEN,
+                "DATABASE_URL": self.database_url}
 
     def start(self, timeout: float = 30.0) -> None:
         """Start it and wait until /readyz says ready."""
@@ -343,8 +350,36 @@ def respondent_of(redis_sync, script: Script) -> Respondent | None:
     return Respondent.loads(stored, "sms", script.number) if stored else None
 
 
+class Records:
+    """The records database of the servers under test (set by the `canvass` fixture): the
+    archiver moves response records there from Redis, so the checks read both."""
+
+    url: str | None = None
+
+
+def archived_records(survey: str) -> list[dict]:
+    if Records.url is None:
+        return []
+
+    async def read() -> list[dict]:
+        engine = connect_records(Records.url)
+        try:
+            async with engine.connect() as connection:
+                rows = await connection.execute(select(responses).where(responses.c.survey == survey))
+                return [archived_record(row) for row in rows]
+        finally:
+            await engine.dispose()
+
+    with ThreadPoolExecutor(1) as thread:  # the tests' own event loop is running
+        return thread.submit(asyncio.run, read()).result()
+
+
 def response_records(redis_sync, survey: str) -> list[dict]:
-    return [json.loads(fields["r"]) for _, fields in redis_sync.xrange(f"cv:survey:{{{survey}}}:responses")]
+    """Every response record of `survey`: those in Redis's stream, and those the archiver has
+    moved to the records database and trimmed from the stream."""
+    streamed = [json.loads(fields["r"]) for _, fields in redis_sync.xrange(f"cv:survey:{{{survey}}}:responses")]
+    in_stream = {record["response_id"] for record in streamed}
+    return streamed + [r for r in archived_records(survey) if r["response_id"] not in in_stream]
 
 
 def answers_lost(redis_sync, all_scripts: list[Script]) -> int:

@@ -30,7 +30,8 @@ IO_LIBRARIES = {
     "playwright",
 }
 CORE = ("engine", "engine.questions", "engine.sms")
-SHELLS = ("engine.redis", "engine.runtime", "engine.tools")
+SHELLS = ("engine.redis", "engine.records", "engine.runtime", "engine.tools")
+MIGRATIONS = ROOT / "engine" / "records" / "migrations"  # Alembic's scripts: data it runs, not modules
 CLI = "engine.tools.cli"
 
 
@@ -52,7 +53,8 @@ def project_modules() -> dict[str, Path]:
     found = {}
     for top in ("dsl", "engine"):
         for path in sorted((ROOT / top).rglob("*.py")):
-            found[module_name(path)] = path
+            if not path.is_relative_to(MIGRATIONS):
+                found[module_name(path)] = path
     found["server"] = ROOT / "server.py"
     return found
 

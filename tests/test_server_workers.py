@@ -66,12 +66,13 @@ def alive(pid: int) -> bool:
 
 
 class Served:
-    def __init__(self, redis_url: str, tmp_path: Path, flows: Path = FLOWS, workers: int = 2):
+    def __init__(self, redis_url: str, database_url: str, tmp_path: Path, flows: Path = FLOWS,
+                 workers: int = 2):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / f"serve-{self.port}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "CANVASS_"))}
-        env["REDIS_URL"] = redis_url
+        env["REDIS_URL"], env["DATABASE_URL"] = redis_url, database_url
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "engine.tools.cli", "serve", "--flows", str(flows), "--port", str(self.port),
@@ -115,11 +116,11 @@ class Served:
 
 
 @pytest.fixture
-def served(redis_url, tmp_path):
+def served(redis_url, database_url, tmp_path):
     started = []
 
     def start(**kwargs) -> Served:
-        started.append(Served(redis_url, tmp_path, **kwargs))
+        started.append(Served(redis_url, database_url, tmp_path, **kwargs))
         return started[-1]
 
     yield start

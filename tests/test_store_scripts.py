@@ -69,7 +69,7 @@ def test_a_call_flattens_to_evalsha_in_header_order():
     assert store.COMMIT.evalsha(call) == (
         "EVALSHA", store.COMMIT.sha, 8, "r", "d", "db", "t", "f", "n", "s1", "s2",
         "1", "[2]", "0", "", "", "m", "", "", "x",
-        str(store.DEDUPE_TTL), str(store.DEDUPE_KEEP), str(store.STREAM_MAXLEN), str(store.NONCE_TTL),
+        str(store.DEDUPE_TTL), str(store.DEDUPE_KEEP), str(store.NONCE_TTL),
         str(store.NONCES_KEPT), "{1}", "{2}")
     delivery = store.RecordDeliveryCall(deliveries="k", sid="SM1", record="{}", ttl="60",
                                         outranking=("read",))

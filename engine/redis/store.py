@@ -24,8 +24,16 @@ Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such 
   cv:{T}:dlv          hash  outbound MessageSid -> {"status", "error_code", "at"}; 30-day TTL,
                             refreshed by every status callback.
   cv:survey:{S}:responses  stream  one entry per closed session, field r = the response
-                            record as JSON; trimmed to about STREAM_MAXLEN entries (XADD
-                            MAXLEN ~): export responses before a survey passes a million.
+                            record as JSON. Its consumer group ARCHIVE_GROUP is the archiver
+                            (engine.records.archiver): an entry is XACKed only once the records
+                            database has committed it, and the stream is trimmed (XTRIM MINID)
+                            only below the oldest entry not yet acknowledged, never by length.
+  cv:records:{optouts}  stream  one entry per opt-out or opt-in, field r = the event as JSON
+                            (engine.records.optouts), written by the COMMIT that changed the
+                            respondent and archived (group ARCHIVE_GROUP) like the responses.
+  cv:records:{restored}  string  set once Redis's opt-outs were restored from the records
+                            database; when Redis loses its data this goes too, and the archiver
+                            restores them again.
   cv:survey:{S}:flow:<version>  hash  source, form, path of a compiled flow version, so any
                             worker (also after a restart) can rebuild the version a session is
                             pinned to. TTL: at least as long as the longest-lived respondent
@@ -66,6 +74,7 @@ puts a timer back when a tick changed nothing (and drops it when the record is g
 RECORD_DELIVERY notes a delivery status unless the one noted outranks it (DELIVERY_RANKS).
 Each is called with a typed call below (CommitCall...), whose fields are the script's KEYS
 and ARGV in the header's order; the limits (DEDUPE_KEEP, NONCE_TTL...) travel as ARGV.
+TRIM_ARCHIVED trims a record stream below the oldest entry the archiver has not acknowledged.
 
 Redis Cluster: every key of one conversation shares the hash tag {T}, and every key
 of one survey shares {S}. COMMIT, however, also touches cv:timers and the survey's
@@ -95,7 +104,7 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.policy import KEEP_AFTER
@@ -109,7 +118,6 @@ DEDUPE_TTL = 25 * 3600
 # small enough that both generations stay listpack hashes (hash-max-listpack-entries 128).
 DEDUPE_KEEP = 64
 DELIVERY_TTL = 30 * 86400
-STREAM_MAXLEN = 1_000_000
 TIMERS = "cv:timers"
 NONCE_TTL = 300  # seconds a sid-less commit can tell a repeat of itself (far above REDIS_TIMEOUT)
 NONCES_KEPT = 16  # the latest sid-less commits of a conversation that can tell their repeats
@@ -213,7 +221,7 @@ class CommitCall(NamedTuple):
     timers: str
     flow: str  # the pinned version's source (the respondent key when there is none)
     nonces: str
-    streams: tuple[str, ...]  # one per response
+    streams: tuple[str, ...]  # one per record (a response's survey stream, or the opt-out stream)
     revision: str  # the revision the step read
     record: str
     record_ttl: str  # '0' keeps the record forever
@@ -226,10 +234,9 @@ class CommitCall(NamedTuple):
     # the limits, the same for every commit (last but one, so that they can be defaults)
     dedupe_ttl: str = str(DEDUPE_TTL)
     dedupe_keep: str = str(DEDUPE_KEEP)
-    stream_maxlen: str = str(STREAM_MAXLEN)
     nonce_ttl: str = str(NONCE_TTL)
     nonces_kept: str = str(NONCES_KEPT)
-    responses: tuple[str, ...] = ()  # one response record (JSON) per stream
+    responses: tuple[str, ...] = ()  # one record (JSON) per stream
 
 
 class ClaimDueCall(NamedTuple):
@@ -346,6 +353,7 @@ class Change:
     due: float | None = None
     pinned: tuple[str, str] | None = None
     responses: tuple[dict, ...] = ()
+    opt_outs: tuple[dict, ...] = ()  # opt-out and opt-in events (engine.records.optouts)
     message_sid: str | None = None
     replies: tuple[str, ...] = ()
 
@@ -395,9 +403,11 @@ class Store:
     async def commit(self, snapshot: Snapshot, change: Change) -> Committed:
         channel, phone, pinned, sid = snapshot.channel, snapshot.phone, change.pinned, change.message_sid
         streams = responses = ()
-        if change.responses:
-            streams = tuple([responses_key(response["survey"]) for response in change.responses])
-            responses = tuple([json.dumps(response, separators=(",", ":")) for response in change.responses])
+        if change.responses or change.opt_outs:  # one stream key per record
+            streams = tuple([*(responses_key(response["survey"]) for response in change.responses),
+                             *(OPT_OUTS for _ in change.opt_outs)])
+            responses = tuple([json.dumps(record, separators=(",", ":"))
+                               for record in (*change.responses, *change.opt_outs)])
         respondent = respondent_key(channel, phone)
         dedupe, dedupe_before = dedupe_keys(channel, phone)
         call = CommitCall(
@@ -575,6 +585,95 @@ class Store:
             "rdb_last_snapshot": str(info["rdb_last_bgsave_status"]),
         }
 
+    # ------------------------------------------------------------ archiving (engine.records)
+
+    async def archive_claim(self, stream: str, consumer: str, count: int,
+                            idle_ms: int) -> list[tuple[str, dict | None]]:
+        """Up to `count` entries of `stream` for `consumer` of ARCHIVE_GROUP to archive: first
+        its own unacknowledged ones (its database transaction failed), then those another
+        consumer left unacknowledged for `idle_ms` (it died), then new ones. (entry id,
+        record); None for an entry gone from the stream (it can only be acknowledged). The group is created when missing, from the
+        start of the stream, so a stream made before the group (or after Redis lost its data)
+        is archived whole."""
+        try:
+            return await self._archive_claim(stream, consumer, count, idle_ms)
+        except ResponseError as err:
+            if not str(err).startswith("NOGROUP"):
+                raise
+        try:
+            await self.redis.xgroup_create(stream, ARCHIVE_GROUP, id="0", mkstream=True)
+        except ResponseError as err:
+            if not str(err).startswith("BUSYGROUP"):  # another worker made it meanwhile
+                raise
+        return await self._archive_claim(stream, consumer, count, idle_ms)
+
+    async def _archive_claim(self, stream: str, consumer: str, count: int, idle_ms: int):
+        entries = await self._read_group(stream, consumer, "0", count)  # its own pending ones
+        if len(entries) < count:
+            claimed = await self.redis.xautoclaim(stream, ARCHIVE_GROUP, consumer, idle_ms, "0-0",
+                                                  count=count - len(entries))
+            entries += claimed[1]
+        if len(entries) < count:
+            entries += await self._read_group(stream, consumer, ">", count - len(entries))
+        return [(entry_id, json.loads(fields["r"]) if fields else None)
+                for entry_id, fields in entries]
+
+    async def _read_group(self, stream: str, consumer: str, after: str, count: int) -> list:
+        read = await self.redis.xreadgroup(ARCHIVE_GROUP, consumer, {stream: after}, count=count)
+        return [entry for _, entries in (read.items() if isinstance(read, dict) else read or ())
+                for entry in entries]
+
+    async def archive_ack(self, stream: str, entry_ids: list[str]) -> None:
+        """The entries are in the records database: the group need not hand them out again."""
+        if entry_ids:
+            await self.redis.xack(stream, ARCHIVE_GROUP, *entry_ids)
+
+    async def archive_trim(self, stream: str) -> int:
+        """Drop the entries below the oldest one not archived yet; how many went."""
+        return await self._trim_archived(TrimArchivedCall(stream, ARCHIVE_GROUP))
+
+    async def archive_forget_consumers(self, stream: str, idle_ms: int) -> int:
+        """Remove from ARCHIVE_GROUP the consumers idle for `idle_ms` with nothing pending
+        (processes that stopped); how many went."""
+        try:
+            consumers = await self.redis.xinfo_consumers(stream, ARCHIVE_GROUP)
+        except ResponseError:  # no stream or no group yet
+            return 0
+        gone = [c["name"] for c in consumers if not c["pending"] and c["idle"] >= idle_ms]
+        for name in gone:
+            await self.redis.xgroup_delconsumer(stream, ARCHIVE_GROUP, name)
+        return len(gone)
+
+    async def survey_streams(self) -> set[str]:
+        """The ids of every survey with a response stream (a full SCAN: rare, not per request)."""
+        found = set()
+        async for key in self.redis.scan_iter(match=responses_key("*"), count=1000, _type="stream"):
+            found.add(key[len(responses_key("")) - len(RESPONSES_SUFFIX):-len(RESPONSES_SUFFIX)])
+        return found
+
+    async def restore_opt_outs(self, respondents: list[tuple[str, str, str]]) -> int:
+        """Store (channel, phone, respondent record) where Redis holds no record for that
+        conversation; how many were stored. A record a commit wrote is never overwritten,
+        and a commit that read "no record" before this fails its revision check and reads
+        this one."""
+        if not respondents:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for channel, phone, record in respondents:
+                pipe.set(respondent_key(channel, phone), "1|" + record, nx=True)
+            stored = await pipe.execute()
+        return sum(1 for done in stored if done)
+
+    async def opt_outs_restored(self) -> bool:
+        return bool(await self.redis.exists(RESTORED))
+
+    async def mark_opt_outs_restored(self) -> None:
+        await self.redis.set(RESTORED, "1")
+
+    @cached_property
+    def _trim_archived(self) -> Script:
+        return Script(self.mux, TRIM_ARCHIVED)
+
 
 # The fleet's keys and scripts (see the key layout above).
 LIVE = "cv:fleet:{fleet}:live"
@@ -609,3 +708,16 @@ class BeatCall(NamedTuple):
 
 ANNOUNCE = Lua("announce.lua", AnnounceCall)
 BEAT = Lua("beat.lua", BeatCall)
+
+
+ARCHIVE_GROUP = "archiver"
+OPT_OUTS = "cv:records:{optouts}"
+RESTORED = "cv:records:{restored}"
+RESPONSES_SUFFIX = "}:responses"
+
+class TrimArchivedCall(NamedTuple):
+    stream: str
+    group: str  # the archiver's consumer group
+
+
+TRIM_ARCHIVED = Lua("trim_archived.lua", TrimArchivedCall)

@@ -26,6 +26,7 @@ from engine import conversation, policy
 from engine import step as steps
 from engine.conversation import NotStartable, Outcome, Respondent
 from engine.events import ReminderNotSent, SessionClosed, SessionOpened
+from engine.records.optouts import event_records
 from engine.redis.store import Change, Snapshot, Store
 from engine.runtime.metrics import Metrics
 from engine.runtime.registry import Registry
@@ -139,6 +140,7 @@ class Service:
         self.store, self.registry, self.settings = store, registry, settings
         self.metrics, self.clock, self.sender = metrics, clock, sender
         self.recent = Recent()
+        self.records = None  # engine.records.optouts.OptOutBook once the records database is open
 
     # ------------------------------------------------------------ the read-step-commit loop
 
@@ -196,7 +198,8 @@ class Service:
         change = Change(
             record=respondent.dumps(), record_ttl=record_ttl(respondent, now), due=respondent.due_at(),
             pinned=(session.survey, session.version) if session is not None else None,
-            responses=tuple(outcome.responses), message_sid=message_sid, replies=tuple(outcome.replies))
+            responses=tuple(outcome.responses), message_sid=message_sid, replies=tuple(outcome.replies),
+            opt_outs=event_records(respondent.channel, respondent.phone, outcome.events, self.clock()))
         committed = await self.store.commit(snapshot, change)
         if not committed.ok:
             return False
@@ -242,6 +245,9 @@ class Service:
         if flow is None:
             raise Refused(404, "unknown_survey", f"there is no survey '{survey_id}'")
         origin = self._origin(channel, flow.survey.sender)
+        refusal = await self.records.refusal(channel, phone) if self.records is not None else None
+        if refusal is not None:  # an opt-out Redis may have lost
+            raise Refused(*refusal)
 
         def step(respondent: Respondent, now: float) -> Outcome:
             return conversation.start(flow, respondent, fields, now, flows=self.registry)

@@ -25,6 +25,7 @@ class ConfigError(Exception):
 class Settings:
     flows_dir: Path
     redis_url: str = DEFAULT_REDIS_URL
+    database_url: str | None = None  # the records database; None: var/canvass.db (SQLite)
     account_sid: str | None = None
     auth_token: str | None = None
     public_base_url: str | None = None  # the address Twilio calls; signatures cover it
@@ -45,6 +46,7 @@ class Settings:
         return cls(
             flows_dir=Path(args.flows),
             redis_url=env("REDIS_URL") or DEFAULT_REDIS_URL,
+            database_url=env("DATABASE_URL"),
             account_sid=env("TWILIO_ACCOUNT_SID"),
             auth_token=env("TWILIO_AUTH_TOKEN"),
             public_base_url=env("PUBLIC_BASE_URL"),

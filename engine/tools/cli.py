@@ -49,6 +49,12 @@ def _serve(args) -> int:
     return run_server(args)
 
 
+def _db(args) -> int:
+    from engine.records.commands import run_db
+
+    return run_db(args)
+
+
 def _phone(args) -> int:
     from engine.tools.phone import run_phone
 
@@ -118,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="server processes sharing the port, e.g. one per core (default 1)")
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each worker
     p.set_defaults(func=_serve)
+
+    p = sub.add_parser("db", help="the records database: apply migrations, show the schema's revision")
+    p.add_argument("action", choices=["upgrade", "status"],
+                   help="upgrade: apply the migrations; status: say whether the schema is current")
+    p.set_defaults(func=_db)
 
     p = sub.add_parser("phone", help="text a running server as a respondent would")
     p.add_argument("--server", required=True, metavar="URL")

@@ -6,6 +6,8 @@ insecure local mode, and stops Redis on the way out. When REDIS_URL is set, that
 used and none is started. Extra arguments go to `canvass serve` (e.g. --port 9000 --watch).
 One ./var/redis has one Redis: a second `./dev serve` is refused (two redis-servers writing
 one append-only file would corrupt it) and told how to share the first one's Redis.
+The embedded records database (var/canvass.db, SQLite) is brought up to the current schema
+first; a DATABASE_URL one is not touched (`canvass serve` says to run `canvass db upgrade`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from engine.records.commands import upgrade as upgrade_records
+from engine.records.database import DEFAULT_SQLITE, database_url
 from engine.tools.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,6 +122,10 @@ def stop_redis(process: subprocess.Popen) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(["serve", "--flows", str(ROOT / "surveys"), "--insecure",
                                       *(sys.argv[1:] if argv is None else argv)])
+    if not os.environ.get("DATABASE_URL"):
+        before, after = upgrade_records(database_url(None))
+        if before != after:
+            print(f"records database {DEFAULT_SQLITE}: schema {before or 'none'} -> {after}", file=sys.stderr)
     if os.environ.get("REDIS_URL"):
         return args.func(args)
     process, port = start_redis()

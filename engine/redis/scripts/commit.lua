@@ -1,12 +1,13 @@
 -- COMMIT: the compare-and-set of one step. It checks the revision is unchanged and the
 -- inbound MessageSid unseen, then writes the respondent record, the dedupe record, the
--- response records, the flow-version TTL and the timer entry, all or nothing.
+-- records for the archiver (closed responses, opt-out and opt-in events: one stream key
+-- per record), the flow-version TTL and the timer entry, all or nothing.
 -- A commit without a MessageSid (a start, a timer) carries a nonce instead: when its reply
 -- was lost and the call is repeated, the nonce tells it that it already landed.
 -- Returns {the new revision, 1 when the pinned flow's source is missing}; {0, 0}: refused.
 -- include: revision.lua
 -- KEYS: respondent dedupe dedupe_before timers flow nonces streams...
--- ARGV: revision record record_ttl sid replies member due flow_ttl nonce dedupe_ttl dedupe_keep stream_maxlen nonce_ttl nonces_kept responses...
+-- ARGV: revision record record_ttl sid replies member due flow_ttl nonce dedupe_ttl dedupe_keep nonce_ttl nonces_kept responses...
 local respondent = KEYS[1]
 local dedupe = KEYS[2]
 local dedupe_before = KEYS[3]
@@ -24,11 +25,10 @@ local flow_ttl = ARGV[8]
 local nonce = ARGV[9]
 local dedupe_ttl = ARGV[10]
 local dedupe_keep = ARGV[11]
-local stream_maxlen = ARGV[12]
-local nonce_ttl = ARGV[13]
-local nonces_kept = ARGV[14]
+local nonce_ttl = ARGV[12]
+local nonces_kept = ARGV[13]
 local streams = 7  -- KEYS[streams...]: the first stream's index (no table: this runs per message)
-local responses = 15  -- ARGV[responses...]: the first response's index
+local responses = 14  -- ARGV[responses...]: the first response's index
 
 local current = revision_of(respondent)
 if current ~= revision then
@@ -64,6 +64,7 @@ if nonce ~= '' then
   redis.call('EXPIRE', nonces, nonce_ttl)
 end
 for i = 0, #KEYS - streams do
-  redis.call('XADD', KEYS[streams + i], 'MAXLEN', '~', stream_maxlen, '*', 'r', ARGV[responses + i])
+  -- never trimmed here: the archiver trims a stream below what it has archived
+  redis.call('XADD', KEYS[streams + i], '*', 'r', ARGV[responses + i])
 end
 return {written, flow_missing}

@@ -1,0 +1,85 @@
+"""Every table of the records database, and nothing else: migrations/ creates them.
+
+responses       one row per closed response, keyed by its response id (engine.responses), so
+                archiving the same response twice inserts it once. The columns an export or a
+                report filters and sorts on are typed; answers and fields are JSON; whatever
+                else the engine's response record carries is kept whole in `extra`.
+opt_out_events  every opt-out and opt-in as it happened, keyed by its event id (made with the
+                commit that changed the respondent), oldest first by `at`.
+opt_outs        the current state per channel and number: the latest event's outcome. Starts
+                (and later distributions) check it; startup restores Redis from it.
+Times are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+Json = JSON()  # PostgreSQL's json keeps a record's key order (answers in the order given); jsonb would not
+Time = DateTime(timezone=True)
+# SQLite numbers its rows itself only for an INTEGER PRIMARY KEY
+Serial = BigInteger().with_variant(Integer(), "sqlite")
+
+responses = Table(
+    "responses", metadata,
+    Column("response_id", String(64), primary_key=True),
+    Column("survey", String(200), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("phone", String(32), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("started_at", Time, nullable=False),
+    Column("ended_at", Time, nullable=False),
+    Column("messages_in", Integer, nullable=False, default=0),
+    Column("messages_out", Integer, nullable=False, default=0),
+    Column("segments_in", Integer, nullable=False, default=0),
+    Column("segments_out", Integer, nullable=False, default=0),
+    Column("fields", Json, nullable=False),
+    Column("answers", Json, nullable=False),
+    Column("extra", Json, nullable=False),
+    Column("archived_at", Time, nullable=False),
+    Index(None, "survey", "ended_at"),
+    Index(None, "survey", "status", "ended_at"),
+    Index(None, "phone"),
+)
+
+opt_out_events = Table(
+    "opt_out_events", metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("channel", String(16), nullable=False),
+    Column("phone", String(32), nullable=False),
+    Column("opted_out", Boolean, nullable=False),  # False: an opt-in
+    Column("how", String(32), nullable=False),  # engine.records.optouts: keyword, carrier_21610
+    Column("at", Time, nullable=False),
+    Column("archived_at", Time, nullable=False),
+    Index(None, "channel", "phone", "at"),
+)
+
+opt_outs = Table(
+    "opt_outs", metadata,
+    Column("channel", String(16), primary_key=True),
+    Column("phone", String(32), primary_key=True),
+    Column("opted_out", Boolean, nullable=False),
+    Column("how", String(32), nullable=False),
+    Column("at", Time, nullable=False),
+    Column("event_id", String(64), nullable=False),
+    Index(None, "opted_out"),
+)
