@@ -10,6 +10,8 @@ import pytest
 from engine import conversation as conv
 from engine import policy
 from engine.events import (
+    CARRIER,
+    KEYWORD,
     NotInSurvey,
     OptedOut,
     QuestionRepeated,
@@ -96,9 +98,9 @@ def test_stop_and_a_carrier_opt_out_are_one_rule():
     r = conv.start(STORE, conv.Respondent("sms", PHONE), {}, T0).respondent
     by_text = conv.receive(FLOWS, r, "STOP", T0 + 10)
     by_carrier = conv.opt_out(FLOWS, r, T0 + 10)
-    for outcome in (by_text, by_carrier):
+    for outcome, how in ((by_text, KEYWORD), (by_carrier, CARRIER)):
         assert outcome.replies == [] and outcome.respondent.opted_out and outcome.respondent.session is None
-        assert outcome.events == [SessionClosed("conv-store", "opted_out"), OptedOut()]
+        assert outcome.events == [SessionClosed("conv-store", "opted_out"), OptedOut(how)]
         assert outcome.responses[0]["status"] == "opted_out"
     assert (by_text.responses[0]["messages_in"], by_carrier.responses[0]["messages_in"]) == (1, 0)
     expired = conv.opt_out(FLOWS, r, T0 + 3 * DAY)  # a session past its expiry closes as expired
