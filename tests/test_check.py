@@ -28,7 +28,7 @@ from engine.tools.cli import main
 FLOWS = Path(__file__).parent / "flows"
 BROKEN = FLOWS / "broken"
 GOLDEN = BROKEN / "expected.golden"
-ALL_CODES = {f"E{n:03d}" for n in range(1, 26)} | {f"W{n:03d}" for n in range(1, 9)}
+ALL_CODES = {f"E{n:03d}" for n in range(1, 30)} | {f"W{n:03d}" for n in range(1, 10)}
 
 
 def broken_flows() -> list[Path]:
@@ -131,7 +131,8 @@ def test_json_output_shape(tmp_path, capsys):
     assert out["errors"] == 2 and out["warnings"] == 1
     assert [d["code"] for d in out["files"][0]["diagnostics"]] == ["W008"]
     assert {k: v for k, v in out["files"][0].items() if k != "diagnostics"} == {"path": str(good), "summary": {
-        "questions": 3, "paths": 4, "min_segments": 3, "max_segments": 4, "assumed_pipe_length": 10}}
+        "questions": 3, "most_questions": 3, "paths": 3, "min_segments": 3, "max_segments": 4,
+        "assumed_pipe_length": 10}}
     (diagnostic,) = out["files"][1]["diagnostics"]
     assert diagnostic == {"path": str(bad), "line": 9, "col": 14, "code": "E012", "severity": "error",
                           "message": "unknown question 'recomend' in show_if",
@@ -219,9 +220,10 @@ def test_summary_counts_paths_and_segments_by_hand():
     #   visit      150 + "\n1. Yes" (7) + "\n2. No" (6) = 163 -> 2: the choices tip it over
     #   other_end  "Bye" -> 1
     #   promoter_end  an emoji (2 UTF-16 units) + 69 characters = 71 units of UCS-2 -> 2 (67 + 4)
-    # Paths: reason shown or skipped, times goto taken or not = 4:
-    #   skipped, taken: 1 + 2 = 3       skipped, not taken: 1 + 2 + 1 = 4
-    #   shown, taken: 1 + 2 + 2 = 5     shown, not taken: 1 + 2 + 2 + 1 = 6
+    # Paths a respondent can take: 3 (reason is shown only when recommend <= 6, and then the goto,
+    # taken only when recommend >= 9, cannot be):
+    #   skipped, taken (9-10): 1 + 2 = 3       skipped, not taken (7-8): 1 + 2 + 1 = 4
+    #   shown, not taken (0-6): 1 + 2 + 2 + 1 = 6
     survey = parse_source(f"""\
 survey: cost
 flow:
@@ -243,8 +245,8 @@ flow:
   - end: promoter_end
     message: "\\U0001F600{'d' * 69}"
 """, "cost.yaml")
-    assert summary(survey) == {"questions": 3, "paths": 4, "min_segments": 3, "max_segments": 6,
-                               "assumed_pipe_length": 10}
+    assert summary(survey) == {"questions": 3, "most_questions": 3, "paths": 3, "min_segments": 3,
+                               "max_segments": 6, "assumed_pipe_length": 10}
     assert summary(survey, assume_pipe_length=11)["min_segments"] == 4
     assert summary(survey, assume_pipe_length=11)["max_segments"] == 7
 
@@ -252,8 +254,8 @@ flow:
 def test_summary_falls_off_the_end_with_the_default_message():
     # "Why?" -> 1; no end and no end_message: DEFAULT_END_MESSAGE (58 characters) -> 1
     survey = parse_source("survey: x\nflow:\n  - ask: q\n    type: text\n    prompt: Why?\n", "x.yaml")
-    assert summary(survey) == {"questions": 1, "paths": 1, "min_segments": 2, "max_segments": 2,
-                               "assumed_pipe_length": 10}
+    assert summary(survey) == {"questions": 1, "most_questions": 1, "paths": 1, "min_segments": 2,
+                               "max_segments": 2, "assumed_pipe_length": 10}
 
 
 def test_summary_counts_paths_exactly_without_enumerating_them():
