@@ -470,3 +470,44 @@ def test_any_generated_flow_is_checked_without_raising(data, with_source):
     assert all(d.line >= 1 and d.col >= 1 for d in diagnostics)
     result = summary(survey)
     assert result["paths"] >= 1 and 0 < result["min_segments"] <= result["max_segments"]
+
+
+# ---------------------------------------------------------------- several files: as the server loads them
+
+ONE = 'survey: {id}\n{extra}flow:\n  - ask: a\n    type: text\n    prompt: "{prompt} Text STOP to opt out."\n'
+
+
+def test_a_folder_is_checked_as_the_server_loads_it(tmp_path, capsys):
+    (tmp_path / "a.yaml").write_text(ONE.format(id="shop", extra='access_code: "@SHOP"\n', prompt="Hi?"))
+    (tmp_path / "a.survey").write_text('survey shop\naccess code "@SHOP"\nask a text "Hi? Text STOP to opt out."\n')
+    (tmp_path / "b.yaml").write_text(ONE.format(id="shop", extra="", prompt="Hello?"))
+    (tmp_path / "c.yaml").write_text(ONE.format(id="other", extra='access_code: "@shop"\n', prompt="Hi?"))
+    (tmp_path / "notes.txt").write_text("not a flow")
+    assert main(["check", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    found = re.findall(r"^(\S+?):(\d+):(\d+): error\[(E\d+)\]", out, re.MULTILINE)
+    assert found == [(str(tmp_path / "b.yaml"), "1", "9", "E801"), (str(tmp_path / "c.yaml"), "2", "14", "E802")]
+    assert f"is also defined, differently, in {tmp_path / 'a.survey'}" in out  # the same survey in both forms is fine
+    assert "already used by survey 'shop'" in out and "notes.txt" not in out
+
+
+def test_several_files_are_checked_together_and_alone_they_pass(tmp_path, capsys):
+    first, second = tmp_path / "x.yaml", tmp_path / "y.yaml"
+    first.write_text(ONE.format(id="shop", extra="", prompt="Hi?"))
+    second.write_text(ONE.format(id="shop", extra="", prompt="Hello?"))
+    assert main(["check", str(first)]) == 0 and main(["check", str(second)]) == 0
+    capsys.readouterr()
+    assert main(["check", "--json", str(first), str(second)]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert [[d["code"] for d in f["diagnostics"]] for f in out["files"]] == [[], ["E801"]]
+
+
+def test_the_server_and_check_share_the_folder_rules(tmp_path):
+    from engine.runtime.registry import compile_dir
+    from engine.sms.compat import check_files
+
+    (tmp_path / "a.yaml").write_text(ONE.format(id="shop", extra='access_code: "@SHOP"\n', prompt="Hi?"))
+    (tmp_path / "b.yaml").write_text(ONE.format(id="other", extra='access_code: "@SHOP"\n', prompt="Hi?"))
+    _, served, _ = compile_dir(tmp_path)
+    checked = [d for r in check_files([str(tmp_path)]) for d in r.diagnostics if d.is_error]
+    assert served == checked and [d.code for d in served] == ["E802"]

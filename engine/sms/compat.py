@@ -11,6 +11,7 @@ import re
 import sys
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 
 from dsl import ast
 from dsl import diagnostics as codes
@@ -19,6 +20,7 @@ from dsl.diagnostics import Diagnostic, Reporter, in_order, unreadable
 from dsl.errors import FlowError
 from dsl.feasible import Feasible
 from dsl.flowgraph import Paths
+from dsl.folder import clashes, flow_files
 from dsl.load import parse_source, read_source
 from dsl.pipe import PIPE
 from dsl.positions import SourceMap, Text, span, texts
@@ -253,6 +255,7 @@ class FileReport:
     diagnostics: list[Diagnostic]
     summary: dict | None  # None when the file could not be parsed
     source: str | None = None
+    survey: ast.Survey | None = None
 
     @property
     def errors(self) -> int:
@@ -287,7 +290,7 @@ def check_source(source: str, path: str, assume_pipe_length: int = 10) -> FileRe
     except Exception as err:  # a bug must still not cost the author a traceback
         return FileReport(path, [codes.INTERNAL.diagnostic(
             path, (0, 0), f"internal error while checking: {type(err).__name__}: {err}")], None, source)
-    return FileReport(path, _sorted(diagnostics), result, source)
+    return FileReport(path, _sorted(diagnostics), result, source, survey)
 
 
 def check_file(path: str, assume_pipe_length: int = 10) -> FileReport:
@@ -296,6 +299,27 @@ def check_file(path: str, assume_pipe_length: int = 10) -> FileReport:
     except FlowError as err:
         return FileReport(path, _sorted(err.diagnostics), None)
     return check_source(source, path, assume_pipe_length)
+
+
+def check_files(names: list[str], assume_pipe_length: int = 10) -> list[FileReport]:
+    """Each file checked alone (a folder: the flow files in it), then the files together as the
+    server would load them: two flows with one survey id, two surveys with one access code."""
+    reports = []
+    for name in names:
+        if not Path(name).is_dir():
+            reports.append(check_file(name, assume_pipe_length))
+        elif found := flow_files(name):
+            reports += [check_file(str(path), assume_pipe_length) for path in found]
+        else:
+            reports.append(FileReport(name, [codes.UNREADABLE.diagnostic(
+                name, (0, 0), "the folder has no flow files", "flows are *.yaml, *.yml or *.survey files")], None))
+    loadable = [(r.path, r.survey) for r in reports if r.survey is not None and not r.errors]
+    found, _ = clashes(loadable)
+    for report in reports:
+        mine = [d for d in found if d.path == report.path]
+        if mine:
+            report.diagnostics = _sorted(report.diagnostics + mine)
+    return reports
 
 
 def _sorted(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
@@ -320,12 +344,12 @@ def summary_line(report: FileReport) -> str:
 
 
 def run_check(files: list[str], as_json: bool = False, assume_pipe_length: int = 10) -> int:
-    """`canvass check [--json] [--pipe-length N] FILE...`: 0 clean or warnings only, 1 errors,
+    """`canvass check [--json] [--pipe-length N] FILE|DIR...`: 0 clean or warnings only, 1 errors,
     2 a usage error or an unreadable file."""
     if not 0 <= assume_pipe_length <= MAX_PIPE_LENGTH:
         print(f"canvass check: --pipe-length must be from 0 to {MAX_PIPE_LENGTH}", file=sys.stderr)
         return 2
-    reports = [check_file(path, assume_pipe_length) for path in files]
+    reports = check_files(files, assume_pipe_length)
     if as_json:
         print(json.dumps({"files": [r.to_json() for r in reports],
                           "errors": sum(r.errors for r in reports),
