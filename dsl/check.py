@@ -109,6 +109,7 @@ class _Checker(Reporter):
         for text in texts(self.survey):
             self.markup(text)
             self.piped(text)
+            self.yaml_comment(text)
         for text in every_text(self.survey):
             self.characters(text)
         self.never_true()
@@ -346,8 +347,10 @@ class _Checker(Reporter):
         noun = "question" if context == "show_if" else "name"
         close = suggest(name, self.questions | self.sets | self.field_names)
         declared = ", ".join([*self.survey.fields, name])
-        self.report(codes.UNKNOWN_NAME, at, f"unknown {noun} '{name}' in {context}",
-                    close or f"if '{name}' is a contact field, declare it: fields: [{declared}]", len(name))
+        hint = close or f"if '{name}' is a contact field, declare it: fields: [{declared}]"
+        if context.startswith("the value of set") and not close:
+            hint = f"to set the text '{name}', quote it: \"{name}\"; {hint}"
+        self.report(codes.UNKNOWN_NAME, at, f"unknown {noun} '{name}' in {context}", hint, len(name))
 
     def answered_name(self, index: int, node: ast.Name) -> None:
         at = (node.line, node.col)
@@ -414,6 +417,21 @@ class _Checker(Reporter):
                 reported.add(ch)
                 self.report(codes.CONTROL_CHARACTER, at, f"{characters.describe(ch)} in {text.where}",
                             length=len(written) if written != ch else 1)
+
+    def yaml_comment(self, text: Text) -> None:
+        """YAML_COMMENT when an unquoted one-line text is followed on its line by ` #...`: YAML read
+        the rest as a comment, so the respondent would not see it."""
+        offset = self.map.offset(text.at)
+        if offset is None or "\n" in text.value or not text.value:
+            return
+        source = self.map.source
+        end = source.find("\n", offset)
+        line = source[offset: len(source) if end < 0 else end]
+        if not line.startswith(text.value) or not re.match(r"\s+#", line[len(text.value):]):
+            return
+        at = self.map.position(offset + len(text.value) + line[len(text.value):].index("#"))
+        self.report(codes.YAML_COMMENT, at, f"'#' starts a YAML comment in {text.where}: the text ends before it",
+                    text=line.rstrip())
 
     def piped(self, text: Text) -> None:
         covered = set()

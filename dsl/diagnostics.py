@@ -146,6 +146,8 @@ FIELDS_ON_ACCESS_CODE = _code("W008", "contact fields piped in a survey that can
                               "they text in unknown to Canvass: word the texts so they read well without them, "
                               "or start those respondents by invitation")
 NEVER_TRUE = _code("W009", "a condition that cannot be true on any path that reaches it")
+YAML_COMMENT = _code("W010", "a `#` after a space in an unquoted YAML text starts a comment: the rest of the line "
+                     "is left out of the text", "quote the whole text: \"{text}\"")
 
 
 def severity_of(code: str) -> str:

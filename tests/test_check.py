@@ -28,7 +28,7 @@ from engine.tools.cli import main
 FLOWS = Path(__file__).parent / "flows"
 BROKEN = FLOWS / "broken"
 GOLDEN = BROKEN / "expected.golden"
-ALL_CODES = {f"E{n:03d}" for n in range(1, 30)} | {f"W{n:03d}" for n in range(1, 10)}
+ALL_CODES = {f"E{n:03d}" for n in range(1, 30)} | {f"W{n:03d}" for n in range(1, 11)}
 
 
 def broken_flows() -> list[Path]:
@@ -511,3 +511,102 @@ def test_the_server_and_check_share_the_folder_rules(tmp_path):
     _, served, _ = compile_dir(tmp_path)
     checked = [d for r in check_files([str(tmp_path)]) for d in r.diagnostics if d.is_error]
     assert served == checked and [d.code for d in served] == ["E802"]
+
+
+# ---------------------------------------------------------------- impossible logic and clearer messages
+
+
+def messages(source: str, path: str = "x.survey") -> list[tuple[str, int, int, str, str]]:
+    try:
+        found = check_source(source, path).diagnostics
+    except FlowError as err:  # pragma: no cover - check_source never raises
+        found = err.diagnostics
+    return [(d.code, d.line, d.col, d.message, d.hint) for d in found]
+
+
+CHOICE = 'survey x\nask wrong choice "What went wrong? Text STOP to opt out."\n    1 "Delivery"\n    2 "Other"\n'
+
+
+def test_a_misspelt_label_gets_did_you_mean():
+    (found,) = messages(CHOICE + 'ask more text "More?" if wrong == "Othre"\n')
+    assert found == ("E027", 5, 35, "question 'wrong' has no choice 'Othre'",
+                     "did you mean 'Other'? its choices are 1 Delivery, 2 Other")
+
+
+def test_labels_match_as_expressions_do_and_empty_text_means_answered():
+    source = CHOICE + 'ask more text "More?" if wrong in ["other", 1] or wrong != ""\n'
+    assert messages(source) == []
+
+
+def test_nps_compared_outside_its_range_or_with_text():
+    base = 'survey x\nask n nps "Reply 0-10. Text STOP to opt out."\n'
+    found = messages(base + 'ask a text "?" if n > 11 or n == "ten"\nask b text "?" if n < 11 and n != -1\n')
+    assert [(c, line, col) for c, line, col, _, _ in found] == [("E028", 3, 23), ("E028", 3, 34)]
+    assert found[1][4] == "an NPS answer is a whole number from 0 to 10: compare with one, e.g. n >= 9"
+
+
+FOUR = """\
+survey four
+ask n nps "Reply 0-10. Text STOP to opt out."
+ask low text "Why so low?" if n <= 6
+ask mid text "What would make it a 10?" if n in [7, 8]
+ask high text "Would you review us?" if n >= 9
+ask last text "Anything else?"
+"""
+
+
+def test_too_many_questions_counts_what_one_respondent_is_asked(tmp_path, capsys):
+    assert [c for c, *_ in messages(FOUR)] == []  # 5 questions, at most 3 on any path
+    path = tmp_path / "four.survey"
+    path.write_text(FOUR.replace(' if n in [7, 8]', ''), encoding="utf-8")
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "6:5: warning[W006]: a respondent can be asked 4 questions (of 5)" in out
+    assert ": 5 questions (at most 4 on one path), 3 paths, 4-5 SMS segments" in out
+
+
+def test_a_contradiction_is_reported_where_it_is_written():
+    source = ('survey x\nask n nps "Reply 0-10. Text STOP to opt out."\ngoto done if n <= 8\n'
+              'ask review text "Review us?"\nask why text "Why so low?" if n <= 6\nend done\n')
+    assert messages(source) == [
+        ("W005", 5, 1, "question 'why' can never be asked: its show_if is never true here",
+         "no answers that lead here satisfy it: fix the condition, or remove the question"),
+        ("W009", 5, 31, "the show_if of question 'why' can never be true on any path that reaches it",
+         "on every path that reaches it n is 9-10: check the comparison, or the conditions before it")]
+
+
+def test_a_message_over_1600_characters_is_an_error():
+    source = f'survey x\nask a text "Hi. Text STOP to opt out."\nend done "{"x" * 1601}"\n'
+    assert [(c, line, col) for c, line, col, _, _ in messages(source)] == [("E029", 3, 10)]
+    assert [c for c, *_ in messages(source.replace("x" * 1601, "x" * 1600))] == ["W003"]
+
+
+CLEARER = [
+    # (source, code, line, col, words of the message, words of the hint)
+    ('survey x\nask a nps "0-10"\nask b text "?" if a = 3\n', "E001", 3, 21, "'=' is not a comparison", "=="),
+    ('survey x\nset s = big spender\n', "E001", 2, 13, "in the value of a set", 'set s = "big spender"'),
+    ('survey x\nask a text "Hello\n', "E001", 2, 18, "unterminated string", "column 12"),
+    ('survey x\nask a text “Hello”\n', "E001", 2, 12, "curly quote", "straight quotes"),
+    ("survey: x\nflow:\n  - ask: a\n    type: text\n    prompt: Hi\n    show_if: a == “x”\n", "E021", 6, 19,
+     "curly quote", "straight quotes"),
+    ("survey: x\nflow:\n\t- ask: a\n", "E001", 3, 1, "a tab", "use spaces"),
+    ("survey: x\nflow:\n  - ask: a\n    type: text\n    prompt: Reply #1 or #2. Text STOP to opt out.\n", "W010",
+     5, 19, "'#' starts a YAML comment", '"Reply #1 or #2. Text STOP to opt out."'),
+    ('survey x\nask a nps "0-10. Text STOP to opt out."\nset s = promoter\n', "E012", 3, 9, "unknown name", 'quote it: "promoter"'),
+]
+
+
+@pytest.mark.parametrize(("source", "code", "line", "col", "message", "hint"), CLEARER, ids=[c[4] for c in CLEARER])
+def test_mistakes_get_messages_that_name_them(source, code, line, col, message, hint):
+    path = "x.yaml" if source.startswith("survey:") else "x.survey"
+    found = [f for f in messages(source, path) if f[0] == code]
+    assert found and found[0][1:3] == (line, col) and message in found[0][3] and hint in found[0][4], found
+
+
+def test_several_syntax_errors_in_the_text_form_are_reported_together():
+    source = ('survey x\nask a nps "Reply 0-10. Text STOP to opt out."\nask b text "?" if a = 3\n'
+              'ask c choice "?" if a >=\n    1 "One"\n    2 "Two"\nset d = big spender\nask e text "fine"\n'
+              'ask f text "Hello\n')
+    assert [(c, line) for c, line, *_ in messages(source)] == [("E001", 3), ("E001", 4), ("E001", 7), ("E001", 9)]
+    # an error in the first line stops there: nothing after it can be read as this survey
+    assert len(messages("survey\nask a text = 3\n")) == 1
