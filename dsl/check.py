@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html.entities
 import re
+from collections import Counter
 
 from dsl import ast, characters, vocabulary
 from dsl import diagnostics as codes
@@ -87,8 +88,8 @@ class _Checker(Reporter):
         self.reached = paths.reached
         self.before = KnownBefore(survey, paths.succ)
         self.feasible = Feasible(survey, paths.succ)
-        asks = [e for e in self.elements if isinstance(e, ast.Ask)]
-        self.asks = {a.id: a for a in asks if sum(b.id == a.id for b in asks) == 1}
+        asks = Counter(e.id for e in self.elements if isinstance(e, ast.Ask))
+        self.asks = {e.id: e for e in self.elements if isinstance(e, ast.Ask) and asks[e.id] == 1}
         self.questions = {e.id for e in self.elements if isinstance(e, ast.Ask)}
         self.sets = {e.name for e in self.elements if isinstance(e, ast.Set)}
         self.ends = {e.id for e in self.elements if isinstance(e, ast.End)}

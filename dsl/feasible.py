@@ -17,6 +17,7 @@ sets are joined into one, which loses precision but never soundness.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import product
@@ -83,11 +84,11 @@ class Feasible:
         elements = survey.elements
         self.elements = elements
         self.cost = cost or (lambda index: 0)
-        ids = [e.id for e in elements if isinstance(e, ast.Ask)]
+        ids = Counter(e.id for e in elements if isinstance(e, ast.Ask))
         self.tracked: dict[str, int] = {}
         self.answers: list[list] = []
         for element in elements:
-            if isinstance(element, ast.Ask) and ids.count(element.id) == 1:
+            if isinstance(element, ast.Ask) and ids[element.id] == 1:
                 values = _answers(element)
                 if values is not None:
                     self.tracked[element.id] = len(self.answers)
