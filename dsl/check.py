@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import html.entities
 import re
+from collections import Counter
 
 from dsl import ast, characters, vocabulary
 from dsl import diagnostics as codes
 from dsl.diagnostics import Diagnostic, Reporter, in_order
 from dsl.errors import suggest
+from dsl.expr import COMPARISONS, ChoiceValue, equal, number
+from dsl.feasible import Feasible
 from dsl.flowgraph import KnownBefore, Paths
 from dsl.pipe import pipes
 from dsl.positions import SourceMap, Text, every_text, span, texts
@@ -84,6 +87,9 @@ class _Checker(Reporter):
         self.ids = paths.ids
         self.reached = paths.reached
         self.before = KnownBefore(survey, paths.succ)
+        self.feasible = Feasible(survey, paths.succ)
+        asks = Counter(e.id for e in self.elements if isinstance(e, ast.Ask))
+        self.asks = {e.id: e for e in self.elements if isinstance(e, ast.Ask) and asks[e.id] == 1}
         self.questions = {e.id for e in self.elements if isinstance(e, ast.Ask)}
         self.sets = {e.name for e in self.elements if isinstance(e, ast.Set)}
         self.ends = {e.id for e in self.elements if isinstance(e, ast.End)}
@@ -104,8 +110,10 @@ class _Checker(Reporter):
         for text in texts(self.survey):
             self.markup(text)
             self.piped(text)
+            self.yaml_comment(text)
         for text in every_text(self.survey):
             self.characters(text)
+        self.never_true()
         self.unreachable()
         return self.diagnostics
 
@@ -292,6 +300,38 @@ class _Checker(Reporter):
                 self.answered_name(index, node.target)
             elif isinstance(node, ast.Name) and id(node) not in answered:
                 self.name(index, node, context)
+            elif isinstance(node, ast.Compare):
+                for name, value in ((node.left, node.right), (node.right, node.left)):
+                    if isinstance(name, ast.Name) and isinstance(value, ast.Literal):
+                        self.compared(name, value, node.op)
+            elif isinstance(node, ast.In) and isinstance(node.item, ast.Name):
+                for item in node.options.items:
+                    if isinstance(item, ast.Literal):
+                        self.compared(node.item, item, "!=" if node.negated else "==")
+
+    def compared(self, name: ast.Name, value: ast.Literal, op: str) -> None:
+        """NO_SUCH_CHOICE and NPS_RANGE: a question compared with a value its answers never take."""
+        ask = self.asks.get(name.name)
+        if ask is None or (value.value == "" and op == "!="):  # `!= ""`: written to mean "is answered"
+            return
+        at, literal = (value.line, value.col), value.value
+        if ask.type == "choice" and ask.choices and op in ("==", "!="):
+            if any(equal(ChoiceValue(c.code, c.label), literal) for c in ask.choices):
+                return
+            written = f"'{literal}'" if isinstance(literal, str) else f"with code {_literal(literal)}"
+            spellings = [c.label for c in ask.choices] + [c.code for c in ask.choices]
+            listed = ", ".join(f"{c.code} {c.label}" for c in ask.choices)
+            close = suggest(str(literal), spellings) if isinstance(literal, str) else ""
+            self.report(codes.NO_SUCH_CHOICE, at, f"question '{ask.id}' has no choice {written}",
+                        f"{close + ' ' if close else ''}its choices are {listed}", value.length)
+        elif ask.type == "nps":
+            score = None if isinstance(literal, bool) else number(literal)
+            if score is None:
+                self.report(codes.NPS_RANGE, at, f"NPS question '{ask.id}' is compared with the text '{_literal(literal)}'",
+                            length=value.length, name=ask.id)
+            elif not 0 <= score <= 10 and not any(_holds(op, name, value, n) for n in range(11)):
+                self.report(codes.NPS_RANGE, at, f"NPS question '{ask.id}' is compared with {_literal(literal)}, "
+                            "outside 0-10: the comparison is never true", length=value.length, name=ask.id)
 
     def name(self, index: int, node: ast.Name, context: str) -> None:
         name = node.name
@@ -308,8 +348,10 @@ class _Checker(Reporter):
         noun = "question" if context == "show_if" else "name"
         close = suggest(name, self.questions | self.sets | self.field_names)
         declared = ", ".join([*self.survey.fields, name])
-        self.report(codes.UNKNOWN_NAME, at, f"unknown {noun} '{name}' in {context}",
-                    close or f"if '{name}' is a contact field, declare it: fields: [{declared}]", len(name))
+        hint = close or f"if '{name}' is a contact field, declare it: fields: [{declared}]"
+        if context.startswith("the value of set") and not close:
+            hint = f"to set the text '{name}', quote it: \"{name}\"; {hint}"
+        self.report(codes.UNKNOWN_NAME, at, f"unknown {noun} '{name}' in {context}", hint, len(name))
 
     def answered_name(self, index: int, node: ast.Name) -> None:
         at = (node.line, node.col)
@@ -377,6 +419,21 @@ class _Checker(Reporter):
                 self.report(codes.CONTROL_CHARACTER, at, f"{characters.describe(ch)} in {text.where}",
                             length=len(written) if written != ch else 1)
 
+    def yaml_comment(self, text: Text) -> None:
+        """YAML_COMMENT when an unquoted one-line text is followed on its line by ` #...`: YAML read
+        the rest as a comment, so the respondent would not see it."""
+        offset = self.map.offset(text.at)
+        if offset is None or "\n" in text.value or not text.value:
+            return
+        source = self.map.source
+        end = source.find("\n", offset)
+        line = source[offset: len(source) if end < 0 else end]
+        if not line.startswith(text.value) or not re.match(r"\s+#", line[len(text.value):]):
+            return
+        at = self.map.position(offset + len(text.value) + line[len(text.value):].index("#"))
+        self.report(codes.YAML_COMMENT, at, f"'#' starts a YAML comment in {text.where}: the text ends before it",
+                    text=line.rstrip())
+
     def piped(self, text: Text) -> None:
         covered = set()
         for pipe in pipes(text.value):
@@ -429,16 +486,66 @@ class _Checker(Reporter):
         self.report(codes.FIELDS_ON_ACCESS_CODE, at, f"contact fields ({', '.join(contact)}) are empty for respondents "
                     "who start by access code", length=length)
 
-    # -- reachability
+    # -- reachability, with the answers a respondent can give
+
+    def never_true(self) -> None:
+        """NEVER_TRUE for each condition no answers that reach it can satisfy (unless an error inside it,
+        such as an impossible value or a question not yet asked, already says why)."""
+        self.errors_at = {(d.line, d.col) for d in self.diagnostics if d.is_error}
+        for found in self.feasible.never_true:
+            if self.flagged_in(found.expr):
+                continue
+            element = self.elements[found.index]
+            if found.kind == "show_if":
+                what = f"the show_if of question '{element.id}'"
+            else:
+                what = f"the condition of goto '{element.target}'"
+            self.report(codes.NEVER_TRUE, (found.expr.line, found.expr.col),
+                        f"{what} can never be true on any path that reaches it",
+                        self.why_never(found.index, found.expr), found.expr.length)
+
+    def why_never(self, index: int, expr: ast.Expr) -> str:
+        known = [f"{name} is {text}" for name in dict.fromkeys(n.name for n in ast.walk(expr) if isinstance(n, ast.Name))
+                 if (text := self.feasible.describe(index, name))]
+        if not known:
+            return "it is false whatever the answers: check the comparison"
+        return f"on every path that reaches it {' and '.join(known)}: check the comparison, or the conditions before it"
+
+    def flagged_in(self, expr: ast.Expr | None) -> bool:
+        return any((node.line, node.col) in self.errors_at for node in ast.walk(expr))
 
     def unreachable(self) -> None:
         previous_reached = True
-        for element, reached in zip(self.elements, self.reached, strict=True):
+        for i, element in enumerate(self.elements):
+            reached = self.feasible.reached[i]
+            name = ast.element_id(element)
+            what = f"{_kind(element)} '{name}'" if name else _kind(element)
+            at = (element.line, element.col)
             if not reached and previous_reached:
-                name = ast.element_id(element)
-                what = f"{_kind(element)} '{name}'" if name else _kind(element)
-                self.report(codes.UNREACHABLE, (element.line, element.col), f"{what} can never be reached")
+                if self.reached[i]:
+                    self.report(codes.UNREACHABLE, at, f"{what} can never be reached: no answers lead here",
+                                "every path to it passes a condition that cannot hold with the answers given "
+                                "on that path")
+                else:
+                    self.report(codes.UNREACHABLE, at, f"{what} can never be reached")
+            elif (reached and isinstance(element, ast.Ask) and not self.feasible.shown[i]
+                  and not self.flagged_in(element.show_if)):
+                self.report(codes.UNREACHABLE, at, f"{what} can never be asked: its show_if is never true here",
+                            "no answers that lead here satisfy it: fix the condition, or remove the question")
             previous_reached = reached
+
+
+def _holds(op: str, name: ast.Name, value: ast.Literal, answer) -> bool:
+    """Whether `name op value` (or `value op name`, as written) holds when the answer is `answer`."""
+    if (name.line, name.col) <= (value.line, value.col):
+        return COMPARISONS[op](answer, value.value)
+    return COMPARISONS[op](value.value, answer)
+
+
+def _literal(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _kind(element) -> str:

@@ -14,7 +14,7 @@ import yaml
 
 from dsl import ast
 from dsl.diagnostics import unreadable
-from dsl.durations import format_duration
+from dsl.durations import WRITTEN, format_duration, parse_duration
 from dsl.errors import FlowError
 from dsl.expr_parse import quote, to_source
 from dsl.load import parse_source, read_source
@@ -131,17 +131,40 @@ def _element_yaml(element: ast.Element) -> dict:
     raise TypeError(f"not a flow element: {element!r}")
 
 
-def to_yaml(survey: ast.Survey) -> str:
-    """The survey in the YAML form."""
+def written_durations(survey: ast.Survey, source: str | None) -> dict[str, str]:
+    """Each duration setting as the source spells it ("24h" stays "24h", not "1d"), by attribute.
+    The AST keeps seconds; the spelling is read back at the setting's position in the source."""
+    if not source:
+        return {}
+    lines = source.split("\n")
+    out = {}
+    for setting in (s for s in SETTINGS if s.kind == "duration"):
+        line, col = survey.spans.get(setting.key) or survey.spans.get(setting.rule) or (0, 0)
+        if not 0 < line <= len(lines):
+            continue
+        match = WRITTEN.match(lines[line - 1], col - 1)
+        seconds = getattr(survey, setting.attr)
+        if match and seconds and parse_duration(match.group(1)) == seconds:
+            out[setting.attr] = match.group(1)
+    return out
+
+
+def _spelled(survey: ast.Survey, attr: str, written: dict[str, str]) -> str:
+    return written.get(attr) or format_duration(getattr(survey, attr))
+
+
+def to_yaml(survey: ast.Survey, source: str | None = None) -> str:
+    """The survey in the YAML form; with the file's source, durations keep their spelling."""
+    written = written_durations(survey, source)
     settings: dict = {"survey": survey.id}
     for setting in SETTINGS:
         value = getattr(survey, setting.attr)
         if setting.attr == "expires_after":
             if value != DEFAULT_EXPIRES_AFTER:
-                settings[setting.key] = format_duration(value)
+                settings[setting.key] = _spelled(survey, setting.attr, written)
         elif setting.kind == "duration":
             if value is not None:
-                settings[setting.key] = format_duration(value)
+                settings[setting.key] = _spelled(survey, setting.attr, written)
         elif setting.kind == "names":
             if value:
                 settings[setting.key] = _short_list(value)
@@ -177,18 +200,18 @@ def _count(value: int, what: str) -> str:
     return str(value)
 
 
-def _duration(seconds: int, what: str) -> str:
-    _require(seconds > 0, f"{what} must be longer than zero")
-    return format_duration(seconds)
+def _duration(survey: ast.Survey, attr: str, written: dict[str, str]) -> str:
+    _require(getattr(survey, attr) > 0, f"{attr} must be longer than zero")
+    return _spelled(survey, attr, written)
 
 
-def _settings_text(survey: ast.Survey) -> list[str]:
+def _settings_text(survey: ast.Survey, written: dict[str, str]) -> list[str]:
     lines = []
     if survey.expires_after != DEFAULT_EXPIRES_AFTER:
-        lines.append(f"{SETTING['expires_after'].words} {_duration(survey.expires_after, 'expires_after')}")
+        lines.append(f"{SETTING['expires_after'].words} {_duration(survey, 'expires_after', written)}")
     if survey.remind_after is not None:
         message = f" {quote(survey.remind_message)}" if survey.remind_message is not None else ""
-        lines.append(f"{SETTING['remind_after'].words} {_duration(survey.remind_after, 'remind_after')}{message}")
+        lines.append(f"{SETTING['remind_after'].words} {_duration(survey, 'remind_after', written)}{message}")
     else:
         _require(survey.remind_message is None,
                  "remind_message is given without remind_after; the text form writes both on one "
@@ -243,11 +266,12 @@ def _element_text(element: ast.Element) -> list[str]:
     raise TypeError(f"not a flow element: {element!r}")
 
 
-def to_text(survey: ast.Survey) -> str:
-    """The survey in the text form; ConversionError when it holds something that form cannot write."""
+def to_text(survey: ast.Survey, source: str | None = None) -> str:
+    """The survey in the text form; ConversionError when it holds something that form cannot write.
+    With the file's source, durations keep their spelling."""
     _require(bool(_SLUG.fullmatch(survey.id)), f"survey id '{survey.id}' has characters the text form cannot hold")
     head = f"survey {survey.id}" + (f" {quote(survey.title)}" if survey.title is not None else "")
-    lines = [head, *_settings_text(survey), ""]
+    lines = [head, *_settings_text(survey, written_durations(survey, source)), ""]
     for element in survey.elements:
         lines.extend(_element_text(element))
     return "\n".join(lines) + "\n"
@@ -278,15 +302,9 @@ def _plain(value):
 # ---------------------------------------------------------------- command
 
 
-def load_for_command(path: str) -> tuple[ast.Survey | None, int]:
-    """(survey, 0) or, after printing the diagnostics to stderr, (None, exit status):
-    2 when the file cannot be read (or is empty, as `canvass check` says), 1 when it does not parse."""
-    survey, _, status = read_for_command(path)
-    return survey, status
-
-
 def read_for_command(path: str) -> tuple[ast.Survey | None, str, int]:
-    """As load_for_command, with the file's text."""
+    """(survey, source, 0) or, after printing the diagnostics to stderr, (None, source, exit status):
+    2 when the file cannot be read (or is empty, as `canvass check` says), 1 when it does not parse."""
     try:
         source = read_source(path)
     except FlowError as err:
@@ -301,11 +319,11 @@ def read_for_command(path: str) -> tuple[ast.Survey | None, str, int]:
 
 def run_convert(path: str, to: str) -> int:
     """`canvass convert FILE --to yaml|text`: print the flow in the asked-for form."""
-    survey, status = load_for_command(path)
+    survey, source, status = read_for_command(path)
     if survey is None:
         return status
     try:
-        out = to_yaml(survey) if to == "yaml" else to_text(survey)
+        out = to_yaml(survey, source) if to == "yaml" else to_text(survey, source)
     except ConversionError as err:
         print(f"{path}: error: cannot write this survey in the text form: {err}", file=sys.stderr)
         return 1

@@ -115,6 +115,11 @@ BAD_ID = _code("E025", "an id that cannot be named: survey ids take letters, dig
                "and set names letters, digits and `_` (not a word of the expression language); end ids also `-`")
 CONTROL_CHARACTER = _code("E026", "a control character, or another character XML cannot carry, in a text",
                           "delete it: a text message cannot carry it, and most editors do not show it")
+NO_SUCH_CHOICE = _code("E027", 'a choice question compared with a label or code it does not have (with "did you mean")')
+NPS_RANGE = _code("E028", "an NPS question compared with a number outside 0-10, or with text",
+                  "an NPS answer is a whole number from 0 to 10: compare with one, e.g. {name} >= 9")
+TOO_LONG = _code("E029", "a message over Twilio's limit of 1,600 characters",
+                 "Twilio refuses a longer message: shorten it, or split it over two questions")
 DUPLICATE_SURVEY = _code("E801", "two different flows with one survey id (the same survey in both forms is fine)")
 DUPLICATE_ACCESS_CODE = _code("E802", "two surveys with one access code")
 NO_FLOWS = _code("E803", "no flows to load")
@@ -129,9 +134,10 @@ SEGMENTS = _code("W003", "a message that needs more than one SMS segment",
                  "each segment is billed: keep a message to {limit} characters to send it as one")
 UCS2 = _code("W004", "a character forces UCS-2 although it has a GSM-7 look-alike (named, with its position)",
              "{instead}, or turn on Twilio Smart Encoding")
-UNREACHABLE = _code("W005", "an element that can never be reached",
+UNREACHABLE = _code("W005", "an element that can never be reached, or a question that can never be asked",
                     "it follows an end or an unconditional goto, and no goto jumps to it")
-TOO_MANY_QUESTIONS = _code("W006", "more than three questions (SMS surveys work best with two or three)",
+TOO_MANY_QUESTIONS = _code("W006", "a respondent can be asked more than three questions (SMS surveys work best "
+                           "with two or three)",
                            "every extra text loses respondents: cut or merge questions")
 PIPE_WITHOUT_SESSION = _code("W007", "piped text in the not-in-survey message, which has no session to pipe from",
                              "it is sent when no survey is open, so there are no fields or answers to pipe")
@@ -139,6 +145,9 @@ FIELDS_ON_ACCESS_CODE = _code("W008", "contact fields piped in a survey that can
                               "(respondents who text in have none)",
                               "they text in unknown to Canvass: word the texts so they read well without them, "
                               "or start those respondents by invitation")
+NEVER_TRUE = _code("W009", "a condition that cannot be true on any path that reaches it")
+YAML_COMMENT = _code("W010", "a `#` after a space in an unquoted YAML text starts a comment: the rest of the line "
+                     "is left out of the text", "quote the whole text: \"{text}\"")
 
 
 def severity_of(code: str) -> str:

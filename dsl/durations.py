@@ -6,6 +6,7 @@ import re
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+WRITTEN = re.compile(r"[\"']?(\d+\s*[smhdw])(?![A-Za-z0-9])")  # a duration where a file spells it
 
 
 def parse_duration(text: str) -> int | None:

@@ -150,10 +150,18 @@ def syntax_diagnostic(path: str, err: UnexpectedInput, what: str, line_offset=0,
         message = f"unexpected character {err.char!r} in {what}" if hasattr(err, "char") else f"syntax error in {what}"
     nice = [_EXPECTED_NAMES.get(e, e.strip('"').lower()) for e in expected if not e.startswith("__")]
     hint = f"expected {', '.join(dict.fromkeys(nice))}" if nice and len(nice) <= 12 else ""
+    written = str(token) if token is not None else getattr(err, "char", "")
+    if written == "=":
+        message = "'=' is not a comparison"
+        hint = "compare with == (or !=, <, <=, >, >=); a single = only follows the name in a set"
+    elif written in _CURLY_QUOTES:
+        message = f"curly quote '{written}' cannot quote a string"
+        hint = 'use straight quotes: "..." (editors often turn them curly)'
     code = SYNTAX if what == "flow" else EXPRESSION_SYNTAX
     return code.diagnostic(path, (line + line_offset, col + (col_offset if line == 1 else 0)), message, hint)
 
 
+_CURLY_QUOTES = "\u201c\u201d\u2018\u2019\u201e\u00ab\u00bb"
 _EXPECTED_NAMES = {
     "NAME": "a name", "STRING": "a quoted string", "NUMBER": "a number", "INT": "a whole number",
     "COMP_OP": "a comparison (== != < <= > >=)", "DURATION": "a duration like 48h",

@@ -146,19 +146,98 @@ def _unknown_statement(source: str, diag: Diagnostic) -> Diagnostic | None:
                                         len(word))
 
 
+MAX_SYNTAX_ERRORS = 20  # reported from one file before the rest waits for those to be fixed
+
+
+def _clearer(lines: list[str], diag: Diagnostic, err: UnexpectedInput) -> Diagnostic:
+    """The diagnostic said the way an author reads the mistake: an unterminated string where it
+    runs off, and an unquoted text on the right of a `set`."""
+    line = lines[diag.line - 1] if 0 < diag.line <= len(lines) else ""
+    char = getattr(err, "char", None)
+    token = getattr(err, "token", None)
+    if char in ("\"", "'") and not _closes(line, diag.col - 1, char):
+        end = len(line.rstrip("\r")) + 1
+        return codes.SYNTAX.diagnostic(diag.path, (diag.line, end), "unterminated string: the line ends before "
+                                       "its closing quote", f"close the string opened at column {diag.col} with "
+                                       f"{char} (a string ends on its own line: write a line break as \\n)")
+    words = line.split("=", 1)
+    if (isinstance(token, Token) and token.type in ("NAME", "END_ID", "QTYPE", "SLUG") and line.lstrip().startswith("set ")
+            and len(words) == 2 and diag.col > len(words[0]) + 1):
+        return codes.SYNTAX.diagnostic(diag.path, (diag.line, diag.col), f"unexpected {str(token)!r} in the value of a set",
+                                       f'to set a text, quote it: {words[0].strip()} = "{words[1].strip()}"',
+                                       len(str(token)))
+    return diag
+
+
+def _closes(line: str, start: int, quote: str) -> bool:
+    """Whether the string opened at `start` closes on its line."""
+    i = start + 1
+    while i < len(line):
+        if line[i] == "\\":
+            i += 2
+            continue
+        if line[i] == quote:
+            return True
+        i += 1
+    return False
+
+
+def _blank_statement(lines: list[str], number: int) -> list[str]:
+    """The lines with the statement on line `number` (its continued lines, and the options indented
+    under it when it is a statement of its own) made blank, so the lines after it can be read."""
+    out = list(lines)
+    first = number - 1
+    while first > 0 and out[first - 1].rstrip().endswith("\\"):
+        first -= 1
+    last = number - 1
+    while last + 1 < len(out) and out[last].rstrip().endswith("\\"):
+        last += 1
+    if out[first][:1] not in (" ", "\t"):
+        while last + 1 < len(out) and out[last + 1][:1] in (" ", "\t"):
+            last += 1
+    for i in range(first, last + 1):
+        out[i] = ""
+    return out
+
+
+def _syntax_error(source: str, lines: list[str], path: str, err: UnexpectedInput) -> Diagnostic:
+    diag = syntax_diagnostic(path, err, "flow")
+    if isinstance(getattr(err, "token", None), Token) and err.token.type == "CODE":
+        diag = codes.SYNTAX.diagnostic(path, (diag.line, diag.col), diag.message,
+                                       "a choice line must come under an 'ask ... choice' line")
+    return _unknown_statement(source, diag) or _clearer(lines, diag, err)
+
+
+def _parse_tree(source: str, path: str) -> Tree:
+    """The parse tree; FlowError with every syntax error found, one per statement: after an error
+    the statement is set aside and the lines after it are read (the text form is line-oriented)."""
+    lines = (source if source.endswith("\n") else source + "\n").split("\n")
+    header = next((i + 1 for i, text in enumerate(lines) if text.strip() and not text.lstrip().startswith("#")), 1)
+    found: list[Diagnostic] = []
+    while True:
+        text = "\n".join(lines)
+        try:
+            tree = parser().parse(text, start="file")
+        except UnexpectedInput as err:
+            diag = _syntax_error(text, lines, path, err)
+            found.append(diag)
+            line = getattr(err, "line", 0) or 0
+            if line <= header or line > len(lines) or len(found) >= MAX_SYNTAX_ERRORS or not lines[line - 1].strip():
+                raise FlowError(found) from None
+            lines = _blank_statement(lines, line)
+            continue
+        if found:
+            raise FlowError(found)
+        return tree
+
+
 def parse_text(source: str, path: str = "<text>") -> ast.Survey:
     """Parse a survey in the text form; raise FlowError with positioned diagnostics."""
     if not source.strip():
         raise FlowError([codes.UNREADABLE.diagnostic(path, (1, 1), "the file is empty",
                                                      "start with: survey my-survey \"Title\"")])
     try:
-        tree = parser().parse(source if source.endswith("\n") else source + "\n", start="file")
-    except UnexpectedInput as err:
-        diag = syntax_diagnostic(path, err, "flow")
-        if isinstance(getattr(err, "token", None), Token) and err.token.type == "CODE":
-            diag = codes.SYNTAX.diagnostic(path, (diag.line, diag.col), diag.message,
-                                           "a choice line must come under an 'ask ... choice' line")
-        raise FlowError([_unknown_statement(source, diag) or diag]) from None
+        tree = _parse_tree(source, path)
     except RecursionError:
         raise FlowError([codes.SYNTAX.diagnostic(path, (1, 1), "the flow is nested too deeply to read")]) from None
     reader = _Reader(path)

@@ -277,8 +277,10 @@ def parse_yaml(source: str, path: str = "<yaml>") -> ast.Survey:
         mark = err.problem_mark or err.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = err.problem or err.context or "malformed YAML"
-        raise FlowError([codes.SYNTAX.diagnostic(path, (line, col), f"YAML syntax error: {problem}",
-                                                 "check the indentation and quoting on this line")]) from None
+        hint = "check the indentation and quoting on this line"
+        if "'\\t'" in problem:
+            problem, hint = "a tab, which YAML does not allow in indentation", "use spaces to indent, not tabs"
+        raise FlowError([codes.SYNTAX.diagnostic(path, (line, col), f"YAML syntax error: {problem}", hint)]) from None
     except yaml.YAMLError as err:
         raise FlowError([codes.SYNTAX.diagnostic(path, (1, 1), f"YAML syntax error: {err}")]) from None
     except RecursionError:

@@ -28,7 +28,7 @@ from engine.tools.cli import main
 FLOWS = Path(__file__).parent / "flows"
 BROKEN = FLOWS / "broken"
 GOLDEN = BROKEN / "expected.golden"
-ALL_CODES = {f"E{n:03d}" for n in range(1, 26)} | {f"W{n:03d}" for n in range(1, 9)}
+ALL_CODES = {f"E{n:03d}" for n in range(1, 30)} | {f"W{n:03d}" for n in range(1, 11)}
 
 
 def broken_flows() -> list[Path]:
@@ -131,7 +131,8 @@ def test_json_output_shape(tmp_path, capsys):
     assert out["errors"] == 2 and out["warnings"] == 1
     assert [d["code"] for d in out["files"][0]["diagnostics"]] == ["W008"]
     assert {k: v for k, v in out["files"][0].items() if k != "diagnostics"} == {"path": str(good), "summary": {
-        "questions": 3, "paths": 4, "min_segments": 3, "max_segments": 4, "assumed_pipe_length": 10}}
+        "questions": 3, "most_questions": 3, "paths": 3, "min_segments": 3, "max_segments": 4,
+        "assumed_pipe_length": 10}}
     (diagnostic,) = out["files"][1]["diagnostics"]
     assert diagnostic == {"path": str(bad), "line": 9, "col": 14, "code": "E012", "severity": "error",
                           "message": "unknown question 'recomend' in show_if",
@@ -219,9 +220,10 @@ def test_summary_counts_paths_and_segments_by_hand():
     #   visit      150 + "\n1. Yes" (7) + "\n2. No" (6) = 163 -> 2: the choices tip it over
     #   other_end  "Bye" -> 1
     #   promoter_end  an emoji (2 UTF-16 units) + 69 characters = 71 units of UCS-2 -> 2 (67 + 4)
-    # Paths: reason shown or skipped, times goto taken or not = 4:
-    #   skipped, taken: 1 + 2 = 3       skipped, not taken: 1 + 2 + 1 = 4
-    #   shown, taken: 1 + 2 + 2 = 5     shown, not taken: 1 + 2 + 2 + 1 = 6
+    # Paths a respondent can take: 3 (reason is shown only when recommend <= 6, and then the goto,
+    # taken only when recommend >= 9, cannot be):
+    #   skipped, taken (9-10): 1 + 2 = 3       skipped, not taken (7-8): 1 + 2 + 1 = 4
+    #   shown, not taken (0-6): 1 + 2 + 2 + 1 = 6
     survey = parse_source(f"""\
 survey: cost
 flow:
@@ -243,8 +245,8 @@ flow:
   - end: promoter_end
     message: "\\U0001F600{'d' * 69}"
 """, "cost.yaml")
-    assert summary(survey) == {"questions": 3, "paths": 4, "min_segments": 3, "max_segments": 6,
-                               "assumed_pipe_length": 10}
+    assert summary(survey) == {"questions": 3, "most_questions": 3, "paths": 3, "min_segments": 3,
+                               "max_segments": 6, "assumed_pipe_length": 10}
     assert summary(survey, assume_pipe_length=11)["min_segments"] == 4
     assert summary(survey, assume_pipe_length=11)["max_segments"] == 7
 
@@ -252,8 +254,8 @@ flow:
 def test_summary_falls_off_the_end_with_the_default_message():
     # "Why?" -> 1; no end and no end_message: DEFAULT_END_MESSAGE (58 characters) -> 1
     survey = parse_source("survey: x\nflow:\n  - ask: q\n    type: text\n    prompt: Why?\n", "x.yaml")
-    assert summary(survey) == {"questions": 1, "paths": 1, "min_segments": 2, "max_segments": 2,
-                               "assumed_pipe_length": 10}
+    assert summary(survey) == {"questions": 1, "most_questions": 1, "paths": 1, "min_segments": 2,
+                               "max_segments": 2, "assumed_pipe_length": 10}
 
 
 def test_summary_counts_paths_exactly_without_enumerating_them():
@@ -468,3 +470,143 @@ def test_any_generated_flow_is_checked_without_raising(data, with_source):
     assert all(d.line >= 1 and d.col >= 1 for d in diagnostics)
     result = summary(survey)
     assert result["paths"] >= 1 and 0 < result["min_segments"] <= result["max_segments"]
+
+
+# ---------------------------------------------------------------- several files: as the server loads them
+
+ONE = 'survey: {id}\n{extra}flow:\n  - ask: a\n    type: text\n    prompt: "{prompt} Text STOP to opt out."\n'
+
+
+def test_a_folder_is_checked_as_the_server_loads_it(tmp_path, capsys):
+    (tmp_path / "a.yaml").write_text(ONE.format(id="shop", extra='access_code: "@SHOP"\n', prompt="Hi?"))
+    (tmp_path / "a.survey").write_text('survey shop\naccess code "@SHOP"\nask a text "Hi? Text STOP to opt out."\n')
+    (tmp_path / "b.yaml").write_text(ONE.format(id="shop", extra="", prompt="Hello?"))
+    (tmp_path / "c.yaml").write_text(ONE.format(id="other", extra='access_code: "@shop"\n', prompt="Hi?"))
+    (tmp_path / "notes.txt").write_text("not a flow")
+    assert main(["check", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    found = re.findall(r"^(\S+?):(\d+):(\d+): error\[(E\d+)\]", out, re.MULTILINE)
+    assert found == [(str(tmp_path / "b.yaml"), "1", "9", "E801"), (str(tmp_path / "c.yaml"), "2", "14", "E802")]
+    assert f"is also defined, differently, in {tmp_path / 'a.survey'}" in out  # the same survey in both forms is fine
+    assert "already used by survey 'shop'" in out and "notes.txt" not in out
+
+
+def test_several_files_are_checked_together_and_alone_they_pass(tmp_path, capsys):
+    first, second = tmp_path / "x.yaml", tmp_path / "y.yaml"
+    first.write_text(ONE.format(id="shop", extra="", prompt="Hi?"))
+    second.write_text(ONE.format(id="shop", extra="", prompt="Hello?"))
+    assert main(["check", str(first)]) == 0 and main(["check", str(second)]) == 0
+    capsys.readouterr()
+    assert main(["check", "--json", str(first), str(second)]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert [[d["code"] for d in f["diagnostics"]] for f in out["files"]] == [[], ["E801"]]
+
+
+def test_the_server_and_check_share_the_folder_rules(tmp_path):
+    from engine.runtime.registry import compile_dir
+    from engine.sms.compat import check_files
+
+    (tmp_path / "a.yaml").write_text(ONE.format(id="shop", extra='access_code: "@SHOP"\n', prompt="Hi?"))
+    (tmp_path / "b.yaml").write_text(ONE.format(id="other", extra='access_code: "@SHOP"\n', prompt="Hi?"))
+    _, served, _ = compile_dir(tmp_path)
+    checked = [d for r in check_files([str(tmp_path)]) for d in r.diagnostics if d.is_error]
+    assert served == checked and [d.code for d in served] == ["E802"]
+
+
+# ---------------------------------------------------------------- impossible logic and clearer messages
+
+
+def messages(source: str, path: str = "x.survey") -> list[tuple[str, int, int, str, str]]:
+    try:
+        found = check_source(source, path).diagnostics
+    except FlowError as err:  # pragma: no cover - check_source never raises
+        found = err.diagnostics
+    return [(d.code, d.line, d.col, d.message, d.hint) for d in found]
+
+
+CHOICE = 'survey x\nask wrong choice "What went wrong? Text STOP to opt out."\n    1 "Delivery"\n    2 "Other"\n'
+
+
+def test_a_misspelt_label_gets_did_you_mean():
+    (found,) = messages(CHOICE + 'ask more text "More?" if wrong == "Othre"\n')
+    assert found == ("E027", 5, 35, "question 'wrong' has no choice 'Othre'",
+                     "did you mean 'Other'? its choices are 1 Delivery, 2 Other")
+
+
+def test_labels_match_as_expressions_do_and_empty_text_means_answered():
+    source = CHOICE + 'ask more text "More?" if wrong in ["other", 1] or wrong != ""\n'
+    assert messages(source) == []
+
+
+def test_nps_compared_outside_its_range_or_with_text():
+    base = 'survey x\nask n nps "Reply 0-10. Text STOP to opt out."\n'
+    found = messages(base + 'ask a text "?" if n > 11 or n == "ten"\nask b text "?" if n < 11 and n != -1\n')
+    assert [(c, line, col) for c, line, col, _, _ in found] == [("E028", 3, 23), ("E028", 3, 34)]
+    assert found[1][4] == "an NPS answer is a whole number from 0 to 10: compare with one, e.g. n >= 9"
+
+
+FOUR = """\
+survey four
+ask n nps "Reply 0-10. Text STOP to opt out."
+ask low text "Why so low?" if n <= 6
+ask mid text "What would make it a 10?" if n in [7, 8]
+ask high text "Would you review us?" if n >= 9
+ask last text "Anything else?"
+"""
+
+
+def test_too_many_questions_counts_what_one_respondent_is_asked(tmp_path, capsys):
+    assert [c for c, *_ in messages(FOUR)] == []  # 5 questions, at most 3 on any path
+    path = tmp_path / "four.survey"
+    path.write_text(FOUR.replace(' if n in [7, 8]', ''), encoding="utf-8")
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "6:5: warning[W006]: a respondent can be asked 4 questions (of 5)" in out
+    assert ": 5 questions (at most 4 on one path), 3 paths, 4-5 SMS segments" in out
+
+
+def test_a_contradiction_is_reported_where_it_is_written():
+    source = ('survey x\nask n nps "Reply 0-10. Text STOP to opt out."\ngoto done if n <= 8\n'
+              'ask review text "Review us?"\nask why text "Why so low?" if n <= 6\nend done\n')
+    assert messages(source) == [
+        ("W005", 5, 1, "question 'why' can never be asked: its show_if is never true here",
+         "no answers that lead here satisfy it: fix the condition, or remove the question"),
+        ("W009", 5, 31, "the show_if of question 'why' can never be true on any path that reaches it",
+         "on every path that reaches it n is 9-10: check the comparison, or the conditions before it")]
+
+
+def test_a_message_over_1600_characters_is_an_error():
+    source = f'survey x\nask a text "Hi. Text STOP to opt out."\nend done "{"x" * 1601}"\n'
+    assert [(c, line, col) for c, line, col, _, _ in messages(source)] == [("E029", 3, 10)]
+    assert [c for c, *_ in messages(source.replace("x" * 1601, "x" * 1600))] == ["W003"]
+
+
+CLEARER = [
+    # (source, code, line, col, words of the message, words of the hint)
+    ('survey x\nask a nps "0-10"\nask b text "?" if a = 3\n', "E001", 3, 21, "'=' is not a comparison", "=="),
+    ('survey x\nset s = big spender\n', "E001", 2, 13, "in the value of a set", 'set s = "big spender"'),
+    ('survey x\nask a text "Hello\n', "E001", 2, 18, "unterminated string", "column 12"),
+    ('survey x\nask a text “Hello”\n', "E001", 2, 12, "curly quote", "straight quotes"),
+    ("survey: x\nflow:\n  - ask: a\n    type: text\n    prompt: Hi\n    show_if: a == “x”\n", "E021", 6, 19,
+     "curly quote", "straight quotes"),
+    ("survey: x\nflow:\n\t- ask: a\n", "E001", 3, 1, "a tab", "use spaces"),
+    ("survey: x\nflow:\n  - ask: a\n    type: text\n    prompt: Reply #1 or #2. Text STOP to opt out.\n", "W010",
+     5, 19, "'#' starts a YAML comment", '"Reply #1 or #2. Text STOP to opt out."'),
+    ('survey x\nask a nps "0-10. Text STOP to opt out."\nset s = promoter\n', "E012", 3, 9, "unknown name", 'quote it: "promoter"'),
+]
+
+
+@pytest.mark.parametrize(("source", "code", "line", "col", "message", "hint"), CLEARER, ids=[c[4] for c in CLEARER])
+def test_mistakes_get_messages_that_name_them(source, code, line, col, message, hint):
+    path = "x.yaml" if source.startswith("survey:") else "x.survey"
+    found = [f for f in messages(source, path) if f[0] == code]
+    assert found and found[0][1:3] == (line, col) and message in found[0][3] and hint in found[0][4], found
+
+
+def test_several_syntax_errors_in_the_text_form_are_reported_together():
+    source = ('survey x\nask a nps "Reply 0-10. Text STOP to opt out."\nask b text "?" if a = 3\n'
+              'ask c choice "?" if a >=\n    1 "One"\n    2 "Two"\nset d = big spender\nask e text "fine"\n'
+              'ask f text "Hello\n')
+    assert [(c, line) for c, line, *_ in messages(source)] == [("E001", 3), ("E001", 4), ("E001", 7), ("E001", 9)]
+    # an error in the first line stops there: nothing after it can be read as this survey
+    assert len(messages("survey\nask a text = 3\n")) == 1

@@ -398,3 +398,26 @@ def test_one_example_uses_every_construct():
     }
     assert expected - _constructs(survey) == set()
     assert sum(isinstance(e, ast.End) for e in survey.elements) >= 3
+
+
+WRITTEN_DURATIONS = [
+    ("yaml", 'survey: x\nexpires_after: 24h\nremind_after: "120 m"\nflow:\n  - ask: a\n    type: text\n    prompt: Hi\n',
+     ["expires_after: 24h", "remind_after: 120 m"], ["expires after 24h", "remind after 120 m"]),
+    ("survey", 'survey x\nexpires after 24h\nremind after 7200s "Still there?"\nask a text "Hi"\n',
+     ["expires_after: 24h", "remind_after: 7200s"], ["expires after 24h", 'remind after 7200s "Still there?"']),
+]
+
+
+@pytest.mark.parametrize(("suffix", "source", "in_yaml", "in_text"), WRITTEN_DURATIONS, ids=["yaml", "text"])
+def test_conversion_keeps_durations_as_written(tmp_path, capsys, suffix, source, in_yaml, in_text):
+    path = tmp_path / f"x.{suffix}"
+    path.write_text(source, encoding="utf-8")
+    assert main(["convert", str(path), "--to", "yaml"]) == 0
+    as_yaml = capsys.readouterr().out
+    assert all(line in as_yaml.splitlines() for line in in_yaml), as_yaml
+    assert main(["convert", str(path), "--to", "text"]) == 0
+    as_text = capsys.readouterr().out
+    assert all(line in as_text.splitlines() for line in in_text), as_text
+    survey = parse_source(source, path.name)
+    assert parse_source(as_yaml, "y.yaml") == survey == parse_source(as_text, "y.survey")
+    assert "expires_after: 1d" in to_yaml(survey)  # without the source: the shortest spelling

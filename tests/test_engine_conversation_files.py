@@ -142,3 +142,50 @@ def test_the_whatsapp_window_in_a_test_file_fails_where_it_should(tmp_path, text
     failures = [f for f in run_file(path) if "untaken" not in f]
     assert failures and failures[0].strip().startswith(where)
     assert "actual:   " + actual in failures[0]
+
+
+DETRACTOR = """\
+flow: ../flows/good/conv_store.yaml
+contact: {FirstName: Ana}
+steps:
+  - expect_match: "Reply 0-10"
+  - send: "4"
+  - expect_match: "main reason"
+  - send: "Queues"
+  - expect_match: "shop for today"
+  - send: "2"
+  - expect_match: "Thanks, Ana"
+result:
+"""
+UNKNOWN_IDS = [
+    ("  answers: {nsp: null}\n", ":12: 'answers' names 'nsp', which is not a question of the flow",
+     "its questions are recommend, reason, visit"),
+    ("  answers:\n    recommend: 4\n    visti: Clothing\n", ":14: 'answers' names 'visti'", "did you mean 'visit'?"),
+    ("  not_shown: [reason, resaon]\n", ":12: 'not_shown' names 'resaon'", "did you mean 'reason'?"),
+]
+
+
+@pytest.mark.parametrize(("result", "message", "hint"), UNKNOWN_IDS, ids=[u[0].strip() for u in UNKNOWN_IDS])
+def test_an_unknown_question_id_in_result_is_an_error(tmp_path, capsys, result, message, hint):
+    folder = tmp_path / "conversations"
+    folder.mkdir()
+    (tmp_path / "flows").symlink_to(HERE / "flows")
+    path = folder / "unknown.yaml"
+    path.write_text(DETRACTOR + result)
+    assert run_tests([str(path)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"ERROR {path}{message}") and hint in out
+
+
+NUMBERS = [("recommend: 4.0", True), ('recommend: "4"', True), ("recommend: 04", True), ("recommend: 5", False),
+           ("recommend: four", False), ("visit: 2", True), ("visit: Clothing", True), ("visit: 2.0", True), ("visit: clothing", False)]
+
+
+@pytest.mark.parametrize(("answer", "passes"), NUMBERS, ids=[n[0] for n in NUMBERS])
+def test_numbers_in_result_compare_as_numbers(tmp_path, answer, passes):
+    folder = tmp_path / "conversations"
+    folder.mkdir()
+    (tmp_path / "flows").symlink_to(HERE / "flows")
+    path = folder / "numbers.yaml"
+    path.write_text(DETRACTOR + f"  answers: {{{answer}}}\n")
+    assert (run_file(path) == []) == passes

@@ -27,15 +27,14 @@ from pathlib import Path
 
 from dsl import diagnostics
 from dsl.errors import Diagnostic, FlowError
-from dsl.load import form_of, read_source
+from dsl.folder import access_key, clashes, flow_files
+from dsl.load import read_source
 from engine.flow import Flow, flow_from_source, load_flow
 from engine.redis.store import RESPONDENT_MARGIN, Store
 
 log = logging.getLogger("canvass.registry")
 
 PINNED_CACHE = 256  # compiled versions kept besides the live ones
-DUPLICATE_SURVEY = diagnostics.DUPLICATE_SURVEY.code
-DUPLICATE_ACCESS_CODE = diagnostics.DUPLICATE_ACCESS_CODE.code
 NO_FLOWS = diagnostics.NO_FLOWS.code
 MISSING_SOURCE = diagnostics.MISSING_SOURCE.code
 OTHER_VERSION = diagnostics.OTHER_VERSION.code
@@ -74,10 +73,6 @@ def codes_of(flows: Mapping[str, Flow]) -> dict[str, Flow]:
     return {access_key(flow.survey.access_code): flow for flow in flows.values() if flow.survey.access_code}
 
 
-def access_key(code: str) -> str:
-    return code.strip().casefold()
-
-
 def source_ttl(flow: Flow) -> int:
     """How long a version's stored source must outlive a session started on it now."""
     return int(flow.survey.expires_after) + RESPONDENT_MARGIN
@@ -87,7 +82,7 @@ def compile_dir(flows_dir: Path) -> tuple[LiveSet, list[Diagnostic], list[str]]:
     """Every flow file in `flows_dir` compiled, or the diagnostics (and rendered report lines).
 
     The same survey may be written in both forms (x.yaml and x.survey); that is fine as
-    long as both compile to the same version.
+    long as both say the same. The clashes between flows are dsl.folder's, as `canvass check DIR` sees them.
     """
     diagnostics: list[Diagnostic] = []
     rendered: list[str] = []
@@ -103,33 +98,21 @@ def compile_dir(flows_dir: Path) -> tuple[LiveSet, list[Diagnostic], list[str]]:
     if not flows_dir.is_dir():
         found = [Diagnostic(str(flows_dir), 0, 0, NO_FLOWS, "the flows directory does not exist")]
         return LiveSet(), found, [d.render() for d in found]
-    flows: dict[str, Flow] = {}
-    paths: dict[str, str] = {}
-    codes: dict[str, Flow] = {}
-    for path in sorted(p for p in flows_dir.iterdir() if p.is_file() and form_of(p)):
+    compiled: list[tuple[str, Flow]] = []
+    for path in flow_files(flows_dir):
         try:
-            flow = load_flow(path)
+            compiled.append((str(path), load_flow(path)))
         except FlowError as err:
             fail(err.diagnostics, path)
-            continue
-        survey = flow.survey
-        other = flows.get(flow.id)
-        if other is not None and other.version != flow.version:
-            fail([Diagnostic(str(path), survey.line or 1, survey.col or 1, DUPLICATE_SURVEY,
-                             f"survey '{flow.id}' is also defined, differently, in {paths[flow.id]}",
-                             "give each survey its own id, or make both forms say the same")], path)
-            continue
-        if survey.access_code:
-            taken = codes.get(access_key(survey.access_code))
-            if taken is not None and taken.id != flow.id:
-                line, col = survey.spans.get("access_code", (survey.line or 1, survey.col or 1))
-                fail([Diagnostic(str(path), line, col, DUPLICATE_ACCESS_CODE,
-                                 f"access code '{survey.access_code}' is already used by survey '{taken.id}'",
-                                 "every survey needs its own access code")], path)
-                continue
-            codes[access_key(survey.access_code)] = flow
-        if other is None:
-            flows[flow.id], paths[flow.id] = flow, str(path)
+    found, refused = clashes([(path, flow.survey) for path, flow in compiled])
+    for diagnostic in found:
+        fail([diagnostic], Path(diagnostic.path))
+    flows: dict[str, Flow] = {}
+    paths: dict[str, str] = {}
+    for path, flow in compiled:
+        if path not in refused and flow.id not in flows:
+            flows[flow.id], paths[flow.id] = flow, path
+    codes = codes_of(flows)
     if not flows and not diagnostics:
         found = [Diagnostic(str(flows_dir), 0, 0, NO_FLOWS, "the flows directory has no flow files",
                             "flows are *.yaml, *.yml or *.survey files")]

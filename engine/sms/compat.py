@@ -11,13 +11,16 @@ import re
 import sys
 import unicodedata
 from dataclasses import dataclass
+from pathlib import Path
 
 from dsl import ast
 from dsl import diagnostics as codes
 from dsl.check import check_survey
 from dsl.diagnostics import Diagnostic, Reporter, in_order, unreadable
 from dsl.errors import FlowError
+from dsl.feasible import Feasible
 from dsl.flowgraph import Paths
+from dsl.folder import clashes, flow_files
 from dsl.load import parse_source, read_source
 from dsl.pipe import PIPE
 from dsl.positions import SourceMap, Text, span, texts
@@ -28,7 +31,8 @@ from engine.sms.phones import InvalidNumber, to_e164
 from engine.sms.segments import count, ucs2_culprits
 
 MAX_QUESTIONS = 3
-MAX_PIPE_LENGTH = 1600  # Twilio's limit on a message body; more cannot be one piped value
+MAX_BODY = 1600  # Twilio's limit on a message body, in characters
+MAX_PIPE_LENGTH = MAX_BODY  # more cannot be one piped value
 # Twilio's opt-out keywords; END only in capitals, as the plain word is common in a message.
 _OPT_OUT = re.compile(r"\b(?:stop|stopall|unsubscribe|cancel|quit|revoke|opt[- ]?out)\b|\$\{l://OptOutURL\}",
                       re.IGNORECASE)
@@ -67,13 +71,31 @@ def segments(text: str, pipe_length: int) -> int:
 # ---------------------------------------------------------------- diagnostics
 
 
+def costed(survey: ast.Survey, assume_pipe_length: int = 10, paths: Paths | None = None) -> Feasible:
+    """The paths a respondent can really take, each message costed in SMS segments."""
+    elements = survey.elements
+
+    def cost(index: int) -> int:
+        if index == len(elements):
+            return segments(end_message(survey, None), assume_pipe_length)
+        element = elements[index]
+        if isinstance(element, ast.End):
+            return segments(end_message(survey, element), assume_pipe_length)
+        if isinstance(element, ast.Ask):
+            return segments(render_prompt(element), assume_pipe_length)
+        return 0
+
+    return Feasible(survey, (paths or Paths(survey)).succ, cost)
+
+
 class _Compat(Reporter):
-    def __init__(self, survey: ast.Survey, source: str | None, pipe_length: int, paths: Paths):
+    def __init__(self, survey: ast.Survey, source: str | None, pipe_length: int, paths: Paths, feasible: Feasible):
         super().__init__(survey.path)
         self.survey = survey
         self.map = SourceMap(source, survey)
         self.pipe_length = pipe_length
         self.paths = paths
+        self.feasible = feasible
 
     def run(self) -> list[Diagnostic]:
         self.sender()
@@ -82,15 +104,24 @@ class _Compat(Reporter):
         for ask in questions:
             if ask.type == "nps" and not _NPS_SCALE.search(ask.prompt):
                 self.report(codes.NPS_SCALE, span(ask, "prompt"), f"the NPS prompt of question '{ask.id}' does not state the 0-10 scale")
-        if len(questions) > MAX_QUESTIONS:
-            fourth = questions[MAX_QUESTIONS]
-            self.report(codes.TOO_MANY_QUESTIONS, span(fourth, "ask", "id"),
-                        f"the survey has {len(questions)} questions; SMS surveys work best with two or three",
-                        length=len(fourth.id))
+        self.too_many_questions()
         for text in texts(self.survey):
             self.encoding(text)
         self.lengths()
         return self.diagnostics
+
+    def too_many_questions(self) -> None:
+        """TOO_MANY_QUESTIONS at the first question that can be the fourth a respondent is asked."""
+        most = self.feasible.most_asked
+        if most <= MAX_QUESTIONS:
+            return
+        index = next(i for i, asked in enumerate(self.feasible.most_asked_at) if asked > MAX_QUESTIONS)
+        ask = self.survey.elements[index]
+        total = len(self.survey.questions)
+        of = "" if total == most else f" (of {total})"
+        self.report(codes.TOO_MANY_QUESTIONS, span(ask, "ask", "id"),
+                    f"a respondent can be asked {most} questions{of}; SMS surveys work best with two or three",
+                    length=len(ask.id))
 
     def sender(self) -> None:
         sender = self.survey.sender
@@ -162,10 +193,16 @@ class _Compat(Reporter):
                 self.segments(text.value, text.at, text.where)
 
     def segments(self, value: str, at, where: str) -> None:
-        result = count(assume_pipes(value, self.pipe_length))
+        """TOO_LONG past Twilio's limit on a message body, else SEGMENTS past one segment."""
+        sent = assume_pipes(value, self.pipe_length)
+        piped = f", piped text counted as {self.pipe_length} characters" if PIPE.search(value) else ""
+        if len(sent) > MAX_BODY:
+            self.report(codes.TOO_LONG, at, f"{where} is {len(sent)} characters{piped}; Twilio sends at most "
+                        f"{MAX_BODY:,}")
+            return
+        result = count(sent)
         if result.segments > 1:
             limit = 160 if result.encoding == "GSM-7" else 70
-            piped = f", piped text counted as {self.pipe_length} characters" if PIPE.search(value) else ""
             self.report(codes.SEGMENTS, at, f"{where} needs {result.segments} SMS segments "
                         f"({result.encoding}, {result.units} characters{piped})", limit=limit)
 
@@ -183,46 +220,30 @@ def _is_phone(text: str) -> bool:
 
 
 def compat_diagnostics(survey: ast.Survey, source: str | None = None, assume_pipe_length: int = 10,
-                       paths: Paths | None = None) -> list[Diagnostic]:
+                       paths: Paths | None = None, feasible: Feasible | None = None) -> list[Diagnostic]:
     """The SMS/WhatsApp diagnostics for a survey, sorted by position."""
-    return in_order(_Compat(survey, source, assume_pipe_length, paths or Paths(survey)).run())
+    paths = paths or Paths(survey)
+    feasible = feasible or costed(survey, assume_pipe_length, paths)
+    return in_order(_Compat(survey, source, assume_pipe_length, paths, feasible).run())
 
 
 # ---------------------------------------------------------------- cost
 
 
-def summary(survey: ast.Survey, assume_pipe_length: int = 10, paths: Paths | None = None) -> dict:
-    """Questions, distinct paths, and the fewest and most SMS segments over a complete response.
+def summary(survey: ast.Survey, assume_pipe_length: int = 10, paths: Paths | None = None,
+            feasible: Feasible | None = None) -> dict:
+    """Questions, the paths a respondent can take, and the fewest and most SMS segments over a
+    complete response.
 
-    A path is a run from the start to an end: every show_if shown or skipped and every
-    conditional goto taken or not, conditions counted as independent. The graph is acyclic,
-    so a backward pass counts paths and segment totals exactly without enumerating them.
+    A path is one way through the survey from its first message to an end: which questions are
+    shown or skipped and which gotos are taken. Only paths some answers can make happen count: a
+    follow-up shown when recommend <= 6 and another when recommend >= 9 make three paths (one, the
+    other, neither), not four. Paths are counted without being enumerated (dsl/feasible.py).
     """
-    elements = survey.elements
-    succ = (paths or Paths(survey)).succ
-    n = len(elements)
-    fall_off = segments(end_message(survey, None), assume_pipe_length)
-    paths, fewest, most = [0] * (n + 1), [0] * (n + 1), [0] * (n + 1)
-    paths[n], fewest[n], most[n] = 1, fall_off, fall_off
-    for i in range(n - 1, -1, -1):
-        element = elements[i]
-        if isinstance(element, ast.End):
-            cost = segments(end_message(survey, element), assume_pipe_length)
-            paths[i], fewest[i], most[i] = 1, cost, cost
-            continue
-        nexts = succ[i]
-        paths[i] = sum(paths[j] for j in nexts)
-        fewest[i] = min(fewest[j] for j in nexts)
-        most[i] = max(most[j] for j in nexts)
-        if isinstance(element, ast.Ask):
-            cost = segments(render_prompt(element), assume_pipe_length)
-            most[i] += cost
-            if element.show_if is None:
-                fewest[i] += cost
-            else:
-                paths[i] *= 2  # shown or skipped
-    return {"questions": len(survey.questions), "paths": paths[0], "min_segments": fewest[0],
-            "max_segments": most[0], "assumed_pipe_length": assume_pipe_length}
+    feasible = feasible or costed(survey, assume_pipe_length, paths)
+    return {"questions": len(survey.questions), "most_questions": feasible.most_asked, "paths": feasible.paths,
+            "min_segments": feasible.low or 0, "max_segments": feasible.high or 0,
+            "assumed_pipe_length": assume_pipe_length}
 
 
 # ---------------------------------------------------------------- the command
@@ -234,6 +255,7 @@ class FileReport:
     diagnostics: list[Diagnostic]
     summary: dict | None  # None when the file could not be parsed
     source: str | None = None
+    survey: ast.Survey | None = None
 
     @property
     def errors(self) -> int:
@@ -256,9 +278,10 @@ def check_source(source: str, path: str, assume_pipe_length: int = 10) -> FileRe
     try:
         survey = parse_source(source, path)
         paths = Paths(survey)
+        feasible = costed(survey, assume_pipe_length, paths)
         diagnostics = (check_survey(survey, source, paths)
-                       + compat_diagnostics(survey, source, assume_pipe_length, paths))
-        result = summary(survey, assume_pipe_length, paths)
+                       + compat_diagnostics(survey, source, assume_pipe_length, paths, feasible))
+        result = summary(survey, assume_pipe_length, paths, feasible)
     except FlowError as err:
         return FileReport(path, _sorted(err.diagnostics), None, source)
     except RecursionError:
@@ -267,7 +290,7 @@ def check_source(source: str, path: str, assume_pipe_length: int = 10) -> FileRe
     except Exception as err:  # a bug must still not cost the author a traceback
         return FileReport(path, [codes.INTERNAL.diagnostic(
             path, (0, 0), f"internal error while checking: {type(err).__name__}: {err}")], None, source)
-    return FileReport(path, _sorted(diagnostics), result, source)
+    return FileReport(path, _sorted(diagnostics), result, source, survey)
 
 
 def check_file(path: str, assume_pipe_length: int = 10) -> FileReport:
@@ -276,6 +299,27 @@ def check_file(path: str, assume_pipe_length: int = 10) -> FileReport:
     except FlowError as err:
         return FileReport(path, _sorted(err.diagnostics), None)
     return check_source(source, path, assume_pipe_length)
+
+
+def check_files(names: list[str], assume_pipe_length: int = 10) -> list[FileReport]:
+    """Each file checked alone (a folder: the flow files in it), then the files together as the
+    server would load them: two flows with one survey id, two surveys with one access code."""
+    reports = []
+    for name in names:
+        if not Path(name).is_dir():
+            reports.append(check_file(name, assume_pipe_length))
+        elif found := flow_files(name):
+            reports += [check_file(str(path), assume_pipe_length) for path in found]
+        else:
+            reports.append(FileReport(name, [codes.UNREADABLE.diagnostic(
+                name, (0, 0), "the folder has no flow files", "flows are *.yaml, *.yml or *.survey files")], None))
+    loadable = [(r.path, r.survey) for r in reports if r.survey is not None and not r.errors]
+    found, _ = clashes(loadable)
+    for report in reports:
+        mine = [d for d in found if d.path == report.path]
+        if mine:
+            report.diagnostics = _sorted(report.diagnostics + mine)
+    return reports
 
 
 def _sorted(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
@@ -293,18 +337,19 @@ def summary_line(report: FileReport) -> str:
         return f"{report.path}: {tally}"
     low, high = s["min_segments"], s["max_segments"]
     cost = f"{low}" if low == high else f"{low}-{high}"
-    return (f"{report.path}: {_plural(s['questions'], 'question')}, {_plural(s['paths'], 'path')}, "
+    most = "" if s["most_questions"] == s["questions"] else f" (at most {s['most_questions']} on one path)"
+    return (f"{report.path}: {_plural(s['questions'], 'question')}{most}, {_plural(s['paths'], 'path')}, "
             f"{cost} SMS segment{'' if high == 1 else 's'} per complete response "
             f"(piped text counted as {s['assumed_pipe_length']} characters); {tally}")
 
 
 def run_check(files: list[str], as_json: bool = False, assume_pipe_length: int = 10) -> int:
-    """`canvass check [--json] [--pipe-length N] FILE...`: 0 clean or warnings only, 1 errors,
+    """`canvass check [--json] [--pipe-length N] FILE|DIR...`: 0 clean or warnings only, 1 errors,
     2 a usage error or an unreadable file."""
     if not 0 <= assume_pipe_length <= MAX_PIPE_LENGTH:
         print(f"canvass check: --pipe-length must be from 0 to {MAX_PIPE_LENGTH}", file=sys.stderr)
         return 2
-    reports = [check_file(path, assume_pipe_length) for path in files]
+    reports = check_files(files, assume_pipe_length)
     if as_json:
         print(json.dumps({"files": [r.to_json() for r in reports],
                           "errors": sum(r.errors for r in reports),

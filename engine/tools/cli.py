@@ -75,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="canvass", description="Surveys as conversations over SMS and WhatsApp.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("check", help="check flow files and report SMS compatibility and cost")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p = sub.add_parser("check", help="check flow files (or folders of them, as the server loads them) and "
+                       "report SMS compatibility and cost")
+    p.add_argument("files", nargs="+", metavar="FILE|DIR")
     p.add_argument("--json", action="store_true", help="print diagnostics and summaries as JSON")
     p.add_argument("--pipe-length", type=int, default=10, metavar="N",
                    help="assumed length of piped text when counting segments (default 10)")

@@ -23,7 +23,9 @@ A test file (YAML):
     result:              # checked against the last session (optional)
       status: expired    # open while it is still open; none if no session ever started
       answers: {recommend: 4, reason: null}   # listed ones only; null = not answered;
-                         # a choice matches its label (or its code), NPS and text their text
+                         # a choice matches its label (or its code), NPS and text their text,
+                         # numbers as numbers (4, "4" and 4.0 alike); an id that is not a
+                         # question of the flow is an error
       fields: {segment: other}                 # embedded data / contact fields
       not_shown: [reason]
 
@@ -44,7 +46,8 @@ from pathlib import Path
 import yaml
 
 from dsl.durations import parse_duration
-from dsl.errors import FlowError
+from dsl.errors import FlowError, suggest
+from dsl.expr import number
 from dsl.load import read_source
 from engine.conversation import NotStartable
 from engine.flow import Flow, load_flow
@@ -326,10 +329,31 @@ def _matches(actual, node: yaml.ScalarNode) -> bool:
     if actual is None:
         return False
     if isinstance(actual, dict):  # a choice: by label, or by code
-        return expected in (actual["label"], actual["code"])
+        return expected == actual["label"] or _same(actual["code"], expected)
     if isinstance(actual, bool):
         return expected.lower() == ("true" if actual else "false")
+    return _same(actual, expected)
+
+
+def _same(actual, expected: str) -> bool:
+    """Numbers compare as numbers (4, "4", 4.0 and 04 are one answer); anything else as text."""
+    a, b = number(actual), number(expected)
+    if a is not None and b is not None:
+        return a == b
     return str(actual) == expected
+
+
+def _check_ids(script: Script, flow: Flow) -> None:
+    """ScriptError when `result` names a question the flow does not have: it could never match."""
+    questions = [ask.id for ask in flow.survey.questions]
+    named = [("answers", name, _line(node)) for name, node in script.expected_answers]
+    if script.expected_not_shown is not None:
+        ids, line = script.expected_not_shown
+        named += [("not_shown", name, line) for name in ids]
+    for where, name, line in named:
+        if name not in questions:
+            hint = suggest(name, questions) or f"its questions are {', '.join(questions)}"
+            raise ScriptError(f"'{where}' names '{name}', which is not a question of the flow: {hint}", line)
 
 
 def run_file(path: Path, verbose: bool = False, out=print) -> list[str]:
@@ -345,6 +369,7 @@ def run_file(path: Path, verbose: bool = False, out=print) -> list[str]:
         details = "\n".join(d.render(source) for d in err.diagnostics)
         raise ScriptError(f"the flow '{script.flow_as_written}' does not load:\n{details}",
                           script.flow_line) from None
+    _check_ids(script, flow)
     run = Run(script, flow, out if verbose else lambda line: None)
     if script.start == "invite":
         run.invite()
