@@ -115,6 +115,12 @@ BAD_ID = _code("E025", "an id that cannot be named: survey ids take letters, dig
                "and set names letters, digits and `_` (not a word of the expression language); end ids also `-`")
 CONTROL_CHARACTER = _code("E026", "a control character, or another character XML cannot carry, in a text",
                           "delete it: a text message cannot carry it, and most editors do not show it")
+MISSING_TRANSLATION = _code("E040", "a text missing in one of the survey's languages",
+                            "give it in every language the survey declares: {{en: ..., es: ...}} in YAML, "
+                            "an indented `es: \"...\"` line in the text form")
+CHOICES_DIFFER = _code("E041", "a choice list whose codes differ between languages")
+UNKNOWN_LANGUAGE = _code("E042", "a text in a language the survey does not declare, or a `languages` or "
+                         "`language_field` setting that is not right (codes like en, es, pt-BR, each once)")
 DUPLICATE_SURVEY = _code("E801", "two different flows with one survey id (the same survey in both forms is fine)")
 DUPLICATE_ACCESS_CODE = _code("E802", "two surveys with one access code")
 NO_FLOWS = _code("E803", "no flows to load")
@@ -139,6 +145,13 @@ FIELDS_ON_ACCESS_CODE = _code("W008", "contact fields piped in a survey that can
                               "(respondents who text in have none)",
                               "they text in unknown to Canvass: word the texts so they read well without them, "
                               "or start those respondents by invitation")
+AMBIGUOUS_ANSWER = _code("W020", "a label or synonym that two choices of a question share in one language "
+                         "(a reply of it is refused as ambiguous)",
+                         "give each choice words of its own")
+NO_BUILTIN_TEXTS = _code("W021", "a language Canvass ships no built-in texts for (help, not-in-survey, "
+                         "invalid-answer messages go in English unless `texts` gives them)",
+                         "give them under texts: (help, not_in_survey, invalid_choice...), or use one of "
+                         "{languages}")
 
 
 def severity_of(code: str) -> str:
