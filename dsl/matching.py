@@ -11,6 +11,11 @@ import unicodedata
 _AROUND = string.whitespace + string.punctuation + "¡¿«»“”‘’…"
 
 
+def trim(text: str) -> str:
+    """The words of a reply as written, without the spacing and punctuation around them."""
+    return " ".join(text.strip(_AROUND).split())
+
+
 def fold(text: str) -> str:
     """The form two replies share when they count as the same answer."""
     text = " ".join(text.strip(_AROUND).split()).casefold()

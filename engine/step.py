@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from dsl.matching import trim
 from engine.events import (
     AnswerRecorded,
     Event,
@@ -168,7 +169,7 @@ def _ambiguous(flow: Flow, language: str, reply: Ambiguous, inbound: str) -> str
     """The explanation for a reply that names two choices: which ones, and how to pick one."""
     texts = flow.language(language).texts
     choices = ", ".join(f"{code} ({label})" for code, label in reply.choices)
-    return outgoing(fill(texts["ambiguous"], reply=sendable(" ".join(inbound.split())), choices=choices))
+    return outgoing(fill(texts["ambiguous"], reply=sendable(trim(inbound)), choices=choices))
 
 
 def ask_again(flow: Flow, session: Session, inbound: str, now: float) -> Step:

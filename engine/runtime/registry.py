@@ -28,7 +28,7 @@ from pathlib import Path
 from dsl import diagnostics
 from dsl.errors import Diagnostic, FlowError
 from dsl.load import form_of, read_source
-from engine.flow import Flow, flow_from_source, load_flow
+from engine.flow import Flow, access_key, flow_from_source, load_flow
 from engine.redis.store import RESPONDENT_MARGIN, Store
 
 log = logging.getLogger("canvass.registry")
@@ -71,11 +71,8 @@ def worker_id() -> str:
 
 
 def codes_of(flows: Mapping[str, Flow]) -> dict[str, Flow]:
-    return {access_key(flow.survey.access_code): flow for flow in flows.values() if flow.survey.access_code}
-
-
-def access_key(code: str) -> str:
-    return code.strip().casefold()
+    """Every access code of every flow (one per language it speaks, at most)."""
+    return {code: flow for flow in flows.values() for code in flow.access_codes}
 
 
 def source_ttl(flow: Flow) -> int:
@@ -120,14 +117,15 @@ def compile_dir(flows_dir: Path) -> tuple[LiveSet, list[Diagnostic], list[str]]:
                              "give each survey its own id, or make both forms say the same")], path)
             continue
         if survey.access_code:
-            taken = codes.get(access_key(survey.access_code))
-            if taken is not None and taken.id != flow.id:
+            taken = next((codes[code] for code in flow.access_codes
+                          if code in codes and codes[code].id != flow.id), None)
+            if taken is not None:
                 line, col = survey.spans.get("access_code", (survey.line or 1, survey.col or 1))
                 fail([Diagnostic(str(path), line, col, DUPLICATE_ACCESS_CODE,
                                  f"access code '{survey.access_code}' is already used by survey '{taken.id}'",
                                  "every survey needs its own access code")], path)
                 continue
-            codes[access_key(survey.access_code)] = flow
+            codes.update(dict.fromkeys(flow.access_codes, flow))
         if other is None:
             flows[flow.id], paths[flow.id] = flow, str(path)
     if not flows and not diagnostics:
