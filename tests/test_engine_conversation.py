@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dsl.load import parse_source
 from engine import conversation as conv
 from engine.events import Help, NotInSurvey, OptedOut, SessionClosed
-from dsl.load import parse_source
 from engine.flow import compile_flow, load_flow
 from engine.sms.keywords import HELP, OPT_IN, OPT_OUT, Keyword, keyword
 from engine.tools.memory_store import MemoryStore
