@@ -32,9 +32,9 @@ def typed_answers(session: Session, flow: Flow | None) -> dict[str, object]:
     return out
 
 
-def language_of(session: Session, flow: Flow | None) -> str | None:
-    """The language the session spoke (None: its survey's default, and the flow is gone)."""
-    return session.language or (flow.default_language if flow is not None else None)
+def language_of(session: Session, flow: Flow | None) -> str:
+    """The language the session spoke ("": its survey's default, and the flow is gone)."""
+    return session.language or (flow.default_language if flow is not None else "")
 
 
 def response_record(session: Session, flow: Flow | None) -> dict:
