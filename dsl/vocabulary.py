@@ -39,6 +39,7 @@ DEFAULT_END_MESSAGE = "Thank you for your time. Your response has been recorded.
 DEFAULT_MAX_LENGTH = 1600  # characters of a text answer
 DEFAULT_ON_INVALID = "skip"
 DEFAULT_LANGUAGE = "en"  # a survey that declares no languages speaks English
+DEFAULT_LANGUAGE_FIELD = "Language"  # the contact field naming the language when language_field is not set
 
 # ---------------------------------------------------------------- languages
 

@@ -25,7 +25,8 @@ from dsl.check import check_survey
 from dsl.errors import FlowError
 from dsl.expr import ChoiceValue, Getter, compile_expr, truthy
 from dsl.load import form_of, load_file, parse_source
-from dsl.vocabulary import DEFAULT_ON_INVALID
+from dsl.matching import fold
+from dsl.vocabulary import DEFAULT_LANGUAGE_FIELD, DEFAULT_ON_INVALID
 from engine import texts as builtin_texts
 from engine.questions import QUESTION_TYPES, QuestionType
 from engine.questions.base import Reader
@@ -91,13 +92,17 @@ class Flow:
         return self.languages.get(code) or self.languages[self.default_language]
 
     def language_of(self, fields: dict) -> str:
-        """The language a contact's fields ask for (the survey's language_field), else the default:
-        "es", "ES", "es-MX" and " es " all pick es; pt picks pt-BR when that is the only pt."""
+        """The language a contact's fields ask for, else the default. The field is the survey's
+        language_field, else one named Language (in any case). "es", "ES", "es-MX", " es ",
+        "Spanish" and "Español" all pick es; pt picks pt-BR when that is the only pt."""
         name = self.survey.language_field
+        if name is None:
+            name = next((f for f in fields if f.casefold() == DEFAULT_LANGUAGE_FIELD.casefold()), None)
         value = fields.get(name) if name else None
         if not isinstance(value, str) or not value.strip():
             return self.default_language
-        wanted = value.strip().casefold()
+        wanted = fold(value)
+        wanted = builtin_texts.LANGUAGE_NAMES.get(wanted, wanted)
         for exact in (True, False):
             for code in self.languages:
                 mine = code.casefold()

@@ -106,6 +106,13 @@ BUILTIN: dict[str, dict[str, str]] = {
     },
 }
 
+# What a contact's language field may say besides a code: each shipped language's name, in
+# English and in itself (accents and case do not count).
+LANGUAGE_NAMES = {
+    "english": "en", "spanish": "es", "espanol": "es", "castellano": "es", "french": "fr", "francais": "fr",
+    "portuguese": "pt", "portugues": "pt", "german": "de", "deutsch": "de",
+}
+
 # Languages whose numbers are written with a decimal comma (7,5); a point is read as one too.
 DECIMAL_COMMA = frozenset({"es", "fr", "pt", "de"})
 

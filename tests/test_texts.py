@@ -90,3 +90,25 @@ def test_the_expected_message_of_every_type_exists_in_every_language():
     for language in vocabulary.BUILTIN_LANGUAGES:
         for ask in survey.questions:
             assert QUESTION_TYPES[ask.type].expected(ask, texts.builtin(language), language)
+
+
+NAMED = """\
+survey: named
+languages: [en, es, pt-BR]
+language_field: Idioma
+flow:
+  - ask: n
+    type: number
+    prompt: {en: "How many?", es: "¿Cuántos?", pt-BR: "Quantos?"}
+"""
+
+
+@pytest.mark.parametrize(("source", "fields", "language"), [
+    (NAMED, {"Idioma": "ES"}, "es"), (NAMED, {"Idioma": " es-MX "}, "es"), (NAMED, {"Idioma": "Español"}, "es"),
+    (NAMED, {"Idioma": "pt"}, "pt-BR"), (NAMED, {"Idioma": "Deutsch"}, "en"), (NAMED, {"Idioma": ""}, "en"),
+    (NAMED, {"Language": "es"}, "en"),  # the survey names another field
+    (SURVEY, {"LANGUAGE": "Deutsch"}, "de"), (SURVEY, {"Language": "pt-BR"}, "pt"), (SURVEY, {}, "en"),
+])
+def test_the_contact_field_picks_the_language(source, fields, language):
+    flow = compile_flow(parse_source(source, "x.yaml"), source, "yaml")
+    assert flow.language_of(fields) == language
