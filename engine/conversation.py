@@ -68,7 +68,7 @@ class Respondent:
     last_inbound_at: float | None = None  # for the WhatsApp 24-hour window
     last_survey: str | None = None  # whose help and not-in-survey texts apply between sessions
     told_not_in_survey_at: float | None = None  # when it last got the not-in-survey reply
-    language: str | None = None  # the language of its latest session (None: never known)
+    language: str | None = None  # its latest session's language, unless that was its survey's default
 
     def due_at(self) -> float | None:
         return self.session.due_at() if self.session is not None else None
@@ -124,10 +124,11 @@ class Respondent:
 def _defaults(session: Session | None) -> tuple:
     """What the stored record's optional items mean when left out: no session, not opted out,
     last inbound when the session last moved (none without a session), the session's survey,
-    never told it is not in a survey, no language known."""
+    never told it is not in a survey, the session's language (without one: none known, which
+    means the last survey's default)."""
     if session is None:
         return (None, 0, None, None, None, None)
-    return (None, 0, 0, session.survey, None, None)
+    return (None, 0, 0, session.survey, None, session.language or None)
 
 
 @dataclass
@@ -142,7 +143,7 @@ class Outcome:
         session = step.session
         self.replies += step.outbound
         self.events += step.events
-        language = session.language or (flow.default_language if flow is not None else self.respondent.language)
+        language = session.language or None  # None: the survey's default, which needs no storing
         if session.is_open:
             self.respondent = evolve(self.respondent, session=session, last_survey=session.survey,
                                      language=language)
