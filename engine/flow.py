@@ -196,8 +196,11 @@ class _Builder:
         message, invalid, read = {}, {}, {}
         for code, language in languages.items():
             prompt = self.text(in_language(ask, "prompt", code, default), code)
-            message[code] = (lambda values, prompt=prompt, code=code:
-                             outgoing(kind.message(ask, prompt(values), code)))
+            frame = kind.framer(ask, code)
+            if frame is None:
+                message[code] = lambda values, prompt=prompt: outgoing(prompt(values))
+            else:
+                message[code] = lambda values, prompt=prompt, frame=frame: outgoing(frame(prompt(values)))
             explanation = in_language(ask, "invalid_message", code, default)
             invalid[code] = self.text(explanation or kind.expected(ask, language.texts, code), code)
             read[code] = kind.reader(ask, code)

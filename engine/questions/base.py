@@ -34,6 +34,11 @@ class QuestionType(ABC):
         """The message that asks the question, given its rendered prompt."""
         return prompt
 
+    def framer(self, ask: ast.Ask, language: str | None = None) -> Callable[[str], str] | None:
+        """message() with all but the prompt prepared once, for the flow to call per message;
+        None when the message is the prompt as it is."""
+        return None
+
     @abstractmethod
     def reader(self, ask: ast.Ask, language: str | None = None) -> Reader:
         """A function from a reply to the answer to store, Ambiguous, or None (not a valid answer)."""

@@ -21,7 +21,11 @@ class Choice(QuestionType):
     name = "choice"
 
     def message(self, ask: ast.Ask, prompt: str, language: str | None = None) -> str:
-        return "\n".join([prompt, *(f"{c.code}. {c.text(language)}" for c in ask.choices)])
+        return self.framer(ask, language)(prompt)
+
+    def framer(self, ask: ast.Ask, language: str | None = None):
+        lines = "".join(f"\n{c.code}. {c.text(language)}" for c in ask.choices)
+        return lambda prompt: prompt + lines
 
     def reader(self, ask: ast.Ask, language: str | None = None):
         codes = {}
