@@ -112,3 +112,11 @@ flow:
 def test_the_contact_field_picks_the_language(source, fields, language):
     flow = compile_flow(parse_source(source, "x.yaml"), source, "yaml")
     assert flow.language_of(fields) == language
+
+
+def test_a_survey_in_one_language_other_than_english_speaks_it_throughout():
+    source = 'survey: solo\nlanguages: [es]\nflow:\n  - ask: n\n    type: nps\n    prompt: "¿Nos recomendaría? Responda 0-10."\n'
+    flow = compile_flow(parse_source(source, "x.yaml"), source, "yaml")
+    assert flow.questions["n"].invalid["es"](None) == "Responda con un número del 0 al 10."
+    assert flow.endings["(end)"].message["es"](None) == texts.BUILTIN["es"]["end"]
+    assert flow.language("").help(None) == texts.BUILTIN["es"]["help"]
