@@ -20,6 +20,7 @@ from dsl.errors import suggest
 from dsl.expr import COMPARISONS, ChoiceValue, equal, number
 from dsl.feasible import Feasible
 from dsl.flowgraph import KnownBefore, Paths
+from dsl.matching import fold
 from dsl.pipe import pipes
 from dsl.positions import SourceMap, Text, every_text, span, texts
 from dsl.vocabulary import (
@@ -53,7 +54,9 @@ UNSUPPORTED_TYPES = {
                     ("this is a choice question under another name", "write type: choice")),
     **dict.fromkeys(("rating", "stars", "star_rating"),
                     ("star widgets do not exist in a text message", "use nps or a choice question")),
-    **dict.fromkeys(("number", "numeric", "email", "phone", "date", "date_picker", "essay", "text_entry",
+    **dict.fromkeys(("numeric", "integer", "decimal"), ("this is a number question under another name",
+                                                        "write type: number")),
+    **dict.fromkeys(("email", "phone", "date", "date_picker", "essay", "text_entry",
                      "open_ended", "form"),
                     ("a typed answer is a text question", "write type: text")),
     **dict.fromkeys(("file_upload", "signature", "heat_map", "hot_spot", "highlight", "drill_down",
@@ -115,6 +118,7 @@ class _Checker(Reporter):
             self.characters(text)
         self.never_true()
         self.unreachable()
+        self.languages()
         return self.diagnostics
 
     # -- survey settings
@@ -535,6 +539,103 @@ class _Checker(Reporter):
             previous_reached = reached
 
 
+    # -- languages and the number type (issue 14)
+
+    def languages(self) -> None:
+        """The languages setting; every respondent text in every language and in no other; choice
+        words two choices share; the number type's options."""
+        survey = self.survey
+        declared = survey.languages
+        for n, language in enumerate(declared):
+            at = self.map.find(span(survey, "languages"), language, span=len(", ".join(declared)))
+            if not _LANGUAGE.fullmatch(language):
+                self.report(codes.UNKNOWN_LANGUAGE, at, f"'{language}' is not a language code",
+                            "write ISO 639-1 codes, optionally with a region: en, es, fr, pt-BR", len(language))
+            elif language in declared[:n]:
+                self.report(codes.UNKNOWN_LANGUAGE, at, f"language '{language}' is listed twice", length=len(language))
+            elif language.split("-")[0] not in vocabulary.BUILTIN_LANGUAGES:
+                self.report(codes.NO_BUILTIN_TEXTS, at, f"Canvass has no built-in texts in '{language}'",
+                            length=len(language), languages=", ".join(vocabulary.BUILTIN_LANGUAGES))
+        if survey.language_field is not None and len(declared) < 2:
+            self.report(codes.UNKNOWN_LANGUAGE, span(survey, "language_field"),
+                        "language_field names a field, but the survey declares fewer than two languages",
+                        "declare them: languages: [en, es] (the first is the default)")
+        for node, attr, where, at_text, required in _translatable(survey):
+            given = node.translations.get(attr, {})
+            for language, _ in given.items():
+                if language not in declared[1:]:
+                    close = suggest(language, declared)
+                    self.report(codes.UNKNOWN_LANGUAGE, node.spans.get(f"{attr}:{language}", at_text),
+                                f"{where} is given in '{language}', which the survey does not declare",
+                                close or f"add it to the survey's languages: {', '.join([*declared, language])}"
+                                if declared else "declare the languages first: languages: [en, es]", len(language))
+            base = node.texts.get(attr[6:]) if attr.startswith("texts.") else getattr(node, attr)
+            if len(declared) < 2 or attr == "access_code" or not (required or base or given):
+                continue  # an access code per language is optional: the default's starts the default language
+            missing = [lang for lang in declared[1:] if lang not in given and _LANGUAGE.fullmatch(lang)]
+            if not base and given:
+                missing.insert(0, declared[0])
+            if missing:
+                self.report(codes.MISSING_TRANSLATION, at_text,
+                            f"{where} has no text in {', '.join(repr(m) for m in missing)}")
+        for ask in self.survey.questions:
+            self.shared_choice_words(ask)
+            self.number_options(ask)
+
+    def shared_choice_words(self, ask: ast.Ask) -> None:
+        default = self.survey.default_language
+        reported = set()
+        for language in self.survey.languages or [default]:
+            seen: dict[str, tuple[ast.Choice, bool]] = {}
+            for choice in ask.choices:
+                words = {fold(w): False for w in choice.match}
+                words[fold(choice.text(language))] = language == default  # a default label: E011's
+                words.pop("", None)
+                for word, label in sorted(words.items()):
+                    other, other_label = seen.setdefault(word, (choice, label))
+                    if other is not choice and not (label and other_label) \
+                            and (word, other.code, choice.code) not in reported:
+                        reported.add((word, other.code, choice.code))
+                        self.report(codes.AMBIGUOUS_ANSWER, (choice.line, choice.col),
+                                    f"'{word}' answers both choice '{other.code}' and choice '{choice.code}' "
+                                    f"of question '{ask.id}'" + (f" in '{language}'" if label or other_label else ""))
+
+    def number_options(self, ask: ast.Ask) -> None:
+        options = TYPE_OPTIONS.get(ask.type)
+        if options is None:
+            return
+        for attr, key in (("min_value", "min"), ("max_value", "max"), ("decimal", "decimal")):
+            if getattr(ask, attr) not in (None, False) and attr not in options:
+                self.report(codes.OPTION_MISFIT, span(ask, attr, key), f"{key} applies only to number questions; "
+                            f"'{ask.id}' is {ask.type}", f"remove {key}, or make it type: number")
+        low, high = ask.min_value, ask.max_value
+        if low is not None and high is not None and low > high:
+            self.report(codes.OPTION_MISFIT, span(ask, "max_value", "max"), f"max {high} is below min {low}",
+                        "no answer could be valid: swap them")
+        if not ask.decimal and any(isinstance(v, float) and not v.is_integer() for v in (low, high)):
+            self.report(codes.OPTION_MISFIT, span(ask, "min_value", "min"), f"question '{ask.id}' takes whole "
+                        "numbers but its range is not whole", "add decimal: true, or give whole bounds")
+
+
+_LANGUAGE = re.compile(vocabulary.LANGUAGE)
+
+
+def _translatable(survey: ast.Survey):
+    """(node, attribute, where, position, required) of every text a respondent may read."""
+    for key in ("end_message", "remind_message", "not_in_survey_message", "help_message", "access_code"):
+        yield survey, key, f"the survey's {key}", span(survey, key), False
+    for name in survey.texts:
+        yield survey, f"texts.{name}", f"text '{name}'", span(survey, f"texts.{name}"), True
+    for element in survey.elements:
+        if isinstance(element, ast.Ask):
+            yield element, "prompt", f"the prompt of question '{element.id}'", span(element, "prompt"), True
+            yield element, "invalid_message", f"the invalid_message of question '{element.id}'", \
+                span(element, "invalid_message"), False
+            for choice in element.choices:
+                yield choice, "label", f"choice '{choice.code}' of question '{element.id}'", \
+                    (choice.line, choice.col), True
+        elif isinstance(element, ast.End):
+            yield element, "message", f"the message of end '{element.id}'", span(element, "message"), False
 def _holds(op: str, name: ast.Name, value: ast.Literal, answer) -> bool:
     """Whether `name op value` (or `value op name`, as written) holds when the answer is `answer`."""
     if (name.line, name.col) <= (value.line, value.col):

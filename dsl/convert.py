@@ -22,6 +22,8 @@ from dsl.vocabulary import (
     CHOICE_CODE,
     DEFAULT_EXPIRES_AFTER,
     END_ID,
+    LANGUAGE,
+    MATCH_WORD,
     NAME,
     ON_INVALID,
     QUESTION_TYPE_WORD,
@@ -29,6 +31,7 @@ from dsl.vocabulary import (
     SETTINGS,
     STATEMENT_WORDS,
     SURVEY_ID,
+    TRANSLATED_SETTINGS,
 )
 
 _STR, _INT, _FLOAT, _BOOL, _SEQ, _MAP = (
@@ -98,23 +101,51 @@ def _short_list(items: list[str]):
     return _FlowList(items) if fits else list(items)
 
 
-def _choices_yaml(choices: list[ast.Choice]):
-    if [c.code for c in choices] == [str(n) for n in range(1, len(choices) + 1)]:
+def _localized(node, attr: str, value: str | None, languages: list[str]):
+    """A text as YAML writes it: itself, or {en: ..., es: ...} when it has translations."""
+    translations = node.translations.get(attr)
+    if not translations:
+        return value
+    texts = {} if value is None else {languages[0] if languages else "en": value}
+    texts.update(translations)
+    fits = all("\n" not in t for t in texts.values()) and sum(len(t) + 6 for t in texts.values()) <= _FLOW_LIST_WIDTH
+    return _FlowMap(texts) if fits else dict(texts)
+
+
+def _choices_yaml(choices: list[ast.Choice], languages: list[str]):
+    numbered = [c.code for c in choices] == [str(n) for n in range(1, len(choices) + 1)]
+    if numbered and not any(c.match or c.translations for c in choices):
         return _short_list([c.label for c in choices])
-    return [_FlowMap(code=c.code, label=c.label) for c in choices]
+    out = []
+    for c in choices:
+        label = _localized(c, "label", c.label, languages)
+        if numbered and not c.match and not isinstance(label, str):
+            out.append(_FlowMap(label))
+            continue
+        item = _FlowMap(code=c.code, label=label if isinstance(label, str) else _FlowMap(label))
+        if c.match:
+            item[MATCH_WORD] = _FlowList(c.match)
+        out.append(item)
+    return out
 
 
-def _element_yaml(element: ast.Element) -> dict:
+def _element_yaml(element: ast.Element, languages: list[str]) -> dict:
     match element:
         case ast.Ask():
-            out = {"ask": element.id, "type": element.type, "prompt": element.prompt}
+            out = {"ask": element.id, "type": element.type,
+                   "prompt": _localized(element, "prompt", element.prompt, languages)}
             if element.show_if is not None:
                 out["show_if"] = _Expression(to_source(element.show_if))
             if element.choices:
-                out["choices"] = _choices_yaml(element.choices)
+                out["choices"] = _choices_yaml(element.choices, languages)
             for key in ("invalid_message", "attempts", "on_invalid", "max_length"):
-                if getattr(element, key) is not None:
-                    out[key] = getattr(element, key)
+                if getattr(element, key) is not None or element.translations.get(key):
+                    out[key] = _localized(element, key, getattr(element, key), languages)
+            for attr, key in (("min_value", "min"), ("max_value", "max")):
+                if getattr(element, attr) is not None:
+                    out[key] = getattr(element, attr)
+            if element.decimal:
+                out["decimal"] = True
             return out
         case ast.Set():
             return {"set": element.name, "value": _Expression(to_source(element.value))}
@@ -125,8 +156,8 @@ def _element_yaml(element: ast.Element) -> dict:
             return out
         case ast.End():
             out = {"end": element.id}
-            if element.message is not None:
-                out["message"] = element.message
+            if element.message is not None or element.translations.get("message"):
+                out["message"] = _localized(element, "message", element.message, languages)
             return out
     raise TypeError(f"not a flow element: {element!r}")
 
@@ -168,9 +199,15 @@ def to_yaml(survey: ast.Survey, source: str | None = None) -> str:
         elif setting.kind == "names":
             if value:
                 settings[setting.key] = _short_list(value)
+        elif setting.kind == "texts":
+            if value:
+                settings[setting.key] = {name: _localized(survey, f"texts.{name}", text, survey.languages)
+                                         for name, text in value.items()}
+        elif setting.attr in TRANSLATED_SETTINGS and survey.translations.get(setting.attr):
+            settings[setting.key] = _localized(survey, setting.attr, value, survey.languages)
         elif value is not None:
             settings[setting.key] = value
-    flow = {"flow": [_element_yaml(e) for e in survey.elements]}
+    flow = {"flow": [_element_yaml(e, survey.languages) for e in survey.elements]}
     return _dump(settings) + "\n" + _dump(flow)
 
 
@@ -181,6 +218,7 @@ _NAME = re.compile(NAME)
 _END_ID = re.compile(END_ID)
 _QTYPE = re.compile(QUESTION_TYPE_WORD)
 _CODE = re.compile(CHOICE_CODE)
+_LANGUAGE = re.compile(LANGUAGE)
 _INDENT = "    "
 
 
@@ -205,25 +243,52 @@ def _duration(survey: ast.Survey, attr: str, written: dict[str, str]) -> str:
     return _spelled(survey, attr, written)
 
 
+def _translations_text(node, attr: str, indent: str) -> list[str]:
+    """The `xx: "..."` lines giving a text in the survey's other languages, under its line."""
+    lines = []
+    for language, text in node.translations.get(attr, {}).items():
+        _require(bool(_LANGUAGE.fullmatch(language)), f"'{language}' is not a language code")
+        lines.append(f"{indent}{language}: {quote(text)}")
+    return lines
+
+
+def _with_translations(node, attr: str, line: str, indent: str = _INDENT) -> list[str]:
+    if getattr(node, attr, None) is None and node.translations.get(attr):
+        raise ConversionError(f"{attr} is given in some languages but not in the default one; "
+                              "the text form writes the default first")
+    return [line, *_translations_text(node, attr, indent)]
+
+
 def _settings_text(survey: ast.Survey, written: dict[str, str]) -> list[str]:
     lines = []
+    if survey.languages:
+        for language in survey.languages:
+            _require(bool(_LANGUAGE.fullmatch(language)), f"'{language}' is not a language code")
+        lines.append(f"{SETTING['languages'].words} " + ", ".join(survey.languages))
+    if survey.language_field is not None:
+        lines.append(f"{SETTING['language_field'].words} {_name(survey.language_field, 'language_field')}")
     if survey.expires_after != DEFAULT_EXPIRES_AFTER:
         lines.append(f"{SETTING['expires_after'].words} {_duration(survey, 'expires_after', written)}")
     if survey.remind_after is not None:
         message = f" {quote(survey.remind_message)}" if survey.remind_message is not None else ""
-        lines.append(f"{SETTING['remind_after'].words} {_duration(survey, 'remind_after', written)}{message}")
+        lines += _with_translations(survey, "remind_message",
+                                    f"{SETTING['remind_after'].words} {_duration(survey, 'remind_after', written)}"
+                                    f"{message}")
     else:
         _require(survey.remind_message is None,
                  "remind_message is given without remind_after; the text form writes both on one "
                  "line: remind after 1d \"message\"")
     for key in ("access_code", "sender", "end_message"):
-        if getattr(survey, key) is not None:
-            lines.append(f"{SETTING[key].words} {quote(getattr(survey, key))}")
+        if getattr(survey, key) is not None or survey.translations.get(key):
+            lines += _with_translations(survey, key, f"{SETTING[key].words} {quote(getattr(survey, key))}")
     if survey.fields:
         lines.append(f"{SETTING['fields'].words} " + ", ".join(_name(f, "field") for f in survey.fields))
     for key in ("not_in_survey_message", "help_message", "content_sid"):
-        if getattr(survey, key) is not None:
-            lines.append(f"{SETTING[key].words} {quote(getattr(survey, key))}")
+        if getattr(survey, key) is not None or survey.translations.get(key):
+            lines += _with_translations(survey, key, f"{SETTING[key].words} {quote(getattr(survey, key))}")
+    for name, text in survey.texts.items():
+        lines.append(f"{SETTING['texts'].words} {_name(name, 'text key')} {quote(text)}")
+        lines += _translations_text(survey, f"texts.{name}", _INDENT)
     return lines
 
 
@@ -232,14 +297,18 @@ def _ask_text(ask: ast.Ask) -> list[str]:
     head = f"ask {_name(ask.id, 'question id')} {ask.type} {quote(ask.prompt)}"
     if ask.show_if is not None:
         head += f" if {to_source(ask.show_if)}"
-    lines = [head]
+    lines = [head, *_translations_text(ask, "prompt", _INDENT)]
     for choice in ask.choices:
         _require(bool(_CODE.fullmatch(choice.code)) and choice.code not in STATEMENT_WORDS,
                  f"choice code '{choice.code}' of question '{ask.id}' cannot be written in the text form "
                  "(use 1 to 8 letters or digits that are not a keyword)")
         lines.append(f"{_INDENT}{choice.code} {quote(choice.label)}")
-    if ask.invalid_message is not None:
-        lines.append(f"{_INDENT}invalid {quote(ask.invalid_message)}")
+        lines += _translations_text(choice, "label", _INDENT * 2)
+        if choice.match:
+            lines.append(f"{_INDENT * 2}{MATCH_WORD} " + ", ".join(quote(word) for word in choice.match))
+    if ask.invalid_message is not None or ask.translations.get("invalid_message"):
+        lines += _with_translations(ask, "invalid_message", f"{_INDENT}invalid {quote(ask.invalid_message)}",
+                                    _INDENT * 2)
     if ask.attempts is not None:
         lines.append(f"{_INDENT}attempts {_count(ask.attempts, 'attempts')}")
     if ask.on_invalid is not None:
@@ -247,6 +316,11 @@ def _ask_text(ask: ast.Ask) -> list[str]:
         lines.append(f"{_INDENT}then {ask.on_invalid}")
     if ask.max_length is not None:
         lines.append(f"{_INDENT}max length {_count(ask.max_length, 'max_length')}")
+    for attr, word in (("min_value", "min"), ("max_value", "max")):
+        if getattr(ask, attr) is not None:
+            lines.append(f"{_INDENT}{word} {getattr(ask, attr)!r}")
+    if ask.decimal:
+        lines.append(f"{_INDENT}decimal")
     return lines
 
 
@@ -262,7 +336,7 @@ def _element_text(element: ast.Element) -> list[str]:
         case ast.End():
             _require(element.id != "message", "an end named 'message' would read as the end message setting")
             message = f" {quote(element.message)}" if element.message is not None else ""
-            return [f"end {_name(element.id, 'end id', _END_ID)}{message}"]
+            return _with_translations(element, "message", f"end {_name(element.id, 'end id', _END_ID)}{message}")
     raise TypeError(f"not a flow element: {element!r}")
 
 
@@ -271,7 +345,7 @@ def to_text(survey: ast.Survey, source: str | None = None) -> str:
     With the file's source, durations keep their spelling."""
     _require(bool(_SLUG.fullmatch(survey.id)), f"survey id '{survey.id}' has characters the text form cannot hold")
     head = f"survey {survey.id}" + (f" {quote(survey.title)}" if survey.title is not None else "")
-    lines = [head, *_settings_text(survey, written_durations(survey, source)), ""]
+    lines = [*_with_translations(survey, "title", head), *_settings_text(survey, written_durations(survey, source)), ""]
     for element in survey.elements:
         lines.extend(_element_text(element))
     return "\n".join(lines) + "\n"
@@ -289,7 +363,7 @@ def _plain(value):
     if dataclasses.is_dataclass(value):
         out = {"node": type(value).__name__}
         for f in dataclasses.fields(value):
-            if f.name != "path":
+            if f.name != "path" and not ast.late_and_default(value, f):
                 out[f.name] = _plain(getattr(value, f.name))
         return out
     if isinstance(value, list | tuple):

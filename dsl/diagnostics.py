@@ -120,6 +120,12 @@ NPS_RANGE = _code("E028", "an NPS question compared with a number outside 0-10, 
                   "an NPS answer is a whole number from 0 to 10: compare with one, e.g. {name} >= 9")
 TOO_LONG = _code("E029", "a message over Twilio's limit of 1,600 characters",
                  "Twilio refuses a longer message: shorten it, or split it over two questions")
+MISSING_TRANSLATION = _code("E040", "a text missing in one of the survey's languages",
+                            "give it in every language the survey declares: {{en: ..., es: ...}} in YAML, "
+                            "an indented `es: \"...\"` line in the text form")
+CHOICES_DIFFER = _code("E041", "a choice list whose codes differ between languages")
+UNKNOWN_LANGUAGE = _code("E042", "a text in a language the survey does not declare, or a `languages` or "
+                         "`language_field` setting that is not right (codes like en, es, pt-BR, each once)")
 DUPLICATE_SURVEY = _code("E801", "two different flows with one survey id (the same survey in both forms is fine)")
 DUPLICATE_ACCESS_CODE = _code("E802", "two surveys with one access code")
 NO_FLOWS = _code("E803", "no flows to load")
@@ -148,6 +154,13 @@ FIELDS_ON_ACCESS_CODE = _code("W008", "contact fields piped in a survey that can
 NEVER_TRUE = _code("W009", "a condition that cannot be true on any path that reaches it")
 YAML_COMMENT = _code("W010", "a `#` after a space in an unquoted YAML text starts a comment: the rest of the line "
                      "is left out of the text", "quote the whole text: \"{text}\"")
+AMBIGUOUS_ANSWER = _code("W020", "a label or synonym that two choices of a question share in one language "
+                         "(a reply of it is refused as ambiguous)",
+                         "give each choice words of its own")
+NO_BUILTIN_TEXTS = _code("W021", "a language Canvass ships no built-in texts for (help, not-in-survey, "
+                         "invalid-answer messages go in English unless `texts` gives them)",
+                         "give them under texts: (help, not_in_survey, invalid_choice...), or use one of "
+                         "{languages}")
 
 
 def severity_of(code: str) -> str:

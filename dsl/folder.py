@@ -23,6 +23,13 @@ def access_key(code: str) -> str:
     return code.strip().casefold()
 
 
+def access_codes(survey: ast.Survey) -> list[str]:
+    """Every access code a survey gives: the default language's, then each translation's."""
+    if not survey.access_code:
+        return []
+    return [survey.access_code, *survey.translations.get("access_code", {}).values()]
+
+
 def clashes(surveys: list[tuple[str, ast.Survey]]) -> tuple[list[Diagnostic], set[str]]:
     """The diagnostics of flows that clash with one before them (in the order given), and the
     paths of those flows (the server loads none of them). The same survey written in both forms
@@ -41,14 +48,17 @@ def clashes(surveys: list[tuple[str, ast.Survey]]) -> tuple[list[Diagnostic], se
             refused.add(path)
             continue
         if survey.access_code:
-            taken = by_code.get(access_key(survey.access_code))
-            if taken is not None and taken.id != survey.id:
+            written = access_codes(survey)
+            taken = next((by_code[access_key(code)] for code in written
+                          if by_code.get(access_key(code), survey).id != survey.id), None)
+            if taken is not None:
                 found.append(codes.DUPLICATE_ACCESS_CODE.diagnostic(
                     path, survey.spans.get("access_code", (survey.line or 1, survey.col or 1)),
                     f"access code '{survey.access_code}' is already used by survey '{taken.id}'",
-                    "every survey needs its own access code", len(survey.access_code)))
+                    "every survey needs its own access code (in each of its languages)",
+                    len(survey.access_code)))
                 refused.add(path)
                 continue
-            by_code[access_key(survey.access_code)] = survey
+            by_code.update(dict.fromkeys(map(access_key, written), survey))
         by_id.setdefault(survey.id, (path, survey))
     return found, refused

@@ -79,6 +79,7 @@ def _positions(survey: ast.Survey):
         yield from element.spans.values()
         for choice in getattr(element, "choices", ()):
             yield choice.line, choice.col
+            yield from choice.spans.values()
 
 
 def span(node, *keys: str) -> tuple[int, int]:
@@ -98,6 +99,16 @@ class Text:
     where: str
     kind: str  # title | prompt | choice | message
     element: int | None  # index in survey.elements; None for survey-level texts
+    language: str | None = None  # None: the survey's default language
+
+
+def _translated(text: Text, node, attr: str):
+    """The text, then its translations (the survey's other languages), each where it is written."""
+    yield text
+    for language, value in node.translations.get(attr, {}).items():
+        if value:
+            yield Text(value, node.spans.get(f"{attr}:{language}", text.at), text.where, text.kind,
+                       text.element, language)
 
 
 def every_text(survey: ast.Survey):
@@ -133,17 +144,26 @@ def texts(survey: ast.Survey):
         value = getattr(survey, key)
         if value:
             where = "the title" if key == "title" else f"the survey's {key}"
-            yield Text(value, span(survey, key), where, "title" if key == "title" else "message", None)
+            yield from _translated(Text(value, span(survey, key), where, "title" if key == "title" else "message",
+                                        None), survey, key)
+    for name, value in survey.texts.items():
+        if value:
+            attr = f"texts.{name}"
+            yield from _translated(Text(value, span(survey, attr), f"the survey's text '{name}'", "message", None),
+                                   survey, attr)
     for index, element in enumerate(survey.elements):
         if isinstance(element, ast.Ask):
-            yield Text(element.prompt, span(element, "prompt"), f"the prompt of question '{element.id}'",
-                       "prompt", index)
+            yield from _translated(Text(element.prompt, span(element, "prompt"),
+                                        f"the prompt of question '{element.id}'", "prompt", index), element, "prompt")
             for choice in element.choices:
-                yield Text(choice.label, (choice.line, choice.col),
-                           f"choice '{choice.code}' of question '{element.id}'", "choice", index)
+                yield from _translated(Text(choice.label, (choice.line, choice.col),
+                                            f"choice '{choice.code}' of question '{element.id}'", "choice", index),
+                                       choice, "label")
             if element.invalid_message:
-                yield Text(element.invalid_message, span(element, "invalid_message"),
-                           f"the invalid_message of question '{element.id}'", "message", index)
+                yield from _translated(Text(element.invalid_message, span(element, "invalid_message"),
+                                            f"the invalid_message of question '{element.id}'", "message", index),
+                                       element, "invalid_message")
         elif isinstance(element, ast.End) and element.message:
-            yield Text(element.message, span(element, "message"), f"the message of end '{element.id}'",
-                       "message", index)
+            yield from _translated(Text(element.message, span(element, "message"),
+                                        f"the message of end '{element.id}'", "message", index),
+                                   element, "message")

@@ -12,12 +12,19 @@ from dsl.durations import parse_duration
 from dsl.errors import FlowError, suggest
 from dsl.expr_parse import ExprBuilder, syntax_diagnostic, unquote
 from dsl.grammar import parser
-from dsl.vocabulary import ELEMENTS, OPTIONS, SETTINGS, STATEMENT_WORDS, keyword
+from dsl.vocabulary import (
+    ELEMENTS,
+    OPTIONS,
+    SETTINGS,
+    STATEMENT_WORDS,
+    TRANSLATED_SETTINGS,
+    keyword,
+)
 
 # setting rule -> the Survey attribute its one quoted text sets
 _TEXT_SETTINGS = {s.rule: s.attr for s in SETTINGS if s.kind == "text" and s.rule}
 _DURATION_SETTINGS = {s.rule: s.attr for s in SETTINGS if s.kind == "duration"}
-_OPTIONS = tuple(o.rule for o in OPTIONS)
+_OPTIONS = (*(o.rule for o in OPTIONS), "match")
 
 
 def _pos(token) -> tuple[int, int]:
@@ -29,6 +36,7 @@ class _Reader(Reporter):
         super().__init__(path)
         self.seen: dict[str, tuple[int, int]] = {}
         self.exprs = ExprBuilder()
+        self.target: tuple[object, str] | None = None  # (node, text attribute) a `xx: "..."` line translates
 
     def expr(self, tree):
         return None if tree is None else self.exprs.transform(tree)
@@ -42,10 +50,14 @@ class _Reader(Reporter):
         if title is not None:
             self.seen["title"] = _pos(title)
             survey.spans["title"] = _pos(title)
+        self.target = (survey, "title")
         current: ast.Ask | None = None
         for node in tree.children[1:]:
             kind = node.data
             at = (node.meta.line, node.meta.column)
+            if kind == "translation":
+                self.translation(node)
+                continue
             if kind in _OPTIONS:
                 if current is None:
                     self.report(codes.MALFORMED_VALUE, at, f"'{keyword(kind)}' must come under an 'ask' line",
@@ -59,10 +71,33 @@ class _Reader(Reporter):
                 current = element if isinstance(element, ast.Ask) else None
                 continue
             current = None
+            self.target = None
             self.setting(survey, kind, node, at)
         return survey
 
+    def translation(self, node: Tree) -> None:
+        """A `xx: "..."` line: the text above it in language xx."""
+        language, text = node.children
+        at = _pos(language)
+        if self.target is None:
+            self.report(codes.MALFORMED_VALUE, at, f"'{language}:' has no text above it to translate",
+                        "put it under the line whose text it gives in that language (a prompt, a choice, "
+                        "invalid, an end or a message setting)")
+            return
+        owner, attr = self.target
+        texts = owner.translations.setdefault(attr, {})
+        key = f"{attr}:{language}"
+        if language in texts:
+            self.report(codes.DUPLICATE_KEY, at, f"the '{language}' text is given twice",
+                        f"the first is on line {owner.spans[key][0]}", length=len(language))
+            return
+        texts[str(language)] = unquote(text)
+        owner.spans[key] = _pos(text)
+
     def setting(self, survey: ast.Survey, kind: str, node: Tree, at) -> None:
+        if kind == "texts":
+            self.builtin_text(survey, node, at)
+            return
         if kind in self.seen:
             line, _ = self.seen[kind]
             self.report(codes.DUPLICATE_KEY, at, f"'{keyword(kind)}' is given twice", f"the first is on line {line}")
@@ -72,6 +107,8 @@ class _Reader(Reporter):
         survey.spans[kind] = _pos(first)
         if kind in _TEXT_SETTINGS:
             setattr(survey, _TEXT_SETTINGS[kind], unquote(first))
+            if _TEXT_SETTINGS[kind] in TRANSLATED_SETTINGS:
+                self.target = (survey, _TEXT_SETTINGS[kind])
         elif kind in _DURATION_SETTINGS:
             seconds = parse_duration(first)
             if not seconds:  # as in the YAML form: a zero duration is a mistake
@@ -81,8 +118,25 @@ class _Reader(Reporter):
         if kind == "remind_after" and node.children[1] is not None:
             survey.remind_message = unquote(node.children[1])
             survey.spans["remind_message"] = _pos(node.children[1])
+            self.target = (survey, "remind_message")
         elif kind == "fields":
             survey.fields = [str(t) for t in node.children]
+        elif kind == "languages":
+            survey.languages = [str(t) for t in node.children]
+        elif kind == "language_field":
+            survey.language_field = str(first)
+
+    def builtin_text(self, survey: ast.Survey, node: Tree, at) -> None:
+        """A `text KEY "..."` line: one built-in text overridden (the checker knows the keys)."""
+        name, text = node.children
+        attr = f"texts.{name}"
+        if attr in survey.spans:
+            self.report(codes.DUPLICATE_KEY, at, f"text '{name}' is given twice",
+                        f"the first is on line {survey.spans[attr][0]}")
+            return
+        survey.texts[str(name)] = unquote(text)
+        survey.spans[attr] = _pos(name)
+        self.target = (survey, attr)
 
     def element(self, kind: str, node: Tree):
         c = node.children
@@ -93,6 +147,7 @@ class _Reader(Reporter):
             ask.spans.update(id=_pos(c[0]), type=_pos(c[1]), prompt=_pos(c[2]))
             if c[3] is not None:
                 ask.spans["show_if"] = (c[3].meta.line, c[3].meta.column)
+            self.target = (ask, "prompt")
             return ask
         if kind == "set":
             item = ast.Set(name=str(c[0]), value=self.expr(c[1]), line=line, col=col)
@@ -104,6 +159,7 @@ class _Reader(Reporter):
             return item
         item = ast.End(id=str(c[0]), message=unquote(c[1]) if c[1] is not None else None, line=line, col=col)
         item.spans.update(id=_pos(c[0]))
+        self.target = (item, "message")
         if c[1] is not None:
             item.spans["message"] = _pos(c[1])
         return item
@@ -113,22 +169,42 @@ class _Reader(Reporter):
         at = (node.meta.line, node.meta.column)
         if kind == "choice":
             code, label = c
-            ask.choices.append(ast.Choice(code=str(code), label=unquote(label), line=code.line, col=code.column))
+            choice = ast.Choice(code=str(code), label=unquote(label), line=code.line, col=code.column)
+            ask.choices.append(choice)
+            self.target = (choice, "label")
+            return
+        if kind == "match":
+            if not ask.choices:
+                self.report(codes.MALFORMED_VALUE, at, "'match' must come under a choice",
+                            "list a choice's synonyms on the line after it: match \"si\", \"claro\"")
+                return
+            ask.choices[-1].match.extend(unquote(word) for word in c)
+            ask.choices[-1].spans.setdefault("match", at)
             return
         if kind in ask.spans:
             self.report(codes.DUPLICATE_KEY, at, f"'{keyword(kind)}' is given twice for question '{ask.id}'")
             return
-        ask.spans[kind] = _pos(c[0])
+        ask.spans[kind] = _pos(c[0]) if c else at
+        self.target = None
         if kind == "invalid_message":
             ask.invalid_message = unquote(c[0])
+            self.target = (ask, "invalid_message")
         elif kind == "attempts":
             ask.attempts = int(c[0])
         elif kind == "on_invalid":
             ask.on_invalid = str(c[0])
         elif kind == "max_length":
             ask.max_length = int(c[0])
+        elif kind in ("min_value", "max_value"):
+            setattr(ask, kind, number_value(str(c[0])))
+        elif kind == "decimal":
+            ask.decimal = True
 
 
+
+
+def number_value(text: str) -> int | float:
+    return float(text) if "." in text else int(text)
 
 
 def _unknown_statement(source: str, diag: Diagnostic) -> Diagnostic | None:

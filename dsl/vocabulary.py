@@ -18,15 +18,17 @@ NAME = r"[A-Za-z_][A-Za-z0-9_]*"  # questions, sets, fields: what expressions an
 END_ID = r"[A-Za-z_][A-Za-z0-9_-]*"  # ends are never named in expressions, so they may hold '-'
 QUESTION_TYPE_WORD = r"[a-z_]+"  # what the text form reads as a type (the checker says which exist)
 CHOICE_CODE = r"[A-Za-z0-9]{1,8}"  # a choice code the text form can write
+LANGUAGE = r"[a-z]{2}(?:-[A-Z]{2})?"  # an ISO 639-1 language code, optionally with a region: es, pt-BR
 
 # Words of the expression language: a question named `not` could never be referred to.
 RESERVED = frozenset({"and", "or", "not", "in", "is", "answered", "contains", "if", "else", "true", "false"})
 
 # ---------------------------------------------------------------- questions
 
-QUESTION_TYPES = ("nps", "choice", "text")
+QUESTION_TYPES = ("nps", "choice", "text", "number")
 # The options only some types take; every type takes invalid_message, attempts and on_invalid.
-TYPE_OPTIONS = {"nps": (), "choice": ("choices",), "text": ("max_length",)}
+TYPE_OPTIONS = {"nps": (), "choice": ("choices",), "text": ("max_length",),
+                "number": ("min_value", "max_value", "decimal")}
 ON_INVALID = ("skip", "end")  # what happens after the last attempt
 BUILTIN_FIELDS = ("Q_RecipientPhoneNumber",)  # fields every session has, declared or not
 
@@ -36,6 +38,23 @@ DEFAULT_EXPIRES_AFTER = 48 * 3600  # seconds
 DEFAULT_END_MESSAGE = "Thank you for your time. Your response has been recorded."
 DEFAULT_MAX_LENGTH = 1600  # characters of a text answer
 DEFAULT_ON_INVALID = "skip"
+DEFAULT_LANGUAGE = "en"  # a survey that declares no languages speaks English
+DEFAULT_LANGUAGE_FIELD = "Language"  # the contact field naming the language when language_field is not set
+
+# ---------------------------------------------------------------- languages
+
+# The languages engine/texts.py ships the built-in texts in (tests/test_texts.py holds the two equal).
+BUILTIN_LANGUAGES = ("en", "es", "fr", "pt", "de")
+# Built-in texts a survey overrides with a setting of its own: the text's key -> the setting.
+SETTING_TEXTS = {"not_in_survey": "not_in_survey_message", "help": "help_message", "end": "end_message"}
+# The other built-in texts a survey may override (`texts:`), each with the placeholders it may hold.
+BUILTIN_TEXTS = {
+    "resubscribed": (), "reminder_prefix": (),
+    "invalid_nps": (), "invalid_choice": ("{codes}",), "invalid_text": ("{max_length}",),
+    "invalid_number": (), "invalid_number_range": ("{min}", "{max}"), "invalid_number_min": ("{min}",),
+    "invalid_number_max": ("{max}",), "invalid_whole_number": (), "ambiguous": ("{reply}", "{choices}"),
+    "opt_out_link": (),
+}
 
 # ---------------------------------------------------------------- settings and elements
 
@@ -49,11 +68,13 @@ class Setting:
     key: str
     words: str | None
     rule: str | None
-    kind: str = "text"  # text | duration | names
+    kind: str = "text"  # text | duration | names | name | texts
 
 
 # In the YAML form's order (the order `canvass convert` writes them).
 SETTINGS = (
+    Setting("languages", "languages", "languages", "languages", "names"),  # first: the default
+    Setting("language_field", "language_field", "language field", "language_field", "name"),
     Setting("title", "title", "title", "title"),
     Setting("expires_after", "expires_after", "expires after", "expires_after", "duration"),
     Setting("access_code", "access_code", "access code", "access_code"),
@@ -65,7 +86,11 @@ SETTINGS = (
     Setting("not_in_survey_message", "not_in_survey_message", "not in survey message", "not_in_survey_message"),
     Setting("help_message", "help_message", "help message", "help_message"),
     Setting("content_sid", "whatsapp_template", "whatsapp template", "content_sid"),
+    Setting("texts", "texts", "text", "texts", "texts"),  # text form: one `text KEY "..."` line each
 )
+# The settings whose value is a text a respondent may read, so it may be given in every language.
+TRANSLATED_SETTINGS = ("title", "access_code", "end_message", "remind_message", "not_in_survey_message",
+                       "help_message")
 SETTING = {s.attr: s for s in SETTINGS}
 SURVEY_KEYS = ("survey", *(s.key for s in SETTINGS), "flow")
 
@@ -86,7 +111,13 @@ OPTIONS = (
     Option("attempts", "attempts", "attempts", "attempts"),
     Option("on_invalid", "on_invalid", "then", "on_invalid"),
     Option("max_length", "max_length", "max length", "max_length"),
+    Option("min_value", "min", "min", "min_value"),
+    Option("max_value", "max", "max", "max_value"),
+    Option("decimal", "decimal", "decimal", "decimal"),
 )
+# Lines under a choice in the text form (YAML: keys of a choice's mapping).
+MATCH_WORD = "match"  # synonyms: match "si", "claro"
+TRANSLATED_OPTIONS = ("prompt", "invalid_message")  # an ask's texts besides its choices' labels
 
 ELEMENTS = ("ask", "set", "goto", "end")  # the YAML key and the text-form word that open each
 ELEMENT_KEYS = {
@@ -99,7 +130,7 @@ ELEMENT_KEYS = {
 # Words that open a line of the text form; a choice code spelt the same would read as that line.
 STATEMENT_WORDS = tuple(dict.fromkeys([
     "survey", *(s.words.split()[0] for s in SETTINGS if s.words), *ELEMENTS,
-    *(o.words.split()[0] for o in OPTIONS if o.words)]))
+    *(o.words.split()[0] for o in OPTIONS if o.words), MATCH_WORD]))
 
 
 def keyword(rule: str) -> str:

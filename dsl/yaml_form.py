@@ -12,11 +12,20 @@ from dsl.diagnostics import Code, Reporter
 from dsl.durations import parse_duration
 from dsl.errors import FlowError, suggest
 from dsl.expr_parse import parse_expression
-from dsl.vocabulary import ELEMENT_KEYS, QUESTION_TYPES, SETTINGS, SURVEY_KEYS
+from dsl.vocabulary import (
+    BUILTIN_TEXTS,
+    ELEMENT_KEYS,
+    MATCH_WORD,
+    QUESTION_TYPES,
+    SETTINGS,
+    SURVEY_KEYS,
+    TRANSLATED_OPTIONS,
+    TRANSLATED_SETTINGS,
+)
 
 _ADD_TYPE = "add " + ", ".join(f"`type: {t}`" for t in QUESTION_TYPES[:-1]) + f" or `type: {QUESTION_TYPES[-1]}`"
 
-_STR, _INT, _BOOL, _NULL = ("tag:yaml.org,2002:" + t for t in ("str", "int", "bool", "null"))
+_STR, _INT, _FLOAT, _BOOL, _NULL = ("tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null"))
 
 
 class Entries(dict):
@@ -33,6 +42,7 @@ class _Reader(Reporter):
     def __init__(self, path: str, source: str):
         super().__init__(path)
         self.source = source
+        self.languages: list[str] = []  # the survey's, once read
 
     def error(self, code: Code, node, message: str, hint: str | None = None) -> None:
         """Report a problem with a YAML node, underlining the whole of a one-line scalar."""
@@ -88,6 +98,53 @@ class _Reader(Reporter):
         self.error(codes.MALFORMED_VALUE, node, f"'{key}' in {where} must be a whole number")
         return None
 
+    def number(self, entries, key: str, where: str) -> int | float | None:
+        if key not in entries:
+            return None
+        node = entries[key][1]
+        if isinstance(node, yaml.ScalarNode) and node.tag in (_INT, _FLOAT):
+            try:
+                return int(node.value, 0) if node.tag == _INT else float(node.value)
+            except ValueError:
+                pass
+        self.error(codes.MALFORMED_VALUE, node, f"'{key}' in {where} must be a number")
+        return None
+
+    def flag(self, entries, key: str, where: str) -> bool:
+        if key not in entries:
+            return False
+        node = entries[key][1]
+        if isinstance(node, yaml.ScalarNode) and node.tag == _BOOL:
+            return node.value.lower() in ("true", "yes", "on")
+        self.error(codes.MALFORMED_VALUE, node, f"'{key}' in {where} must be true or false")
+        return False
+
+    def localized(self, entries, key: str, where: str, owner, attr: str | None = None,
+                  required: bool = False) -> str | None:
+        """A text that may be given in each of the survey's languages ({en: ..., es: ...}): the
+        default language's text, the others into owner.translations[attr] (attr: key)."""
+        if key not in entries:
+            return None
+        return self.localized_node(entries[key][1], key, where, owner, attr or key, required)
+
+    def localized_node(self, node, key: str, where: str, owner, attr: str, required: bool = False) -> str | None:
+        if not isinstance(node, yaml.MappingNode):
+            return self.text({key: (None, node)}, key, where, required)
+        if not self.languages:
+            self.error(codes.UNKNOWN_LANGUAGE, node, f"'{key}' in {where} is given by language, but the survey "
+                       "declares no languages", "declare them first: languages: [en, es] (the first is the default)")
+            return None
+        texts: dict[str, str] = {}
+        for language, (_, value) in self.mapping(node, self.languages, f"'{key}' in {where}").items():
+            text = self.text({language: (None, value)}, language, f"'{key}' in {where}", True)
+            if text is not None:
+                texts[language] = text
+                owner.spans[f"{attr}:{language}"] = at(value)
+        default = texts.pop(self.languages[0], None)
+        if texts:
+            owner.translations[attr] = texts
+        return default if default is not None or not texts else ""
+
     def duration(self, entries, key: str) -> int | None:
         value = self.text(entries, key, "the survey")
         if value is None:
@@ -123,15 +180,21 @@ class _Reader(Reporter):
             self.error(codes.MALFORMED_VALUE, root, "the survey has no 'survey' key", "add `survey: my-survey-id` at the top")
         survey = ast.Survey(id=self.text(entries, "survey", "the survey", True) or "", path=self.path,
                             line=at(root)[0], col=at(root)[1])
-        for setting in (s for s in SETTINGS if s.kind == "text"):
-            setattr(survey, setting.attr, self.text(entries, setting.key, "the survey"))
+        if "languages" in entries:
+            survey.languages = self.languages = self.names(entries["languages"][1], "languages", "language codes")
+        for setting in (s for s in SETTINGS if s.kind in ("text", "name")):
+            if setting.attr in TRANSLATED_SETTINGS:
+                setattr(survey, setting.attr, self.localized(entries, setting.key, "the survey", survey, setting.attr))
+            else:
+                setattr(survey, setting.attr, self.text(entries, setting.key, "the survey"))
+        if "texts" in entries:
+            self.builtin_texts(survey, entries["texts"][1])
         for setting in (s for s in SETTINGS if s.kind == "duration"):
             seconds = self.duration(entries, setting.key)
             if seconds is not None or setting.attr != "expires_after":  # expiry keeps its default
                 setattr(survey, setting.attr, seconds)
-        for setting in (s for s in SETTINGS if s.kind == "names"):
-            if setting.key in entries:
-                setattr(survey, setting.attr, self.names(entries[setting.key][1]))
+        if "fields" in entries:
+            survey.fields = self.names(entries["fields"][1], "fields", "field names")
         for key, (_, value_node) in entries.items():
             survey.spans[key] = at(value_node)
         if "flow" not in entries:
@@ -148,11 +211,19 @@ class _Reader(Reporter):
                 survey.elements.append(element)
         return survey
 
-    def names(self, node) -> list[str]:
+    def names(self, node, key: str, what: str) -> list[str]:
         if isinstance(node, yaml.SequenceNode) and all(isinstance(n, yaml.ScalarNode) for n in node.value):
             return [n.value for n in node.value]
-        self.error(codes.MALFORMED_VALUE, node, "'fields' must be a list of field names")
+        self.error(codes.MALFORMED_VALUE, node, f"'{key}' must be a list of {what}")
         return []
+
+    def builtin_texts(self, survey: ast.Survey, node) -> None:
+        """`texts:`: built-in texts (engine/texts.py) this survey words its own way."""
+        for name, (_, value) in self.mapping(node, tuple(BUILTIN_TEXTS), "'texts'").items():
+            text = self.localized_node(value, name, "'texts'", survey, f"texts.{name}", True)
+            if text is not None:
+                survey.texts[name] = text
+                survey.spans[f"texts.{name}"] = at(value)
 
     def element(self, node):
         if not isinstance(node, yaml.MappingNode) or not node.value:
@@ -180,8 +251,9 @@ class _Reader(Reporter):
         if kind == "goto":
             return ast.Goto(target=self.text(entries, "goto", "goto", True) or "",
                             cond=self.expression(entries, "if", "goto"), line=line, col=col, spans=spans)
-        return ast.End(id=self.text(entries, "end", "end", True) or "", message=self.text(entries, "message", "end"),
-                       line=line, col=col, spans=spans)
+        end = ast.End(id=self.text(entries, "end", "end", True) or "", line=line, col=col, spans=spans)
+        end.message = self.localized(entries, "message", f"end '{end.id}'", end)
+        return end
 
     def ask(self, entries, line, col, spans) -> ast.Ask:
         qid = self.text(entries, "ask", "ask", True) or ""
@@ -190,32 +262,88 @@ class _Reader(Reporter):
             if entries.lacks(key):
                 self.error(codes.MALFORMED_VALUE, entries["ask"][0], f"{where} has no '{key}'",
                            _ADD_TYPE if key == "type" else "add `prompt:`")
-        ask = ast.Ask(id=qid, type=self.text(entries, "type", where) or "", prompt=self.text(entries, "prompt", where) or "",
+        ask = ast.Ask(id=qid, type=self.text(entries, "type", where) or "", prompt="",
                       show_if=self.expression(entries, "show_if", f"show_if of {where}"),
-                      invalid_message=self.text(entries, "invalid_message", where),
                       attempts=self.integer(entries, "attempts", where),
                       on_invalid=self.text(entries, "on_invalid", where),
-                      max_length=self.integer(entries, "max_length", where), line=line, col=col, spans=spans)
+                      max_length=self.integer(entries, "max_length", where),
+                      min_value=self.number(entries, "min", where), max_value=self.number(entries, "max", where),
+                      decimal=self.flag(entries, "decimal", where), line=line, col=col, spans=spans)
+        for key in TRANSLATED_OPTIONS:
+            setattr(ask, key, self.localized(entries, key, where, ask))
+        ask.prompt = ask.prompt or ""
         if "choices" in entries:
             ask.choices = self.choices(entries["choices"][1], where)
         return ask
 
     def choices(self, node, where: str) -> list[ast.Choice]:
+        if isinstance(node, yaml.MappingNode) and self.languages:
+            return self.choices_by_language(node, where)
         if not isinstance(node, yaml.SequenceNode):
             self.error(codes.MALFORMED_VALUE, node, f"'choices' of {where} must be a list")
             return []
         out = []
         for number, item in enumerate(node.value, start=1):
-            line, col = at(item)
-            if isinstance(item, yaml.ScalarNode) and item.tag != _NULL:
-                out.append(ast.Choice(code=str(number), label=item.value, line=line, col=col))
-                continue
-            entries = self.mapping(item, ("code", "label"), f"a choice of {where}")
-            code, label = self.text(entries, "code", "a choice", True), self.text(entries, "label", "a choice", True)
+            choice = self.choice(item, str(number), where)
+            if choice is not None:
+                out.append(choice)
+        return out
+
+    def choice(self, item, number: str, where: str) -> ast.Choice | None:
+        """One choice: a label; {code, label, match} (the label may be given by language); or
+        {en: ..., es: ..., match: [...]} (coded by its place in the list)."""
+        line, col = at(item)
+        if isinstance(item, yaml.ScalarNode) and item.tag != _NULL:
+            return ast.Choice(code=number, label=item.value, line=line, col=col)
+        keys = ("code", "label", MATCH_WORD, *self.languages)
+        entries = self.mapping(item, keys, f"a choice of {where}")
+        choice = ast.Choice(code=number, label="", line=line, col=col)
+        by_language = [lang for lang in self.languages if lang in entries]
+        if "label" in entries or not by_language:
+            code = self.text(entries, "code", "a choice", True)
+            label = self.localized(entries, "label", "a choice", choice, "label", True)
             if isinstance(item, yaml.MappingNode) and (code is None or label is None):
                 self.error(codes.MALFORMED_VALUE, item, f"a choice of {where} needs both 'code' and 'label'")
-            if code is not None and label is not None:
-                out.append(ast.Choice(code=code, label=label, line=line, col=col))
+            if code is None or label is None:
+                return None
+            choice.code, choice.label = code, label
+        else:
+            choice.code = self.text(entries, "code", "a choice", True) or number
+            texts = {lang: self.text(entries, lang, "a choice", True) for lang in by_language}
+            choice.label = texts.pop(self.languages[0], None) or ""
+            choice.translations["label"] = {lang: text for lang, text in texts.items() if text is not None}
+            for lang in by_language:
+                choice.spans[f"label:{lang}"] = at(entries[lang][1])
+            if not choice.translations["label"]:
+                del choice.translations["label"]
+        if MATCH_WORD in entries:
+            choice.match = self.names(entries[MATCH_WORD][1], MATCH_WORD, "words a respondent may reply")
+            choice.spans[MATCH_WORD] = at(entries[MATCH_WORD][1])
+        return choice
+
+    def choices_by_language(self, node, where: str) -> list[ast.Choice]:
+        """choices: {en: [Yes, No], es: [Sí, No]}: one list per language, the same codes in each."""
+        lists = self.mapping(node, self.languages, f"'choices' of {where}")
+        default = self.languages[0]
+        if default not in lists:
+            self.error(codes.MISSING_TRANSLATION, node, f"the choices of {where} are not given in '{default}'",
+                       f"add `{default}:` with the list of choices in the default language")
+            return []
+        out = self.choices(lists[default][1], where)
+        for language, (key_node, value) in lists.items():
+            if language == default:
+                continue
+            others = self.choices(value, where)
+            if [c.code for c in others] != [c.code for c in out]:
+                self.error(codes.CHOICES_DIFFER, key_node,
+                           f"the '{language}' choices of {where} have codes {', '.join(c.code for c in others)}; "
+                           f"the '{default}' ones have {', '.join(c.code for c in out)}",
+                           "give the same choices, in the same order, in every language")
+                continue
+            for choice, other in zip(out, others, strict=True):
+                choice.translations.setdefault("label", {})[language] = other.label
+                choice.spans[f"label:{language}"] = (other.line, other.col)
+                choice.match.extend(word for word in other.match if word not in choice.match)
         return out
 
 

@@ -13,7 +13,14 @@ unsubscribed (Twilio error 21610) both go through it. start() and tick() ask eng
 their message may go (free text, the survey's WhatsApp template, or not at all).
 
 The help and not-in-survey texts are those of the open survey, else of the respondent's last
-survey (Respondent.last_survey), when it sets them; else the defaults.
+survey (Respondent.last_survey), when it sets them; else the built-in ones (engine.texts).
+
+Languages: a session opens in the language its contact's language field names, or the language of
+the access code texted, or the survey's default. Replies outside a session (help, resubscribed,
+not in a survey) go in the language of the keyword texted when it is one of a language's own
+words (AYUDA), else in the respondent's language (Respondent.language: their latest session's).
+Opt-out and help keywords count in every language Canvass ships (engine.sms.keywords), except
+that a language's own word which the open choice question takes as an answer is that answer.
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from dsl.folder import access_key
 from engine import policy
 from engine import step as steps
+from engine import texts as builtin_texts
 from engine.events import (
     CARRIER,
     KEYWORD,
@@ -36,6 +45,7 @@ from engine.events import (
     ReminderNotSent,
 )
 from engine.flow import Flow
+from engine.questions import Ambiguous
 from engine.render import NO_VALUES
 from engine.responses import response_record
 from engine.session import (
@@ -53,7 +63,7 @@ from engine.session import (
 )
 from engine.sms import keywords
 
-NOT_IN_SURVEY_TEXT = "You are not currently taking a survey."
+NOT_IN_SURVEY_TEXT = builtin_texts.builtin("en")["not_in_survey"]
 FORMAT = 2  # the first item of a stored respondent record: a new layout gets a new number
 
 
@@ -68,19 +78,22 @@ class Respondent:
     last_inbound_at: float | None = None  # for the WhatsApp 24-hour window
     last_survey: str | None = None  # whose help and not-in-survey texts apply between sessions
     told_not_in_survey_at: float | None = None  # when it last got the not-in-survey reply
+    language: str | None = None  # its latest session's language, unless that was its survey's default
 
     def due_at(self) -> float | None:
         return self.session.due_at() if self.session is not None else None
 
     def dumps(self) -> str:
-        """The stored record: [FORMAT, session, opted_out, last_inbound, last_survey, told] as JSON,
+        """The stored record: [FORMAT, session, opted_out, last_inbound, last_survey, told, language]
+        as JSON,
         without the trailing items that hold their default (_defaults). Channel and phone are
         left out: the key it is stored under holds them. session: the open session packed
         (engine.session.pack) or null. opted_out: 1 or 0. last_inbound: seconds after the
         session's updated_at (the message that last moved it: 0), or Unix seconds without a
         session; null for none. last_survey: a survey id or null; the open session's by default.
         told: when it was last told it is not in a survey, as last_inbound; null (the default)
-        for never."""
+        for never. language: a language code, null (the default: records written before
+        languages lack it) when none is known."""
         session = self.session
         if session is not None and (session.channel, session.phone) != (self.channel, self.phone):
             raise ValueError("a respondent's session must be on the respondent's channel and phone")
@@ -88,7 +101,7 @@ class Respondent:
         inbound, told = (None if t is None else offset(t, base)
                          for t in (self.last_inbound_at, self.told_not_in_survey_at))
         items = [FORMAT, None if session is None else pack(session), int(self.opted_out), inbound,
-                 self.last_survey, told]
+                 self.last_survey, told, self.language]
         return json.dumps(without_defaults(items, _defaults(session)), separators=(",", ":"),
                           ensure_ascii=False)
 
@@ -108,12 +121,12 @@ class Respondent:
         try:
             packed = items[1] if len(items) > 1 else None
             session = None if packed is None else unpack(packed, channel, phone)
-            _, _, opted_out, inbound, last_survey, told = with_defaults(items, 1, _defaults(session))
-            if opted_out not in (0, 1) or not (last_survey is None or isinstance(last_survey, str)):
+            _, _, opted_out, inbound, last_survey, told, language = with_defaults(items, 1, _defaults(session))
+            if opted_out not in (0, 1) or not all(v is None or isinstance(v, str) for v in (last_survey, language)):
                 raise ValueError
             base = session.updated_at if session is not None else 0.0
             inbound, told = (None if t is None else at_offset(t, base) for t in (inbound, told))
-            return cls(channel, phone, bool(opted_out), session, inbound, last_survey, told)
+            return cls(channel, phone, bool(opted_out), session, inbound, last_survey, told, language)
         except (TypeError, ValueError):
             raise ValueError(f"not a stored respondent: {str(text)[:80]}") from None
 
@@ -121,10 +134,11 @@ class Respondent:
 def _defaults(session: Session | None) -> tuple:
     """What the stored record's optional items mean when left out: no session, not opted out,
     last inbound when the session last moved (none without a session), the session's survey,
-    never told it is not in a survey."""
+    never told it is not in a survey, the session's language (without one: none known, which
+    means the last survey's default)."""
     if session is None:
-        return (None, 0, None, None, None)
-    return (None, 0, 0, session.survey, None)
+        return (None, 0, None, None, None, None)
+    return (None, 0, 0, session.survey, None, session.language or None)
 
 
 @dataclass
@@ -139,10 +153,12 @@ class Outcome:
         session = step.session
         self.replies += step.outbound
         self.events += step.events
+        language = session.language or None  # None: the survey's default, which needs no storing
         if session.is_open:
-            self.respondent = evolve(self.respondent, session=session, last_survey=session.survey)
+            self.respondent = evolve(self.respondent, session=session, last_survey=session.survey,
+                                     language=language)
             return
-        self.respondent = evolve(self.respondent, session=None, last_survey=session.survey)
+        self.respondent = evolve(self.respondent, session=None, last_survey=session.survey, language=language)
         self.responses.append(response_record(session, flow))
 
     def reply(self, text: str, event: Event) -> None:
@@ -169,8 +185,7 @@ class FlowSet:
     def add(self, flow: Flow) -> None:
         self._versions[(flow.id, flow.version)] = flow
         self._live[flow.id] = flow
-        self._codes = {f.survey.access_code.strip().casefold(): f
-                       for f in self._live.values() if f.survey.access_code}
+        self._codes = {code: f for f in self._live.values() for code in f.access_codes}
 
     def get(self, survey_id: str, version: str | None = None) -> Flow | None:
         if version is None:
@@ -178,7 +193,7 @@ class FlowSet:
         return self._versions.get((survey_id, version))
 
     def by_access_code(self, code: str) -> Flow | None:
-        return self._codes.get(code.strip().casefold())
+        return self._codes.get(access_key(code))
 
 
 class NotStartable(Exception):
@@ -202,29 +217,57 @@ def _close_stale(outcome: Outcome, flows: FlowLookup | None, now: float) -> tupl
     return flow, session
 
 
-def _survey_text(flows: FlowLookup, respondent: Respondent, which: str, default: str) -> str:
-    """The help or not-in-survey text of the respondent's survey (the open one, else the last),
-    with piped text filled from the open session (empty between sessions)."""
+def _language(respondent: Respondent, word: keywords.Keyword | None = None) -> str | None:
+    """The language to answer in: the open session's; else a local keyword's; else the latest one's."""
+    session = respondent.session
+    if session is not None and session.language:
+        return session.language
+    if session is None and word is not None and word.language is not None:
+        return word.language
+    return respondent.language
+
+
+def _survey_text(flows: FlowLookup, respondent: Respondent, which: str, language: str | None) -> str:
+    """The help or not-in-survey text of the respondent's survey (the open one, else the last) in
+    `language`, with piped text filled from the open session (empty between sessions); without a
+    survey, the built-in text."""
     session = respondent.session
     flow = None
     if session is not None:
         flow = flows.get(session.survey, session.version)
     elif respondent.last_survey:
         flow = flows.get(respondent.last_survey)
-    template = getattr(flow, which) if flow is not None else None
-    return default if template is None else template(session or NO_VALUES)
+    if flow is None:
+        return builtin_texts.builtin(language)[which]
+    return getattr(flow.language(language), which)(session or NO_VALUES)
+
+
+def _resubscribed(flows: FlowLookup, respondent: Respondent, language: str | None) -> str:
+    flow = flows.get(respondent.last_survey) if respondent.last_survey else None
+    texts = flow.language(language).texts if flow is not None else builtin_texts.builtin(language)
+    return texts["resubscribed"]
 
 
 def _is_access_code(flow: Flow, text: str) -> bool:
-    code = flow.survey.access_code
-    return bool(code) and text.strip().casefold() == code.strip().casefold()
+    return flow.code_language(text) is not None
+
+
+def _answers_open_question(flows: FlowLookup, respondent: Respondent, text: str) -> bool:
+    """Whether the open session's question is a choice that takes `text` as an answer."""
+    session = respondent.session
+    flow = flows.get(session.survey, session.version) if session is not None else None
+    question = flow.questions.get(session.state) if flow is not None else None
+    if question is None or question.kind.name != "choice":
+        return False
+    read = question.read[session.language or flow.default_language](text)
+    return read is not None and not isinstance(read, Ambiguous)
 
 
 def _not_in_survey(outcome: Outcome, flows: FlowLookup, now: float) -> None:
     if not policy.may_tell_not_in_survey(outcome.respondent, now):
         outcome.events.append(NotInSurvey(replied=False))
         return
-    reply = _survey_text(flows, outcome.respondent, "not_in_survey", NOT_IN_SURVEY_TEXT)
+    reply = _survey_text(flows, outcome.respondent, "not_in_survey", _language(outcome.respondent))
     outcome.respondent = evolve(outcome.respondent, told_not_in_survey_at=now)
     outcome.reply(reply, NotInSurvey())
 
@@ -233,20 +276,24 @@ def receive(flows: FlowLookup, respondent: Respondent, text: str, now: float) ->
     """An inbound message from the respondent."""
     word = keywords.keyword(text, respondent.opted_out)
     if respondent.opted_out:
-        if word != keywords.OPT_IN:
+        if word is None or word.kind != keywords.OPT_IN:
             return Outcome(respondent)
         outcome = Outcome(evolve(respondent, opted_out=False, last_inbound_at=now))
-        outcome.reply(keywords.OPTED_IN_TEXT, OptedIn())
+        outcome.reply(_resubscribed(flows, respondent, _language(respondent, word)), OptedIn())
         return outcome
     respondent = evolve(respondent, last_inbound_at=now)
-    if word == keywords.OPT_OUT:
+    if word is not None and word.language is not None and respondent.session is not None \
+            and _answers_open_question(flows, respondent, text):
+        word = None  # a language's own keyword that the open question takes as its answer
+    kind = word.kind if word is not None else None
+    if kind == keywords.OPT_OUT:
         return opt_out(flows, respondent, now, inbound=text)
     outcome = Outcome(respondent)
     flow, session = _close_stale(outcome, flows, now)
-    if word == keywords.OPT_IN:
-        outcome.reply(keywords.OPTED_IN_TEXT, OptedIn())
-    elif word == keywords.HELP:
-        help_text = _survey_text(flows, outcome.respondent, "help", keywords.DEFAULT_HELP_TEXT)
+    if kind == keywords.OPT_IN:
+        outcome.reply(_resubscribed(flows, outcome.respondent, _language(outcome.respondent, word)), OptedIn())
+    elif kind == keywords.HELP:
+        help_text = _survey_text(flows, outcome.respondent, "help", _language(outcome.respondent, word))
         outcome.reply(help_text, Help())
     elif session is not None and _is_access_code(flow, text):
         outcome.apply(steps.ask_again(flow, session, text, now), flow)
@@ -254,7 +301,8 @@ def receive(flows: FlowLookup, respondent: Respondent, text: str, now: float) ->
         outcome.apply(steps.step(flow, session, text, now), flow)
     elif (started := flows.by_access_code(text.strip())) is not None:
         r = outcome.respondent
-        outcome.apply(steps.open_session(started, r.channel, r.phone, {}, now, inbound=text), started)
+        outcome.apply(steps.open_session(started, r.channel, r.phone, {}, now, inbound=text,
+                                         language=started.code_language(text)), started)
     else:
         _not_in_survey(outcome, flows, now)
     return outcome
@@ -277,9 +325,10 @@ def opt_out(flows: FlowLookup | None, respondent: Respondent, now: float,
 
 
 def start(flow: Flow, respondent: Respondent, fields: dict, now: float,
-          flows: FlowLookup | None = None) -> Outcome:
+          flows: FlowLookup | None = None, language: str | None = None) -> Outcome:
     """Invite the respondent: open a session and send its first message(s), as free text or,
-    outside WhatsApp's window, as the survey's template (Outcome.template).
+    outside WhatsApp's window, as the survey's template (Outcome.template). The session speaks
+    `language` when given, else the one the contact's language field names, else the default.
     NotStartable when they opted out, a session is still open (one that expired closes first;
     pass `flows` so its response record can carry choice labels), or WhatsApp allows no message."""
     if respondent.opted_out:
@@ -291,7 +340,8 @@ def start(flow: Flow, respondent: Respondent, fields: dict, now: float,
     delivery = policy.server_initiated(respondent, flow, now)
     if delivery.refused:
         raise NotStartable("whatsapp_window")
-    step = steps.open_session(flow, respondent.channel, respondent.phone, dict(fields), now)
+    step = steps.open_session(flow, respondent.channel, respondent.phone, dict(fields), now,
+                              language=language or flow.language_of(fields))
     outcome.apply(step, flow)
     outcome.template = delivery.template
     return outcome

@@ -7,6 +7,9 @@ cursor (engine.step.Cursor) along:
   (to its target if its condition holds, else onward), a question whose show_if is false
   (before: record it as not shown). A shown question or an end has no `pass` that fires.
 Conditions are compiled expression closures, so a step costs the same on any size of flow.
+
+Every text is compiled once per language the survey speaks (Question.message["es"]...): a step
+looks its language up, it never builds a text.
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ from dsl import ast
 from dsl.check import check_survey
 from dsl.errors import FlowError
 from dsl.expr import ChoiceValue, Getter, compile_expr, truthy
+from dsl.folder import access_key
 from dsl.load import form_of, load_file, parse_source
-from dsl.vocabulary import DEFAULT_END_MESSAGE, DEFAULT_ON_INVALID
+from dsl.matching import fold
+from dsl.vocabulary import DEFAULT_LANGUAGE_FIELD, DEFAULT_ON_INVALID
+from engine import texts as builtin_texts
 from engine.questions import QUESTION_TYPES, QuestionType
+from engine.questions.base import Reader
 from engine.render import Template, compile_text, outgoing
 
 END_OF_FLOW = "(end)"  # where a flow that runs past its last element stops; not a valid id
@@ -33,8 +40,9 @@ END_OF_FLOW = "(end)"  # where a flow that runs past its last element stops; not
 class Question:
     ask: ast.Ask
     kind: QuestionType
-    message: Template  # the prompt as sent, choices and all
-    invalid: Template  # the explanation sent after an invalid reply
+    message: dict[str, Template]  # by language: the prompt as sent, choices and all
+    invalid: dict[str, Template]  # by language: the explanation sent after an invalid reply
+    read: dict[str, Reader]  # by language: reply -> answer, Ambiguous or None
     attempts: int | None  # None: no limit
     on_invalid: str  # skip | end
 
@@ -46,7 +54,19 @@ class Question:
 @dataclass(frozen=True, eq=False)
 class Ending:
     id: str
-    message: Template
+    message: dict[str, Template]  # by language
+
+
+@dataclass(frozen=True, eq=False)
+class Language:
+    """What a flow says in one language besides its questions and ends."""
+
+    code: str
+    texts: builtin_texts.Texts  # the built-in texts, as the survey words them in this language
+    end_message: Template  # the survey's default end message
+    reminder: Template | None  # the survey's remind_message, if it has one
+    help: Template  # the survey's help_message, else the built-in one
+    not_in_survey: Template  # the survey's not_in_survey_message, else the built-in one
 
 
 @dataclass(eq=False, repr=False)
@@ -61,13 +81,47 @@ class Flow:
     questions: dict[str, Question]
     endings: dict[str, Ending]
     passing: frozenset[str]  # states with a `pass` event
-    end_message: Template  # the survey's default end message
-    reminder: Template | None  # the survey's remind_message, if it has one
-    help: Template | None  # the survey's help_message, if it has one
-    not_in_survey: Template | None  # the survey's not_in_survey_message, if it has one
+    default_language: str
+    languages: dict[str, Language]
+    access_codes: dict[str, str]  # the access code as folded (access_key) -> the language it starts
 
     def __repr__(self) -> str:
         return f"<Flow {self.id}@{self.version}>"
+
+    def language(self, code: str | None) -> Language:
+        """The flow's texts in `code` ("" or a language it does not speak: its default)."""
+        return self.languages.get(code) or self.languages[self.default_language]
+
+    def language_of(self, fields: dict) -> str:
+        """The language a contact's fields ask for, else the default. The field is the survey's
+        language_field, else one named Language (in any case). "es", "ES", "es-MX", " es ",
+        "Spanish" and "Español" all pick es; pt picks pt-BR when that is the only pt."""
+        name = self.survey.language_field
+        if name is None:
+            name = next((f for f in fields if f.casefold() == DEFAULT_LANGUAGE_FIELD.casefold()), None)
+        value = fields.get(name) if name else None
+        if not isinstance(value, str) or not value.strip():
+            return self.default_language
+        wanted = fold(value)
+        wanted = builtin_texts.LANGUAGE_NAMES.get(wanted, wanted)
+        for exact in (True, False):
+            for code in self.languages:
+                mine = code.casefold()
+                if mine == wanted if exact else mine.split("-")[0] == wanted.split("-")[0]:
+                    return code
+        return self.default_language
+
+    def code_language(self, text: str) -> str | None:
+        """The language the access code `text` starts, or None when it is not one of the flow's codes."""
+        return self.access_codes.get(access_key(text))
+
+
+def in_language(node, attr: str, language: str, default: str) -> str | None:
+    """A node's text in `language`: its translation, else the default language's text."""
+    text = getattr(node, attr)
+    if language == default:
+        return text
+    return node.translations.get(attr, {}).get(language) or text
 
 
 def version_of(survey: ast.Survey) -> str:
@@ -107,8 +161,23 @@ class _Builder:
 
         return field_value
 
-    def optional_text(self, text: str | None) -> Template | None:
-        return compile_text(text, self.asks) if text else None
+    def text(self, text: str, language: str) -> Template:
+        opt_out = builtin_texts.builtin(language)["opt_out_link"]
+        return compile_text(text, self.asks, language, opt_out)
+
+    def optional_text(self, text: str | None, language: str) -> Template | None:
+        return self.text(text, language) if text else None
+
+    def language(self, code: str) -> Language:
+        survey, default = self.survey, self.survey.default_language
+        texts = builtin_texts.for_survey(survey, code)
+
+        def setting(attr: str, builtin: str) -> Template:
+            return self.text(in_language(survey, attr, code, default) or texts[builtin], code)
+
+        return Language(code, texts, setting("end_message", "end"),
+                        self.optional_text(in_language(survey, "remind_message", code, default), code),
+                        setting("help_message", "help"), setting("not_in_survey_message", "not_in_survey"))
 
     def condition(self, expr: ast.Expr):
         test = compile_expr(expr, self.resolve)
@@ -117,12 +186,21 @@ class _Builder:
     def add(self, trigger: str, source: str, dest: str, **callbacks) -> None:
         self.transitions.append({"trigger": trigger, "source": source, "dest": dest, **callbacks})
 
-    def question(self, ask: ast.Ask) -> Question:
+    def question(self, ask: ast.Ask, languages: dict[str, Language]) -> Question:
         kind = QUESTION_TYPES[ask.type]
-        prompt = compile_text(ask.prompt, self.asks)
-        invalid = compile_text(ask.invalid_message or kind.expected(ask), self.asks)
-        return Question(ask, kind, lambda values: outgoing(kind.message(ask, prompt(values))), invalid,
-                        ask.attempts, ask.on_invalid or DEFAULT_ON_INVALID)
+        default = self.survey.default_language
+        message, invalid, read = {}, {}, {}
+        for code, language in languages.items():
+            prompt = self.text(in_language(ask, "prompt", code, default), code)
+            frame = kind.framer(ask, code)
+            if frame is None:
+                message[code] = lambda values, prompt=prompt: outgoing(prompt(values))
+            else:
+                message[code] = lambda values, prompt=prompt, frame=frame: outgoing(frame(prompt(values)))
+            explanation = in_language(ask, "invalid_message", code, default)
+            invalid[code] = self.text(explanation or kind.expected(ask, language.texts, code), code)
+            read[code] = kind.reader(ask, code)
+        return Question(ask, kind, message, invalid, read, ask.attempts, ask.on_invalid or DEFAULT_ON_INVALID)
 
     def element(self, state: str, element: ast.Element, after: str) -> None:
         match element:
@@ -162,18 +240,24 @@ def compile_flow(survey: ast.Survey, source: str, form: str) -> Flow:
         builder.element(names[index], element, names[index + 1])
     machine = Machine(model=None, states=names, transitions=builder.transitions, initial=names[0],
                       auto_transitions=False, send_event=True)
-    end_message = compile_text(survey.end_message or DEFAULT_END_MESSAGE, builder.asks)
-    endings = {e.id: Ending(e.id, end_message if e.message is None else compile_text(e.message, builder.asks))
+    default = survey.default_language
+    languages = {code: builder.language(code) for code in survey.languages or [default]}
+    endings = {e.id: Ending(e.id, {code: language.end_message if e.message is None
+                                   else builder.text(in_language(e, "message", code, default), code)
+                                   for code, language in languages.items()})
                for e in survey.elements if isinstance(e, ast.End)}
-    endings[END_OF_FLOW] = Ending(END_OF_FLOW, end_message)
+    endings[END_OF_FLOW] = Ending(END_OF_FLOW, {code: lang.end_message for code, lang in languages.items()})
     passing = frozenset(t["source"] for t in builder.transitions if t["trigger"] == "pass")
+    codes = {}
+    if survey.access_code:
+        for code in languages:
+            written = in_language(survey, "access_code", code, default)
+            codes.setdefault(access_key(written), code)  # the default's first: a language without its own code
     return Flow(
         id=survey.id, version=version_of(survey), survey=survey, source=source, form=form,
         machine=machine, first=names[0],
-        questions={ask.id: builder.question(ask) for ask in survey.questions},
-        endings=endings, passing=passing, end_message=end_message,
-        reminder=builder.optional_text(survey.remind_message), help=builder.optional_text(survey.help_message),
-        not_in_survey=builder.optional_text(survey.not_in_survey_message),
+        questions={ask.id: builder.question(ask, languages) for ask in survey.questions},
+        endings=endings, passing=passing, default_language=default, languages=languages, access_codes=codes,
     )
 
 

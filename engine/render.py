@@ -20,8 +20,9 @@ from dsl import ast
 from dsl.expr import display
 from dsl.pipe import Pipe, pipes
 from engine.questions import QUESTION_TYPES
+from engine.texts import builtin
 
-OPT_OUT_TEXT = "Reply STOP to opt out."  # what ${l://OptOutURL} shows over SMS and WhatsApp
+OPT_OUT_TEXT = builtin("en")["opt_out_link"]  # what ${l://OptOutURL} shows over SMS and WhatsApp
 
 UNSENDABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
@@ -45,7 +46,8 @@ def outgoing(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
-def _piece(pipe: Pipe, asks: dict[str, ast.Ask], written: str) -> Template:
+def _piece(pipe: Pipe, asks: dict[str, ast.Ask], written: str, language: str | None,
+           opt_out_text: str | None) -> Template:
     if pipe.kind == "field":
         name = pipe.name
         return lambda values: sendable(display(values.fields.get(name)))
@@ -55,18 +57,22 @@ def _piece(pipe: Pipe, asks: dict[str, ast.Ask], written: str) -> Template:
 
         def answer(values) -> str:
             stored = values.answers.get(qid)
-            return "" if stored is None else sendable(kind.piped(ask, stored))
+            return "" if stored is None else sendable(kind.piped(ask, stored, language))
 
         return answer
     if pipe.kind == "question":
         return lambda values: ""
     if pipe.kind == "link":
-        return lambda values: OPT_OUT_TEXT
+        link = opt_out_text or OPT_OUT_TEXT
+        return lambda values: link
     return lambda values: written
 
 
-def compile_text(text: str, asks: dict[str, ast.Ask]) -> Template:
-    """A function giving the text with its pipes filled in from the values it is rendered against."""
+def compile_text(text: str, asks: dict[str, ast.Ask], language: str | None = None,
+                 opt_out_text: str | None = None) -> Template:
+    """A function giving the text with its pipes filled in from the values it is rendered against,
+    answers shown as `language` shows them (choice labels, numbers); ${l://OptOutURL} as
+    `opt_out_text` (the language's) or English's."""
     found = pipes(text)
     if not found:
         text = outgoing(text)
@@ -76,7 +82,7 @@ def compile_text(text: str, asks: dict[str, ast.Ask]) -> Template:
     for pipe in found:
         literal = text[at:pipe.start]
         parts.append(lambda values, literal=literal: literal)
-        parts.append(_piece(pipe, asks, text[pipe.start:pipe.end]))
+        parts.append(_piece(pipe, asks, text[pipe.start:pipe.end], language, opt_out_text))
         at = pipe.end
     tail = text[at:]
     parts.append(lambda values: tail)

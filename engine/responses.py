@@ -21,12 +21,20 @@ def response_id(session: Session) -> str:
 
 
 def typed_answers(session: Session, flow: Flow | None) -> dict[str, object]:
-    """NPS -> int, choice -> {code, label}, text -> str. Without its flow a choice stays its code."""
+    """NPS and number -> their number, choice -> {code, label} (label: the survey's default
+    language's; with `shown`, the label the respondent read, when they spoke another language),
+    text -> str. Without its flow a choice stays its code."""
     out: dict[str, object] = {}
+    shown = session.language or None
     for qid, stored in session.answers.items():
         question = flow.questions.get(qid) if flow is not None else None
-        out[qid] = stored if question is None else question.kind.record(question.ask, stored)
+        out[qid] = stored if question is None else question.kind.record(question.ask, stored, shown)
     return out
+
+
+def language_of(session: Session, flow: Flow | None) -> str:
+    """The language the session spoke ("": its survey's default, and the flow is gone)."""
+    return session.language or (flow.default_language if flow is not None else "")
 
 
 def response_record(session: Session, flow: Flow | None) -> dict:
@@ -37,6 +45,7 @@ def response_record(session: Session, flow: Flow | None) -> dict:
         "channel": session.channel,
         "phone": session.phone,
         "status": session.status,
+        "language": language_of(session, flow),
         "started_at": iso(session.started_at),
         "ended_at": iso(session.updated_at),
         "fields": dict(session.fields),

@@ -40,6 +40,7 @@ class Session:
     messages_out: int = 0
     segments_in: int = 0
     segments_out: int = 0
+    language: str = ""  # the language it speaks ("": the survey's default, as sessions stored before languages)
 
     @property
     def is_open(self) -> bool:
@@ -70,7 +71,7 @@ def evolve(record, /, **changes):
 # under holds them) and with its trailing items left out where they hold their default:
 #
 #   [survey, version, state, answers, fields, started_at, updated, expires, counters,
-#    remind, not_shown, attempts, reminded, status]
+#    remind, not_shown, attempts, reminded, status, language]
 #
 # Times are whole seconds, rounded down: started_at is Unix seconds; updated and expires are
 # seconds after started_at, remind seconds after updated_at (null: no reminder due). Nothing
@@ -80,10 +81,12 @@ def evolve(record, /, **changes):
 # counters are [messages_in, messages_out], followed by [segments_in, segments_out] unless
 # those are the default: one segment a message on SMS, none on WhatsApp.
 # fields leave out Q_RecipientPhoneNumber when it is the phone (see _pack_fields).
-# reminded is 0 or 1. Defaults: remind null, not_shown [], attempts 0, reminded 0, status "open".
+# reminded is 0 or 1. language is a language code, "" for the survey's default (records written
+# before languages lack it). Defaults: remind null, not_shown [], attempts 0, reminded 0,
+# status "open", language "".
 
 _REQUIRED = 9
-_DEFAULTS = (None, [], 0, 0, OPEN)
+_DEFAULTS = (None, [], 0, 0, OPEN, "")
 
 
 def offset(t: float, base: float) -> int:
@@ -148,7 +151,7 @@ def pack(session: Session) -> list:
     return without_defaults(
         [s.survey, s.version, s.state, s.answers, _pack_fields(s.fields, s.phone), offset(s.started_at, 0),
          offset(s.updated_at, s.started_at), offset(s.expires_at, s.started_at), counters,
-         remind, s.not_shown, s.attempts, int(s.reminded), s.status],
+         remind, s.not_shown, s.attempts, int(s.reminded), s.status, s.language],
         _DEFAULTS)
 
 
@@ -163,8 +166,9 @@ def unpack(items: list, channel: str, phone: str) -> Session:
     """The session of (channel, phone) from its packed list; ValueError when it is not one."""
     try:
         (survey, version, state, answers, fields, started, updated, expires, counters,
-         remind, not_shown, attempts, reminded, status) = with_defaults(items, _REQUIRED, _DEFAULTS)
-        if not all(isinstance(text, str) for text in (survey, version, state, status)) or status not in STATUSES:
+         remind, not_shown, attempts, reminded, status, language) = with_defaults(items, _REQUIRED, _DEFAULTS)
+        if not all(isinstance(text, str) for text in (survey, version, state, status, language)) \
+                or status not in STATUSES:
             raise ValueError
         if not (isinstance(answers, dict) and isinstance(not_shown, list) and isinstance(attempts, int)
                 and reminded in (0, 1)):
@@ -175,6 +179,6 @@ def unpack(items: list, channel: str, phone: str) -> Session:
             survey, version, channel, phone, state, status, answers, list(not_shown),
             _unpack_fields(fields, phone), attempts, started, updated, at_offset(expires, started),
             None if remind is None else at_offset(remind, updated), bool(reminded),
-            *_counters(counters, channel))
+            *_counters(counters, channel), language)
     except (TypeError, ValueError):
         raise ValueError(f"not a stored session: {str(items)[:80]}") from None

@@ -15,6 +15,10 @@ engine.conversation decides) is never recorded and never counts as an attempt: a
 asks the question again, with its prompt where the question would have taken the reply as an
 answer (a text question), else with its explanation, as for an invalid reply.
 
+Languages: a session speaks the language it opened in (Session.language; "" is the survey's
+default). Each question's message, explanation and reader exist per language, built with the flow;
+a reply matching two choices (Ambiguous) is an invalid reply whose explanation names both.
+
 Reminders: while a session is open and has not been reminded, every message sent to the
 respondent sets remind_at = now + remind_after; tick() sends the one reminder when it is due.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from dsl.matching import trim
 from engine.events import (
     AnswerRecorded,
     Event,
@@ -34,8 +39,11 @@ from engine.events import (
     SessionOpened,
 )
 from engine.flow import Flow
+from engine.questions import Ambiguous
+from engine.render import outgoing, sendable
 from engine.session import COMPLETE, ENDED_INVALID, EXPIRED, OPEN, PHONE_FIELD, Session, evolve
 from engine.sms import segments
+from engine.texts import fill
 
 
 @dataclass(slots=True, weakref_slot=True)
@@ -96,10 +104,11 @@ def _settle(flow: Flow, session: Session, cursor: Cursor, events: list[Event], n
     changes = dict(received, state=cursor.state, answers=cursor.answers, fields=cursor.fields,
                    not_shown=cursor.not_shown, attempts=0)
     question = flow.questions.get(cursor.state)
+    language = session.language or flow.default_language
     if question is not None:
-        outbound = [question.message(cursor)]
+        outbound = [question.message[language](cursor)]
         return Step(_sent(flow, session, outbound, now, changes), outbound, events)
-    message = flow.endings[cursor.state].message(cursor)
+    message = flow.endings[cursor.state].message[language](cursor)
     outbound = [message] if message else []
     events.append(SessionClosed(session.survey, COMPLETE, end=cursor.state))
     changes["status"] = COMPLETE
@@ -111,13 +120,16 @@ def _cursor(session: Session) -> Cursor:
 
 
 def open_session(flow: Flow, channel: str, phone: str, fields: dict, now: float,
-                 inbound: str | None = None) -> Step:
+                 inbound: str | None = None, language: str | None = None) -> Step:
     """A new session on the flow, settled at its first question (whose message is sent).
-    `inbound` is the respondent's message that started it (an access code), if any."""
+    `inbound` is the respondent's message that started it (an access code), if any; `language`
+    the one it speaks (None or one the flow does not speak: the flow's default)."""
+    if language not in flow.languages or language == flow.default_language:
+        language = ""
     session = Session(
         survey=flow.id, version=flow.version, channel=channel, phone=phone, state=flow.first,
         fields={**fields, PHONE_FIELD: phone}, started_at=now, updated_at=now,
-        expires_at=now + flow.survey.expires_after)
+        expires_at=now + flow.survey.expires_after, language=language)
     events: list[Event] = [SessionOpened(flow.id, flow.version)]
     return _settle(flow, session, _cursor(session), events, now, _received(session, inbound))
 
@@ -128,21 +140,23 @@ def step(flow: Flow, session: Session, inbound: str, now: float) -> Step:
         raise ValueError(f"step() needs an open session, not a {session.status} one")
     received = _received(session, inbound)
     question = flow.questions[session.state]
-    stored = question.kind.parse(question.ask, inbound)
+    language = session.language or flow.default_language
+    stored = question.read[language](inbound)
     cursor = _cursor(session)
-    if stored is not None:
+    if stored is not None and not isinstance(stored, Ambiguous):
         cursor.answers[question.id] = stored
         events: list[Event] = [AnswerRecorded(flow.id, question.id, stored)]
         flow.machine.events["answer"].trigger(cursor)
         return _settle(flow, session, cursor, events, now, received)
     attempts = session.attempts + 1
     if question.attempts is None or attempts < question.attempts:
-        outbound = [question.invalid(cursor)]
+        outbound = [question.invalid[language](cursor) if stored is None
+                    else _ambiguous(flow, language, stored, inbound)]
         event = InvalidReply(flow.id, question.id, attempts)
         return Step(_sent(flow, session, outbound, now, dict(received, attempts=attempts)), outbound, [event])
     event = InvalidReply(flow.id, question.id, attempts, then=question.on_invalid)
     if question.on_invalid == "end":
-        message = flow.end_message(cursor)
+        message = flow.language(language).end_message(cursor)
         outbound = [message] if message else []
         events = [event, SessionClosed(session.survey, ENDED_INVALID, question=question.id)]
         changes = dict(received, status=ENDED_INVALID, attempts=attempts)
@@ -151,11 +165,18 @@ def step(flow: Flow, session: Session, inbound: str, now: float) -> Step:
     return _settle(flow, session, cursor, [event], now, received)
 
 
+def _ambiguous(flow: Flow, language: str, reply: Ambiguous, inbound: str) -> str:
+    """The explanation for a reply that names two choices: which ones, and how to pick one."""
+    texts = flow.language(language).texts
+    choices = ", ".join(f"{code} ({label})" for code, label in reply.choices)
+    return outgoing(fill(texts["ambiguous"], reply=sendable(trim(inbound)), choices=choices))
+
+
 def ask_again(flow: Flow, session: Session, inbound: str, now: float) -> Step:
     """Ask the open session's question again after a reply that must not answer it (the
     survey's own access code): received and counted, never recorded, attempts unchanged."""
     question = flow.questions[session.state]
-    outbound = [question.message(session)]
+    outbound = [question.message[session.language or flow.default_language](session)]
     changes = _received(session, inbound)
     return Step(_sent(flow, session, outbound, now, changes), outbound, [QuestionRepeated(flow.id, question.id)])
 
@@ -175,7 +196,11 @@ def tick(flow: Flow, session: Session, now: float) -> Step:
     if session.reminded or session.remind_at is None or now < session.remind_at:
         return Step(session, [], [])
     question = flow.questions[session.state]  # an open session always waits on a question
-    text = flow.reminder(session) if flow.reminder else "Reminder: " + question.message(session)
+    language = flow.language(session.language)
+    if language.reminder is not None:
+        text = language.reminder(session)
+    else:
+        text = language.texts["reminder_prefix"] + question.message[language.code](session)
     event = ReminderSent(flow.id, question.id)
     changes = {"reminded": True, "remind_at": None}
     return Step(_sent(flow, session, [text], now, changes), [text], [event])

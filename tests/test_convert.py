@@ -13,6 +13,7 @@ from dsl.convert import ConversionError, survey_to_json, to_text, to_yaml
 from dsl.errors import FlowError
 from dsl.load import load_file, parse_source
 from dsl.pipe import PIPE, pipes
+from engine.flow import in_language
 from engine.sms.segments import count
 from engine.tools.cli import main
 
@@ -333,13 +334,20 @@ EVERY_CONSTRUCT = "install-followup"
 
 
 def _messages(survey: ast.Survey) -> list[str]:
-    out = [survey.end_message, survey.remind_message, survey.not_in_survey_message, survey.help_message]
-    for element in survey.elements:
-        if isinstance(element, ast.Ask):
-            choices = "".join(f"\n{c.code}. {c.label}" for c in element.choices)  # as the question is sent
-            out += [element.prompt + choices, element.invalid_message]
-        elif isinstance(element, ast.End):
-            out.append(element.message)
+    """Every message the survey words itself, in every language it speaks."""
+    out = []
+    default = survey.default_language
+    for language in survey.languages or [default]:
+        def said(node, attr, language=language):
+            return in_language(node, attr, language, default)
+        out += [said(survey, key) for key in ("end_message", "remind_message", "not_in_survey_message",
+                                              "help_message")]
+        for element in survey.elements:
+            if isinstance(element, ast.Ask):
+                choices = "".join(f"\n{c.code}. {c.text(language)}" for c in element.choices)  # as it is sent
+                out += [said(element, "prompt") + choices, said(element, "invalid_message")]
+            elif isinstance(element, ast.End):
+                out.append(said(element, "message"))
     return [m for m in out if m]
 
 
@@ -348,7 +356,9 @@ def test_example_surveys_follow_the_sms_rules(path):
     survey, _ = load_file(path)
     assert [d.render() for d in check_survey(survey) if d.is_error] == []
     first = survey.questions[0]
-    assert first.show_if is None and "Text STOP to opt out" in first.prompt
+    assert first.show_if is None and "STOP" in first.prompt
+    assert "Text STOP to opt out" in in_language(first, "prompt", "en", survey.default_language)
+    assert all("STOP" in text for text in first.translations.get("prompt", {}).values())
     assert all("0-10" in q.prompt for q in survey.questions if q.type == "nps")
     assert len(survey.questions) <= 3 or path.stem == EVERY_CONSTRUCT
     for message in _messages(survey):

@@ -63,7 +63,26 @@ ROUND_TRIPS = {
     "opted out": Respondent("sms", PHONE, True, None, 1704099600.0, "retail-nps"),
     "opted out before ever texting": Respondent("sms", PHONE, opted_out=True),
     "unicode": respondent(sample(answers={"reason": "Très bien 👍"}, fields={"Name": "Zoë"})),
+    "a session in Spanish": respondent(sample(language="es"), language="es"),
+    "a language between sessions": Respondent("sms", PHONE, False, None, 1704099600.0, "retail-nps",
+                                              language="pt-BR"),
+    "a number answer": respondent(sample(answers={"people": 3, "wait": 1.5})),
 }
+
+
+def test_records_stored_before_languages_still_load():
+    """A session packed without its trailing language speaks the survey's default; a respondent
+    record without one knows no language; both are written back exactly as they were."""
+    old = '[2,["store-feedback","d27fe2f04dca","visit",{"recommend":4},{"FirstName":"Ana"},1704099600,100,172800,[3,4]]]'
+    loaded = Respondent.loads(old, "sms", PHONE)
+    assert (loaded.session.language, loaded.language) == ("", None)
+    assert loaded.dumps() == old
+
+
+def test_the_language_is_a_trailing_item_left_out_at_its_default():
+    spanish = json.loads(respondent(sample(language="es")).dumps())
+    assert spanish[1][-1] == "es"
+    assert "language" not in respondent(sample()).dumps() and json.loads(respondent(sample()).dumps())[1][-1] != ""
 
 
 @pytest.mark.parametrize("stored", ROUND_TRIPS.values(), ids=ROUND_TRIPS.keys())

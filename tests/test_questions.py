@@ -4,7 +4,8 @@ import pytest
 
 from dsl import ast, vocabulary
 from dsl.expr import ChoiceValue
-from engine.questions import QUESTION_TYPES
+from engine import texts
+from engine.questions import QUESTION_TYPES, Ambiguous
 
 NPS = ast.Ask(id="q", type="nps", prompt="Rate us 0-10")
 CHOICE = ast.Ask(id="q", type="choice", prompt="What did you shop for today?",
@@ -12,6 +13,12 @@ CHOICE = ast.Ask(id="q", type="choice", prompt="What did you shop for today?",
                           ast.Choice("3", "Home & garden")])
 LETTERS = ast.Ask(id="q", type="choice", prompt="Arrived on time?",
                   choices=[ast.Choice("Y", "Yes"), ast.Choice("N", "No"), ast.Choice("2", "1")])
+SI = ast.Ask(id="q", type="choice", prompt="¿Viene?", choices=[
+    ast.Choice("1", "Sí", match=["claro", "yes"]), ast.Choice("2", "No"),
+    ast.Choice("3", "Quizás más tarde", match=["tarde"]), ast.Choice("4", "Más tarde", match=["tarde"])])
+COUNT = ast.Ask(id="q", type="number", prompt="How many?", min_value=1, max_value=20)
+RATING = ast.Ask(id="q", type="number", prompt="Rate 0-10", min_value=0, max_value=10, decimal=True)
+ANY = ast.Ask(id="q", type="number", prompt="Any number")
 TEXT = ast.Ask(id="q", type="text", prompt="Why?")
 SHORT = ast.Ask(id="q", type="text", prompt="Why?", max_length=5)
 
@@ -31,6 +38,14 @@ CASES = [
     (TEXT, "😀", "😀"), (TEXT, "", None), (TEXT, "   ", None), (TEXT, "x" * 1600, "x" * 1600),
     (TEXT, "x" * 1601, None),
     (SHORT, "12345", "12345"), (SHORT, "123456", None), (SHORT, " 12345 ", "12345"),
+    (SI, "si", "1"), (SI, "Sí", "1"), (SI, "SI!", "1"), (SI, " ¡sí! ", "1"), (SI, "CLARO.", "1"),
+    (SI, "Yes", "1"), (SI, "no", "2"), (SI, "NO!", "2"), (SI, "quizas mas tarde", "3"), (SI, "MÁS TARDE", "4"),
+    (SI, "sip", None), (SI, "tarde", Ambiguous((("3", "Quizás más tarde"), ("4", "Más tarde")))),
+    (COUNT, "1", 1), (COUNT, "20", 20), (COUNT, " 7! ", 7), (COUNT, "0", None), (COUNT, "21", None),
+    (COUNT, "7.5", None), (COUNT, "7.0", 7), (COUNT, "seven", None), (COUNT, "", None), (COUNT, "1 2", None),
+    (RATING, "7.5", 7.5), (RATING, "10", 10), (RATING, "10.5", None), (RATING, "-1", None),
+    (RATING, "7,5", None),  # English reads no decimal comma
+    (ANY, "-3", -3), (ANY, "+4", 4), (ANY, "123456", 123456), (ANY, "2.5", None),
 ]
 
 
@@ -75,3 +90,32 @@ def test_stored_answer_views(ask, stored, value, record, piped):
 def test_registry_covers_the_language_types():
     assert set(QUESTION_TYPES) == set(vocabulary.QUESTION_TYPES)
     assert all(name == kind.name for name, kind in QUESTION_TYPES.items())
+
+
+@pytest.mark.parametrize(("reply", "language", "stored"), [
+    ("7,5", "es", 7.5), ("7.5", "es", 7.5), ("7,5", "fr", 7.5), ("7,5", "pt-BR", 7.5), ("7,5", "de", 7.5),
+    ("7,5", "en", None), ("7,50", "es", 7.5), ("10,5", "es", None), ("3,0", "es", 3),
+])
+def test_numbers_are_read_in_the_respondents_format(reply, language, stored):
+    assert QUESTION_TYPES["number"].parse(RATING, reply, language) == stored
+
+
+def test_a_choice_is_matched_in_the_respondents_language_and_the_default():
+    ask = ast.Ask(id="q", type="choice", prompt="Come?", choices=[
+        ast.Choice("1", "Yes", translations={"label": {"es": "Sí", "fr": "Oui"}}),
+        ast.Choice("2", "No", translations={"label": {"es": "No", "fr": "Non"}})])
+    kind = QUESTION_TYPES["choice"]
+    assert [kind.parse(ask, reply, "fr") for reply in ("oui", "YES", "non", "si")] == ["1", "1", "2", None]
+    assert kind.message(ask, "Venez-vous ?", "fr") == "Venez-vous ?\n1. Oui\n2. Non"
+    assert kind.record(ask, "1", "fr") == {"code": "1", "label": "Yes", "shown": "Oui"}
+    assert kind.record(ask, "1") == {"code": "1", "label": "Yes"}
+    assert kind.piped(ask, "2", "es") == "No" and kind.value(ask, "1").label == "Yes"
+
+
+def test_number_explanations_say_the_range_in_the_language():
+    kind = QUESTION_TYPES["number"]
+    assert kind.expected(COUNT) == "Please reply with a number from 1 to 20."
+    assert kind.expected(ANY) == "Please reply with a whole number."
+    assert kind.expected(RATING, texts.builtin("es"), "es") == "Responda con un número del 0 al 10."
+    half = ast.Ask(id="q", type="number", prompt="?", min_value=0.5, decimal=True)
+    assert kind.expected(half, texts.builtin("fr"), "fr") == "Veuillez répondre par un nombre d'au moins 0,5."

@@ -74,7 +74,8 @@ def test_settings_are_spelt_as_the_grammar_reads_them(grammar):
 
 def test_options_and_elements_are_spelt_as_the_grammar_reads_them(grammar):
     options = _rules(grammar, "option")
-    assert options == {o.rule: o.words.split() if o.words else [] for o in vocabulary.OPTIONS}
+    assert options == {**{o.rule: o.words.split() if o.words else [] for o in vocabulary.OPTIONS},
+                       vocabulary.MATCH_WORD: [vocabulary.MATCH_WORD]}
     elements = _rules(grammar, "element")
     assert elements == {word: [word] for word in vocabulary.ELEMENTS}
 

@@ -1,50 +1,72 @@
-"""A single answer from a list: the reply is a choice's code or its label."""
+"""A single answer from a list: the reply is a choice's code, its label in the respondent's
+language or the default's, or one of its synonyms (`match`), compared as dsl.matching folds them
+(case, accents, punctuation and spacing around do not count). Codes come first: a label may look
+like another choice's code. A reply that names two choices is Ambiguous, never a guess."""
 
 from __future__ import annotations
 
-import string
-
 from dsl import ast
 from dsl.expr import ChoiceValue
-from engine.questions.base import QuestionType
-
-_AROUND = string.whitespace + string.punctuation
+from dsl.matching import fold
+from engine.questions.base import Ambiguous, QuestionType, texts_or_english
+from engine.texts import fill
 
 
 def normalise(text: str) -> str:
-    """Case, inner spacing, and spaces or punctuation around the text do not matter."""
-    return " ".join(text.strip(_AROUND).split()).casefold()
+    """Case, accents, inner spacing, and spaces or punctuation around the text do not matter."""
+    return fold(text)
 
 
 class Choice(QuestionType):
     name = "choice"
 
-    def message(self, ask: ast.Ask, prompt: str) -> str:
-        return "\n".join([prompt, *(f"{c.code}. {c.label}" for c in ask.choices)])
+    def message(self, ask: ast.Ask, prompt: str, language: str | None = None) -> str:
+        return self.framer(ask, language)(prompt)
 
-    def parse(self, ask: ast.Ask, reply: str) -> str | None:
-        said = normalise(reply)
-        if not said:
-            return None
-        for choice in ask.choices:  # codes first: a label may look like another choice's code
-            if normalise(choice.code) == said:
-                return choice.code
+    def framer(self, ask: ast.Ask, language: str | None = None):
+        lines = "".join(f"\n{c.code}. {c.text(language)}" for c in ask.choices)
+        return lambda prompt: prompt + lines
+
+    def reader(self, ask: ast.Ask, language: str | None = None):
+        codes = {}
         for choice in ask.choices:
-            if normalise(choice.label) == said:
-                return choice.code
-        return None
+            codes.setdefault(fold(choice.code), choice.code)
+        words: dict[str, list[ast.Choice]] = {}
+        for choice in ask.choices:
+            for word in {fold(w) for w in (choice.label, choice.text(language), *choice.match)}:
+                if word and choice not in words.setdefault(word, []):
+                    words[word].append(choice)
+        shown = {c.code: c.text(language) for c in ask.choices}
 
-    def expected(self, ask: ast.Ask) -> str:
-        return "Please reply with one of: " + ", ".join(c.code for c in ask.choices) + "."
+        def read(reply: str) -> str | Ambiguous | None:
+            said = fold(reply)
+            if not said:
+                return None
+            if said in codes:
+                return codes[said]
+            found = words.get(said)
+            if not found:
+                return None
+            if len(found) == 1:
+                return found[0].code
+            return Ambiguous(tuple((c.code, shown[c.code]) for c in found))
 
-    def label(self, ask: ast.Ask, code: str) -> str:
-        return next((c.label for c in ask.choices if c.code == code), code)
+        return read
+
+    def expected(self, ask: ast.Ask, texts=None, language: str | None = None) -> str:
+        return fill(texts_or_english(texts)["invalid_choice"], codes=", ".join(c.code for c in ask.choices))
+
+    def label(self, ask: ast.Ask, code: str, language: str | None = None) -> str:
+        return next((c.text(language) for c in ask.choices if c.code == code), code)
 
     def value(self, ask: ast.Ask, stored: str) -> ChoiceValue:
         return ChoiceValue(stored, self.label(ask, stored))
 
-    def record(self, ask: ast.Ask, stored: str) -> dict[str, str]:
-        return {"code": stored, "label": self.label(ask, stored)}
+    def record(self, ask: ast.Ask, stored: str, language: str | None = None) -> dict[str, str]:
+        out = {"code": stored, "label": self.label(ask, stored)}
+        if language is not None:
+            out["shown"] = self.label(ask, stored, language)
+        return out
 
-    def piped(self, ask: ast.Ask, stored: str) -> str:
-        return self.label(ask, stored)
+    def piped(self, ask: ast.Ask, stored: str, language: str | None = None) -> str:
+        return self.label(ask, stored, language)

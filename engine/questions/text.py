@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dsl import ast
 from dsl.vocabulary import DEFAULT_MAX_LENGTH
-from engine.questions.base import QuestionType
+from engine.questions.base import QuestionType, texts_or_english
+from engine.texts import fill
 
 
 def max_length(ask: ast.Ask) -> int:
@@ -14,9 +15,14 @@ def max_length(ask: ast.Ask) -> int:
 class Text(QuestionType):
     name = "text"
 
-    def parse(self, ask: ast.Ask, reply: str) -> str | None:
-        answer = reply.strip()
-        return answer if 0 < len(answer) <= max_length(ask) else None
+    def reader(self, ask: ast.Ask, language: str | None = None):
+        limit = max_length(ask)
 
-    def expected(self, ask: ast.Ask) -> str:
-        return f"Please reply with some text (up to {max_length(ask)} characters)."
+        def read(reply: str) -> str | None:
+            answer = reply.strip()
+            return answer if 0 < len(answer) <= limit else None
+
+        return read
+
+    def expected(self, ask: ast.Ask, texts=None, language: str | None = None) -> str:
+        return fill(texts_or_english(texts)["invalid_text"], max_length=max_length(ask))

@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Iterable
 
-FIXED_COLUMNS = ("response_id", "survey", "version", "channel", "phone", "status", "started_at",
+FIXED_COLUMNS = ("response_id", "survey", "version", "channel", "phone", "status", "language", "started_at",
                  "ended_at", "messages_in", "messages_out", "segments_in", "segments_out", "not_shown")
 FIELD_PREFIX = "field:"
 ANSWER_PREFIX = "answer:"  # only for a question named like a fixed column

@@ -70,7 +70,8 @@ def worker_id() -> str:
 
 
 def codes_of(flows: Mapping[str, Flow]) -> dict[str, Flow]:
-    return {access_key(flow.survey.access_code): flow for flow in flows.values() if flow.survey.access_code}
+    """Every access code of every flow (one per language it speaks, at most)."""
+    return {code: flow for flow in flows.values() for code in flow.access_codes}
 
 
 def source_ttl(flow: Flow) -> int:

@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phone", default="+15555550100")
     p.add_argument("--channel", choices=["sms", "whatsapp"], default="sms")
     p.add_argument("--start", choices=["invite", "inbound"], default="invite")
+    p.add_argument("--language", metavar="CODE",
+                   help="the respondent's language (one of the survey's; default: as the contact's "
+                        "language field or the access code says, else the survey's default)")
     p.set_defaults(func=_sim)
 
     p = sub.add_parser("test", help="run conversation test files")

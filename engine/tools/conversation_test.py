@@ -5,6 +5,9 @@ A test file (YAML):
     flow: ../../surveys/retail-nps.yaml   # the flow, relative to this file (required)
     start: invite        # invite (default): the survey texts first; inbound: the respondent does
     channel: sms         # sms (default) | whatsapp
+    language: es         # optional: the respondent's language, one of the survey's (an invitation
+                         # opens in it); default: as the contact's language field or the access
+                         # code texted says, else the survey's default
     contact: {phone: "+15551234567", FirstName: Ana}   # phone defaults to +15555550100;
                          # other keys are contact fields (used by `start: invite` only: a
                          # respondent who texts first is unknown to Canvass)
@@ -55,7 +58,7 @@ from engine.tools.player import Message, Player, Template
 
 START_TIME = 1704099600.0  # 2024-01-01T09:00:00Z
 DEFAULT_PHONE = "+15555550100"
-_KEYS = ("flow", "start", "channel", "contact", "last_message", "start_refused", "steps", "result")
+_KEYS = ("flow", "start", "channel", "language", "contact", "last_message", "start_refused", "steps", "result")
 _STEP_KINDS = ("send", "expect", "expect_match", "expect_template", "wait")
 _RESULT_KEYS = ("status", "answers", "fields", "not_shown")
 _NULL = "tag:yaml.org,2002:null"
@@ -87,6 +90,7 @@ class Script:
     flow_line: int
     start: str = "invite"
     channel: str = "sms"
+    language: tuple[str, int] | None = None  # (code, line)
     phone: str = DEFAULT_PHONE
     contact_fields: dict[str, str] = field(default_factory=dict)
     last_message: int | None = 0  # seconds before the start the respondent last texted; None: never
@@ -177,6 +181,9 @@ def read_script(path: Path) -> Script:
     script = Script(path, path.parent / written, written, _line(entries["flow"][1]))
     script.start = _choice(entries, "start", ("invite", "inbound"), "invite")
     script.channel = _choice(entries, "channel", ("sms", "whatsapp"), "sms")
+    if "language" in entries:
+        node = entries["language"][1]
+        script.language = (_text(node, "'language'"), _line(node))
     if "contact" in entries:
         for name, (_, value) in _mapping(entries["contact"][1], None, "'contact'").items():
             if name == "phone":
@@ -248,7 +255,8 @@ class Run:
     def __init__(self, script: Script, flow: Flow, out):
         self.script, self.flow, self.out = script, flow, out
         last = None if script.last_message is None else START_TIME - script.last_message
-        self.player = Player(flow, script.channel, script.phone, START_TIME, last_inbound_at=last)
+        language = script.language[0] if script.language else None
+        self.player = Player(flow, script.channel, script.phone, START_TIME, last_inbound_at=last, language=language)
         self.outbox: deque[Message] = deque()
         self.failures: list[str] = []
 
@@ -370,6 +378,9 @@ def run_file(path: Path, verbose: bool = False, out=print) -> list[str]:
         raise ScriptError(f"the flow '{script.flow_as_written}' does not load:\n{details}",
                           script.flow_line) from None
     _check_ids(script, flow)
+    if script.language is not None and script.language[0] not in flow.languages:
+        code, line = script.language
+        raise ScriptError(f"'language' {code} is not one of the survey's: {', '.join(flow.languages)}", line)
     run = Run(script, flow, out if verbose else lambda line: None)
     if script.start == "invite":
         run.invite()

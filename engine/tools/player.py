@@ -29,10 +29,12 @@ Message = str | Template
 
 class Player:
     def __init__(self, flow: Flow, channel: str, phone: str, now: float,
-                 last_inbound_at: float | None = None):
+                 last_inbound_at: float | None = None, language: str | None = None):
         """`last_inbound_at`: when the respondent last texted before the clock starts (it opens
-        WhatsApp's 24-hour window); None for never."""
+        WhatsApp's 24-hour window); None for never. `language`: the respondent's (an invitation
+        opens the session in it; None: as the contact's fields say)."""
         self.flow = flow
+        self.language = language
         self.flows = conversation.FlowSet([flow])
         self.store = MemoryStore()
         self.channel, self.phone = channel, phone
@@ -59,7 +61,8 @@ class Player:
     def invite(self, fields: dict[str, str]) -> list[Message]:
         """The survey texts first (raises conversation.NotStartable)."""
         self.events = []
-        return self._take(conversation.start(self.flow, self.respondent, fields, self.now, self.flows))
+        return self._take(conversation.start(self.flow, self.respondent, fields, self.now, self.flows,
+                                             language=self.language))
 
     def send(self, text: str) -> list[Message]:
         """The respondent texts; the replies."""

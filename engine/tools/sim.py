@@ -45,23 +45,32 @@ def _iso(t: float | None) -> str:
 
 
 class Simulator:
-    def __init__(self, path: str, fields: dict[str, str], phone: str, channel: str, start: str, out=print):
+    def __init__(self, path: str, fields: dict[str, str], phone: str, channel: str, start: str, out=print,
+                 language: str | None = None):
         self.path = Path(path)
         self.flow = load_flow(path)
+        if language is not None and language not in self.flow.languages:
+            raise ValueError(f"--language {language}: the survey speaks {', '.join(self.flow.languages)}")
         self.fields, self.phone, self.channel, self.start = fields, phone, channel, start
+        self.language = language
         self.out = out
         self.reset()
 
     def reset(self) -> None:
         now = time.time()
-        self.player = Player(self.flow, self.channel, self.phone, now, last_inbound_at=now)
+        self.player = Player(self.flow, self.channel, self.phone, now, last_inbound_at=now, language=self.language)
         self.transcript: list[dict] = []
         if self.start == "invite":
             self.show(self.player.invite(self.fields))
         elif self.flow.survey.access_code:
-            self.out(f"(text the access code {self.flow.survey.access_code} to start)")
+            self.out(f"(text the access code {self.access_code()} to start)")
         else:
             self.out("(this survey has no access_code: with --start inbound nothing will start it)")
+
+    def access_code(self) -> str:
+        """The access code that starts the survey in the chosen language (else the default's)."""
+        survey = self.flow.survey
+        return survey.translations.get("access_code", {}).get(self.language or "", survey.access_code)
 
     def show(self, messages: list[Message]) -> None:
         for event in self.player.events:
@@ -122,6 +131,9 @@ class Simulator:
         lines = [f"clock:      {_iso(self.player.now)}",
                  f"respondent: {respondent.phone} over {respondent.channel}"
                  + (" (opted out)" if respondent.opted_out else "")]
+        if len(self.flow.languages) > 1 or respondent.language:
+            speaking = session.language if session is not None and session.language else respondent.language
+            lines.append(f"language:   {speaking or self.flow.default_language}")
         if session is None:
             status = self.player.last_response["status"] if self.player.last_response else "no session yet"
             lines.append(f"status:     {status} (no open session)")
@@ -146,6 +158,8 @@ class Simulator:
         document = {"flow": _relative(self.path, path.parent), "start": self.start, "contact": contact}
         if self.channel != "sms":
             document["channel"] = self.channel
+        if self.language is not None:
+            document["language"] = self.language
         document["steps"] = self.transcript
         document["result"] = {"status": status, "answers": {k: _label(v) for k, v in answers.items()}}
         try:
@@ -191,7 +205,10 @@ def run_sim(args) -> int:
         print(f"canvass sim: {err}", file=sys.stderr)
         return 2
     try:
-        sim = Simulator(args.file, fields, phone, args.channel, args.start)
+        sim = Simulator(args.file, fields, phone, args.channel, args.start, language=args.language)
+    except ValueError as err:
+        print(f"canvass sim: {err}", file=sys.stderr)
+        return 2
     except FlowError as err:
         source = _source_or_none(args.file)
         for diagnostic in err.diagnostics:
