@@ -51,6 +51,9 @@ from engine.session import Session, evolve, offset
 log = logging.getLogger("canvass.service")
 
 MAX_ATTEMPTS = 20  # compare-and-set retries before answering 503 (Twilio retries later)
+# A commit whose answer was lost is repeated patiently (PATIENT_TIMEOUT) only by a request that
+# has not waited longer than this already: at most about 2 + 1 + 5 s, far below Twilio's 15 s.
+PATIENT_WITHIN = 2.0
 TIMER_LEASE = 60.0  # a claimed timer comes back to every worker after this long
 TIMER_BATCH = 50
 KNOWN_CONVERSATIONS = 4096  # committed states kept (class Recent)
@@ -186,7 +189,7 @@ class Service:
             outcome = step(respondent, now)
             if outcome is None:
                 return Applied([], None, respondent, unchanged=snapshot)
-            if await self._commit(snapshot, outcome, message_sid, now, landed):
+            if await self._commit(snapshot, outcome, message_sid, now, landed, started):
                 self._count(outcome)
                 self.metrics.step_latency.observe(time.perf_counter() - started)
                 return Applied(outcome.replies, outcome, outcome.respondent)
@@ -209,7 +212,7 @@ class Service:
         return Respondent.loads(snapshot.record, snapshot.channel, snapshot.phone)
 
     async def _commit(self, snapshot: Snapshot, outcome: Outcome, message_sid: str | None,
-                      now: float, landed: OnLanded) -> bool:
+                      now: float, landed: OnLanded, started: float) -> bool:
         respondent = outcome.respondent
         session = respondent.session
         change = Change(
@@ -220,6 +223,8 @@ class Service:
             committed = await self.store.commit(snapshot, change)
         except CommitUnknown as unknown:
             try:
+                if time.perf_counter() - started > PATIENT_WITHIN:
+                    raise  # this request waited already: answer now, so a webhook stays short
                 committed = await self.store.recommit(unknown)
             except CommitUnknown as still:
                 what = f"a step of {snapshot.channel}:{snapshot.phone}"
