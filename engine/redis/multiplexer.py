@@ -13,7 +13,7 @@ costs each caller at most about one timeout, and the next call connects afresh. 
 per connection bounds every call, so no call pays for a timer of its own. A call cancelled
 meanwhile leaves its place in the queue (its reply is dropped when it comes). A call whose
 connection breaks before its reply is retried once on a new one; the scripts sent through
-here are safe to repeat (store.py: a repeated commit fails its revision check).
+here are safe to repeat (store.py: a repeated commit knows whether it landed).
 """
 
 from __future__ import annotations

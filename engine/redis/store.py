@@ -125,8 +125,9 @@ NONCE_TTL = 300  # seconds a sid-less commit can tell a repeat of itself (far ab
 NONCES_KEPT = 16  # the latest sid-less commits of a conversation that can tell their repeats
 REDIS_TIMEOUT = 1.0  # seconds: Redis being down must turn into a fast 503, not a hang
 # seconds a COMMIT repeated after its answer was lost may wait: a slow Redis still answers it
-# within a webhook (1 s + 5 s, far below Twilio's 15 s), a stopped one is given up on at once
-PATIENT_TIMEOUT = 5.0
+# within the webhook (1 s + 3 s, far below Twilio's 15 s); one that refuses connections is
+# given up on at once
+PATIENT_TIMEOUT = 3.0
 TAG_MARK = "\x1f"  # between a dedupe record's replies and its tag (replies never hold C0 controls)
 TAG_LENGTH = 4  # base64 characters: 24 random bits tell two deliveries of one MessageSid apart
 

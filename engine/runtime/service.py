@@ -52,7 +52,7 @@ log = logging.getLogger("canvass.service")
 
 MAX_ATTEMPTS = 20  # compare-and-set retries before answering 503 (Twilio retries later)
 # A commit whose answer was lost is repeated patiently (PATIENT_TIMEOUT) only by a request that
-# has not waited longer than this already: at most about 2 + 1 + 5 s, far below Twilio's 15 s.
+# has not waited longer than this already: at most about 2 + 1 + 3 s, far below Twilio's 15 s.
 PATIENT_WITHIN = 2.0
 TIMER_LEASE = 60.0  # a claimed timer comes back to every worker after this long
 TIMER_BATCH = 50
