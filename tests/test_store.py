@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from conftest import free_port
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.redis.store import (
@@ -158,6 +160,17 @@ async def test_a_commit_whose_answer_never_came_is_settled_by_repeating_it(store
         assert (await store.recommit(unknown.value)).ok
         assert redis_sync.get(respondent_key("sms", PHONE)) == f"{int(snapshot.revision) + 1}|[2]"
         store._commit = real
+
+
+async def test_a_commit_redis_could_not_be_reached_for_is_known_not_to_have_landed(store):
+    snapshot = await store.read("sms", PHONE)
+    unreachable = Store.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        with pytest.raises(RedisError) as failed:
+            await unreachable.commit(snapshot, Change(record="[2]", record_ttl=3600))
+        assert not isinstance(failed.value, CommitUnknown)  # a plain 503: nothing to settle
+    finally:
+        await unreachable.aclose()
 
 
 async def test_a_commit_that_never_landed_is_settled_as_refused_once_another_landed(store, redis_url):

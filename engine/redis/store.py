@@ -109,7 +109,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.policy import KEEP_AFTER
-from engine.redis.multiplexer import Multiplexer
+from engine.redis.multiplexer import Multiplexer, NotSent
 from engine.redis.scripts import Lua
 
 RESPONDENT_MARGIN = KEEP_AFTER  # a record is kept this long after its session's expiry
@@ -477,6 +477,8 @@ class Store:
         )
         try:
             revision, flow_missing = await self._commit(call)
+        except NotSent:
+            raise  # Redis could not be reached: the commit did not run
         except (RedisTimeoutError, RedisConnectionError) as err:
             raise CommitUnknown(call, err) from None
         return Committed(ok=revision != 0, flow_missing=bool(flow_missing))
