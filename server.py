@@ -399,6 +399,7 @@ async def storage(app: web.Application) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            await app[SERVICE].aclose()  # commits being settled may still send
             if sender is not None:
                 await sender.close()
     finally:

@@ -127,9 +127,11 @@ def scripts(count: int, first_number: int = 15551240000) -> list[Script]:
 class CanvassProcess:
     """`canvass serve` in its own process group, checking signatures against PUBLIC_BASE_URL."""
 
-    def __init__(self, flows_dir: Path, redis_url: str, log_path: Path, port: int, database_url: str):
+    def __init__(self, flows_dir: Path, redis_url: str, log_path: Path, port: int, database_url: str,
+                 environment: dict[str, str] | None = None):
         self.flows_dir, self.redis_url, self.log_path, self.port = flows_dir, redis_url, log_path, port
         self.database_url = database_url
+        self.extra = environment or {}  # more variables (TWILIO_ACCOUNT_SID... to send)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -141,7 +143,7 @@ class CanvassProcess:
                      if not k.startswith(("TWILIO_", "CANVASS_")) and k not in ("REDIS_URL", "PUBLIC_BASE_URL")}
         return {**inherited, "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
                 "REDIS_URL": self.redis_url, "CANVASS_ADMIN_TOKEN": ADMIN_TOKEN,
-                "DATABASE_URL": self.database_url}
+                "DATABASE_URL": self.database_url, **self.extra}
 
     def start(self, timeout: float = 30.0) -> None:
         """Start it and wait until /readyz says ready."""
@@ -434,7 +436,7 @@ def assert_all_complete_exactly_once(redis_sync, all_scripts: list[Script]) -> N
 # ---------------------------------------------------------------- the figures of the run
 
 FIGURES = pytest.StashKey[dict]()
-COLUMNS = ("deliveries", "duplicates", "kills", "redeliveries", "answers_lost")
+COLUMNS = ("deliveries", "duplicates", "kills", "redeliveries", "answers_lost", "silent", "doubled")
 
 
 @dataclass
@@ -444,6 +446,9 @@ class Figures:
     kills: int = 0  # outages: Canvass or Redis killed, shut down or frozen
     redeliveries: int = 0  # deliveries repeated because the first got no 200
     answers_lost: int = 0
+    # measured where messages are sent on the server's own (None: not measured, shown as -)
+    silent: int | None = None  # open sessions whose last question never reached the respondent
+    doubled: int | None = None  # messages a respondent got more than once (TwiML and REST)
     notes: list[str] = field(default_factory=list)
 
 
@@ -460,5 +465,5 @@ def write_figures(terminal, config: pytest.Config) -> None:
     terminal.write_sep("-", "fault suite figures")
     terminal.write_line(f"{'test':<{width}}  " + "  ".join(f"{c:>12}" for c in COLUMNS))
     for name, figures in table.items():
-        cells = "  ".join(f"{getattr(figures, c):>12}" for c in COLUMNS)
+        cells = "  ".join(f"{'-' if getattr(figures, c) is None else getattr(figures, c):>12}" for c in COLUMNS)
         terminal.write_line(f"{name:<{width}}  {cells}  {'; '.join(figures.notes)}")

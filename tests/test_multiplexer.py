@@ -12,8 +12,9 @@ from conftest import free_port
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis_proxy import DelayingProxy
 
-from engine.redis.multiplexer import Multiplexer
+from engine.redis.multiplexer import Multiplexer, NotSent
 from engine.redis.store import connect
 
 
@@ -109,12 +110,28 @@ async def test_no_redis_is_a_connection_error_at_once():
     mux = Multiplexer.like(client, timeout=1.0)
     started = time.monotonic()
     try:
-        with pytest.raises(RedisConnectionError):
+        with pytest.raises(NotSent):  # it never ran: a caller may say so for sure
             await mux.execute("PING")
     finally:
         await mux.aclose()
         await client.aclose()
     assert time.monotonic() - started < 0.5
+
+
+async def test_a_command_whose_connection_broke_under_it_may_have_run(redis_server):
+    proxy = await DelayingProxy(redis_server.port, slow=lambda command: command[0] == b"ECHO").start()
+    client = connect(proxy.url)
+    mux = Multiplexer.like(client, timeout=1.0)
+    try:
+        assert await mux.execute("PING") == "PONG"
+        proxy.swallow = True  # every connection the ECHO goes on breaks under it
+        with pytest.raises(RedisConnectionError) as broken:
+            await mux.execute("ECHO", "lost")
+        assert not isinstance(broken.value, NotSent)
+    finally:
+        await mux.aclose()
+        await client.aclose()
+        await proxy.close()
 
 
 async def test_a_reply_that_is_not_utf8_fails_only_its_own_caller(mux, redis_sync):

@@ -13,9 +13,9 @@ from engine.redis.store import (
     DEDUPE_TTL,
     dedupe_keys,
     respondent_key,
+    seen_replies,
     sid_field,
     split_record,
-    unpack_replies,
 )
 from engine.runtime.twilio import sign
 from server import SERVICE, STORE
@@ -110,7 +110,7 @@ async def test_a_redelivered_message_gets_the_same_reply_and_changes_nothing(pho
     assert again == first and replies_of(first) == [REASON_PROMPT]
     assert (revision(redis_sync, "sms", phone.number), record(redis_sync, "sms", phone.number)) == before
     dedupe, _ = dedupe_keys("sms", phone.number)
-    assert unpack_replies(redis_sync.hget(dedupe, sid_field("SM" + "a" * 32))) == [REASON_PROMPT]
+    assert seen_replies(redis_sync.hget(dedupe, sid_field("SM" + "a" * 32))) == [REASON_PROMPT]
     assert redis_sync.hlen(dedupe) == 2  # the access code's message and this one
     assert 24 * 3600 < redis_sync.ttl(dedupe) <= DEDUPE_TTL
     assert redis_sync.object("encoding", dedupe) == "listpack"

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import pytest
+from conftest import free_port
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.redis.store import (
     DEDUPE_KEEP,
     DEDUPE_TTL,
     DELIVERY_RANKS,
+    TAG_LENGTH,
+    TAG_MARK,
     Change,
+    CommitUnknown,
     Store,
+    claims_key,
+    commit_tag,
     dedupe_keys,
     delivery_key,
     respondent_key,
+    seen_replies,
     sid_field,
 )
 
@@ -117,6 +126,99 @@ async def test_a_repeated_commit_knows_it_landed_after_later_commits_without_a_s
     finally:
         await other.aclose()
     assert redis_sync.get(respondent_key("sms", PHONE)) == "2|[2,null,1]"
+
+
+async def test_a_commit_with_a_sid_repeated_after_its_reply_was_lost_knows_it_landed(store, redis_sync):
+    sid = twilio_sid(4)
+    snapshot = await store.read("sms", PHONE, sid)
+    losing_the_first_reply(store)
+    assert (await store.commit(snapshot, Change(record="[2]", record_ttl=3600, message_sid=sid,
+                                                replies=("Hi",)))).ok
+    assert redis_sync.get(respondent_key("sms", PHONE)) == "1|[2]"
+
+
+def answer_never_comes(store: Store):
+    """COMMIT runs in Redis, but its answer is lost (Redis timed out for the caller); returns
+    the real call, to put back."""
+    commit = store._commit
+
+    async def lost(call):
+        await commit(call)
+        raise RedisTimeoutError("Redis did not answer within 1 s")
+
+    store._commit = lost
+    return commit
+
+
+async def test_a_commit_whose_answer_never_came_is_settled_by_repeating_it(store, redis_sync):
+    for sid in (twilio_sid(5), None):
+        snapshot = await store.read("sms", PHONE, sid)
+        real = answer_never_comes(store)
+        with pytest.raises(CommitUnknown) as unknown:
+            await store.commit(snapshot, Change(record="[2]", record_ttl=3600, message_sid=sid, replies=("Hi",)))
+        assert (await store.recommit(unknown.value)).ok  # it landed: repeating it says so, changes nothing
+        assert (await store.recommit(unknown.value)).ok
+        assert redis_sync.get(respondent_key("sms", PHONE)) == f"{int(snapshot.revision) + 1}|[2]"
+        store._commit = real
+
+
+async def test_a_commit_redis_could_not_be_reached_for_is_known_not_to_have_landed(store):
+    snapshot = await store.read("sms", PHONE)
+    unreachable = Store.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        with pytest.raises(RedisError) as failed:
+            await unreachable.commit(snapshot, Change(record="[2]", record_ttl=3600))
+        assert not isinstance(failed.value, CommitUnknown)  # a plain 503: nothing to settle
+    finally:
+        await unreachable.aclose()
+
+
+async def test_a_commit_that_never_landed_is_settled_as_refused_once_another_landed(store, redis_url):
+    """Another delivery of the same MessageSid (another attempt, another tag) landed instead."""
+    sid, other = twilio_sid(6), Store.from_url(redis_url)
+    snapshot = await store.read("sms", PHONE, sid)
+    change = Change(record="[2]", record_ttl=3600, message_sid=sid, replies=("Hi",))
+    try:
+        assert (await other.commit(snapshot, change)).ok
+    finally:
+        await other.aclose()
+    never_sent = CommitUnknown(await capture_call(store, snapshot, change), OSError("never sent"))
+    assert not (await store.recommit(never_sent)).ok
+
+
+async def capture_call(store: Store, snapshot, change) -> tuple:
+    """The call Store.commit would send for `change`, without sending it."""
+    captured = []
+
+    async def capture(call):
+        captured.append(call)
+        return [0, 0]
+
+    real, store._commit = store._commit, capture
+    try:
+        await store.commit(snapshot, change)
+    finally:
+        store._commit = real
+    return captured[0]
+
+
+async def test_a_redelivery_claims_the_reply_unless_the_rest_api_did(store, redis_sync):
+    sent_by_rest, answered = twilio_sid(7), twilio_sid(8)
+    for sid in (sent_by_rest, answered):
+        assert await commit_message(store, sid, ("Hi",))
+    assert await store.claim("sms", PHONE, sent_by_rest, "rest") == "rest"
+    assert (await store.read("sms", PHONE, sent_by_rest)).seen_replies == []  # the REST API sent it
+    assert (await store.read("sms", PHONE, answered)).seen_replies == ["Hi"]  # claims it for TwiML
+    assert await store.claim("sms", PHONE, answered, "rest") == "twiml"
+    assert (await store.read("sms", PHONE, answered)).seen_replies == ["Hi"]
+    assert 24 * 3600 < redis_sync.ttl(claims_key("sms", PHONE)) <= DEDUPE_TTL
+
+
+def test_a_stored_reply_loses_its_tag_and_one_stored_without_a_tag_reads_as_it_was():
+    assert seen_replies("Hi" + TAG_MARK + commit_tag()) == ["Hi"]
+    assert seen_replies('["a","b"]' + TAG_MARK + commit_tag()) == ["a", "b"]
+    assert seen_replies("Hi there") == ["Hi there"]  # stored before tags were
+    assert len(commit_tag()) == TAG_LENGTH
 
 
 async def test_a_seen_message_cannot_commit_twice(store):

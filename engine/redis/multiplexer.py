@@ -13,7 +13,8 @@ costs each caller at most about one timeout, and the next call connects afresh. 
 per connection bounds every call, so no call pays for a timer of its own. A call cancelled
 meanwhile leaves its place in the queue (its reply is dropped when it comes). A call whose
 connection breaks before its reply is retried once on a new one; the scripts sent through
-here are safe to repeat (store.py: a repeated commit fails its revision check).
+here are safe to repeat (store.py: a repeated commit knows whether it landed). A command
+that could not be put on any connection fails with NotSent: it never ran.
 """
 
 from __future__ import annotations
@@ -130,6 +131,11 @@ class _Link(asyncio.Protocol):
                 caller.set_exception(why)
 
 
+class NotSent(RedisConnectionError):
+    """Redis could not be reached, so the command was never put on a connection: it did not
+    run (unlike a command whose connection broke after it left, which may have)."""
+
+
 def _error(message: str) -> ResponseError:
     return NoScriptError(message) if message.startswith("NOSCRIPT") else ResponseError(message)
 
@@ -157,16 +163,28 @@ class Multiplexer:
         command = hiredis.pack_command(args)
         try:
             return await self._once(command)
-        except RedisConnectionError:  # a stale connection: Redis restarted meanwhile
+        except NotSent:
             return await self._once(command)
+        except RedisConnectionError:  # a stale connection: Redis restarted meanwhile
+            try:
+                return await self._once(command)
+            except NotSent as err:  # but the first try may have run
+                raise RedisConnectionError(str(err)) from None
 
     async def _once(self, command: bytes) -> Any:
+        """The reply; NotSent when the command could not be put on a connection."""
         if self._closed:
-            raise RedisConnectionError("the Redis multiplexer is closed")
+            raise NotSent("the Redis multiplexer is closed")
         link = self._link
-        if link is None or link.lost is not None:
-            link = await self._connected()
-        return await link.send(command)
+        try:
+            if link is None or link.lost is not None:
+                link = await self._connected()
+            reply = link.send(command)
+        except NotSent:
+            raise
+        except RedisConnectionError as err:
+            raise NotSent(str(err)) from None
+        return await reply
 
     async def _connected(self) -> _Link:
         """The current link; every caller that finds none waits for the same new one."""

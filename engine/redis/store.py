@@ -11,7 +11,10 @@ Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such 
                             survey). An opted-out respondent is kept without TTL: an opt-out
                             must not be forgotten.
   cv:{T}:in           hash  the dedupe records: sid_field(inbound MessageSid) -> pack_replies(the
-                            replies sent for it). TTL 25 h, refreshed by every write. When it
+                            replies sent for it) + TAG_MARK + the committing attempt's tag
+                            (TAG_LENGTH characters), so a commit repeated after its answer was
+                            lost tells its own record from a redelivery's. TTL 25 h, refreshed
+                            by every write. When it
                             holds DEDUPE_KEEP records, COMMIT renames it (TTL and all) to
   cv:{T}:in:prev      hash  the generation before, replacing the one there. So a redelivered
                             MessageSid gets the identical reply and changes nothing for at
@@ -21,6 +24,12 @@ Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such 
                             a MessageSid (starts, timers), newest first, so such a commit,
                             repeated after its reply was lost, knows it landed. TTL NONCE_TTL,
                             refreshed by every such commit.
+  cv:{T}:claims       hash  sid_field(inbound MessageSid) -> who delivers the replies committed for
+                            it: "twiml" (a redelivery found it committed and answers with them)
+                            or "rest" (sent through Twilio's REST API after the delivery that
+                            committed it could not answer). The first to claim wins (HSETNX, in
+                            READ and CLAIM), so a reply goes exactly once. Written only on those
+                            rare paths; TTL DEDUPE_TTL.
   cv:{T}:dlv          hash  outbound MessageSid -> {"status", "error_code", "at"}; 30-day TTL,
                             refreshed by every status callback.
   cv:survey:{S}:responses  stream  one entry per closed session, field r = the response
@@ -71,7 +80,8 @@ Lua script runs atomically, so a crash or shutdown never leaves half a step).
 CLAIM_DUE hands due timers to one worker with a lease: their score moves to now + lease,
 so another worker sees them again only if this one dies before committing. RESCHEDULE
 puts a timer back when a tick changed nothing (and drops it when the record is gone).
-RECORD_DELIVERY notes a delivery status unless the one noted outranks it (DELIVERY_RANKS).
+CLAIM decides who delivers the replies of an inbound message whose commit landed after its
+webhook answered without them (see cv:{T}:claims). RECORD_DELIVERY notes a delivery status unless the one noted outranks it (DELIVERY_RANKS).
 Each is called with a typed call below (CommitCall...), whose fields are the script's KEYS
 and ARGV in the header's order; the limits (DEDUPE_KEEP, NONCE_TTL...) travel as ARGV.
 TRIM_ARCHIVED trims a record stream below the oldest entry the archiver has not acknowledged.
@@ -92,6 +102,7 @@ import asyncio
 import binascii
 import json
 import os
+import random
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -104,11 +115,11 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.policy import KEEP_AFTER
-from engine.redis.multiplexer import Multiplexer
+from engine.redis.multiplexer import Multiplexer, NotSent
 from engine.redis.scripts import Lua
 
 RESPONDENT_MARGIN = KEEP_AFTER  # a record is kept this long after its session's expiry
@@ -122,6 +133,12 @@ TIMERS = "cv:timers"
 NONCE_TTL = 300  # seconds a sid-less commit can tell a repeat of itself (far above REDIS_TIMEOUT)
 NONCES_KEPT = 16  # the latest sid-less commits of a conversation that can tell their repeats
 REDIS_TIMEOUT = 1.0  # seconds: Redis being down must turn into a fast 503, not a hang
+# seconds a COMMIT repeated after its answer was lost may wait: a slow Redis still answers it
+# within the webhook (1 s + 3 s, far below Twilio's 15 s); one that refuses connections is
+# given up on at once
+PATIENT_TIMEOUT = 3.0
+TAG_MARK = "\x1f"  # between a dedupe record's replies and its tag (replies never hold C0 controls)
+TAG_LENGTH = 4  # base64 characters: 24 random bits tell two deliveries of one MessageSid apart
 
 # How far along a message's delivery each status Twilio reports is. Its status callbacks may
 # arrive out of order; a status never replaces one of a higher rank (a late `sent` must not
@@ -176,6 +193,20 @@ def unpack_replies(stored: str) -> list[str]:
     return json.loads(stored) if stored.startswith("[") else [stored]
 
 
+def commit_tag() -> str:
+    """A fresh tag for one commit attempt of an inbound message (see cv:{T}:in). It only has to
+    differ from another delivery's, not be secret: `random`, no system call per message."""
+    return binascii.b2a_base64(random.getrandbits(24).to_bytes(3, "big"), newline=False).decode()
+
+
+def seen_replies(stored: str) -> list[str]:
+    """The replies of a stored dedupe record, without its tag (a record stored before tags
+    were, has none)."""
+    if len(stored) > TAG_LENGTH and stored[-TAG_LENGTH - 1] == TAG_MARK:
+        stored = stored[:-TAG_LENGTH - 1]
+    return unpack_replies(stored)
+
+
 def split_record(stored: str | None) -> tuple[str | None, str]:
     """(respondent record, revision) of a stored "<revision>|<record>"; (None, "0") for none."""
     if stored is None:
@@ -188,6 +219,10 @@ def split_record(stored: str | None) -> tuple[str | None, str]:
 
 def nonce_key(channel: str, phone: str) -> str:
     return f"cv:{{{conversation_tag(channel, phone)}}}:c"
+
+
+def claims_key(channel: str, phone: str) -> str:
+    return f"cv:{{{conversation_tag(channel, phone)}}}:claims"
 
 
 def delivery_key(channel: str, phone: str) -> str:
@@ -211,7 +246,9 @@ class ReadCall(NamedTuple):
     respondent: str
     dedupe: str
     dedupe_before: str
+    claims: str
     sid: str  # the inbound MessageSid's field
+    claims_ttl: str = str(DEDUPE_TTL)
 
 
 class CommitCall(NamedTuple):
@@ -226,7 +263,7 @@ class CommitCall(NamedTuple):
     record: str
     record_ttl: str  # '0' keeps the record forever
     sid: str  # the inbound MessageSid's field
-    replies: str  # pack_replies(the replies to it)
+    replies: str  # pack_replies(the replies to it) + TAG_MARK + this attempt's commit_tag()
     member: str  # the conversation's timer
     due: str
     flow_ttl: str
@@ -254,6 +291,13 @@ class RescheduleCall(NamedTuple):
     due: str
 
 
+class ClaimCall(NamedTuple):
+    claims: str
+    sid: str  # the inbound MessageSid's field
+    by: str  # "rest"
+    ttl: str
+
+
 class RecordDeliveryCall(NamedTuple):
     deliveries: str
     sid: str  # the outbound MessageSid
@@ -267,6 +311,7 @@ COMMIT = Lua("commit.lua", CommitCall)
 CLAIM_DUE = Lua("claim_due.lua", ClaimDueCall)
 RESCHEDULE = Lua("reschedule.lua", RescheduleCall)
 RECORD_DELIVERY = Lua("record_delivery.lua", RecordDeliveryCall)
+CLAIM = Lua("claim.lua", ClaimCall)
 
 _DELIVERY_TTL = str(DELIVERY_TTL)  # as sent
 
@@ -334,7 +379,8 @@ class TimedRedis(redis.Redis):
 @dataclass(frozen=True)
 class Snapshot:
     """One conversation as read: the record (None when new), its revision, and the
-    replies already sent for the inbound MessageSid (None when it is new)."""
+    replies already committed for the inbound MessageSid (None when it is new; empty when they
+    went, or go, through the REST API: see cv:{T}:claims)."""
 
     channel: str
     phone: str
@@ -364,6 +410,18 @@ class Committed:
     flow_missing: bool = False  # the pinned version's source was not in Redis
 
 
+class CommitUnknown(RedisError):
+    """COMMIT was sent (or may have been) but its answer never came: Redis timed out or the
+    connection dropped. It may have landed. Repeating the identical call (Store.recommit)
+    settles it: a commit that already landed knows itself by its nonce or its tag, and one
+    that did not can land only while the revision it read is current, so after any answer
+    the outcome is final."""
+
+    def __init__(self, call: CommitCall, cause: Exception):
+        super().__init__(f"the commit's outcome is unknown: {cause}")
+        self.call = call
+
+
 class Store:
     """Canvass's Redis. The scripts, which every webhook and timer runs, go through one
     pipelined connection (engine.redis.multiplexer); the rarer commands (exports, the admin API,
@@ -377,6 +435,11 @@ class Store:
         self._claim = Script(self.mux, CLAIM_DUE)
         self._reschedule = Script(self.mux, RESCHEDULE)
         self._record_delivery = Script(self.mux, RECORD_DELIVERY)
+        # A connection of its own for settling commits: the main one's watchdog fails every
+        # call in flight after REDIS_TIMEOUT, which a patient call must outlast.
+        self.patient = Multiplexer.like(client, PATIENT_TIMEOUT)
+        self._recommit = Script(self.patient, COMMIT)
+        self._claim_delivery = Script(self.patient, CLAIM)
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -384,6 +447,7 @@ class Store:
 
     async def aclose(self) -> None:
         await self.mux.aclose()
+        await self.patient.aclose()
         await self.redis.aclose()
 
     async def ping(self) -> bool:
@@ -393,11 +457,13 @@ class Store:
 
     async def read(self, channel: str, phone: str, message_sid: str | None = None) -> Snapshot:
         dedupe, dedupe_before = dedupe_keys(channel, phone)
-        stored, seen = await self._read(ReadCall(
+        stored, seen, claim = await self._read(ReadCall(
             respondent=respondent_key(channel, phone), dedupe=dedupe, dedupe_before=dedupe_before,
-            sid=sid_field(message_sid) if message_sid else ""))
+            claims=claims_key(channel, phone), sid=sid_field(message_sid) if message_sid else ""))
         record, revision = split_record(stored)
-        replies = unpack_replies(seen) if seen is not None else None
+        replies = None
+        if seen is not None:
+            replies = [] if claim == "rest" else seen_replies(seen)
         return Snapshot(channel, phone, record, revision, replies)
 
     async def commit(self, snapshot: Snapshot, change: Change) -> Committed:
@@ -415,13 +481,35 @@ class Store:
             flow=flow_key(*pinned) if pinned else respondent, nonces=nonce_key(channel, phone),
             streams=streams, revision=snapshot.revision, record=change.record,
             record_ttl=str(change.record_ttl), sid=sid_field(sid) if sid else "",
-            replies=pack_replies(change.replies) if sid else "", member=conversation_tag(channel, phone),
+            replies=pack_replies(change.replies) + TAG_MARK + commit_tag() if sid else "",
+            member=conversation_tag(channel, phone),
             due=repr(change.due) if change.due is not None else "",
             flow_ttl=str(max(1, change.record_ttl or RESPONDENT_MARGIN)) if pinned else "",
             nonce="" if sid else os.urandom(8).hex(), responses=responses,
         )
-        revision, flow_missing = await self._commit(call)
+        try:
+            revision, flow_missing = await self._commit(call)
+        except NotSent:
+            raise  # Redis could not be reached: the commit did not run
+        except (RedisTimeoutError, RedisConnectionError) as err:
+            raise CommitUnknown(call, err) from None
         return Committed(ok=revision != 0, flow_missing=bool(flow_missing))
+
+    async def recommit(self, unknown: CommitUnknown) -> Committed:
+        """Settle a commit whose outcome was unknown by repeating it, waiting up to
+        PATIENT_TIMEOUT: ok when it is in (it had landed, or lands now), else it never will.
+        CommitUnknown again when Redis still does not answer (or cannot be reached)."""
+        try:
+            revision, flow_missing = await self._recommit(unknown.call)
+        except (RedisTimeoutError, RedisConnectionError) as err:
+            raise CommitUnknown(unknown.call, err) from None
+        return Committed(ok=revision != 0, flow_missing=bool(flow_missing))
+
+    async def claim(self, channel: str, phone: str, message_sid: str, by: str) -> str:
+        """Claim the delivery of an inbound message's committed replies: `by` when this claim
+        won, else the claim that holds ("twiml": a redelivery answered with them)."""
+        return await self._claim_delivery(ClaimCall(
+            claims=claims_key(channel, phone), sid=sid_field(message_sid), by=by, ttl=str(DEDUPE_TTL)))
 
     async def records(self, phone: str, channels: tuple[str, ...]) -> dict[str, str | None]:
         """The stored respondent record of `phone` on each channel (None where there is none)."""

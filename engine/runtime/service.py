@@ -7,6 +7,12 @@ if anything changed meanwhile, and then read again after a short random pause. S
 redelivered webhook gets the stored reply, and two messages from one number at once are
 applied one after the other. The rules (which message may go how, what to keep for how long)
 are the core's: engine.conversation and engine.policy.
+
+A commit whose answer is lost (Redis slow or gone mid-call) is repeated once, patiently
+(Store.recommit), so a slow Redis still gets a normal answer. When even that gets none, the
+request gives up (503) and engine.runtime.settling finishes the job: once the commit proves
+to be in, the step's messages go out through the REST API (for an inbound message, unless a
+redelivery claimed them first: cv:{T}:claims).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import math
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -27,10 +33,11 @@ from engine import step as steps
 from engine.conversation import NotStartable, Outcome, Respondent
 from engine.events import ReminderNotSent, SessionClosed, SessionOpened
 from engine.records.optouts import event_records
-from engine.redis.store import Change, Snapshot, Store
+from engine.redis.store import Change, CommitUnknown, Snapshot, Store
 from engine.runtime.metrics import Metrics
 from engine.runtime.registry import Registry
 from engine.runtime.settings import Settings
+from engine.runtime.settling import Settling
 from engine.runtime.twilio import (
     UNSUBSCRIBED,
     DeliveryStatus,
@@ -45,6 +52,9 @@ from engine.session import Session, evolve, offset
 log = logging.getLogger("canvass.service")
 
 MAX_ATTEMPTS = 20  # compare-and-set retries before answering 503 (Twilio retries later)
+# A commit whose answer was lost is repeated patiently (PATIENT_TIMEOUT) only by a request that
+# has not waited longer than this already: at most about 2 + 1 + 3 s, far below Twilio's 15 s.
+PATIENT_WITHIN = 2.0
 TIMER_LEASE = 60.0  # a claimed timer comes back to every worker after this long
 TIMER_BATCH = 50
 KNOWN_CONVERSATIONS = 4096  # committed states kept (class Recent)
@@ -54,6 +64,11 @@ KNOWN_FOR = 600.0  # seconds an entry of Recent is trusted: far less than a reco
 
 class Busy(Exception):
     """The conversation kept changing under us; try again later."""
+
+
+class Unsettled(RedisError):
+    """A step's commit may have landed and Redis would not say: it is being settled in the
+    background (engine.runtime.settling), which sends its messages if it landed."""
 
 
 class Refused(Exception):
@@ -74,6 +89,9 @@ class Applied:
 
 # A step: the respondent as stored and the time -> what to commit, or None when nothing changes.
 StepFunction = Callable[[Respondent, float], Outcome | None]
+# What sends a committed step's messages when its commit proves to be in only after its
+# request gave up (None: the step sends nothing).
+OnLanded = Callable[[Outcome], Awaitable[None]] | None
 
 
 def record_ttl(respondent: Respondent, now: float) -> int:
@@ -141,11 +159,15 @@ class Service:
         self.metrics, self.clock, self.sender = metrics, clock, sender
         self.recent = Recent()
         self.records = None  # engine.records.optouts.OptOutBook once the records database is open
+        self.settling = Settling(store)
+
+    async def aclose(self) -> None:
+        await self.settling.aclose()
 
     # ------------------------------------------------------------ the read-step-commit loop
 
     async def _apply(self, channel: str, phone: str, step: StepFunction,
-                     message_sid: str | None = None) -> Applied:
+                     message_sid: str | None = None, landed: OnLanded = None) -> Applied:
         started = time.perf_counter()
         if not self.registry.published:
             await self.registry.publish()  # Redis was down at startup; sources first
@@ -169,7 +191,7 @@ class Service:
             outcome = step(respondent, now)
             if outcome is None:
                 return Applied([], None, respondent, unchanged=snapshot)
-            if await self._commit(snapshot, outcome, message_sid, now):
+            if await self._commit(snapshot, outcome, message_sid, now, landed, started):
                 self._count(outcome)
                 self.metrics.step_latency.observe(time.perf_counter() - started)
                 return Applied(outcome.replies, outcome, outcome.respondent)
@@ -192,7 +214,7 @@ class Service:
         return Respondent.loads(snapshot.record, snapshot.channel, snapshot.phone)
 
     async def _commit(self, snapshot: Snapshot, outcome: Outcome, message_sid: str | None,
-                      now: float) -> bool:
+                      now: float, landed: OnLanded, started: float) -> bool:
         respondent = outcome.respondent
         session = respondent.session
         change = Change(
@@ -200,7 +222,17 @@ class Service:
             pinned=(session.survey, session.version) if session is not None else None,
             responses=tuple(outcome.responses), message_sid=message_sid, replies=tuple(outcome.replies),
             opt_outs=event_records(respondent.channel, respondent.phone, outcome.events, self.clock()))
-        committed = await self.store.commit(snapshot, change)
+        try:
+            committed = await self.store.commit(snapshot, change)
+        except CommitUnknown as unknown:
+            try:
+                if time.perf_counter() - started > PATIENT_WITHIN:
+                    raise  # this request waited already: answer now, so a webhook stays short
+                committed = await self.store.recommit(unknown)
+            except CommitUnknown as still:
+                what = f"a step of {snapshot.channel}:{snapshot.phone}"
+                self.settling.hand_over(still, what, None if landed is None else lambda: landed(outcome))
+                raise Unsettled(f"{what} may have been committed; settling it in the background") from None
         if not committed.ok:
             return False
         self.recent.committed(snapshot, change, respondent)
@@ -231,11 +263,39 @@ class Service:
         def step(respondent: Respondent, now: float) -> Outcome:
             return conversation.receive(self.registry, respondent, inbound.body, now)
 
-        applied = await self._apply(inbound.channel, inbound.phone, step, inbound.message_sid)
+        async def landed(outcome: Outcome) -> None:
+            await self._reply_late(inbound, outcome.replies)
+
+        applied = await self._apply(inbound.channel, inbound.phone, step, inbound.message_sid, landed)
         if applied.outcome is not None:
             self.metrics.messages_in.inc(inbound.channel)
             self.count_sent(inbound.channel, applied.replies)
         return applied.replies
+
+    async def _reply_late(self, inbound: Inbound, replies: list[str]) -> None:
+        """Send the replies of an inbound message whose webhook answered without them, through
+        the REST API, unless a redelivery of the message claimed them first."""
+        if not replies:
+            return
+        if self.sender is None:
+            log.warning("no reply sent to %s:%s for %s: sending is not configured", inbound.channel,
+                        inbound.phone, inbound.message_sid)
+            return
+        # from the number the respondent texted, as a TwiML reply comes
+        origin = Origin(from_=inbound.to) if inbound.to else origin_for(
+            inbound.channel, None, self.settings.messaging_service_sid, self.settings.from_number)
+        if origin is None:
+            log.warning("no reply sent to %s:%s for %s: no sender", inbound.channel, inbound.phone,
+                        inbound.message_sid)
+            return
+        claim = await self.store.claim(inbound.channel, inbound.phone, inbound.message_sid, "rest")
+        if claim != "rest":
+            return  # a redelivery answered with them
+        try:
+            await self._send(inbound.channel, inbound.phone, origin, replies, None)
+        except SendFailed as err:
+            log.warning("the reply to %s (%s:%s) could not be sent: %s", inbound.message_sid,
+                        inbound.channel, inbound.phone, err)
 
     # ------------------------------------------------------------ starting by invitation
 
@@ -252,21 +312,36 @@ class Service:
         def step(respondent: Respondent, now: float) -> Outcome:
             return conversation.start(flow, respondent, fields, now, flows=self.registry)
 
+        async def landed(outcome: Outcome) -> None:
+            try:
+                await self._send_first(channel, phone, origin, outcome, fields)
+            except Refused as err:
+                log.warning("a start of %s for %s:%s landed late but failed: %s", flow.id, channel, phone,
+                            err.message)
+
         try:
-            applied = await self._apply(channel, phone, step)
+            applied = await self._apply(channel, phone, step, landed=landed)
         except NotStartable as err:
             raise Refused(409, err.reason, _NOT_STARTABLE[err.reason]) from None
-        template = applied.outcome.template
+        except Unsettled:
+            raise Refused(503, "outcome_unknown", "Redis did not confirm the start in time. If it "
+                          "landed, its first message is sent as soon as Redis confirms it; retrying "
+                          "is safe (a start that landed answers 409 open_session).") from None
+        sids = await self._send_first(channel, phone, origin, applied.outcome, fields)
+        return {"survey": flow.id, "version": flow.version, "channel": channel, "to": phone,
+                "messages": sids, "template": applied.outcome.template}
+
+    async def _send_first(self, channel: str, phone: str, origin: Origin, outcome: Outcome,
+                          fields: dict[str, str]) -> list[str]:
+        """Send a committed start's first message(s); when Twilio refuses, the session is undone."""
         try:
-            sids = await self._send(channel, phone, origin, applied.replies, template, fields)
+            return await self._send(channel, phone, origin, outcome.replies, outcome.template, fields)
         except SendFailed as err:
-            await self._undo_start(channel, phone, applied.respondent.session, err.code)
+            await self._undo_start(channel, phone, outcome.respondent.session, err.code)
             if err.code == UNSUBSCRIBED:
                 raise Refused(409, "opted_out", "Twilio reports the number unsubscribed (21610)") from None
             raise Refused(502, "twilio_error", f"Twilio did not send the message: {err}"
                           + (f" (error {err.code})" if err.code else "")) from None
-        return {"survey": flow.id, "version": flow.version, "channel": channel, "to": phone,
-                "messages": sids, "template": template}
 
     def _origin(self, channel: str, survey_sender: str | None) -> Origin:
         if self.sender is None:
@@ -337,7 +412,7 @@ class Service:
                 return None  # not due (any more)
             return outcome
 
-        applied = await self._apply(channel, phone, step)
+        applied = await self._apply(channel, phone, step, landed=self._send_reminder)
         if applied.unchanged is not None:
             await self.store.reschedule(applied.unchanged, applied.respondent.due_at())
         elif applied.outcome.replies:

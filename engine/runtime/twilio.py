@@ -72,6 +72,7 @@ class Inbound:
     channel: str
     phone: str  # the respondent, E.164
     body: str
+    to: str = ""  # the address the respondent texted (a late reply is sent from it)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def parse_inbound(form: Mapping[str, str]) -> Inbound:
     if not sid:
         raise BadWebhook("the webhook's MessageSid is empty")
     channel, phone = _address(sender, "From")
-    return Inbound(sid, channel, phone, body)
+    return Inbound(sid, channel, phone, body, form.get("To", ""))
 
 
 def parse_status(form: Mapping[str, str]) -> DeliveryStatus:

@@ -2,8 +2,9 @@
 -- inbound MessageSid unseen, then writes the respondent record, the dedupe record, the
 -- records for the archiver (closed responses, opt-out and opt-in events: one stream key
 -- per record), the flow-version TTL and the timer entry, all or nothing.
--- A commit without a MessageSid (a start, a timer) carries a nonce instead: when its reply
--- was lost and the call is repeated, the nonce tells it that it already landed.
+-- A commit repeated after its answer was lost knows whether it already landed: one without
+-- a MessageSid (a start, a timer) by its nonce, one with a MessageSid by its dedupe record,
+-- which carries the attempt's tag (another delivery of the same message has another).
 -- Returns {the new revision, 1 when the pinned flow's source is missing}; {0, 0}: refused.
 -- include: revision.lua
 -- KEYS: respondent dedupe dedupe_before timers flow nonces streams...
@@ -32,7 +33,8 @@ local responses = 14  -- ARGV[responses...]: the first response's index
 
 local current = revision_of(respondent)
 if current ~= revision then
-  if nonce ~= '' and redis.call('LPOS', nonces, nonce) then
+  if (nonce ~= '' and redis.call('LPOS', nonces, nonce)) or (sid ~= '' and (redis.call('HGET', dedupe, sid) == replies
+      or redis.call('HGET', dedupe_before, sid) == replies)) then
     -- it landed; its flow_missing answer was lost with the reply, so work it out again
     local gone = flow_ttl ~= '' and redis.call('EXISTS', flow) == 0
     return {tonumber(current), gone and 1 or 0}

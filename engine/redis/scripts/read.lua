@@ -1,14 +1,26 @@
 -- READ: a respondent record (with its revision) and the dedupe record of the inbound
--- MessageSid, in one round trip. Returns {stored record or false, replies or false}.
--- KEYS: respondent dedupe dedupe_before
--- ARGV: sid
+-- MessageSid, in one round trip. A MessageSid already committed is a redelivery: it claims
+-- the delivery of the committed replies ("twiml") unless the REST API already has ("rest").
+-- Returns {stored record or false, replies or false, the claim that holds or false}.
+-- KEYS: respondent dedupe dedupe_before claims
+-- ARGV: sid claims_ttl
 local respondent = KEYS[1]
 local dedupe = KEYS[2]
 local dedupe_before = KEYS[3]
+local claims = KEYS[4]
 local sid = ARGV[1]
+local claims_ttl = ARGV[2]
 
-local seen = false
+local seen, claim = false, false
 if sid ~= '' then
   seen = redis.call('HGET', dedupe, sid) or redis.call('HGET', dedupe_before, sid)
+  if seen then
+    if redis.call('HSETNX', claims, sid, 'twiml') == 1 then
+      redis.call('EXPIRE', claims, claims_ttl)
+      claim = 'twiml'
+    else
+      claim = redis.call('HGET', claims, sid)
+    end
+  end
 end
-return {redis.call('GET', respondent), seen}
+return {redis.call('GET', respondent), seen, claim}

@@ -1,0 +1,86 @@
+"""Commits whose outcome a request could not learn, settled in the background.
+
+A COMMIT whose answer never came (Redis slow past PATIENT_TIMEOUT, or unreachable) may have
+landed. The request that sent it answers without waiting longer (a webhook 503, a start's
+503 `outcome_unknown`, a timer left to its lease) and hands the commit here. Settling repeats
+the identical commit (Store.recommit) until Redis answers: the answer is final (see
+CommitUnknown). When it landed, the step's messages are sent (`landed`); when it did not,
+nothing is: the message, the start or the timer comes again from outside.
+
+What survives: a Redis that is slow, restarted or away for up to SETTLE_FOR. What does not:
+this process being killed (or stopped past CLOSE_GRACE) while a commit is unsettled; a step
+that landed then sends nothing, and the README says what a respondent sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from redis.exceptions import RedisError
+
+from engine.redis.store import NONCE_TTL, Committed, CommitUnknown, Store
+
+log = logging.getLogger("canvass.settling")
+
+SETTLE_PAUSE = 1.0  # seconds between tries while Redis does not answer
+# A repeated commit knows itself for NONCE_TTL (its nonce; a dedupe record lasts far longer):
+# stop well before that, or a start that landed could pass for one that did not.
+SETTLE_FOR = NONCE_TTL - 60
+CLOSE_GRACE = 2.0  # seconds a stopping server waits for unsettled commits
+
+Landed = Callable[[], Awaitable[None]]
+
+
+class Settling:
+    """The commits of this process still being settled."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._tasks)
+
+    def hand_over(self, unknown: CommitUnknown, what: str, landed: Landed | None) -> None:
+        """Settle `unknown` (a step described by `what`); run `landed` once it proves to be in."""
+        task = asyncio.create_task(self._settle(unknown, what, landed))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, unknown: CommitUnknown, what: str, landed: Landed | None) -> None:
+        deadline = time.monotonic() + SETTLE_FOR
+        while True:
+            try:
+                committed: Committed = await self.store.recommit(unknown)
+                break
+            except RedisError as err:
+                if time.monotonic() > deadline:
+                    log.error("gave up settling %s after %d s (its messages are not sent if it "
+                              "landed): %s", what, SETTLE_FOR, err)
+                    return
+                await asyncio.sleep(SETTLE_PAUSE)
+        if not committed.ok:
+            log.info("%s did not land; nothing to send", what)
+            return
+        log.info("%s landed after its request gave up; sending its messages", what)
+        if landed is not None:
+            try:
+                await landed()
+            except Exception:
+                log.exception("%s landed but its messages could not be sent", what)
+
+    async def aclose(self) -> None:
+        """Give unsettled commits CLOSE_GRACE, then stop them (and say so)."""
+        if not self._tasks:
+            return
+        _, unsettled = await asyncio.wait(set(self._tasks), timeout=CLOSE_GRACE)
+        for task in unsettled:
+            task.cancel()
+        if unsettled:
+            log.error("stopping with %d commits unsettled: if they landed, their messages are not sent",
+                      len(unsettled))
+        await asyncio.gather(*unsettled, return_exceptions=True)

@@ -1,0 +1,197 @@
+"""A commit whose answer Redis is slow to give, or never gives: its step's messages go out
+exactly once (in the webhook's answer, after a start, or through the REST API), never twice,
+also when Twilio redelivers the message meanwhile. Redis is real, behind a delaying proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+import pytest
+from conftest import admin_headers
+from fake_twilio import Phone
+from redis_proxy import DelayingProxy
+
+from engine.redis import store as store_module
+from engine.runtime import settling
+from server import SERVICE
+
+SCORE_PROMPT = "Hi ! How likely are you to recommend us? Reply 0-10. Text STOP to opt out."
+ANA_PROMPT = "Hi Ana! How likely are you to recommend us? Reply 0-10. Text STOP to opt out."
+NEVER = 30.0  # seconds: replies held this long are not coming within the request
+SID = "SM" + "5" * 32
+
+
+@pytest.fixture(autouse=True)
+def quick(monkeypatch):
+    """A shorter patience and settling pause, so that giving up takes a test seconds, not ten."""
+    monkeypatch.setattr(store_module, "PATIENT_TIMEOUT", 2.0)
+    monkeypatch.setattr(settling, "SETTLE_PAUSE", 0.1)
+
+
+@pytest.fixture
+async def proxy(redis_server, redis_url):
+    made = await DelayingProxy(redis_server.port).start()
+    yield made
+    await made.close()
+
+
+@pytest.fixture
+async def slow_client(make_client, settings, proxy):
+    """The app, reaching Redis through the proxy."""
+    return await make_client(dataclasses.replace(settings, redis_url=proxy.url))
+
+
+async def settled(client, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while client.server.app[SERVICE].settling.pending:
+        assert time.monotonic() < deadline, "the commit was never settled"
+        await asyncio.sleep(0.02)
+
+
+async def start(client, number: str):
+    return await client.post("/admin/surveys/feedback/start", headers=admin_headers(),
+                             json={"to": number, "fields": {"FirstName": "Ana"}})
+
+
+# ---------------------------------------------------------------- slow, but answered within the request
+
+
+async def test_a_commit_answered_late_still_gets_its_reply_in_the_webhook_answer(slow_client, proxy):
+    proxy.delay = 1.5
+    began = time.monotonic()
+    assert await Phone(slow_client, "+15551239001").send("@feed") == [SCORE_PROMPT]
+    assert proxy.held >= 1 and time.monotonic() - began > 1.0
+
+
+async def test_a_start_answered_late_opens_the_session_and_sends_its_question_once(slow_client, proxy,
+                                                                                   fake_twilio):
+    proxy.delay = 1.5
+    response = await start(slow_client, "+15551239002")
+    assert response.status == 201, await response.text()
+    proxy.delay = 0
+    again = await start(slow_client, "+15551239002")
+    assert again.status == 409 and (await again.json())["error"] == "open_session"
+    assert fake_twilio.bodies() == [ANA_PROMPT]
+
+
+# ---------------------------------------------------------------- unanswered: settled in the background
+
+
+async def test_a_start_redis_never_confirms_is_a_503_and_its_question_goes_once_it_is_known(
+        slow_client, proxy, fake_twilio):
+    proxy.delay = NEVER
+    response = await start(slow_client, "+15551239003")
+    assert response.status == 503
+    assert (await response.json())["error"] == "outcome_unknown"
+    assert fake_twilio.messages == []
+    proxy.delay = 0
+    await settled(slow_client)
+    assert fake_twilio.bodies() == [ANA_PROMPT]
+    retried = await start(slow_client, "+15551239003")
+    assert retried.status == 409  # it landed: the retry is refused, the question went once
+    assert fake_twilio.bodies() == [ANA_PROMPT]
+
+
+async def test_a_start_that_never_landed_sends_nothing_after_its_retry_opened_the_session(
+        slow_client, client, proxy, fake_twilio):
+    proxy.swallow = True  # the commit never reaches Redis
+    assert (await start(slow_client, "+15551239004")).status == 503
+    retried = await start(client, "+15551239004")  # the client retries; another worker answers
+    assert retried.status == 201
+    proxy.swallow = False
+    await settled(slow_client)
+    assert fake_twilio.bodies() == [ANA_PROMPT]
+
+
+async def test_an_inbound_committed_after_its_503_gets_its_reply_through_the_rest_api(
+        slow_client, proxy, fake_twilio):
+    proxy.delay = NEVER
+    phone = Phone(slow_client, "+15551239005")
+    assert (await phone.post(phone.form("@feed", SID))).status == 503
+    proxy.delay = 0
+    await settled(slow_client)
+    [sent] = fake_twilio.messages
+    assert (sent.to, sent.body, sent.form["From"]) == ("+15551239005", SCORE_PROMPT, "+15550000000")
+
+
+async def test_an_inbound_the_settling_lands_itself_gets_its_reply_through_the_rest_api(
+        slow_client, proxy, fake_twilio):
+    proxy.swallow = True  # the commit never reaches Redis; nothing else changes meanwhile
+    phone = Phone(slow_client, "+15551239006")
+    assert (await phone.post(phone.form("@feed", SID))).status == 503
+    proxy.swallow = False
+    await settled(slow_client)
+    assert fake_twilio.bodies() == [SCORE_PROMPT]
+
+
+async def test_an_inbound_whose_redelivery_was_applied_first_sends_nothing_more(
+        slow_client, client, proxy, fake_twilio):
+    proxy.swallow = True
+    phone = Phone(slow_client, "+15551239009")
+    assert (await phone.post(phone.form("@feed", SID))).status == 503
+    assert await Phone(client, phone.number).send("@feed", SID) == [SCORE_PROMPT]  # applied there
+    proxy.swallow = False
+    await settled(slow_client)  # its own commit can no longer land: nothing to send
+    assert fake_twilio.messages == []
+
+
+# ---------------------------------------------------------------- a redelivery and the REST fallback: one reply
+
+
+async def test_a_redelivery_before_the_rest_fallback_answers_and_the_fallback_sends_nothing(
+        slow_client, client, proxy, fake_twilio):
+    proxy.delay = NEVER
+    phone = Phone(slow_client, "+15551239007")
+    assert (await phone.post(phone.form("@feed", SID))).status == 503
+    assert await Phone(client, phone.number).send("@feed", SID) == [SCORE_PROMPT]  # Twilio retries
+    proxy.delay = 0
+    await settled(slow_client)
+    assert fake_twilio.messages == []
+
+
+async def test_a_redelivery_after_the_rest_fallback_gets_an_empty_answer(slow_client, client, proxy,
+                                                                       fake_twilio):
+    proxy.delay = NEVER
+    phone = Phone(slow_client, "+15551239008")
+    assert (await phone.post(phone.form("@feed", SID))).status == 503
+    proxy.delay = 0
+    await settled(slow_client)
+    assert await Phone(client, phone.number).send("@feed", SID) == []
+    assert fake_twilio.bodies() == [SCORE_PROMPT]
+
+
+@pytest.mark.parametrize("number", [f"+155512391{n:02d}" for n in range(6)])
+async def test_a_redelivery_racing_the_rest_fallback_delivers_the_reply_once(slow_client, client, proxy,
+                                                                           fake_twilio, number):
+    proxy.delay = NEVER
+    phone = Phone(slow_client, number)
+    assert (await phone.post(phone.form("@feed", SID))).status == 503
+    proxy.delay = 0  # the settling's next try and the redelivery, at once
+    answered = await Phone(client, number).send("@feed", SID)
+    await settled(slow_client)
+    assert answered + fake_twilio.bodies() == [SCORE_PROMPT]
+
+
+# ---------------------------------------------------------------- a reminder
+
+
+async def test_a_reminder_redis_never_confirms_is_sent_once_it_is_known(make_client, settings, proxy, clock,
+                                                                        fake_twilio):
+    client = await make_client(dataclasses.replace(settings, redis_url=proxy.url), timer_interval=0.05)
+    started = await client.post("/admin/surveys/invite/start", headers=admin_headers(),
+                                json={"to": "+15551239010", "fields": {"FirstName": "Ana"}})
+    assert started.status == 201
+    proxy.delay = NEVER
+    clock.advance(31 * 60)  # the reminder is due: its commit lands, its answer does not come
+    deadline = time.monotonic() + 10
+    while not client.server.app[SERVICE].settling.pending:
+        assert time.monotonic() < deadline, "the reminder's commit was never handed over"
+        await asyncio.sleep(0.02)
+    assert len(fake_twilio.messages) == 1
+    proxy.delay = 0
+    await settled(client)
+    await asyncio.sleep(0.3)  # more sweeps: the timer is not fired again
+    assert fake_twilio.bodies() == ["Hi Ana, did your delivery arrive? Text STOP to opt out.\n1. Yes\n2. No",
+                                    "Still there? Reply 1 for yes or 2 for no."]
