@@ -26,6 +26,7 @@ from typing import NamedTuple
 import yaml
 
 from dsl import ast
+from dsl.positions import SourceMap
 from dsl.vocabulary import SETTINGS
 
 Anchor = str | int
@@ -108,13 +109,13 @@ def yaml_comments(source: str) -> list[tuple[Comment, int]]:
     scalars = [(t.start_mark.index, t.end_mark.index) for t in yaml.scan(source, Loader=yaml.SafeLoader)
                if isinstance(t, yaml.ScalarToken)]
     starts = [start for start, _ in scalars]
+    lines = SourceMap(source)
     found = []
     for match in _YAML_COMMENT.finditer(source):
         index = bisect.bisect_right(starts, match.start()) - 1
         if index >= 0 and match.start() < scalars[index][1]:
             continue
-        line = source.count("\n", 0, match.start()) + 1
-        col = match.start() - source.rfind("\n", 0, match.start())
+        line, col = lines.position(match.start())
         found.append((Comment(line, match.group().rstrip()), col))
     return found
 
