@@ -42,6 +42,8 @@ class Comment(NamedTuple):
 
 @dataclass
 class Comments:
+    """A file's comments by where they belong; the printers `take` each anchor they write."""
+
     top: list[Comment] = field(default_factory=list)
     above: dict[Anchor, list[Comment]] = field(default_factory=dict)
     beside: dict[Anchor, Comment] = field(default_factory=dict)
@@ -77,6 +79,7 @@ def read_comments(survey: ast.Survey, source: str, form: str) -> Comments:
     else:
         found, starts = text_comments(source), _text_anchors(survey)
     lines = source.split("\n")
+    # Lines holding a comment after something else, and lines holding anything but a comment.
     inline = {c.line for c, col in found if lines[c.line - 1][: col - 1].strip()}
     content = sorted({n for n, line in enumerate(lines, 1) if line.strip()} - ({c.line for c, _ in found} - inline))
     comments = Comments()
