@@ -13,11 +13,12 @@ import sys
 import yaml
 
 from dsl import ast
+from dsl.comments import Comments, read_comments, yaml_anchors
 from dsl.diagnostics import unreadable
 from dsl.durations import WRITTEN, format_duration, parse_duration
 from dsl.errors import FlowError
 from dsl.expr_parse import quote, to_source
-from dsl.load import parse_source, read_source
+from dsl.load import form_of, parse_source, read_source
 from dsl.vocabulary import (
     CHOICE_CODE,
     DEFAULT_EXPIRES_AFTER,
@@ -184,8 +185,9 @@ def _spelled(survey: ast.Survey, attr: str, written: dict[str, str]) -> str:
     return written.get(attr) or format_duration(getattr(survey, attr))
 
 
-def to_yaml(survey: ast.Survey, source: str | None = None) -> str:
-    """The survey in the YAML form; with the file's source, durations keep their spelling."""
+def to_yaml(survey: ast.Survey, source: str | None = None, comments: Comments | None = None) -> str:
+    """The survey in the YAML form; with the file's source, durations keep their spelling, and
+    with its comments (dsl.comments), each is written at its anchor."""
     written = written_durations(survey, source)
     settings: dict = {"survey": survey.id}
     for setting in SETTINGS:
@@ -208,7 +210,23 @@ def to_yaml(survey: ast.Survey, source: str | None = None) -> str:
         elif value is not None:
             settings[setting.key] = value
     flow = {"flow": [_element_yaml(e, survey.languages) for e in survey.elements]}
-    return _dump(settings) + "\n" + _dump(flow)
+    out = _dump(settings) + "\n" + _dump(flow)
+    return out if comments is None else _yaml_commented(out, comments)
+
+
+def _yaml_commented(out: str, comments: Comments) -> str:
+    """The printed YAML with the comments put back: each above (or at the end of) the line that
+    opens its setting or element, found by reading the printed text again."""
+    lines = out.split("\n")  # the last is the empty one after the final newline
+    for line, anchor in sorted(yaml_anchors(out).items(), reverse=True):
+        above, beside = comments.take(anchor)
+        opening = lines[line - 1]
+        if beside:
+            lines[line - 1] = f"{opening}  {beside}"
+        indent = opening[: len(opening) - len(opening.lstrip())]
+        lines[line - 1:line - 1] = [indent + text for text in above]
+    lines[-1:-1] = [c.text for c in comments.bottom]
+    return "\n".join([c.text for c in comments.top] + lines)
 
 
 # ---------------------------------------------------------------- text form
@@ -259,37 +277,43 @@ def _with_translations(node, attr: str, line: str, indent: str = _INDENT) -> lis
     return [line, *_translations_text(node, attr, indent)]
 
 
-def _settings_text(survey: ast.Survey, written: dict[str, str]) -> list[str]:
-    lines = []
+Chunk = tuple[tuple, list[str]]  # (the anchors of dsl.comments a statement's lines hold, the lines)
+
+
+def _settings_text(survey: ast.Survey, written: dict[str, str]) -> list[Chunk]:
+    chunks: list[Chunk] = []
     if survey.languages:
         for language in survey.languages:
             _require(bool(_LANGUAGE.fullmatch(language)), f"'{language}' is not a language code")
-        lines.append(f"{SETTING['languages'].words} " + ", ".join(survey.languages))
+        chunks.append((("languages",), [f"{SETTING['languages'].words} " + ", ".join(survey.languages)]))
     if survey.language_field is not None:
-        lines.append(f"{SETTING['language_field'].words} {_name(survey.language_field, 'language_field')}")
+        chunks.append((("language_field",), [
+            f"{SETTING['language_field'].words} {_name(survey.language_field, 'language_field')}"]))
     if survey.expires_after != DEFAULT_EXPIRES_AFTER:
-        lines.append(f"{SETTING['expires_after'].words} {_duration(survey, 'expires_after', written)}")
+        chunks.append((("expires_after",), [
+            f"{SETTING['expires_after'].words} {_duration(survey, 'expires_after', written)}"]))
     if survey.remind_after is not None:
         message = f" {quote(survey.remind_message)}" if survey.remind_message is not None else ""
-        lines += _with_translations(survey, "remind_message",
-                                    f"{SETTING['remind_after'].words} {_duration(survey, 'remind_after', written)}"
-                                    f"{message}")
+        chunks.append((("remind_after", "remind_message"), _with_translations(
+            survey, "remind_message",
+            f"{SETTING['remind_after'].words} {_duration(survey, 'remind_after', written)}{message}")))
     else:
         _require(survey.remind_message is None,
                  "remind_message is given without remind_after; the text form writes both on one "
                  "line: remind after 1d \"message\"")
     for key in ("access_code", "sender", "end_message"):
         if getattr(survey, key) is not None or survey.translations.get(key):
-            lines += _with_translations(survey, key, f"{SETTING[key].words} {quote(getattr(survey, key))}")
+            chunks.append(((key,), _with_translations(survey, key, f"{SETTING[key].words} {quote(getattr(survey, key))}")))
     if survey.fields:
-        lines.append(f"{SETTING['fields'].words} " + ", ".join(_name(f, "field") for f in survey.fields))
+        chunks.append((("fields",), [f"{SETTING['fields'].words} " + ", ".join(_name(f, "field") for f in survey.fields)]))
     for key in ("not_in_survey_message", "help_message", "content_sid"):
         if getattr(survey, key) is not None or survey.translations.get(key):
-            lines += _with_translations(survey, key, f"{SETTING[key].words} {quote(getattr(survey, key))}")
-    for name, text in survey.texts.items():
-        lines.append(f"{SETTING['texts'].words} {_name(name, 'text key')} {quote(text)}")
-        lines += _translations_text(survey, f"texts.{name}", _INDENT)
-    return lines
+            chunks.append(((key,), _with_translations(survey, key, f"{SETTING[key].words} {quote(getattr(survey, key))}")))
+    for number, (name, text) in enumerate(survey.texts.items()):
+        anchors = ("texts", f"texts.{name}") if number == 0 else (f"texts.{name}",)  # YAML's `texts:` line
+        chunks.append((anchors, [f"{SETTING['texts'].words} {_name(name, 'text key')} {quote(text)}",
+                                 *_translations_text(survey, f"texts.{name}", _INDENT)]))
+    return chunks
 
 
 def _ask_text(ask: ast.Ask) -> list[str]:
@@ -340,14 +364,40 @@ def _element_text(element: ast.Element) -> list[str]:
     raise TypeError(f"not a flow element: {element!r}")
 
 
-def to_text(survey: ast.Survey, source: str | None = None) -> str:
+def _commented(chunk: Chunk, comments: Comments | None) -> list[str]:
+    """A statement's lines with its comments: those above it, then the one beside its first line
+    (a second, when two anchors share the line, goes above)."""
+    anchors, lines = chunk
+    if comments is None:
+        return lines
+    above, beside = [], []
+    for anchor in anchors:
+        texts, text = comments.take(anchor)
+        above += texts
+        beside += [text] if text else []
+    if not lines:  # an anchor with no line of its own in this form
+        return [*above, *beside]
+    first = f"{lines[0]}  {beside[0]}" if beside else lines[0]
+    return [*above, *beside[1:], first, *lines[1:]]
+
+
+def to_text(survey: ast.Survey, source: str | None = None, comments: Comments | None = None) -> str:
     """The survey in the text form; ConversionError when it holds something that form cannot write.
-    With the file's source, durations keep their spelling."""
+    With the file's source, durations keep their spelling, and with its comments (dsl.comments),
+    each is written at its anchor."""
     _require(bool(_SLUG.fullmatch(survey.id)), f"survey id '{survey.id}' has characters the text form cannot hold")
     head = f"survey {survey.id}" + (f" {quote(survey.title)}" if survey.title is not None else "")
-    lines = [*_with_translations(survey, "title", head), *_settings_text(survey, written_durations(survey, source)), ""]
-    for element in survey.elements:
-        lines.extend(_element_text(element))
+    chunks = [(("survey", "title"), _with_translations(survey, "title", head)),
+              *_settings_text(survey, written_durations(survey, source))]
+    lines = [c.text for c in comments.top] if comments else []
+    for chunk in chunks:
+        lines += _commented(chunk, comments)
+    lines.append("")
+    if comments is not None:  # YAML's `flow:` line: its comments go above the first element
+        lines += _commented((("flow",), []), comments)
+    for index, element in enumerate(survey.elements):
+        lines += _commented(((index,), _element_text(element)), comments)
+    lines += [c.text for c in comments.bottom] if comments else []
     return "\n".join(lines) + "\n"
 
 
@@ -396,10 +446,13 @@ def run_convert(path: str, to: str) -> int:
     survey, source, status = read_for_command(path)
     if survey is None:
         return status
+    comments = read_comments(survey, source, form_of(path))
     try:
-        out = to_yaml(survey, source) if to == "yaml" else to_text(survey, source)
+        out = to_yaml(survey, source, comments) if to == "yaml" else to_text(survey, source, comments)
     except ConversionError as err:
         print(f"{path}: error: cannot write this survey in the text form: {err}", file=sys.stderr)
         return 1
     sys.stdout.write(out)
+    for comment, why in comments.not_kept():
+        print(f"{path}:{comment.line}: comment not kept: {comment.text} ({why})", file=sys.stderr)
     return 0

@@ -9,6 +9,7 @@ import yaml
 
 from dsl import ast
 from dsl.check import check_survey
+from dsl.comments import read_comments, text_comments, yaml_comments
 from dsl.convert import ConversionError, survey_to_json, to_text, to_yaml
 from dsl.errors import FlowError
 from dsl.load import load_file, parse_source
@@ -431,3 +432,226 @@ def test_conversion_keeps_durations_as_written(tmp_path, capsys, suffix, source,
     survey = parse_source(source, path.name)
     assert parse_source(as_yaml, "y.yaml") == survey == parse_source(as_text, "y.survey")
     assert "expires_after: 1d" in to_yaml(survey)  # without the source: the shortest spelling
+
+
+# ---------------------------------------------------------------- comments
+
+COMMENTED_YAML = """\
+# Top of the file.
+survey: demo  # the id
+# The title
+title: Demo
+expires_after: 48h  # the default: left out
+remind_after: 2h
+# Ask again once.
+remind_message: Still there?
+end_message: |
+  Thanks!
+  # not a comment
+texts:
+  # Our own prefix.
+  reminder_prefix: "Hey: "
+flow:
+  # First question.
+  - ask: score  # NPS
+    # about the type
+    type: nps
+    prompt: "Rate us # 0-10"
+  - ask: pick
+    type: choice
+    prompt: Pick one
+    choices:
+      - A  # first
+      - B
+
+  # Jump ahead.
+  - goto: done
+    if: score >= 9
+  - end: done  # bye
+# The end.
+"""
+
+COMMENTED_YAML_AS_TEXT = """\
+# Top of the file.
+# The title
+survey demo "Demo"  # the id
+# Ask again once.
+remind after 2h "Still there?"
+end message "Thanks!\\n# not a comment\\n"
+# Our own prefix.
+text reminder_prefix "Hey: "
+
+# First question.
+ask score nps "Rate us # 0-10"  # NPS
+ask pick choice "Pick one"
+    1 "A"
+    2 "B"
+# Jump ahead.
+goto done if score >= 9
+end done  # bye
+# The end.
+"""
+
+COMMENTED_TEXT = """\
+# Top.
+
+survey demo  # the id
+# Expiry.
+expires after 3d
+fields A, B  # who
+languages en, es
+text reminder_prefix "Hey # you: "
+    # between a text and its translation
+    es: "Oye: "
+ask q choice "Pick # one"  # the pick
+    # under the ask
+    1 "Yes"  # yes
+    2 'No # really'
+
+# Tally.
+set n = 1
+goto e if q == "1" \\
+   and n == 1  # beside a continued line
+end e "Bye"
+    es: "Adios"  # beside a translation
+# trailing
+"""
+
+COMMENTED_TEXT_AS_YAML = """\
+# Top.
+survey: demo  # the id
+languages: [en, es]
+# Expiry.
+expires_after: 3d
+fields: [A, B]  # who
+texts:
+  reminder_prefix: {en: 'Hey # you: ', es: 'Oye: '}
+
+flow:
+  - ask: q  # the pick
+    type: choice
+    prompt: 'Pick # one'
+    choices: ['Yes', 'No # really']
+  # Tally.
+  - set: n
+    value: 1
+  - goto: e
+    if: q == "1" and n == 1
+  - end: e
+    message: {en: Bye, es: Adios}
+# trailing
+"""
+
+# (name, file, its source, the other form as printed, the comments reported as not kept)
+COMMENT_CASES = [
+    ("yaml", "x.yaml", COMMENTED_YAML, COMMENTED_YAML_AS_TEXT,
+     ["# the default: left out", "# about the type", "# first"]),
+    ("text", "x.survey", COMMENTED_TEXT, COMMENTED_TEXT_AS_YAML,
+     ["# between a text and its translation", "# under the ask", "# yes", "# beside a continued line",
+      "# beside a translation"]),
+]
+
+
+def _comment_texts(source: str, form: str) -> list[str]:
+    found = yaml_comments(source) if form == "yaml" else text_comments(source)
+    return [comment.text for comment, _ in found]
+
+
+def _line_of(source: str, text: str) -> int:
+    return next(n for n, line in enumerate(source.split("\n"), 1) if text in line)
+
+
+@pytest.mark.parametrize(("name", "source", "expected", "lost"), [(c[1], c[2], c[3], c[4]) for c in COMMENT_CASES],
+                         ids=[c[0] for c in COMMENT_CASES])
+def test_convert_keeps_comments_above_and_beside_settings_and_elements(tmp_path, capsys, name, source, expected,
+                                                                      lost):
+    path = tmp_path / name
+    path.write_text(source, encoding="utf-8")
+    other = "text" if name.endswith(".yaml") else "yaml"
+    assert main(["convert", str(path), "--to", other]) == 0
+    out, err = capsys.readouterr()
+    assert out == expected
+    assert parse_source(out, f"y.{'survey' if other == 'text' else 'yaml'}") == parse_source(source, name)
+    assert [line.split(" (")[0] for line in err.splitlines()] == [
+        f"{path}:{_line_of(source, text)}: comment not kept: {text}" for text in lost]
+
+
+@pytest.mark.parametrize(("name", "source", "lost"), [(c[1], c[2], c[4]) for c in COMMENT_CASES],
+                         ids=[c[0] for c in COMMENT_CASES])
+def test_printing_a_file_in_its_own_form_keeps_its_placeable_comments(tmp_path, capsys, name, source, lost):
+    path = tmp_path / name
+    path.write_text(source, encoding="utf-8")
+    form = "yaml" if name.endswith(".yaml") else "text"
+    assert main(["convert", str(path), "--to", form]) == 0
+    out, err = capsys.readouterr()
+    kept = [text for text in _comment_texts(source, form) if text not in lost]
+    assert _comment_texts(out, form) == kept
+    assert len(err.splitlines()) == len(lost)
+
+
+@pytest.mark.parametrize(("name", "source", "lost"), [(c[1], c[2], c[4]) for c in COMMENT_CASES],
+                         ids=[c[0] for c in COMMENT_CASES])
+def test_a_round_trip_through_the_other_form_keeps_every_placeable_comment(tmp_path, capsys, name, source, lost):
+    form = "yaml" if name.endswith(".yaml") else "text"
+    other, other_name = ("text", "y.survey") if form == "yaml" else ("yaml", "y.yaml")
+    path = tmp_path / name
+    path.write_text(source, encoding="utf-8")
+    assert main(["convert", str(path), "--to", other]) == 0
+    there = capsys.readouterr().out
+    back_path = tmp_path / other_name
+    back_path.write_text(there, encoding="utf-8")
+    assert main(["convert", str(back_path), "--to", form]) == 0
+    back, err = capsys.readouterr()
+    assert err == ""  # what arrived in the other form all has a home there
+    kept = [text for text in _comment_texts(source, form) if text not in lost]
+    assert sorted(_comment_texts(back, form)) == sorted(kept)
+    assert parse_source(back, name) == parse_source(source, name)
+
+
+COMMENT_HOMES = [
+    # (name, file, source, (comment, the line of the printed other form it must stand on or just above))
+    ("top-of-file", "x.survey", '# one\n# two\n\nsurvey s\nask a text "Hi"\n',
+     [("# one", "# two"), ("# two", "survey: s")]),
+    ("yaml-flow-key", "x.yaml", "survey: s\n# the questions\nflow:  # in order\n  - ask: a\n    type: text\n    prompt: Hi\n",
+     [("# the questions", "# in order"), ("# in order", 'ask a text "Hi"')]),
+    ("yaml-texts-key", "x.yaml", "survey: s\n# our words\ntexts:\n  opt_out_link: Bye\nflow:\n  - end: e\n",
+     [("# our words", 'text opt_out_link "Bye"')]),
+    ("title-setting-line", "x.survey", 'survey s\n# named\ntitle "T"  # shown\nask a text "Hi"\n',
+     [("# named", "title: T  # shown"), ("# shown", "title: T  # shown")]),
+    ("remind-message-key", "x.yaml", "survey: s\nremind_after: 1h  # soon\nremind_message: Hi?  # gently\n"
+     "flow:\n  - ask: a\n    type: text\n    prompt: Hi\n",
+     [("# gently", "# gently"), ("# soon", 'remind after 1h "Hi?"  # soon')]),
+    ("whatsapp-template", "x.yaml", "survey: s\n# approved\nwhatsapp_template: HX1\nflow:\n  - end: e\n",
+     [("# approved", 'whatsapp template "HX1"')]),
+]
+
+
+@pytest.mark.parametrize(("name", "source", "homes"), [c[1:] for c in COMMENT_HOMES], ids=[c[0] for c in COMMENT_HOMES])
+def test_each_comment_finds_its_home_in_the_other_form(name, source, homes):
+    survey = parse_source(source, name)
+    form = "yaml" if name.endswith(".yaml") else "text"
+    comments = read_comments(survey, source, form)
+    out = to_text(survey, source, comments) if form == "yaml" else to_yaml(survey, source, comments)
+    lines = [line.strip() for line in out.splitlines()]
+    for comment, home in homes:
+        index = next(i for i, line in enumerate(lines) if line.endswith(comment))
+        assert lines[index] == home or lines[index + 1] == home, out
+    assert comments.not_kept() == []
+
+
+def test_conversion_without_comments_prints_none(tmp_path):
+    survey, source = load_file(SURVEYS / "retail-nps.yaml")
+    assert "#" not in to_text(survey, source)
+    assert to_yaml(survey, source, read_comments(survey, "", "yaml")) == to_yaml(survey, source)
+
+
+@pytest.mark.parametrize("path", sorted([*SURVEYS.glob("*.yaml"), *SURVEYS.glob("*.survey")]), ids=lambda p: p.name)
+def test_example_surveys_keep_their_comments_and_meaning_in_the_other_form(tmp_path, capsys, path):
+    form = "yaml" if path.suffix == ".yaml" else "text"
+    other, other_name = ("text", "y.survey") if form == "yaml" else ("yaml", "y.yaml")
+    assert main(["convert", str(path), "--to", other]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    source = path.read_text(encoding="utf-8")
+    assert _comment_texts(out, other) == _comment_texts(source, form)
+    assert parse_source(out, other_name) == parse_source(source, path.name)
