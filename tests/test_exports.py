@@ -8,7 +8,10 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import re
+from asyncio.subprocess import PIPE
+from pathlib import Path
 
 import pytest
 from conftest import admin_headers
@@ -45,6 +48,7 @@ HEADER = [
     "field:segment", "field:FirstName", "field:Q_RecipientPhoneNumber", "other_fields",
 ]
 MILLISECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+CANVASS = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "canvass"
 KEY = "a-key-for-sharing-exports"
 A, B, C, D, E = (f"+1555140{n:04d}" for n in range(1, 6))
 
@@ -214,3 +218,36 @@ async def test_the_summary_counts_by_status_nps_and_drop_off(analyst):
 async def test_a_summary_of_an_unknown_survey_is_a_404(analyst):
     response = await analyst.get("/admin/surveys/nothing/summary", headers=admin_headers())
     assert response.status == 404
+
+
+async def canvass(*argv: str, env: dict) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        str(CANVASS), *argv, env={**os.environ, **env}, stdout=PIPE, stderr=PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_canvass_export_and_report_give_what_the_admin_api_gives(analyst, redis_url, tmp_path):
+    await respond(analyst)
+    env = {"DATABASE_URL": analyst.app[ARCHIVER].engine.url.render_as_string(hide_password=False)
+           .replace("+aiosqlite", "").replace("+asyncpg", ""), "REDIS_URL": redis_url}
+    target = tmp_path / "analyst.csv"
+    code, _, err = await canvass("export", "analyst", "--output", str(target), "--include-open", env=env)
+    assert code == 0, err
+    assert target.read_bytes().decode() == await fetch(analyst, "format=csv&include_open=1")
+    assert not (tmp_path / "analyst.csv.part").exists()
+    code, out, err = await canvass("export", "analyst", "--format", "jsonl", "--status", "complete", env=env)
+    assert code == 0, err
+    assert out == await fetch(analyst, "format=jsonl&status=complete")
+
+    code, out, err = await canvass("report", "analyst", "--json", env=env)
+    assert code == 0, err
+    summary = await (await analyst.get("/admin/surveys/analyst/summary", headers=admin_headers())).json()
+    assert json.loads(out) == summary
+    code, out, _ = await canvass("report", "analyst", env=env)
+    assert "3 responses" in out and "NPS score: +0.0 (3 answered" in out
+
+    code, _, err = await canvass("export", "nothing", env=env)
+    assert code == 1 and "there is no survey 'nothing'" in err
+    code, _, err = await canvass("export", "analyst", "--since", "soon", env=env)
+    assert code == 2 and "not an ISO 8601 date" in err and "Traceback" not in err
