@@ -54,6 +54,8 @@ def iso_ms(value) -> str | None:
     """Unix seconds or an ISO 8601 text as ISO 8601 UTC with milliseconds; None stays None."""
     if value is None or value == "":
         return None
+    if value.__class__ is str and len(value) == 20 and value[19] == "Z" and value[10] == "T":
+        return value[:19] + ".000Z"  # whole seconds in UTC, as records hold their times
     if isinstance(value, int | float) and not isinstance(value, bool):
         moment = datetime.fromtimestamp(value, UTC)
     else:

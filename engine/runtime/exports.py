@@ -231,6 +231,8 @@ def cell(value) -> str:
     """A CSV cell that no spreadsheet runs as a formula."""
     if value is None:
         return ""
+    if value.__class__ is int:
+        return str(value)
     text = str(value)
     if text.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(text):
         return "'" + text
