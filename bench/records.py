@@ -297,26 +297,26 @@ def _record(n: int, version: str) -> dict:
 
 async def _seed(database_url: str, rows: int, version: str) -> None:
     """Fill the database to `rows` responses: a tenth (or all, when few) inserted as the
-    archiver inserts them, the rest copied from those in SQL with ids of their own."""
+    archiver inserts them, the rest copied from those in SQL, each copy with ids of its own."""
     engine = connect(database_url)
+    original = responses.c.response_id.not_like("%.%")
     try:
         async with engine.connect() as connection:
             have = await connection.scalar(select(func.count()).select_from(responses))
-        seed = min(rows, max(SEED_BATCH, rows // 10))
-        for start in range(have, min(rows, seed), SEED_BATCH):
+            originals = await connection.scalar(select(func.count()).select_from(responses).where(original))
+        wanted = min(rows, max(SEED_BATCH, rows // 10))
+        for start in range(originals, wanted, SEED_BATCH):
             async with engine.begin() as connection:
-                await insert_responses(connection, [_record(n, version) for n in range(start, min(seed, start + SEED_BATCH))])
-        have = max(have, seed)
-        columns = [c.name for c in responses.columns if c.name != "response_id"]
-        copy = 0
+                await insert_responses(connection, [_record(n, version) for n in range(start, min(wanted, start + SEED_BATCH))])
+            have += min(wanted, start + SEED_BATCH) - start
+        originals = max(originals, wanted)
+        columns = ", ".join(c.name for c in responses.columns if c.name != "response_id")
         while have < rows:
-            copy += 1
-            take = min(seed, rows - have)
+            take = min(originals, rows - have)
             async with engine.begin() as connection:
                 await connection.execute(text(
-                    f"INSERT INTO responses (response_id, {', '.join(columns)}) "
-                    f"SELECT response_id || '.{copy}', {', '.join(columns)} FROM responses "
-                    f"WHERE response_id NOT LIKE '%.%' ORDER BY response_id LIMIT {take}"))
+                    f"INSERT INTO responses (response_id, {columns}) SELECT response_id || '.{have}', {columns} "
+                    f"FROM responses WHERE response_id NOT LIKE '%.%' ORDER BY response_id LIMIT {take}"))
             have += take
     finally:
         await engine.dispose()
