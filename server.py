@@ -26,6 +26,7 @@ from engine.records.database import connect as connect_records
 from engine.records.database import database_url, redacted
 from engine.records.migrate import SchemaNotCurrent
 from engine.records.reading import Responses
+from engine.records.summary import summarise
 from engine.redis.store import Store
 from engine.responses import iso
 from engine.runtime import exports
@@ -260,48 +261,36 @@ async def admin_reload(request: web.Request) -> web.Response:
 
 
 async def admin_responses(request: web.Request) -> web.StreamResponse:
-    survey, form = request.match_info["survey"], request.query.get("format", "jsonl")
-    if form not in ("jsonl", "csv"):
-        return _error(400, "bad_format", "format must be jsonl or csv")
-    store, flow = request.app[RESPONSES], request.app[REGISTRY].get(survey)
-    if flow is None and not await store.has_responses(survey):
-        return _error(404, "unknown_survey", f"there is no survey '{survey}' and no responses to it")
+    survey = request.match_info["survey"]
+    try:
+        options = exports.options_from_query(request.query)
+    except exports.ExportError as err:
+        return _error(400, "bad_export", str(err))
+    responses, registry = request.app[RESPONSES], request.app[REGISTRY]
+    pieces = exports.export(responses, survey, exports.StoredFlows(request.app[STORE], registry.get), options)
+    try:  # whatever fails before the first byte is sent is a plain answer
+        if registry.get(survey) is None and not await responses.has_responses(survey):
+            return _error(404, "unknown_survey", f"there is no survey '{survey}' and no responses to it")
+        first = await anext(pieces, "")
+    except (SQLAlchemyError, OSError) as err:
+        log.warning("export of %s refused: the records database: %s", survey, type(err).__name__)
+        return _error(503, "records_unavailable", "the records database is not reachable, try again")
     response = web.StreamResponse(headers={
-        "Content-Type": "text/csv; charset=utf-8" if form == "csv" else "application/x-ndjson; charset=utf-8",
-        "Content-Disposition": f'attachment; filename="{survey}.{form}"'})
-    # Whatever Redis does before the first byte is sent is a plain 503 (the errors middleware).
-    if form == "csv":  # two passes: the header needs every answer and field name first
-        gathered = exports.Header(flow.questions if flow is not None else ())
-        async for entry_id, record in store.responses(survey):
-            gathered.add(entry_id, record)
-        header = gathered.columns()
-        lines = _prefixed(exports.csv_header(header),
-                          (exports.csv_row(header, record) async for _, record in
-                           store.responses(survey, until=gathered.last)))
-    else:
-        entries = store.responses(survey)
-        first = await anext(entries, None)
-        lines = _prefixed(exports.jsonl_line(first[1]) if first else "",
-                          (exports.jsonl_line(record) async for _, record in entries))
+        "Content-Type": "text/csv; charset=utf-8" if options.form == "csv" else "application/x-ndjson; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{survey}.{options.form}"'})
     await response.prepare(request)
     try:
-        async for line in lines:
-            await response.write(line.encode())
-    except RedisError as err:
+        await response.write(first.encode())
+        async for piece in pieces:
+            await response.write(piece.encode())
+    except (RedisError, SQLAlchemyError, OSError) as err:
         # The status went out with the headers: cut the body short, so no client takes
         # what it got for the whole export (a chunked body without its last chunk).
-        log.warning("export of %s responses cut short: %s", survey, err)
+        log.warning("export of %s responses cut short: %s", survey, type(err).__name__)
         request.transport.abort()
         return response
     await response.write_eof()
     return response
-
-
-async def _prefixed(first: str, rest):
-    if first:
-        yield first
-    async for line in rest:
-        yield line
 
 
 async def admin_sessions(request: web.Request) -> web.Response:
@@ -314,8 +303,22 @@ async def admin_sessions(request: web.Request) -> web.Response:
     channels = {}
     for channel, record in records.items():
         respondent = dataclasses.asdict(Respondent.loads(record, channel, phone)) if record else None
-        channels[channel] = {"respondent": respondent, "deliveries": await store.deliveries(channel, phone)}
+        channels[channel] = {"respondent": exports.times_as_iso(respondent),
+                             "deliveries": exports.times_as_iso(await store.deliveries(channel, phone))}
     return web.json_response({"phone": phone, "channels": channels})
+
+
+async def admin_summary(request: web.Request) -> web.Response:
+    survey = request.match_info["id"]
+    responses, registry = request.app[RESPONSES], request.app[REGISTRY]
+    flows = exports.StoredFlows(request.app[STORE], registry.get)
+    try:
+        if registry.get(survey) is None and not await responses.has_responses(survey):
+            return _error(404, "unknown_survey", f"there is no survey '{survey}' and no responses to it")
+        return web.json_response(await summarise(responses, survey, flows))
+    except (SQLAlchemyError, OSError) as err:
+        log.warning("summary of %s refused: the records database: %s", survey, type(err).__name__)
+        return _error(503, "records_unavailable", "the records database is not reachable, try again")
 
 
 # ---------------------------------------------------------------- health
@@ -512,6 +515,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     app.router.add_post("/admin/reload", admin_reload)
     app.router.add_get("/admin/responses/{survey}", admin_responses)
     app.router.add_get("/admin/sessions/{number}", admin_sessions)
+    app.router.add_get("/admin/surveys/{id}/summary", admin_summary)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -10,12 +10,17 @@ from engine.redis.store import NONCE_TTL
 def verdicts(results: dict) -> dict[str, dict]:
     """Each target: the figure, the bound, and whether it was met."""
     web, step, comp, mem = results["webhooks"], results["step"], results["compile"], results["memory"]
+    archiver, export = results["records"]["archiver"], results["records"]["export"]
     checks = {
         "webhook_ratio": (web["ratio"], ">=", 0.8),
         "step_ratio": (step["ratio"], "<=", step["target"]),
         "compile_ratio": (comp["ratio"], "<=", comp["target"]),
         "bytes_per_session": (mem["bytes_per_session"], "<=", mem["session_target"]),
         "bytes_per_dedupe": (mem["bytes_per_dedupe"], "<=", mem["dedupe_target"]),
+        "archiver_keeps_up_sqlite": (archiver["sqlite"]["keeps_up"], ">=", 1.0),
+        "archiver_keeps_up_postgresql": (archiver["postgresql"]["keeps_up"], ">=", 1.0),
+        "webhooks_with_archiver": (min(archiver[db]["webhook_ratio"] for db in ("sqlite", "postgresql")), ">=", 0.9),
+        "export_rss_ratio": (export["rss_ratio"], "<=", 1.1),
     }
     return {name: {"value": value, "target": f"{op} {bound:g}",
                    "met": value >= bound if op == ">=" else value <= bound}
@@ -44,6 +49,30 @@ def _webhooks(web: dict, targets: dict) -> list[str]:
                  f"rounds {min(spread):.2f}-{max(spread):.2f}; server CPU per message {web['cpu_ratio']:.2f}")
     if max(web[t]["load_cpu_share"] for t in ("floor", "canvass")) > 0.9:
         lines.append("  note: the load generator was busy most of the time; the floor may be a lower bound")
+    return lines
+
+
+def _records(records: dict, targets: dict) -> list[str]:
+    archiver, export, shape = records["archiver"], records["export"], records["shape"]
+    lines = [
+        f"Records database: {shape['respondents']} respondents a round, {shape['concurrency']} in flight, "
+        f"median of {shape['rounds']} round(s); each archiver starts a round's responses behind",
+        f"  {'':16}{'msg/s':>9}{'vs none':>9}{'done/s':>9}{'archived/s':>12}{'ratio':>8}{'drain s':>9}",
+        f"  {'no archiver':16}{archiver['none']['messages_per_s']:9.0f}",
+    ]
+    for db in ("sqlite", "postgresql"):
+        a = archiver[db]
+        lines.append(f"  {'into ' + db:16}{a['messages_per_s']:9.0f}{a['webhook_ratio']:9.2f}{a['completed_per_s']:9.0f}"
+                     f"{a['archived_per_s']:12.0f}{a['keeps_up']:8.2f}{a['drain_s']:9.2f}  "
+                     f"{_mark(targets, 'archiver_keeps_up_' + db)}")
+    lines.append(f"  webhooks with the archiver / without {_mark(targets, 'webhooks_with_archiver')}")
+    small, large = export["small"], export["large"]
+    lines += [
+        "Export as CSV (canvass export, SQLite, to /dev/null)",
+        *(f"  {e['rows']:>9} rows{e['seconds']:9.1f} s{e['rows_per_s']:9.0f} rows/s   peak RSS "
+          f"{e['peak_rss_bytes'] / 2**20:6.1f} MiB" for e in (small, large)),
+        f"  {'peak RSS ratio':16}{export['rss_ratio']:9.2f}  {_mark(targets, 'export_rss_ratio')}",
+    ]
     return lines
 
 
@@ -80,5 +109,7 @@ def render(results: dict) -> str:
         + ", ".join(f"{key} {size} B" for key, size in sorted(mem["global_keys"].items())) + ")",
         f"  {'commit nonces':16}{mem['bytes_per_commit_nonces']:9.0f} B  (per conversation started or timed "
         f"in the last {NONCE_TTL // 60} minutes: lets a repeated commit know it landed)",
+        "",
+        *_records(results["records"], targets),
     ]
     return "\n".join(lines)

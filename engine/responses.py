@@ -6,7 +6,7 @@ import hashlib
 from datetime import UTC, datetime
 
 from engine.flow import Flow
-from engine.session import Session
+from engine.session import COMPLETE, Session
 
 
 def iso(t: float) -> str:
@@ -38,6 +38,9 @@ def language_of(session: Session, flow: Flow | None) -> str:
 
 
 def response_record(session: Session, flow: Flow | None) -> dict:
+    """`end`: the end a complete session reached; `last_question`: the question any other
+    was waiting on when it closed (the last one asked). `answered_at`: when each question was
+    left: answered, or given up after invalid replies (then it has no answer)."""
     return {
         "response_id": response_id(session),
         "survey": session.survey,
@@ -51,6 +54,9 @@ def response_record(session: Session, flow: Flow | None) -> dict:
         "fields": dict(session.fields),
         "answers": typed_answers(session, flow),
         "not_shown": list(session.not_shown),
+        "end": session.state if session.status == COMPLETE else None,
+        "last_question": None if session.status == COMPLETE else session.state,
+        "answered_at": {qid: iso(t) for qid, t in session.answered_at.items()},
         "messages_in": session.messages_in,
         "messages_out": session.messages_out,
         "segments_in": session.segments_in,

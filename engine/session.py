@@ -41,6 +41,9 @@ class Session:
     segments_in: int = 0
     segments_out: int = 0
     language: str = ""  # the language it speaks ("": the survey's default, as sessions stored before languages)
+    # when each question was left: answered, or given up after its invalid replies (then it
+    # has a time but no answer), in the order they were left
+    answered_at: dict[str, float] = field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:
@@ -81,6 +84,10 @@ def evolve(record, /, **changes):
 # counters are [messages_in, messages_out], followed by [segments_in, segments_out] unless
 # those are the default: one segment a message on SMS, none on WhatsApp.
 # fields leave out Q_RecipientPhoneNumber when it is the phone (see _pack_fields).
+# updated is [updated, *answered] once a question was left (answered_at): answered are the
+# times each was left, in seconds after started_at, in the order of answers' keys when those
+# are the questions left (the usual case), else one {question: seconds}. A plain number (as
+# every record stored before answered_at existed) knows no such times.
 # reminded is 0 or 1. language is a language code, "" for the survey's default (records written
 # before languages lack it). Defaults: remind null, not_shown [], attempts 0, reminded 0,
 # status "open", language "".
@@ -142,6 +149,29 @@ def _default_segments(channel: str, messages_in: int, messages_out: int) -> list
     return [messages_in, messages_out] if channel == "sms" else [0, 0]
 
 
+def _pack_updated(s: Session) -> int | list:
+    updated = offset(s.updated_at, s.started_at)
+    if not s.answered_at:
+        return updated
+    left = {qid: offset(t, s.started_at) for qid, t in s.answered_at.items()}
+    return [updated, *left.values()] if list(left) == list(s.answers) else [updated, left]
+
+
+def _unpack_updated(packed, answers: dict, started_at: float) -> tuple[float, dict[str, float]]:
+    if not isinstance(packed, list):
+        return at_offset(packed, started_at), {}
+    if not packed:
+        raise ValueError
+    updated, *times = packed
+    if len(times) == 1 and isinstance(times[0], dict):
+        left = times[0]
+    elif len(times) == len(answers):
+        left = dict(zip(answers, times, strict=True))
+    else:
+        raise ValueError
+    return at_offset(updated, started_at), {qid: at_offset(t, started_at) for qid, t in left.items()}
+
+
 def pack(session: Session) -> list:
     s = session
     counters = [s.messages_in, s.messages_out]
@@ -150,7 +180,7 @@ def pack(session: Session) -> list:
     remind = None if s.remind_at is None else offset(s.remind_at, s.updated_at)
     return without_defaults(
         [s.survey, s.version, s.state, s.answers, _pack_fields(s.fields, s.phone), offset(s.started_at, 0),
-         offset(s.updated_at, s.started_at), offset(s.expires_at, s.started_at), counters,
+         _pack_updated(s), offset(s.expires_at, s.started_at), counters,
          remind, s.not_shown, s.attempts, int(s.reminded), s.status, s.language],
         _DEFAULTS)
 
@@ -174,11 +204,11 @@ def unpack(items: list, channel: str, phone: str) -> Session:
                 and reminded in (0, 1)):
             raise ValueError
         started = at_offset(started, 0)
-        updated = at_offset(updated, started)
+        updated, answered_at = _unpack_updated(updated, answers, started)
         return Session(
             survey, version, channel, phone, state, status, answers, list(not_shown),
             _unpack_fields(fields, phone), attempts, started, updated, at_offset(expires, started),
             None if remind is None else at_offset(remind, updated), bool(reminded),
-            *_counters(counters, channel), language)
+            *_counters(counters, channel), language, answered_at)
     except (TypeError, ValueError):
         raise ValueError(f"not a stored session: {str(items)[:80]}") from None

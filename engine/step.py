@@ -115,6 +115,11 @@ def _settle(flow: Flow, session: Session, cursor: Cursor, events: list[Event], n
     return Step(_sent(flow, session, outbound, now, changes), outbound, events)
 
 
+def _left(session: Session, qid: str, now: float) -> dict:
+    """The change that leaving question `qid` now (answered, or given up) makes."""
+    return {"answered_at": {**session.answered_at, qid: now}}
+
+
 def _cursor(session: Session) -> Cursor:
     return Cursor(session.state, dict(session.answers), dict(session.fields), list(session.not_shown))
 
@@ -147,7 +152,7 @@ def step(flow: Flow, session: Session, inbound: str, now: float) -> Step:
         cursor.answers[question.id] = stored
         events: list[Event] = [AnswerRecorded(flow.id, question.id, stored)]
         flow.machine.events["answer"].trigger(cursor)
-        return _settle(flow, session, cursor, events, now, received)
+        return _settle(flow, session, cursor, events, now, received | _left(session, question.id, now))
     attempts = session.attempts + 1
     if question.attempts is None or attempts < question.attempts:
         outbound = [question.invalid[language](cursor) if stored is None
@@ -162,7 +167,7 @@ def step(flow: Flow, session: Session, inbound: str, now: float) -> Step:
         changes = dict(received, status=ENDED_INVALID, attempts=attempts)
         return Step(_sent(flow, session, outbound, now, changes), outbound, events)
     flow.machine.events["answer"].trigger(cursor)
-    return _settle(flow, session, cursor, [event], now, received)
+    return _settle(flow, session, cursor, [event], now, received | _left(session, question.id, now))
 
 
 def _ambiguous(flow: Flow, language: str, reply: Ambiguous, inbound: str) -> str:

@@ -16,8 +16,13 @@ FIGURES = {
     "step": ["us_per_step.10", "us_per_step.1000", "ratio"],
     "compile": ["ms_per_compile.100", "ms_per_compile.1000", "ratio"],
     "memory": ["bytes_per_session", "bytes_per_dedupe", "global_bytes_per_session"],
+    "records": ["archiver.none.messages_per_s", *(f"archiver.{db}.{figure}" for db in ("sqlite", "postgresql")
+                for figure in ("messages_per_s", "webhook_ratio", "completed_per_s", "archived_per_s", "keeps_up")),
+                "export.small.rows_per_s", "export.large.rows_per_s", "export.small.peak_rss_bytes",
+                "export.large.peak_rss_bytes", "export.rss_ratio"],
 }
-TARGETS = ["webhook_ratio", "step_ratio", "compile_ratio", "bytes_per_session", "bytes_per_dedupe"]
+TARGETS = ["webhook_ratio", "step_ratio", "compile_ratio", "bytes_per_session", "bytes_per_dedupe",
+           "archiver_keeps_up_sqlite", "archiver_keeps_up_postgresql", "webhooks_with_archiver", "export_rss_ratio"]
 
 
 def figure(results: dict, part: str, path: str) -> float:
@@ -30,7 +35,7 @@ def figure(results: dict, part: str, path: str) -> float:
 def test_quick_run_writes_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run([str(REPO / "bench" / "run"), "--quick", "--json", str(out)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr
     results = json.loads(out.read_text())
     for part, paths in FIGURES.items():
@@ -45,7 +50,9 @@ def test_quick_run_writes_every_figure(tmp_path):
     assert results["memory"]["dedupe_records"] == 3 * results["memory"]["sessions"]
     assert sorted(results["targets"]) == sorted(TARGETS)
     assert all(isinstance(results["targets"][name]["met"], bool) for name in TARGETS)
-    for heading in ("Webhooks:", "canvass/floor", "Step cost", "Compile cost", "Redis memory"):
+    assert results["records"]["export"]["large"]["rows"] > results["records"]["export"]["small"]["rows"]
+    for heading in ("Webhooks:", "canvass/floor", "Step cost", "Compile cost", "Redis memory", "Records database",
+                    "Export as CSV"):
         assert heading in done.stdout
 
 

@@ -143,6 +143,9 @@ def test_response_record():
         "fields": {"FirstName": "Ana", "Q_RecipientPhoneNumber": PHONE, "segment": "other"},
         "answers": {"recommend": 3, "reason": "Too busy", "visit": {"code": "2", "label": "Clothing"}},
         "not_shown": [], "messages_in": 3, "messages_out": 4, "segments_in": 3, "segments_out": 4,
+        "end": "default_end", "last_question": None,
+        "answered_at": {"recommend": "2024-01-01T09:01:00Z", "reason": "2024-01-01T09:02:00Z",
+                        "visit": "2024-01-01T09:03:00Z"},
     }
     assert len(record["response_id"]) == 20
     assert r.session is None and r.last_survey == "conv-store" and r.last_inbound_at == T0 + 180

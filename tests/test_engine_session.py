@@ -40,6 +40,10 @@ ROUND_TRIPS = {
     "open session": respondent(sample()),
     "no reminder due, defaults": respondent(sample(remind_at=None, attempts=0)),
     "reminded, some not shown": respondent(sample(remind_at=None, reminded=True, not_shown=["reason"])),
+    "answer times": respondent(sample(answered_at={"recommend": 1704099610.0, "reason": 1704099650.0,
+                                                   "visit": 1704099700.0})),
+    "a question given up has a time, no answer": respondent(sample(
+        answers={"recommend": 4}, answered_at={"recommend": 1704099610.0, "reason": 1704099650.0})),
     "closed status": respondent(sample(status="expired")),
     "whatsapp, odd field values": respondent(sample(
         channel="whatsapp", fields={"adult": True, "score": 7.5, "none": None, "Q_RecipientPhoneNumber": PHONE},
@@ -127,7 +131,9 @@ def stored_respondents(draw) -> Respondent:
             draw(st.lists(st.text(max_size=8), max_size=3)), draw(st.dictionaries(names, values, max_size=5)),
             draw(counts), started, updated, started + draw(st.integers(0, 10**7)),
             draw(st.none() | st.integers(-10**5, 10**6).map(lambda d: updated + d)), draw(st.booleans()),
-            draw(counts), draw(counts), draw(counts), draw(counts))
+            draw(counts), draw(counts), draw(counts), draw(counts),
+            draw(st.sampled_from(["", "es", "pt-BR"])),
+            draw(st.dictionaries(st.text(max_size=8), st.integers(0, 10**6).map(lambda d: started + d), max_size=4)))
     return Respondent(channel, PHONE, draw(st.booleans()), session, draw(st.none() | seconds),
                       draw(st.none() | st.text(max_size=10)))
 
@@ -138,6 +144,16 @@ def test_any_respondent_in_whole_seconds_round_trips(stored):
     assert round_trip(stored) == stored
     if stored.session is not None:
         assert list(round_trip(stored).session.fields) == list(stored.session.fields)  # in order
+
+
+def test_answer_times_ride_on_the_updated_item_and_old_records_read_without_them():
+    session = sample(answered_at={"recommend": 1704099610.0, "reason": 1704099650.0, "visit": 1704099700.0})
+    assert respondent(session).dumps().count(",[100,10,50,100],") == 1
+    given_up = sample(answers={"recommend": 4}, answered_at={"recommend": 1704099610.0, "reason": 1704099650.0})
+    assert ',[100,{"recommend":10,"reason":50}],' in respondent(given_up).dumps()
+    before = respondent(sample()).dumps()  # as every record stored before answer times existed
+    assert ",100,172800," in before
+    assert Respondent.loads(before, "sms", PHONE).session.answered_at == {}
 
 
 def test_loaded_sessions_share_no_lists():

@@ -169,7 +169,8 @@ async def test_responses_export_as_jsonl_and_as_csv_with_a_column_per_answer(cli
     assert response.status == 200 and response.content_type == "text/csv"
     rows = list(csv.DictReader(io.StringIO(await response.text())))
     assert [row["phone"] for row in rows] == ["+15551230020", "+15551230021"]
-    assert rows[0]["score"] == "3" and rows[0]["visit"] == "Groceries"
+    assert rows[0]["score"] == "3" and rows[0]["score_group"] == "detractor"
+    assert rows[0]["visit"] == "1" and rows[0]["visit_label"] == "Groceries"
     assert rows[0]["reason"] == "'=HYPERLINK(\"x\")"  # a spreadsheet must not run it
     assert rows[0]["field:Q_RecipientPhoneNumber"] == "+15551230020"
     assert rows[1]["score"] == "" and rows[1]["status"] == "opted_out"

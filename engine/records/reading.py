@@ -7,18 +7,53 @@ database has it; one the stream gave is skipped in the database. So each respons
 once. The database's are given first (oldest first), then the stream's: those are held in
 memory meanwhile, as many as the archiver is behind, which is a second's worth or so while
 the database is reachable (and when it is not, there is no export).
+
+A Filter narrows them (ended at or after a time, a status), in SQL for the archived ones, so
+an export of one status of a large survey reads only its rows. Responses still in progress
+(open sessions, read from the respondent records in Redis) are a separate, opt-in pass.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+
 from sqlalchemy import exists, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from engine.conversation import Respondent
+from engine.flow import Flow
 from engine.records.schema import responses as response_table
-from engine.records.writes import response_record
+from engine.records.writes import parse_time, response_record
 from engine.redis.store import Store
+from engine.responses import response_record as open_record
 
-BATCH = 500
+BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Filter:
+    since: datetime | None = None  # ended at or after (aware UTC)
+    status: str | None = None
+    versions: frozenset[str] | None = None  # only responses on these flow versions
+
+    def where(self, query):
+        if self.since is not None:
+            query = query.where(response_table.c.ended_at >= self.since)
+        if self.status is not None:
+            query = query.where(response_table.c.status == self.status)
+        if self.versions is not None:
+            query = query.where(response_table.c.version.in_(sorted(self.versions)))
+        return query
+
+    def matches(self, record: dict) -> bool:
+        return ((self.since is None or parse_time(record["ended_at"]) >= self.since)
+                and (self.status is None or record["status"] == self.status)
+                and (self.versions is None or record["version"] in self.versions))
+
+
+EVERY = Filter()
 
 
 class Responses:
@@ -32,7 +67,15 @@ class Responses:
             return bool(await connection.scalar(
                 select(exists().where(response_table.c.survey == survey))))
 
-    async def responses(self, survey: str, until: str = "+", batch: int = BATCH):
+    async def versions(self, survey: str) -> set[str]:
+        """The flow versions a survey's responses ran on (archived or not)."""
+        found = {record["version"] async for _, record in self.store.responses(survey)}
+        async with self.engine.connect() as connection:
+            found.update(await connection.scalars(
+                select(response_table.c.version).distinct().where(response_table.c.survey == survey)))
+        return found
+
+    async def responses(self, survey: str, until: str = "+", batch: int = BATCH, only: Filter = EVERY):
         """(position, response record): the archived ones (oldest first), then the stream's up
         to entry `until`. The position is "-" for an archived one and the entry id for one
         from the stream, so a second pass up to a first pass's last position reads the stream
@@ -40,9 +83,10 @@ class Responses:
         first."""
         streamed = [entry async for entry in self.store.responses(survey, until, batch)]
         given = {record["response_id"] for _, record in streamed}
+        streamed = [(entry_id, record) for entry_id, record in streamed if only.matches(record)]
         after = None
         while True:
-            query = select(response_table).where(response_table.c.survey == survey)
+            query = only.where(select(response_table).where(response_table.c.survey == survey))
             if after is not None:
                 query = query.where(tuple_(response_table.c.ended_at, response_table.c.response_id)
                                     > tuple_(*after))
@@ -57,3 +101,16 @@ class Responses:
             after = (rows[-1].ended_at, rows[-1].response_id)
         for entry in streamed:
             yield entry
+
+
+async def in_progress(store: Store, survey: str, flow: Callable[[str], Awaitable[Flow | None]]):
+    """The records the open sessions on `survey` would leave if they closed now (status open),
+    read from the respondent records in Redis. `flow(version)` gives a session's flow (for a
+    choice's label), or None."""
+    async for channel, phone, stored in store.respondent_records():
+        try:
+            session = Respondent.loads(stored, channel, phone).session
+        except ValueError:
+            continue
+        if session is not None and session.survey == survey and session.is_open:
+            yield open_record(session, await flow(session.version))

@@ -519,6 +519,16 @@ class Store:
             values = await pipe.execute()
         return {channel: split_record(stored)[0] for channel, stored in zip(channels, values, strict=True)}
 
+    async def respondent_records(self, batch: int = 500) -> AsyncIterator[tuple[str, str, str]]:
+        """(channel, phone, stored record) of every respondent: a full SCAN, for exports that
+        include responses still in progress, never per request."""
+        pattern = respondent_key("*", "*")
+        async for keys in _chunks(self.redis.scan_iter(match=pattern, count=batch, _type="string"), batch):
+            for key, stored in zip(keys, await self.redis.mget(keys), strict=True):
+                record = split_record(stored)[0] if stored else None
+                if record:
+                    yield (*split_tag(key[key.index("{") + 1:key.rindex("}")]), record)
+
     # ------------------------------------------------------------ timers
 
     async def claim_due(self, now: float, lease: float, limit: int) -> list[tuple[str, str]]:
@@ -769,6 +779,17 @@ WORKERS = "cv:fleet:{fleet}:workers"
 RELOADS = "cv:fleet:{fleet}:reloads"
 FLEET_BEAT = 2.0  # seconds between a worker's heartbeats
 FLEET_TTL = 10  # seconds without a heartbeat after which a worker counts as gone
+
+
+async def _chunks(items: AsyncIterator[str], size: int) -> AsyncIterator[list[str]]:
+    chunk: list[str] = []
+    async for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def metrics_key(server: str) -> str:

@@ -55,6 +55,18 @@ def _db(args) -> int:
     return run_db(args)
 
 
+def _export(args) -> int:
+    from engine.tools.reports import run_export
+
+    return run_export(args)
+
+
+def _report(args) -> int:
+    from engine.tools.reports import run_report
+
+    return run_report(args)
+
+
 def _phone(args) -> int:
     from engine.tools.phone import run_phone
 
@@ -133,6 +145,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["upgrade", "status"],
                    help="upgrade: apply the migrations; status: say whether the schema is current")
     p.set_defaults(func=_db)
+
+    p = sub.add_parser("export", help="write a survey's responses as CSV or JSON Lines "
+                       "(DATABASE_URL, REDIS_URL)")
+    p.add_argument("survey", metavar="SURVEY")
+    p.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    p.add_argument("--since", metavar="T", help="only responses ended at or after T (ISO 8601, UTC if no zone)")
+    p.add_argument("--status", metavar="S", help="only responses of this status (complete, expired, ...)")
+    p.add_argument("--output", metavar="FILE", help="write to FILE (default: standard output)")
+    p.add_argument("--include-open", action="store_true", help="also the responses still in progress (status open)")
+    p.add_argument("--bom", action="store_true", help="start with a UTF-8 byte order mark (for Excel)")
+    p.add_argument("--hash-phones", action="store_true",
+                   help="replace phone numbers by their keyed hash (the key in CANVASS_EXPORT_KEY)")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("report", help="a survey's figures: statuses, completion, NPS, drop-off per question")
+    p.add_argument("survey", metavar="SURVEY")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=_report)
 
     p = sub.add_parser("phone", help="text a running server as a respondent would")
     p.add_argument("--server", required=True, metavar="URL")
