@@ -1,0 +1,23 @@
+"""A contact list as CSV or JSON Lines: the CSV has the columns an import reads back (phone,
+email, then one per field), its cells escaped against spreadsheet formulas as response
+exports are (engine.runtime.exports)."""
+
+from __future__ import annotations
+
+from engine.runtime.exports import _cell, csv_line, jsonl_line
+
+FIXED_COLUMNS = ("phone", "email")
+
+
+def csv_header(fields: list[str]) -> str:
+    return csv_line([*FIXED_COLUMNS, *(_cell(name) for name in fields)])
+
+
+def csv_row(fields: list[str], contact: dict) -> str:
+    values = contact["fields"]
+    return csv_line([contact["phone"], _cell(contact["email"]),
+                     *(_cell(values.get(name)) for name in fields)])
+
+
+def jsonl_row(contact: dict) -> str:
+    return jsonl_line(contact)
