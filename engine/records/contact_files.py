@@ -35,6 +35,9 @@ PHONE_HEADINGS = frozenset({
     "phone", "phonenumber", "phoneno", "phone#", "mobile", "mobilephone", "mobilenumber",
     "mobileno", "cell", "cellphone", "cellnumber", "cellular", "telephone", "telephonenumber",
     "tel", "number", "msisdn", "sms", "smsnumber", "contactnumber", "whatsapp", "whatsappnumber",
+    # as other languages' exports head it (German, French, Spanish, Portuguese, Italian)
+    "telefon", "telefonnummer", "handy", "mobil", "mobilnummer", "téléphone", "portable",
+    "teléfono", "telefono", "celular", "móvil", "movil", "telemóvel", "cellulare",
 })
 EMAIL_HEADINGS = frozenset({"email", "emailaddress", "mail"})
 HEADING_NOISE = re.compile(r"[\s_.\-]+")

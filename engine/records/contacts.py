@@ -124,7 +124,7 @@ async def _write_batch(connection: AsyncConnection, list_id: int, import_id: str
                       "updated_at": row.updated_at}
         if before is None:
             report.imported += 1
-            state[contact.phone] = {**values, "created_at": now, "updated_at": now}
+            state[contact.phone] = {**values, "import_id": import_id, "created_at": now, "updated_at": now}
             continue
         if before["import_id"] == import_id:
             report.warnings.append({"row": contact.row, "value": contact.written, "reason": (
@@ -135,9 +135,8 @@ async def _write_batch(connection: AsyncConnection, list_id: int, import_id: str
             report.unchanged += 1
         else:
             report.updated += 1
-        state[contact.phone] = {**before, **values, "updated_at": before["updated_at"] if same else now}
-    for row in state.values():
-        row["import_id"] = import_id
+        state[contact.phone] = {**before, **values, "import_id": import_id,
+                                "updated_at": before["updated_at"] if same else now}
     statement = _insert(connection, contacts)
     await connection.execute(statement.on_conflict_do_update(
         index_elements=["list_id", "phone"],
