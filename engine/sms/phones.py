@@ -48,7 +48,7 @@ def to_e164(number: str) -> str:
 
 # What contact files hold: digits with the separators people and spreadsheets write, an optional
 # leading + (or 00, the international prefix dialled from most countries).
-FILE_NUMBER = re.compile(r"\+?[0-9][0-9 ().\-/\u00a0]*", re.ASCII)
+FILE_NUMBER = re.compile(r"\+?\(?[0-9][0-9 ().\-/\u00a0]*", re.ASCII)
 EXCEL_SCIENTIFIC = re.compile(r"[0-9]\.[0-9]+E\+?[0-9]+", re.IGNORECASE)
 NOT_DIGITS = re.compile(r"[^0-9]")
 COUNTRY_ALIASES = {"UK": "GB"}  # what people write for the United Kingdom's ISO code
