@@ -16,6 +16,9 @@ def verdicts(results: dict) -> dict[str, dict]:
         "compile_ratio": (comp["ratio"], "<=", comp["target"]),
         "bytes_per_session": (mem["bytes_per_session"], "<=", mem["session_target"]),
         "bytes_per_dedupe": (mem["bytes_per_dedupe"], "<=", mem["dedupe_target"]),
+        "import_ratio": (results["contacts_import"]["ratio"], ">=", results["contacts_import"]["ratio_target"]),
+        "import_rss_growth": (results["contacts_import"]["rss_growth"], "<=",
+                              results["contacts_import"]["growth_target"]),
     }
     return {name: {"value": value, "target": f"{op} {bound:g}",
                    "met": value >= bound if op == ">=" else value <= bound}
@@ -81,4 +84,19 @@ def render(results: dict) -> str:
         f"  {'commit nonces':16}{mem['bytes_per_commit_nonces']:9.0f} B  (per conversation started or timed "
         f"in the last {NONCE_TTL // 60} minutes: lets a repeated commit know it landed)",
     ]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *_contacts_import(results["contacts_import"], targets)])
+
+
+def _contacts_import(figures: dict, targets: dict) -> list[str]:
+    return [
+        f"Contact import: {figures['rows']} rows ({figures['file_mb']:.0f} MB of CSV, US and UK numbers) "
+        "into SQLite",
+        f"  {'':16}{'rows/s':>9}{'CPU µs/row':>12}",
+        f"  {'floor':16}{figures['floor_rows_per_s']:9.0f}{figures['floor_cpu_us_per_row']:12.1f}"
+        "   (csv + phonenumbers parse, validate, format)",
+        f"  {'canvass':16}{figures['canvass_rows_per_s']:9.0f}{figures['canvass_cpu_us_per_row']:12.1f}"
+        f"   (canvass contacts import, less {figures['startup_s']:.1f} s of start)",
+        f"  {'canvass/floor':16}{figures['ratio']:9.2f}  {_mark(targets, 'import_ratio')}",
+        f"  {'peak RSS':16}{figures['peak_rss_mb']:9.0f} MB, {figures['peak_rss_mb_tenth']:.0f} MB for a tenth "
+        f"of the rows: x{figures['rss_growth']:.2f} {_mark(targets, 'import_rss_growth')}",
+    ]

@@ -16,8 +16,11 @@ FIGURES = {
     "step": ["us_per_step.10", "us_per_step.1000", "ratio"],
     "compile": ["ms_per_compile.100", "ms_per_compile.1000", "ratio"],
     "memory": ["bytes_per_session", "bytes_per_dedupe", "global_bytes_per_session"],
+    "contacts_import": ["floor_rows_per_s", "canvass_rows_per_s", "ratio", "peak_rss_mb", "peak_rss_mb_tenth",
+                        "rss_growth", "floor_cpu_us_per_row", "canvass_cpu_us_per_row"],
 }
-TARGETS = ["webhook_ratio", "step_ratio", "compile_ratio", "bytes_per_session", "bytes_per_dedupe"]
+TARGETS = ["webhook_ratio", "step_ratio", "compile_ratio", "bytes_per_session", "bytes_per_dedupe",
+           "import_ratio", "import_rss_growth"]
 
 
 def figure(results: dict, part: str, path: str) -> float:
@@ -45,7 +48,8 @@ def test_quick_run_writes_every_figure(tmp_path):
     assert results["memory"]["dedupe_records"] == 3 * results["memory"]["sessions"]
     assert sorted(results["targets"]) == sorted(TARGETS)
     assert all(isinstance(results["targets"][name]["met"], bool) for name in TARGETS)
-    for heading in ("Webhooks:", "canvass/floor", "Step cost", "Compile cost", "Redis memory"):
+    assert results["contacts_import"]["rows"] == 10_000
+    for heading in ("Webhooks:", "canvass/floor", "Step cost", "Compile cost", "Redis memory", "Contact import"):
         assert heading in done.stdout
 
 

@@ -1,7 +1,7 @@
 """Contact lists in the records database: importing a contact file, reading a list, deleting.
 
 An import reads its file (engine.records.contact_files) in batches of IMPORT_BATCH rows, each
-parsed in a thread and written in one transaction: the rows already stored for the batch's
+parsed in a thread (the next while this one is written) and written in one transaction: the rows already stored for the batch's
 numbers are read, each row is compared with them, and the batch is upserted (ON CONFLICT on
 the list and number). So memory holds one batch whatever the file's size, and an import that
 stops (the database went away) can simply be run again: re-importing is idempotent.
@@ -71,18 +71,25 @@ async def import_file(engine: AsyncEngine, name: str, contact_file: ContactFile)
     async with engine.begin() as connection:
         list_id = await _list_for_import(connection, name, contact_file.header.field_names)
     rows = contact_file.rows()
-    while batch := await asyncio.to_thread(_take, rows, IMPORT_BATCH):
-        found = []
-        for item in batch:
-            if isinstance(item, Contact):
-                found.append(item)
-                report.warnings.extend({"row": item.row, "value": item.written, "reason": reason}
-                                       for reason in item.warnings)
-            else:
-                report.rejected.append({"row": item.row, "value": item.value, "reason": item.reason})
-        if found:
-            async with engine.begin() as connection:
-                await _write_batch(connection, list_id, import_id, found, report)
+    # the next batch is parsed (in a thread) while this one is written
+    pending = asyncio.ensure_future(asyncio.to_thread(_take, rows, IMPORT_BATCH))
+    try:
+        while batch := await pending:
+            pending = asyncio.ensure_future(asyncio.to_thread(_take, rows, IMPORT_BATCH))
+            found = []
+            for item in batch:
+                if isinstance(item, Contact):
+                    found.append(item)
+                    report.warnings.extend({"row": item.row, "value": item.written, "reason": reason}
+                                           for reason in item.warnings)
+                else:
+                    report.rejected.append({"row": item.row, "value": item.value, "reason": item.reason})
+            if found:
+                async with engine.begin() as connection:
+                    await _write_batch(connection, list_id, import_id, found, report)
+    finally:
+        if not pending.done():  # a write failed: let the parsing thread finish with the file
+            await asyncio.gather(pending, return_exceptions=True)
     report.warnings.extend(contact_file.warnings)
     report.warnings.sort(key=lambda warning: warning["row"] or 0)
     return report
