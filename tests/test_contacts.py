@@ -114,6 +114,8 @@ def test_every_report_accounts_for_every_row():
             decoded = text.decode("utf-8-sig")
         except UnicodeDecodeError:
             decoded = text.decode("cp1252")
+        if decoded.startswith("sep="):
+            decoded = decoded.split("\n", 1)[1]
         sample = decoded.splitlines()[0]
         separator = ";" if sample.count(";") > sample.count(",") else ","
         rows = list(csv.reader(io.StringIO(decoded, newline=""), delimiter=separator))[1:]

@@ -5,7 +5,8 @@
   UTF-16 ("Unicode text") and anything else are refused. The whole file is checked before the
   first row is read, so an import never stops half-way on an undecodable byte.
 - Excel quoting (double quotes, "" inside, line breaks inside quotes). The separator is the
-  one the header line uses most: a comma, or a semicolon or tab (Excel in many locales).
+  one the header line uses most: a comma, or a semicolon or tab (Excel in many locales),
+  unless a first line `sep=;` (Excel's way to say it) names it.
 - Row 1 is the header. Each name is a column; a name given twice is an error naming it.
   The phone column is `--phone-column`, else the one whose name is a known phone heading
   (PHONE_HEADINGS, compared without case, spaces, dashes, dots or underscores); the email
@@ -42,6 +43,7 @@ PHONE_HEADINGS = frozenset({
 EMAIL_HEADINGS = frozenset({"email", "emailaddress", "mail"})
 HEADING_NOISE = re.compile(r"[\s_.\-]+")
 SEPARATORS = (",", ";", "\t")
+SEPARATOR_LINE = re.compile(r"sep=(.)", re.IGNORECASE)
 CHUNK = 1 << 20
 WINDOWS_1252 = "cp1252"
 
@@ -176,10 +178,13 @@ class ContactFile:
         # newline="": line breaks inside quoted cells reach the csv module as written
         self.text = io.TextIOWrapper(binary, encoding=self.encoding, newline="")
         first = self.text.readline()
+        declared = SEPARATOR_LINE.fullmatch(first.rstrip("\r\n"))
+        if declared:  # Excel's "sep=;" line: not a row in Excel, so not one here
+            first = self.text.readline()
         if not first.strip():
             raise ContactFileError("empty_file", "the file is empty: its first row must name the "
                                                  "columns (Phone, Email, FirstName...)")
-        self.separator = separator_of(first)
+        self.separator = declared.group(1) if declared else separator_of(first)
         self._reader = csv.reader(_chain(first, self.text), delimiter=self.separator)
         self.header = read_header(next(self._reader), phone_column)
         self.warnings: list[dict] = []

@@ -90,10 +90,10 @@ def contact_number(text: str, default_country: str | None = None) -> ContactNumb
     written = (text or "").strip()
     if not written:
         raise InvalidNumber("no phone number")
-    if EXCEL_SCIENTIFIC.fullmatch(written):
-        raise InvalidNumber("the number is in scientific notation (a spreadsheet turned it into "
-                            "a number and lost digits): format the column as text and export again")
     if not FILE_NUMBER.fullmatch(written):
+        if EXCEL_SCIENTIFIC.fullmatch(written):
+            raise InvalidNumber("the number is in scientific notation (a spreadsheet turned it into "
+                                "a number and lost digits): format the column as text and export again")
         raise InvalidNumber("not a phone number: only digits, an optional leading +, and spaces, "
                             "dots, dashes, slashes or brackets between them")
     digits = NOT_DIGITS.sub("", written)
