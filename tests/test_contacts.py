@@ -235,6 +235,8 @@ async def test_deleting_a_contact(lists_client):
     ("post", "/admin/lists/x/import", {"data": b"Phone\n12025550123\n",
                                        "headers": {"Content-Type": "application/json"}}, 415, "bad_content_type"),
     ("post", "/admin/lists/x/import?default_country=XX", {"data": b"Phone\n", "headers": CSV}, 400, "bad_country"),
+    ("post", "/admin/lists/" + "x" * 101 + "/import", {"data": b"Phone\n", "headers": CSV}, 400,
+     "bad_list_name"),
     ("post", "/admin/lists/x/import?phone_column=Cell", {"data": b"Phone,Name\n", "headers": CSV}, 422,
      "no_phone_column"),
 ])
@@ -258,6 +260,16 @@ async def test_a_large_body_is_streamed_past_the_small_request_limit(lists_clien
     rows = b"".join(b"1202555%04d,%s\n" % (i, b"x" * 80) for i in range(2000))
     status, report = await api_import(lists_client, "wide", b"Phone,Padding\n" + rows)
     assert len(rows) > 64 * 1024 and (status, report["imported"]) == (200, 2000)
+
+
+async def test_a_list_name_is_written_as_people_name_things(lists_client):
+    status, report = await api_import(lists_client, "Spring%20customers%20%C3%A9t%C3%A9",
+                                      b"Phone\n12025550111\n")
+    assert (status, report["imported"]) == (200, 1)
+    listed = await (await lists_client.get("/admin/lists", headers=admin_headers())).json()
+    assert [entry["name"] for entry in listed["lists"]] == ["Spring customers été"]
+    answer = await lists_client.get("/admin/lists/Spring%20customers%20%C3%A9t%C3%A9", headers=admin_headers())
+    assert (await answer.json())["contacts"] == 1
 
 
 # ---------------------------------------------------------------- the commands
