@@ -115,41 +115,48 @@ async def _list_for_import(connection: AsyncConnection, name: str, field_names: 
 
 async def _write_batch(connection: AsyncConnection, list_id: int, import_id: str,
                        batch: list[Contact], report: ImportReport) -> None:
-    now = datetime.now(UTC)
+    """Count and store one batch. New and changed contacts are upserted (their times from the
+    database's clock: no per-row time to convert); unchanged ones only get the import's id."""
     stored = {row.phone: row for row in (await connection.execute(
         select(contacts.c.phone, contacts.c.email, contacts.c.fields, contacts.c.line_warning,
-               contacts.c.import_id, contacts.c.created_at, contacts.c.updated_at)
+               contacts.c.import_id)
         .where(contacts.c.list_id == list_id, contacts.c.phone.in_({c.phone for c in batch})))).all()}
-    state: dict[str, dict] = {}  # phone -> the row to write, as this batch leaves it
+    now: dict[str, tuple] = {}  # phone -> (email, fields, line_warning) as this batch leaves it
+    changed: dict[str, None] = {}  # new or changed, in the file's order: upserted
     for contact in batch:
-        values = {"email": contact.email, "fields": contact.fields, "line_warning": contact.line_warning}
-        before = state.get(contact.phone)
-        if before is None and contact.phone in stored:
-            row = stored[contact.phone]
-            before = {"email": row.email, "fields": row.fields, "line_warning": row.line_warning,
-                      "import_id": row.import_id, "created_at": row.created_at,
-                      "updated_at": row.updated_at}
-        if before is None:
+        values = (contact.email, contact.fields, contact.line_warning)
+        phone = contact.phone
+        if phone in now:
+            before, repeated = now[phone], True
+        elif phone in stored:
+            row = stored[phone]
+            before, repeated = (row.email, row.fields, row.line_warning), row.import_id == import_id
+        else:
             report.imported += 1
-            state[contact.phone] = {**values, "import_id": import_id, "created_at": now, "updated_at": now}
+            now[phone] = values
+            changed[phone] = None
             continue
-        if before["import_id"] == import_id:
+        if repeated:
             report.warnings.append({"row": contact.row, "value": contact.written, "reason": (
-                f"{contact.phone} is on an earlier row of this file too: this row's values replace "
-                "that row's")})
-        same = all(before[key] == value for key, value in values.items())
-        if same:
+                f"{phone} is on an earlier row of this file too: this row's values replace that row's")})
+        if before == values:
             report.unchanged += 1
         else:
             report.updated += 1
-        state[contact.phone] = {**before, **values, "import_id": import_id,
-                                "updated_at": before["updated_at"] if same else now}
-    statement = _insert(connection, contacts)
-    await connection.execute(statement.on_conflict_do_update(
-        index_elements=["list_id", "phone"],
-        set_={name: statement.excluded[name]
-              for name in ("email", "fields", "line_warning", "import_id", "updated_at")}),
-        [{"list_id": list_id, "phone": phone, **row} for phone, row in state.items()])
+            changed[phone] = None
+        now[phone] = values
+    if changed:
+        statement = _insert(connection, contacts)
+        await connection.execute(statement.on_conflict_do_update(
+            index_elements=["list_id", "phone"],
+            set_={**{name: statement.excluded[name] for name in ("email", "fields", "line_warning", "import_id")},
+                  "updated_at": func.current_timestamp()}),
+            [{"list_id": list_id, "phone": phone, "email": now[phone][0], "fields": now[phone][1],
+              "line_warning": now[phone][2], "import_id": import_id} for phone in changed])
+    unchanged = now.keys() - changed
+    if unchanged:
+        await connection.execute(update(contacts).where(
+            contacts.c.list_id == list_id, contacts.c.phone.in_(unchanged)).values(import_id=import_id))
 
 
 # ---------------------------------------------------------------- reading and deleting
