@@ -94,8 +94,8 @@ def heading(name: str) -> str:
 def encoding_of(binary: BinaryIO) -> str:
     """The codec the file is read with (utf-8-sig or cp1252), checked over the whole file;
     ContactFileError for UTF-16 and for bytes no codec here reads. Leaves the file at its start."""
-    start = binary.read(4)
-    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    start = binary.read(CHUNK)
+    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in start:
         raise ContactFileError("bad_encoding", "the file is UTF-16 (Excel's \"Unicode text\"): "
                                                "save it as \"CSV UTF-8\" and import that")
     chosen = None
