@@ -21,6 +21,9 @@ def verdicts(results: dict) -> dict[str, dict]:
         "archiver_keeps_up_postgresql": (archiver["postgresql"]["keeps_up"], ">=", 1.0),
         "webhooks_with_archiver": (min(archiver[db]["webhook_ratio"] for db in ("sqlite", "postgresql")), ">=", 0.9),
         "export_rss_ratio": (export["rss_ratio"], "<=", 1.1),
+        "import_ratio": (results["contacts_import"]["ratio"], ">=", results["contacts_import"]["ratio_target"]),
+        "import_rss_growth": (results["contacts_import"]["rss_growth"], "<=",
+                              results["contacts_import"]["growth_target"]),
     }
     return {name: {"value": value, "target": f"{op} {bound:g}",
                    "met": value >= bound if op == ">=" else value <= bound}
@@ -112,4 +115,19 @@ def render(results: dict) -> str:
         "",
         *_records(results["records"], targets),
     ]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *_contacts_import(results["contacts_import"], targets)])
+
+
+def _contacts_import(figures: dict, targets: dict) -> list[str]:
+    return [
+        f"Contact import: {figures['rows']} rows ({figures['file_mb']:.0f} MB of CSV, US and UK numbers) "
+        "into SQLite",
+        f"  {'':16}{'rows/s':>9}{'CPU µs/row':>12}",
+        f"  {'floor':16}{figures['floor_rows_per_s']:9.0f}{figures['floor_cpu_us_per_row']:12.1f}"
+        "   (csv + phonenumbers parse, validate, format)",
+        f"  {'canvass':16}{figures['canvass_rows_per_s']:9.0f}{figures['canvass_cpu_us_per_row']:12.1f}"
+        f"   (canvass contacts import, less {figures['startup_s']:.1f} s of start)",
+        f"  {'canvass/floor':16}{figures['ratio']:9.2f}  {_mark(targets, 'import_ratio')}",
+        f"  {'peak RSS':16}{figures['peak_rss_mb']:9.0f} MB, {figures['peak_rss_mb_tenth']:.0f} MB for a tenth "
+        f"of the rows: x{figures['rss_growth']:.2f} {_mark(targets, 'import_rss_growth')}",
+    ]

@@ -20,9 +20,12 @@ FIGURES = {
                 for figure in ("messages_per_s", "webhook_ratio", "completed_per_s", "archived_per_s", "keeps_up")),
                 "export.small.rows_per_s", "export.large.rows_per_s", "export.small.peak_rss_bytes",
                 "export.large.peak_rss_bytes", "export.rss_ratio"],
+    "contacts_import": ["floor_rows_per_s", "canvass_rows_per_s", "ratio", "peak_rss_mb", "peak_rss_mb_tenth",
+                        "rss_growth", "floor_cpu_us_per_row", "canvass_cpu_us_per_row"],
 }
 TARGETS = ["webhook_ratio", "step_ratio", "compile_ratio", "bytes_per_session", "bytes_per_dedupe",
-           "archiver_keeps_up_sqlite", "archiver_keeps_up_postgresql", "webhooks_with_archiver", "export_rss_ratio"]
+           "archiver_keeps_up_sqlite", "archiver_keeps_up_postgresql", "webhooks_with_archiver", "export_rss_ratio",
+           "import_ratio", "import_rss_growth"]
 
 
 def figure(results: dict, part: str, path: str) -> float:
@@ -51,8 +54,9 @@ def test_quick_run_writes_every_figure(tmp_path):
     assert sorted(results["targets"]) == sorted(TARGETS)
     assert all(isinstance(results["targets"][name]["met"], bool) for name in TARGETS)
     assert results["records"]["export"]["large"]["rows"] > results["records"]["export"]["small"]["rows"]
+    assert results["contacts_import"]["rows"] == 10_000
     for heading in ("Webhooks:", "canvass/floor", "Step cost", "Compile cost", "Redis memory", "Records database",
-                    "Export as CSV"):
+                    "Export as CSV", "Contact import"):
         assert heading in done.stdout
 
 

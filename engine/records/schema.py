@@ -8,6 +8,12 @@ opt_out_events  every opt-out and opt-in as it happened, keyed by its event id (
                 commit that changed the respondent), oldest first by `at`.
 opt_outs        the current state per channel and number: the latest event's outcome. Starts
                 (and later distributions) check it; startup restores Redis from it.
+contact_lists   one row per list, its name unique; `fields` the names of the embedded-data fields
+                its imports have carried, in the order first seen (for exports and `show`).
+contacts        one row per number of a list (E.164, unique in the list): its email, its fields
+                (JSON, replaced by each import that has the number), `line_warning` when the
+                number may not receive SMS (engine.sms.phones.NO_SMS_LINES), and the import that
+                last wrote it (`import_id`: how an import tells a number repeated in its own file).
 Times are timezone-aware UTC.
 """
 
@@ -19,17 +25,21 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
     String,
     Table,
+    UniqueConstraint,
+    func,
 )
 
 metadata = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "pk": "pk_%(table_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
 })
 
 Json = JSON()  # PostgreSQL's json keeps a record's key order (answers in the order given); jsonb would not
@@ -82,4 +92,28 @@ opt_outs = Table(
     Column("at", Time, nullable=False),
     Column("event_id", String(64), nullable=False),
     Index(None, "opted_out"),
+)
+
+contact_lists = Table(
+    "contact_lists", metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("fields", Json, nullable=False),
+    Column("created_at", Time, nullable=False),
+)
+
+contacts = Table(
+    "contacts", metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("list_id", Serial, ForeignKey("contact_lists.id", ondelete="CASCADE"), nullable=False),
+    Column("phone", String(32), nullable=False),
+    Column("email", String(320), nullable=True),
+    Column("fields", Json, nullable=False),
+    Column("line_warning", String(32), nullable=True),
+    Column("import_id", String(32), nullable=False),
+    # the database's clock: an import of a million rows converts no time per row
+    Column("created_at", Time, nullable=False, server_default=func.current_timestamp()),
+    Column("updated_at", Time, nullable=False, server_default=func.current_timestamp()),
+    UniqueConstraint("list_id", "phone"),
+    Index(None, "phone"),
 )

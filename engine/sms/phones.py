@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import NamedTuple
 
 import phonenumbers
 
@@ -41,3 +42,108 @@ def to_e164(number: str) -> str:
     if not phonenumbers.is_possible_number(parsed):
         raise InvalidNumber(f"'{text}' has the wrong number of digits for its country")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+# ---------------------------------------------------------------- numbers in contact files
+
+# What contact files hold: digits with the separators people and spreadsheets write, an optional
+# leading + (or 00, the international prefix dialled from most countries).
+FILE_NUMBER = re.compile(r"\+?\(?[0-9][0-9 ().\-/\u00a0]*", re.ASCII)
+EXCEL_SCIENTIFIC = re.compile(r"[0-9]\.[0-9]+E\+?[0-9]+", re.IGNORECASE)
+NOT_DIGITS = re.compile(r"[^0-9]")
+COUNTRY_ALIASES = {"UK": "GB"}  # what people write for the United Kingdom's ISO code
+# Line types that may not receive text messages, yet are charged for them.
+NO_SMS_LINES = {
+    phonenumbers.PhoneNumberType.FIXED_LINE: "fixed_line",
+    phonenumbers.PhoneNumberType.TOLL_FREE: "toll_free",
+    phonenumbers.PhoneNumberType.PREMIUM_RATE: "premium_rate",
+    phonenumbers.PhoneNumberType.SHARED_COST: "shared_cost",
+    phonenumbers.PhoneNumberType.UAN: "uan",
+    phonenumbers.PhoneNumberType.VOICEMAIL: "voicemail",
+}
+
+
+class ContactNumber(NamedTuple):
+    e164: str
+    line_warning: str | None  # a NO_SMS_LINES value when the number may not receive SMS
+
+
+def country(code: str) -> str:
+    """An ISO 3166 country code as `--default-country` takes it (US, gb, UK), as phonenumbers
+    names regions; InvalidNumber when phonenumbers has no numbering plan for it."""
+    region = (code or "").strip().upper()
+    region = COUNTRY_ALIASES.get(region, region)
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise InvalidNumber(f"'{code}' is not a country code: give two letters (ISO 3166), "
+                            "e.g. US, GB, FR, IN")
+    return region
+
+
+def contact_number(text: str, default_country: str | None = None) -> ContactNumber:
+    """A number from a contact file, as E.164, more lenient than to_e164 (which webhooks and
+    the admin API use): the country code may come without + or after 00 (15551234567,
+    1 (555) 123-4567, 447911123456, 0044 7911 123456), a national trunk 0 written after the
+    country code is dropped (440 7911 123456, +33 (0)6...), and a number without its country
+    code is read as `default_country`'s (a region from country()) when given. The number
+    must be valid (assigned in its country's plan), not merely of a possible length.
+    InvalidNumber says why not, for the person who wrote the file."""
+    written = (text or "").strip()
+    if not written:
+        raise InvalidNumber("no phone number")
+    if not FILE_NUMBER.fullmatch(written):
+        if EXCEL_SCIENTIFIC.fullmatch(written):
+            raise InvalidNumber("the number is in scientific notation (a spreadsheet turned it into "
+                                "a number and lost digits): format the column as text and export again")
+        raise InvalidNumber("not a phone number: only digits, an optional leading +, and spaces, "
+                            "dots, dashes, slashes or brackets between them")
+    digits = NOT_DIGITS.sub("", written)
+    international = written.startswith("+") or digits.startswith("00")
+    digits = digits[2:] if digits.startswith("00") and not written.startswith("+") else digits
+    if default_country and not international:
+        national = _parsed(digits, default_country)
+        if national is not None:
+            return national
+    found = _parsed("+" + digits, None)
+    if found is not None:
+        return found
+    return _explain(digits, international, default_country)
+
+
+def _parsed(digits: str, region: str | None) -> ContactNumber | None:
+    try:
+        number = phonenumbers.parse(digits, region)
+    except phonenumbers.NumberParseException:
+        return None
+    kind = phonenumbers.number_type(number)  # UNKNOWN: the number is not valid in its country
+    if kind == phonenumbers.PhoneNumberType.UNKNOWN:
+        return None
+    return ContactNumber(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
+                         NO_SMS_LINES.get(kind))
+
+
+def _explain(digits: str, international: bool, default_country: str | None) -> ContactNumber:
+    """Raise InvalidNumber saying why `digits` is no number (the slow path: invalid rows only)."""
+    try:
+        number = phonenumbers.parse("+" + digits, None)
+    except phonenumbers.NumberParseException:
+        number = None
+    region = phonenumbers.region_code_for_country_code(number.country_code) if number else "ZZ"
+    if region == phonenumbers.UNKNOWN_REGION:
+        if default_country and not international:
+            raise InvalidNumber(f"not a valid number, with or without a country code "
+                                f"(read as {default_country} and as international)")
+        raise InvalidNumber("no known country code at the start: write the number with its country "
+                            "code (1 for the US, 44 for the UK), or import with --default-country")
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    if reason == phonenumbers.ValidationResult.TOO_SHORT:
+        problem = "too few digits"
+    elif reason in (phonenumbers.ValidationResult.TOO_LONG, phonenumbers.ValidationResult.INVALID_LENGTH):
+        problem = "the wrong number of digits"
+    else:
+        problem = "not a number in use"
+    said = f"{problem} for country code +{number.country_code} ({region})"
+    if default_country and not international:
+        raise InvalidNumber(f"not a valid {default_country} number, nor one with its country code "
+                            f"({said})")
+    hint = "" if international else " (or, if it has no country code, import with --default-country)"
+    raise InvalidNumber(said + hint)

@@ -65,6 +65,10 @@ def _report(args) -> int:
     from engine.tools.reports import run_report
 
     return run_report(args)
+def _contacts(args) -> int:
+    from engine.tools.contacts import run_contacts
+
+    return run_contacts(args)
 
 
 def _phone(args) -> int:
@@ -163,6 +167,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("survey", metavar="SURVEY")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=_report)
+    p = sub.add_parser("contacts", help="contact lists: import a CSV, list, show, export, delete")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("import", help="import a CSV file into a list (made when new)")
+    a.add_argument("file", metavar="FILE.csv")
+    a.add_argument("--list", required=True, metavar="NAME")
+    a.add_argument("--phone-column", metavar="COL", help="the phone column (default: detected "
+                   "from its name: Phone, Phone Number, Mobile, Cell, Telephone, Number...)")
+    a.add_argument("--default-country", metavar="CC", help="the country (US, GB...) of numbers "
+                   "written without their country code")
+    actions.add_parser("lists", help="every list, with its number of contacts")
+    a = actions.add_parser("show", help="a list's figures: contacts, fields, opted out")
+    a.add_argument("list", metavar="NAME")
+    a = actions.add_parser("export", help="print a list's contacts as CSV or JSON Lines")
+    a.add_argument("list", metavar="NAME")
+    a.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    a = actions.add_parser("delete", help="delete a number from a list")
+    a.add_argument("list", metavar="NAME")
+    a.add_argument("number", metavar="NUMBER")
+    p.set_defaults(func=_contacts)
 
     p = sub.add_parser("phone", help="text a running server as a respondent would")
     p.add_argument("--server", required=True, metavar="URL")

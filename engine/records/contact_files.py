@@ -1,0 +1,251 @@
+"""Contact files as people export them from spreadsheets and CRMs: CSV -> contacts, row by row.
+
+- Text: UTF-8, with or without a byte order mark. A file that is not UTF-8 is read as
+  Windows-1252 (what Excel's plain "CSV" writes on Windows; it covers Latin-1) with a warning;
+  UTF-16 ("Unicode text") and anything else are refused. The whole file is checked before the
+  first row is read, so an import never stops half-way on an undecodable byte.
+- Excel quoting (double quotes, "" inside, line breaks inside quotes). The separator is the
+  one the header line uses most: a comma, or a semicolon or tab (Excel in many locales),
+  unless a first line `sep=;` (Excel's way to say it) names it.
+- Row 1 is the header. Each name is a column; a name given twice is an error naming it.
+  The phone column is `--phone-column`, else the one whose name is a known phone heading
+  (PHONE_HEADINGS, compared without case, spaces, dashes, dots or underscores); the email
+  column likewise (optional). Every other named column is an embedded-data field, under
+  its name as written (without surrounding spaces). A column without a name is not kept.
+- Rows are numbered as a spreadsheet shows them (the header is row 1). A row is a Contact or
+  a Rejected with its reason; empty rows are counted and said in one warning. Values lose
+  their surrounding spaces.
+
+Reading is streaming: one row at a time, whatever the size of the file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from engine.render import first_unsendable
+from engine.sms.phones import InvalidNumber, contact_number
+
+PHONE_HEADINGS = frozenset({
+    "phone", "phonenumber", "phoneno", "phone#", "mobile", "mobilephone", "mobilenumber",
+    "mobileno", "cell", "cellphone", "cellnumber", "cellular", "telephone", "telephonenumber",
+    "tel", "number", "msisdn", "sms", "smsnumber", "contactnumber", "whatsapp", "whatsappnumber",
+    # as other languages' exports head it (German, French, Spanish, Portuguese, Italian)
+    "telefon", "telefonnummer", "handy", "mobil", "mobilnummer", "téléphone", "portable",
+    "teléfono", "telefono", "celular", "móvil", "movil", "telemóvel", "cellulare",
+})
+EMAIL_HEADINGS = frozenset({"email", "emailaddress", "mail"})
+HEADING_NOISE = re.compile(r"[\s_.\-]+")
+SEPARATORS = (",", ";", "\t")
+SEPARATOR_LINE = re.compile(r"sep=(.)", re.IGNORECASE)
+CHUNK = 1 << 20
+WINDOWS_1252 = "cp1252"
+
+
+class ContactFileError(ValueError):
+    """The file cannot be imported at all (no row is read); `reason` is a stable code for the
+    API's answer, `columns` the header when it matters to the fix."""
+
+    def __init__(self, reason: str, message: str, columns: list[str] | None = None):
+        super().__init__(message)
+        self.reason, self.message, self.columns = reason, message, columns
+
+
+@dataclass(frozen=True)
+class Contact:
+    row: int
+    phone: str  # E.164
+    written: str  # the phone number as the file wrote it
+    email: str | None
+    fields: dict[str, str]
+    line_warning: str | None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rejected:
+    row: int
+    value: str
+    reason: str
+
+
+@dataclass
+class Header:
+    columns: list[str]
+    phone: int
+    email: int | None
+    fields: dict[int, str] = field(default_factory=dict)  # column index -> field name
+
+    @property
+    def field_names(self) -> list[str]:
+        return list(self.fields.values())
+
+
+def heading(name: str) -> str:
+    return HEADING_NOISE.sub("", name).casefold()
+
+
+def encoding_of(binary: BinaryIO) -> str:
+    """The codec the file is read with (utf-8-sig or cp1252), checked over the whole file;
+    ContactFileError for UTF-16 and for bytes no codec here reads. Leaves the file at its start."""
+    start = binary.read(CHUNK)
+    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in start:
+        raise ContactFileError("bad_encoding", "the file is UTF-16 (Excel's \"Unicode text\"): "
+                                               "save it as \"CSV UTF-8\" and import that")
+    chosen = None
+    for codec in ("utf-8-sig", WINDOWS_1252):
+        binary.seek(0)
+        decoder = codecs.getincrementaldecoder(codec)()
+        try:
+            while chunk := binary.read(CHUNK):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            continue
+        chosen = codec
+        break
+    binary.seek(0)
+    if chosen is None:
+        raise ContactFileError("bad_encoding", "the file is neither UTF-8 nor Windows-1252 text: "
+                                               "save it as \"CSV UTF-8\" and import that")
+    return chosen
+
+
+def separator_of(line: str) -> str:
+    counts = {sep: line.count(sep) for sep in SEPARATORS}
+    best = max(SEPARATORS, key=lambda sep: counts[sep])
+    return best if counts[best] else ","
+
+
+def read_header(names: list[str], phone_column: str | None) -> Header:
+    columns = [name.strip() for name in names]
+    seen: set[str] = set()
+    for name in columns:
+        if name and name in seen:
+            raise ContactFileError("duplicate_column", f"the column '{name}' appears twice in the "
+                                   "header: rename one of them", columns)
+        seen.add(name)
+        bad = first_unsendable(name)
+        if bad is not None:
+            raise ContactFileError("bad_column", f"the column name '{name!r}' holds U+{ord(bad):04X}, "
+                                   "a control character: rename the column", columns)
+    phone = _phone_column(columns, phone_column)
+    emails = [i for i, name in enumerate(columns) if i != phone and heading(name) in EMAIL_HEADINGS]
+    if len(emails) > 1:
+        raise ContactFileError("ambiguous_column", "several columns could hold the email: "
+                               f"{', '.join(columns[i] for i in emails)}; rename all but one", columns)
+    email = emails[0] if emails else None
+    fields = {i: name for i, name in enumerate(columns) if name and i not in (phone, email)}
+    return Header(columns, phone, email, fields)
+
+
+def _phone_column(columns: list[str], chosen: str | None) -> int:
+    listed = ", ".join(f"'{name}'" for name in columns)
+    if chosen is not None:
+        wanted = chosen.strip()
+        for matches in (lambda name: name == wanted, lambda name: heading(name) == heading(wanted)):
+            found = [i for i, name in enumerate(columns) if matches(name)]
+            if len(found) == 1:
+                return found[0]
+        raise ContactFileError("no_phone_column", f"there is no column '{chosen}'; the columns are "
+                               f"{listed}", columns)
+    found = [i for i, name in enumerate(columns) if heading(name) in PHONE_HEADINGS]
+    if not found:
+        raise ContactFileError("no_phone_column", "no column looks like the phone number (Phone, "
+                               f"Phone Number, Mobile, Cell, Telephone, Number...); the columns are "
+                               f"{listed}: name the phone column with --phone-column", columns)
+    if len(found) > 1:
+        raise ContactFileError("ambiguous_column", "several columns could hold the phone number: "
+                               f"{', '.join(columns[i] for i in found)}; choose one with --phone-column",
+                               columns)
+    return found[0]
+
+
+class ContactFile:
+    """One contact file, opened: its header read and checked (ContactFileError when it cannot
+    be imported), its rows read by rows()."""
+
+    def __init__(self, binary: BinaryIO, phone_column: str | None = None,
+                 default_country: str | None = None):
+        self.encoding = encoding_of(binary)
+        self.default_country = default_country
+        # newline="": line breaks inside quoted cells reach the csv module as written
+        self.text = io.TextIOWrapper(binary, encoding=self.encoding, newline="")
+        first = self.text.readline()
+        declared = SEPARATOR_LINE.fullmatch(first.rstrip("\r\n"))
+        if declared:  # Excel's "sep=;" line: not a row in Excel, so not one here
+            first = self.text.readline()
+        if not first.strip():
+            raise ContactFileError("empty_file", "the file is empty: its first row must name the "
+                                                 "columns (Phone, Email, FirstName...)")
+        self.separator = declared.group(1) if declared else separator_of(first)
+        self._reader = csv.reader(_chain(first, self.text), delimiter=self.separator)
+        self.header = read_header(next(self._reader), phone_column)
+        self.warnings: list[dict] = []
+        if self.encoding == WINDOWS_1252:
+            self.warnings.append({"row": None, "value": "", "reason": (
+                "the file is not UTF-8: it was read as Windows-1252 (Excel's plain CSV on "
+                "Windows); check accented letters, or save it as \"CSV UTF-8\"")})
+        self.empty_rows, self.first_empty = 0, None
+
+    def rows(self) -> Iterator[Contact | Rejected]:
+        header = self.header
+        width = len(header.columns)
+        row = 1
+        try:
+            for cells in self._reader:
+                row += 1
+                if not any(cell.strip() for cell in cells):
+                    self.empty_rows += 1
+                    self.first_empty = self.first_empty or row
+                    continue
+                yield self._contact(row, cells, width)
+        except csv.Error as err:  # e.g. a quote never closed: the rest of the file is one cell
+            yield Rejected(row + 1, "", f"the file cannot be read from here on: {err}")
+        if self.empty_rows:
+            self.warnings.append({"row": self.first_empty, "value": "", "reason": (
+                f"{self.empty_rows} empty row(s) skipped, the first at row {self.first_empty}")})
+
+    def _contact(self, row: int, cells: list[str], width: int) -> Contact | Rejected:
+        header = self.header
+        written = cells[header.phone].strip() if header.phone < len(cells) else ""
+        if len(cells) > width and any(cell.strip() for cell in cells[width:]):
+            return Rejected(row, written, f"the row has {len(cells)} cells but the header names "
+                                          f"{width} columns (a value with a comma not in quotes?)")
+        try:
+            number = contact_number(written, self.default_country)
+        except InvalidNumber as err:
+            return Rejected(row, written, str(err))
+        cells = cells + [""] * (width - len(cells))
+        fields = {}
+        for index, name in header.fields.items():
+            value = cells[index].strip()
+            bad = first_unsendable(value)
+            if bad is not None:
+                return Rejected(row, written, f"the field '{name}' holds U+{ord(bad):04X}, a "
+                                              "control character no message can carry")
+            fields[name] = value
+        warnings = []
+        if number.line_warning is not None:
+            warnings.append(f"{number.line_warning.replace('_', ' ')} number: it may not receive "
+                            "SMS, and messages sent to it are still charged")
+        email = cells[header.email].strip() if header.email is not None else ""
+        if email and "@" not in email:
+            warnings.append(f"the email '{email}' has no @; it was kept as written")
+        dropped = [i for i, name in enumerate(header.columns) if not name and cells[i].strip()]
+        if dropped:
+            warnings.append(f"column {dropped[0] + 1} has no name: its value was not kept "
+                            "(name the column to keep it as a field)")
+        return Contact(row, number.e164, written, email or None, fields, number.line_warning,
+                       tuple(warnings))
+
+
+def _chain(first: str, rest) -> Iterator[str]:
+    yield first
+    yield from rest
