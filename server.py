@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 
@@ -21,9 +20,8 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.conversation import Respondent
-from engine.records import contacts, migrate
+from engine.records import migrate
 from engine.records.archiver import Archiver
-from engine.records.contact_files import ContactFile, ContactFileError
 from engine.records.database import connect as connect_records
 from engine.records.database import database_url, redacted
 from engine.records.migrate import SchemaNotCurrent
@@ -31,7 +29,23 @@ from engine.records.reading import Responses
 from engine.records.summary import summarise
 from engine.redis.store import Store
 from engine.responses import iso
-from engine.runtime import contact_exports, exports
+from engine.runtime import exports
+from engine.runtime.appkeys import (
+    ARCHIVER,
+    CLOCK,
+    MEMBER,
+    METRICS,
+    REGISTRY,
+    RELOAD_LOCK,
+    RESPONSES,
+    SERVICE,
+    SETTINGS,
+    SHARED_METRICS,
+    STORE,
+    SWEEPER,
+    error,
+)
+from engine.runtime.contact_api import add_contact_routes
 from engine.runtime.fleet import Member, confirmations
 from engine.runtime.metrics import Metrics, redis_gauges, render_workers
 from engine.runtime.registry import Registry, ReloadFailed
@@ -54,7 +68,7 @@ from engine.runtime.untrusted import (
     parse_json,
     readable_charset,
 )
-from engine.sms.phones import InvalidNumber, contact_number, country, to_e164
+from engine.sms.phones import InvalidNumber, to_e164
 
 log = logging.getLogger("canvass.server")
 
@@ -63,22 +77,6 @@ CHANNELS = ("sms", "whatsapp")
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (see tune_collector)
 
-SETTINGS = web.AppKey("settings", Settings)
-CLOCK = web.AppKey("clock", Callable[[], float])
-METRICS = web.AppKey("metrics", Metrics)
-STORE = web.AppKey("store", Store)
-REGISTRY = web.AppKey("registry", Registry)
-SERVICE = web.AppKey("service", Service)
-SWEEPER = web.AppKey("sweeper", Sweeper)
-RELOAD_LOCK = web.AppKey("reload_lock", asyncio.Lock)
-MEMBER = web.AppKey("member", Member)
-SHARED_METRICS = web.AppKey("shared_metrics", str)  # a worker of `--workers N`: its server's name
-RESPONSES = web.AppKey("responses", Responses)
-ARCHIVER = web.AppKey("archiver", Archiver)
-
-
-def _error(status: int, reason: str, message: str, **extra) -> web.Response:
-    return web.json_response({"error": reason, "message": message, **extra}, status=status)
 
 
 # ---------------------------------------------------------------- middlewares
@@ -177,24 +175,24 @@ async def admin_start(request: web.Request) -> web.Response:
     try:
         body = parse_json(await request.read(), request.charset)
         if not isinstance(body, dict):
-            return _error(400, "bad_json", "the body must be a JSON object")
+            return error(400, "bad_json", "the body must be a JSON object")
         channel = body.get("channel", "sms")
         if channel not in CHANNELS:
-            return _error(400, "bad_channel", f"channel must be one of {', '.join(CHANNELS)}")
+            return error(400, "bad_channel", f"channel must be one of {', '.join(CHANNELS)}")
         fields = contact_fields(body.get("fields", {}))
     except UntrustedInput as err:
-        return _error(err.status, err.reason, err.message)
+        return error(err.status, err.reason, err.message)
     if not isinstance(body.get("to"), str):
-        return _error(400, "bad_number", "'to' must be the respondent's phone number in E.164 form")
+        return error(400, "bad_number", "'to' must be the respondent's phone number in E.164 form")
     try:
         phone = to_e164(body["to"])
     except InvalidNumber as err:
-        return _error(400, "bad_number", str(err))
+        return error(400, "bad_number", str(err))
     try:
         started = await request.app[SERVICE].start(
             request.match_info["survey"], channel, phone, fields)
     except Refused as err:
-        return _error(err.status, err.reason, err.message)
+        return error(err.status, err.reason, err.message)
     return web.json_response(started, status=201)
 
 
@@ -250,12 +248,12 @@ async def admin_reload(request: web.Request) -> web.Response:
     the new flows are live for the others and the answer names who lags."""
     result = await reload_flows(request.app, "admin API", confirm=True)
     if "report" in result:
-        return _error(422, "flow_errors", "the flows have errors; nothing was reloaded",
+        return error(422, "flow_errors", "the flows have errors; nothing was reloaded",
                       report=result["report"], diagnostics=result["diagnostics"])
     if not result["ok"]:
         workers = result["workers"]
         lagging = workers["unconfirmed"] + [r["worker"] for r in workers["refused"]]
-        return _error(503, "reload_incomplete",
+        return error(503, "reload_incomplete",
                       f"generation {result['generation']} is live, but {len(lagging)} worker(s) do not run it yet: "
                       f"{', '.join(lagging)}", generation=result["generation"], flows=result["flows"],
                       workers=workers)
@@ -267,16 +265,16 @@ async def admin_responses(request: web.Request) -> web.StreamResponse:
     try:
         options = exports.options_from_query(request.query)
     except exports.ExportError as err:
-        return _error(400, "bad_export", str(err))
+        return error(400, "bad_export", str(err))
     responses, registry = request.app[RESPONSES], request.app[REGISTRY]
     pieces = exports.export(responses, survey, exports.StoredFlows(request.app[STORE], registry.get), options)
     try:  # whatever fails before the first byte is sent is a plain answer
         if registry.get(survey) is None and not await responses.has_responses(survey):
-            return _error(404, "unknown_survey", f"there is no survey '{survey}' and no responses to it")
+            return error(404, "unknown_survey", f"there is no survey '{survey}' and no responses to it")
         first = await anext(pieces, "")
     except (SQLAlchemyError, OSError) as err:
         log.warning("export of %s refused: the records database: %s", survey, type(err).__name__)
-        return _error(503, "records_unavailable", "the records database is not reachable, try again")
+        return error(503, "records_unavailable", "the records database is not reachable, try again")
     response = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8" if options.form == "csv" else "application/x-ndjson; charset=utf-8",
         "Content-Disposition": f'attachment; filename="{survey}.{options.form}"'})
@@ -299,7 +297,7 @@ async def admin_sessions(request: web.Request) -> web.Response:
     try:
         phone = to_e164(request.match_info["number"])
     except InvalidNumber as err:
-        return _error(400, "bad_number", str(err))
+        return error(400, "bad_number", str(err))
     store = request.app[STORE]
     records = await store.records(phone, CHANNELS)
     channels = {}
@@ -316,132 +314,11 @@ async def admin_summary(request: web.Request) -> web.Response:
     flows = exports.StoredFlows(request.app[STORE], registry.get)
     try:
         if registry.get(survey) is None and not await responses.has_responses(survey):
-            return _error(404, "unknown_survey", f"there is no survey '{survey}' and no responses to it")
+            return error(404, "unknown_survey", f"there is no survey '{survey}' and no responses to it")
         return web.json_response(await summarise(responses, survey, flows))
     except (SQLAlchemyError, OSError) as err:
         log.warning("summary of %s refused: the records database: %s", survey, type(err).__name__)
-        return _error(503, "records_unavailable", "the records database is not reachable, try again")
-# ---------------------------------------------------------------- contact lists (admin API)
-
-MAX_CONTACT_FILE = 1 << 30  # bytes: a million-row CSV is well under it
-CSV_TYPES = ("text/csv", "application/csv", "text/plain")
-SPOOL_CHUNK = 1 << 16
-
-
-def _records_engine(request: web.Request):
-    return request.app[RESPONSES].engine
-
-
-def _records_unavailable(err: Exception) -> web.Response:
-    log.warning("contact lists: the records database is unreachable: %s", type(err).__name__)
-    return _error(503, "records_unavailable", "the records database is not reachable, try again")
-
-
-async def admin_list_import(request: web.Request) -> web.Response:
-    """Import the CSV body into the list; the report as `canvass contacts import` prints it.
-    The body is spooled to a temporary file (its encoding is checked over the whole file
-    before a row is imported), then read a batch at a time."""
-    if request.content_type not in CSV_TYPES:
-        return _error(415, "bad_content_type", "send the contact file as text/csv")
-    try:
-        name = contacts.list_name(request.match_info["list"])
-        region = request.query.get("default_country")
-        region = country(region) if region else None
-    except contacts.ListNameError as err:
-        return _error(400, "bad_list_name", str(err))
-    except InvalidNumber as err:
-        return _error(400, "bad_country", f"default_country: {err}")
-    with tempfile.TemporaryFile() as spooled:
-        size = 0
-        async for chunk in request.content.iter_chunked(SPOOL_CHUNK):
-            size += len(chunk)
-            if size > MAX_CONTACT_FILE:
-                return _error(413, "too_large", f"a contact file may hold at most {MAX_CONTACT_FILE} "
-                                                "bytes: split it and import the parts into one list")
-            spooled.write(chunk)
-        spooled.seek(0)
-        try:
-            opened = await asyncio.to_thread(ContactFile, spooled, request.query.get("phone_column"), region)
-            report = await contacts.import_file(_records_engine(request), name, opened)
-        except ContactFileError as err:
-            extra = {"columns": err.columns} if err.columns is not None else {}
-            return _error(422, err.reason, err.message, **extra)
-        except (SQLAlchemyError, OSError) as err:
-            return _records_unavailable(err)
-    return web.json_response(report.to_json())
-
-
-async def admin_lists(request: web.Request) -> web.Response:
-    try:
-        return web.json_response({"lists": await contacts.all_lists(_records_engine(request))})
-    except (SQLAlchemyError, OSError) as err:
-        return _records_unavailable(err)
-
-
-async def admin_list(request: web.Request) -> web.Response:
-    try:
-        return web.json_response(await contacts.describe(_records_engine(request),
-                                                         request.match_info["list"]))
-    except contacts.UnknownList as err:
-        return _error(404, "unknown_list", str(err))
-    except (SQLAlchemyError, OSError) as err:
-        return _records_unavailable(err)
-
-
-async def admin_list_contacts(request: web.Request) -> web.StreamResponse:
-    name, form = request.match_info["list"], request.query.get("format", "jsonl")
-    if form not in ("jsonl", "csv"):
-        return _error(400, "bad_format", "format must be jsonl or csv")
-    engine = _records_engine(request)
-    try:
-        fields = await contacts.field_names(engine, name)
-    except contacts.UnknownList as err:
-        return _error(404, "unknown_list", str(err))
-    except (SQLAlchemyError, OSError) as err:
-        return _records_unavailable(err)
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/csv; charset=utf-8" if form == "csv" else "application/x-ndjson; charset=utf-8",
-        "Content-Disposition": f'attachment; filename="contacts.{form}"'})
-    await response.prepare(request)
-    try:
-        if form == "csv":
-            await response.write(contact_exports.csv_header(fields).encode())
-        async for contact in contacts.contacts_of(engine, name):
-            line = contact_exports.csv_row(fields, contact) if form == "csv" else contact_exports.jsonl_row(contact)
-            await response.write(line.encode())
-    except (SQLAlchemyError, OSError, contacts.UnknownList) as err:
-        log.warning("export of the contact list %s cut short: %s", loggable(name), type(err).__name__)
-        request.transport.abort()  # the status went out: a cut body, never a short file taken whole
-        return response
-    await response.write_eof()
-    return response
-
-
-async def admin_list_delete_contact(request: web.Request) -> web.Response:
-    name = request.match_info["list"]
-    try:
-        phone = contact_number(request.match_info["number"]).e164
-    except InvalidNumber as err:
-        return _error(400, "bad_number", str(err))
-    try:
-        deleted = await contacts.delete_contact(_records_engine(request), name, phone)
-    except contacts.UnknownList as err:
-        return _error(404, "unknown_list", str(err))
-    except (SQLAlchemyError, OSError) as err:
-        return _records_unavailable(err)
-    if not deleted:
-        return _error(404, "unknown_contact", f"{phone} is not on the list '{name}'")
-    return web.json_response({"deleted": phone, "list": name})
-
-
-def add_contact_routes(app: web.Application) -> None:
-    app.router.add_get("/admin/lists", admin_lists)
-    app.router.add_get("/admin/lists/{list}", admin_list)
-    app.router.add_post("/admin/lists/{list}/import", admin_list_import)
-    app.router.add_get("/admin/lists/{list}/contacts", admin_list_contacts)
-    app.router.add_delete("/admin/lists/{list}/contacts/{number}", admin_list_delete_contact)
-
-
+        return error(503, "records_unavailable", "the records database is not reachable, try again")
 # ---------------------------------------------------------------- health
 
 

@@ -273,9 +273,9 @@ async def test_a_list_name_is_written_as_people_name_things(lists_client):
 
 
 async def test_a_body_over_the_limit_is_refused_and_imports_nothing(lists_client, monkeypatch):
-    import server
+    from engine.runtime import contact_api
 
-    monkeypatch.setattr(server, "MAX_CONTACT_FILE", 100)
+    monkeypatch.setattr(contact_api, "MAX_CONTACT_FILE", 100)
     status, answer = await api_import(lists_client, "big", b"Phone\n" + b"12025550112\n" * 20)
     assert (status, answer["error"]) == (413, "too_large")
     assert await stored(lists_client.records_url, "big") == []
