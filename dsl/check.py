@@ -336,6 +336,18 @@ class _Checker(Reporter):
             elif not 0 <= score <= 10 and not any(_holds(op, name, value, n) for n in range(11)):
                 self.report(codes.NPS_RANGE, at, f"NPS question '{ask.id}' is compared with {_literal(literal)}, "
                             "outside 0-10: the comparison is never true", length=value.length, name=ask.id)
+        elif ask.type == "number":
+            low, high = ask.min_value, ask.max_value
+            given = None if isinstance(literal, bool) else number(literal)
+            bounds = f"{_literal(low) if low is not None else ''}-{_literal(high) if high is not None else ''}"
+            if given is None:
+                self.report(codes.NPS_RANGE, at, f"number question '{ask.id}' is compared with the text "
+                            f"'{_literal(literal)}'", f"compare with a number, e.g. {ask.id} >= {low or 1}",
+                            value.length)
+            elif _never_in_range(op, name, value, low, high, ask.decimal):
+                self.report(codes.NPS_RANGE, at, f"number question '{ask.id}' (from {bounds}) is compared with "
+                            f"{_literal(literal)}: the comparison is never true",
+                            "compare with a number its answers can take", value.length)
 
     def name(self, index: int, node: ast.Name, context: str) -> None:
         name = node.name
@@ -641,6 +653,22 @@ def _holds(op: str, name: ast.Name, value: ast.Literal, answer) -> bool:
     if (name.line, name.col) <= (value.line, value.col):
         return COMPARISONS[op](answer, value.value)
     return COMPARISONS[op](value.value, answer)
+
+
+def _never_in_range(op: str, name: ast.Name, value: ast.Literal, low, high, decimal: bool) -> bool:
+    """Whether `name op value` holds for no answer of a number question taking low..high (None:
+    no bound). An ordering holds somewhere in a range iff it holds at one of its ends; equality
+    needs the value inside the range (and whole, when the answers are)."""
+    given = number(value.value)
+    if op == "==":
+        whole = decimal or float(given).is_integer()
+        return not whole or (low is not None and given < low) or (high is not None and given > high)
+    if op not in ("<", "<=", ">", ">="):
+        return False
+    ends = [end for end in (low, high) if end is not None]
+    if len(ends) < 2:  # unbounded on a side: some answer beyond the literal always exists there
+        return False
+    return not any(_holds(op, name, value, end) for end in ends)
 
 
 def _literal(value) -> str:

@@ -116,7 +116,8 @@ BAD_ID = _code("E025", "an id that cannot be named: survey ids take letters, dig
 CONTROL_CHARACTER = _code("E026", "a control character, or another character XML cannot carry, in a text",
                           "delete it: a text message cannot carry it, and most editors do not show it")
 NO_SUCH_CHOICE = _code("E027", 'a choice question compared with a label or code it does not have (with "did you mean")')
-NPS_RANGE = _code("E028", "an NPS question compared with a number outside 0-10, or with text",
+NPS_RANGE = _code("E028", "an NPS or number question compared with a number outside its range (0-10, or "
+                  "min-max) where the comparison can never hold, or with text",
                   "an NPS answer is a whole number from 0 to 10: compare with one, e.g. {name} >= 9")
 TOO_LONG = _code("E029", "a message over Twilio's limit of 1,600 characters",
                  "Twilio refuses a longer message: shorten it, or split it over two questions")

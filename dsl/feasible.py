@@ -2,8 +2,9 @@
 can never hold, and the count and cost of the paths that can happen.
 
 A small abstract interpretation over the acyclic element graph (dsl/flowgraph.py). Along each
-path it keeps, for every NPS and choice question, the set of answers still possible there (NPS
-0-10, a choice's codes, and "unanswered" when the question may have been skipped), narrowed by
+path it keeps, for every NPS, choice and small whole-number question, the set of answers still
+possible there (NPS 0-10, a choice's codes, min..max, and "unanswered" when the question may
+have been skipped), narrowed by
 each show_if shown or skipped and each goto taken or not. A condition is judged by evaluating it
 with the real expression semantics (dsl/expr.py) on every answer still possible, so the analysis
 agrees with the engine. It is conservative: a condition naming anything else (a text answer, a
@@ -29,6 +30,7 @@ from dsl.vocabulary import DEFAULT_ON_INVALID
 UNANSWERED = -1  # the index standing for "no answer" in a question's set of possible answers
 _NOT_ASKED = frozenset({UNANSWERED})
 MAX_STATES = 256  # distinct sets of possible answers kept at one element before they are joined
+MAX_NUMBER_RANGE = 100  # a number question with at most this many answers is followed like NPS
 MAX_COMBINATIONS = 4096  # answer combinations one condition is evaluated on before it is given up on
 
 # The answers still possible: (question number, frozenset of answer indexes) for each tracked
@@ -68,6 +70,10 @@ def _answers(ask: ast.Ask) -> list | None:
         return list(range(11))
     if ask.type == "choice" and ask.choices:
         return [ChoiceValue(c.code, c.label) for c in ask.choices]
+    if ask.type == "number" and not ask.decimal and ask.min_value is not None and ask.max_value is not None:
+        low, high = int(ask.min_value), int(ask.max_value)
+        if 0 <= high - low <= MAX_NUMBER_RANGE:  # a whole number in a small range: like NPS
+            return list(range(low, high + 1))
     return None
 
 
@@ -94,6 +100,7 @@ class Feasible:
                     self.tracked[element.id] = len(self.answers)
                     self.answers.append(values)
         self._compiled: dict[int, Callable] = {}
+        self.derived = self._derived(succ)
         self.live = self._live()
         n = len(elements)
         self.reached = [False] * n
@@ -109,6 +116,61 @@ class Feasible:
 
     # -- the analysis
 
+    def _derived(self, succ: list[list[int]]) -> dict[str, tuple[int, ast.Expr, frozenset[int]]]:
+        """The `set` names whose value follows from tracked answers alone: set once in the flow,
+        from an expression naming only tracked questions. name -> (its element, its expression,
+        the elements it dominates: every path to them passes through it, so it has its value
+        there). A condition naming one is judged on the answers its value comes from."""
+        counts = Counter(e.name for e in self.elements if isinstance(e, ast.Set))
+        derived = {}
+        for i, element in enumerate(self.elements):
+            if not isinstance(element, ast.Set) or counts[element.name] != 1 or element.name in self.tracked:
+                continue
+            named = {n.name for n in ast.walk(element.value) if isinstance(n, ast.Name)}
+            if named and named <= set(self.tracked):
+                derived[element.name] = (i, element.value, self._dominated(i, succ))
+        return derived
+
+    def _dominated(self, s: int, succ: list[list[int]]) -> frozenset[int]:
+        """The elements after s that every path from the start reaches only through element s
+        (len(elements) stands for running off the end)."""
+        n = len(self.elements)
+        seen: set[int] = set()
+        pending = [0] if s != 0 else []
+        seen.update(pending)
+        while pending:
+            k = pending.pop()
+            for j in succ[k] if k < n else ():
+                if j != s and j not in seen:
+                    seen.add(j)
+                    pending.append(j)
+        return frozenset(j for j in range(s + 1, n + 1) if j not in seen)
+
+    def _names(self, expr: ast.Expr, at: int) -> set[str] | None:
+        """The tracked questions a condition at element `at` depends on, a derived set standing for
+        the questions its value comes from; None when it names anything the analysis does not follow."""
+        found = set()
+        for node in ast.walk(expr):
+            if not isinstance(node, ast.Name):
+                continue
+            if node.name in self.tracked:
+                found.add(node.name)
+            elif node.name in self.derived and at in self.derived[node.name][2]:
+                found |= {n.name for n in ast.walk(self.derived[node.name][1]) if isinstance(n, ast.Name)}
+            else:
+                return None
+        return found
+
+    def _depends(self, expr: ast.Expr, at: int) -> set[str]:
+        """The tracked questions some part of a condition at element `at` can be judged on."""
+        found = set()
+        for node in ast.walk(expr):
+            if isinstance(node, ast.Name) and node.name in self.tracked:
+                found.add(node.name)
+            elif isinstance(node, ast.Name) and node.name in self.derived and at in self.derived[node.name][2]:
+                found |= {n.name for n in ast.walk(self.derived[node.name][1]) if isinstance(n, ast.Name)}
+        return found
+
     def _live(self) -> list[frozenset[int]]:
         """For each element, the tracked questions asked before it that a condition at or after it names."""
         asked_at = {self.tracked[e.id]: i for i, e in enumerate(self.elements)
@@ -116,8 +178,8 @@ class Feasible:
         live = [frozenset()] * (len(self.elements) + 1)
         after: frozenset[int] = frozenset()
         for i in range(len(self.elements) - 1, -1, -1):
-            named = {self.tracked.get(n.name) for n in ast.walk(_condition(self.elements[i]))
-                     if isinstance(n, ast.Name)} - {None}
+            cond = _condition(self.elements[i])
+            named = {self.tracked[name] for name in self._depends(cond, i)} if cond is not None else set()
             if not named <= after:
                 after = after | named
             live[i] = frozenset(k for k in after if asked_at[k] < i)
@@ -141,12 +203,12 @@ class Feasible:
                 elif isinstance(element, ast.Ask):
                     possible |= self._ask(i, element, state, tally, at)
                 elif isinstance(element, ast.Goto) and element.cond is not None and len(succ[i]) == 2:
-                    taken = self.refine(state, element.cond, True)
+                    taken = self.refine(state, element.cond, True, i)
                     target = succ[i][1]
                     if taken is not None:
                         possible = True
                         self._push(at, target, taken, tally)
-                    passed = self.refine(state, element.cond, False)
+                    passed = self.refine(state, element.cond, False, i)
                     if passed is not None:
                         self._push(at, i + 1, passed, tally)
                 else:
@@ -160,9 +222,9 @@ class Feasible:
             self._finish(tally, self.cost(n))
 
     def _ask(self, i: int, ask: ast.Ask, state: State, tally: Tally, at) -> bool:
-        shown = state if ask.show_if is None else self.refine(state, ask.show_if, True)
+        shown = state if ask.show_if is None else self.refine(state, ask.show_if, True, i)
         if ask.show_if is not None:
-            skipped = self.refine(state, ask.show_if, False)
+            skipped = self.refine(state, ask.show_if, False, i)
             if skipped is not None:
                 self._push(at, i + 1, skipped, tally)
         if shown is None:
@@ -215,32 +277,34 @@ class Feasible:
         if answers and isinstance(answers[0], ChoiceValue):
             parts = [f"'{answers[i].label}'" for i in indexes]
         else:
-            parts = _ranges(indexes)
+            parts = _ranges([answers[i] for i in indexes])  # NPS 0-10, or a number question's min..max
         if UNANSWERED in possible:
             parts.append("no answer")
         return " or ".join(parts) if len(parts) <= 2 else ", ".join(parts[:-1]) + " or " + parts[-1]
 
     # -- conditions
 
-    def refine(self, state: State, expr: ast.Expr, want: bool) -> State | None:
-        """The state narrowed to the answers for which `expr` is `want`; None when there are none."""
+    def refine(self, state: State, expr: ast.Expr, want: bool, at: int) -> State | None:
+        """The state narrowed to the answers for which `expr`, a condition at element `at`, is
+        `want`; None when there are none."""
         if isinstance(expr, ast.Not):
-            return self.refine(state, expr.operand, not want)
+            return self.refine(state, expr.operand, not want, at)
         if isinstance(expr, ast.BoolOp):
             if (expr.op == "and") == want:  # every operand must be `want`
                 for operand in expr.operands:
-                    state = self.refine(state, operand, want)
+                    state = self.refine(state, operand, want, at)
                     if state is None:
                         return None
                 return state
-            found = [s for s in (self.refine(state, o, want) for o in expr.operands) if s is not None]
+            found = [s for s in (self.refine(state, o, want, at) for o in expr.operands) if s is not None]
             return _join(found) if found else None
-        return self._atom(state, expr, want)
+        return self._atom(state, expr, want, at)
 
-    def _atom(self, state: State, expr: ast.Expr, want: bool) -> State | None:
-        names = sorted({n.name for n in ast.walk(expr) if isinstance(n, ast.Name)})
-        if any(name not in self.tracked for name in names):
+    def _atom(self, state: State, expr: ast.Expr, want: bool, at: int) -> State | None:
+        depends = self._names(expr, at)
+        if depends is None:
             return state  # it names something the analysis does not follow: no information
+        names = sorted(depends)
         known = dict(state)
         ks = [self.tracked[name] for name in names]
         choices = [sorted(known.get(k, _NOT_ASKED)) for k in ks]
@@ -267,10 +331,18 @@ class Feasible:
         return None if index == UNANSWERED else self.answers[k][index]
 
     def _compile(self, expr: ast.Expr) -> Callable:
+        """`expr` as a function of {question id: answer}; a derived set's value is worked out
+        from those answers with its own expression, as the engine works it out on the path."""
         key = id(expr)
         if key not in self._compiled:
-            self._compiled[key] = compile_expr(expr, lambda name: lambda values: values[name])
+            self._compiled[key] = compile_expr(expr, self._getter)
         return self._compiled[key]
+
+    def _getter(self, name: str) -> Callable:
+        if name in self.derived:
+            value = self._compile(self.derived[name][1])
+            return lambda values: value(values)
+        return lambda values: values[name]
 
 
 def _condition(element: ast.Element) -> ast.Expr | None:

@@ -51,6 +51,8 @@ def brute_force(survey: ast.Survey) -> tuple[set[tuple], set[int]]:
                 path.append((i, taken))
                 i = succ[i][-1] if taken else i + 1
             else:
+                if isinstance(element, ast.Set):
+                    answers[element.name] = compile_expr(element.value, lambda name: lambda values: values.get(name))(answers)
                 i += 1
         decisions.add(tuple(path))
     return decisions, reached
@@ -63,6 +65,19 @@ ask low text "Why?" if n <= 6
 ask mid text "Why?" if n in [7, 8]
 ask high text "Why?" if n >= 9
 """
+
+
+def test_a_set_some_paths_skip_is_not_assumed():
+    """On the path that jumps over the set it has no value: its condition tells nothing there."""
+    found = analyse('survey x\nask n nps "0-10"\ngoto b if n >= 5\nset s = "p" if n >= 9 else "o"\n'
+                    'ask b text "?" if s == "p"\n')
+    assert (found.derived["s"][2], found.never_true) == (frozenset(), [])
+
+
+def test_a_number_question_in_a_small_range_is_followed_like_nps():
+    found = analyse('survey x\nask k number "1-5"\n    min 1\n    max 5\ngoto done if k >= 3\n'
+                    'ask a text "?" if k >= 4\nend done\n')
+    assert (found.paths, [c.index for c in found.never_true], found.describe(2, "k")) == (2, [2], "1-2")
 
 
 def test_exclusive_follow_ups_make_one_path_each():
@@ -84,6 +99,9 @@ CASES = [
     ('goto done if true\nask a text "?"\nend done\n', 1, []),
     ('goto done if 1 == 2\nask a text "?"\nend done\n', 1, ["done"]),
     ('ask a text "?" if n is not answered\n', 1, ["a"]),
+    # a set worked out from answers alone stands for them where every path has set it
+    ('set seg = "p" if n >= 9 else "o"\ngoto done if seg == "p"\nask a text "?" if n >= 9\nend done\n', 2, ["a"]),
+    ('set big = n > 5 and c == 1\nask a text "?" if big\nask b text "?" if big and n < 3\n', 2, ["b"]),
 ]
 
 
