@@ -20,7 +20,7 @@ from dsl.errors import suggest
 from dsl.expr import COMPARISONS, ChoiceValue, equal, number
 from dsl.feasible import Feasible
 from dsl.flowgraph import KnownBefore, Paths
-from dsl.matching import fold
+from dsl.matching import fold_answer
 from dsl.pipe import pipes
 from dsl.positions import SourceMap, Text, every_text, span, texts
 from dsl.vocabulary import (
@@ -600,8 +600,8 @@ class _Checker(Reporter):
         for language in self.survey.languages or [default]:
             seen: dict[str, tuple[ast.Choice, bool]] = {}
             for choice in ask.choices:
-                words = {fold(w): False for w in choice.match}
-                words[fold(choice.text(language))] = language == default  # a default label: E011's
+                words = {fold_answer(w): False for w in choice.match}
+                words[fold_answer(choice.text(language))] = language == default  # a default label: E011's
                 words.pop("", None)
                 for word, label in sorted(words.items()):
                     other, other_label = seen.setdefault(word, (choice, label))

@@ -13,6 +13,8 @@ CHOICE = ast.Ask(id="q", type="choice", prompt="What did you shop for today?",
                           ast.Choice("3", "Home & garden")])
 LETTERS = ast.Ask(id="q", type="choice", prompt="Arrived on time?",
                   choices=[ast.Choice("Y", "Yes"), ast.Choice("N", "No"), ast.Choice("2", "1")])
+MAYBE = ast.Ask(id="q", type="choice", prompt="Viendrez-vous ?",
+                choices=[ast.Choice("1", "Oui"), ast.Choice("2", "Peut-être"), ast.Choice("12", "Jamais")])
 SI = ast.Ask(id="q", type="choice", prompt="¿Viene?", choices=[
     ast.Choice("1", "Sí", match=["claro", "yes"]), ast.Choice("2", "No"),
     ast.Choice("3", "Quizás más tarde", match=["tarde"]), ast.Choice("4", "Más tarde", match=["tarde"])])
@@ -40,6 +42,8 @@ CASES = [
     (SHORT, "12345", "12345"), (SHORT, "123456", None), (SHORT, " 12345 ", "12345"),
     (SI, "si", "1"), (SI, "Sí", "1"), (SI, "SI!", "1"), (SI, " ¡sí! ", "1"), (SI, "CLARO.", "1"),
     (SI, "Yes", "1"), (SI, "no", "2"), (SI, "NO!", "2"), (SI, "quizas mas tarde", "3"), (SI, "MÁS TARDE", "4"),
+    (MAYBE, "PEUT ETRE", "2"), (MAYBE, "Peutêtre", "2"), (MAYBE, "peut - être !", "2"), (MAYBE, "1 2", None),
+    (MAYBE, "12", "12"),
     (SI, "sip", None), (SI, "tarde", Ambiguous((("3", "Quizás más tarde"), ("4", "Más tarde")))),
     (COUNT, "1", 1), (COUNT, "20", 20), (COUNT, " 7! ", 7), (COUNT, "0", None), (COUNT, "21", None),
     (COUNT, "7.5", None), (COUNT, "7.0", 7), (COUNT, "seven", None), (COUNT, "", None), (COUNT, "1 2", None),

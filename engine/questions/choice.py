@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from dsl import ast
 from dsl.expr import ChoiceValue
-from dsl.matching import fold
+from dsl.matching import fold_answer
 from engine.questions.base import Ambiguous, QuestionType, texts_or_english
 from engine.texts import fill
 
 
 def normalise(text: str) -> str:
     """Case, accents, inner spacing, and spaces or punctuation around the text do not matter."""
-    return fold(text)
+    return fold_answer(text)
 
 
 class Choice(QuestionType):
@@ -30,16 +30,16 @@ class Choice(QuestionType):
     def reader(self, ask: ast.Ask, language: str | None = None):
         codes = {}
         for choice in ask.choices:
-            codes.setdefault(fold(choice.code), choice.code)
+            codes.setdefault(fold_answer(choice.code), choice.code)
         words: dict[str, list[ast.Choice]] = {}
         for choice in ask.choices:
-            for word in {fold(w) for w in (choice.label, choice.text(language), *choice.match)}:
+            for word in {fold_answer(w) for w in (choice.label, choice.text(language), *choice.match)}:
                 if word and choice not in words.setdefault(word, []):
                     words[word].append(choice)
         shown = {c.code: c.text(language) for c in ask.choices}
 
         def read(reply: str) -> str | Ambiguous | None:
-            said = fold(reply)
+            said = fold_answer(reply)
             if not said:
                 return None
             if said in codes:
