@@ -611,6 +611,16 @@ class _Checker(Reporter):
                         self.report(codes.AMBIGUOUS_ANSWER, (choice.line, choice.col),
                                     f"'{word}' answers both choice '{other.code}' and choice '{choice.code}' "
                                     f"of question '{ask.id}'" + (f" in '{language}'" if label or other_label else ""))
+        codes_of = {fold_answer(c.code): c for c in ask.choices}
+        for choice in ask.choices:  # a reply that is one choice's code never reaches another's label
+            for language in self.survey.languages or [default]:
+                coded = codes_of.get(fold_answer(choice.text(language)))
+                if coded is not None and coded is not choice:
+                    self.report(codes.AMBIGUOUS_ANSWER, (choice.line, choice.col),
+                                f"the label '{choice.text(language)}' of choice '{choice.code}' is the code of "
+                                f"choice '{coded.code}' of question '{ask.id}': a reply of it picks '{coded.code}'",
+                                "give the label words of its own, or swap the codes")
+                    break
 
     def number_options(self, ask: ast.Ask) -> None:
         options = TYPE_OPTIONS.get(ask.type)

@@ -156,7 +156,7 @@ NEVER_TRUE = _code("W009", "a condition that cannot be true on any path that rea
 YAML_COMMENT = _code("W010", "a `#` after a space in an unquoted YAML text starts a comment: the rest of the line "
                      "is left out of the text", "quote the whole text: \"{text}\"")
 AMBIGUOUS_ANSWER = _code("W020", "a label or synonym that two choices of a question share in one language "
-                         "(a reply of it is refused as ambiguous)",
+                         "(a reply of it is refused as ambiguous), or a label that is another choice's code",
                          "give each choice words of its own")
 NO_BUILTIN_TEXTS = _code("W021", "a language Canvass ships no built-in texts for (help, not-in-survey, "
                          "invalid-answer messages go in English unless `texts` gives them)",
