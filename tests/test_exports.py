@@ -120,6 +120,7 @@ async def test_responses_in_progress_are_included_on_request_marked_open(analyst
     rows = {row["phone"]: row for row in read_csv(await fetch(analyst, "format=csv&include_open=1"))}
     assert sorted(rows) == [A, B, C, D]
     assert (rows[D]["status"], rows[D]["last_question"], rows[D]["score_group"]) == ("open", "visit", "promoter")
+    assert rows[D]["ended_at"] == "" and rows[D]["started_at"]  # it has not ended
     lines = (await fetch(analyst, "format=jsonl&include_open=true")).splitlines()
     records = {r["phone"]: r for r in map(json.loads, lines)}
     assert records[D]["status"] == "open" and records[D]["answers"]["score"] == {"score": 9, "group": "promoter"}

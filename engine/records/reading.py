@@ -27,7 +27,7 @@ from engine.flow import Flow
 from engine.records.schema import responses as response_table
 from engine.records.writes import parse_time, response_record
 from engine.redis.store import Store
-from engine.responses import response_record as open_record
+from engine.responses import response_record as closed_record
 
 BATCH = 1000
 
@@ -114,3 +114,9 @@ async def in_progress(store: Store, survey: str, flow: Callable[[str], Awaitable
             continue
         if session is not None and session.survey == survey and session.is_open:
             yield open_record(session, await flow(session.version))
+
+
+def open_record(session, flow: Flow | None) -> dict:
+    """The response record of a session still in progress: as a closed one's, without an end
+    time (it has not ended; its last move is in its answers' times)."""
+    return {**closed_record(session, flow), "ended_at": None}
