@@ -13,11 +13,14 @@ from types import SimpleNamespace
 
 from conftest import START_TIME, admin_headers
 from fake_twilio import Phone
+from redis_proxy import DelayingProxy
 
+from engine.redis import store as store_module
+from engine.runtime import settling
 from engine.runtime.settings import Settings
 from engine.runtime.twilio import SANDBOX_NUMBER
 from engine.tools.phone import SandboxWatch, run_phone
-from server import STORE
+from server import SERVICE, STORE
 
 QUESTION = "Hi Ana, did your delivery arrive? Text STOP to opt out.\n1. Yes\n2. No"
 REMINDER = "Still there? Reply 1 for yes or 2 for no."
@@ -139,3 +142,25 @@ async def test_canvass_phone_prints_a_start_from_the_admin_api_as_it_arrives(mak
     assert await phoned == 0
     assert out.getvalue().splitlines() == ["< Hi Ana, did your delivery arrive? Text STOP to opt out.",
                                            "1. Yes", "2. No", "> 1", "< Thank you!"]
+
+
+async def test_a_reply_the_rest_api_sends_after_a_503_goes_to_the_sandbox(make_client, settings, redis_server,
+                                                                         redis_url, monkeypatch):
+    monkeypatch.setattr(store_module, "PATIENT_TIMEOUT", 2.0)  # give up within the test's seconds
+    monkeypatch.setattr(settling, "SETTLE_PAUSE", 0.1)
+    proxy = await DelayingProxy(redis_server.port).start()
+    try:
+        client = await make_client(dataclasses.replace(local(settings), redis_url=proxy.url))
+        proxy.delay = 30.0  # the commit's answer is not coming within the webhook
+        phone = Phone(client, "+15551230561", auth_token="")
+        assert (await phone.post(phone.form("@feed", "SM" + "6" * 32))).status == 503
+        proxy.delay = 0
+        for _ in range(1000):
+            if not client.app[SERVICE].settling.pending:
+                break
+            await asyncio.sleep(0.01)
+        messages = await sandbox(client, "?to=%2B15551230561")
+    finally:
+        await proxy.close()
+    assert [(m["body"], m["from"]) for m in messages] == [
+        ("Hi ! How likely are you to recommend us? Reply 0-10. Text STOP to opt out.", "+15550000000")]
