@@ -49,11 +49,13 @@ from engine.runtime.contact_api import add_contact_routes
 from engine.runtime.fleet import Member, confirmations
 from engine.runtime.metrics import Metrics, redis_gauges, render_workers
 from engine.runtime.registry import Registry, ReloadFailed
+from engine.runtime.sandbox_api import add_sandbox_routes
 from engine.runtime.service import Busy, Refused, Service
 from engine.runtime.settings import REDIS_HINT, ConfigError, Settings, redact
 from engine.runtime.timers import Sweeper
 from engine.runtime.twilio import (
     BadWebhook,
+    SandboxSender,
     Sender,
     parse_inbound,
     parse_status,
@@ -395,6 +397,8 @@ async def storage(app: web.Application) -> AsyncIterator[None]:
         if settings.can_send:
             sender = Sender(settings.account_sid, settings.auth_token, settings.api_base_url,
                             settings.public_url("/twilio/status"))
+        elif settings.sandbox:
+            sender = SandboxSender(store, app[CLOCK])
         app[STORE], app[REGISTRY] = store, registry
         app[SERVICE] = Service(store, registry, settings, app[METRICS], app[CLOCK], sender)
         try:
@@ -515,6 +519,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     app.router.add_get("/admin/sessions/{number}", admin_sessions)
     app.router.add_get("/admin/surveys/{id}/summary", admin_summary)
     add_contact_routes(app)
+    add_sandbox_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -71,6 +71,14 @@ The fleet (every worker of every server sharing this Redis), all under the hash 
                             FLEET_TTL, refreshed by every heartbeat; a stopping worker drops
                             its own.
 
+The local sandbox (only in insecure local mode without Twilio credentials: Settings.sandbox):
+  cv:sandbox:{sandbox}:messages  list  the messages the server sent on its own initiative,
+                            one JSON object each ({"sid" ("SB" + 32 hex), "channel", "to",
+                            "from", "body" or "content_sid" and "content_variables", "at"}),
+                            oldest first, of every number (GET /admin/sandbox/messages lists
+                            them all or one number's). Capped at the newest SANDBOX_KEEP;
+                            TTL SANDBOX_TTL, refreshed by every message.
+
 Scripts (engine/redis/scripts/*.lua, one file each; their header format is described in
 engine/redis/scripts/__init__.py): READ returns a respondent record, its revision and the
 dedupe record in one round trip. COMMIT is the compare-and-set: it checks the revision is
@@ -137,6 +145,9 @@ REDIS_TIMEOUT = 1.0  # seconds: Redis being down must turn into a fast 503, not 
 # within the webhook (1 s + 3 s, far below Twilio's 15 s); one that refuses connections is
 # given up on at once
 PATIENT_TIMEOUT = 3.0
+SANDBOX = "cv:sandbox:{sandbox}:messages"
+SANDBOX_KEEP = 1000  # sandbox messages kept: a developer's session, not an archive
+SANDBOX_TTL = 7 * 86400
 TAG_MARK = "\x1f"  # between a dedupe record's replies and its tag (replies never hold C0 controls)
 TAG_LENGTH = 4  # base64 characters: 24 random bits tell two deliveries of one MessageSid apart
 
@@ -771,6 +782,23 @@ class Store:
     @cached_property
     def _trim_archived(self) -> Script:
         return Script(self.mux, TRIM_ARCHIVED)
+
+    # ------------------------------------------------------------ the local sandbox
+
+    async def sandbox_record(self, message: dict) -> None:
+        """Keep a message the sandbox delivered (see cv:sandbox:{sandbox}:messages). Not an
+        idempotent write: the pool's one retry after a broken connection may keep it twice,
+        which its sid tells (`canvass phone` shows a sid once)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(SANDBOX, json.dumps(message, separators=(",", ":"), ensure_ascii=False))
+            pipe.ltrim(SANDBOX, -SANDBOX_KEEP, -1)
+            pipe.expire(SANDBOX, SANDBOX_TTL)
+            await pipe.execute()
+
+    async def sandbox_messages(self, to: str | None = None) -> list[dict]:
+        """The sandbox's messages, oldest first: every number's, or those sent to `to`."""
+        messages = [json.loads(raw) for raw in await self.redis.lrange(SANDBOX, 0, -1)]
+        return messages if to is None else [m for m in messages if m["to"] == to]
 
 
 # The fleet's keys and scripts (see the key layout above).

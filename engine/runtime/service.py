@@ -43,6 +43,7 @@ from engine.runtime.twilio import (
     DeliveryStatus,
     Inbound,
     Origin,
+    SandboxSender,
     Sender,
     SendFailed,
     origin_for,
@@ -154,7 +155,7 @@ class Recent:
 
 class Service:
     def __init__(self, store: Store, registry: Registry, settings: Settings, metrics: Metrics,
-                 clock: Callable[[], float], sender: Sender | None):
+                 clock: Callable[[], float], sender: Sender | SandboxSender | None):
         self.store, self.registry, self.settings = store, registry, settings
         self.metrics, self.clock, self.sender = metrics, clock, sender
         self.recent = Recent()
@@ -283,7 +284,7 @@ class Service:
             return
         # from the number the respondent texted, as a TwiML reply comes
         origin = Origin(from_=inbound.to) if inbound.to else origin_for(
-            inbound.channel, None, self.settings.messaging_service_sid, self.settings.from_number)
+            inbound.channel, None, self.settings.messaging_service_sid, self.settings.sender_number)
         if origin is None:
             log.warning("no reply sent to %s:%s for %s: no sender", inbound.channel, inbound.phone,
                         inbound.message_sid)
@@ -346,9 +347,10 @@ class Service:
     def _origin(self, channel: str, survey_sender: str | None) -> Origin:
         if self.sender is None:
             raise Refused(503, "sending_disabled",
-                          "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are needed to send messages")
+                          "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are needed to send messages "
+                          "(without them, --insecure on a loopback address sends to the local sandbox)")
         origin = origin_for(channel, survey_sender, self.settings.messaging_service_sid,
-                            self.settings.from_number)
+                            self.settings.sender_number)
         if origin is None:
             raise Refused(503, "no_sender", "no sender: set the survey's sender, or "
                           "TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM_NUMBER")

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.runtime.twilio import DEFAULT_API_BASE_URL
+from engine.runtime.twilio import DEFAULT_API_BASE_URL, SANDBOX_NUMBER
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -85,7 +85,11 @@ class Settings:
         elif not self.public_base_url:
             warnings.append("PUBLIC_BASE_URL is not set: signatures are checked against the address "
                             "requests arrive at, which is wrong behind a proxy")
-        if not self.can_send:
+        if self.sandbox:
+            warnings.append("no Twilio credentials: starts, reminders and late replies go to the local "
+                            "sandbox, not to phones (GET /admin/sandbox/messages; `canvass phone` shows "
+                            "its number's)")
+        elif not self.can_send:
             warnings.append("TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN missing: surveys can be started by "
                             "access code only; starts and reminders cannot be sent")
         return warnings
@@ -118,6 +122,21 @@ class Settings:
     @property
     def can_send(self) -> bool:
         return bool(self.account_sid and self.auth_token)
+
+    @property
+    def sandbox(self) -> bool:
+        """True only in insecure local mode without any Twilio credential: what the server sends
+        on its own goes to the local sandbox (twilio.SandboxSender), never to Twilio. Checked
+        here, not only by validate(), so an app built without it never fakes a send beside
+        real credentials."""
+        return (self.insecure and not self.auth_token and not self.account_sid
+                and is_loopback(self.host))
+
+    @property
+    def sender_number(self) -> str | None:
+        """The number server-initiated messages come from when the survey names no sender and
+        no Messaging Service is set: TWILIO_FROM_NUMBER, or in the sandbox its own number."""
+        return self.from_number or (SANDBOX_NUMBER if self.sandbox else None)
 
     def public_url(self, path: str) -> str | None:
         return self.public_base_url.rstrip("/") + path if self.public_base_url else None

@@ -1,4 +1,5 @@
-"""Twilio at the edge: webhook parsing, signature checks, TwiML replies and REST sending.
+"""Twilio at the edge: webhook parsing, signature checks, TwiML replies and REST sending
+(or, in local development, the sandbox that stands in for it).
 
 Everything Canvass knows about Twilio's wire formats lives here; the rest of the
 code deals in channels ("sms" | "whatsapp") and E.164 numbers.
@@ -10,11 +11,14 @@ import base64
 import hmac
 import json
 import re
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
 import aiohttp
+from redis.exceptions import RedisError
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.request_validator import (
@@ -28,11 +32,15 @@ from twilio.rest import Client
 
 from engine.sms.phones import InvalidNumber, to_e164
 
+if TYPE_CHECKING:
+    from engine.redis.store import Store
+
 DEFAULT_API_BASE_URL = "https://api.twilio.com"
 SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
 WHATSAPP_PREFIX = "whatsapp:"
 SEND_TIMEOUT = 10.0  # seconds per request to Twilio
 UNSUBSCRIBED = 21610  # "Attempt to send to unsubscribed recipient"
+SANDBOX_NUMBER = "+15555550000"  # the sandbox's sender, and what `canvass phone` texts by default
 
 
 class BadWebhook(ValueError):
@@ -254,3 +262,33 @@ class Sender:
 
     async def close(self) -> None:
         await self._http.close()
+
+
+class SandboxSender:
+    """The local sandbox in place of Twilio (insecure local mode without Twilio credentials,
+    see Settings.sandbox): a message is recorded in Redis (Store.sandbox_record), noted as
+    delivered, and listed by GET /admin/sandbox/messages, where `canvass phone` finds it.
+    Same interface as Sender; its sids are "SB" + 32 hex digits, so none passes for Twilio's."""
+
+    def __init__(self, store: Store, clock: Callable[[], float]):
+        self.store, self.clock = store, clock
+
+    async def send(self, channel: str, phone: str, origin: Origin, body: str | None = None,
+                   content_sid: str | None = None, content_variables: dict | None = None) -> str:
+        """The new message's sid; SendFailed (outcome unknown) when Redis does not answer."""
+        sid, at = "SB" + uuid.uuid4().hex, self.clock()
+        message = {"sid": sid, "channel": channel, "to": phone,
+                   "from": origin.from_ or origin.messaging_service_sid, "at": at}
+        if content_sid:
+            message.update(content_sid=content_sid, content_variables=content_variables or {})
+        else:
+            message["body"] = body or ""
+        try:
+            await self.store.sandbox_record(message)
+            await self.store.record_delivery(channel, phone, sid, "delivered", None, at)
+        except RedisError as err:
+            raise SendFailed(f"the sandbox could not record the message: {err}") from None
+        return sid
+
+    async def close(self) -> None:
+        """Nothing to close: the store belongs to the server."""
