@@ -195,3 +195,27 @@ async def test_a_reminder_redis_never_confirms_is_sent_once_it_is_known(make_cli
     await asyncio.sleep(0.3)  # more sweeps: the timer is not fired again
     assert fake_twilio.bodies() == ["Hi Ana, did your delivery arrive? Text STOP to opt out.\n1. Yes\n2. No",
                                     "Still there? Reply 1 for yes or 2 for no."]
+
+
+async def test_a_redelivery_whose_read_answers_too_late_hands_the_reply_to_the_rest_api(
+        slow_client, make_client, settings, redis_server, proxy, fake_twilio):
+    """The commit's answer is lost (503, settled in the background). Twilio redelivers to a
+    server whose READ claims the reply for TwiML but answers too late (503 again), before the
+    settling could claim it for the REST API: the READ's claim goes to the REST API, and the
+    reply is sent once."""
+    every_script = await DelayingProxy(redis_server.port, slow=lambda command: command[:1] == [b"EVALSHA"]).start()
+    try:
+        other = await make_client(dataclasses.replace(settings, redis_url=every_script.url))
+        assert await Phone(slow_client, "+15551239200").send("@feed") == [SCORE_PROMPT]  # scripts loaded
+        proxy.delay = NEVER
+        phone = Phone(slow_client, "+15551239201")
+        assert (await phone.post(phone.form("@feed", SID))).status == 503  # it landed; nobody knows
+        every_script.delay = NEVER
+        again = Phone(other, phone.number)
+        assert (await again.post(again.form("@feed", SID))).status == 503  # its READ claimed, late
+        proxy.delay = every_script.delay = 0
+        await settled(slow_client)
+        await settled(other)
+        assert fake_twilio.bodies() == [SCORE_PROMPT]
+    finally:
+        await every_script.close()

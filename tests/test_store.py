@@ -206,10 +206,10 @@ async def test_a_redelivery_claims_the_reply_unless_the_rest_api_did(store, redi
     sent_by_rest, answered = twilio_sid(7), twilio_sid(8)
     for sid in (sent_by_rest, answered):
         assert await commit_message(store, sid, ("Hi",))
-    assert await store.claim("sms", PHONE, sent_by_rest, "rest") == "rest"
+    assert await store.claim("sms", PHONE, sent_by_rest, "rest:a1b2") == "rest:a1b2"
     assert (await store.read("sms", PHONE, sent_by_rest)).seen_replies == []  # the REST API sent it
     assert (await store.read("sms", PHONE, answered)).seen_replies == ["Hi"]  # claims it for TwiML
-    assert await store.claim("sms", PHONE, answered, "rest") == "twiml"
+    assert (await store.claim("sms", PHONE, answered, "rest:c3d4")).startswith("twiml:")
     assert (await store.read("sms", PHONE, answered)).seen_replies == ["Hi"]
     assert 24 * 3600 < redis_sync.ttl(claims_key("sms", PHONE)) <= DEDUPE_TTL
 

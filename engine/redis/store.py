@@ -25,9 +25,11 @@ Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such 
                             repeated after its reply was lost, knows it landed. TTL NONCE_TTL,
                             refreshed by every such commit.
   cv:{T}:claims       hash  sid_field(inbound MessageSid) -> who delivers the replies committed for
-                            it: "twiml" (a redelivery found it committed and answers with them)
-                            or "rest" (sent through Twilio's REST API after the delivery that
-                            committed it could not answer). The first to claim wins (HSETNX, in
+                            it: "twiml:<tag>" (a redelivery's READ, tagged, found it committed and
+                            answers with them; TAKE_OVER gives the REST API the claim of a READ
+                            whose answer never reached its request) or "rest:<tag>" (sent
+                            through Twilio's REST API by the claimer with that tag, after the
+                            delivery that committed it could not answer). The first to claim wins (HSETNX, in
                             READ and CLAIM), so a reply goes exactly once. Written only on those
                             rare paths; TTL DEDUPE_TTL.
   cv:{T}:dlv          hash  outbound MessageSid -> {"status", "error_code", "at"}; 30-day TTL,
@@ -259,7 +261,16 @@ class ReadCall(NamedTuple):
     dedupe_before: str
     claims: str
     sid: str  # the inbound MessageSid's field
+    claimer: str  # this read's tag, in the claim it may make ("twiml:<claimer>")
     claims_ttl: str = str(DEDUPE_TTL)
+
+
+class TakeOverCall(NamedTuple):
+    claims: str
+    dedupe: str
+    dedupe_before: str
+    sid: str
+    claimer: str  # the tag of the read whose claim is taken over
 
 
 class CommitCall(NamedTuple):
@@ -305,7 +316,7 @@ class RescheduleCall(NamedTuple):
 class ClaimCall(NamedTuple):
     claims: str
     sid: str  # the inbound MessageSid's field
-    by: str  # "rest"
+    by: str  # "rest:<tag>": the sender's own tag
     ttl: str
 
 
@@ -323,6 +334,7 @@ CLAIM_DUE = Lua("claim_due.lua", ClaimDueCall)
 RESCHEDULE = Lua("reschedule.lua", RescheduleCall)
 RECORD_DELIVERY = Lua("record_delivery.lua", RecordDeliveryCall)
 CLAIM = Lua("claim.lua", ClaimCall)
+TAKE_OVER = Lua("take_over.lua", TakeOverCall)
 
 _DELIVERY_TTL = str(DELIVERY_TTL)  # as sent
 
@@ -421,6 +433,16 @@ class Committed:
     flow_missing: bool = False  # the pinned version's source was not in Redis
 
 
+class ReadUnknown(RedisTimeoutError):
+    """A READ for an inbound MessageSid was sent but its answer never came. If the message was
+    already committed, the read claimed the delivery of its replies for a TwiML answer its
+    request cannot give: Store.take_over hands that delivery to the REST API."""
+
+    def __init__(self, channel: str, phone: str, message_sid: str, claimer: str, cause: Exception):
+        super().__init__(f"the read's outcome is unknown: {cause}")
+        self.channel, self.phone, self.message_sid, self.claimer = channel, phone, message_sid, claimer
+
+
 class CommitUnknown(RedisError):
     """COMMIT was sent (or may have been) but its answer never came: Redis timed out or the
     connection dropped. It may have landed. Repeating the identical call (Store.recommit)
@@ -451,6 +473,7 @@ class Store:
         self.patient = Multiplexer.like(client, PATIENT_TIMEOUT)
         self._recommit = Script(self.patient, COMMIT)
         self._claim_delivery = Script(self.patient, CLAIM)
+        self._take_over = Script(self.patient, TAKE_OVER)
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -467,15 +490,36 @@ class Store:
     # ------------------------------------------------------------ conversations
 
     async def read(self, channel: str, phone: str, message_sid: str | None = None) -> Snapshot:
+        """The conversation as stored. For a MessageSid already committed, the replies to answer
+        it with ([] when the REST API delivered them). ReadUnknown when the read was sent for a
+        MessageSid but its answer never came: it may have claimed the replies' delivery."""
         dedupe, dedupe_before = dedupe_keys(channel, phone)
-        stored, seen, claim = await self._read(ReadCall(
+        call = ReadCall(
             respondent=respondent_key(channel, phone), dedupe=dedupe, dedupe_before=dedupe_before,
-            claims=claims_key(channel, phone), sid=sid_field(message_sid) if message_sid else ""))
+            claims=claims_key(channel, phone), sid=sid_field(message_sid) if message_sid else "",
+            claimer=commit_tag() if message_sid else "")
+        try:
+            stored, seen, claim = await self._read(call)
+        except NotSent:
+            raise  # it never ran
+        except (RedisTimeoutError, RedisConnectionError) as err:
+            if not message_sid:
+                raise
+            raise ReadUnknown(channel, phone, message_sid, call.claimer, err) from None
         record, revision = split_record(stored)
         replies = None
         if seen is not None:
-            replies = [] if claim == "rest" else seen_replies(seen)
+            replies = [] if claim.startswith("rest") else seen_replies(seen)
         return Snapshot(channel, phone, record, revision, replies)
+
+    async def take_over(self, unknown: ReadUnknown) -> list[str] | None:
+        """Hand to the REST API the delivery the read behind `unknown` may have claimed: the
+        committed replies when it had (and the claim is now the REST API's), else None."""
+        dedupe, dedupe_before = dedupe_keys(unknown.channel, unknown.phone)
+        stored = await self._take_over(TakeOverCall(
+            claims=claims_key(unknown.channel, unknown.phone), dedupe=dedupe, dedupe_before=dedupe_before,
+            sid=sid_field(unknown.message_sid), claimer=unknown.claimer))
+        return None if stored is None else seen_replies(stored)
 
     async def commit(self, snapshot: Snapshot, change: Change) -> Committed:
         channel, phone, pinned, sid = snapshot.channel, snapshot.phone, change.pinned, change.message_sid
@@ -517,8 +561,9 @@ class Store:
         return Committed(ok=revision != 0, flow_missing=bool(flow_missing))
 
     async def claim(self, channel: str, phone: str, message_sid: str, by: str) -> str:
-        """Claim the delivery of an inbound message's committed replies: `by` when this claim
-        won, else the claim that holds ("twiml": a redelivery answered with them)."""
+        """Claim the delivery of an inbound message's committed replies as `by` ("rest:<tag>",
+        the tag the claimer's own): `by` when this claim won, else the claim that holds
+        ("twiml:<tag>": a redelivery answered with them; another "rest:<tag>")."""
         return await self._claim_delivery(ClaimCall(
             claims=claims_key(channel, phone), sid=sid_field(message_sid), by=by, ttl=str(DEDUPE_TTL)))
 

@@ -33,7 +33,7 @@ from engine import step as steps
 from engine.conversation import NotStartable, Outcome, Respondent
 from engine.events import ReminderNotSent, SessionClosed, SessionOpened
 from engine.records.optouts import event_records
-from engine.redis.store import Change, CommitUnknown, Snapshot, Store
+from engine.redis.store import Change, CommitUnknown, ReadUnknown, Snapshot, Store, commit_tag
 from engine.runtime.metrics import Metrics
 from engine.runtime.registry import Registry
 from engine.runtime.settings import Settings
@@ -168,7 +168,8 @@ class Service:
     # ------------------------------------------------------------ the read-step-commit loop
 
     async def _apply(self, channel: str, phone: str, step: StepFunction,
-                     message_sid: str | None = None, landed: OnLanded = None) -> Applied:
+                     message_sid: str | None = None, landed: OnLanded = None,
+                     late: Callable[[list[str]], Awaitable[None]] | None = None) -> Applied:
         started = time.perf_counter()
         if not self.registry.published:
             await self.registry.publish()  # Redis was down at startup; sources first
@@ -181,7 +182,12 @@ class Service:
             if known:
                 snapshot, respondent = recent
             else:
-                snapshot = await self.store.read(channel, phone, message_sid)
+                try:
+                    snapshot = await self.store.read(channel, phone, message_sid)
+                except ReadUnknown as unknown:
+                    if late is not None:  # a redelivery may have claimed a reply it cannot give
+                        self.settling.take_over(unknown, f"{message_sid} from {channel}:{phone}", late)
+                    raise
                 if snapshot.seen_replies is not None:
                     self.metrics.duplicates.inc()
                     return Applied(snapshot.seen_replies, None, None)
@@ -267,15 +273,19 @@ class Service:
         async def landed(outcome: Outcome) -> None:
             await self._reply_late(inbound, outcome.replies)
 
-        applied = await self._apply(inbound.channel, inbound.phone, step, inbound.message_sid, landed)
+        async def late(replies: list[str]) -> None:  # the REST API already holds the claim
+            await self._reply_late(inbound, replies, claimed=True)
+
+        applied = await self._apply(inbound.channel, inbound.phone, step, inbound.message_sid, landed, late)
         if applied.outcome is not None:
             self.metrics.messages_in.inc(inbound.channel)
             self.count_sent(inbound.channel, applied.replies)
         return applied.replies
 
-    async def _reply_late(self, inbound: Inbound, replies: list[str]) -> None:
+    async def _reply_late(self, inbound: Inbound, replies: list[str], claimed: bool = False) -> None:
         """Send the replies of an inbound message whose webhook answered without them, through
-        the REST API, unless a redelivery of the message claimed them first."""
+        the REST API, unless a redelivery of the message claimed them first (`claimed`: this
+        sender holds the claim already)."""
         if not replies:
             return
         if self.sender is None:
@@ -289,9 +299,10 @@ class Service:
             log.warning("no reply sent to %s:%s for %s: no sender", inbound.channel, inbound.phone,
                         inbound.message_sid)
             return
-        claim = await self.store.claim(inbound.channel, inbound.phone, inbound.message_sid, "rest")
-        if claim != "rest":
-            return  # a redelivery answered with them
+        if not claimed:
+            mine = "rest:" + commit_tag()
+            if await self.store.claim(inbound.channel, inbound.phone, inbound.message_sid, mine) != mine:
+                return  # a redelivery answered with them, or another sender holds them
         try:
             await self._send(inbound.channel, inbound.phone, origin, replies, None)
         except SendFailed as err:

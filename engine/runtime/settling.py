@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
-from engine.redis.store import NONCE_TTL, Committed, CommitUnknown, Store
+from engine.redis.store import NONCE_TTL, Committed, CommitUnknown, ReadUnknown, Store
 
 log = logging.getLogger("canvass.settling")
 
@@ -72,6 +72,32 @@ class Settling:
                 await landed()
             except Exception:
                 log.exception("%s landed but its messages could not be sent", what)
+
+    def take_over(self, unknown: ReadUnknown, what: str, send: Callable[[list[str]], Awaitable[None]]) -> None:
+        """A redelivery's read (`unknown`) may have claimed its replies for a TwiML answer that
+        never went: hand that claim to the REST API, and `send` the replies, once Redis answers."""
+        task = asyncio.create_task(self._take_over(unknown, what, send))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _take_over(self, unknown: ReadUnknown, what: str, send) -> None:
+        deadline = time.monotonic() + SETTLE_FOR
+        while True:
+            try:
+                replies = await self.store.take_over(unknown)
+                break
+            except RedisError as err:
+                if time.monotonic() > deadline:
+                    log.error("gave up handing %s to the REST API after %d s: %s", what, SETTLE_FOR, err)
+                    return
+                await asyncio.sleep(SETTLE_PAUSE)
+        if replies is None:
+            return  # the read claimed nothing (or another delivery holds the claim)
+        log.info("%s: its read answered too late for TwiML; sending its replies", what)
+        try:
+            await send(replies)
+        except Exception:
+            log.exception("%s: its replies could not be sent", what)
 
     async def aclose(self) -> None:
         """Give unsettled commits CLOSE_GRACE, then stop them (and say so)."""

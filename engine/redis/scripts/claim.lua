@@ -1,6 +1,6 @@
 -- CLAIM: who delivers the replies committed for an inbound MessageSid whose webhook answered
--- without them: the first to claim (a redelivery's READ claims "twiml"; the background
--- settling of the commit claims "rest" before it sends them through the REST API).
+-- without them: the first to claim (a redelivery's READ claims "twiml:<tag>"; a sender
+-- claims "rest:<tag>", its own tag, before it sends them through the REST API).
 -- Returns the claim that holds: `by` when this one won.
 -- KEYS: claims
 -- ARGV: sid by ttl
