@@ -119,8 +119,10 @@ async def admin_auth(request: web.Request, handler):
     if settings.admin_token is not None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         # Bytes on both sides: a header that is not ASCII is simply a wrong token, not an error.
+        # Only ASCII spaces and tabs around the token are forgiven (str.strip would also drop
+        # U+2028 and other Unicode spaces: such a token is wrong, as the README says).
         if scheme.lower() == "bearer" and hmac.compare_digest(
-                token.strip().encode("utf-8", "surrogateescape"), settings.admin_token.encode()):
+                token.strip(" \t").encode("utf-8", "surrogateescape"), settings.admin_token.encode()):
             return await handler(request)
     return web.json_response({"error": "unauthorized", "message": "a valid admin bearer token is required"},
                              status=401, headers={"WWW-Authenticate": 'Bearer realm="canvass"'})

@@ -104,7 +104,8 @@ async def raw_request(client, method: str, path: bytes, headers: dict[str, bytes
 
 
 @pytest.mark.parametrize("value", [b"Bearer \xff", b"Bearer \x80abc", b"Bearer t\xc3\xb6k\xc3\xa9n",
-                                   b"Bearer " + ADMIN_TOKEN.encode() + b"\xe9", b"Bear\xe9r x", b"\xff"])
+                                   b"Bearer " + ADMIN_TOKEN.encode() + b"\xe9", b"Bear\xe9r x", b"\xff",
+                                   b"Bearer \xe2\x80\xa8" + ADMIN_TOKEN.encode()])
 async def test_a_non_ascii_bearer_token_is_a_401(client, value):
     status, _ = await raw_request(client, "GET", b"/admin/flows", {"Authorization": value})
     assert status == 401
