@@ -100,6 +100,8 @@ class Feasible:
                     self.tracked[element.id] = len(self.answers)
                     self.answers.append(values)
         self._compiled: dict[int, Callable] = {}
+        self._succ = succ
+        self._dominance: dict[str, frozenset[int]] = {}
         self.derived = self._derived(succ)
         self.live = self._live()
         n = len(elements)
@@ -116,20 +118,28 @@ class Feasible:
 
     # -- the analysis
 
-    def _derived(self, succ: list[list[int]]) -> dict[str, tuple[int, ast.Expr, frozenset[int]]]:
+    def _derived(self, succ: list[list[int]]) -> dict[str, tuple[int, ast.Expr]]:
         """The `set` names whose value follows from tracked answers alone: set once in the flow,
-        from an expression naming only tracked questions. name -> (its element, its expression,
-        the elements it dominates: every path to them passes through it, so it has its value
-        there). A condition naming one is judged on the answers its value comes from."""
+        from an expression naming only tracked questions. name -> (its element, its expression).
+        A condition naming one where every path has run it (_sets_at) is judged on the answers
+        its value comes from."""
         counts = Counter(e.name for e in self.elements if isinstance(e, ast.Set))
         derived = {}
         for i, element in enumerate(self.elements):
             if not isinstance(element, ast.Set) or counts[element.name] != 1 or element.name in self.tracked:
                 continue
             named = {n.name for n in ast.walk(element.value) if isinstance(n, ast.Name)}
-            if named and named <= set(self.tracked):
-                derived[element.name] = (i, element.value, self._dominated(i, succ))
+            if named and named <= self.tracked.keys():
+                derived[element.name] = (i, element.value)
         return derived
+
+    def _sets_at(self, name: str, at: int) -> bool:
+        """Whether the derived set `name` has its value at element `at` (every path there runs it).
+        Worked out the first time a condition names it, so flows whose conditions name no set
+        pay nothing for it."""
+        if name not in self._dominance:
+            self._dominance[name] = self._dominated(self.derived[name][0], self._succ)
+        return at in self._dominance[name]
 
     def _dominated(self, s: int, succ: list[list[int]]) -> frozenset[int]:
         """The elements after s that every path from the start reaches only through element s
@@ -155,7 +165,7 @@ class Feasible:
                 continue
             if node.name in self.tracked:
                 found.add(node.name)
-            elif node.name in self.derived and at in self.derived[node.name][2]:
+            elif node.name in self.derived and self._sets_at(node.name, at):
                 found |= {n.name for n in ast.walk(self.derived[node.name][1]) if isinstance(n, ast.Name)}
             else:
                 return None
@@ -167,23 +177,29 @@ class Feasible:
         for node in ast.walk(expr):
             if isinstance(node, ast.Name) and node.name in self.tracked:
                 found.add(node.name)
-            elif isinstance(node, ast.Name) and node.name in self.derived and at in self.derived[node.name][2]:
+            elif isinstance(node, ast.Name) and node.name in self.derived and self._sets_at(node.name, at):
                 found |= {n.name for n in ast.walk(self.derived[node.name][1]) if isinstance(n, ast.Name)}
         return found
 
     def _live(self) -> list[frozenset[int]]:
-        """For each element, the tracked questions asked before it that a condition at or after it names."""
+        """For each element, the tracked questions asked before it that a condition at or after it
+        names. One backward pass that keeps the answer as it goes: linear in the flow's size."""
         asked_at = {self.tracked[e.id]: i for i, e in enumerate(self.elements)
                     if isinstance(e, ast.Ask) and e.id in self.tracked}
+        asked_here = {i: k for k, i in asked_at.items()}
         live = [frozenset()] * (len(self.elements) + 1)
-        after: frozenset[int] = frozenset()
+        after: set[int] = set()  # named by a condition at or after i
+        current: set[int] = set()  # of those, asked before i
         for i in range(len(self.elements) - 1, -1, -1):
+            current.discard(asked_here.get(i))  # asked at i: not before it
             cond = _condition(self.elements[i])
-            named = {self.tracked[name] for name in self._depends(cond, i)} if cond is not None else set()
-            if not named <= after:
-                after = after | named
-            live[i] = frozenset(k for k in after if asked_at[k] < i)
-        live[len(self.elements)] = frozenset()
+            for name in self._depends(cond, i) if cond is not None else ():
+                k = self.tracked[name]
+                if k not in after:
+                    after.add(k)
+                    if asked_at[k] < i:
+                        current.add(k)
+            live[i] = frozenset(current)
         return live
 
     def _walk(self, succ: list[list[int]]) -> None:
