@@ -31,40 +31,40 @@ class Unavailable(Exception):
     """The survey, the database or Redis cannot give what was asked; the message says why."""
 
 
-async def _open(survey: str):
+@contextlib.asynccontextmanager
+async def _opened(survey: str, during: str = ""):
+    """(responses, flows) of `survey` from the records database and Redis, closed on the way
+    out; a failure of either, on opening or `during` the work, is Unavailable."""
     url = database_url(os.environ.get("DATABASE_URL"))
     redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     engine, store = connect(url), Store.from_url(redis_url)
     responses = Responses(engine, store)
     flows = exports.StoredFlows(store)
     try:
-        await migrate.check(engine, redacted(url))
-        if await flows(survey, None) is None and not await responses.has_responses(survey):
-            raise Unavailable(f"there is no survey '{survey}' and no responses to it")
-    except SQLAlchemyError as err:
-        raise Unavailable(f"cannot reach the records database {redacted(url)}: {_first_line(err)}") from None
-    except RedisError as err:
-        raise Unavailable(f"cannot reach Redis at {redact(redis_url)} (it holds the responses not "
-                          f"archived yet): {_first_line(err)}") from None
-    return engine, store, responses, flows
-
-
-async def _close(engine, store) -> None:
-    await store.aclose()
-    await engine.dispose()
+        try:
+            await migrate.check(engine, redacted(url))
+            if await flows(survey, None) is None and not await responses.has_responses(survey):
+                raise Unavailable(f"there is no survey '{survey}' and no responses to it")
+        except SQLAlchemyError as err:
+            raise Unavailable(f"cannot reach the records database {redacted(url)}: {_first_line(err)}") from None
+        except RedisError as err:
+            raise Unavailable(f"cannot reach Redis at {redact(redis_url)} (it holds the responses not "
+                              f"archived yet): {_first_line(err)}") from None
+        try:
+            yield responses, flows
+        except SQLAlchemyError as err:
+            raise Unavailable(f"the records database failed{during}: {_first_line(err)}") from None
+        except RedisError as err:
+            raise Unavailable(f"Redis failed{during}: {_first_line(err)}") from None
+    finally:
+        await store.aclose()
+        await engine.dispose()
 
 
 async def _export(args, options: exports.ExportOptions, out) -> None:
-    engine, store, responses, flows = await _open(args.survey)
-    try:
+    async with _opened(args.survey, " during the export") as (responses, flows):
         async for piece in exports.export(responses, args.survey, flows, options):
             out.write(piece)
-    except SQLAlchemyError as err:
-        raise Unavailable(f"the records database failed during the export: {_first_line(err)}") from None
-    except RedisError as err:
-        raise Unavailable(f"Redis failed during the export: {_first_line(err)}") from None
-    finally:
-        await _close(engine, store)
 
 
 def run_export(args) -> int:
@@ -102,15 +102,8 @@ def run_export(args) -> int:
 
 
 async def _report(survey: str) -> dict:
-    engine, store, responses, flows = await _open(survey)
-    try:
+    async with _opened(survey) as (responses, flows):
         return await summarise(responses, survey, flows)
-    except SQLAlchemyError as err:
-        raise Unavailable(f"the records database failed: {_first_line(err)}") from None
-    except RedisError as err:
-        raise Unavailable(f"Redis failed: {_first_line(err)}") from None
-    finally:
-        await _close(engine, store)
 
 
 def run_report(args) -> int:
