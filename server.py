@@ -27,6 +27,7 @@ from engine.records.database import database_url, redacted
 from engine.records.migrate import SchemaNotCurrent
 from engine.records.reading import Responses
 from engine.records.summary import summarise
+from engine.redis.outbox import Outbox
 from engine.redis.store import Store
 from engine.responses import iso
 from engine.runtime import exports
@@ -48,6 +49,7 @@ from engine.runtime.appkeys import (
 from engine.runtime.contact_api import add_contact_routes
 from engine.runtime.fleet import Member, confirmations
 from engine.runtime.metrics import Metrics, redis_gauges, render_workers
+from engine.runtime.outbox import Pacing, Senders
 from engine.runtime.registry import Registry, ReloadFailed
 from engine.runtime.sandbox_api import add_sandbox_routes
 from engine.runtime.service import Busy, Refused, Service
@@ -398,15 +400,22 @@ async def storage(app: web.Application) -> AsyncIterator[None]:
         sender = None
         if settings.can_send:
             sender = Sender(settings.account_sid, settings.auth_token, settings.api_base_url,
-                            settings.public_url("/twilio/status"))
+                            settings.public_url("/twilio/status"), settings.send_timeout)
         elif settings.sandbox:
             sender = SandboxSender(store, app[CLOCK])
         app[STORE], app[REGISTRY] = store, registry
-        app[SERVICE] = Service(store, registry, settings, app[METRICS], app[CLOCK], sender)
+        app[SERVICE] = service = Service(store, registry, settings, app[METRICS], app[CLOCK], sender)
+        sending = None
+        if sender is not None:
+            service.senders = Senders(Outbox(store), sender, Pacing(settings.pacing), app[CLOCK],
+                                      service.message_ended, service.message_sent, store.record_delivery)
+            sending = asyncio.create_task(service.senders.run())
         try:
             yield
         finally:
-            await app[SERVICE].aclose()  # commits being settled may still send
+            await service.aclose()  # commits being settled may still send
+            if sending is not None:
+                await service.senders.stop(sending)
             if sender is not None:
                 await sender.close()
     finally:

@@ -375,7 +375,7 @@ async def test_redis_slow_to_answer_commits_leaves_no_session_silent_and_no_mess
         figures.notes += [f"{proxy.held} commit answers held", f"{late} replies sent by REST after a 503",
                           *(f"{count} {what}" for what, count in sorted(statuses.items()))]
         assert proxy.held > 0 and statuses  # the slow answers did reach past the patient repeat
-        assert figures.silent == 0 and figures.doubled == 0 and figures.answers_lost == 0
+        assert figures.silent == 0 and figures.doubled == 0 and figures.answers_lost == 0, silent
     finally:
         await asyncio.to_thread(server.stop)
         await proxy.close()

@@ -45,8 +45,9 @@ async def slow_client(make_client, settings, proxy):
 
 async def settled(client, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
-    while client.server.app[SERVICE].settling.pending:
-        assert time.monotonic() < deadline, "the commit was never settled"
+    service = client.server.app[SERVICE]
+    while service.settling.pending or (service.senders and not await service.senders.idle()):
+        assert time.monotonic() < deadline, "the commit was never settled, or its messages never sent"
         await asyncio.sleep(0.02)
 
 
@@ -177,8 +178,8 @@ async def test_a_redelivery_racing_the_rest_fallback_delivers_the_reply_once(slo
 # ---------------------------------------------------------------- a reminder
 
 
-async def test_a_reminder_redis_never_confirms_is_sent_once_it_is_known(make_client, settings, proxy, clock,
-                                                                        fake_twilio):
+async def test_a_reminder_redis_never_confirms_is_sent_once(make_client, settings, proxy, clock, fake_twilio):
+    """Its commit wrote it into the outbox: it goes whether or not the commit's answer came."""
     client = await make_client(dataclasses.replace(settings, redis_url=proxy.url), timer_interval=0.05)
     started = await client.post("/admin/surveys/invite/start", headers=admin_headers(),
                                 json={"to": "+15551239010", "fields": {"FirstName": "Ana"}})
@@ -189,7 +190,6 @@ async def test_a_reminder_redis_never_confirms_is_sent_once_it_is_known(make_cli
     while not client.server.app[SERVICE].settling.pending:
         assert time.monotonic() < deadline, "the reminder's commit was never handed over"
         await asyncio.sleep(0.02)
-    assert len(fake_twilio.messages) == 1
     proxy.delay = 0
     await settled(client)
     await asyncio.sleep(0.3)  # more sweeps: the timer is not fired again

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.redis import scripts, store
+from engine.redis import outbox, scripts, store
 from engine.redis.scripts import Lua, ScriptHeaderError
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "engine" / "redis" / "scripts"
-LOADED = {value.filename: value for value in vars(store).values() if isinstance(value, Lua)}
+LOADED = {value.filename: value for module in (store, outbox) for value in vars(module).values()
+          if isinstance(value, Lua)}
 INCLUDED = {name for lua in LOADED.values() for name in scripts.header(lua.filename).includes}
 
 
@@ -64,16 +65,17 @@ def test_a_call_that_disagrees_with_the_header_is_refused_when_loaded():
 def test_a_call_flattens_to_evalsha_in_header_order():
     call = store.CommitCall(
         respondent="r", dedupe="d", dedupe_before="db", timers="t", flow="f", nonces="n",
+        outbox_due="od", outbox_messages="om",
         streams=("s1", "s2"), revision="1", record="[2]", record_ttl="0", sid="", replies="",
         member="m", due="", flow_ttl="", nonce="x", responses=("{1}", "{2}"))
     assert store.COMMIT.evalsha(call) == (
-        "EVALSHA", store.COMMIT.sha, 8, "r", "d", "db", "t", "f", "n", "s1", "s2",
+        "EVALSHA", store.COMMIT.sha, 10, "r", "d", "db", "t", "f", "n", "od", "om", "s1", "s2",
         "1", "[2]", "0", "", "", "m", "", "", "x",
         str(store.DEDUPE_TTL), str(store.DEDUPE_KEEP), str(store.NONCE_TTL),
-        str(store.NONCES_KEPT), "{1}", "{2}")
-    delivery = store.RecordDeliveryCall(deliveries="k", sid="SM1", record="{}", ttl="60",
-                                        outranking=("read",))
-    assert store.RECORD_DELIVERY.evalsha(delivery)[2:] == (1, "k", "SM1", "{}", "60", "read")
+        str(store.NONCES_KEPT), "", "{1}", "{2}")
+    delivery = store.RecordDeliveryCall(deliveries="k", stream="s", sid="SM1", record="{}", ttl="60",
+                                        distribution="", event="{}", outranking=("read",))
+    assert store.RECORD_DELIVERY.evalsha(delivery)[2:] == (2, "k", "s", "SM1", "{}", "60", "", "{}", "read")
 
 
 class Shape(typing.NamedTuple):

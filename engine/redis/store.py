@@ -32,8 +32,9 @@ Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such 
                             delivery that committed it could not answer). The first to claim wins (HSETNX, in
                             READ and CLAIM), so a reply goes exactly once. Written only on those
                             rare paths; TTL DEDUPE_TTL.
-  cv:{T}:dlv          hash  outbound MessageSid -> {"status", "error_code", "at"}; 30-day TTL,
-                            refreshed by every status callback.
+  cv:{T}:dlv          hash  outbound MessageSid -> {"status", "error_code", "at"} (and "d": the
+                            distribution it invited for, if any); 30-day TTL, refreshed by every
+                            status callback.
   cv:survey:{S}:responses  stream  one entry per closed session, field r = the response
                             record as JSON. Its consumer group ARCHIVE_GROUP is the archiver
                             (engine.records.archiver): an entry is XACKed only once the records
@@ -51,6 +52,36 @@ Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such 
                             record pinned to it (every commit extends it with EXPIRE ... GT),
                             and live versions are re-stored by the registry.
   cv:timers           zset  member T, score = when its next reminder or expiry is due.
+
+The outbox: every message the server sends on its own initiative (a start's first message,
+a reminder, a distribution's invitation, a reply its webhook could not carry), all under the
+hash tag {outbox} (engine.runtime.outbox drains it; engine/redis/outbox.py calls its scripts):
+  cv:outbox:{outbox}:messages  hash  id -> the message as JSON (engine.redis.outbox.Message:
+                            kind, channel, to, origin, parts, survey, distribution...), written
+                            by the COMMIT that causes it (or by ENQUEUE for a late reply), so a
+                            message exists exactly when its cause was committed.
+  cv:outbox:{outbox}:due    zset  id -> when it may go (a start's own message is held for its
+                            worker for OUTBOX_HOLD seconds; quiet hours and retries push it
+                            later); while a sender holds it, when that sender's lease ends.
+  cv:outbox:{outbox}:state  hash  id -> "<phase>|<part>|<tries>|<sender tag>|<sids so far>":
+                            phase q (queued; the default when absent), c (claimed by the sender
+                            with that tag), s (the part is being sent: Twilio was asked). A
+                            message found in phase s by a later claim is unknown.
+  cv:outbox:{outbox}:unknown  hash  id -> {"message", "part", "sids", "reason", "at"}: messages
+                            whose sending may or may not have reached Twilio. Never resent on
+                            their own; listed by GET /admin/outbox, resent by OUTBOX_RESEND
+                            when an operator asks.
+  cv:outbox:{outbox}:claimed:<tag>  set  the ids the sender with that tag claimed last, so its
+                            next claim can take them back when the answer to this one was lost.
+                            TTL the lease.
+  cv:outbox:{outbox}:pace:<sender>  list  the Redis times (ms) of the latest requests for that
+                            sender address, newest first, at most its rate: OUTBOX_BEGIN lets
+                            a request go only when the oldest is a window old. TTL two windows.
+  cv:records:{deliveries}  stream  one entry per outcome of a distribution's invitation (sent,
+                            failed, unknown: OUTBOX_FINISH / OUTBOX_CLAIM) and per delivery
+                            status of one (RECORD_DELIVERY), field r = JSON {distribution,
+                            channel, phone, state, sid, error_code, reason, at}; archived (group
+                            ARCHIVE_GROUP) into the recipients of the distribution.
 
 The fleet (every worker of every server sharing this Redis), all under the hash tag {fleet}:
   cv:fleet:{fleet}:live  hash  generation (a whole number, bumped by every announced
@@ -148,6 +179,10 @@ REDIS_TIMEOUT = 1.0  # seconds: Redis being down must turn into a fast 503, not 
 # given up on at once
 PATIENT_TIMEOUT = 3.0
 SANDBOX = "cv:sandbox:{sandbox}:messages"
+OUTBOX_MESSAGES = "cv:outbox:{outbox}:messages"
+OUTBOX_DUE = "cv:outbox:{outbox}:due"
+OUTBOX_STATE = "cv:outbox:{outbox}:state"
+OUTBOX_UNKNOWN = "cv:outbox:{outbox}:unknown"
 SANDBOX_KEEP = 1000  # sandbox messages kept: a developer's session, not an archive
 SANDBOX_TTL = 7 * 86400
 TAG_MARK = "\x1f"  # between a dedupe record's replies and its tag (replies never hold C0 controls)
@@ -280,6 +315,8 @@ class CommitCall(NamedTuple):
     timers: str
     flow: str  # the pinned version's source (the respondent key when there is none)
     nonces: str
+    outbox_due: str
+    outbox_messages: str
     streams: tuple[str, ...]  # one per record (a response's survey stream, or the opt-out stream)
     revision: str  # the revision the step read
     record: str
@@ -295,6 +332,7 @@ class CommitCall(NamedTuple):
     dedupe_keep: str = str(DEDUPE_KEEP)
     nonce_ttl: str = str(NONCE_TTL)
     nonces_kept: str = str(NONCES_KEPT)
+    outbox: str = ""  # JSON [[id, due, message JSON]...] of the messages the step sends; '' none
     responses: tuple[str, ...] = ()  # one record (JSON) per stream
 
 
@@ -322,9 +360,12 @@ class ClaimCall(NamedTuple):
 
 class RecordDeliveryCall(NamedTuple):
     deliveries: str
+    stream: str  # DELIVERIES: where a distribution's message reports its status
     sid: str  # the outbound MessageSid
     record: str
     ttl: str
+    distribution: str  # the distribution the message invited for ('' none, or as first recorded)
+    event: str  # the status as a deliveries-stream record, without its distribution
     outranking: tuple[str, ...]  # OUTRANKING[its status]
 
 
@@ -425,6 +466,7 @@ class Change:
     opt_outs: tuple[dict, ...] = ()  # opt-out and opt-in events (engine.records.optouts)
     message_sid: str | None = None
     replies: tuple[str, ...] = ()
+    outbox: tuple[tuple[str, float, str], ...] = ()  # (id, due, message JSON) to send
 
 
 @dataclass(frozen=True)
@@ -541,6 +583,9 @@ class Store:
             due=repr(change.due) if change.due is not None else "",
             flow_ttl=str(max(1, change.record_ttl or RESPONDENT_MARGIN)) if pinned else "",
             nonce="" if sid else os.urandom(8).hex(), responses=responses,
+            outbox_due=OUTBOX_DUE, outbox_messages=OUTBOX_MESSAGES,
+            outbox=json.dumps([[id_, repr(due), message] for id_, due, message in change.outbox],
+                              separators=(",", ":"), ensure_ascii=False) if change.outbox else "",
         )
         try:
             revision, flow_missing = await self._commit(call)
@@ -601,12 +646,18 @@ class Store:
     # ------------------------------------------------------------ delivery statuses
 
     async def record_delivery(self, channel: str, phone: str, message_sid: str, status: str,
-                              error_code: int | None, at: float) -> None:
-        """Note a message's delivery status, unless a later one is already noted."""
-        value = json.dumps({"status": status, "error_code": error_code, "at": at})
+                              error_code: int | None, at: float, distribution: str | None = None) -> None:
+        """Note a message's delivery status, unless a later one is already noted. A message of a
+        distribution (named by its first record) also reports it on the deliveries stream."""
+        record = {"status": status, "error_code": error_code, "at": at}
+        if distribution:
+            record["d"] = distribution
+        event = {"channel": channel, "phone": phone, "state": status, "sid": message_sid,
+                 "error_code": error_code, "at": at}
         await self._record_delivery(RecordDeliveryCall(
-            deliveries=delivery_key(channel, phone), sid=message_sid, record=value, ttl=_DELIVERY_TTL,
-            outranking=OUTRANKING.get(status, ())))
+            deliveries=delivery_key(channel, phone), stream=DELIVERIES, sid=message_sid,
+            record=json.dumps(record), ttl=_DELIVERY_TTL, distribution=distribution or "",
+            event=json.dumps(event), outranking=OUTRANKING.get(status, ())))
 
     async def deliveries(self, channel: str, phone: str) -> dict[str, dict]:
         raw = await self.redis.hgetall(delivery_key(channel, phone))
@@ -894,6 +945,7 @@ BEAT = Lua("beat.lua", BeatCall)
 
 ARCHIVE_GROUP = "archiver"
 OPT_OUTS = "cv:records:{optouts}"
+DELIVERIES = "cv:records:{deliveries}"
 RESTORED = "cv:records:{restored}"
 RESPONSES_SUFFIX = "}:responses"
 

@@ -33,8 +33,10 @@ from engine import step as steps
 from engine.conversation import NotStartable, Outcome, Respondent
 from engine.events import ReminderNotSent, SessionClosed, SessionOpened
 from engine.records.optouts import event_records
+from engine.redis.outbox import Message
 from engine.redis.store import Change, CommitUnknown, ReadUnknown, Snapshot, Store, commit_tag
 from engine.runtime.metrics import Metrics
+from engine.runtime.outbox import HOLD, Result, Senders, message_for
 from engine.runtime.registry import Registry
 from engine.runtime.settings import Settings
 from engine.runtime.settling import Settling
@@ -45,7 +47,6 @@ from engine.runtime.twilio import (
     Origin,
     SandboxSender,
     Sender,
-    SendFailed,
     origin_for,
 )
 from engine.session import Session, evolve, offset
@@ -90,6 +91,9 @@ class Applied:
 
 # A step: the respondent as stored and the time -> what to commit, or None when nothing changes.
 StepFunction = Callable[[Respondent, float], Outcome | None]
+# The messages a step sends on its own initiative, with when each may go: written into the
+# outbox by the step's commit (engine.runtime.outbox sends them).
+Outgoing = Callable[[Outcome, float], list[tuple[Message, float]]] | None
 # What sends a committed step's messages when its commit proves to be in only after its
 # request gave up (None: the step sends nothing).
 OnLanded = Callable[[Outcome], Awaitable[None]] | None
@@ -161,6 +165,7 @@ class Service:
         self.recent = Recent()
         self.records = None  # engine.records.optouts.OptOutBook once the records database is open
         self.settling = Settling(store)
+        self.senders: Senders | None = None  # the outbox's senders, when sending is configured
 
     async def aclose(self) -> None:
         await self.settling.aclose()
@@ -169,7 +174,8 @@ class Service:
 
     async def _apply(self, channel: str, phone: str, step: StepFunction,
                      message_sid: str | None = None, landed: OnLanded = None,
-                     late: Callable[[list[str]], Awaitable[None]] | None = None) -> Applied:
+                     late: Callable[[list[str]], Awaitable[None]] | None = None,
+                     outgoing: Outgoing = None) -> Applied:
         started = time.perf_counter()
         if not self.registry.published:
             await self.registry.publish()  # Redis was down at startup; sources first
@@ -198,7 +204,8 @@ class Service:
             outcome = step(respondent, now)
             if outcome is None:
                 return Applied([], None, respondent, unchanged=snapshot)
-            if await self._commit(snapshot, outcome, message_sid, now, landed, started):
+            messages = tuple(outgoing(outcome, now)) if outgoing is not None else ()
+            if await self._commit(snapshot, outcome, message_sid, now, landed, started, messages):
                 self._count(outcome)
                 self.metrics.step_latency.observe(time.perf_counter() - started)
                 return Applied(outcome.replies, outcome, outcome.respondent)
@@ -221,14 +228,16 @@ class Service:
         return Respondent.loads(snapshot.record, snapshot.channel, snapshot.phone)
 
     async def _commit(self, snapshot: Snapshot, outcome: Outcome, message_sid: str | None,
-                      now: float, landed: OnLanded, started: float) -> bool:
+                      now: float, landed: OnLanded, started: float,
+                      messages: tuple[tuple[Message, float], ...] = ()) -> bool:
         respondent = outcome.respondent
         session = respondent.session
         change = Change(
             record=respondent.dumps(), record_ttl=record_ttl(respondent, now), due=respondent.due_at(),
             pinned=(session.survey, session.version) if session is not None else None,
             responses=tuple(outcome.responses), message_sid=message_sid, replies=tuple(outcome.replies),
-            opt_outs=event_records(respondent.channel, respondent.phone, outcome.events, self.clock()))
+            opt_outs=event_records(respondent.channel, respondent.phone, outcome.events, self.clock()),
+            outbox=tuple((message.id, due, message.dumps()) for message, due in messages))
         try:
             committed = await self.store.commit(snapshot, change)
         except CommitUnknown as unknown:
@@ -283,12 +292,12 @@ class Service:
         return applied.replies
 
     async def _reply_late(self, inbound: Inbound, replies: list[str], claimed: bool = False) -> None:
-        """Send the replies of an inbound message whose webhook answered without them, through
-        the REST API, unless a redelivery of the message claimed them first (`claimed`: this
-        sender holds the claim already)."""
+        """Queue the replies of an inbound message whose webhook answered without them for the
+        REST API (the outbox), unless a redelivery of the message claimed them first (`claimed`:
+        this sender holds the claim already)."""
         if not replies:
             return
-        if self.sender is None:
+        if self.senders is None:
             log.warning("no reply sent to %s:%s for %s: sending is not configured", inbound.channel,
                         inbound.phone, inbound.message_sid)
             return
@@ -303,16 +312,18 @@ class Service:
             mine = "rest:" + commit_tag()
             if await self.store.claim(inbound.channel, inbound.phone, inbound.message_sid, mine) != mine:
                 return  # a redelivery answered with them, or another sender holds them
-        try:
-            await self._send(inbound.channel, inbound.phone, origin, replies, None)
-        except SendFailed as err:
-            log.warning("the reply to %s (%s:%s) could not be sent: %s", inbound.message_sid,
-                        inbound.channel, inbound.phone, err)
+        message = message_for("reply", inbound.channel, inbound.phone, origin, replies, None, None)
+        await self.senders.outbox.enqueue(message, self.clock())
+        self.senders.wake()
 
     # ------------------------------------------------------------ starting by invitation
 
     async def start(self, survey_id: str, channel: str, phone: str, fields: dict[str, str]) -> dict:
-        """Open a session and send its first message(s) through Twilio; Refused when it cannot."""
+        """Open a session and send its first message(s) through Twilio; Refused when it cannot.
+
+        The commit that opens the session also writes its first message into the outbox, held
+        for this worker (HOLD), which sends it at once: so the answer tells how it went, and a
+        worker killed in between leaves the message to the other senders, never lost."""
         flow = self.registry.get(survey_id)
         if flow is None:
             raise Refused(404, "unknown_survey", f"there is no survey '{survey_id}'")
@@ -320,43 +331,86 @@ class Service:
         refusal = await self.records.refusal(channel, phone) if self.records is not None else None
         if refusal is not None:  # an opt-out Redis may have lost
             raise Refused(*refusal)
+        queued: list[Message] = []
 
         def step(respondent: Respondent, now: float) -> Outcome:
             return conversation.start(flow, respondent, fields, now, flows=self.registry)
 
-        async def landed(outcome: Outcome) -> None:
-            try:
-                await self._send_first(channel, phone, origin, outcome, fields)
-            except Refused as err:
-                log.warning("a start of %s for %s:%s landed late but failed: %s", flow.id, channel, phone,
-                            err.message)
+        def outgoing(outcome: Outcome, now: float) -> list[tuple[Message, float]]:
+            queued[:] = [self._message("start", outcome, origin, fields)]
+            return [(queued[0], now + HOLD)]
+
+        async def landed(outcome: Outcome) -> None:  # the held message: send it now
+            await self.senders.send_now([message.id for message in queued])
 
         try:
-            applied = await self._apply(channel, phone, step, landed=landed)
+            applied = await self._apply(channel, phone, step, landed=landed, outgoing=outgoing)
         except NotStartable as err:
             raise Refused(409, err.reason, _NOT_STARTABLE[err.reason]) from None
         except Unsettled:
             raise Refused(503, "outcome_unknown", "Redis did not confirm the start in time. If it "
                           "landed, its first message is sent as soon as Redis confirms it; retrying "
                           "is safe (a start that landed answers 409 open_session).") from None
-        sids = await self._send_first(channel, phone, origin, applied.outcome, fields)
-        return {"survey": flow.id, "version": flow.version, "channel": channel, "to": phone,
-                "messages": sids, "template": applied.outcome.template}
-
-    async def _send_first(self, channel: str, phone: str, origin: Origin, outcome: Outcome,
-                          fields: dict[str, str]) -> list[str]:
-        """Send a committed start's first message(s); when Twilio refuses, the session is undone."""
         try:
-            return await self._send(channel, phone, origin, outcome.replies, outcome.template, fields)
-        except SendFailed as err:
-            await self._undo_start(channel, phone, outcome.respondent.session, err.code)
-            if err.code == UNSUBSCRIBED:
-                raise Refused(409, "opted_out", "Twilio reports the number unsubscribed (21610)") from None
-            raise Refused(502, "twilio_error", f"Twilio did not send the message: {err}"
-                          + (f" (error {err.code})" if err.code else "")) from None
+            result = (await self.senders.send_now([queued[0].id])).get(queued[0].id)
+        except RedisError as err:  # the start is in, and so is its message: the outbox sends it
+            log.warning("a start of %s for %s:%s is queued, not sent at once: %s", flow.id, channel, phone, err)
+            result = None
+        answer = {"survey": flow.id, "version": flow.version, "channel": channel, "to": phone,
+                  "messages": list(result.sids) if result else [], "template": applied.outcome.template}
+        if result is None or result.state in ("sent", "retry", "lost"):
+            # retry / lost: Twilio is busy or another sender holds it; it goes from the outbox
+            return {**answer, "status": "sent" if result and result.state == "sent" else "queued"}
+        if result.state == "unknown":
+            raise Refused(504, "send_unknown", f"Twilio did not answer ({result.reason}): the message "
+                          "may have gone. It is kept as unknown (GET /admin/outbox) and sent again only "
+                          "if you ask; the session stays open.")
+        if result.code == UNSUBSCRIBED:
+            raise Refused(409, "opted_out", "Twilio reports the number unsubscribed (21610)")
+        raise Refused(502, "twilio_error", f"Twilio did not send the message: {result.reason}")
+
+    async def invite(self, survey_id: str, channel: str, phone: str, fields: dict[str, str],
+                     distribution: str) -> str:
+        """Open a session for a distribution's recipient and queue its first message (the
+        outbox sends it at the sender's pace). "queued", or "already" when an earlier try of
+        this distribution opened it (its message is queued already); Refused (409 with the
+        reason) when the number cannot be started (open session, opted out...)."""
+        flow = self.registry.get(survey_id)
+        if flow is None:
+            raise Refused(404, "unknown_survey", f"there is no survey '{survey_id}'")
+        origin = self._origin(channel, flow.survey.sender)
+        fields = {**fields, DISTRIBUTION_FIELD: distribution}
+
+        def step(respondent: Respondent, now: float) -> Outcome | None:
+            session = respondent.session
+            if session is not None and session.fields.get(DISTRIBUTION_FIELD) == distribution:
+                return None  # this distribution invited it already
+            return conversation.start(flow, respondent, fields, now, flows=self.registry)
+
+        def outgoing(outcome: Outcome, now: float) -> list[tuple[Message, float]]:
+            return [(self._message("invite", outcome, origin, fields, distribution), now)]
+
+        try:
+            applied = await self._apply(channel, phone, step, outgoing=outgoing)
+        except NotStartable as err:
+            raise Refused(409, err.reason, _NOT_STARTABLE[err.reason]) from None
+        if applied.outcome is None:
+            return "already"
+        self.senders.wake()
+        return "queued"
+
+    def _message(self, kind: str, outcome: Outcome, origin: Origin, fields: dict[str, str],
+                 distribution: str | None = None) -> Message:
+        session = outcome.respondent.session
+        respondent = outcome.respondent
+        return message_for(kind, respondent.channel, respondent.phone, origin, outcome.replies,
+                           outcome.template, fields, survey=session.survey if session else "",
+                           version=session.version if session else "",
+                           session_started=session.started_at if session else None,
+                           distribution=distribution)
 
     def _origin(self, channel: str, survey_sender: str | None) -> Origin:
-        if self.sender is None:
+        if self.senders is None:
             raise Refused(503, "sending_disabled",
                           "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are needed to send messages "
                           "(without them, --insecure on a loopback address sends to the local sandbox)")
@@ -367,44 +421,63 @@ class Service:
                           "TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM_NUMBER")
         return origin
 
-    async def _send(self, channel: str, phone: str, origin: Origin, texts: list[str],
-                    content_sid: str | None, variables: dict | None = None) -> list[str]:
-        """Send the texts (or, outside the WhatsApp window, the template instead)."""
-        sids = []
-        if content_sid:
-            sids.append(await self._send_one(channel, phone, origin, None, content_sid, variables))
-            return sids
-        for text in texts:
-            sids.append(await self._send_one(channel, phone, origin, text))
-        return sids
+    # ------------------------------------------------------------ how an outbound message ended
 
-    async def _send_one(self, channel: str, phone: str, origin: Origin, text: str | None,
-                        content_sid: str | None = None, variables: dict | None = None) -> str:
-        try:
-            sid = await self.sender.send(channel, phone, origin, text, content_sid, variables)
-        except SendFailed:
-            self.metrics.send_failures.inc(channel)
-            raise
-        self.count_sent(channel, [text])
-        try:  # the message is out: failing to note it must not make the caller think otherwise
-            await self.store.record_delivery(channel, phone, sid, "queued", None, self.clock())
-        except RedisError as err:
-            log.warning("sent %s to %s:%s but could not record it as queued: %s", sid, channel, phone, err)
-        return sid
+    def message_sent(self, message: Message, part: int) -> None:
+        """A part of an outbound message is out (engine.runtime.outbox)."""
+        self.count_sent(message.channel, [message.parts[part].get("body")])
 
-    async def _undo_start(self, channel: str, phone: str, session: Session | None,
-                          code: int | None) -> None:
+    async def message_ended(self, message: Message, result: Result) -> None:
+        """What the end of an outbound message means for its conversation: a first message that
+        failed undoes its start, a reminder that failed is taken back, and 21610 opts the
+        number out."""
+        if result.state == "failed":
+            self.metrics.send_failures.inc(message.channel)
+            log.warning("%s message to %s:%s failed: %s", message.kind, message.channel, message.to,
+                        result.reason)
+        if result.state != "failed":
+            return
+        if message.kind in ("start", "invite", "preview"):
+            await self._undo_start(message, result.code)
+        elif message.kind == "reminder":
+            await self._take_back(message, result)
+        elif result.code == UNSUBSCRIBED:
+            await self._apply(message.channel, message.to,
+                              lambda r, now: conversation.opt_out(self.registry, r, now))
+
+    def _same_session(self, session: Session | None, message: Message) -> bool:
+        # the stored session keeps whole seconds: compare its start as stored
+        return session is not None and message.session_started is not None \
+            and session.survey == message.survey and offset(session.started_at, message.session_started) == 0
+
+    async def _undo_start(self, message: Message, code: int | None) -> None:
         """The first message never left: drop the session it opened (and honour 21610)."""
         def step(respondent: Respondent, now: float) -> Outcome:
-            current = respondent.session
-            # the stored session keeps whole seconds: compare its start as stored
-            if session is not None and current is not None and current.survey == session.survey \
-                    and offset(current.started_at, session.started_at) == 0:
+            if self._same_session(respondent.session, message):
                 respondent = evolve(respondent, session=None)
             outcome = Outcome(respondent)
             return conversation.opt_out(self.registry, respondent, now) if code == UNSUBSCRIBED else outcome
 
-        await self._apply(channel, phone, step)
+        await self._apply(message.channel, message.to, step)
+
+    async def _take_back(self, message: Message, result: Result) -> None:
+        """A reminder Twilio refused: taken back from its session (and 21610 honoured)."""
+        texts = [part.get("body") or "" for part in message.parts]
+        reason = result.reason
+
+        def take_back(current: Respondent, now: float) -> Outcome:
+            session = current.session if self._same_session(current.session, message) else None
+            if session is None:
+                outcome = Outcome(current)
+            else:
+                outcome = conversation.reminder_not_sent(current, session, texts, reason)
+            if result.code != UNSUBSCRIBED:
+                return outcome
+            opted = conversation.opt_out(self.registry, outcome.respondent, now)
+            opted.events[:0] = outcome.events
+            return opted
+
+        await self._apply(message.channel, message.to, take_back)
 
     # ------------------------------------------------------------ timers
 
@@ -419,47 +492,53 @@ class Service:
         return len(claimed)
 
     async def _tick(self, channel: str, phone: str) -> None:
+        unsendable: list[str] = []
+
         def step(respondent: Respondent, now: float) -> Outcome | None:
             outcome = conversation.tick(self.registry, respondent, now)
             if outcome.respondent == respondent and not outcome.replies and not outcome.responses:
                 return None  # not due (any more)
             return outcome
 
-        applied = await self._apply(channel, phone, step, landed=self._send_reminder)
+        def outgoing(outcome: Outcome, now: float) -> list[tuple[Message, float]]:
+            unsendable.clear()
+            if not outcome.replies and not outcome.template:
+                return []
+            session = outcome.respondent.session
+            flow = self.registry.get(session.survey, session.version)
+            try:
+                origin = self._origin(channel, flow.survey.sender if flow is not None else None)
+            except Refused as err:
+                unsendable.append(err.message)
+                return []
+            message = self._message("reminder", outcome, origin, session.fields)
+            return [(message, self.reminder_time(message, session, now))]
+
+        async def landed(outcome: Outcome) -> None:
+            if self.senders is not None:
+                self.senders.wake()
+
+        applied = await self._apply(channel, phone, step, landed=landed, outgoing=outgoing)
         if applied.unchanged is not None:
             await self.store.reschedule(applied.unchanged, applied.respondent.due_at())
-        elif applied.outcome.replies:
-            await self._send_reminder(applied.outcome)
+        elif unsendable and applied.outcome.replies:
+            await self._not_sendable(applied.outcome, unsendable[0])
+        elif applied.outcome.replies and self.senders is not None:
+            self.senders.wake()
 
-    async def _send_reminder(self, outcome: Outcome) -> None:
-        """Send a committed reminder. One that did not go (no sender, or Twilio answered with an
-        error) is taken back from the session; one whose fate is unknown (Twilio could not be
-        reached) stays counted, as it may have gone."""
+    def reminder_time(self, message: Message, session: Session, now: float) -> float:
+        """When a reminder may go: now, unless its session keeps quiet hours."""
+        return now
+
+    async def _not_sendable(self, outcome: Outcome, reason: str) -> None:
+        """A reminder that cannot go at all (no sender configured) is taken back at once."""
         respondent, texts = outcome.respondent, outcome.replies
-        channel, phone, session = respondent.channel, respondent.phone, respondent.session
-        flow = self.registry.get(session.survey, session.version)
-        code = None
-        try:
-            origin = self._origin(channel, flow.survey.sender if flow is not None else None)
-            await self._send(channel, phone, origin, texts, outcome.template, session.fields)
-            return
-        except Refused as err:
-            reason = err.message
-        except SendFailed as err:
-            if err.status is None:
-                log.warning("reminder to %s:%s may not have gone: %s", channel, phone, err)
-                return
-            reason, code = f"{err} (error {err.code})", err.code
+        session = respondent.session
 
         def take_back(current: Respondent, now: float) -> Outcome:
-            taken = conversation.reminder_not_sent(current, session, texts, reason)
-            if code != UNSUBSCRIBED:
-                return taken
-            opted = conversation.opt_out(self.registry, taken.respondent, now)
-            opted.events[:0] = taken.events
-            return opted
+            return conversation.reminder_not_sent(current, session, texts, reason)
 
-        await self._apply(channel, phone, take_back)
+        await self._apply(respondent.channel, respondent.phone, take_back)
 
     # ------------------------------------------------------------ delivery statuses
 
@@ -470,6 +549,8 @@ class Service:
             await self._apply(status.channel, status.phone,
                               lambda r, now: conversation.opt_out(self.registry, r, now))
 
+
+DISTRIBUTION_FIELD = "distribution_id"  # the session field naming the distribution that invited it
 
 _NOT_STARTABLE = {
     "open_session": "the number already has an open session",

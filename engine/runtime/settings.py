@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.runtime.twilio import DEFAULT_API_BASE_URL, SANDBOX_NUMBER
+from engine.runtime.outbox import Pacing, PacingError
+from engine.runtime.twilio import DEFAULT_API_BASE_URL, SANDBOX_NUMBER, SEND_TIMEOUT
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -37,6 +38,8 @@ class Settings:
     watch: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
+    pacing: str = ""  # messages per second per sender (engine.runtime.outbox.Pacing); '' the defaults
+    send_timeout: float = SEND_TIMEOUT  # seconds a request to Twilio may take; then its outcome is unknown
 
     @classmethod
     def from_env(cls, args, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -58,6 +61,8 @@ class Settings:
             watch=bool(args.watch),
             host=args.host,
             port=args.port,
+            pacing=env("CANVASS_PACING") or "",
+            send_timeout=_seconds(env("CANVASS_SEND_TIMEOUT"), SEND_TIMEOUT, "CANVASS_SEND_TIMEOUT"),
         )
 
     def validate(self) -> list[str]:
@@ -66,6 +71,10 @@ class Settings:
         Insecure mode (no signature checks, an open admin API) is only for a developer's
         own machine: it is refused with Twilio credentials set or on an address other
         machines can reach, so it cannot be reached by accident in production."""
+        try:
+            Pacing(self.pacing)
+        except PacingError as err:
+            raise ConfigError(f"CANVASS_PACING: {err}") from None
         if self.insecure:
             self._check_insecure_is_local()
         elif not self.auth_token:
@@ -159,3 +168,15 @@ def redact(url: str) -> str:
     if not at or ":" not in credentials:
         return url
     return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
+
+
+def _seconds(value: str | None, default: float, name: str) -> float:
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 300:
+        raise ConfigError(f"{name} is '{value}': a number of seconds above 0 and at most 300")
+    return seconds

@@ -48,12 +48,19 @@ class BadWebhook(ValueError):
 
 
 class SendFailed(Exception):
-    """Twilio refused a message or could not be reached."""
+    """Twilio refused a message or could not be reached.
 
-    def __init__(self, message: str, code: int | None = None, status: int | None = None):
+    `unknown`: the request went and no answer came (a timeout, a dropped connection), so the
+    message may have been created; `retryable`: Twilio did not take it but may later (429,
+    a 5xx, or the connection could not even be made)."""
+
+    def __init__(self, message: str, code: int | None = None, status: int | None = None,
+                 unknown: bool = False, retryable: bool = False):
         super().__init__(message)
         self.code = code
         self.status = status
+        self.unknown = unknown
+        self.retryable = retryable
 
 
 # ---------------------------------------------------------------- addresses
@@ -221,7 +228,7 @@ class _HttpClient(AsyncTwilioHttpClient):
         if auth is not None:
             headers = {**(headers or {}), "Authorization": aiohttp.encode_basic_auth(*auth)}
         return await super().request(method, url, params=params, data=data, headers=headers,
-                                     auth=None, timeout=timeout or SEND_TIMEOUT,
+                                     auth=None, timeout=timeout or self.timeout or SEND_TIMEOUT,
                                      allow_redirects=allow_redirects)
 
 
@@ -229,8 +236,8 @@ class Sender:
     """Sends messages through Twilio's Messages API (the twilio package's async client)."""
 
     def __init__(self, account_sid: str, auth_token: str, api_base_url: str = DEFAULT_API_BASE_URL,
-                 status_callback: str | None = None):
-        self._http = _HttpClient()
+                 status_callback: str | None = None, timeout: float = SEND_TIMEOUT):
+        self._http = _HttpClient(timeout=timeout)
         self._client = Client(account_sid, auth_token, http_client=self._http)
         # The Messages resource builds its URLs from the Api domain's base_url.
         self._client.api.base_url = api_base_url.rstrip("/")
@@ -255,9 +262,13 @@ class Sender:
         try:
             message = await self._client.messages.create_async(**params)
         except TwilioRestException as err:
-            raise SendFailed(err.msg or "Twilio refused the message", err.code, err.status) from None
+            busy = err.status == 429 or err.status >= 500
+            raise SendFailed(err.msg or "Twilio refused the message", err.code, err.status,
+                             retryable=busy) from None
+        except aiohttp.ClientConnectorError as err:  # no connection: the request never went
+            raise SendFailed(f"Twilio could not be reached: {err}", retryable=True) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as err:
-            raise SendFailed(f"Twilio could not be reached: {err or type(err).__name__}") from None
+            raise SendFailed(f"Twilio did not answer: {err or type(err).__name__}", unknown=True) from None
         return message.sid
 
     async def close(self) -> None:
@@ -286,8 +297,8 @@ class SandboxSender:
         try:
             await self.store.sandbox_record(message)
             await self.store.record_delivery(channel, phone, sid, "delivered", None, at)
-        except RedisError as err:
-            raise SendFailed(f"the sandbox could not record the message: {err}") from None
+        except RedisError as err:  # a message the sandbox kept twice shows its sid twice
+            raise SendFailed(f"the sandbox could not record the message: {err}", retryable=True) from None
         return sid
 
     async def close(self) -> None:

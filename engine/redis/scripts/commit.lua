@@ -1,20 +1,23 @@
 -- COMMIT: the compare-and-set of one step. It checks the revision is unchanged and the
 -- inbound MessageSid unseen, then writes the respondent record, the dedupe record, the
 -- records for the archiver (closed responses, opt-out and opt-in events: one stream key
--- per record), the flow-version TTL and the timer entry, all or nothing.
+-- per record), the flow-version TTL, the timer entry and the messages the step sends on its
+-- own initiative (a start's, a reminder's: into the outbox), all or nothing.
 -- A commit repeated after its answer was lost knows whether it already landed: one without
 -- a MessageSid (a start, a timer) by its nonce, one with a MessageSid by its dedupe record,
 -- which carries the attempt's tag (another delivery of the same message has another).
 -- Returns {the new revision, 1 when the pinned flow's source is missing}; {0, 0}: refused.
 -- include: revision.lua
--- KEYS: respondent dedupe dedupe_before timers flow nonces streams...
--- ARGV: revision record record_ttl sid replies member due flow_ttl nonce dedupe_ttl dedupe_keep nonce_ttl nonces_kept responses...
+-- KEYS: respondent dedupe dedupe_before timers flow nonces outbox_due outbox_messages streams...
+-- ARGV: revision record record_ttl sid replies member due flow_ttl nonce dedupe_ttl dedupe_keep nonce_ttl nonces_kept outbox responses...
 local respondent = KEYS[1]
 local dedupe = KEYS[2]
 local dedupe_before = KEYS[3]
 local timers = KEYS[4]
 local flow = KEYS[5]
 local nonces = KEYS[6]
+local outbox_due = KEYS[7]
+local outbox_messages = KEYS[8]
 local revision = ARGV[1]
 local record = ARGV[2]
 local record_ttl = ARGV[3]
@@ -28,8 +31,10 @@ local dedupe_ttl = ARGV[10]
 local dedupe_keep = ARGV[11]
 local nonce_ttl = ARGV[12]
 local nonces_kept = ARGV[13]
-local streams = 7  -- KEYS[streams...]: the first stream's index (no table: this runs per message)
-local responses = 14  -- ARGV[responses...]: the first response's index
+-- outbox: JSON [[id, due, message JSON]...], or '' (the usual case)
+local outbox = ARGV[14]
+local streams = 9  -- KEYS[streams...]: the first stream's index (no table: this runs per message)
+local responses = 15  -- ARGV[responses...]: the first response's index
 
 local current = revision_of(respondent)
 if current ~= revision then
@@ -64,6 +69,12 @@ if nonce ~= '' then
   redis.call('LPUSH', nonces, nonce)
   redis.call('LTRIM', nonces, 0, tonumber(nonces_kept) - 1)
   redis.call('EXPIRE', nonces, nonce_ttl)
+end
+if outbox ~= '' then
+  for _, message in ipairs(cjson.decode(outbox)) do
+    redis.call('HSET', outbox_messages, message[1], message[3])
+    redis.call('ZADD', outbox_due, message[2], message[1])
+  end
 end
 for i = 0, #KEYS - streams do
   -- never trimmed here: the archiver trims a stream below what it has archived

@@ -1,0 +1,255 @@
+"""The outbox in Redis: the messages the server sends on its own initiative, and the scripts
+that hand them to senders at most once (the keys: engine.redis.store's key layout, under
+{outbox}).
+
+A message is written by the COMMIT that causes it (Change.outbox) or, for a reply whose webhook
+could not carry it, by `enqueue`. Senders (engine.runtime.outbox, in every worker) `claim` due
+messages with a lease, `begin` each part within the pace of its sender address (which also
+marks it as being sent), and `finish` it with Twilio's answer. A part marked as being sent
+whose sender died is never sent again on its own: the next claim finds it and keeps it as
+unknown, for an operator to resend (`resend`) or not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from redis.exceptions import RedisError
+
+from engine.redis.multiplexer import NotSent
+from engine.redis.scripts import Lua
+from engine.redis.store import (
+    DELIVERIES,
+    OUTBOX_DUE,
+    OUTBOX_MESSAGES,
+    OUTBOX_STATE,
+    OUTBOX_UNKNOWN,
+    Script,
+    Store,
+)
+
+PACE_WINDOW_MS = 1000  # the pace is counted in any one-second window
+
+
+def pace_key(sender: str) -> str:
+    return f"cv:outbox:{{outbox}}:pace:{sender}"
+
+
+def claimed_key(tag: str) -> str:
+    return f"cv:outbox:{{outbox}}:claimed:{tag}"
+
+
+def new_id() -> str:
+    return "OB" + os.urandom(10).hex()
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message to send: one or more parts (each a Twilio request), sent in order.
+
+    kind: start (a survey's first message, from the admin API), invite (a distribution's
+    first message), reminder, reply (an inbound message's replies that its webhook could not
+    carry), preview. `session_started` names the session it belongs to (its start time), so
+    a message that fails can undo the start or take back the reminder."""
+
+    id: str
+    kind: str
+    channel: str
+    to: str
+    origin: dict  # {"service": MG...} or {"from": address}
+    parts: tuple[dict, ...]  # {"body": text} or {"content_sid": HX..., "variables": {...}}
+    survey: str = ""
+    version: str = ""
+    session_started: float | None = None
+    distribution: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def dumps(self) -> str:
+        data = {"id": self.id, "kind": self.kind, "channel": self.channel, "to": self.to,
+                "origin": self.origin, "parts": list(self.parts), "survey": self.survey,
+                "version": self.version, "session_started": self.session_started}
+        if self.distribution:
+            data["distribution"] = self.distribution
+        if self.extra:
+            data["extra"] = self.extra
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def loads(cls, text: str) -> Message:
+        data = json.loads(text)
+        return cls(data["id"], data["kind"], data["channel"], data["to"], data["origin"],
+                   tuple(data["parts"]), data.get("survey", ""), data.get("version", ""),
+                   data.get("session_started"), data.get("distribution"), data.get("extra", {}))
+
+    @property
+    def sender(self) -> str:
+        """The address Twilio sends it from (what the pace counts per)."""
+        return self.origin.get("service") or self.origin.get("from") or ""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A message a sender holds: from which part on, how often that part was tried, and the
+    sids of the parts already sent."""
+
+    message: Message
+    part: int
+    tries: int
+    sids: tuple[str, ...]
+
+
+class ClaimCall(NamedTuple):
+    due: str
+    messages: str
+    state: str
+    unknown: str
+    deliveries: str
+    last: str  # the ids this sender claimed last
+    now: str
+    lease: str
+    limit: str
+    tag: str
+    recover: str  # '1': the answer to the last claim was lost; take back what it claimed
+    ids: tuple[str, ...] = ()
+
+
+class BeginCall(NamedTuple):
+    due: str
+    state: str
+    pace: str
+    id: str
+    tag: str
+    part: str
+    rate: str  # '0': no pace
+    window_ms: str
+    lease_until: str
+
+
+class FinishCall(NamedTuple):
+    due: str
+    messages: str
+    state: str
+    unknown: str
+    deliveries: str
+    id: str
+    tag: str
+    part: str
+    parts: str
+    outcome: str  # sent | retry | failed | unknown
+    sid: str
+    error_code: str
+    reason: str
+    retry_at: str
+    now: str
+
+
+class ResendCall(NamedTuple):
+    due: str
+    messages: str
+    state: str
+    unknown: str
+    id: str
+    now: str
+
+
+OUTBOX_CLAIM = Lua("outbox_claim.lua", ClaimCall)
+OUTBOX_BEGIN = Lua("outbox_begin.lua", BeginCall)
+OUTBOX_FINISH = Lua("outbox_finish.lua", FinishCall)
+OUTBOX_RESEND = Lua("outbox_resend.lua", ResendCall)
+
+
+def _state(text: str) -> tuple[str, int, int, str, tuple[str, ...]]:
+    phase, part, tries, tag, sids = text.split("|", 4)
+    return phase, int(part), int(tries), tag, tuple(sid for sid in sids.split(",") if sid)
+
+
+class Outbox:
+    """The outbox's Redis side, for one sender (its `tag` names its claims)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.tag = os.urandom(6).hex()
+        self._lost_claim = False
+        self.holding: set[str] = set()  # the ids this sender claimed and still works on
+        self._claim = Script(store.mux, OUTBOX_CLAIM)
+        self._begin = Script(store.mux, OUTBOX_BEGIN)
+        self._finish = Script(store.mux, OUTBOX_FINISH)
+        self._resend = Script(store.mux, OUTBOX_RESEND)
+
+    async def claim(self, now: float, lease: float, limit: int,
+                    ids: tuple[str, ...] = ()) -> tuple[list[Claimed], int]:
+        """The messages claimed (due ones, or those of `ids`), and how many were found unknown
+        (their sender died while asking Twilio)."""
+        call = ClaimCall(OUTBOX_DUE, OUTBOX_MESSAGES, OUTBOX_STATE, OUTBOX_UNKNOWN, DELIVERIES,
+                         claimed_key(self.tag), repr(now), repr(lease), str(limit), self.tag,
+                         "1" if self._lost_claim else "", ids)
+        try:
+            found = await self._claim(call)
+        except NotSent:
+            raise  # it never ran
+        except RedisError:
+            self._lost_claim = True  # it may have claimed: the next claim takes those back
+            raise
+        self._lost_claim = False
+        claimed, unknown = [], 0
+        for id_, message, state in found:
+            if state == "unknown":
+                unknown += 1
+            elif id_ not in self.holding:  # a recovered claim this sender still works on
+                self.holding.add(id_)
+                _, part, tries, _, sids = _state(state)
+                claimed.append(Claimed(Message.loads(message), part, tries, sids))
+        return claimed, unknown
+
+    def release(self, id_: str) -> None:
+        """This sender is done with a message it claimed (sent, ended, or let go)."""
+        self.holding.discard(id_)
+
+    async def begin(self, claimed: Claimed, part: int, rate: int, lease_until: float) -> int:
+        """0: ask Twilio for `part` now (it is marked as being sent); > 0: milliseconds to wait
+        for the sender's pace; -1: the claim is lost."""
+        return int(await self._begin(BeginCall(
+            OUTBOX_DUE, OUTBOX_STATE, pace_key(claimed.message.sender), claimed.message.id, self.tag,
+            str(part), str(rate), str(PACE_WINDOW_MS), repr(lease_until))))
+
+    async def finish(self, claimed: Claimed, part: int, outcome: str, now: float, *, sid: str = "",
+                     error_code: int | None = None, reason: str = "", retry_at: float | None = None) -> bool:
+        return bool(await self._finish(FinishCall(
+            OUTBOX_DUE, OUTBOX_MESSAGES, OUTBOX_STATE, OUTBOX_UNKNOWN, DELIVERIES, claimed.message.id,
+            self.tag, str(part), str(len(claimed.message.parts)), outcome, sid,
+            "" if error_code is None else str(error_code), reason[:200],
+            repr(retry_at) if retry_at is not None else "", repr(now))))
+
+    async def enqueue(self, message: Message, due: float) -> None:
+        """Queue a message no commit wrote (a late reply): both writes at once."""
+        async with self.store.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(OUTBOX_MESSAGES, message.id, message.dumps())
+            pipe.zadd(OUTBOX_DUE, {message.id: due})
+            await pipe.execute()
+
+    async def unknown(self) -> list[dict]:
+        """The messages whose outcome is unknown, oldest first: {id, message, part, sids,
+        reason, at}."""
+        kept = await self.store.redis.hgetall(OUTBOX_UNKNOWN)
+        found = []
+        for id_, raw in kept.items():
+            entry = json.loads(raw)
+            message = Message.loads(entry["message"])
+            found.append({"id": id_, "kind": message.kind, "channel": message.channel, "to": message.to,
+                          "survey": message.survey, "distribution": message.distribution,
+                          "parts": len(message.parts), "unknown_part": entry["part"],
+                          "sids": [sid for sid in entry["sids"].split(",") if sid],
+                          "reason": entry["reason"], "at": entry["at"]})
+        return sorted(found, key=lambda entry: entry["at"])
+
+    async def resend(self, id_: str, now: float) -> bool:
+        """Queue an unknown message again (an operator asked); False when there is none."""
+        return bool(await self._resend(ResendCall(OUTBOX_DUE, OUTBOX_MESSAGES, OUTBOX_STATE,
+                                                  OUTBOX_UNKNOWN, id_, repr(now))))
+
+    async def pending(self) -> int:
+        """How many messages wait in the outbox (queued, held or being sent)."""
+        return int(await self.store.redis.zcard(OUTBOX_DUE))

@@ -1,0 +1,81 @@
+-- OUTBOX_CLAIM: hands outbound messages to one sender with a lease: the due ones (score <=
+-- now), or the ids given (a start's own messages, which its commit held back for it). A
+-- claimed message's score moves to now + lease, so another sender sees it again only if
+-- this one dies first. A message found in the `s` phase was being sent when its sender
+-- died: whether Twilio took it is unknown, so it is never sent again on its own. It moves to
+-- the unknown hash (an operator may resend it), and a distribution's invitation reports it
+-- on the deliveries stream.
+-- The ids a sender claimed last are kept (`last`): when the answer to a claim was lost,
+-- the sender's next claim says `recover`, and gets back those still claimed by it.
+-- Returns {id, message JSON, state} for each claimed message, then {id, '', 'unknown'} for
+-- each one found unknown.
+-- KEYS: due messages state unknown deliveries last
+-- ARGV: now lease limit tag recover ids...
+local due = KEYS[1]
+local messages = KEYS[2]
+local state = KEYS[3]
+local unknown = KEYS[4]
+local deliveries = KEYS[5]
+local last = KEYS[6]
+local now = ARGV[1]
+local lease = ARGV[2]
+local limit = ARGV[3]
+local tag = ARGV[4]
+local recover = ARGV[5]
+local ids = 6  -- ARGV[ids...]: the messages to claim, when given
+
+local wanted
+local explicit = #ARGV >= ids
+if explicit then
+  wanted = {}
+  for i = ids, #ARGV do wanted[#wanted + 1] = ARGV[i] end
+else
+  wanted = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, tonumber(limit))
+end
+local claimed = {}
+local until_ = tonumber(now) + tonumber(lease)
+if recover == '1' then
+  for _, id in ipairs(redis.call('SMEMBERS', last)) do
+    local current = redis.call('HGET', state, id)
+    local message = redis.call('HGET', messages, id)
+    if current and message and string.match(current, '^c|%d+|%d+|([^|]*)|') == tag then
+      redis.call('ZADD', due, tostring(until_), id)
+      claimed[#claimed + 1] = {id, message, current}
+    end
+  end
+end
+for _, id in ipairs(wanted) do
+  local message = redis.call('HGET', messages, id)
+  local current = redis.call('HGET', state, id) or 'q|0|0||'
+  local phase, part, tries, _, sids = string.match(current, '^(%a)|(%d+)|(%d+)|([^|]*)|(.*)$')
+  if not message then
+    redis.call('ZREM', due, id)
+    redis.call('HDEL', state, id)
+  elseif phase == 's' then
+    if not explicit then
+      local found = cjson.decode(message)
+      redis.call('HSET', unknown, id, cjson.encode({message = message, part = tonumber(part), sids = sids,
+        reason = 'its sender stopped while Twilio was being asked', at = tonumber(now)}))
+      redis.call('ZREM', due, id)
+      redis.call('HDEL', messages, id)
+      redis.call('HDEL', state, id)
+      if found['distribution'] then
+        redis.call('XADD', deliveries, '*', 'r', cjson.encode({distribution = found['distribution'],
+          channel = found['channel'], phone = found['to'], state = 'unknown', sid = string.match(sids, '^[^,]+') or '',
+          reason = 'sender_stopped', at = tonumber(now)}))
+      end
+      claimed[#claimed + 1] = {id, '', 'unknown'}
+    end
+  elseif not explicit or phase == 'q' then
+    local taken = 'c|' .. part .. '|' .. tries .. '|' .. tag .. '|' .. sids
+    redis.call('HSET', state, id, taken)
+    redis.call('ZADD', due, tostring(until_), id)
+    claimed[#claimed + 1] = {id, message, taken}
+  end
+end
+redis.call('DEL', last)
+for _, found in ipairs(claimed) do
+  if found[2] ~= '' then redis.call('SADD', last, found[1]) end
+end
+redis.call('EXPIRE', last, math.ceil(tonumber(lease)))
+return claimed

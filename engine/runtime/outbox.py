@@ -1,0 +1,302 @@
+"""The senders: every worker drains the outbox (engine.redis.outbox) through Twilio.
+
+Each message goes at most once. A sender claims due messages with a lease, and before each
+request it asks OUTBOX_BEGIN, which keeps the pace of the message's sender address across
+every worker and server and marks the part as being sent. Then Twilio's answer decides:
+
+- a message id (201): the part is sent; the next part follows, or the message is done;
+- 429 / 20429 or a 5xx, or Twilio could not be reached at all (the connection was refused,
+  so the request never went): queued again after a backoff, up to MAX_TRIES;
+- any other refusal (21610 unsubscribed, 21211 invalid number...): failed, for good;
+- no answer after the request went (a timeout, a dropped connection): unknown. Twilio has no
+  idempotency key for creating messages, so the message is kept as unknown, reported, and
+  sent again only when an operator asks (POST /admin/outbox/{id}/resend).
+
+What a message's end means for its conversation (a start that failed is undone, a reminder
+taken back, 21610 opts the number out) is the Service's: `on_final`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from engine.redis.outbox import Claimed, Message, Outbox, new_id
+from engine.redis.store import OUTBOX_DUE
+from engine.runtime.twilio import Origin, SandboxSender, Sender, SendFailed
+
+log = logging.getLogger("canvass.outbox")
+
+LEASE = 60.0  # seconds a claimed message stays with its sender before others may take it
+HOLD = 5.0  # seconds a start's own messages wait for its worker before any sender takes them
+INTERVAL = 0.25  # seconds between looks at the outbox when it had nothing due
+CLAIM_BATCH = 32  # messages claimed at once
+IN_FLIGHT = 64  # messages one worker sends at once (each waits on Twilio or on the pace)
+PATIENCE = 20.0  # seconds a sender repeats a note about a message while Redis does not answer
+MAX_TRIES = 8  # tries of one part that Twilio turned away for now (429, 5xx), then failed
+BACKOFF = (1.0, 60.0)  # the first and the longest wait before a retry (doubling)
+PHONE_RATE = 3  # messages per second from one phone number (the carriers' figure)
+ALPHA_RATE = 10  # from an alphanumeric sender ID
+
+
+@dataclass(frozen=True)
+class Result:
+    """How a message ended (or paused): sent, failed, unknown, retry (queued again), lost (its
+    claim went to another sender)."""
+
+    state: str
+    sids: tuple[str, ...] = ()
+    code: int | None = None
+    reason: str = ""
+
+
+OnFinal = Callable[[Message, Result], Awaitable[None]]
+
+
+class PacingError(ValueError):
+    """A pacing setting Canvass cannot read."""
+
+
+_PACE_ITEM = re.compile(r"\s*([^=\s]+)\s*=\s*(\d+)\s*")
+
+
+class Pacing:
+    """Messages per second per sender address: PHONE_RATE for a phone number (and, unless
+    told otherwise, a Messaging Service), ALPHA_RATE for an alphanumeric sender ID, or what
+    the setting says: "off" (no pace), or comma-separated `sender=rate` items, where the
+    sender is an address, a Messaging Service sid, or `phone` / `alpha` for the defaults."""
+
+    def __init__(self, spec: str = ""):
+        self.off = spec.strip().lower() == "off"
+        self.phone, self.alpha, self.senders = PHONE_RATE, ALPHA_RATE, {}
+        if self.off or not spec.strip():
+            return
+        for item in spec.split(","):
+            match = _PACE_ITEM.fullmatch(item)
+            if match is None or int(match[2]) < 1:
+                raise PacingError(f"pacing item '{item.strip()}' is not sender=messages per second "
+                                  "(a whole number from 1), e.g. phone=3,alpha=10,+15551234567=5")
+            sender, rate = match[1], int(match[2])
+            if sender == "phone":
+                self.phone = rate
+            elif sender == "alpha":
+                self.alpha = rate
+            else:
+                self.senders[sender.removeprefix("whatsapp:")] = rate
+
+    def rate(self, sender: str) -> int:
+        """Messages per second for `sender` (0: no pace)."""
+        if self.off:
+            return 0
+        address = sender.removeprefix("whatsapp:")
+        if address in self.senders:
+            return self.senders[address]
+        return self.phone if address.startswith(("+", "MG")) or address.isdigit() else self.alpha
+
+
+class Senders:
+    """This worker's senders: a loop that drains due messages, and `send_now` for a start's own."""
+
+    def __init__(self, outbox: Outbox, sender: Sender | SandboxSender, pacing: Pacing,
+                 clock: Callable[[], float], on_final: OnFinal,
+                 on_sent: Callable[[Message, int], None] | None = None,
+                 record_delivery: Callable[..., Awaitable[None]] | None = None):
+        self.outbox, self.sender, self.pacing, self.clock = outbox, sender, pacing, clock
+        self.on_final, self.on_sent, self.record_delivery = on_final, on_sent, record_delivery
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._slots = asyncio.Semaphore(IN_FLIGHT)
+        self._tasks: set[asyncio.Task] = set()
+        self._redis_down = False
+        self._claiming = 0  # claims under way (what they claim is neither due nor a task yet)
+        self._sending_now = 0  # send_now calls under way
+
+    def wake(self) -> None:
+        """Something was queued: look now rather than at the next interval."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            claimed = 0
+            try:
+                claimed = await self._drain_once()
+                if self._redis_down:
+                    self._redis_down = False
+                    log.info("Redis is reachable again; the outbox is drained again")
+            except RedisError as err:
+                if not self._redis_down:
+                    self._redis_down = True
+                    # info: the timers' sweeper warns of the same outage
+                    log.info("the outbox waits until Redis is reachable: %s", err)
+            except Exception:
+                log.exception("draining the outbox failed")
+            if claimed:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), INTERVAL)
+
+    async def _drain_once(self) -> int:
+        free = IN_FLIGHT - len(self._tasks)
+        if free <= 0:
+            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+            return 1
+        self._claiming += 1
+        try:
+            claimed, unknown = await self.outbox.claim(self.clock(), LEASE, min(CLAIM_BATCH, free))
+        finally:
+            self._claiming -= 1
+        if unknown:
+            log.warning("%d outbound messages were being sent when their sender stopped: kept as "
+                        "unknown (GET /admin/outbox), not sent again", unknown)
+        for message in claimed:
+            task = asyncio.create_task(self.deliver(message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(claimed)
+
+    async def send_now(self, ids: list[str]) -> dict[str, Result]:
+        """Send these messages (a start's own, held for this worker) now; how each ended."""
+        if not ids:
+            return {}
+        self._sending_now += 1
+        try:
+            claimed, _ = await self.outbox.claim(self.clock(), LEASE, len(ids), tuple(ids))
+            results = await asyncio.gather(*(self.deliver(message) for message in claimed))
+        finally:
+            self._sending_now -= 1
+        return {message.message.id: result for message, result in zip(claimed, results, strict=True)}
+
+    async def deliver(self, claimed: Claimed) -> Result:
+        """Send the claimed message's parts in order; how it ended."""
+        async with self._slots:
+            try:
+                result = await self._deliver(claimed)
+            except RedisError as err:
+                # the claim's lease brings it back (or, mid-request, makes it unknown)
+                log.warning("outbound message %s paused: Redis failed: %s", claimed.message.id, err)
+                return Result("lost", claimed.sids, reason=str(err))
+            finally:
+                self.outbox.release(claimed.message.id)
+        if result.state in ("sent", "failed", "unknown"):
+            try:
+                await self.on_final(claimed.message, result)
+            except Exception:
+                log.exception("after outbound message %s ended %s", claimed.message.id, result.state)
+        return result
+
+    async def _deliver(self, claimed: Claimed) -> Result:
+        message, sids = claimed.message, list(claimed.sids)
+        rate = self.pacing.rate(message.sender)
+        for part in range(claimed.part, len(message.parts)):
+            while True:
+                wait = await self._patiently(
+                    lambda part=part: self.outbox.begin(claimed, part, rate, self.clock() + LEASE))
+                if wait < 0:
+                    return Result("lost", tuple(sids))
+                if wait == 0:
+                    break
+                await asyncio.sleep(wait / 1000)
+            tries = claimed.tries if part == claimed.part else 0
+            outcome = await self._request(message, part)
+            if isinstance(outcome, str):
+                sids.append(outcome)
+                await self._finish(claimed, part, "sent", sid=outcome)
+                await self._noted(message, part, outcome)
+                continue
+            err: SendFailed = outcome
+            reason = f"{err}" + (f" (error {err.code})" if err.code else "")
+            if err.unknown:
+                await self._finish(claimed, part, "unknown", reason=reason)
+                log.warning("outbound message %s to %s:%s: %s; kept as unknown, not sent again",
+                            message.id, message.channel, message.to, reason)
+                return Result("unknown", tuple(sids), err.code, reason)
+            if err.retryable and tries + 1 < MAX_TRIES:
+                retry_at = self.clock() + min(BACKOFF[1], BACKOFF[0] * 2 ** tries)
+                await self._finish(claimed, part, "retry", error_code=err.code, reason=reason, retry_at=retry_at)
+                self.wake_at(retry_at)
+                return Result("retry", tuple(sids), err.code, reason)
+            await self._finish(claimed, part, "failed", error_code=err.code, reason=reason)
+            return Result("failed", tuple(sids), err.code, reason)
+        return Result("sent", tuple(sids))
+
+    async def _finish(self, claimed: Claimed, part: int, outcome: str, **details) -> None:
+        # a repeat after a lost answer finds the part no longer being sent and changes nothing
+        await self._patiently(lambda: self.outbox.finish(claimed, part, outcome, self.clock(), **details))
+
+    @staticmethod
+    async def _patiently(call: Callable[[], Awaitable]):
+        """`call` again while Redis does not answer, for up to PATIENCE seconds: what a sender
+        notes about a message it holds must land, or the message waits out its lease (or, once
+        asked of Twilio, ends unknown). Both scripts it repeats know a repeat of themselves."""
+        deadline = asyncio.get_running_loop().time() + PATIENCE
+        while True:
+            try:
+                return await call()
+            except RedisError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.25)
+
+    async def _request(self, message: Message, part: int) -> str | SendFailed:
+        spec = message.parts[part]
+        origin = Origin(messaging_service_sid=message.origin.get("service"), from_=message.origin.get("from"))
+        try:
+            return await self.sender.send(message.channel, message.to, origin, spec.get("body"),
+                                          spec.get("content_sid"), spec.get("variables"))
+        except SendFailed as err:
+            return err
+
+    async def _noted(self, message: Message, part: int, sid: str) -> None:
+        if self.on_sent is not None:
+            self.on_sent(message, part)
+        if self.record_delivery is None:
+            return
+        try:  # the message is out: failing to note it must not make it look otherwise
+            await self.record_delivery(message.channel, message.to, sid, "queued", None, self.clock(),
+                                       message.distribution)
+        except RedisError as err:
+            log.warning("sent %s to %s:%s but could not record it as queued: %s", sid, message.channel,
+                        message.to, err)
+
+    async def idle(self) -> bool:
+        """Nothing is being sent by this worker and nothing in the outbox is due."""
+        if self._tasks or self._claiming or self._sending_now:
+            return False
+        return not await self.outbox.store.redis.zcount(OUTBOX_DUE, "-inf", self.clock())
+
+    def wake_at(self, when: float) -> None:
+        """Look again at `when` (a retry's time), not only at the next interval."""
+        delay = max(0.0, when - self.clock())
+        asyncio.get_running_loop().call_later(delay, self._wake.set)
+
+    async def stop(self, task: asyncio.Task, grace: float = 10.0) -> None:
+        """Stop claiming; let the messages being sent finish (a request cut off mid-way would
+        leave its message unknown)."""
+        self._stop.set()
+        self._wake.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(task, grace)
+        if self._tasks:
+            _, left = await asyncio.wait(set(self._tasks), timeout=grace)
+            for pending in left:
+                pending.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
+
+
+def message_for(kind: str, channel: str, to: str, origin: Origin, texts: list[str],
+                template: str | None, variables: dict | None, *, survey: str = "", version: str = "",
+                session_started: float | None = None, distribution: str | None = None) -> Message:
+    """A message to queue: the texts, one part each, or (outside the WhatsApp window) the template."""
+    if template:
+        parts = ({"content_sid": template, "variables": variables or {}},)
+    else:
+        parts = tuple({"body": text} for text in texts)
+    where = {"service": origin.messaging_service_sid} if origin.messaging_service_sid else {"from": origin.from_}
+    return Message(new_id(), kind, channel, to, where, parts, survey, version, session_started, distribution)
