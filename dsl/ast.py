@@ -205,6 +205,7 @@ class Survey:
     title: str | None = None
     expires_after: int = DEFAULT_EXPIRES_AFTER  # seconds
     access_code: str | None = None
+    access_code_countries: list[str] = field(default_factory=list)  # ISO regions; [] means any
     end_message: str | None = None
     sender: str | None = None
     fields: list[str] = field(default_factory=list)  # contact fields the survey expects

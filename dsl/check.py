@@ -123,6 +123,21 @@ class _Checker(Reporter):
 
     # -- survey settings
 
+    def access_code_countries(self) -> None:
+        survey = self.survey
+        if survey.access_code_countries and not survey.access_code:
+            self.report(codes.COUNTRIES_WITHOUT_ACCESS_CODE, span(survey, "access_code_countries"),
+                        "access_code_countries is given but the survey has no access code")
+        for index, country in enumerate(survey.access_code_countries):
+            if country in vocabulary.COUNTRIES:
+                continue
+            meant = vocabulary.COUNTRY_ALIASES.get(country.upper(), country.upper())
+            hint = (f"did you mean '{meant}'?" if meant in vocabulary.COUNTRIES
+                    else suggest(country.upper(), vocabulary.COUNTRIES) or None)
+            self.report(codes.UNKNOWN_COUNTRY,
+                        span(survey, f"access_code_countries.{index}", "access_code_countries"),
+                        f"'{country}' is not a country code Canvass knows", hint, len(country))
+
     def settings(self) -> None:
         survey = self.survey
         code = survey.access_code
@@ -138,6 +153,7 @@ class _Checker(Reporter):
             elif _WHITESPACE.search(code):
                 self.report(codes.BAD_ACCESS_CODE, at, f"access code '{code}' contains whitespace",
                             "respondents text the code as one word: remove the spaces", len(code))
+        self.access_code_countries()
         if survey.expires_after is None or survey.expires_after <= 0:
             self.report(codes.BAD_DURATION, span(survey, "expires_after"), "expires_after must be a positive duration")
         elif survey.remind_after is not None and survey.remind_after >= survey.expires_after:

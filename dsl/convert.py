@@ -304,6 +304,10 @@ def _settings_text(survey: ast.Survey, written: dict[str, str]) -> list[Chunk]:
     for key in ("access_code", "sender", "end_message"):
         if getattr(survey, key) is not None or survey.translations.get(key):
             chunks.append(((key,), _with_translations(survey, key, f"{SETTING[key].words} {quote(getattr(survey, key))}")))
+        if key == "access_code" and survey.access_code_countries:
+            chunks.append((("access_code_countries",), [
+                f"{SETTING['access_code_countries'].words} "
+                + ", ".join(_name(c, "country code") for c in survey.access_code_countries)]))
     if survey.fields:
         chunks.append((("fields",), [f"{SETTING['fields'].words} " + ", ".join(_name(f, "field") for f in survey.fields)]))
     for key in ("not_in_survey_message", "help_message", "content_sid"):

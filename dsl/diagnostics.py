@@ -121,6 +121,9 @@ NPS_RANGE = _code("E028", "an NPS or number question compared with a number outs
                   "an NPS answer is a whole number from 0 to 10: compare with one, e.g. {name} >= 9")
 TOO_LONG = _code("E029", "a message over Twilio's limit of 1,600 characters",
                  "Twilio refuses a longer message: shorten it, or split it over two questions")
+UNKNOWN_COUNTRY = _code("E030", "a country in `access_code_countries` that is not an ISO 3166 code of a "
+                        'numbering plan Canvass knows (with "did you mean")',
+                        "write two capital letters, e.g. US, CA, GB (not UK), DE")
 MISSING_TRANSLATION = _code("E040", "a text missing in one of the survey's languages",
                             "give it in every language the survey declares: {{en: ..., es: ...}} in YAML, "
                             "an indented `es: \"...\"` line in the text form")
@@ -155,6 +158,9 @@ FIELDS_ON_ACCESS_CODE = _code("W008", "contact fields piped in a survey that can
 NEVER_TRUE = _code("W009", "a condition that cannot be true on any path that reaches it")
 YAML_COMMENT = _code("W010", "a `#` after a space in an unquoted YAML text starts a comment: the rest of the line "
                      "is left out of the text", "quote the whole text: \"{text}\"")
+COUNTRIES_WITHOUT_ACCESS_CODE = _code("W011", "`access_code_countries` on a survey without an access code: "
+                                      "it limits nothing",
+                                      "add an access_code, or remove access_code_countries")
 AMBIGUOUS_ANSWER = _code("W020", "a label or synonym that two choices of a question share in one language "
                          "(a reply of it is refused as ambiguous), or a label that is another choice's code",
                          "give each choice words of its own")

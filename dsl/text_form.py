@@ -121,6 +121,10 @@ class _Reader(Reporter):
             self.target = (survey, "remind_message")
         elif kind == "fields":
             survey.fields = [str(t) for t in node.children]
+        elif kind == "access_code_countries":
+            survey.access_code_countries = [str(t) for t in node.children]
+            for index, token in enumerate(node.children):
+                survey.spans[f"access_code_countries.{index}"] = _pos(token)
         elif kind == "languages":
             survey.languages = [str(t) for t in node.children]
         elif kind == "language_field":

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import phonenumbers
+
 # ---------------------------------------------------------------- ids (grammar.lark: SLUG, NAME, END_ID)
 
 SURVEY_ID = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
@@ -56,6 +58,13 @@ BUILTIN_TEXTS = {
     "opt_out_link": (),
 }
 
+# ---------------------------------------------------------------- countries
+
+# The ISO 3166 regions `access_code_countries` may name: those phonenumbers has a numbering plan
+# for, as it names the region of a respondent's number.
+COUNTRIES = frozenset(phonenumbers.SUPPORTED_REGIONS)
+COUNTRY_ALIASES = {"UK": "GB"}  # what people write for the United Kingdom's ISO code
+
 # ---------------------------------------------------------------- settings and elements
 
 
@@ -78,6 +87,8 @@ SETTINGS = (
     Setting("title", "title", "title", "title"),
     Setting("expires_after", "expires_after", "expires after", "expires_after", "duration"),
     Setting("access_code", "access_code", "access code", "access_code"),
+    Setting("access_code_countries", "access_code_countries", "access code countries",
+            "access_code_countries", "names"),
     Setting("end_message", "end_message", "end message", "end_message"),
     Setting("sender", "sender", "sender", "sender"),
     Setting("fields", "fields", "fields", "fields", "names"),

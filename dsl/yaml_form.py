@@ -197,6 +197,11 @@ class _Reader(Reporter):
             survey.fields = self.names(entries["fields"][1], "fields", "field names")
         for key, (_, value_node) in entries.items():
             survey.spans[key] = at(value_node)
+        if "access_code_countries" in entries:
+            node = entries["access_code_countries"][1]
+            survey.access_code_countries = self.names(node, "access_code_countries", "country codes (US, GB)")
+            for index, item in enumerate(node.value if survey.access_code_countries else ()):
+                survey.spans[f"access_code_countries.{index}"] = at(item)  # each country's own place
         if "flow" not in entries:
             if entries.lacks("flow"):
                 self.error(codes.MALFORMED_VALUE, root, "the survey has no 'flow'", "add `flow:` with a list of questions")

@@ -5,8 +5,10 @@ session past its expiry closes as `expired` first; STOP and the other opt-out ke
 open session as `opted_out` (answers kept, no reply); START/UNSTOP reply a confirmation; HELP/INFO
 reply the help text and leave the session as it was; otherwise the message answers the open
 session's question (its own access code, though, is no answer: the question is sent again), or
-starts the survey whose access code it is, or gets "You are not currently taking a survey."
-(at most once a day per number: engine.policy).
+starts the survey whose access code it is (from a number of one of the survey's
+access_code_countries, when it names any; from another the code is text like any other), or gets
+"You are not currently taking a survey." (at most once a day per number: engine.policy). The
+countries limit only the access code: start() invites any number.
 
 opt_out() is the one opt-out: an inbound STOP and a carrier's report that the number
 unsubscribed (Twilio error 21610) both go through it. start() and tick() ask engine.policy how
@@ -62,6 +64,7 @@ from engine.session import (
     without_defaults,
 )
 from engine.sms import keywords
+from engine.sms.phones import region_of
 
 NOT_IN_SURVEY_TEXT = builtin_texts.builtin("en")["not_in_survey"]
 FORMAT = 2  # the first item of a stored respondent record: a new layout gets a new number
@@ -252,6 +255,13 @@ def _is_access_code(flow: Flow, text: str) -> bool:
     return flow.code_language(text) is not None
 
 
+def _may_start_by_code(flow: Flow, phone: str) -> bool:
+    """Whether a number may start the survey by its access code: from any country unless the
+    survey's access_code_countries names some. From another, the code is text like any other."""
+    allowed = flow.survey.access_code_countries
+    return not allowed or region_of(phone) in allowed
+
+
 def _answers_open_question(flows: FlowLookup, respondent: Respondent, text: str) -> bool:
     """Whether the open session's question is a choice that takes `text` as an answer."""
     session = respondent.session
@@ -299,7 +309,8 @@ def receive(flows: FlowLookup, respondent: Respondent, text: str, now: float) ->
         outcome.apply(steps.ask_again(flow, session, text, now), flow)
     elif session is not None:
         outcome.apply(steps.step(flow, session, text, now), flow)
-    elif (started := flows.by_access_code(text.strip())) is not None:
+    elif (started := flows.by_access_code(text.strip())) is not None \
+            and _may_start_by_code(started, outcome.respondent.phone):
         r = outcome.respondent
         outcome.apply(steps.open_session(started, r.channel, r.phone, {}, now, inbound=text,
                                          language=started.code_language(text)), started)

@@ -312,6 +312,24 @@ def test_access_codes(code, codes):
     assert [c for c, _, _ in diagnose(BASE.format(settings=f"access_code: {code}\n"))] == codes
 
 
+COUNTRIES = [
+    ("[US, CA]", [], []),
+    ("[US, UK]", ["E030"], ["did you mean 'GB'?"]),
+    ("[us]", ["E030"], ["did you mean 'US'?"]),
+    ("[USA]", ["E030"], ["did you mean 'US'?"]),
+    ("[XQ]", ["E030"], ["write two capital letters, e.g. US, CA, GB (not UK), DE"]),
+    ("US", ["E005"], [None]),
+]
+
+
+@pytest.mark.parametrize("countries, codes, hints", COUNTRIES)
+def test_access_code_countries_are_iso_codes_phonenumbers_knows(countries, codes, hints):
+    settings = f'access_code: "@STORE"\naccess_code_countries: {countries}\n'
+    found = check_source(BASE.format(settings=settings), "flow.yaml").diagnostics
+    assert [d.code for d in found] == codes
+    assert [d.hint if d.code == "E030" else None for d in found] == hints
+
+
 OPT_OUT = [
     ("Reply 0-10. Text STOP to opt out.", []),
     ("Reply 0-10. Reply stop to end.", []),

@@ -116,7 +116,8 @@ def test_yaml_to_text_reads_as_a_person_would_write_it():
 
 
 EVERY_SETTING = ast.Survey(
-    id="all", title="All", expires_after=5400, access_code="@ALL", end_message="Bye.", sender="+15555550100",
+    id="all", title="All", expires_after=5400, access_code="@ALL", access_code_countries=["US", "CA"],
+    end_message="Bye.", sender="+15555550100",
     fields=["FirstName", "Store"], remind_after=86400, remind_message="Still there?",
     not_in_survey_message="No survey.", help_message="Help.", content_sid="HX" + "a" * 32)
 
@@ -127,6 +128,7 @@ survey: all
 title: All
 expires_after: 90m
 access_code: '@ALL'
+access_code_countries: [US, CA]
 end_message: Bye.
 sender: '+15555550100'
 fields: [FirstName, Store]
@@ -143,6 +145,7 @@ survey all "All"
 expires after 90m
 remind after 1d "Still there?"
 access code "@ALL"
+access code countries US, CA
 sender "+15555550100"
 end message "Bye."
 fields FirstName, Store

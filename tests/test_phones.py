@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.sms.phones import InvalidNumber, contact_number, country, to_e164
+from engine.sms.phones import InvalidNumber, contact_number, country, region_of, to_e164
 
 
 @pytest.mark.parametrize("written, default, e164, warning", [
@@ -71,3 +71,15 @@ def test_to_e164_stays_strict():
     for lenient_only in ("12025550123", "0044 7911 123456", "1(202)-555-0123"):
         with pytest.raises(InvalidNumber):
             to_e164(lenient_only)
+
+
+@pytest.mark.parametrize("e164, region", [
+    ("+12025550123", "US"),
+    ("+14165550123", "CA"),  # +1 is shared: the area code says which country
+    ("+447400123456", "GB"),
+    ("+447911123456", "GG"),  # a Guernsey range of +44
+    ("+15555550100", None),  # an unassigned range is in no country
+    ("not a number", None),
+])
+def test_a_number_is_placed_in_the_region_phonenumbers_gives(e164, region):
+    assert region_of(e164) == region

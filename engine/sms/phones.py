@@ -8,6 +8,8 @@ from typing import NamedTuple
 
 import phonenumbers
 
+from dsl.vocabulary import COUNTRY_ALIASES
+
 # A + then digits, with the spaces, dots, dashes and brackets people write between them.
 # Nothing else: phonenumbers would also read tel:/sms: URIs, extensions (;ext=, x123),
 # letters (1-800-FLOWERS) and other scripts' digits, each silently equal to another number.
@@ -44,6 +46,16 @@ def to_e164(number: str) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+@lru_cache(maxsize=16384)  # every access code texted asks, when its survey limits the countries
+def region_of(e164: str) -> str | None:
+    """The ISO 3166 region phonenumbers places a number in (US, CA, GB, and GG, JE, IM for the
+    islands' ranges of +44), or None when it places it nowhere (an unassigned range)."""
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        return None
+
+
 # ---------------------------------------------------------------- numbers in contact files
 
 # What contact files hold: digits with the separators people and spreadsheets write, an optional
@@ -51,7 +63,6 @@ def to_e164(number: str) -> str:
 FILE_NUMBER = re.compile(r"\+?\(?[0-9][0-9 ().\-/\u00a0]*", re.ASCII)
 EXCEL_SCIENTIFIC = re.compile(r"[0-9]\.[0-9]+E\+?[0-9]+", re.IGNORECASE)
 NOT_DIGITS = re.compile(r"[^0-9]")
-COUNTRY_ALIASES = {"UK": "GB"}  # what people write for the United Kingdom's ISO code
 # Line types that may not receive text messages, yet are charged for them.
 NO_SMS_LINES = {
     phonenumbers.PhoneNumberType.FIXED_LINE: "fixed_line",
