@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.runtime.twilio import DEFAULT_API_BASE_URL, SANDBOX_NUMBER
+from engine.sms.credits import CreditsTableError, Rates
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -37,6 +38,8 @@ class Settings:
     watch: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
+    credits: str | None = None  # the credits table's path; None: the shipped one; "none": off
+
 
     @classmethod
     def from_env(cls, args, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -58,6 +61,7 @@ class Settings:
             watch=bool(args.watch),
             host=args.host,
             port=args.port,
+            credits=getattr(args, "credits", None) or env("CANVASS_CREDITS"),
         )
 
     def validate(self) -> list[str]:
@@ -78,6 +82,7 @@ class Settings:
                 "response and phone number and sends real messages, so it needs its own secret. "
                 "Set CANVASS_ADMIN_TOKEN to a long random value (e.g. the output of "
                 "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`).")
+        self.rates()
         warnings = []
         if self.insecure:
             warnings.append("running insecurely: TWILIO_AUTH_TOKEN is not set, webhook signatures are NOT checked"
@@ -110,6 +115,14 @@ class Settings:
                 f"refusing to start: {why}, and --host {self.host or '(every interface)'} is not a "
                 "loopback address. Use --host 127.0.0.1 (or ::1, localhost), or drop --insecure and "
                 "set TWILIO_AUTH_TOKEN and CANVASS_ADMIN_TOKEN.")
+
+    def rates(self) -> Rates | None:
+        """The credits table (None: credits are off); ConfigError for one Canvass refuses."""
+        try:
+            return Rates.load(self.credits)
+        except CreditsTableError as err:
+            raise ConfigError(f"the credits table {err} (CANVASS_CREDITS or --credits; "
+                              "`none` turns credits off)") from None
 
     @property
     def admin_open(self) -> bool:
