@@ -253,6 +253,22 @@ async def test_usage_without_credits_counts_segments_at_no_price_and_flushes_at_
         await engine.dispose()
 
 
+async def test_a_count_the_database_would_refuse_never_holds_back_the_others(records_url):
+    engine = connect(records_url)
+    usage = Usage(engine, None, Clock(START_TIME))
+    try:
+        with pytest.raises(ValueError, match="direction"):
+            usage.count("s", None, "+14155550100", "outbound", 1)
+        usage.count("s", "d" * 40, "+14155550100", "out", 1)  # longer than its column: clipped
+        usage.count("s" * 250, None, "+14155550100", "in", 1)
+        assert await usage.flush() == 2
+        assert await credits.consumption(engine, ["survey", "distribution"]) == [
+            {"survey": "s", "distribution": "d" * 32, "messages": 1, "segments": 1, "credits": 0},
+            {"survey": "s" * 200, "distribution": "", "messages": 1, "segments": 1, "credits": 0}]
+    finally:
+        await engine.dispose()
+
+
 # ---------------------------------------------------------------- counted over the webhook
 
 

@@ -25,14 +25,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine import step as steps
 from engine.records import credits as ledger
+from engine.records.schema import credit_usage
 from engine.session import Session
-from engine.sms.credits import Rates, charged_segments, region
+from engine.sms.credits import DIRECTIONS, Rates, charged_segments, region
 
 log = logging.getLogger("canvass.usage")
 
 FLUSH_EVERY = 2.0  # seconds between writes of the counts
 RETRY = (0.5, 30.0)  # first and longest wait after a failed write (doubling)
 DAY = 86400.0
+SURVEY_MAX, DISTRIBUTION_MAX = credit_usage.c.survey.type.length, credit_usage.c.distribution.type.length
 ZERO = Decimal(0)
 
 # (day, survey, distribution, country, direction) -> [messages, segments]
@@ -51,6 +53,8 @@ class Usage:
     def count(self, survey: str, distribution: str | None, phone: str, direction: str,
               segments: int) -> None:
         """One message of `segments` segments to ("out") or from ("in") `phone`."""
+        if direction not in DIRECTIONS:  # the database would refuse it, and every count with it
+            raise ValueError(f"direction must be 'out' or 'in', not {direction!r}")
         now = self.clock()
         if now >= self._day_ends or now < self._day_ends - DAY:
             self._new_day(now)
@@ -86,8 +90,9 @@ class Usage:
         taken, self.counts = self.counts, {}
         if not taken:
             return 0
-        rows = [ledger.UsageRow(day, survey, distribution, country, direction, messages, segments,
-                                self._price(country, segments, direction))
+        # clipped to their columns: a row the database refuses would hold back every count
+        rows = [ledger.UsageRow(day, survey[:SURVEY_MAX], distribution[:DISTRIBUTION_MAX], country,
+                                direction, messages, segments, self._price(country, segments, direction))
                 for (day, survey, distribution, country, direction), (messages, segments) in taken.items()]
         try:
             await ledger.add_usage(self.engine, rows)
@@ -115,6 +120,11 @@ class Usage:
             except (SQLAlchemyError, OSError) as err:
                 log.warning("message counts not written (retry in %.1f s, kept meanwhile): %s",
                             wait, _short(err))
+                await self._sleep(wait)
+                wait = min(wait * 2, RETRY[1])
+                continue
+            except Exception:  # keep the task alive, say so loudly
+                log.exception("message counts not written (retry in %.1f s, kept meanwhile)", wait)
                 await self._sleep(wait)
                 wait = min(wait * 2, RETRY[1])
                 continue
