@@ -36,6 +36,7 @@ from engine.runtime.appkeys import (
     CLOCK,
     MEMBER,
     METRICS,
+    RATES,
     REGISTRY,
     RELOAD_LOCK,
     RESPONSES,
@@ -47,6 +48,7 @@ from engine.runtime.appkeys import (
     error,
 )
 from engine.runtime.contact_api import add_contact_routes
+from engine.runtime.credits_api import add_credits_routes
 from engine.runtime.fleet import Member, confirmations
 from engine.runtime.metrics import Metrics, redis_gauges, render_workers
 from engine.runtime.outbox import Pacing, Senders
@@ -72,6 +74,7 @@ from engine.runtime.untrusted import (
     parse_json,
     readable_charset,
 )
+from engine.runtime.usage import Usage
 from engine.sms.phones import InvalidNumber, to_e164
 
 log = logging.getLogger("canvass.server")
@@ -425,9 +428,10 @@ async def storage(app: web.Application) -> AsyncIterator[None]:
 def records(interval: float):
     """The records database: its schema checked (SchemaNotCurrent stops the start), the
     archiver moving records into it (a round every `interval` seconds when idle), starts
-    checked against its opt-outs, exports reading it. A database unreachable at start is
-    waited for by the archiver, which checks the schema before its first write; webhooks do
-    not need it."""
+    checked against its opt-outs, exports reading it, every message counted into its credit
+    usage (engine.runtime.usage). A database unreachable at start is waited for by the
+    archiver, which checks the schema before its first write, and by the usage, which keeps
+    its counts meanwhile; webhooks do not need it."""
     async def records_database(app: web.Application) -> AsyncIterator[None]:
         url = database_url(app[SETTINGS].database_url)
         engine = connect_records(url)
@@ -442,7 +446,11 @@ def records(interval: float):
             app[ARCHIVER], app[RESPONSES] = archiver, Responses(engine, app[STORE])
             app[SERVICE].records = archiver.book
             task = asyncio.create_task(archiver.run())
+            app[SERVICE].usage = usage = Usage(engine, app[RATES], app[CLOCK])
+            counting = asyncio.create_task(usage.run())
             yield
+            app[SERVICE].usage = None
+            await usage.stop(counting)
             await archiver.stop(task)
         finally:
             await engine.dispose()
@@ -511,6 +519,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                timer_interval: float = 1.0, handle_sighup: bool = False) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[errors, charsets, admin_auth])
     app[SETTINGS], app[CLOCK], app[METRICS] = settings, clock, Metrics()
+    app[RATES] = settings.rates()
     escape_server_logs()
     app[RELOAD_LOCK] = asyncio.Lock()
     app.cleanup_ctx.append(storage)
@@ -530,6 +539,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     app.router.add_get("/admin/sessions/{number}", admin_sessions)
     app.router.add_get("/admin/surveys/{id}/summary", admin_summary)
     add_contact_routes(app)
+    add_credits_routes(app)
     add_sandbox_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -14,6 +14,12 @@ contacts        one row per number of a list (E.164, unique in the list): its em
                 (JSON, replaced by each import that has the number), `line_warning` when the
                 number may not receive SMS (engine.sms.phones.NO_SMS_LINES), and the import that
                 last wrote it (`import_id`: how an import tells a number repeated in its own file).
+credit_ledger   credits added (a positive amount) or taken back (negative) by an operator, one row
+                each: when, how many, why and by whom (engine.records.credits).
+credit_usage    what messages used, one row per day (UTC), survey, distribution ('' for none),
+                country (ISO 3166, ZZ unknown) and direction (in, out): messages, segments and
+                credits, added to by each flush of a worker's counts (an upsert). The balance is
+                the ledger's sum minus the usage's credits.
 Times are timezone-aware UTC.
 """
 
@@ -23,12 +29,16 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
     String,
     Table,
     UniqueConstraint,
@@ -39,11 +49,13 @@ metadata = MetaData(naming_convention={
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
     "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
 })
 
 Json = JSON()  # PostgreSQL's json keeps a record's key order (answers in the order given); jsonb would not
 Time = DateTime(timezone=True)
+Credits = Numeric(18, 4)  # credits are priced per segment with decimals (engine.sms.credits)
 # SQLite numbers its rows itself only for an INTEGER PRIMARY KEY
 Serial = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -116,4 +128,27 @@ contacts = Table(
     Column("updated_at", Time, nullable=False, server_default=func.current_timestamp()),
     UniqueConstraint("list_id", "phone"),
     Index(None, "phone"),
+)
+
+credit_ledger = Table(
+    "credit_ledger", metadata,
+    Column("id", Serial, primary_key=True, autoincrement=True),
+    Column("at", Time, nullable=False),
+    Column("amount", Credits, nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("by", String(100), nullable=True),
+)
+
+credit_usage = Table(
+    "credit_usage", metadata,
+    Column("day", Date, nullable=False),
+    Column("survey", String(200), nullable=False),
+    Column("distribution", String(32), nullable=False, default="", server_default=""),
+    Column("country", String(3), nullable=False),
+    Column("direction", String(3), nullable=False),
+    Column("messages", Integer, nullable=False),
+    Column("segments", Integer, nullable=False),
+    Column("credits", Credits, nullable=False),
+    PrimaryKeyConstraint("day", "survey", "distribution", "country", "direction"),
+    CheckConstraint("direction IN ('in', 'out')", name="direction"),
 )

@@ -18,6 +18,7 @@ from engine.runtime.registry import Registry
 from engine.runtime.service import Service
 from engine.runtime.settings import Settings
 from engine.runtime.timers import Sweeper
+from engine.sms.credits import Rates
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK = web.AppKey("clock", Callable[[], float])
@@ -31,6 +32,7 @@ MEMBER = web.AppKey("member", Member)
 SHARED_METRICS = web.AppKey("shared_metrics", str)  # a worker of `--workers N`: its server's name
 RESPONSES = web.AppKey("responses", Responses)
 ARCHIVER = web.AppKey("archiver", Archiver)
+RATES = web.AppKey("rates", Rates | None)  # the credits table; None: credits are off
 
 
 def error(status: int, reason: str, message: str, **extra) -> web.Response:

@@ -164,6 +164,7 @@ class Service:
         self.metrics, self.clock, self.sender = metrics, clock, sender
         self.recent = Recent()
         self.records = None  # engine.records.optouts.OptOutBook once the records database is open
+        self.usage = None  # engine.runtime.usage.Usage: every message counted, once the database is open
         self.settling = Settling(store)
         self.senders: Senders | None = None  # the outbox's senders, when sending is configured
 
@@ -276,7 +277,11 @@ class Service:
 
     async def receive(self, inbound: Inbound) -> list[str]:
         """The replies to an inbound message (the stored ones when it is a redelivery)."""
+        before: Respondent | None = None
+
         def step(respondent: Respondent, now: float) -> Outcome:
+            nonlocal before
+            before = respondent
             return conversation.receive(self.registry, respondent, inbound.body, now)
 
         async def landed(outcome: Outcome) -> None:
@@ -289,6 +294,10 @@ class Service:
         if applied.outcome is not None:
             self.metrics.messages_in.inc(inbound.channel)
             self.count_sent(inbound.channel, applied.replies)
+        if self.usage is not None and applied.respondent is not None:  # not a redelivery
+            # for the survey the message belongs to: the one it opened or kept, else the one it closed
+            self.usage.exchange(inbound.channel, inbound.phone, inbound.body, applied.replies,
+                                applied.respondent.session or before.session)
         return applied.replies
 
     async def _reply_late(self, inbound: Inbound, replies: list[str], claimed: bool = False) -> None:

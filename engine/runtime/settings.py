@@ -10,6 +10,7 @@ from pathlib import Path
 
 from engine.runtime.outbox import Pacing, PacingError
 from engine.runtime.twilio import DEFAULT_API_BASE_URL, SANDBOX_NUMBER, SEND_TIMEOUT
+from engine.sms.credits import CreditsTableError, Rates
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -40,6 +41,7 @@ class Settings:
     port: int = 8080
     pacing: str = ""  # messages per second per sender (engine.runtime.outbox.Pacing); '' the defaults
     send_timeout: float = SEND_TIMEOUT  # seconds a request to Twilio may take; then its outcome is unknown
+    credits: str | None = None  # the credits table's path; None: the shipped one; "none": off
 
     @classmethod
     def from_env(cls, args, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -63,6 +65,7 @@ class Settings:
             port=args.port,
             pacing=env("CANVASS_PACING") or "",
             send_timeout=_seconds(env("CANVASS_SEND_TIMEOUT"), SEND_TIMEOUT, "CANVASS_SEND_TIMEOUT"),
+            credits=getattr(args, "credits", None) or env("CANVASS_CREDITS"),
         )
 
     def validate(self) -> list[str]:
@@ -87,6 +90,7 @@ class Settings:
                 "response and phone number and sends real messages, so it needs its own secret. "
                 "Set CANVASS_ADMIN_TOKEN to a long random value (e.g. the output of "
                 "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`).")
+        self.rates()
         warnings = []
         if self.insecure:
             warnings.append("running insecurely: TWILIO_AUTH_TOKEN is not set, webhook signatures are NOT checked"
@@ -119,6 +123,14 @@ class Settings:
                 f"refusing to start: {why}, and --host {self.host or '(every interface)'} is not a "
                 "loopback address. Use --host 127.0.0.1 (or ::1, localhost), or drop --insecure and "
                 "set TWILIO_AUTH_TOKEN and CANVASS_ADMIN_TOKEN.")
+
+    def rates(self) -> Rates | None:
+        """The credits table (None: credits are off); ConfigError for one Canvass refuses."""
+        try:
+            return Rates.load(self.credits)
+        except CreditsTableError as err:
+            raise ConfigError(f"the credits table {err} (CANVASS_CREDITS or --credits; "
+                              "`none` turns credits off)") from None
 
     @property
     def admin_open(self) -> bool:

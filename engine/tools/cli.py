@@ -71,6 +71,12 @@ def _contacts(args) -> int:
     return run_contacts(args)
 
 
+def _credits(args) -> int:
+    from engine.tools.credits import run_credits
+
+    return run_credits(args)
+
+
 def _phone(args) -> int:
     from engine.tools.phone import run_phone
 
@@ -142,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log every HTTP request (off by default: it costs a tenth of a webhook's time)")
     p.add_argument("--workers", type=_positive, default=1, metavar="N",
                    help="server processes sharing the port, e.g. one per core (default 1)")
+    p.add_argument("--credits", metavar="PATH", help="the credits table, a CSV file (default: "
+                   "CANVASS_CREDITS, else the shipped engine/sms/credits.csv); none: credits off")
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each worker
     p.set_defaults(func=_serve)
 
@@ -186,6 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("list", metavar="NAME")
     a.add_argument("number", metavar="NUMBER")
     p.set_defaults(func=_contacts)
+
+    p = sub.add_parser("credits", help="credits: add to the balance, show it, report what messages used")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("add", help="add N credits to the balance (a negative N takes them back)")
+    a.add_argument("amount", metavar="N")
+    a.add_argument("--reason", metavar="TEXT", help="why, kept in the ledger")
+    a.add_argument("--by", metavar="NAME", help="who (default: your login name)")
+    actions.add_parser("show", help="the balance: credits added, used and left")
+    a = actions.add_parser("report", help="messages, segments and credits used, summed by what --by names")
+    a.add_argument("--by", default="", metavar="survey,distribution,country,direction,day")
+    a.add_argument("--since", metavar="DAY", help="from this day (YYYY-MM-DD, UTC), included")
+    a.add_argument("--until", metavar="DAY", help="to this day (YYYY-MM-DD, UTC), included")
+    a.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=_credits)
 
     p = sub.add_parser("phone", help="text a running server as a respondent would")
     p.add_argument("--server", required=True, metavar="URL")
