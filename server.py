@@ -46,6 +46,7 @@ from engine.runtime.appkeys import (
     error,
 )
 from engine.runtime.contact_api import add_contact_routes
+from engine.runtime.distribution_api import add_distribution_routes
 from engine.runtime.fleet import Member, confirmations
 from engine.runtime.metrics import Metrics, redis_gauges, render_workers
 from engine.runtime.registry import Registry, ReloadFailed
@@ -521,6 +522,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     app.router.add_get("/admin/sessions/{number}", admin_sessions)
     app.router.add_get("/admin/surveys/{id}/summary", admin_summary)
     add_contact_routes(app)
+    add_distribution_routes(app)
     add_sandbox_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -31,6 +31,8 @@ MEMBER = web.AppKey("member", Member)
 SHARED_METRICS = web.AppKey("shared_metrics", str)  # a worker of `--workers N`: its server's name
 RESPONSES = web.AppKey("responses", Responses)
 ARCHIVER = web.AppKey("archiver", Archiver)
+# credits of an invitation, (region, segments) -> credits or None; unset: estimates show no credits
+PRICE = web.AppKey("price", Callable[[str, int], object])
 
 
 def error(status: int, reason: str, message: str, **extra) -> web.Response:

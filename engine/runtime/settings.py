@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.records.distributions import FrequencyRule
 from engine.runtime.twilio import DEFAULT_API_BASE_URL, SANDBOX_NUMBER
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -37,12 +38,19 @@ class Settings:
     watch: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
+    # at most N invitations per number in a period, across distributions; None: no limit
+    contact_frequency: FrequencyRule | None = None
 
     @classmethod
     def from_env(cls, args, environ: Mapping[str, str] = os.environ) -> Settings:
         def env(name: str) -> str | None:
             return environ.get(name, "").strip() or None
 
+        frequency = getattr(args, "contact_frequency", None) or env("CANVASS_CONTACT_FREQUENCY")
+        try:
+            rule = FrequencyRule.parse(frequency) if frequency else None
+        except ValueError as err:
+            raise ConfigError(f"--contact-frequency / CANVASS_CONTACT_FREQUENCY: {err}") from None
         return cls(
             flows_dir=Path(args.flows),
             redis_url=env("REDIS_URL") or DEFAULT_REDIS_URL,
@@ -58,6 +66,7 @@ class Settings:
             watch=bool(args.watch),
             host=args.host,
             port=args.port,
+            contact_frequency=rule,
         )
 
     def validate(self) -> list[str]:

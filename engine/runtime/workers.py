@@ -45,6 +45,8 @@ def worker_argv(args) -> list[str]:
     for flag in ("watch", "insecure", "access_log"):
         if getattr(args, flag):
             argv.append("--" + flag.replace("_", "-"))
+    if getattr(args, "contact_frequency", None):
+        argv += ["--contact-frequency", args.contact_frequency]
     return argv
 
 

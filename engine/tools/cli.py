@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log every HTTP request (off by default: it costs a tenth of a webhook's time)")
     p.add_argument("--workers", type=_positive, default=1, metavar="N",
                    help="server processes sharing the port, e.g. one per core (default 1)")
+    p.add_argument("--contact-frequency", metavar="N/PERIOD",
+                   help="at most N invitations per number in PERIOD across distributions, e.g. 1/7d "
+                        "(default: CANVASS_CONTACT_FREQUENCY, else no limit)")
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each worker
     p.set_defaults(func=_serve)
 
