@@ -179,7 +179,7 @@ async def admin_cancel(request: web.Request) -> web.Response:
     except distributions.UnknownDistribution as err:
         return error(404, "unknown_distribution", str(err))
     except distributions.NotCancellable as err:
-        return error(409, "not_cancellable", str(err), status=err.status)
+        return error(409, "not_cancellable", str(err), distribution_status=err.status)
     except (SQLAlchemyError, OSError) as err:
         return _unavailable(err)
 
