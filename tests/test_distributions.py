@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import SERVER_FLOWS, START_TIME, admin_headers
+from fake_twilio import Phone
 
 from engine.estimates import Estimate, invitation_segments
 from engine.flow import load_flow
@@ -20,6 +21,7 @@ from engine.records.database import connect
 from engine.records.distributions import FrequencyRule
 from engine.records.schema import distribution_recipients, opt_outs, responses
 from engine.records.writes import insert_responses
+from server import ARCHIVER
 
 NOW = datetime.fromtimestamp(START_TIME, UTC)
 CONTACTS = ("Phone,Email,FirstName\n"
@@ -422,3 +424,56 @@ async def test_archived_responses_carry_their_distribution_and_preview_mark(reco
     finally:
         await engine.dispose()
     assert rows == {"r1": ("DS0123456789abcdef", False), "r2": (None, True), "r3": (None, False)}
+
+
+# ---------------------------------------------------------------- previews
+
+
+async def answer_feedback(client, number: str, first_text: str | None = None) -> None:
+    phone = Phone(client, number)
+    if first_text is not None:
+        await phone.send(first_text)
+    await phone.send("9")
+    await phone.send("Friendly staff")
+    assert await phone.send("1") == ["Thanks for your feedback!"]
+
+
+async def exported_phones(client, **query) -> list[str]:
+    response = await get(client, "/admin/responses/feedback", **query)
+    assert response.status == 200
+    return sorted(json.loads(line)["phone"] for line in (await response.text()).splitlines() if line)
+
+
+async def test_a_preview_is_left_out_of_exports_and_summaries_unless_asked_for(api, fake_twilio):
+    preview = await api.post("/admin/surveys/feedback/preview", json={"to": "+12015550101"},
+                             headers=admin_headers())
+    assert preview.status == 201, await preview.text()
+    assert fake_twilio.messages[-1].to == "+12015550101"
+    await answer_feedback(api, "+12015550101")
+    await answer_feedback(api, "+12015550103", "@FEED")
+    for archived in (False, True):  # still only in Redis, then in the database
+        if archived:
+            await api.app[ARCHIVER].archive_once()
+        assert await exported_phones(api) == ["+12015550103"]
+        assert await exported_phones(api, preview="true") == ["+12015550101", "+12015550103"]
+        summary = await (await get(api, "/admin/surveys/feedback/summary")).json()
+        assert summary["by_status"] == {"complete": 1}
+        summary = await (await get(api, "/admin/surveys/feedback/summary", preview="1")).json()
+        assert summary["by_status"] == {"complete": 2}
+    engine = connect(api.records_url)
+    try:
+        async with engine.connect() as connection:
+            marks = {row.phone: row.preview for row in (await connection.execute(responses.select())).all()}
+    finally:
+        await engine.dispose()
+    assert marks == {"+12015550101": True, "+12015550103": False}
+    assert (await get(api, "/admin/surveys/feedback/summary", preview="maybe")).status == 400
+    assert (await get(api, "/admin/responses/feedback", preview="maybe")).status == 400
+
+
+async def test_a_preview_is_refused_as_a_start_is(sqlite_api):
+    answer = await sqlite_api.post("/admin/surveys/nope/preview", json={"to": "+12015550101"},
+                                   headers=admin_headers())
+    assert answer.status == 404
+    answer = await sqlite_api.post("/admin/surveys/feedback/preview", json={"to": "x"}, headers=admin_headers())
+    assert (answer.status, (await answer.json())["error"]) == (400, "bad_number")

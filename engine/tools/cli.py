@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="FILE", help="write to FILE (default: standard output)")
     p.add_argument("--include-open", action="store_true", help="also the responses still in progress (status open)")
     p.add_argument("--bom", action="store_true", help="start with a UTF-8 byte order mark (for Excel)")
+    p.add_argument("--preview", action="store_true", help="also the responses of previews")
     p.add_argument("--hash-phones", action="store_true",
                    help="replace phone numbers by their keyed hash (the key in CANVASS_EXPORT_KEY)")
     p.set_defaults(func=_export)
@@ -169,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="a survey's figures: statuses, completion, NPS, drop-off per question")
     p.add_argument("survey", metavar="SURVEY")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--preview", action="store_true", help="also count the responses of previews")
     p.set_defaults(func=_report)
     p = sub.add_parser("contacts", help="contact lists: import a CSV, list, show, export, delete")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
