@@ -4,6 +4,7 @@ PostgreSQL), responses carrying their distribution, and previews kept out of exp
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import dataclasses
 import io
@@ -11,7 +12,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import SERVER_FLOWS, START_TIME, admin_headers
+from conftest import ADMIN_TOKEN, SERVER_FLOWS, START_TIME, admin_headers
 from fake_twilio import Phone
 
 from engine.estimates import Estimate, invitation_segments
@@ -21,6 +22,8 @@ from engine.records.database import connect
 from engine.records.distributions import FrequencyRule
 from engine.records.schema import distribution_recipients, opt_outs, responses
 from engine.records.writes import insert_responses
+from engine.tools import cli
+from engine.tools.distributions import progress_line, watch
 from server import ARCHIVER
 
 NOW = datetime.fromtimestamp(START_TIME, UTC)
@@ -477,3 +480,71 @@ async def test_a_preview_is_refused_as_a_start_is(sqlite_api):
     assert answer.status == 404
     answer = await sqlite_api.post("/admin/surveys/feedback/preview", json={"to": "x"}, headers=admin_headers())
     assert (answer.status, (await answer.json())["error"]) == (400, "bad_number")
+
+
+# ---------------------------------------------------------------- the CLI
+
+
+def run_cli(monkeypatch, capsys, argv: list[str]) -> tuple[int, str, str]:
+    monkeypatch.setenv("CANVASS_ADMIN_TOKEN", ADMIN_TOKEN)
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def test_the_cli_distributes_shows_watches_exports_and_cancels(sqlite_api, monkeypatch, capsys):
+    await import_list(sqlite_api)
+    server = ["--server", str(sqlite_api.make_url("")).rstrip("/")]
+
+    async def canvass(*argv: str) -> tuple[int, str, str]:
+        return await asyncio.to_thread(run_cli, monkeypatch, capsys, [*argv])
+
+    code, out, err = await canvass("distribute", "--survey", "feedback", "--list", "people", "--dry-run", *server)
+    assert code == 0 and json.loads(out)["estimate"]["recipients"] == 3 and "estimate only" in err
+    code, out, err = await canvass("distribute", "--survey", "feedback", "--list", "people",
+                                   "--quiet-hours", "09:00-20:00", "--at", "2030-01-01T09:00:00Z", *server)
+    assert code == 0, err
+    distribution_id = json.loads(out)["id"]
+    assert f"{distribution_id} scheduled: 3 recipient(s)" in err
+    code, out, _ = await canvass("distributions", "list", *server)
+    assert [d["id"] for d in json.loads(out)] == [distribution_id]
+    code, out, _ = await canvass("distributions", "show", distribution_id, *server)
+    assert json.loads(out)["quiet_hours"] == {"from": "09:00", "to": "20:00"}
+    code, out, _ = await canvass("distributions", "recipients", distribution_id, *server)
+    assert out.splitlines()[0] == "phone,email,state,reason,sid,error_code,updated_at,FirstName"
+    code, out, _ = await canvass("distributions", "cancel", distribution_id, *server)
+    assert code == 0 and json.loads(out)["cancelled"] == 3
+    code, out, _ = await canvass("distributions", "show", distribution_id, "--watch", *server)
+    assert code == 0 and out == "[##############################] 100% 3/3 cancelled 3 · cancelled\n"
+    code, _, err = await canvass("distributions", "cancel", distribution_id, *server)
+    assert code == 2 and "409" in err and "Traceback" not in err
+    code, _, err = await canvass("distribute", "--survey", "feedback", "--list", "nobody", *server)
+    assert code == 2 and "there is no contact list 'nobody'" in err
+    code, _, err = await canvass("distribute", "--survey", "feedback", "--list", "people",
+                                 "--quiet-hours", "nine", *server)
+    assert code == 2 and "FROM-TO" in err
+    code, _, err = await canvass("distributions", "list", "--server", "http://127.0.0.1:9")
+    assert code == 1 and "cannot reach" in err
+
+
+def test_the_progress_bar_counts_what_no_longer_waits():
+    counts = dict.fromkeys(dist.STATES, 0) | {"pending": 5, "queued": 1, "sent": 2, "delivered": 1, "skipped": 1}
+    line = progress_line({"counts": counts, "status": "sending"})
+    assert line == "[############..................]  40% 4/10 sent 2 delivered 1 skipped 1 · sending"
+
+
+def test_watching_redraws_one_line_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    answers = iter([{"status": "sending", "counts": dict.fromkeys(dist.STATES, 0) | {"pending": 1}},
+                    {"status": "done", "counts": dict.fromkeys(dist.STATES, 0) | {"sent": 1}}])
+
+    class Server:
+        def call(self, method, path):
+            return next(answers)
+
+    out = Terminal()
+    assert watch(Server(), "DS1", out, sleep=lambda _: None)["status"] == "done"
+    assert out.getvalue().count("\r\x1b[2K") == 2 and out.getvalue().endswith("· done\n")

@@ -71,6 +71,18 @@ def _contacts(args) -> int:
     return run_contacts(args)
 
 
+def _distribute(args) -> int:
+    from engine.tools.distributions import run_distribute
+
+    return run_distribute(args)
+
+
+def _distributions(args) -> int:
+    from engine.tools.distributions import run_distributions
+
+    return run_distributions(args)
+
+
 def _phone(args) -> int:
     from engine.tools.phone import run_phone
 
@@ -191,6 +203,36 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("list", metavar="NAME")
     a.add_argument("number", metavar="NUMBER")
     p.set_defaults(func=_contacts)
+
+    server_help = "the server's address (default: CANVASS_SERVER, else http://127.0.0.1:8080)"
+    p = sub.add_parser("distribute", help="send a survey to a contact list (through the server's admin API)")
+    p.add_argument("--survey", required=True, metavar="S")
+    p.add_argument("--list", required=True, metavar="L")
+    p.add_argument("--name", metavar="N", help="the distribution's name (default: SURVEY to LIST)")
+    p.add_argument("--channel", choices=["sms", "whatsapp"], default="sms")
+    p.add_argument("--at", metavar="ISO", help="when to send, ISO 8601 with its offset (default: now)")
+    p.add_argument("--quiet-hours", metavar="FROM-TO",
+                   help="send only between these local times of the recipient, e.g. 09:00-20:00")
+    p.add_argument("--dry-run", action="store_true", help="print the estimate only; create nothing")
+    p.add_argument("--server", metavar="URL", help=server_help)
+    p.set_defaults(func=_distribute)
+
+    p = sub.add_parser("distributions", help="distributions: list, show (--watch), cancel, recipients")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("list", help="every distribution, newest first")
+    a.add_argument("--server", metavar="URL", help=server_help)
+    a = actions.add_parser("show", help="a distribution's status, counts and estimate")
+    a.add_argument("id", metavar="ID")
+    a.add_argument("--watch", action="store_true", help="a progress bar, redrawn every second until it ends")
+    a.add_argument("--server", metavar="URL", help=server_help)
+    a = actions.add_parser("cancel", help="cancel a scheduled or sending distribution")
+    a.add_argument("id", metavar="ID")
+    a.add_argument("--server", metavar="URL", help=server_help)
+    a = actions.add_parser("recipients", help="print each recipient's state, message SID and error code")
+    a.add_argument("id", metavar="ID")
+    a.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    a.add_argument("--server", metavar="URL", help=server_help)
+    p.set_defaults(func=_distributions)
 
     p = sub.add_parser("phone", help="text a running server as a respondent would")
     p.add_argument("--server", required=True, metavar="URL")
