@@ -27,6 +27,7 @@ from engine.records.database import database_url, redacted
 from engine.records.migrate import SchemaNotCurrent
 from engine.records.reading import Responses
 from engine.records.summary import summarise
+from engine.records.writes import PREVIEW_FIELD
 from engine.redis.outbox import Outbox
 from engine.redis.store import Store
 from engine.responses import iso
@@ -49,6 +50,7 @@ from engine.runtime.appkeys import (
 )
 from engine.runtime.contact_api import add_contact_routes
 from engine.runtime.credits_api import add_credits_routes
+from engine.runtime.distribution_api import add_distribution_routes
 from engine.runtime.fleet import Member, confirmations
 from engine.runtime.metrics import Metrics, redis_gauges, render_workers
 from engine.runtime.outbox import Pacing, Senders
@@ -180,7 +182,9 @@ async def twilio_status(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- admin API
 
 
-async def admin_start(request: web.Request) -> web.Response:
+async def admin_start(request: web.Request, preview: bool = False) -> web.Response:
+    """Start the survey for one number; a preview's session carries the field preview = "1",
+    so its response stays out of exports and summaries unless they ask for previews."""
     try:
         body = parse_json(await request.read(), request.charset)
         if not isinstance(body, dict):
@@ -189,6 +193,8 @@ async def admin_start(request: web.Request) -> web.Response:
         if channel not in CHANNELS:
             return error(400, "bad_channel", f"channel must be one of {', '.join(CHANNELS)}")
         fields = contact_fields(body.get("fields", {}))
+        if preview:
+            fields[PREVIEW_FIELD] = "1"
     except UntrustedInput as err:
         return error(err.status, err.reason, err.message)
     if not isinstance(body.get("to"), str):
@@ -203,6 +209,10 @@ async def admin_start(request: web.Request) -> web.Response:
     except Refused as err:
         return error(err.status, err.reason, err.message)
     return web.json_response(started, status=201)
+
+
+async def admin_preview(request: web.Request) -> web.Response:
+    return await admin_start(request, preview=True)
 
 
 async def admin_flows(request: web.Request) -> web.Response:
@@ -319,12 +329,15 @@ async def admin_sessions(request: web.Request) -> web.Response:
 
 async def admin_summary(request: web.Request) -> web.Response:
     survey = request.match_info["id"]
+    previews = request.query.get("preview", "false").lower()
+    if previews not in exports.FLAGS:
+        return error(400, "bad_preview", "preview must be true or false")
     responses, registry = request.app[RESPONSES], request.app[REGISTRY]
     flows = exports.StoredFlows(request.app[STORE], registry.get)
     try:
         if registry.get(survey) is None and not await responses.has_responses(survey):
             return error(404, "unknown_survey", f"there is no survey '{survey}' and no responses to it")
-        return web.json_response(await summarise(responses, survey, flows))
+        return web.json_response(await summarise(responses, survey, flows, exports.FLAGS[previews]))
     except (SQLAlchemyError, OSError) as err:
         log.warning("summary of %s refused: the records database: %s", survey, type(err).__name__)
         return error(503, "records_unavailable", "the records database is not reachable, try again")
@@ -533,6 +546,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     app.router.add_post("/twilio/messages", twilio_messages)
     app.router.add_post("/twilio/status", twilio_status)
     app.router.add_post("/admin/surveys/{survey}/start", admin_start)
+    app.router.add_post("/admin/surveys/{survey}/preview", admin_preview)
     app.router.add_get("/admin/flows", admin_flows)
     app.router.add_post("/admin/reload", admin_reload)
     app.router.add_get("/admin/responses/{survey}", admin_responses)
@@ -540,6 +554,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     app.router.add_get("/admin/surveys/{id}/summary", admin_summary)
     add_contact_routes(app)
     add_credits_routes(app)
+    add_distribution_routes(app)
     add_sandbox_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -134,16 +134,17 @@ def served(redis_url, database_url, tmp_path):
 
 def test_every_serve_option_reaches_the_workers():
     args = build_parser().parse_args(["serve", "--flows", "f", "--host", "0.0.0.0", "--port", "9", "--watch",
-                                      "--insecure", "--access-log", "--workers", "3", "--credits", "c.csv"])
+                                      "--insecure", "--access-log", "--workers", "3", "--credits", "c.csv",
+                                      "--contact-frequency", "1/7d"])
     argv = worker_argv(args)
     assert build_parser().parse_args(argv[3:]) == build_parser().parse_args(
         ["serve", "--flows", "f", "--host", "0.0.0.0", "--port", "9", "--watch", "--insecure", "--access-log",
-         "--workers", "1", "--reuse-port", "--credits", "c.csv"])
+         "--workers", "1", "--reuse-port", "--credits", "c.csv", "--contact-frequency", "1/7d"])
     serve = build_parser()._subparsers._group_actions[0].choices["serve"]
     options = {action.dest for action in serve._actions} - {"help"}
     # A new serve option must be passed on in worker_argv (and added to the lists above).
     assert options == {"flows", "host", "port", "watch", "insecure", "access_log", "workers", "reuse_port",
-                       "credits"}
+                       "credits", "contact_frequency"}
 
 
 def test_workers_share_the_port_conversations_stay_exactly_once_and_sigterm_stops_all(served):

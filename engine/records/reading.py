@@ -8,7 +8,8 @@ once. The database's are given first (oldest first), then the stream's: those ar
 memory meanwhile, as many as the archiver is behind, which is a second's worth or so while
 the database is reachable (and when it is not, there is no export).
 
-A Filter narrows them (ended at or after a time, a status), in SQL for the archived ones, so
+A Filter narrows them (ended at or after a time, a status; previews are left out unless
+asked for), in SQL for the archived ones, so
 an export of one status of a large survey reads only its rows. Responses still in progress
 (open sessions, read from the respondent records in Redis) are a separate, opt-in pass.
 """
@@ -25,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from engine.conversation import Respondent
 from engine.flow import Flow
 from engine.records.schema import responses as response_table
-from engine.records.writes import parse_time, response_record
+from engine.records.writes import PREVIEW_FIELD, parse_time, response_record
 from engine.redis.store import Store
 from engine.responses import response_record as closed_record
 
@@ -37,8 +38,11 @@ class Filter:
     since: datetime | None = None  # ended at or after (aware UTC)
     status: str | None = None
     versions: frozenset[str] | None = None  # only responses on these flow versions
+    previews: bool = False  # also the responses of previews (POST /admin/surveys/{id}/preview)
 
     def where(self, query):
+        if not self.previews:
+            query = query.where(response_table.c.preview.is_(False))
         if self.since is not None:
             query = query.where(response_table.c.ended_at >= self.since)
         if self.status is not None:
@@ -50,7 +54,12 @@ class Filter:
     def matches(self, record: dict) -> bool:
         return ((self.since is None or parse_time(record["ended_at"]) >= self.since)
                 and (self.status is None or record["status"] == self.status)
-                and (self.versions is None or record["version"] in self.versions))
+                and (self.versions is None or record["version"] in self.versions)
+                and (self.previews or not is_preview(record)))
+
+
+def is_preview(record: dict) -> bool:
+    return (record.get("fields") or {}).get(PREVIEW_FIELD) == "1"
 
 
 EVERY = Filter()

@@ -20,6 +20,20 @@ credit_usage    what messages used, one row per day (UTC), survey, distribution 
                 country (ISO 3166, ZZ unknown) and direction (in, out): messages, segments and
                 credits, added to by each flush of a worker's counts (an upsert). The balance is
                 the ledger's sum minus the usage's credits.
+distributions   one row per distribution: a survey sent to a contact list's numbers at `send_at`
+                (its id "DS" + 16 hex digits). `list_name` is kept when the list is deleted
+                (`list_id` then becomes null); `quiet_from`/`quiet_to` are "HH:MM" in the
+                recipient's local time (from later than to: the window crosses midnight);
+                `status` scheduled -> sending -> done, or cancelled; `estimate` what creating it
+                estimated (engine.records.distributions.estimate).
+distribution_recipients
+                one row per number of a distribution: the contact's email and fields as they were
+                at creation, and where its invitation stands (`state`: pending, queued, sent,
+                delivered, undelivered, failed, skipped, unknown, cancelled; a state only moves
+                forwards), with the skip or failure `reason`, Twilio's message `sid` and
+                `error_code`. (phone, updated_at) serves the contact-frequency rule.
+Responses carry the distribution that invited them (`distribution`, from the session's field
+distribution_id) and whether they are a preview (`preview`, from the field preview = "1").
 Times are timezone-aware UTC.
 """
 
@@ -42,6 +56,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
     func,
 )
 
@@ -77,9 +92,12 @@ responses = Table(
     Column("answers", Json, nullable=False),
     Column("extra", Json, nullable=False),
     Column("archived_at", Time, nullable=False),
+    Column("distribution", String(32), nullable=True),
+    Column("preview", Boolean, nullable=False, default=False, server_default=false()),
     Index(None, "survey", "ended_at"),
     Index(None, "survey", "status", "ended_at"),
     Index(None, "phone"),
+    Index(None, "survey", "distribution"),
 )
 
 opt_out_events = Table(
@@ -151,4 +169,39 @@ credit_usage = Table(
     Column("credits", Credits, nullable=False),
     PrimaryKeyConstraint("day", "survey", "distribution", "country", "direction"),
     CheckConstraint("direction IN ('in', 'out')", name="direction"),
+)
+
+distributions = Table(
+    "distributions", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("survey", String(200), nullable=False),
+    Column("list_id", Serial, ForeignKey("contact_lists.id", ondelete="SET NULL"), nullable=True),
+    Column("list_name", String(100), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("send_at", Time, nullable=False),
+    Column("quiet_from", String(5), nullable=True),
+    Column("quiet_to", String(5), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("estimate", Json, nullable=False),
+    Column("created_at", Time, nullable=False),
+    Column("started_at", Time, nullable=True),
+    Column("finished_at", Time, nullable=True),
+    Index(None, "status", "send_at"),
+)
+
+distribution_recipients = Table(
+    "distribution_recipients", metadata,
+    Column("distribution_id", String(32), ForeignKey("distributions.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("phone", String(32), primary_key=True),
+    Column("email", String(320), nullable=True),
+    Column("fields", Json, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("sid", String(64), nullable=True),
+    Column("error_code", Integer, nullable=True),
+    Column("updated_at", Time, nullable=False),
+    Index(None, "distribution_id", "state"),
+    Index(None, "phone", "updated_at"),
 )

@@ -24,7 +24,7 @@ from sqlalchemy import and_, case, func, or_, select
 
 from engine.flow import Flow
 from engine.records.columns import CHOICE, NPS, Shape, nps_group
-from engine.records.reading import Responses
+from engine.records.reading import Responses, is_preview
 from engine.records.schema import responses as table
 
 GROUPS = ("detractor", "passive", "promoter")
@@ -32,7 +32,9 @@ CHUNK = 500  # response ids per membership query
 
 
 async def summarise(responses: Responses, survey: str,
-                    flow_of: Callable[[str, str | None], Awaitable[Flow | None]]) -> dict:
+                    flow_of: Callable[[str, str | None], Awaitable[Flow | None]],
+                    previews: bool = False) -> dict:
+    """The figures; the responses of previews only with `previews`."""
     shape, labels = Shape(), {}
     for version in (None, *sorted(await responses.versions(survey))):
         flow = await flow_of(survey, version)
@@ -52,9 +54,10 @@ async def summarise(responses: Responses, survey: str,
             archived.update(await connection.scalars(select(table.c.response_id).where(
                 table.c.response_id.in_(ids), table.c.archived_at < read_at)))
         for record in streamed:
-            if record["response_id"] not in archived:
+            if record["response_id"] not in archived and (previews or not is_preview(record)):
                 tally.add(record)
-        rows = and_(table.c.survey == survey, table.c.archived_at < read_at)
+        rows = and_(table.c.survey == survey, table.c.archived_at < read_at,
+                    *(() if previews else (table.c.preview.is_(False),)))
         for status, count in await connection.execute(
                 select(table.c.status, func.count()).where(rows).group_by(table.c.status)):
             tally.statuses[status] += count

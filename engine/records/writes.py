@@ -20,6 +20,9 @@ RESPONSE_COLUMNS = ("response_id", "survey", "version", "channel", "phone", "sta
                     "messages_in", "messages_out", "segments_in", "segments_out")
 TIME_COLUMNS = ("started_at", "ended_at")
 JSON_COLUMNS = ("fields", "answers")
+# reserved field names: a distribution's invitations carry its id, a preview start carries "1"
+DISTRIBUTION_FIELD = "distribution_id"
+PREVIEW_FIELD = "preview"
 
 
 def parse_time(text: str) -> datetime:
@@ -40,6 +43,11 @@ def response_row(record: dict, archived_at: datetime) -> dict:
     taken = {*RESPONSE_COLUMNS, *TIME_COLUMNS, *JSON_COLUMNS}
     row["extra"] = {key: value for key, value in record.items() if key not in taken}
     row["archived_at"] = archived_at
+    # derived from the session's fields (kept whole in `fields`), typed for filtering
+    fields = row["fields"] if isinstance(row["fields"], dict) else {}
+    distribution = fields.get(DISTRIBUTION_FIELD)
+    row["distribution"] = distribution if isinstance(distribution, str) and distribution else None
+    row["preview"] = fields.get(PREVIEW_FIELD) == "1"
     return row
 
 

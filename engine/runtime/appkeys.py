@@ -33,6 +33,8 @@ SHARED_METRICS = web.AppKey("shared_metrics", str)  # a worker of `--workers N`:
 RESPONSES = web.AppKey("responses", Responses)
 ARCHIVER = web.AppKey("archiver", Archiver)
 RATES = web.AppKey("rates", Rates | None)  # the credits table; None: credits are off
+# credits of an invitation, (region, segments) -> credits or None; unset: estimates show no credits
+PRICE = web.AppKey("price", Callable[[str, int], object])
 
 
 def error(status: int, reason: str, message: str, **extra) -> web.Response:

@@ -58,6 +58,7 @@ class ExportOptions:
     include_open: bool = False
     bom: bool = False
     hash_key: str | None = None  # replace phone numbers by their HMAC under this key
+    previews: bool = False  # also the responses of previews
 
     def __post_init__(self):
         if self.form not in FORMS:
@@ -89,18 +90,18 @@ def hash_key_from_env() -> str:
 
 
 FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
-QUERY_OPTIONS = ("format", "since", "status", "include_open", "bom", "hash_phones")
+QUERY_OPTIONS = ("format", "since", "status", "include_open", "bom", "hash_phones", "preview")
 
 
 def options_from_query(query: Mapping[str, str]) -> ExportOptions:
     """The options of GET /admin/responses/{survey}: format, since, status, and the flags
-    include_open, bom, hash_phones (1/0, true/false, yes/no); hash_phones takes its key from
+    include_open, bom, hash_phones, preview (1/0, true/false, yes/no); hash_phones takes its key from
     EXPORT_KEY_VARIABLE."""
     unknown = sorted(set(query) - set(QUERY_OPTIONS))
     if unknown:
         raise ExportError(f"unknown option {unknown[0]}: the options are {', '.join(QUERY_OPTIONS)}")
     flags = {}
-    for name in ("include_open", "bom", "hash_phones"):
+    for name in ("include_open", "bom", "hash_phones", "preview"):
         value = query.get(name, "").strip().lower()
         if value not in FLAGS:
             raise ExportError(f"{name} must be 1 or 0 (true or false), not '{query[name]}'")
@@ -109,7 +110,7 @@ def options_from_query(query: Mapping[str, str]) -> ExportOptions:
     return ExportOptions(
         form=query.get("format", "jsonl"), since=parse_since(since) if since else None,
         status=query.get("status") or None, include_open=flags["include_open"], bom=flags["bom"],
-        hash_key=hash_key_from_env() if flags["hash_phones"] else None)
+        hash_key=hash_key_from_env() if flags["hash_phones"] else None, previews=flags["preview"])
 
 
 def times_as_iso(value):
@@ -135,7 +136,7 @@ async def export(responses: Responses, survey: str, flow_of: FlowOf,
     """The export's text, in pieces of up to about CHUNK characters."""
     shape = await _shape(responses, survey, flow_of, options)
     exported = Exported(shape, PhoneHash(options.hash_key) if options.hash_key else None)
-    only = Filter(options.since, options.status)
+    only = Filter(options.since, options.status, previews=options.previews)
     records = _records(responses, survey, flow_of, options, only)
     if options.form == "jsonl":
         if options.bom:
@@ -184,7 +185,7 @@ async def _shape(responses: Responses, survey: str, flow_of: FlowOf, options: Ex
         else:
             unknown.add(version)
     if unknown and options.form == "csv":  # no flow says their questions: their records do
-        async for _, record in responses.responses(survey, only=Filter(versions=frozenset(unknown))):
+        async for _, record in responses.responses(survey, only=Filter(versions=frozenset(unknown), previews=True)):
             shape.add_record(record)
     return shape
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.records.distributions import FrequencyRule
 from engine.runtime.outbox import Pacing, PacingError
 from engine.runtime.twilio import DEFAULT_API_BASE_URL, SANDBOX_NUMBER, SEND_TIMEOUT
 from engine.sms.credits import CreditsTableError, Rates
@@ -42,12 +43,19 @@ class Settings:
     pacing: str = ""  # messages per second per sender (engine.runtime.outbox.Pacing); '' the defaults
     send_timeout: float = SEND_TIMEOUT  # seconds a request to Twilio may take; then its outcome is unknown
     credits: str | None = None  # the credits table's path; None: the shipped one; "none": off
+    # at most N invitations per number in a period, across distributions; None: no limit
+    contact_frequency: FrequencyRule | None = None
 
     @classmethod
     def from_env(cls, args, environ: Mapping[str, str] = os.environ) -> Settings:
         def env(name: str) -> str | None:
             return environ.get(name, "").strip() or None
 
+        frequency = getattr(args, "contact_frequency", None) or env("CANVASS_CONTACT_FREQUENCY")
+        try:
+            rule = FrequencyRule.parse(frequency) if frequency else None
+        except ValueError as err:
+            raise ConfigError(f"--contact-frequency / CANVASS_CONTACT_FREQUENCY: {err}") from None
         return cls(
             flows_dir=Path(args.flows),
             redis_url=env("REDIS_URL") or DEFAULT_REDIS_URL,
@@ -66,6 +74,7 @@ class Settings:
             pacing=env("CANVASS_PACING") or "",
             send_timeout=_seconds(env("CANVASS_SEND_TIMEOUT"), SEND_TIMEOUT, "CANVASS_SEND_TIMEOUT"),
             credits=getattr(args, "credits", None) or env("CANVASS_CREDITS"),
+            contact_frequency=rule,
         )
 
     def validate(self) -> list[str]:

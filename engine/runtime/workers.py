@@ -47,6 +47,8 @@ def worker_argv(args) -> list[str]:
             argv.append("--" + flag.replace("_", "-"))
     if getattr(args, "credits", None):
         argv += ["--credits", args.credits]
+    if getattr(args, "contact_frequency", None):
+        argv += ["--contact-frequency", args.contact_frequency]
     return argv
 
 

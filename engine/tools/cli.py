@@ -77,6 +77,18 @@ def _credits(args) -> int:
     return run_credits(args)
 
 
+def _distribute(args) -> int:
+    from engine.tools.distributions import run_distribute
+
+    return run_distribute(args)
+
+
+def _distributions(args) -> int:
+    from engine.tools.distributions import run_distributions
+
+    return run_distributions(args)
+
+
 def _phone(args) -> int:
     from engine.tools.phone import run_phone
 
@@ -150,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="server processes sharing the port, e.g. one per core (default 1)")
     p.add_argument("--credits", metavar="PATH", help="the credits table, a CSV file (default: "
                    "CANVASS_CREDITS, else the shipped engine/sms/credits.csv); none: credits off")
+    p.add_argument("--contact-frequency", metavar="N/PERIOD",
+                   help="at most N invitations per number in PERIOD across distributions, e.g. 1/7d "
+                        "(default: CANVASS_CONTACT_FREQUENCY, else no limit)")
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for each worker
     p.set_defaults(func=_serve)
 
@@ -167,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="FILE", help="write to FILE (default: standard output)")
     p.add_argument("--include-open", action="store_true", help="also the responses still in progress (status open)")
     p.add_argument("--bom", action="store_true", help="start with a UTF-8 byte order mark (for Excel)")
+    p.add_argument("--preview", action="store_true", help="also the responses of previews")
     p.add_argument("--hash-phones", action="store_true",
                    help="replace phone numbers by their keyed hash (the key in CANVASS_EXPORT_KEY)")
     p.set_defaults(func=_export)
@@ -174,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="a survey's figures: statuses, completion, NPS, drop-off per question")
     p.add_argument("survey", metavar="SURVEY")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--preview", action="store_true", help="also count the responses of previews")
     p.set_defaults(func=_report)
     p = sub.add_parser("contacts", help="contact lists: import a CSV, list, show, export, delete")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -208,6 +225,35 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--until", metavar="DAY", help="to this day (YYYY-MM-DD, UTC), included")
     a.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=_credits)
+    server_help = "the server's address (default: CANVASS_SERVER, else http://127.0.0.1:8080)"
+    p = sub.add_parser("distribute", help="send a survey to a contact list (through the server's admin API)")
+    p.add_argument("--survey", required=True, metavar="S")
+    p.add_argument("--list", required=True, metavar="L")
+    p.add_argument("--name", metavar="N", help="the distribution's name (default: SURVEY to LIST)")
+    p.add_argument("--channel", choices=["sms", "whatsapp"], default="sms")
+    p.add_argument("--at", metavar="ISO", help="when to send, ISO 8601 with its offset (default: now)")
+    p.add_argument("--quiet-hours", metavar="FROM-TO",
+                   help="send only between these local times of the recipient, e.g. 09:00-20:00")
+    p.add_argument("--dry-run", action="store_true", help="print the estimate only; create nothing")
+    p.add_argument("--server", metavar="URL", help=server_help)
+    p.set_defaults(func=_distribute)
+
+    p = sub.add_parser("distributions", help="distributions: list, show (--watch), cancel, recipients")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("list", help="every distribution, newest first")
+    a.add_argument("--server", metavar="URL", help=server_help)
+    a = actions.add_parser("show", help="a distribution's status, counts and estimate")
+    a.add_argument("id", metavar="ID")
+    a.add_argument("--watch", action="store_true", help="a progress bar, redrawn every second until it ends")
+    a.add_argument("--server", metavar="URL", help=server_help)
+    a = actions.add_parser("cancel", help="cancel a scheduled or sending distribution")
+    a.add_argument("id", metavar="ID")
+    a.add_argument("--server", metavar="URL", help=server_help)
+    a = actions.add_parser("recipients", help="print each recipient's state, message SID and error code")
+    a.add_argument("id", metavar="ID")
+    a.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    a.add_argument("--server", metavar="URL", help=server_help)
+    p.set_defaults(func=_distributions)
 
     p = sub.add_parser("phone", help="text a running server as a respondent would")
     p.add_argument("--server", required=True, metavar="URL")

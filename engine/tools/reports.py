@@ -72,7 +72,8 @@ def run_export(args) -> int:
         options = exports.ExportOptions(
             form=args.format, since=exports.parse_since(args.since) if args.since else None,
             status=args.status, include_open=args.include_open, bom=args.bom,
-            hash_key=exports.hash_key_from_env() if args.hash_phones else None)
+            hash_key=exports.hash_key_from_env() if args.hash_phones else None,
+            previews=getattr(args, "preview", False))
     except exports.ExportError as err:
         print(f"canvass export: {err}", file=sys.stderr)
         return 2
@@ -101,14 +102,14 @@ def run_export(args) -> int:
         return 1
 
 
-async def _report(survey: str) -> dict:
+async def _report(survey: str, previews: bool = False) -> dict:
     async with _opened(survey) as (responses, flows):
-        return await summarise(responses, survey, flows)
+        return await summarise(responses, survey, flows, previews)
 
 
 def run_report(args) -> int:
     try:
-        summary = asyncio.run(_report(args.survey))
+        summary = asyncio.run(_report(args.survey, getattr(args, "preview", False)))
     except (Unavailable, migrate.SchemaNotCurrent) as err:
         print(f"canvass report: {err}", file=sys.stderr)
         return 1

@@ -1,0 +1,233 @@
+"""The admin API of distributions: create one (or estimate it: ?dry_run=true), list them,
+describe one with its counts, export its recipients, cancel it. The work is
+engine.records.distributions'; these handlers check the request, render each contact's
+invitation with the server's flows (engine.estimates) and turn refusals into status codes."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
+
+from engine.estimates import Estimate, NoInvitation, invitation_segments
+from engine.records import contacts, distributions
+from engine.records.distributions import NewDistribution, clock_time
+from engine.runtime.appkeys import CLOCK, PRICE, REGISTRY, RESPONSES, SETTINGS, error
+from engine.runtime.contact_exports import csv_line
+from engine.runtime.exports import cell, jsonl_line
+from engine.runtime.untrusted import UntrustedInput, loggable, parse_json
+
+log = logging.getLogger("canvass.distributions")
+
+CHANNELS = ("sms", "whatsapp")
+FIELDS = ("name", "survey", "list", "channel", "send_at", "quiet_hours")
+PAST_GRACE = timedelta(minutes=1)  # a send_at this far in the past still means "now"
+RECIPIENT_COLUMNS = ("phone", "email", "state", "reason", "sid", "error_code", "updated_at")
+YES, NO = ("1", "true", "yes"), ("0", "false", "no")
+EXAMPLE_NUMBER = "+15005550006"  # renders an invitation when only the channel matters
+
+
+def _engine(request: web.Request):
+    return request.app[RESPONSES].engine
+
+
+def _now(request: web.Request) -> datetime:
+    return datetime.fromtimestamp(request.app[CLOCK](), UTC)
+
+
+def _unavailable(err: Exception) -> web.Response:
+    log.warning("distributions: the records database is unreachable: %s", type(err).__name__)
+    return error(503, "records_unavailable", "the records database is not reachable, try again")
+
+
+def _text(body: dict, name: str, longest: int, default: str | None = None) -> str:
+    value = body.get(name, default)
+    if not isinstance(value, str) or not value.strip():
+        raise UntrustedInput(400, f"bad_{name}", f"'{name}' must be text (1 to {longest} characters)")
+    value = value.strip()
+    if len(value) > longest or any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise UntrustedInput(400, f"bad_{name}", f"'{name}' must be 1 to {longest} characters, "
+                                                 "with no control character")
+    return value
+
+
+def send_time(value: object, now: datetime) -> datetime:
+    """`send_at` as aware UTC: ISO 8601 with its offset (or Z); None: now. A time more than
+    PAST_GRACE ago is refused (it is surely a mistake); a time just past means now."""
+    if value is None:
+        return now
+    if not isinstance(value, str):
+        raise UntrustedInput(400, "bad_send_at", "'send_at' must be an ISO 8601 time, e.g. "
+                                                 "2030-01-31T09:00:00Z or 2030-01-31T09:00:00+01:00")
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
+    except ValueError:
+        raise UntrustedInput(400, "bad_send_at", f"'send_at' {loggable(value)!r} is not an ISO 8601 time, "
+                                                 "e.g. 2030-01-31T09:00:00Z") from None
+    if parsed.tzinfo is None:
+        raise UntrustedInput(400, "bad_send_at", "'send_at' needs its UTC offset (Z or +01:00): "
+                                                 "without one it could mean any time zone")
+    parsed = parsed.astimezone(UTC)
+    if parsed < now - PAST_GRACE:
+        raise UntrustedInput(400, "send_at_past", f"'send_at' {parsed.isoformat()} is in the past; "
+                                                  "leave it out to send now")
+    return max(parsed, now)
+
+
+def quiet_hours(value: object) -> tuple[str | None, str | None]:
+    """{"from": "HH:MM", "to": "HH:MM"} (from later than to: the window crosses midnight)."""
+    if value is None:
+        return None, None
+    if not isinstance(value, dict) or set(value) != {"from", "to"}:
+        raise UntrustedInput(400, "bad_quiet_hours", "'quiet_hours' must be an object with 'from' "
+                                                     "and 'to', e.g. {\"from\": \"09:00\", \"to\": \"20:00\"}")
+    try:
+        start, end = clock_time(value["from"]), clock_time(value["to"])
+    except ValueError as err:
+        raise UntrustedInput(400, "bad_quiet_hours", f"'quiet_hours': {err}") from None
+    if start == end:
+        raise UntrustedInput(400, "bad_quiet_hours", "'quiet_hours' from and to are the same time: "
+                                                     "the window would be empty")
+    return start, end
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    value = request.query.get(name, "false").lower()
+    if value not in YES + NO:
+        raise UntrustedInput(400, f"bad_{name}", f"{name} must be true or false")
+    return value in YES
+
+
+async def admin_create(request: web.Request) -> web.Response:
+    now = _now(request)
+    try:
+        dry_run = _flag(request, "dry_run")
+        body = parse_json(await request.read(), request.charset)
+        if not isinstance(body, dict):
+            raise UntrustedInput(400, "bad_json", "the body must be a JSON object")
+        unknown = sorted(set(body) - set(FIELDS))
+        if unknown:
+            raise UntrustedInput(400, "unknown_field", f"unknown field(s) {', '.join(map(loggable, unknown))}; "
+                                                       f"a distribution takes {', '.join(FIELDS)}")
+        survey = _text(body, "survey", 200)
+        try:
+            list_name = contacts.list_name(body.get("list")) if isinstance(body.get("list"), str) else None
+        except contacts.ListNameError as err:
+            raise UntrustedInput(400, "bad_list", f"'list': {err}") from None
+        if list_name is None:
+            raise UntrustedInput(400, "bad_list", "'list' must be the name of a contact list")
+        name = _text(body, "name", 200, default=f"{survey} to {list_name}")
+        channel = body.get("channel", "sms")
+        if channel not in CHANNELS:
+            raise UntrustedInput(400, "bad_channel", f"'channel' must be one of {', '.join(CHANNELS)}")
+        send_at = send_time(body.get("send_at"), now)
+        quiet_from, quiet_to = quiet_hours(body.get("quiet_hours"))
+    except UntrustedInput as err:
+        return error(err.status, err.reason, err.message)
+    flow = request.app[REGISTRY].get(survey)
+    if flow is None:
+        return error(404, "unknown_survey", f"there is no survey '{survey}'")
+    at = send_at.timestamp()
+    try:
+        invitation_segments(flow, channel, EXAMPLE_NUMBER, {}, at)
+    except NoInvitation:
+        return error(409, "no_whatsapp_template", f"survey '{survey}' has no whatsapp_template: outside "
+                     "WhatsApp's 24-hour window only an approved template can invite")
+
+    def segments(phone: str, fields: dict) -> int:
+        return invitation_segments(flow, channel, phone, fields, at)
+
+    estimate = Estimate(price=request.app.get(PRICE))
+    spec = NewDistribution(name, survey, list_name, channel, send_at, quiet_from, quiet_to)
+    try:
+        created = await distributions.create(_engine(request), spec, segments, estimate, now,
+                                             request.app[SETTINGS].contact_frequency, dry_run=dry_run)
+    except contacts.UnknownList as err:
+        return error(404, "unknown_list", str(err))
+    except (SQLAlchemyError, OSError) as err:
+        return _unavailable(err)
+    if dry_run:
+        return web.json_response({"estimate": estimate.to_json()})
+    log.info("distribution %s: survey %s to list %s at %s", created, survey, loggable(list_name),
+             send_at.isoformat())
+    return web.json_response({"id": created, "status": "scheduled", "estimate": estimate.to_json()},
+                             status=201)
+
+
+async def admin_distributions(request: web.Request) -> web.Response:
+    try:
+        return web.json_response({"distributions": await distributions.all_distributions(_engine(request))})
+    except (SQLAlchemyError, OSError) as err:
+        return _unavailable(err)
+
+
+async def admin_distribution(request: web.Request) -> web.Response:
+    try:
+        return web.json_response(await distributions.describe(_engine(request), request.match_info["id"]))
+    except distributions.UnknownDistribution as err:
+        return error(404, "unknown_distribution", str(err))
+    except (SQLAlchemyError, OSError) as err:
+        return _unavailable(err)
+
+
+async def admin_cancel(request: web.Request) -> web.Response:
+    try:
+        return web.json_response(await distributions.cancel(
+            _engine(request), request.match_info["id"], _now(request)))
+    except distributions.UnknownDistribution as err:
+        return error(404, "unknown_distribution", str(err))
+    except distributions.NotCancellable as err:
+        return error(409, "not_cancellable", str(err), distribution_status=err.status)
+    except (SQLAlchemyError, OSError) as err:
+        return _unavailable(err)
+
+
+def recipients_csv_header(fields: list[str]) -> str:
+    return csv_line([*RECIPIENT_COLUMNS, *(cell(name) for name in fields)])
+
+
+def recipients_csv_row(fields: list[str], recipient: dict) -> str:
+    values = recipient["fields"]
+    return csv_line([recipient["phone"], *(cell(recipient[column]) for column in RECIPIENT_COLUMNS[1:]),
+                     *(cell(values.get(name)) for name in fields)])
+
+
+async def admin_recipients(request: web.Request) -> web.StreamResponse:
+    distribution_id, form = request.match_info["id"], request.query.get("format", "jsonl")
+    if form not in ("jsonl", "csv"):
+        return error(400, "bad_format", "format must be jsonl or csv")
+    engine = _engine(request)
+    try:
+        fields = await distributions.field_names(engine, distribution_id)
+    except distributions.UnknownDistribution as err:
+        return error(404, "unknown_distribution", str(err))
+    except (SQLAlchemyError, OSError) as err:
+        return _unavailable(err)
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8" if form == "csv" else "application/x-ndjson; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{distribution_id}.{form}"'})
+    await response.prepare(request)
+    try:
+        if form == "csv":
+            await response.write(recipients_csv_header(fields).encode())
+        async for recipient in distributions.recipients_of(engine, distribution_id):
+            line = recipients_csv_row(fields, recipient) if form == "csv" else jsonl_line(recipient)
+            await response.write(line.encode())
+    except (SQLAlchemyError, OSError, distributions.UnknownDistribution) as err:
+        log.warning("export of the recipients of %s cut short: %s", loggable(distribution_id),
+                    type(err).__name__)
+        request.transport.abort()  # the status went out: a cut body, never a short file taken whole
+        return response
+    await response.write_eof()
+    return response
+
+
+def add_distribution_routes(app: web.Application) -> None:
+    app.router.add_post("/admin/distributions", admin_create)
+    app.router.add_get("/admin/distributions", admin_distributions)
+    app.router.add_get("/admin/distributions/{id}", admin_distribution)
+    app.router.add_get("/admin/distributions/{id}/recipients", admin_recipients)
+    app.router.add_post("/admin/distributions/{id}/cancel", admin_cancel)
+
