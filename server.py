@@ -35,6 +35,7 @@ from engine.runtime import exports
 from engine.runtime.appkeys import (
     ARCHIVER,
     CLOCK,
+    DISTRIBUTOR,
     MEMBER,
     METRICS,
     RATES,
@@ -51,9 +52,12 @@ from engine.runtime.appkeys import (
 from engine.runtime.contact_api import add_contact_routes
 from engine.runtime.credits_api import add_credits_routes
 from engine.runtime.distribution_api import add_distribution_routes
+from engine.runtime.distributor import INTERVAL as DISTRIBUTE_EVERY
+from engine.runtime.distributor import Distributor
 from engine.runtime.fleet import Member, confirmations
 from engine.runtime.metrics import Metrics, redis_gauges, render_workers
 from engine.runtime.outbox import Pacing, Senders
+from engine.runtime.outbox_api import add_outbox_routes
 from engine.runtime.registry import Registry, ReloadFailed
 from engine.runtime.sandbox_api import add_sandbox_routes
 from engine.runtime.service import Busy, Refused, Service
@@ -444,7 +448,8 @@ def records(interval: float):
     checked against its opt-outs, exports reading it, every message counted into its credit
     usage (engine.runtime.usage). A database unreachable at start is waited for by the
     archiver, which checks the schema before its first write, and by the usage, which keeps
-    its counts meanwhile; webhooks do not need it."""
+    its counts meanwhile; webhooks do not need it. With sending configured, the distributor
+    invites the recipients of due distributions (engine.runtime.distributor)."""
     async def records_database(app: web.Application) -> AsyncIterator[None]:
         url = database_url(app[SETTINGS].database_url)
         engine = connect_records(url)
@@ -461,7 +466,12 @@ def records(interval: float):
             task = asyncio.create_task(archiver.run())
             app[SERVICE].usage = usage = Usage(engine, app[RATES], app[CLOCK])
             counting = asyncio.create_task(usage.run())
+            app[DISTRIBUTOR] = distributor = Distributor(
+                engine, app[SERVICE], app[CLOCK], app[SETTINGS].contact_frequency, min(interval, DISTRIBUTE_EVERY))
+            distributing = asyncio.create_task(distributor.run()) if app[SERVICE].senders else None
             yield
+            if distributing is not None:
+                await distributor.stop(distributing)
             app[SERVICE].usage = None
             await usage.stop(counting)
             await archiver.stop(task)
@@ -556,6 +566,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     add_credits_routes(app)
     add_distribution_routes(app)
     add_sandbox_routes(app)
+    add_outbox_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -18,7 +18,8 @@ answering, and the archiver catches up when it is back. The consumer group lives
 stream itself, so after Redis lost its data (and with it the streams) nothing points
 past what is there.
 
-Which streams: the surveys being served, plus every survey stream found by a SCAN at start
+Which streams: the opt-outs, the deliveries (the outcomes of distributions' invitations, which
+move their recipients forwards), the surveys being served, plus every survey stream found by a SCAN at start
 and every RESCAN seconds (a survey removed from the flows still has sessions closing into its
 stream). Every survey served gets its stream and group made at once, so a restart finds it.
 Whenever Redis has lost its data (the restored mark is gone) and once at start, the
@@ -46,9 +47,10 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.records import migrate
+from engine.records.distributions import apply_deliveries
 from engine.records.optouts import OptOutBook
 from engine.records.writes import insert_opt_out_events, insert_responses
-from engine.redis.store import OPT_OUTS, Store, responses_key
+from engine.redis.store import DELIVERIES, OPT_OUTS, Store, responses_key
 
 log = logging.getLogger("canvass.archiver")
 
@@ -129,7 +131,7 @@ class Archiver:
             self.known |= await self.store.survey_streams()
             self.scanned_at = now
         self.known |= set(self.surveys())
-        streams = [(OPT_OUTS, insert_opt_out_events),
+        streams = [(OPT_OUTS, insert_opt_out_events), (DELIVERIES, apply_deliveries),
                    *((responses_key(survey), insert_responses) for survey in sorted(self.known))]
         moved = 0
         for stream, insert in streams:

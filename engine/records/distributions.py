@@ -14,10 +14,10 @@ import os
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import phonenumbers
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dsl.durations import format_duration, parse_duration
@@ -29,12 +29,13 @@ from engine.records.writes import as_utc
 STATUSES = ("scheduled", "sending", "done", "cancelled")
 STATES = ("pending", "queued", "sent", "delivered", "undelivered", "failed", "skipped", "unknown",
           "cancelled")
-SKIP_REASONS = ("opted_out", "open_session", "invalid_number", "frequency", "whatsapp_window")
+SKIP_REASONS = ("opted_out", "open_session", "invalid_number", "frequency", "whatsapp_window",
+                "quiet_hours_never", "unknown_survey")
 FINAL = frozenset({"delivered", "undelivered", "failed", "skipped", "unknown", "cancelled"})
 # each state, and the states it may replace
 FORWARD = {
     "queued": {"pending"},
-    "sent": {"pending", "queued"},
+    "sent": {"pending", "queued", "unknown"},  # from unknown: an operator had it resent
     "delivered": {"pending", "queued", "sent", "unknown"},
     "undelivered": {"pending", "queued", "sent", "unknown"},
     "failed": {"pending", "queued", "sent", "unknown"},
@@ -346,14 +347,38 @@ async def mark_sending(engine: AsyncEngine, distribution_id: str, now: datetime)
     return changed.rowcount > 0
 
 
-async def pending_recipients(engine: AsyncEngine, distribution_id: str, limit: int) -> list[Recipient]:
+async def pending_recipients(engine: AsyncEngine, distribution_id: str, limit: int,
+                             now: datetime | None = None) -> list[Recipient]:
+    """Up to `limit` pending recipients; with `now`, only those not waiting for later
+    (their quiet hours: `postpone`)."""
     table = distribution_recipients
+    where = [table.c.distribution_id == distribution_id, table.c.state == "pending"]
+    if now is not None:
+        where.append(or_(table.c.not_before.is_(None), table.c.not_before <= now))
     async with engine.connect() as connection:
         rows = (await connection.execute(
-            select(table.c.phone, table.c.email, table.c.fields)
-            .where(table.c.distribution_id == distribution_id, table.c.state == "pending")
+            select(table.c.phone, table.c.email, table.c.fields).where(*where)
             .order_by(table.c.phone).limit(limit))).all()
     return [Recipient(row.phone, row.email, row.fields) for row in rows]
+
+
+async def postpone(engine: AsyncEngine, distribution_id: str, until: dict[str, datetime]) -> None:
+    """Pending recipients (phone -> when) wait until then: outside their quiet hours now."""
+    table = distribution_recipients
+    async with engine.begin() as connection:
+        for phone, when in until.items():
+            await connection.execute(update(table).where(
+                table.c.distribution_id == distribution_id, table.c.phone == phone,
+                table.c.state == "pending").values(not_before=when))
+
+
+async def counts(engine: AsyncEngine, distribution_id: str) -> dict[str, int]:
+    """Recipients by state."""
+    table = distribution_recipients
+    async with engine.connect() as connection:
+        rows = await connection.execute(select(table.c.state, func.count()).where(
+            table.c.distribution_id == distribution_id).group_by(table.c.state))
+    return dict(rows.all())
 
 
 async def set_recipient(engine: AsyncEngine, distribution_id: str, phone: str, state: str, *,
@@ -362,17 +387,48 @@ async def set_recipient(engine: AsyncEngine, distribution_id: str, phone: str, s
     """Move a recipient to `state` if that is forwards from where it stands (FORWARD); False
     when it stayed (a later state was there already, or there is no such recipient). A sid or
     reason given replaces the stored one; one not given keeps it."""
+    async with engine.begin() as connection:
+        return await _set_state(connection, distribution_id, phone, state, reason=reason, sid=sid,
+                                error_code=error_code, now=now)
+
+
+async def _set_state(connection: AsyncConnection, distribution_id: str, phone: str, state: str, *,
+                     reason: str | None, sid: str | None, error_code: int | None, now: datetime) -> bool:
     if state not in FORWARD:
         raise ValueError(f"a recipient cannot be set to {state!r}: one of {', '.join(FORWARD)}")
     table = distribution_recipients
     values = {"state": state, "updated_at": now,
               **{name: value for name, value in (("reason", reason), ("sid", sid), ("error_code", error_code))
                  if value is not None}}
-    async with engine.begin() as connection:
-        changed = await connection.execute(
-            update(table).where(table.c.distribution_id == distribution_id, table.c.phone == phone,
-                                table.c.state.in_(sorted(FORWARD[state]))).values(values))
+    changed = await connection.execute(
+        update(table).where(table.c.distribution_id == distribution_id, table.c.phone == phone,
+                            table.c.state.in_(sorted(FORWARD[state]))).values(values))
     return changed.rowcount > 0
+
+
+# What a report on the deliveries stream (engine.redis.store.DELIVERIES) makes of a recipient:
+# the outbox's end of its invitation (sent, failed, unknown) and Twilio's delivery statuses.
+# Statuses before `sent` (queued, accepted, sending...) change nothing.
+REPORTED = {"sent": "sent", "failed": "failed", "unknown": "unknown", "delivered": "delivered",
+            "read": "delivered", "undelivered": "undelivered"}
+
+
+async def apply_deliveries(connection: AsyncConnection, reports: list[dict]) -> int:
+    """Move each reported recipient forwards (the archiver calls this with a batch of the
+    deliveries stream; a report applied twice changes nothing the second time); how many
+    recipients changed."""
+    changed = 0
+    for report in reports:
+        state = REPORTED.get(report.get("state"))
+        if state is None:
+            continue
+        code = report.get("error_code")
+        reason = report.get("reason") or (f"twilio_{code}" if code else None)
+        changed += await _set_state(
+            connection, report["distribution"], report["phone"], state, reason=reason and reason[:64],
+            sid=report.get("sid") or None, error_code=int(code) if code else None,
+            now=datetime.fromtimestamp(float(report["at"]), UTC))
+    return changed
 
 
 async def finish_if_done(engine: AsyncEngine, distribution_id: str, now: datetime) -> bool:

@@ -31,7 +31,8 @@ distribution_recipients
                 at creation, and where its invitation stands (`state`: pending, queued, sent,
                 delivered, undelivered, failed, skipped, unknown, cancelled; a state only moves
                 forwards), with the skip or failure `reason`, Twilio's message `sid` and
-                `error_code`. (phone, updated_at) serves the contact-frequency rule.
+                `error_code`; `not_before`: a pending recipient outside its quiet hours waits until then.
+                (phone, updated_at) serves the contact-frequency rule.
 Responses carry the distribution that invited them (`distribution`, from the session's field
 distribution_id) and whether they are a preview (`preview`, from the field preview = "1").
 Times are timezone-aware UTC.
@@ -202,6 +203,7 @@ distribution_recipients = Table(
     Column("sid", String(64), nullable=True),
     Column("error_code", Integer, nullable=True),
     Column("updated_at", Time, nullable=False),
+    Column("not_before", Time, nullable=True),  # a pending recipient waits for its quiet hours
     Index(None, "distribution_id", "state"),
     Index(None, "phone", "updated_at"),
 )

@@ -83,6 +83,12 @@ hash tag {outbox} (engine.runtime.outbox drains it; engine/redis/outbox.py calls
                             channel, phone, state, sid, error_code, reason, at}; archived (group
                             ARCHIVE_GROUP) into the recipients of the distribution.
 
+Distributions (the records database holds them; Redis only says who works on one now):
+  cv:distributions:{distributions}:lease:<id>  string  the tag of the worker inviting that
+                            distribution's recipients, so one worker at a time does (each
+                            invitation is safe to repeat anyway). TTL DISTRIBUTION_LEASE,
+                            renewed by each round of its worker.
+
 The fleet (every worker of every server sharing this Redis), all under the hash tag {fleet}:
   cv:fleet:{fleet}:live  hash  generation (a whole number, bumped by every announced
                             reload), flows (JSON {survey id: version}: the live set every
@@ -878,6 +884,20 @@ class Store:
     @cached_property
     def _trim_archived(self) -> Script:
         return Script(self.mux, TRIM_ARCHIVED)
+
+    # ------------------------------------------------------------ distributions
+
+    async def lease_distribution(self, distribution_id: str, tag: str, seconds: float) -> bool:
+        """Take (or renew) the lease on inviting a distribution's recipients; False when
+        another worker holds it."""
+        key = f"cv:distributions:{{distributions}}:lease:{distribution_id}"
+        ms = max(1, int(seconds * 1000))
+        if await self.redis.set(key, tag, nx=True, px=ms):
+            return True
+        if await self.redis.get(key) == tag:
+            await self.redis.pexpire(key, ms)
+            return True
+        return False
 
     # ------------------------------------------------------------ the local sandbox
 

@@ -12,6 +12,7 @@ from aiohttp import web
 from engine.records.archiver import Archiver
 from engine.records.reading import Responses
 from engine.redis.store import Store
+from engine.runtime.distributor import Distributor
 from engine.runtime.fleet import Member
 from engine.runtime.metrics import Metrics
 from engine.runtime.registry import Registry
@@ -32,6 +33,7 @@ MEMBER = web.AppKey("member", Member)
 SHARED_METRICS = web.AppKey("shared_metrics", str)  # a worker of `--workers N`: its server's name
 RESPONSES = web.AppKey("responses", Responses)
 ARCHIVER = web.AppKey("archiver", Archiver)
+DISTRIBUTOR = web.AppKey("distributor", Distributor)
 RATES = web.AppKey("rates", Rates | None)  # the credits table; None: credits are off
 # credits of an invitation, (region, segments) -> credits or None; unset: estimates show no credits
 PRICE = web.AppKey("price", Callable[[str, int], object])

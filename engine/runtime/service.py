@@ -50,6 +50,7 @@ from engine.runtime.twilio import (
     origin_for,
 )
 from engine.session import Session, evolve, offset
+from engine.sms.quiet_hours import InvalidQuietHours, QuietHours, reminder_at, time_zones
 
 log = logging.getLogger("canvass.service")
 
@@ -521,7 +522,11 @@ class Service:
                 unsendable.append(err.message)
                 return []
             message = self._message("reminder", outcome, origin, session.fields)
-            return [(message, self.reminder_time(message, session, now))]
+            at = reminder_time(session, channel, phone, now)
+            if at is None:
+                unsendable.append("outside its quiet hours until the session expires")
+                return []
+            return [(message, at)]
 
         async def landed(outcome: Outcome) -> None:
             if self.senders is not None:
@@ -534,10 +539,6 @@ class Service:
             await self._not_sendable(applied.outcome, unsendable[0])
         elif applied.outcome.replies and self.senders is not None:
             self.senders.wake()
-
-    def reminder_time(self, message: Message, session: Session, now: float) -> float:
-        """When a reminder may go: now, unless its session keeps quiet hours."""
-        return now
 
     async def _not_sendable(self, outcome: Outcome, reason: str) -> None:
         """A reminder that cannot go at all (no sender configured) is taken back at once."""
@@ -560,6 +561,20 @@ class Service:
 
 
 DISTRIBUTION_FIELD = "distribution_id"  # the session field naming the distribution that invited it
+QUIET_FIELD = "quiet_hours"  # the session field carrying the quiet hours of that distribution
+
+
+def reminder_time(session: Session, channel: str, phone: str, now: float) -> float | None:
+    """When a reminder due now may go: now, or (a session invited with quiet hours) when the
+    window next holds in every time zone of the number; None when not before it expires."""
+    spec = session.fields.get(QUIET_FIELD)
+    if not spec:
+        return now
+    try:
+        window = QuietHours.parse(spec)
+    except InvalidQuietHours:
+        return now  # not one the distributor wrote: a contact's own field of that name
+    return reminder_at(window, time_zones(phone), now, session.expires_at)
 
 _NOT_STARTABLE = {
     "open_session": "the number already has an open session",

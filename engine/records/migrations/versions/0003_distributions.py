@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("sid", sa.String(64), nullable=True),
         sa.Column("error_code", sa.Integer(), nullable=True),
         sa.Column("updated_at", TIME, nullable=False),
+        sa.Column("not_before", TIME, nullable=True),
         sa.ForeignKeyConstraint(["distribution_id"], ["distributions.id"], ondelete="CASCADE",
                                 name=op.f("fk_distribution_recipients_distribution_id_distributions")),
         sa.PrimaryKeyConstraint("distribution_id", "phone", name=op.f("pk_distribution_recipients")),

@@ -1,0 +1,176 @@
+"""The distributor: every worker works through the distributions that are due.
+
+Each round (every INTERVAL seconds) it takes the distributions whose time has come
+(engine.records.distributions), and for each one whose lease it holds (one worker at a time:
+Store.lease_distribution) it invites a batch of pending recipients:
+
+- outside the distribution's quiet hours in every time zone of the number, a recipient waits
+  for the window (its `not_before`), or is skipped when the window never holds in all of them;
+- the contact-frequency rule and the records database's opt-outs are checked again, as they
+  may have changed since the distribution was created;
+- Service.invite opens the session and writes the invitation into the outbox in one commit
+  (refused for an open session or an opt-out Redis knows: skipped with that reason). The
+  outbox sends it at the sender's pace; its outcome (sent, failed, unknown) and then Twilio's
+  delivery statuses come back on the deliveries stream, which the archiver applies.
+
+A recipient is queued only after its commit; a worker killed in between leaves it pending, and
+the next try finds the session this distribution opened and counts it as queued (invite's
+"already"), so nobody is invited twice. The batch is kept to what the outbox can send soon
+(BACKLOG seconds of the sender's pace), so sessions do not open long before their message goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from engine.records import distributions as records
+from engine.records.distributions import Distribution, FrequencyRule, Recipient
+from engine.runtime.service import QUIET_FIELD, Refused, Service
+from engine.sms.quiet_hours import NEVER, QuietHours, next_allowed, time_zones
+
+log = logging.getLogger("canvass.distributor")
+
+INTERVAL = 1.0  # seconds between rounds
+LEASE = 15.0  # seconds a worker's lease on a distribution lasts unless renewed
+BACKLOG = 5.0  # seconds of the sender's pace queued ahead at most
+UNPACED_BATCH = 500  # invitations per round when sending is not paced
+AT_ONCE = 16  # invitations committed concurrently
+
+
+class Distributor:
+    def __init__(self, engine: AsyncEngine, service: Service, clock: Callable[[], float],
+                 frequency: FrequencyRule | None = None, interval: float = INTERVAL):
+        self.engine, self.service, self.clock = engine, service, clock
+        self.frequency, self.interval = frequency, interval
+        self.tag = os.urandom(6).hex()
+        self._stop = asyncio.Event()
+        self._down: str | None = None  # what is unreachable, said once per outage
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.round()
+                if self._down:
+                    log.info("distributions go on: %s is reachable again", self._down)
+                    self._down = None
+            except (RedisError, SQLAlchemyError, OSError) as err:
+                what = "Redis" if isinstance(err, RedisError) else "the records database"
+                if self._down != what:
+                    self._down = what
+                    log.warning("distributions wait: %s is not reachable: %s", what, err)
+            except Exception:
+                log.exception("a distribution round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.interval)
+
+    async def stop(self, task: asyncio.Task) -> None:
+        self._stop.set()
+        try:
+            await asyncio.wait_for(task, 10)
+        except TimeoutError:
+            task.cancel()
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    async def round(self) -> int:
+        """One pass over the due distributions; how many recipients moved."""
+        moved = 0
+        for distribution in await records.due_distributions(self.engine, self._now()):
+            if not await self.service.store.lease_distribution(distribution.id, self.tag, LEASE):
+                continue  # another worker has it
+            if distribution.status == "scheduled":
+                if not await records.mark_sending(self.engine, distribution.id, self._now()):
+                    continue
+                log.info("distribution %s (%s) is sending", distribution.id, distribution.name)
+            moved += await self._invite_batch(distribution)
+            if await records.finish_if_done(self.engine, distribution.id, self._now()):
+                log.info("distribution %s is done", distribution.id)
+        return moved
+
+    def _batch_size(self, distribution: Distribution) -> int:
+        senders = self.service.senders
+        if senders is None:
+            return 0
+        flow = self.service.registry.get(distribution.survey)
+        origin = None
+        with contextlib.suppress(Refused):
+            origin = self.service._origin(distribution.channel, flow.survey.sender if flow else None)
+        sender = (origin.messaging_service_sid or origin.from_ or "") if origin else ""
+        rate = senders.pacing.rate(sender)
+        return UNPACED_BATCH if rate == 0 else max(1, int(rate * BACKLOG))
+
+    async def _invite_batch(self, distribution: Distribution) -> int:
+        room = self._batch_size(distribution)
+        if room <= 0:
+            return 0
+        waiting = (await records.counts(self.engine, distribution.id)).get("queued", 0)
+        room -= waiting  # invitations queued and not reported sent yet
+        if room <= 0:
+            return 0
+        recipients = await records.pending_recipients(self.engine, distribution.id, room, self._now())
+        window = None
+        if distribution.quiet_from and distribution.quiet_to:
+            window = QuietHours.parse({"from": distribution.quiet_from, "to": distribution.quiet_to})
+        later: dict[str, datetime] = {}
+        going = []
+        for recipient in recipients:
+            if window is not None:
+                when = next_allowed(window, time_zones(recipient.phone), self.clock())
+                if when is None:
+                    await self._set(distribution, recipient, "skipped", NEVER)
+                    continue
+                if when > self.clock():
+                    later[recipient.phone] = datetime.fromtimestamp(when, UTC)
+                    continue
+            going.append(recipient)
+        if later:
+            await records.postpone(self.engine, distribution.id, later)
+        moved = 0
+        for start in range(0, len(going), AT_ONCE):
+            results = await asyncio.gather(*(self._invite(distribution, window, recipient)
+                                             for recipient in going[start:start + AT_ONCE]))
+            moved += sum(results)
+            if any(result is None for result in results):
+                break  # the survey or sending is gone: wait for the next round
+        return moved + len(later)
+
+    async def _invite(self, distribution: Distribution, window: QuietHours | None,
+                      recipient: Recipient) -> bool | None:
+        """Invite one recipient; True when it moved, None when nothing can be sent now."""
+        channel, phone = distribution.channel, recipient.phone
+        if self.frequency is not None:
+            async with self.engine.connect() as connection:
+                allowed = await records.frequency_allows(connection, phone, self._now(), self.frequency)
+            if not allowed:
+                return await self._set(distribution, recipient, "skipped", "frequency")
+        refusal = await self.service.records.refusal(channel, phone) if self.service.records else None
+        if refusal is not None:
+            if refusal[1] == "opted_out":
+                return await self._set(distribution, recipient, "skipped", "opted_out")
+            return None  # the records database cannot say: try again next round
+        fields = {name: str(value) for name, value in (recipient.fields or {}).items()}
+        if window is not None:
+            fields[QUIET_FIELD] = str(window)
+        try:
+            await self.service.invite(distribution.survey, channel, phone, fields, distribution.id)
+        except Refused as err:
+            if err.status == 409:
+                return await self._set(distribution, recipient, "skipped", err.reason)
+            log.warning("distribution %s waits: %s", distribution.id, err.message)
+            return None
+        return await self._set(distribution, recipient, "queued")
+
+    async def _set(self, distribution: Distribution, recipient: Recipient, state: str,
+                   reason: str | None = None) -> bool:
+        return await records.set_recipient(self.engine, distribution.id, recipient.phone, state,
+                                           reason=reason, now=self._now())
