@@ -38,6 +38,7 @@ from engine.runtime.appkeys import (
     DISTRIBUTOR,
     MEMBER,
     METRICS,
+    PRICE,
     RATES,
     REGISTRY,
     RELOAD_LOCK,
@@ -81,6 +82,7 @@ from engine.runtime.untrusted import (
     readable_charset,
 )
 from engine.runtime.usage import Usage
+from engine.sms.credits import estimate_credits
 from engine.sms.phones import InvalidNumber, to_e164
 
 log = logging.getLogger("canvass.server")
@@ -542,7 +544,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
                timer_interval: float = 1.0, handle_sighup: bool = False) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[errors, charsets, admin_auth])
     app[SETTINGS], app[CLOCK], app[METRICS] = settings, clock, Metrics()
-    app[RATES] = settings.rates()
+    app[RATES] = rates = settings.rates()
+    if rates is not None:  # estimates show credits: an invitation's segments, at least one
+        app[PRICE] = lambda region, segments: estimate_credits(rates, region, max(1, segments))
     escape_server_logs()
     app[RELOAD_LOCK] = asyncio.Lock()
     app.cleanup_ctx.append(storage)

@@ -272,6 +272,12 @@ async def test_a_count_the_database_would_refuse_never_holds_back_the_others(rec
 # ---------------------------------------------------------------- counted over the webhook
 
 
+@pytest.fixture
+async def client(make_client, settings):
+    """A server pricing with the shipped credits table (credits are off unless asked for)."""
+    return await make_client(dataclasses.replace(settings, credits="shipped"))
+
+
 async def test_a_conversation_over_the_webhook_is_counted_in_and_out(client):
     usage = client.server.app[SERVICE].usage
     uk = Phone(client, "+447700900123")
@@ -332,7 +338,7 @@ async def test_the_replies_to_a_distribution_are_counted_for_it(client):
 
 @pytest.fixture
 async def credits_client(make_client, settings, records_url):
-    return await make_client(dataclasses.replace(settings, database_url=records_url))
+    return await make_client(dataclasses.replace(settings, database_url=records_url, credits="shipped"))
 
 
 async def test_the_api_answers_the_balance_and_the_consumption(credits_client):
@@ -379,8 +385,9 @@ async def test_the_credit_routes_want_the_admin_token(client):
         assert (await client.get(path)).status == 401
 
 
-async def test_credits_off_and_an_operator_table_are_said_by_the_api(make_client, settings, tmp_path):
-    off = await make_client(dataclasses.replace(settings, credits="none"))
+@pytest.mark.parametrize("spec", [None, "none"])  # off unless a table is asked for
+async def test_credits_off_and_an_operator_table_are_said_by_the_api(make_client, settings, tmp_path, spec):
+    off = await make_client(dataclasses.replace(settings, credits=spec))
     assert await (await off.get("/admin/credits", headers=admin_headers())).json() == {
         "balance": 0, "enabled": False, "rates": None}
     await Phone(off, "+447700900123").send("@feed")
@@ -451,3 +458,21 @@ def test_the_commands_say_when_the_schema_is_behind(tmp_path, monkeypatch, capsy
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     assert cli.main(["credits", "show"]) == 1
     assert "run `canvass db upgrade`" in capsys.readouterr().err
+
+
+async def test_a_distribution_the_balance_cannot_pay_for_is_refused_with_the_figures(make_client, settings):
+    client = await make_client(dataclasses.replace(settings, credits="shipped"))
+    contacts = "Phone,FirstName\n+12015550101,Al\n+447400123456,Cy\n"
+    imported = await client.post("/admin/lists/people/import", data=contacts.encode(),
+                                 headers={**admin_headers(), "Content-Type": "text/csv"})
+    assert imported.status == 200
+    body = {"survey": "feedback", "list": "people"}
+    refused = await client.post("/admin/distributions", json=body, headers=admin_headers())
+    assert refused.status == 402
+    answer = await refused.json()
+    assert answer["error"] == "insufficient_credits" and answer["balance"] == 0
+    assert answer["needed"] == answer["estimate"]["credits"] == 3  # US 1 + GB 2, one segment each
+    listed = await client.get("/admin/distributions", headers=admin_headers())
+    assert (await listed.json())["distributions"] == []  # nothing written
+    await credits.add(client.server.app[SERVICE].usage.engine, Decimal(3), "top-up", None, datetime.now(UTC))
+    assert (await client.post("/admin/distributions", json=body, headers=admin_headers())).status == 201

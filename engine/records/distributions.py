@@ -173,12 +173,13 @@ async def _invited(connection: AsyncConnection, phones: list[str], now: datetime
 
 async def create(engine: AsyncEngine, spec: NewDistribution, segments: Callable[[str, dict], int],
                  estimate: Estimate, now: datetime, rule: FrequencyRule | None = None,
-                 dry_run: bool = False) -> str | None:
+                 dry_run: bool = False, approve: Callable[[Estimate], None] | None = None) -> str | None:
     """Write the distribution and a recipient per contact of its list, in one transaction
     (a dry run writes nothing); its id (None for a dry run). `segments(phone, fields)` gives
     the SMS segments of a contact's invitation (engine.estimates.invitation_segments, called
     in a thread a batch at a time); `estimate` is filled as the contacts are read.
-    UnknownList when the list does not exist."""
+    UnknownList when the list does not exist. `approve`, given the finished estimate before
+    anything is committed, may refuse it by raising (then nothing is written)."""
     distribution_id = None if dry_run else new_id()
     async with engine.begin() as connection:
         found = await _list_row(connection, spec.list_name)
@@ -201,6 +202,8 @@ async def create(engine: AsyncEngine, spec: NewDistribution, segments: Callable[
             if distribution_id is not None:
                 await connection.execute(distribution_recipients.insert(),
                                          [{**row, "distribution_id": distribution_id} for row in rows])
+        if approve is not None:
+            approve(estimate)  # raising rolls the transaction back
         if distribution_id is not None:
             await connection.execute(update(distributions).where(distributions.c.id == distribution_id)
                                      .values(estimate={**estimate.to_json(), "fields": list(found.fields)}))

@@ -6,15 +6,17 @@ invitation with the server's flows (engine.estimates) and turn refusals into sta
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from engine.estimates import Estimate, NoInvitation, invitation_segments
-from engine.records import contacts, distributions
+from engine.records import contacts, credits, distributions
 from engine.records.distributions import NewDistribution, clock_time
-from engine.runtime.appkeys import CLOCK, PRICE, REGISTRY, RESPONSES, SETTINGS, error
+from engine.runtime.appkeys import CLOCK, PRICE, RATES, REGISTRY, RESPONSES, SETTINGS, error
 from engine.runtime.contact_exports import csv_line
 from engine.runtime.exports import cell, jsonl_line
 from engine.runtime.untrusted import UntrustedInput, loggable, parse_json
@@ -142,10 +144,17 @@ async def admin_create(request: web.Request) -> web.Response:
     estimate = Estimate(price=request.app.get(PRICE))
     spec = NewDistribution(name, survey, list_name, channel, send_at, quiet_from, quiet_to)
     try:
+        approve = None
+        if request.app.get(RATES) is not None and not dry_run:
+            approve = _affordable(await credits.balance(_engine(request)))
         created = await distributions.create(_engine(request), spec, segments, estimate, now,
-                                             request.app[SETTINGS].contact_frequency, dry_run=dry_run)
+                                             request.app[SETTINGS].contact_frequency, dry_run=dry_run,
+                                             approve=approve)
     except contacts.UnknownList as err:
         return error(404, "unknown_list", str(err))
+    except TooDear as err:
+        return error(402, "insufficient_credits", str(err), needed=_number(err.needed),
+                     balance=_number(err.balance), estimate=estimate.to_json())
     except (SQLAlchemyError, OSError) as err:
         return _unavailable(err)
     if dry_run:
@@ -154,6 +163,27 @@ async def admin_create(request: web.Request) -> web.Response:
              send_at.isoformat())
     return web.json_response({"id": created, "status": "scheduled", "estimate": estimate.to_json()},
                              status=201)
+
+
+class TooDear(Exception):
+    """A distribution whose estimate exceeds the credits balance."""
+
+    def __init__(self, needed: Decimal, balance: Decimal):
+        super().__init__(f"the distribution needs {_number(needed)} credits and the balance is "
+                         f"{_number(balance)}: add credits (`canvass credits add N`) or send to fewer numbers")
+        self.needed, self.balance = needed, balance
+
+
+def _affordable(balance: Decimal) -> Callable[[Estimate], None]:
+    def approve(estimate: Estimate) -> None:
+        needed = estimate.to_json()["credits"]
+        if needed is not None and Decimal(str(needed)) > balance:
+            raise TooDear(Decimal(str(needed)), balance)
+    return approve
+
+
+def _number(value: Decimal) -> int | float:
+    return int(value) if value == value.to_integral_value() else float(value)
 
 
 async def admin_distributions(request: web.Request) -> web.Response:

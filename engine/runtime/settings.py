@@ -14,6 +14,7 @@ from engine.runtime.twilio import DEFAULT_API_BASE_URL, SANDBOX_NUMBER, SEND_TIM
 from engine.sms.credits import CreditsTableError, Rates
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+SHIPPED = "shipped"  # --credits shipped: the credits table shipped with Canvass (engine/sms/credits.csv)
 TRUE_WORDS = ("1", "true", "yes", "on")
 LOOPBACK_NAMES = ("localhost",)
 REDIS_HINT = ("To have one: `./dev serve` starts a local Redis with the server, or run "
@@ -42,7 +43,7 @@ class Settings:
     port: int = 8080
     pacing: str = ""  # messages per second per sender (engine.runtime.outbox.Pacing); '' the defaults
     send_timeout: float = SEND_TIMEOUT  # seconds a request to Twilio may take; then its outcome is unknown
-    credits: str | None = None  # the credits table's path; None: the shipped one; "none": off
+    credits: str | None = None  # the credits table: a path, or "shipped"; None or "none": off
     # at most N invitations per number in a period, across distributions; None: no limit
     contact_frequency: FrequencyRule | None = None
 
@@ -135,8 +136,10 @@ class Settings:
 
     def rates(self) -> Rates | None:
         """The credits table (None: credits are off); ConfigError for one Canvass refuses."""
+        if self.credits is None or self.credits.strip().lower() == "none":
+            return None  # the self-service model: segments counted, nothing priced or refused
         try:
-            return Rates.load(self.credits)
+            return Rates.load(None if self.credits.strip().lower() == SHIPPED else self.credits)
         except CreditsTableError as err:
             raise ConfigError(f"the credits table {err} (CANVASS_CREDITS or --credits; "
                               "`none` turns credits off)") from None

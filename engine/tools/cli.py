@@ -160,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log every HTTP request (off by default: it costs a tenth of a webhook's time)")
     p.add_argument("--workers", type=_positive, default=1, metavar="N",
                    help="server processes sharing the port, e.g. one per core (default 1)")
-    p.add_argument("--credits", metavar="PATH", help="the credits table, a CSV file (default: "
-                   "CANVASS_CREDITS, else the shipped engine/sms/credits.csv); none: credits off")
+    p.add_argument("--credits", metavar="PATH", help="price messages with this credits table (a CSV "
+                   "file), or `shipped` (engine/sms/credits.csv); default CANVASS_CREDITS, else none: "
+                   "no credits")
     p.add_argument("--contact-frequency", metavar="N/PERIOD",
                    help="at most N invitations per number in PERIOD across distributions, e.g. 1/7d "
                         "(default: CANVASS_CONTACT_FREQUENCY, else no limit)")
