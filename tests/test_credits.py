@@ -330,7 +330,7 @@ async def test_the_replies_to_a_distribution_are_counted_for_it(client):
     assert rows == [{"survey": "feedback", "distribution": "dist-7", "direction": "in",
                      "messages": 1, "segments": 1, "credits": Decimal("1")},
                     {"survey": "feedback", "distribution": "dist-7", "direction": "out",
-                     "messages": 1, "segments": 1, "credits": Decimal("1")}]
+                     "messages": 2, "segments": 2, "credits": Decimal("2")}]  # the start's too
 
 
 # ---------------------------------------------------------------- the admin API

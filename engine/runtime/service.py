@@ -50,6 +50,7 @@ from engine.runtime.twilio import (
     origin_for,
 )
 from engine.session import Session, evolve, offset
+from engine.sms.credits import charged_segments
 from engine.sms.quiet_hours import InvalidQuietHours, QuietHours, reminder_at, time_zones
 
 log = logging.getLogger("canvass.service")
@@ -413,11 +414,15 @@ class Service:
                  distribution: str | None = None) -> Message:
         session = outcome.respondent.session
         respondent = outcome.respondent
-        return message_for(kind, respondent.channel, respondent.phone, origin, outcome.replies,
-                           outcome.template, fields, survey=session.survey if session else "",
-                           version=session.version if session else "",
-                           session_started=session.started_at if session else None,
-                           distribution=distribution)
+        message = message_for(kind, respondent.channel, respondent.phone, origin, outcome.replies,
+                              outcome.template, fields, survey=session.survey if session else "",
+                              version=session.version if session else "",
+                              session_started=session.started_at if session else None,
+                              distribution=distribution)
+        invited_by = session.fields.get(DISTRIBUTION_FIELD) if session else None
+        if invited_by and not distribution:  # its usage counts for the distribution too
+            message.extra[DISTRIBUTION_FIELD] = invited_by
+        return message
 
     def _origin(self, channel: str, survey_sender: str | None) -> Origin:
         if self.senders is None:
@@ -434,8 +439,13 @@ class Service:
     # ------------------------------------------------------------ how an outbound message ended
 
     def message_sent(self, message: Message, part: int) -> None:
-        """A part of an outbound message is out (engine.runtime.outbox)."""
-        self.count_sent(message.channel, [message.parts[part].get("body")])
+        """A part of an outbound message is out (engine.runtime.outbox): counted, and used."""
+        body = message.parts[part].get("body")
+        self.count_sent(message.channel, [body])
+        if self.usage is not None:
+            segments = steps.segment_count(message.channel, body) if body else 0
+            self.usage.count(message.survey, message.distribution or message.extra.get(DISTRIBUTION_FIELD),
+                             message.to, "out", charged_segments(message.channel, segments))
 
     async def message_ended(self, message: Message, result: Result) -> None:
         """What the end of an outbound message means for its conversation: a first message that
