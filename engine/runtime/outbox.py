@@ -249,7 +249,8 @@ class Senders:
         origin = Origin(messaging_service_sid=message.origin.get("service"), from_=message.origin.get("from"))
         try:
             return await self.sender.send(message.channel, message.to, origin, spec.get("body"),
-                                          spec.get("content_sid"), spec.get("variables"))
+                                          spec.get("content_sid"), spec.get("variables"),
+                                          distribution=message.distribution)
         except SendFailed as err:
             return err
 

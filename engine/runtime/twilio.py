@@ -244,7 +244,8 @@ class Sender:
         self.status_callback = status_callback
 
     async def send(self, channel: str, phone: str, origin: Origin, body: str | None = None,
-                   content_sid: str | None = None, content_variables: dict | None = None) -> str:
+                   content_sid: str | None = None, content_variables: dict | None = None,
+                   distribution: str | None = None) -> str:
         """The new message's sid; SendFailed when Twilio refuses it or cannot be reached."""
         params = {"to": join_address(channel, phone)}
         if origin.messaging_service_sid:
@@ -285,7 +286,8 @@ class SandboxSender:
         self.store, self.clock = store, clock
 
     async def send(self, channel: str, phone: str, origin: Origin, body: str | None = None,
-                   content_sid: str | None = None, content_variables: dict | None = None) -> str:
+                   content_sid: str | None = None, content_variables: dict | None = None,
+                   distribution: str | None = None) -> str:
         """The new message's sid; SendFailed (outcome unknown) when Redis does not answer."""
         sid, at = "SB" + uuid.uuid4().hex, self.clock()
         message = {"sid": sid, "channel": channel, "to": phone,
@@ -296,7 +298,7 @@ class SandboxSender:
             message["body"] = body or ""
         try:
             await self.store.sandbox_record(message)
-            await self.store.record_delivery(channel, phone, sid, "delivered", None, at)
+            await self.store.record_delivery(channel, phone, sid, "delivered", None, at, distribution)
         except RedisError as err:  # a message the sandbox kept twice shows its sid twice
             raise SendFailed(f"the sandbox could not record the message: {err}", retryable=True) from None
         return sid
