@@ -15,15 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-import phonenumbers
-
 from engine import conversation
 from engine.conversation import Respondent
 from engine.flow import Flow
+from engine.sms.credits import region as billing_region
 from engine.step import segment_count
 
 Price = Callable[[str, int], "float | Decimal | None"]
-UNKNOWN_REGION = "ZZ"
 
 
 class NoInvitation(ValueError):
@@ -32,14 +30,6 @@ class NoInvitation(ValueError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
-
-
-def region_of(phone: str) -> str:
-    """The ISO region of an E.164 number (ZZ when phonenumbers knows none)."""
-    try:
-        return phonenumbers.region_code_for_number(phonenumbers.parse(phone, None)) or UNKNOWN_REGION
-    except phonenumbers.NumberParseException:
-        return UNKNOWN_REGION
 
 
 def invitation_segments(flow: Flow, channel: str, phone: str, fields: dict, now: float) -> int:
@@ -73,7 +63,7 @@ class Estimate:
         self.skipped[reason] += 1
 
     def add(self, phone: str, segments: int) -> None:
-        region = region_of(phone)
+        region = billing_region(phone)  # the country credits are priced by
         country = self.countries.setdefault(region, _Country())
         country.recipients += 1
         country.segments += segments

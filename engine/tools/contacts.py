@@ -14,42 +14,19 @@ or number; a file that cannot be imported).
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sys
-
-from sqlalchemy.exc import SQLAlchemyError
 
 from engine.records import contacts, migrate
 from engine.records.contact_files import ContactFile, ContactFileError
-from engine.records.database import DatabaseUrlError, connect, database_url, redacted
+from engine.records.database import connect, redacted
 from engine.runtime import contact_exports
 from engine.sms.phones import InvalidNumber, contact_number, country
-
-
-class Refused(Exception):
-    """What the user asked cannot be done; the message says why (exit 2)."""
+from engine.tools.records_command import Refused, run_on_records
 
 
 def run_contacts(args) -> int:
-    url = database_url(os.environ.get("DATABASE_URL"))
-    try:
-        return asyncio.run(_run(args, url))
-    except Refused as err:
-        print(f"canvass contacts {args.action}: {err}", file=sys.stderr)
-        return 2
-    except DatabaseUrlError as err:
-        print(f"canvass contacts: {err}", file=sys.stderr)
-        return 2
-    except migrate.SchemaNotCurrent as err:
-        print(f"canvass contacts: {err}", file=sys.stderr)
-        return 1
-    except (SQLAlchemyError, OSError) as err:
-        said = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"canvass contacts: cannot reach the records database {redacted(url)}: {said}",
-              file=sys.stderr)
-        return 1
+    return run_on_records("contacts", args.action, lambda url: _run(args, url))
 
 
 async def _run(args, url: str) -> int:

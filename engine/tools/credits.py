@@ -12,45 +12,22 @@ CSV, JSON). Errors go to stderr. Exit codes: 0 done, 1 the database is unreachab
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from engine.records import credits, migrate
-from engine.records.database import DatabaseUrlError, connect, database_url, redacted
+from engine.records.database import connect, redacted
 from engine.runtime.credits_api import FIGURES, day, figure, report_csv, report_rows
+from engine.tools.records_command import Refused, run_on_records
 
 MAX_AMOUNT = Decimal(10) ** 12  # far above any real top-up; the column holds 14 digits before the point
 
 
-class Refused(Exception):
-    """What the user asked cannot be done; the message says why (exit 2)."""
-
-
 def run_credits(args) -> int:
-    url = database_url(os.environ.get("DATABASE_URL"))
-    try:
-        return asyncio.run(_run(args, url))
-    except Refused as err:
-        print(f"canvass credits {args.action}: {err}", file=sys.stderr)
-        return 2
-    except DatabaseUrlError as err:
-        print(f"canvass credits: {err}", file=sys.stderr)
-        return 2
-    except migrate.SchemaNotCurrent as err:
-        print(f"canvass credits: {err}", file=sys.stderr)
-        return 1
-    except (SQLAlchemyError, OSError) as err:
-        said = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"canvass credits: cannot reach the records database {redacted(url)}: {said}",
-              file=sys.stderr)
-        return 1
+    return run_on_records("credits", args.action, lambda url: _run(args, url))
 
 
 async def _run(args, url: str) -> int:
