@@ -26,6 +26,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 
 from aiohttp import web
@@ -122,7 +123,7 @@ def _error_fault(status: int | None, code, message: str | None, retry_after: flo
             raise ValueError(f"the status of code {code} is unknown here: give it")
         status = ERRORS[code][0]
     if message is None:
-        message = ERRORS[code][1] if code in ERRORS else "Service Unavailable"
+        message = ERRORS[code][1] if code in ERRORS else HTTPStatus(status).phrase
     if retry_after is None and status == 429:
         retry_after = 1.0
     return Fault("error", status, code, message, retry_after)

@@ -79,6 +79,12 @@ async def test_the_unsubscribed_and_invalid_numbers_say_what_twilio_says(fake_tw
     assert "The 'To' number +15551230002 is not a valid phone number." in (await refusal(client, "+15551230002")).msg
     assert "'To' number +15551230003 is not a valid mobile number" in (await refusal(client, "+15551230003")).msg
     assert "Attempt to send to unsubscribed recipient" in (await refusal(client, "+15551230004")).msg
+    fake_twilio.fail_next(1, status=500, code=None)  # a bare answer, as from a proxy: its reason phrase
+    async with aiohttp.ClientSession() as session:
+        url = f"{fake_twilio.base_url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+        async with session.post(url, data={"To": "+15551230001", "From": "+15550000000"},
+                                headers={"Authorization": aiohttp.encode_basic_auth(ACCOUNT_SID, AUTH_TOKEN)}) as answer:
+            assert (answer.status, await answer.text()) == (500, "Internal Server Error")
 
 
 async def test_a_429_says_retry_after_in_whole_seconds(fake_twilio):
