@@ -12,16 +12,22 @@ half UK numbers as 447XXXXXXXXX, every number valid and distinct, half the email
   and its peak RSS (getrusage of that child alone, by wait4).
 The import runs twice more on a tenth of the file: memory that does not grow with the rows
 has the same peak at a tenth and at the whole (`rss_growth` = whole / tenth).
+
+This part alone (bench/run runs it with the others), its figures as JSON on stdout:
+
+    python -m bench.contacts_import [--rows N]
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -88,8 +94,8 @@ def canvass_import(path: Path, database: Path) -> dict:
             "peak_rss_mb": usage.ru_maxrss / 1024}
 
 
-def run(workdir: Path, quick: bool, progress) -> dict:
-    rows = QUICK_ROWS if quick else FULL_ROWS
+def run(workdir: Path, quick: bool, progress, rows: int | None = None) -> dict:
+    rows = rows or (QUICK_ROWS if quick else FULL_ROWS)
     whole, tenth = workdir / "contacts.csv", workdir / "contacts-tenth.csv"
     header_only = workdir / "contacts-empty.csv"
     progress(f"contact import: writing {rows} rows")
@@ -115,3 +121,26 @@ def run(workdir: Path, quick: bool, progress) -> dict:
             "peak_rss_mb": full["peak_rss_mb"], "peak_rss_mb_tenth": small["peak_rss_mb"],
             "rss_growth": full["peak_rss_mb"] / small["peak_rss_mb"], "growth_target": GROWTH_TARGET,
             "file_mb": whole.stat().st_size / 1e6}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.contacts_import",
+                                     description="the contact import benchmark alone")
+    parser.add_argument("--rows", type=int, default=FULL_ROWS, metavar="N",
+                        help=f"rows in the file (default {FULL_ROWS:,}; at least 10)")
+    args = parser.parse_args(argv)
+    if not 10 <= args.rows <= 100_000_000:
+        parser.error("--rows must be between 10 and 100000000")
+    with tempfile.TemporaryDirectory(prefix="canvass-bench-") as workdir:
+        try:
+            results = run(Path(workdir), False, lambda text: print(f"  {text}", file=sys.stderr, flush=True),
+                          args.rows)
+        except BenchError as err:
+            print(f"bench.contacts_import: {err}", file=sys.stderr)
+            return 1
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

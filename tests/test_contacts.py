@@ -18,6 +18,7 @@ import pytest
 from conftest import admin_headers
 
 from engine.records import contacts
+from engine.records.contact_files import ContactFile
 from engine.records.database import connect
 from engine.records.schema import opt_outs
 from engine.tools import cli
@@ -158,6 +159,30 @@ async def test_a_number_twice_in_one_file_is_stored_once_with_the_later_row_and_
     assert "earlier row" in report["warnings"][0]["reason"]
     shown = await (await lists_client.get("/admin/lists/big", headers=admin_headers())).json()
     assert shown["contacts"] == 1500
+
+
+async def test_a_sqlite_import_commits_with_normal_sync_and_gives_its_connection_back_at_full(
+        tmp_path, records_template, monkeypatch):
+    target = tmp_path / "canvass.db"
+    target.write_bytes(records_template.read_bytes())
+    engine = connect(f"sqlite:///{target}")
+    seen = []
+    original = contacts._write_batch
+
+    async def write_batch(connection, *args):
+        seen.append((await connection.exec_driver_sql("PRAGMA synchronous")).scalar())
+        await original(connection, *args)
+
+    monkeypatch.setattr(contacts, "_write_batch", write_batch)
+    try:
+        body = io.BytesIO(b"Phone,Name\n12025550101,Ana\n12025550102,Bo\n")
+        report = await contacts.import_file(engine, "sync", ContactFile(body))
+        async with engine.connect() as connection:  # the pool's one connection, used again
+            after = (await connection.exec_driver_sql("PRAGMA synchronous")).scalar()
+    finally:
+        await engine.dispose()
+    assert report.imported == 2
+    assert (seen, after) == ([1], 2)  # NORMAL while importing, FULL again for the archiver
 
 
 async def test_an_export_imports_back_unchanged(lists_client):

@@ -86,7 +86,6 @@ class Header:
     def field_names(self) -> list[str]:
         return list(self.fields.values())
 
-
 def heading(name: str) -> str:
     return HEADING_NOISE.sub("", name).casefold()
 
@@ -187,6 +186,7 @@ class ContactFile:
         self.separator = declared.group(1) if declared else separator_of(first)
         self._reader = csv.reader(_chain(first, self.text), delimiter=self.separator)
         self.header = read_header(next(self._reader), phone_column)
+        self._unnamed = [i for i, name in enumerate(self.header.columns) if not name]  # not kept
         self.warnings: list[dict] = []
         if self.encoding == WINDOWS_1252:
             self.warnings.append({"row": None, "value": "", "reason": (
@@ -201,7 +201,7 @@ class ContactFile:
         try:
             for cells in self._reader:
                 row += 1
-                if not any(cell.strip() for cell in cells):
+                if not "".join(cells).strip():  # every cell empty or spaces
                     self.empty_rows += 1
                     self.first_empty = self.first_empty or row
                     continue
@@ -222,15 +222,16 @@ class ContactFile:
             number = contact_number(written, self.default_country)
         except InvalidNumber as err:
             return Rejected(row, written, str(err))
-        cells = cells + [""] * (width - len(cells))
-        fields = {}
-        for index, name in header.fields.items():
-            value = cells[index].strip()
-            bad = first_unsendable(value)
-            if bad is not None:
-                return Rejected(row, written, f"the field '{name}' holds U+{ord(bad):04X}, a "
-                                              "control character no message can carry")
-            fields[name] = value
+        if len(cells) < width:
+            cells = cells + [""] * (width - len(cells))
+        values = [cells[index].strip() for index in header.fields]
+        if first_unsendable("".join(values)) is not None:  # one search for the row, not one a field
+            for name, value in zip(header.fields.values(), values, strict=True):
+                bad = first_unsendable(value)
+                if bad is not None:
+                    return Rejected(row, written, f"the field '{name}' holds U+{ord(bad):04X}, a "
+                                                  "control character no message can carry")
+        fields = dict(zip(header.fields.values(), values, strict=True))
         warnings = []
         if number.line_warning is not None:
             warnings.append(f"{number.line_warning.replace('_', ' ')} number: it may not receive "
@@ -238,7 +239,7 @@ class ContactFile:
         email = cells[header.email].strip() if header.email is not None else ""
         if email and "@" not in email:
             warnings.append(f"the email '{email}' has no @; it was kept as written")
-        dropped = [i for i, name in enumerate(header.columns) if not name and cells[i].strip()]
+        dropped = [i for i in self._unnamed if cells[i].strip()]
         if dropped:
             warnings.append(f"column {dropped[0] + 1} has no name: its value was not kept "
                             "(name the column to keep it as a field)")
