@@ -31,7 +31,11 @@ from engine.redis.store import (
     Store,
 )
 
-PACE_WINDOW_MS = 1000  # the pace is counted in any one-second window
+# The pace is what any one-second window holds. Redis grants a request when the sender's
+# latest `rate` grants are at least a window old; the margin covers the spread between a
+# grant and the request's arrival at Twilio (the event loop, the client's work), so that
+# arrivals too never put more than `rate` into a second.
+PACE_WINDOW_MS = 1000 + 30
 
 
 def pace_key(sender: str) -> str:
@@ -125,6 +129,7 @@ class BeginCall(NamedTuple):
     part: str
     rate: str  # '0': no pace
     window_ms: str
+    gap_ms: str  # at least this between two requests of the sender (half its even spacing)
     lease_until: str
 
 
@@ -213,7 +218,7 @@ class Outbox:
         for the sender's pace; -1: the claim is lost."""
         return int(await self._begin(BeginCall(
             OUTBOX_DUE, OUTBOX_STATE, pace_key(claimed.message.sender), claimed.message.id, self.tag,
-            str(part), str(rate), str(PACE_WINDOW_MS), repr(lease_until))))
+            str(part), str(rate), str(PACE_WINDOW_MS), str(500 // rate if rate else 0), repr(lease_until))))
 
     async def finish(self, claimed: Claimed, part: int, outcome: str, now: float, *, sid: str = "",
                      error_code: int | None = None, reason: str = "", retry_at: float | None = None) -> bool:

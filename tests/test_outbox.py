@@ -1,0 +1,148 @@
+"""The outbox against Twilio's bad days (the local fake answering 429, 5xx, time-outs, dropped
+connections): each message goes at most once, is retried only when Twilio did not take it,
+is kept as unknown when Twilio may have, and the pace of a sender holds across workers."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+import pytest
+from conftest import admin_headers, free_port
+
+from engine.redis.outbox import Message, Outbox
+from engine.redis.store import Store
+from engine.runtime.outbox import LEASE
+from server import SERVICE
+
+
+async def start(client, number: str, survey: str = "feedback"):
+    return await client.post(f"/admin/surveys/{survey}/start", headers=admin_headers(),
+                             json={"to": number, "fields": {"FirstName": "Ana"}})
+
+
+async def drained(client, timeout: float = 10.0) -> None:
+    senders = client.server.app[SERVICE].senders
+    deadline = time.monotonic() + timeout
+    while not await senders.idle():
+        assert time.monotonic() < deadline, "the outbox was never drained"
+        await asyncio.sleep(0.02)
+
+
+async def outbox(client) -> dict:
+    answer = await client.get("/admin/outbox", headers=admin_headers())
+    assert answer.status == 200
+    return await answer.json()
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+async def test_twilio_busy_is_retried_after_a_backoff_and_the_message_goes_once(client, fake_twilio, clock,
+                                                                                status):
+    fake_twilio.fail_next(2, status=status)
+    started = await start(client, "+12015550101")
+    assert started.status == 201 and (await started.json())["status"] == "queued"
+    assert fake_twilio.created() == []
+    for backoff in (1, 2):  # seconds: 1, then 2
+        clock.advance(backoff - 0.5)
+        client.server.app[SERVICE].senders.wake()
+        await drained(client)
+        assert fake_twilio.created() == [], "retried before its backoff"
+        clock.advance(0.5)
+        client.server.app[SERVICE].senders.wake()
+        await drained(client)
+    assert len(fake_twilio.created()) == 1 and len(fake_twilio.arrivals) == 3
+    assert (await outbox(client))["waiting"] == 0
+
+
+async def test_a_time_out_leaves_the_message_unknown_never_resent_unless_asked(make_client, settings,
+                                                                               fake_twilio, clock):
+    client = await make_client(dataclasses.replace(settings, send_timeout=0.3))
+    fake_twilio.timeout_seconds = 1.0
+    fake_twilio.time_out_next(1)
+    started = await start(client, "+12015550102")
+    assert started.status == 504 and (await started.json())["error"] == "send_unknown"
+    kept = await outbox(client)
+    [unknown] = kept["unknown"]
+    assert (unknown["kind"], unknown["to"], unknown["unknown_part"]) == ("start", "+12015550102", 0)
+    assert "did not answer" in unknown["reason"] and kept["waiting"] == 0
+    clock.advance(3600)
+    client.server.app[SERVICE].senders.wake()
+    await asyncio.sleep(1.0)
+    assert len(fake_twilio.created()) == 1  # Twilio did create it: not sent a second time
+    # the session stays open: the message may have reached the respondent
+    session = await client.get("/admin/sessions/+12015550102", headers=admin_headers())
+    assert (await session.json())["channels"]["sms"]["respondent"]["session"] is not None
+    resent = await client.post(f"/admin/outbox/{unknown['id']}/resend", headers=admin_headers())
+    assert resent.status == 202
+    await drained(client)
+    assert len(fake_twilio.created()) == 2 and (await outbox(client))["unknown"] == []
+    again = await client.post(f"/admin/outbox/{unknown['id']}/resend", headers=admin_headers())
+    assert again.status == 404 and (await again.json())["error"] == "no_unknown_message"
+
+
+async def test_a_dropped_connection_is_unknown_too(client, fake_twilio):
+    fake_twilio.drop_next(1)
+    started = await start(client, "+12015550103")
+    assert started.status == 504
+    assert len(fake_twilio.created()) == 1 and len((await outbox(client))["unknown"]) == 1
+
+
+async def test_twilio_unreachable_is_retried_as_the_request_never_went(make_client, settings, clock):
+    client = await make_client(dataclasses.replace(settings, api_base_url=f"http://127.0.0.1:{free_port()}"))
+    started = await start(client, "+12015550104")
+    assert started.status == 201 and (await started.json())["status"] == "queued"
+    kept = await outbox(client)
+    assert kept["waiting"] == 1 and kept["unknown"] == []
+
+
+async def test_a_sender_that_dies_while_asking_twilio_leaves_its_message_unknown(redis_url):
+    store = Store.from_url(redis_url)
+    try:
+        dead, alive = Outbox(store), Outbox(store)
+        message = Message("OBtest1", "reminder", "sms", "+12015550105", {"from": "+15550000001"},
+                          ({"body": "one"}, {"body": "two"}), "feedback", distribution="DS1")
+        await dead.enqueue(message, 100.0)
+        [claimed], _ = await dead.claim(100.0, LEASE, 10)
+        assert await dead.begin(claimed, 0, 0, 100.0 + LEASE) == 0
+        assert await dead.finish(claimed, 0, "sent", 101.0, sid="SM1")
+        assert await dead.begin(claimed, 1, 0, 101.0 + LEASE) == 0  # part 2 asked of Twilio: then killed
+        assert await alive.claim(102.0, LEASE, 10) == ([], 0)  # its lease holds
+        assert await alive.claim(101.0 + LEASE + 1, LEASE, 10) == ([], 1)  # found unknown, not claimed
+        [kept] = await alive.unknown()
+        assert (kept["id"], kept["unknown_part"], kept["sids"]) == ("OBtest1", 1, ["SM1"])
+        assert await dead.finish(claimed, 1, "sent", 200.0, sid="SM2") is False  # too late to say
+        assert await alive.resend("OBtest1", 300.0)
+        [again], _ = await alive.claim(300.0, LEASE, 10)
+        assert (again.part, again.sids) == (1, ("SM1",))  # from the unknown part on
+    finally:
+        await store.aclose()
+
+
+async def test_a_repeated_begin_whose_answer_was_lost_goes_without_counting_twice(redis_url):
+    store = Store.from_url(redis_url)
+    try:
+        sender = Outbox(store)
+        for n in range(2):
+            await sender.enqueue(Message(f"OBpace{n}", "reply", "sms", "+12015550106",
+                                         {"from": "+15550000009"}, ({"body": "x"},)), 100.0)
+        claimed, _ = await sender.claim(100.0, LEASE, 10)
+        first, second = sorted(claimed, key=lambda c: c.message.id)
+        assert await sender.begin(first, 0, 1, 200.0) == 0
+        assert await sender.begin(first, 0, 1, 200.0) == 0  # the same call again: no second slot
+        assert await sender.begin(second, 0, 1, 200.0) > 0  # one a second: wait
+    finally:
+        await store.aclose()
+
+
+async def test_two_workers_keep_one_pace_per_sender(make_client, settings, fake_twilio):
+    paced = dataclasses.replace(settings, pacing="phone=4")
+    one, two = await make_client(paced), await make_client(paced)
+    numbers = [f"+1201555{n:04d}" for n in range(200, 216)]
+    await asyncio.gather(*(start(client, number) for client, number in zip([one, two] * 8, numbers, strict=True)))
+    await drained(one, 15)
+    await drained(two, 15)
+    created = fake_twilio.created()
+    assert sorted(arrival.to for arrival in created) == numbers  # each once
+    assert fake_twilio.max_in_window(1.0) <= 4
+
