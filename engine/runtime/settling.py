@@ -7,9 +7,12 @@ the identical commit (Store.recommit) until Redis answers: the answer is final (
 CommitUnknown). When it landed, the step's messages are sent (`landed`); when it did not,
 nothing is: the message, the start or the timer comes again from outside.
 
-What survives: a Redis that is slow, restarted or away for up to SETTLE_FOR. What does not:
-this process being killed (or stopped past CLOSE_GRACE) while a commit is unsettled; a step
-that landed then sends nothing, and the README says what a respondent sees.
+What survives: a Redis that is slow, restarted or away for up to SETTLE_FOR; and, whatever
+happens to this process, the messages of a start or a timer, which the commit itself wrote
+into the outbox (engine.runtime.outbox sends them from any worker). What does not: this process
+being killed (or stopped past CLOSE_GRACE) while an inbound message's commit is unsettled and
+Twilio does not deliver the message again; its reply is then never sent (the README says what
+a respondent sees).
 """
 
 from __future__ import annotations
