@@ -375,13 +375,12 @@ async def postpone(engine: AsyncEngine, distribution_id: str, until: dict[str, d
                 table.c.state == "pending").values(not_before=when))
 
 
-async def counts(engine: AsyncEngine, distribution_id: str) -> dict[str, int]:
-    """Recipients by state."""
+async def queued(engine: AsyncEngine, distribution_id: str) -> int:
+    """How many recipients are queued: invited, their outcome not reported yet."""
     table = distribution_recipients
     async with engine.connect() as connection:
-        rows = await connection.execute(select(table.c.state, func.count()).where(
-            table.c.distribution_id == distribution_id).group_by(table.c.state))
-    return dict(rows.all())
+        return await connection.scalar(select(func.count()).where(
+            table.c.distribution_id == distribution_id, table.c.state == "queued"))
 
 
 async def set_recipient(engine: AsyncEngine, distribution_id: str, phone: str, state: str, *,

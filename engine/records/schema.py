@@ -204,6 +204,6 @@ distribution_recipients = Table(
     Column("error_code", Integer, nullable=True),
     Column("updated_at", Time, nullable=False),
     Column("not_before", Time, nullable=True),  # a pending recipient waits for its quiet hours
-    Index(None, "distribution_id", "state"),
+    Index(None, "distribution_id", "state", "phone"),  # the next pending ones, in order
     Index(None, "phone", "updated_at"),
 )

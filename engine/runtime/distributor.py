@@ -101,19 +101,14 @@ class Distributor:
         senders = self.service.senders
         if senders is None:
             return 0
-        flow = self.service.registry.get(distribution.survey)
-        origin = None
-        with contextlib.suppress(Refused):
-            origin = self.service._origin(distribution.channel, flow.survey.sender if flow else None)
-        sender = (origin.messaging_service_sid or origin.from_ or "") if origin else ""
-        rate = senders.pacing.rate(sender)
+        rate = senders.pacing.rate(self.service.sender_address(distribution.survey, distribution.channel))
         return UNPACED_BATCH if rate == 0 else max(1, int(rate * BACKLOG))
 
     async def _invite_batch(self, distribution: Distribution) -> int:
         room = self._batch_size(distribution)
         if room <= 0:
             return 0
-        waiting = (await records.counts(self.engine, distribution.id)).get("queued", 0)
+        waiting = await records.queued(self.engine, distribution.id)
         room -= waiting  # invitations queued and not reported sent yet
         if room <= 0:
             return 0

@@ -424,6 +424,15 @@ class Service:
             message.extra[DISTRIBUTION_FIELD] = invited_by
         return message
 
+    def sender_address(self, survey_id: str, channel: str) -> str:
+        """The address a survey's messages on `channel` come from ('' when none can be sent)."""
+        flow = self.registry.get(survey_id)
+        try:
+            origin = self._origin(channel, flow.survey.sender if flow is not None else None)
+        except Refused:
+            return ""
+        return origin.messaging_service_sid or origin.from_ or ""
+
     def _origin(self, channel: str, survey_sender: str | None) -> Origin:
         if self.senders is None:
             raise Refused(503, "sending_disabled",

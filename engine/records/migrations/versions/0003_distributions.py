@@ -55,8 +55,8 @@ def upgrade() -> None:
                                 name=op.f("fk_distribution_recipients_distribution_id_distributions")),
         sa.PrimaryKeyConstraint("distribution_id", "phone", name=op.f("pk_distribution_recipients")),
     )
-    op.create_index(op.f("ix_distribution_recipients_distribution_id_state"),
-                    "distribution_recipients", ["distribution_id", "state"])
+    op.create_index(op.f("ix_distribution_recipients_distribution_id_state_phone"),
+                    "distribution_recipients", ["distribution_id", "state", "phone"])
     op.create_index(op.f("ix_distribution_recipients_phone_updated_at"),
                     "distribution_recipients", ["phone", "updated_at"])
     with op.batch_alter_table("responses") as batch:  # SQLite alters a table by copying it
