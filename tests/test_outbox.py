@@ -53,6 +53,8 @@ async def test_twilio_busy_is_retried_after_a_backoff_and_the_message_goes_once(
         await drained(client)
     assert len(fake_twilio.created()) == 1 and len(fake_twilio.arrivals) == 3
     assert (await outbox(client))["waiting"] == 0
+    metrics = await (await client.get("/metrics")).text()
+    assert 'canvass_send_retries_total{channel="sms"} 2' in metrics
 
 
 async def test_a_time_out_leaves_the_message_unknown_never_resent_unless_asked(make_client, settings,
@@ -64,6 +66,7 @@ async def test_a_time_out_leaves_the_message_unknown_never_resent_unless_asked(m
     assert started.status == 504 and (await started.json())["error"] == "send_unknown"
     kept = await outbox(client)
     [unknown] = kept["unknown"]
+    assert 'canvass_send_unknown_total{channel="sms"} 1' in await (await client.get("/metrics")).text()
     assert (unknown["kind"], unknown["to"], unknown["unknown_part"]) == ("start", "+12015550102", 0)
     assert "did not answer" in unknown["reason"] and kept["waiting"] == 0
     clock.advance(3600)
@@ -146,3 +149,13 @@ async def test_two_workers_keep_one_pace_per_sender(make_client, settings, fake_
     assert sorted(arrival.to for arrival in created) == numbers  # each once
     assert fake_twilio.max_in_window(1.0) <= 4
 
+
+
+async def test_a_429_waits_as_long_as_twilio_says_in_retry_after(client, fake_twilio, clock):
+    fake_twilio.fail_next(1, status=429, retry_after=5)
+    assert (await start(client, "+12015550107")).status == 201
+    for seconds, sent in ((4.5, 0), (0.5, 1)):  # its own backoff would have retried after 1 s
+        clock.advance(seconds)
+        client.server.app[SERVICE].senders.wake()
+        await drained(client)
+        assert len(fake_twilio.created()) == sent

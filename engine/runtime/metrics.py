@@ -90,6 +90,8 @@ class Metrics:
         self.messages_out = Counter("canvass_messages_out_total", "Outbound messages (TwiML replies and REST sends), by channel.", ("channel",))
         self.segments_out = Counter("canvass_sms_segments_out_total", "SMS segments sent (WhatsApp has none).")
         self.send_failures = Counter("canvass_send_failures_total", "REST sends Twilio refused or that failed, by channel.", ("channel",))
+        self.send_retries = Counter("canvass_send_retries_total", "REST sends Twilio turned away for now (429, 5xx, unreachable), queued again, by channel.", ("channel",))
+        self.send_unknown = Counter("canvass_send_unknown_total", "REST sends whose outcome is unknown (kept, not sent again), by channel.", ("channel",))
         self.sessions_opened = Counter("canvass_sessions_opened_total", "Sessions opened, by survey.", ("survey",))
         self.sessions_closed = Counter("canvass_sessions_closed_total", "Sessions closed, by status.", ("status",))
         self.conflicts = Counter("canvass_commit_conflicts_total", "Commits retried because the conversation changed meanwhile.")

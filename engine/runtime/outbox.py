@@ -109,6 +109,7 @@ class Senders:
                  record_delivery: Callable[..., Awaitable[None]] | None = None):
         self.outbox, self.sender, self.pacing, self.clock = outbox, sender, pacing, clock
         self.on_final, self.on_sent, self.record_delivery = on_final, on_sent, record_delivery
+        self.on_retry: Callable[[Message], None] | None = None
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._slots = asyncio.Semaphore(IN_FLIGHT)
@@ -184,6 +185,8 @@ class Senders:
                 return Result("lost", claimed.sids, reason=str(err))
             finally:
                 self.outbox.release(claimed.message.id)
+        if result.state == "retry" and self.on_retry is not None:
+            self.on_retry(claimed.message)
         if result.state in ("sent", "failed", "unknown"):
             try:
                 await self.on_final(claimed.message, result)
@@ -218,7 +221,8 @@ class Senders:
                             message.id, message.channel, message.to, reason)
                 return Result("unknown", tuple(sids), err.code, reason)
             if err.retryable and tries + 1 < MAX_TRIES:
-                retry_at = self.clock() + min(BACKOFF[1], BACKOFF[0] * 2 ** tries)
+                wait = min(BACKOFF[1], BACKOFF[0] * 2 ** tries)
+                retry_at = self.clock() + max(wait, err.retry_after or 0.0)  # Twilio's Retry-After
                 await self._finish(claimed, part, "retry", error_code=err.code, reason=reason, retry_at=retry_at)
                 self.wake_at(retry_at)
                 return Result("retry", tuple(sids), err.code, reason)

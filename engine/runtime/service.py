@@ -460,6 +460,8 @@ class Service:
         """What the end of an outbound message means for its conversation: a first message that
         failed undoes its start, a reminder that failed is taken back, and 21610 opts the
         number out."""
+        if result.state == "unknown":
+            self.metrics.send_unknown.inc(message.channel)
         if result.state == "failed":
             self.metrics.send_failures.inc(message.channel)
             log.warning("%s message to %s:%s failed: %s", message.kind, message.channel, message.to,

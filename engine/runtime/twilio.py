@@ -8,6 +8,7 @@ code deals in channels ("sms" | "whatsapp") and E.164 numbers.
 from __future__ import annotations
 
 import base64
+import contextvars
 import hmac
 import json
 import re
@@ -55,12 +56,13 @@ class SendFailed(Exception):
     a 5xx, or the connection could not even be made)."""
 
     def __init__(self, message: str, code: int | None = None, status: int | None = None,
-                 unknown: bool = False, retryable: bool = False):
+                 unknown: bool = False, retryable: bool = False, retry_after: float | None = None):
         super().__init__(message)
         self.code = code
         self.status = status
         self.unknown = unknown
         self.retryable = retryable
+        self.retry_after = retry_after  # seconds Twilio asked to wait (its Retry-After header)
 
 
 # ---------------------------------------------------------------- addresses
@@ -219,17 +221,36 @@ def origin_for(channel: str, survey_sender: str | None, service_sid: str | None,
     return None
 
 
+# Twilio's Retry-After on a 429, for the sender that made the request: the twilio package's
+# exceptions do not carry the response's headers. A context variable, so each task (one
+# message being sent) sees its own request's.
+_retry_after: contextvars.ContextVar[float | None] = contextvars.ContextVar("retry_after", default=None)
+MAX_RETRY_AFTER = 300.0  # seconds: a longer wait asked for is taken as this
+
+
 class _HttpClient(AsyncTwilioHttpClient):
-    """The twilio package's aiohttp client with a timeout on every request (it sets none) and
-    Basic auth sent as a header (aiohttp deprecates the auth= argument twilio passes)."""
+    """The twilio package's aiohttp client with a timeout on every request (it sets none),
+    Basic auth sent as a header (aiohttp deprecates the auth= argument twilio passes), and a
+    429's Retry-After noted (_retry_after)."""
 
     async def request(self, method, url, params=None, data=None, headers=None, auth=None,
                       timeout=None, allow_redirects=False):
         if auth is not None:
             headers = {**(headers or {}), "Authorization": aiohttp.encode_basic_auth(*auth)}
-        return await super().request(method, url, params=params, data=data, headers=headers,
-                                     auth=None, timeout=timeout or self.timeout or SEND_TIMEOUT,
-                                     allow_redirects=allow_redirects)
+        response = await super().request(method, url, params=params, data=data, headers=headers,
+                                         auth=None, timeout=timeout or self.timeout or SEND_TIMEOUT,
+                                         allow_redirects=allow_redirects)
+        _retry_after.set(_seconds(response.headers) if response.status_code == 429 else None)
+        return response
+
+
+def _seconds(headers) -> float | None:
+    """A Retry-After of whole seconds (the form Twilio sends); None when absent or unreadable."""
+    value = (headers or {}).get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        return min(MAX_RETRY_AFTER, max(0.0, float(value))) if value is not None else None
+    except ValueError:
+        return None
 
 
 class Sender:
@@ -265,7 +286,7 @@ class Sender:
         except TwilioRestException as err:
             busy = err.status == 429 or err.status >= 500
             raise SendFailed(err.msg or "Twilio refused the message", err.code, err.status,
-                             retryable=busy) from None
+                             retryable=busy, retry_after=_retry_after.get() if err.status == 429 else None) from None
         except aiohttp.ClientConnectorError as err:  # no connection: the request never went
             raise SendFailed(f"Twilio could not be reached: {err}", retryable=True) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as err:
