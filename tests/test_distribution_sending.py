@@ -167,6 +167,7 @@ async def test_quiet_hours_hold_an_invitation_until_the_window_opens_where_the_r
     opens = datetime(2023, 11, 15, 14, 0, tzinfo=UTC)  # 09:00 in New York
     assert state == "pending" and not_before.replace(tzinfo=UTC) == opens
     assert fake_twilio.messages == []
+    assert (await status_of(api, distribution))["waiting"] == {"recipients": 1, "until": "2023-11-15T14:00:00Z"}
     clock.advance(opens.timestamp() - START_TIME - 60)
     await work(api)
     assert fake_twilio.messages == []  # a minute early

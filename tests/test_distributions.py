@@ -261,8 +261,9 @@ async def test_recipients_export_as_csv_and_json_lines(api):
     response = await get(api, path, format="csv")
     assert response.status == 200 and response.content_type == "text/csv"
     rows = list(csv.reader(io.StringIO(await response.text())))
-    assert rows[0] == ["phone", "email", "state", "reason", "sid", "error_code", "updated_at", "FirstName"]
-    assert rows[1] == ["+12015550101", "a@example.com", "pending", "", "", "", "2023-11-14T22:13:20Z", "Al"]
+    assert rows[0] == ["phone", "email", "state", "reason", "sid", "error_code", "updated_at", "not_before",
+                       "FirstName"]
+    assert rows[1] == ["+12015550101", "a@example.com", "pending", "", "", "", "2023-11-14T22:13:20Z", "", "Al"]
     assert rows[2][:4] == ["+12015550103", "", "skipped", "opted_out"]
     lines = [json.loads(line) for line in (await (await get(api, path)).text()).splitlines()]
     assert [line["phone"] for line in lines] == ["+12015550101", "+12015550103", "+447400123456"]
@@ -511,7 +512,7 @@ async def test_the_cli_distributes_shows_watches_exports_and_cancels(sqlite_api,
     code, out, _ = await canvass("distributions", "show", distribution_id, *server)
     assert json.loads(out)["quiet_hours"] == {"from": "09:00", "to": "20:00"}
     code, out, _ = await canvass("distributions", "recipients", distribution_id, *server)
-    assert out.splitlines()[0] == "phone,email,state,reason,sid,error_code,updated_at,FirstName"
+    assert out.splitlines()[0] == "phone,email,state,reason,sid,error_code,updated_at,not_before,FirstName"
     code, out, _ = await canvass("distributions", "cancel", distribution_id, *server)
     assert code == 0 and json.loads(out)["cancelled"] == 3
     code, out, _ = await canvass("distributions", "show", distribution_id, "--watch", *server)

@@ -126,3 +126,18 @@ def test_a_second_dev_server_on_one_data_folder_is_refused_and_told_how_to_share
         for lock in devserver._LOCKS[held:]:
             lock.close()
         del devserver._LOCKS[held:]
+
+
+def test_dev_help_names_every_canvass_command():
+    import re
+    import subprocess
+    from pathlib import Path
+
+    from engine.tools.cli import build_parser
+
+    repo = Path(__file__).resolve().parents[1]
+    said = subprocess.run([str(repo / "dev"), "help"], capture_output=True, text=True, check=True).stdout
+    listed = re.search(r"The canvass commands: (.*?)\n\(", said, re.S).group(1)
+    named = {word.strip() for word in listed.replace("\n", " ").split(",")}
+    commands = set(build_parser()._subparsers._group_actions[0].choices)
+    assert named == commands

@@ -272,15 +272,27 @@ async def all_distributions(engine: AsyncEngine) -> list[dict]:
     return [_described(row) for row in rows]
 
 
-async def describe(engine: AsyncEngine, distribution_id: str) -> dict:
-    """A distribution, its recipients counted by state (every state) and its estimate."""
+async def describe(engine: AsyncEngine, distribution_id: str, now: datetime | None = None) -> dict:
+    """A distribution, its recipients counted by state (every state) and its estimate; with
+    `now`, also the pending recipients waiting for their quiet hours (`waiting`: how many,
+    and when the first window opens)."""
+    table = distribution_recipients
     async with engine.connect() as connection:
         row = await _row(connection, distribution_id)
         counts = dict((await connection.execute(
-            select(distribution_recipients.c.state, func.count())
-            .where(distribution_recipients.c.distribution_id == distribution_id)
-            .group_by(distribution_recipients.c.state))).all())
-    return _described(row, counts)
+            select(table.c.state, func.count()).where(table.c.distribution_id == distribution_id)
+            .group_by(table.c.state))).all())
+        waiting = None
+        if now is not None:
+            waiting = (await connection.execute(
+                select(func.count(), func.min(table.c.not_before)).where(
+                    table.c.distribution_id == distribution_id, table.c.state == "pending",
+                    table.c.not_before > now))).one()
+    described = _described(row, counts)
+    if waiting is not None:
+        described["waiting"] = {"recipients": waiting[0],
+                                "until": _iso(waiting[1]) if waiting[1] is not None else None}
+    return described
 
 
 async def field_names(engine: AsyncEngine, distribution_id: str) -> list[str]:
@@ -301,7 +313,7 @@ async def recipients_of(engine: AsyncEngine, distribution_id: str) -> AsyncItera
         for row in rows:
             yield {"phone": row.phone, "email": row.email, "state": row.state, "reason": row.reason,
                    "sid": row.sid, "error_code": row.error_code, "updated_at": _iso(row.updated_at),
-                   "fields": row.fields}
+                   "not_before": _iso(row.not_before) if row.not_before else None, "fields": row.fields}
         if len(rows) < BATCH:
             return
         after = rows[-1].phone

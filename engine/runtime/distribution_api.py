@@ -26,7 +26,7 @@ log = logging.getLogger("canvass.distributions")
 CHANNELS = ("sms", "whatsapp")
 FIELDS = ("name", "survey", "list", "channel", "send_at", "quiet_hours")
 PAST_GRACE = timedelta(minutes=1)  # a send_at this far in the past still means "now"
-RECIPIENT_COLUMNS = ("phone", "email", "state", "reason", "sid", "error_code", "updated_at")
+RECIPIENT_COLUMNS = ("phone", "email", "state", "reason", "sid", "error_code", "updated_at", "not_before")
 YES, NO = ("1", "true", "yes"), ("0", "false", "no")
 EXAMPLE_NUMBER = "+15005550006"  # renders an invitation when only the channel matters
 
@@ -195,7 +195,8 @@ async def admin_distributions(request: web.Request) -> web.Response:
 
 async def admin_distribution(request: web.Request) -> web.Response:
     try:
-        return web.json_response(await distributions.describe(_engine(request), request.match_info["id"]))
+        return web.json_response(await distributions.describe(_engine(request), request.match_info["id"],
+                                                              _now(request)))
     except distributions.UnknownDistribution as err:
         return error(404, "unknown_distribution", str(err))
     except (SQLAlchemyError, OSError) as err:

@@ -141,8 +141,7 @@ class Settings:
         try:
             return Rates.load(None if self.credits.strip().lower() == SHIPPED else self.credits)
         except CreditsTableError as err:
-            raise ConfigError(f"the credits table {err} (CANVASS_CREDITS or --credits; "
-                              "`none` turns credits off)") from None
+            raise ConfigError(f"the credits table {err} (set by CANVASS_CREDITS or --credits)") from None
 
     @property
     def admin_open(self) -> bool:

@@ -64,7 +64,8 @@ class Client:
                 message = text.strip() or err.reason
             raise Failed(f"the server answered {err.code}: {message}", 2 if err.code < 500 else 1) from None
         except (urllib.error.URLError, TimeoutError, OSError) as err:
-            raise Failed(f"cannot reach {self.server}: {getattr(err, 'reason', err)}", 1) from None
+            raise Failed(f"cannot reach {self.server}: {getattr(err, 'reason', err)} (is the server "
+                         "running? `./dev serve` starts one; --server or CANVASS_SERVER say where)", 1) from None
         return content if raw else json.loads(content)
 
 
@@ -110,9 +111,12 @@ def progress_line(described: dict) -> str:
     settled = total - counts["pending"] - counts["queued"]
     share = settled / total if total else 1.0
     filled = round(share * BAR_WIDTH)
-    figures = " ".join(f"{state} {counts[state]}" for state in SHOWN_STATES if counts[state])
-    return (f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {share:4.0%} {settled}/{total} "
-            f"{figures} · {described['status']}").rstrip()
+    figures = [f"{state} {counts[state]}" for state in SHOWN_STATES if counts[state]]
+    waiting = described.get("waiting") or {}
+    if waiting.get("recipients"):
+        figures.append(f"{waiting['recipients']} waiting for quiet hours (from {waiting['until']})")
+    return " ".join([f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}]", f"{share:4.0%}", f"{settled}/{total}",
+                     *figures, "·", described["status"]])
 
 
 def watch(client: Client, distribution_id: str, out=None, sleep=time.sleep) -> dict:
