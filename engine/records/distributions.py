@@ -395,6 +395,15 @@ async def set_recipient(engine: AsyncEngine, distribution_id: str, phone: str, s
                                 error_code=error_code, now=now)
 
 
+async def set_recipients(engine: AsyncEngine, distribution_id: str,
+                         changes: list[tuple[str, str, str | None]], now: datetime) -> int:
+    """set_recipient for many (phone, state, reason) in one transaction (one commit, not one
+    per recipient); how many moved."""
+    async with engine.begin() as connection:
+        return sum([await _set_state(connection, distribution_id, phone, state, reason=reason, sid=None,
+                                     error_code=None, now=now) for phone, state, reason in changes])
+
+
 async def _set_state(connection: AsyncConnection, distribution_id: str, phone: str, state: str, *,
                      reason: str | None, sid: str | None, error_code: int | None, now: datetime) -> bool:
     if state not in FORWARD:
