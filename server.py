@@ -592,6 +592,7 @@ async def tune_collector(app: web.Application) -> None:
 def run_server(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every state change at INFO
+    logging.getLogger("twilio").setLevel(logging.WARNING)  # its client logs every request and its headers at INFO
     try:
         settings = Settings.from_env(args)
         warnings = settings.validate()

@@ -2,7 +2,8 @@
 
     bench/run                   the full run (about a quarter of an hour on 2 cores: the export
                                 of 1,000,000 responses and the import of 1,000,000 contacts
-                                are most of it)
+                                are most of it; sending 10,000 invitations and a paced
+                                distribution, a minute or two)
     bench/run --quick           a short smoke run (about a minute)
     bench/run --json out.json   also write the figures as JSON
 """
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from bench import contacts_import, flow_cost, memory, records, webhook
+from bench import contacts_import, flow_cost, memory, records, sending, webhook
 from bench.flow_cost import CostShape
 from bench.procs import BenchError, Pinning, redis_server
 from bench.report import render, verdicts
@@ -92,6 +93,7 @@ def run(args: argparse.Namespace) -> dict:
             results["webhooks"] = webhook.run_webhooks(redis, redis_url, Path(workdir), pinning, load_shape, progress)
         records_shape = records.QUICK if args.quick else records.RecordsShape()
         results["records"] = records.run_records(Path(workdir), pinning, records_shape, progress)
+        results["sending"] = sending.run(Path(workdir), pinning, args.quick, progress)
         with pinned_to(pinning.server_core):
             results["contacts_import"] = contacts_import.run(Path(workdir), args.quick, progress)
     results["targets"] = verdicts(results)

@@ -11,6 +11,7 @@ def verdicts(results: dict) -> dict[str, dict]:
     """Each target: the figure, the bound, and whether it was met."""
     web, step, comp, mem = results["webhooks"], results["step"], results["compile"], results["memory"]
     archiver, export = results["records"]["archiver"], results["records"]["export"]
+    sending = results["sending"]
     checks = {
         "webhook_ratio": (web["ratio"], ">=", 0.8),
         "step_ratio": (step["ratio"], "<=", step["target"]),
@@ -24,6 +25,9 @@ def verdicts(results: dict) -> dict[str, dict]:
         "import_ratio": (results["contacts_import"]["ratio"], ">=", results["contacts_import"]["ratio_target"]),
         "import_rss_growth": (results["contacts_import"]["rss_growth"], "<=",
                               results["contacts_import"]["growth_target"]),
+        "sender_ratio": (sending["overhead"]["ratio"], ">=", sending["overhead"]["target"]),
+        "pace_max_window": (sending["pacing"]["max_in_window"], "<=", sending["pacing"]["window_target"]),
+        "pace_mean": (sending["pacing"]["mean_per_s"], ">=", sending["pacing"]["mean_target"]),
     }
     return {name: {"value": value, "target": f"{op} {bound:g}",
                    "met": value >= bound if op == ">=" else value <= bound}
@@ -115,7 +119,29 @@ def render(results: dict) -> str:
         "",
         *_records(results["records"], targets),
     ]
-    return "\n".join([*lines, "", *_contacts_import(results["contacts_import"], targets)])
+    return "\n".join([*lines, "", *_sending(results["sending"], targets), "",
+                      *_contacts_import(results["contacts_import"], targets)])
+
+
+def _sending(figures: dict, targets: dict) -> list[str]:
+    overhead, pacing = figures["overhead"], figures["pacing"]
+    canvass, floors = overhead["canvass"], overhead["floor"]
+    return [
+        f"Sending: {overhead['invitations']} invitations to the fake Twilio, pacing off, "
+        f"{overhead['in_flight']} requests in flight",
+        f"  {'':16}{'msg/s':>9}{'CPU µs/msg':>12}   fake Twilio busy",
+        *(f"  {'floor ' + when:16}{f['messages_per_s']:9.0f}{f['client_cpu_us_per_message']:12.0f}"
+          f"{f['fake_cpu_share']:19.0%}   (a bare aiohttp client)" for when, f in zip(("before", "after"), floors, strict=True)),
+        f"  {'canvass':16}{canvass['messages_per_s']:9.0f}{canvass['server_cpu_us_per_message']:12.0f}"
+        f"{canvass['fake_cpu_share']:19.0%}   (a distribution: first arrival after "
+        f"{canvass['first_arrival_s']:.1f} s, done after {canvass['done_s']:.1f} s)",
+        f"  {'canvass/floor':16}{overhead['ratio']:9.2f}  {_mark(targets, 'sender_ratio')}",
+        f"Pacing: {pacing['invitations']} invitations at {pacing['rate']} messages/s from one number, "
+        f"{pacing['workers']} workers",
+        f"  {'busiest second':16}{pacing['max_in_window']:9d}  {_mark(targets, 'pace_max_window')}",
+        f"  {'mean msg/s':16}{pacing['mean_per_s']:9.1f}  {_mark(targets, 'pace_mean')} "
+        f"(over {pacing['span_s']:.1f} s; first arrival after {pacing['first_arrival_s']:.1f} s)",
+    ]
 
 
 def _contacts_import(figures: dict, targets: dict) -> list[str]:

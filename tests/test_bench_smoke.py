@@ -22,10 +22,13 @@ FIGURES = {
                 "export.large.peak_rss_bytes", "export.rss_ratio"],
     "contacts_import": ["floor_rows_per_s", "canvass_rows_per_s", "ratio", "peak_rss_mb", "peak_rss_mb_tenth",
                         "rss_growth", "floor_cpu_us_per_row", "canvass_cpu_us_per_row"],
+    "sending": ["overhead.ratio", "overhead.floor_messages_per_s", "overhead.canvass.messages_per_s",
+                "overhead.canvass.server_cpu_us_per_message", "pacing.max_in_window", "pacing.mean_per_s",
+                "pacing.span_s"],
 }
 TARGETS = ["webhook_ratio", "step_ratio", "compile_ratio", "bytes_per_session", "bytes_per_dedupe",
            "archiver_keeps_up_sqlite", "archiver_keeps_up_postgresql", "webhooks_with_archiver", "export_rss_ratio",
-           "import_ratio", "import_rss_growth"]
+           "import_ratio", "import_rss_growth", "sender_ratio", "pace_max_window", "pace_mean"]
 
 
 def figure(results: dict, part: str, path: str) -> float:
@@ -55,8 +58,10 @@ def test_quick_run_writes_every_figure(tmp_path):
     assert all(isinstance(results["targets"][name]["met"], bool) for name in TARGETS)
     assert results["records"]["export"]["large"]["rows"] > results["records"]["export"]["small"]["rows"]
     assert results["contacts_import"]["rows"] == 10_000
+    assert results["sending"]["overhead"]["canvass"]["messages"] == 300
+    assert results["sending"]["pacing"]["invitations"] == 250
     for heading in ("Webhooks:", "canvass/floor", "Step cost", "Compile cost", "Redis memory", "Records database",
-                    "Export as CSV", "Contact import"):
+                    "Export as CSV", "Sending:", "Pacing:", "Contact import"):
         assert heading in done.stdout
 
 

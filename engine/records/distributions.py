@@ -406,6 +406,26 @@ async def set_recipient(engine: AsyncEngine, distribution_id: str, phone: str, s
                                 error_code=error_code, now=now)
 
 
+async def set_recipients(engine: AsyncEngine, distribution_id: str,
+                         changes: list[tuple[str, str, str | None]], now: datetime) -> int:
+    """set_recipient for many (phone, state, reason) in one transaction (one commit, and one
+    statement per state and reason, not one per recipient); how many moved."""
+    together: dict[tuple[str, str | None], list[str]] = {}
+    for phone, state, reason in changes:
+        if state not in FORWARD:
+            raise ValueError(f"a recipient cannot be set to {state!r}: one of {', '.join(FORWARD)}")
+        together.setdefault((state, reason), []).append(phone)
+    table, moved = distribution_recipients, 0
+    async with engine.begin() as connection:
+        for (state, reason), phones in together.items():
+            values = {"state": state, "updated_at": now, **({"reason": reason} if reason is not None else {})}
+            changed = await connection.execute(
+                update(table).where(table.c.distribution_id == distribution_id, table.c.phone.in_(phones),
+                                    table.c.state.in_(sorted(FORWARD[state]))).values(values))
+            moved += changed.rowcount
+    return moved
+
+
 async def _set_state(connection: AsyncConnection, distribution_id: str, phone: str, state: str, *,
                      reason: str | None, sid: str | None, error_code: int | None, now: datetime) -> bool:
     if state not in FORWARD:

@@ -45,6 +45,13 @@ class OptOutBook:
                 and_(opt_outs.c.channel == channel, opt_outs.c.phone == phone)))
         return bool(state)
 
+    async def opted_out_among(self, channel: str, phones: list[str]) -> set[str]:
+        """Which of `phones` opted out on `channel`: one query for a batch of invitations."""
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(select(opt_outs.c.phone).where(
+                opt_outs.c.channel == channel, opt_outs.c.phone.in_(phones), opt_outs.c.opted_out.is_(True)))
+        return {row.phone for row in rows}
+
     async def refusal(self, channel: str, phone: str) -> tuple[int, str, str] | None:
         """Why a start for this number must be refused (status, reason, message), or None.
         When the database cannot say, the start is refused too: an opt-out Redis lost may

@@ -1,6 +1,6 @@
 """The distributor: every worker works through the distributions that are due.
 
-Each round (every INTERVAL seconds) it takes the distributions whose time has come
+Each round (every INTERVAL seconds, or at once after a round that filled a whole batch) it takes the distributions whose time has come
 (engine.records.distributions), and for each one whose lease it holds (one worker at a time:
 Store.lease_distribution) it invites a batch of pending recipients:
 
@@ -54,11 +54,14 @@ class Distributor:
         self.tag = os.urandom(6).hex()
         self._stop = asyncio.Event()
         self._down: str | None = None  # what is unreachable, said once per outage
+        self._filled = False  # a round filled a whole batch: more may be ready at once
 
     async def run(self) -> None:
         while not self._stop.is_set():
+            self._filled = go_on = False
             try:
                 await self.round()
+                go_on = self._filled
                 if self._down:
                     log.info("distributions go on: %s is reachable again", self._down)
                     self._down = None
@@ -69,6 +72,9 @@ class Distributor:
                     log.warning("distributions wait: %s is not reachable: %s", what, err)
             except Exception:
                 log.exception("a distribution round failed")
+            if go_on:  # a whole batch went (unpaced, or the outbox caught up): no pause before the next
+                await asyncio.sleep(0)
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.interval)
 
@@ -113,6 +119,7 @@ class Distributor:
         if room <= 0:
             return 0
         recipients = await records.pending_recipients(self.engine, distribution.id, room, self._now())
+        self._filled = self._filled or (room >= AT_ONCE and len(recipients) == room)
         window = None
         if distribution.quiet_from and distribution.quiet_to:
             window = QuietHours.parse({"from": distribution.quiet_from, "to": distribution.quiet_to})
@@ -132,27 +139,46 @@ class Distributor:
             await records.postpone(self.engine, distribution.id, later)
         moved = 0
         for start in range(0, len(going), AT_ONCE):
-            results = await asyncio.gather(*(self._invite(distribution, window, recipient)
-                                             for recipient in going[start:start + AT_ONCE]))
-            moved += sum(results)
-            if any(result is None for result in results):
+            group = going[start:start + AT_ONCE]
+            opted_out = await self._opted_out(distribution.channel, group)
+            if opted_out is None:
+                break  # the records database cannot say: try again next round
+            decided = await asyncio.gather(*(self._invite(distribution, window, recipient,
+                                                          recipient.phone in opted_out) for recipient in group))
+            # the group's states in one commit: a worker killed before it leaves them pending,
+            # and the next try finds the sessions already opened (invite's "already")
+            moved += await records.set_recipients(
+                self.engine, distribution.id,
+                [(recipient.phone, *outcome) for recipient, outcome in zip(group, decided, strict=True) if outcome],
+                self._now())
+            if any(outcome is None for outcome in decided):
                 break  # the survey or sending is gone: wait for the next round
         return moved + len(later)
 
+    async def _opted_out(self, channel: str, group: list[Recipient]) -> set[str] | None:
+        """The group's numbers the records database says opted out (checked again: an opt-out
+        may have come since the distribution was made); None when it cannot say."""
+        if self.service.records is None:
+            return set()
+        try:
+            return await self.service.records.opted_out_among(channel, [r.phone for r in group])
+        except (SQLAlchemyError, OSError) as err:
+            log.warning("distribution invitations wait: the records database, which keeps opt-outs, "
+                        "is not reachable: %s", type(err).__name__)
+            return None
+
     async def _invite(self, distribution: Distribution, window: QuietHours | None,
-                      recipient: Recipient) -> bool | None:
-        """Invite one recipient; True when it moved, None when nothing can be sent now."""
+                      recipient: Recipient, opted_out: bool) -> tuple[str, str | None] | None:
+        """Invite one recipient: the state it moves to (queued, or skipped) with the reason;
+        None when nothing can be sent now. The caller writes the state."""
         channel, phone = distribution.channel, recipient.phone
         if self.frequency is not None:
             async with self.engine.connect() as connection:
                 allowed = await records.frequency_allows(connection, phone, self._now(), self.frequency)
             if not allowed:
-                return await self._set(distribution, recipient, "skipped", "frequency")
-        refusal = await self.service.records.refusal(channel, phone) if self.service.records else None
-        if refusal is not None:
-            if refusal[1] == "opted_out":
-                return await self._set(distribution, recipient, "skipped", "opted_out")
-            return None  # the records database cannot say: try again next round
+                return "skipped", "frequency"
+        if opted_out:
+            return "skipped", "opted_out"
         fields = {name: str(value) for name, value in (recipient.fields or {}).items()}
         if window is not None:
             fields[QUIET_FIELD] = str(window)
@@ -160,10 +186,10 @@ class Distributor:
             await self.service.invite(distribution.survey, channel, phone, fields, distribution.id)
         except Refused as err:
             if err.status == 409:
-                return await self._set(distribution, recipient, "skipped", err.reason)
+                return "skipped", err.reason
             log.warning("distribution %s waits: %s", distribution.id, err.message)
             return None
-        return await self._set(distribution, recipient, "queued")
+        return "queued", None
 
     async def _set(self, distribution: Distribution, recipient: Recipient, state: str,
                    reason: str | None = None) -> bool:
