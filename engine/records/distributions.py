@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import phonenumbers
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dsl.durations import format_duration, parse_duration
@@ -449,20 +449,33 @@ REPORTED = {"sent": "sent", "failed": "failed", "unknown": "unknown", "delivered
 
 async def apply_deliveries(connection: AsyncConnection, reports: list[dict]) -> int:
     """Move each reported recipient forwards (the archiver calls this with a batch of the
-    deliveries stream; a report applied twice changes nothing the second time); how many
-    recipients changed."""
-    changed = 0
+    deliveries stream; a report applied twice changes nothing the second time), one statement
+    per state with a parameter set per report; how many reports were applied."""
+    by_state: dict[str, list[dict]] = {}
     for report in reports:
         state = REPORTED.get(report.get("state"))
         if state is None:
             continue
         code = report.get("error_code")
         reason = report.get("reason") or (f"twilio_{code}" if code else None)
-        changed += await _set_state(
-            connection, report["distribution"], report["phone"], state, reason=reason and reason[:64],
-            sid=report.get("sid") or None, error_code=int(code) if code else None,
-            now=datetime.fromtimestamp(float(report["at"]), UTC))
-    return changed
+        by_state.setdefault(state, []).append({
+            "b_distribution": report["distribution"], "b_phone": report["phone"],
+            "b_reason": reason and reason[:64], "b_sid": report.get("sid") or None,
+            "b_code": int(code) if code else None,
+            "b_at": datetime.fromtimestamp(float(report["at"]), UTC)})
+    table = distribution_recipients
+    for state in FORWARD:  # a batch's reports of one recipient: the later state holds (FORWARD)
+        if state not in by_state:
+            continue
+        await connection.execute(update(table).where(
+            table.c.distribution_id == bindparam("b_distribution"), table.c.phone == bindparam("b_phone"),
+            table.c.state.in_(sorted(FORWARD[state]))).values(
+            state=state, updated_at=bindparam("b_at", type_=table.c.updated_at.type),
+            reason=func.coalesce(bindparam("b_reason", type_=table.c.reason.type), table.c.reason),
+            sid=func.coalesce(bindparam("b_sid", type_=table.c.sid.type), table.c.sid),
+            error_code=func.coalesce(bindparam("b_code", type_=table.c.error_code.type), table.c.error_code)),
+            by_state[state])
+    return sum(len(batch) for batch in by_state.values())
 
 
 async def finish_if_done(engine: AsyncEngine, distribution_id: str, now: datetime) -> bool:

@@ -35,7 +35,7 @@ from engine.redis.store import (
 # latest `rate` grants are at least a window old; the margin covers the spread between a
 # grant and the request's arrival at Twilio (the event loop, the client's work), so that
 # arrivals too never put more than `rate` into a second.
-PACE_WINDOW_MS = 1000 + 30
+PACE_WINDOW_MS = 1000 + 50
 
 
 def pace_key(sender: str) -> str:

@@ -114,8 +114,9 @@ class Distributor:
         room = self._batch_size(distribution)
         if room <= 0:
             return 0
-        waiting = await records.queued(self.engine, distribution.id)
-        room -= waiting  # invitations queued and not reported sent yet
+        # what the outbox still holds (not what the records say is queued: they learn of a
+        # send only when the archiver has moved its report, a second or more later)
+        room -= await self.service.senders.outbox.pending()
         if room <= 0:
             return 0
         recipients = await records.pending_recipients(self.engine, distribution.id, room, self._now())
