@@ -196,3 +196,31 @@ async def test_a_cancelled_distribution_invites_nobody_more(api, fake_twilio):
     finally:
         await engine.dispose()
     assert status == "cancelled"
+
+
+async def test_a_batch_of_delivery_reports_moves_each_recipient_once_and_forwards(api):
+    from engine.records.distributions import apply_deliveries
+
+    await import_list(api)
+    distribution = await distribute(api)
+    engine = connect(api.records_url)
+    at = START_TIME + 5
+    reports = [
+        {"distribution": distribution, "phone": "+12015550101", "state": "delivered", "sid": "", "at": at},
+        {"distribution": distribution, "phone": "+12015550101", "state": "sent", "sid": "SM1", "at": at},
+        {"distribution": distribution, "phone": "+12015550102", "state": "sent", "sid": "SM2", "at": at},
+        {"distribution": distribution, "phone": "+12015550102", "state": "queued", "sid": "SM2", "at": at},
+        {"distribution": distribution, "phone": "+447400123456", "state": "failed", "error_code": 21211,
+         "sid": "", "at": at},
+    ]
+    try:
+        async with engine.begin() as connection:  # one statement per state, many rows each
+            assert await apply_deliveries(connection, reports) == 4  # a queued report moves nothing
+        async with engine.begin() as connection:
+            await apply_deliveries(connection, reports)  # archived twice: nothing changes
+    finally:
+        await engine.dispose()
+    states = await recipients(api, distribution)
+    assert states["+12015550101"][:3] == ("delivered", None, "SM1")  # sent, then delivered
+    assert states["+12015550102"][:3] == ("sent", None, "SM2")
+    assert states["+447400123456"][:4] == ("failed", "twilio_21211", None, 21211)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import phonenumbers
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dsl.durations import format_duration, parse_duration
@@ -421,7 +421,7 @@ async def set_recipients(engine: AsyncEngine, distribution_id: str,
             values = {"state": state, "updated_at": now, **({"reason": reason} if reason is not None else {})}
             changed = await connection.execute(
                 update(table).where(table.c.distribution_id == distribution_id, table.c.phone.in_(phones),
-                                    table.c.state.in_(sorted(FORWARD[state]))).values(values))
+                                    or_(*(table.c.state == literal(earlier) for earlier in sorted(FORWARD[state])))).values(values))
             moved += changed.rowcount
     return moved
 
@@ -436,7 +436,7 @@ async def _set_state(connection: AsyncConnection, distribution_id: str, phone: s
                  if value is not None}}
     changed = await connection.execute(
         update(table).where(table.c.distribution_id == distribution_id, table.c.phone == phone,
-                            table.c.state.in_(sorted(FORWARD[state]))).values(values))
+                            or_(*(table.c.state == literal(earlier) for earlier in sorted(FORWARD[state])))).values(values))
     return changed.rowcount > 0
 
 
@@ -469,7 +469,7 @@ async def apply_deliveries(connection: AsyncConnection, reports: list[dict]) -> 
             continue
         await connection.execute(update(table).where(
             table.c.distribution_id == bindparam("b_distribution"), table.c.phone == bindparam("b_phone"),
-            table.c.state.in_(sorted(FORWARD[state]))).values(
+            or_(*(table.c.state == literal(earlier) for earlier in sorted(FORWARD[state])))).values(
             state=state, updated_at=bindparam("b_at", type_=table.c.updated_at.type),
             reason=func.coalesce(bindparam("b_reason", type_=table.c.reason.type), table.c.reason),
             sid=func.coalesce(bindparam("b_sid", type_=table.c.sid.type), table.c.sid),
