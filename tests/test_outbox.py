@@ -9,7 +9,7 @@ import dataclasses
 import time
 
 import pytest
-from conftest import admin_headers, free_port
+from conftest import admin_headers, eventually, free_port
 
 from engine.redis.outbox import Message, Outbox
 from engine.redis.store import Store
@@ -79,6 +79,8 @@ async def test_a_time_out_leaves_the_message_unknown_never_resent_unless_asked(m
     resent = await client.post(f"/admin/outbox/{unknown['id']}/resend", headers=admin_headers())
     assert resent.status == 202
     await drained(client)
+    await eventually(lambda: len(fake_twilio.created()) == 2)
+    await asyncio.sleep(0.3)
     assert len(fake_twilio.created()) == 2 and (await outbox(client))["unknown"] == []
     again = await client.post(f"/admin/outbox/{unknown['id']}/resend", headers=admin_headers())
     assert again.status == 404 and (await again.json())["error"] == "no_unknown_message"

@@ -31,15 +31,20 @@ from engine.redis.store import (
     Store,
 )
 
-# The pace is what any one-second window holds. Redis grants a request when the sender's
-# latest `rate` grants are at least a window old; the margin covers the spread between a
-# grant and the request's arrival at Twilio (the event loop, the client's work), so that
-# arrivals too never put more than `rate` into a second.
-PACE_WINDOW_MS = 1000 + 50
+PACE_WINDOW_MS = 1000  # the pace is what any one-second window of arrivals at Twilio holds
 
 
 def pace_key(sender: str) -> str:
-    return f"cv:outbox:{{outbox}}:pace:{sender}"
+    return f"cv:outbox:{{outbox}}:paced:{sender}"
+
+
+def last_key(sender: str) -> str:
+    return f"cv:outbox:{{outbox}}:paced-last:{sender}"
+
+
+def pace_member(claimed: Claimed, part: int) -> str:
+    """A request's entry in its sender's pace: the message, the part, and the try."""
+    return f"{claimed.message.id}:{part}:{claimed.tries if part == claimed.part else 0}"
 
 
 def claimed_key(tag: str) -> str:
@@ -124,12 +129,15 @@ class BeginCall(NamedTuple):
     due: str
     state: str
     pace: str
+    last: str
     id: str
     tag: str
     part: str
     rate: str  # '0': no pace
     window_ms: str
     gap_ms: str  # at least this between two requests of the sender (half its even spacing)
+    inflight_ms: str  # how long a request is counted before its answer (the request's time-out)
+    member: str
     lease_until: str
 
 
@@ -139,6 +147,7 @@ class FinishCall(NamedTuple):
     state: str
     unknown: str
     deliveries: str
+    pace: str
     id: str
     tag: str
     part: str
@@ -149,6 +158,7 @@ class FinishCall(NamedTuple):
     reason: str
     retry_at: str
     now: str
+    member: str  # the request's entry in the pace ('' unpaced)
 
 
 class ResendCall(NamedTuple):
@@ -213,20 +223,27 @@ class Outbox:
         """This sender is done with a message it claimed (sent, ended, or let go)."""
         self.holding.discard(id_)
 
-    async def begin(self, claimed: Claimed, part: int, rate: int, lease_until: float) -> int:
+    async def begin(self, claimed: Claimed, part: int, rate: int, lease_until: float,
+                    inflight: float = 11.0) -> int:
         """0: ask Twilio for `part` now (it is marked as being sent); > 0: milliseconds to wait
-        for the sender's pace; -1: the claim is lost."""
+        for the sender's pace; -1: the claim is lost. `inflight`: the seconds a request may
+        take (it counts in the pace that long before its answer)."""
+        sender = claimed.message.sender
         return int(await self._begin(BeginCall(
-            OUTBOX_DUE, OUTBOX_STATE, pace_key(claimed.message.sender), claimed.message.id, self.tag,
-            str(part), str(rate), str(PACE_WINDOW_MS), str(500 // rate if rate else 0), repr(lease_until))))
+            OUTBOX_DUE, OUTBOX_STATE, pace_key(sender), last_key(sender), claimed.message.id, self.tag,
+            str(part), str(rate), str(PACE_WINDOW_MS), str(500 // rate if rate else 0),
+            str(int(inflight * 1000)), pace_member(claimed, part), repr(lease_until))))
 
     async def finish(self, claimed: Claimed, part: int, outcome: str, now: float, *, sid: str = "",
-                     error_code: int | None = None, reason: str = "", retry_at: float | None = None) -> bool:
+                     error_code: int | None = None, reason: str = "", retry_at: float | None = None,
+                     paced: bool = True) -> bool:
         return bool(await self._finish(FinishCall(
-            OUTBOX_DUE, OUTBOX_MESSAGES, OUTBOX_STATE, OUTBOX_UNKNOWN, DELIVERIES, claimed.message.id,
+            OUTBOX_DUE, OUTBOX_MESSAGES, OUTBOX_STATE, OUTBOX_UNKNOWN, DELIVERIES,
+            pace_key(claimed.message.sender), claimed.message.id,
             self.tag, str(part), str(len(claimed.message.parts)), outcome, sid,
             "" if error_code is None else str(error_code), reason[:200],
-            repr(retry_at) if retry_at is not None else "", repr(now))))
+            repr(retry_at) if retry_at is not None else "", repr(now),
+            pace_member(claimed, part) if paced else "")))
 
     async def enqueue(self, message: Message, due: float) -> None:
         """Queue a message no commit wrote (a late reply): both writes at once."""

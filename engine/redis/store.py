@@ -74,9 +74,13 @@ hash tag {outbox} (engine.runtime.outbox drains it; engine/redis/outbox.py calls
   cv:outbox:{outbox}:claimed:<tag>  set  the ids the sender with that tag claimed last, so its
                             next claim can take them back when the answer to this one was lost.
                             TTL the lease.
-  cv:outbox:{outbox}:pace:<sender>  list  the Redis times (ms) of the latest requests for that
-                            sender address, newest first, at most its rate: OUTBOX_BEGIN lets
-                            a request go only when the oldest is a window old. TTL two windows.
+  cv:outbox:{outbox}:paced:<sender>  zset  the requests of that sender address (message:part:try)
+                            counted in its pace, scored (Redis time, ms) with when Twilio
+                            answered them, or while they wait for the answer, with a time-out
+                            ahead; OUTBOX_BEGIN lets a request go only while fewer than the rate
+                            are within a window of now. TTL a window and a time-out.
+  cv:outbox:{outbox}:paced-last:<sender>  string  when its last request was let go (requests of a
+                            sender are spaced by half the even spacing). TTL a window.
   cv:records:{deliveries}  stream  one entry per outcome of a distribution's invitation (sent,
                             failed, unknown: OUTBOX_FINISH / OUTBOX_CLAIM) and per delivery
                             status of one (RECORD_DELIVERY), field r = JSON {distribution,

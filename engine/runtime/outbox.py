@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 
 from engine.redis.outbox import Claimed, Message, Outbox, new_id
 from engine.redis.store import OUTBOX_DUE
-from engine.runtime.twilio import Origin, SandboxSender, Sender, SendFailed
+from engine.runtime.twilio import SEND_TIMEOUT, Origin, SandboxSender, Sender, SendFailed
 
 log = logging.getLogger("canvass.outbox")
 
@@ -106,10 +106,12 @@ class Senders:
     def __init__(self, outbox: Outbox, sender: Sender | SandboxSender, pacing: Pacing,
                  clock: Callable[[], float], on_final: OnFinal,
                  on_sent: Callable[[Message, int], None] | None = None,
-                 record_delivery: Callable[..., Awaitable[None]] | None = None):
+                 record_delivery: Callable[..., Awaitable[None]] | None = None,
+                 request_timeout: float = SEND_TIMEOUT):
         self.outbox, self.sender, self.pacing, self.clock = outbox, sender, pacing, clock
         self.on_final, self.on_sent, self.record_delivery = on_final, on_sent, record_delivery
         self.on_retry: Callable[[Message], None] | None = None
+        self.request_timeout = request_timeout  # a request counts in the pace this long before its answer
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._slots = asyncio.Semaphore(IN_FLIGHT)
@@ -200,7 +202,8 @@ class Senders:
         for part in range(claimed.part, len(message.parts)):
             while True:
                 wait = await self._patiently(
-                    lambda part=part: self.outbox.begin(claimed, part, rate, self.clock() + LEASE))
+                    lambda part=part: self.outbox.begin(claimed, part, rate, self.clock() + LEASE,
+                                                        self.request_timeout + 1.0))
                 if wait < 0:
                     return Result("lost", tuple(sids))
                 if wait == 0:
@@ -210,23 +213,24 @@ class Senders:
             outcome = await self._request(message, part)
             if isinstance(outcome, str):
                 sids.append(outcome)
-                await self._finish(claimed, part, "sent", sid=outcome)
+                await self._finish(claimed, part, "sent", sid=outcome, paced=rate > 0)
                 await self._noted(message, part, outcome)
                 continue
             err: SendFailed = outcome
             reason = f"{err}" + (f" (error {err.code})" if err.code else "")
             if err.unknown:
-                await self._finish(claimed, part, "unknown", reason=reason)
+                await self._finish(claimed, part, "unknown", reason=reason, paced=rate > 0)
                 log.warning("outbound message %s to %s:%s: %s; kept as unknown, not sent again",
                             message.id, message.channel, message.to, reason)
                 return Result("unknown", tuple(sids), err.code, reason)
             if err.retryable and tries + 1 < MAX_TRIES:
                 wait = min(BACKOFF[1], BACKOFF[0] * 2 ** tries)
                 retry_at = self.clock() + max(wait, err.retry_after or 0.0)  # Twilio's Retry-After
-                await self._finish(claimed, part, "retry", error_code=err.code, reason=reason, retry_at=retry_at)
+                await self._finish(claimed, part, "retry", error_code=err.code, reason=reason, retry_at=retry_at,
+                                   paced=rate > 0)
                 self.wake_at(retry_at)
                 return Result("retry", tuple(sids), err.code, reason)
-            await self._finish(claimed, part, "failed", error_code=err.code, reason=reason)
+            await self._finish(claimed, part, "failed", error_code=err.code, reason=reason, paced=rate > 0)
             return Result("failed", tuple(sids), err.code, reason)
         return Result("sent", tuple(sids))
 

@@ -5,13 +5,16 @@
 -- not come) end it, an unknown one kept in the unknown hash. A distribution's invitation
 -- reports its end (sent, failed, unknown) on the deliveries stream.
 -- Returns 1 when noted, 0 when this sender no longer held the part.
--- KEYS: due messages state unknown deliveries
--- ARGV: id tag part parts outcome sid error_code reason retry_at now
+-- The request's entry in its sender's pace (`member`, '' when unpaced) is scored with the
+-- time of the answer (Redis's clock): it counts for a window from then (OUTBOX_BEGIN).
+-- KEYS: due messages state unknown deliveries pace
+-- ARGV: id tag part parts outcome sid error_code reason retry_at now member
 local due = KEYS[1]
 local messages = KEYS[2]
 local state = KEYS[3]
 local unknown = KEYS[4]
 local deliveries = KEYS[5]
+local pace = KEYS[6]
 local id = ARGV[1]
 local tag = ARGV[2]
 local part = ARGV[3]
@@ -22,11 +25,16 @@ local error_code = ARGV[7]
 local reason = ARGV[8]
 local retry_at = ARGV[9]
 local now = ARGV[10]
+local member = ARGV[11]
 
 local current = redis.call('HGET', state, id)
 if not current then return 0 end
 local phase, at, tries, holder, sids = string.match(current, '^(%a)|(%d+)|(%d+)|([^|]*)|(.*)$')
 if phase ~= 's' or holder ~= tag or at ~= part then return 0 end
+if member ~= '' then
+  local time = redis.call('TIME')
+  redis.call('ZADD', pace, 'XX', tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000), member)
+end
 if sid ~= '' then sids = (sids == '' and sid) or (sids .. ',' .. sid) end
 if outcome == 'sent' and tonumber(part) + 1 < tonumber(parts) then
   redis.call('HSET', state, id, 'c|' .. (tonumber(part) + 1) .. '|0|' .. tag .. '|' .. sids)
