@@ -71,7 +71,10 @@ def send_time(value: object, now: datetime) -> datetime:
     if parsed.tzinfo is None:
         raise UntrustedInput(400, "bad_send_at", "'send_at' needs its UTC offset (Z or +01:00): "
                                                  "without one it could mean any time zone")
-    parsed = parsed.astimezone(UTC)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:  # its offset takes it out of the calendar (year 1 or 9999)
+        raise UntrustedInput(400, "bad_send_at", f"'send_at' {loggable(value)!r} is out of range") from None
     if parsed < now - PAST_GRACE:
         raise UntrustedInput(400, "send_at_past", f"'send_at' {parsed.isoformat()} is in the past; "
                                                   "leave it out to send now")
