@@ -369,6 +369,16 @@ def tick(flows: FlowLookup, respondent: Respondent, now: float) -> Outcome:
     if flow is None:
         outcome.apply(steps.close(session, ERROR, now), None)
         return outcome
+    if session.remind_at is not None and not session.reminded and now < session.expires_at:
+        at = policy.reminder_time(session, respondent.phone, now)
+        if at is None:  # its quiet hours never open before the session expires
+            outcome.apply(steps.Step(evolve(session, remind_at=None), [],
+                                     [ReminderNotSent(session.survey, session.state, "outside its quiet hours")]),
+                          flow)
+            return outcome
+        if at > now:  # wait for the window: the timer moves there
+            outcome.apply(steps.Step(evolve(session, remind_at=at), [], []), flow)
+            return outcome
     step = steps.tick(flow, session, now)
     if step.outbound:
         delivery = policy.server_initiated(respondent, flow, now)

@@ -7,6 +7,11 @@ Pure: the respondent, the flow and the time are given, so the server, `canvass s
 WhatsApp lets a business send free text only within 24 hours of the respondent's last
 message. Outside that window a start or a reminder goes as the survey's approved template
 (`whatsapp_template`, a ContentSid) or not at all. SMS has no window.
+
+A session a distribution opened with quiet hours (the session field QUIET_FIELD) gets its
+reminder only inside them, in every time zone of the number: a reminder due outside waits
+for the window (the session's timer moves there), and is dropped when the window opens only
+after the session has expired.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from engine.flow import Flow
+from engine.session import Session
+from engine.sms.quiet_hours import InvalidQuietHours, QuietHours, reminder_at, time_zones
 
 if TYPE_CHECKING:  # conversation imports this module
     from engine.conversation import Respondent
@@ -26,6 +33,21 @@ KEEP_AFTER = 30 * 86400  # a record with a survey behind it: kept this long afte
 STRANGER_KEEP = 86400  # a record with no survey behind it: kept this long after its last write
 
 TEXT, TEMPLATE, REFUSED = "text", "template", "refused"
+QUIET_FIELD = "quiet_hours"  # the session field carrying the quiet hours it was invited with
+
+
+def reminder_time(session: Session, phone: str, now: float) -> float | None:
+    """When the session's reminder, due now, may go: now, or (invited with quiet hours) when
+    the window next holds in every time zone of the number; None when not before the
+    session expires."""
+    spec = session.fields.get(QUIET_FIELD)
+    if not spec:
+        return now
+    try:
+        window = QuietHours.parse(str(spec))
+    except InvalidQuietHours:
+        return now  # not a window Canvass wrote: a contact's own field of that name
+    return reminder_at(window, time_zones(phone), now, session.expires_at)
 
 
 @dataclass(frozen=True)

@@ -65,10 +65,6 @@ async def test_a_delivery_status_that_beats_the_senders_note_still_reaches_the_r
     assert state == "delivered"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a reminder is written into the outbox by the timer's commit with the due time of the next "
-    "quiet-hours window and the senders send it then without looking at the respondent again: "
-    "a respondent who answered, finished or texted STOP meanwhile still gets it"))
 @pytest.mark.parametrize("then", ["completes", "opts_out"])
 async def test_a_reminder_held_for_quiet_hours_is_not_sent_once_the_session_moved_on(api, fake_twilio, clock,
                                                                                    then):
@@ -94,10 +90,6 @@ async def test_a_reminder_held_for_quiet_hours_is_not_sent_once_the_session_move
     assert len(fake_twilio.messages) == sent, fake_twilio.bodies()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the distributor reads a batch of pending recipients, then invites each (commit + outbox) "
-    "before marking it queued; a cancel landing in between marks them cancelled, yet their "
-    "invitations are committed and sent, and the `sent` report cannot move a cancelled recipient"))
 async def test_a_cancel_during_a_round_sends_nothing_to_a_recipient_it_reports_cancelled(api, fake_twilio):
     await import_list(api)
     distribution = await distribute(api)

@@ -33,14 +33,17 @@ SKIP_REASONS = ("opted_out", "open_session", "invalid_number", "frequency", "wha
                 "quiet_hours_never", "unknown_survey")
 FINAL = frozenset({"delivered", "undelivered", "failed", "skipped", "unknown", "cancelled"})
 # each state, and the states it may replace
+# What Twilio reports moves a `cancelled` recipient too: a cancel can land while the distributor
+# commits its invitation (the recipient read as pending a moment before), and then the
+# invitation went, and the records say so.
 FORWARD = {
     "queued": {"pending"},
-    "sent": {"pending", "queued", "unknown"},  # from unknown: an operator had it resent
-    "delivered": {"pending", "queued", "sent", "unknown"},
-    "undelivered": {"pending", "queued", "sent", "unknown"},
-    "failed": {"pending", "queued", "sent", "unknown"},
+    "sent": {"pending", "queued", "unknown", "cancelled"},  # from unknown: an operator had it resent
+    "delivered": {"pending", "queued", "sent", "unknown", "cancelled"},
+    "undelivered": {"pending", "queued", "sent", "unknown", "cancelled"},
+    "failed": {"pending", "queued", "sent", "unknown", "cancelled"},
     "skipped": {"pending", "queued"},
-    "unknown": {"pending", "queued"},
+    "unknown": {"pending", "queued", "cancelled"},
     "cancelled": {"pending", "queued"},
 }
 INVITED = ("queued", "sent", "delivered", "undelivered", "unknown")  # what the frequency rule counts

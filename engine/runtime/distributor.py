@@ -32,9 +32,10 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from engine.policy import QUIET_FIELD
 from engine.records import distributions as records
 from engine.records.distributions import Distribution, FrequencyRule, Recipient
-from engine.runtime.service import QUIET_FIELD, Refused, Service
+from engine.runtime.service import Refused, Service
 from engine.sms.quiet_hours import NEVER, QuietHours, next_allowed, time_zones
 
 log = logging.getLogger("canvass.distributor")

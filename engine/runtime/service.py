@@ -51,7 +51,6 @@ from engine.runtime.twilio import (
 )
 from engine.session import Session, evolve, offset
 from engine.sms.credits import charged_segments
-from engine.sms.quiet_hours import InvalidQuietHours, QuietHours, reminder_at, time_zones
 
 log = logging.getLogger("canvass.service")
 
@@ -543,11 +542,7 @@ class Service:
                 unsendable.append(err.message)
                 return []
             message = self._message("reminder", outcome, origin, session.fields)
-            at = reminder_time(session, channel, phone, now)
-            if at is None:
-                unsendable.append("outside its quiet hours until the session expires")
-                return []
-            return [(message, at)]
+            return [(message, now)]  # quiet hours: engine.policy moved the timer already
 
         async def landed(outcome: Outcome) -> None:
             if self.senders is not None:
@@ -582,20 +577,6 @@ class Service:
 
 
 DISTRIBUTION_FIELD = "distribution_id"  # the session field naming the distribution that invited it
-QUIET_FIELD = "quiet_hours"  # the session field carrying the quiet hours of that distribution
-
-
-def reminder_time(session: Session, channel: str, phone: str, now: float) -> float | None:
-    """When a reminder due now may go: now, or (a session invited with quiet hours) when the
-    window next holds in every time zone of the number; None when not before it expires."""
-    spec = session.fields.get(QUIET_FIELD)
-    if not spec:
-        return now
-    try:
-        window = QuietHours.parse(spec)
-    except InvalidQuietHours:
-        return now  # not one the distributor wrote: a contact's own field of that name
-    return reminder_at(window, time_zones(phone), now, session.expires_at)
 
 _NOT_STARTABLE = {
     "open_session": "the number already has an open session",
