@@ -8,7 +8,6 @@ code deals in channels ("sms" | "whatsapp") and E.164 numbers.
 from __future__ import annotations
 
 import base64
-import contextvars
 import hmac
 import json
 import re
@@ -221,27 +220,20 @@ def origin_for(channel: str, survey_sender: str | None, service_sid: str | None,
     return None
 
 
-# Twilio's Retry-After on a 429, for the sender that made the request: the twilio package's
-# exceptions do not carry the response's headers. A context variable, so each task (one
-# message being sent) sees its own request's.
-_retry_after: contextvars.ContextVar[float | None] = contextvars.ContextVar("retry_after", default=None)
-MAX_RETRY_AFTER = 300.0  # seconds: a longer wait asked for is taken as this
+MAX_RETRY_AFTER = 300.0  # seconds: a longer wait Twilio asks for is taken as this
 
 
 class _HttpClient(AsyncTwilioHttpClient):
-    """The twilio package's aiohttp client with a timeout on every request (it sets none),
-    Basic auth sent as a header (aiohttp deprecates the auth= argument twilio passes), and a
-    429's Retry-After noted (_retry_after)."""
+    """The twilio package's aiohttp client with a timeout on every request (it sets none) and
+    Basic auth sent as a header (aiohttp deprecates the auth= argument twilio passes)."""
 
     async def request(self, method, url, params=None, data=None, headers=None, auth=None,
                       timeout=None, allow_redirects=False):
         if auth is not None:
             headers = {**(headers or {}), "Authorization": aiohttp.encode_basic_auth(*auth)}
-        response = await super().request(method, url, params=params, data=data, headers=headers,
-                                         auth=None, timeout=timeout or self.timeout or SEND_TIMEOUT,
-                                         allow_redirects=allow_redirects)
-        _retry_after.set(_seconds(response.headers) if response.status_code == 429 else None)
-        return response
+        return await super().request(method, url, params=params, data=data, headers=headers,
+                                     auth=None, timeout=timeout or self.timeout or SEND_TIMEOUT,
+                                     allow_redirects=allow_redirects)
 
 
 def _seconds(headers) -> float | None:
@@ -254,47 +246,74 @@ def _seconds(headers) -> float | None:
 
 
 class Sender:
-    """Sends messages through Twilio's Messages API (the twilio package's async client)."""
+    """Sends messages through Twilio's Messages API with the twilio package's async client.
+
+    The request goes through the client (its authentication, headers and HTTP client) as
+    MessageList.create does, but its answer is read for what Canvass keeps, the sid or the
+    error, instead of being turned into a MessageInstance: building that object (every field,
+    its dates parsed) cost more than the rest of a send (bench/run's sender overhead)."""
 
     def __init__(self, account_sid: str, auth_token: str, api_base_url: str = DEFAULT_API_BASE_URL,
                  status_callback: str | None = None, timeout: float = SEND_TIMEOUT):
         self._http = _HttpClient(timeout=timeout)
         self._client = Client(account_sid, auth_token, http_client=self._http)
-        # The Messages resource builds its URLs from the Api domain's base_url.
         self._client.api.base_url = api_base_url.rstrip("/")
+        self._messages = self._client.api.v2010.accounts(account_sid).messages  # its URI
+        self._uri = f"{api_base_url.rstrip('/')}/2010-04-01{self._messages._uri}"
         self.status_callback = status_callback
 
     async def send(self, channel: str, phone: str, origin: Origin, body: str | None = None,
                    content_sid: str | None = None, content_variables: dict | None = None,
                    distribution: str | None = None) -> str:
         """The new message's sid; SendFailed when Twilio refuses it or cannot be reached."""
-        params = {"to": join_address(channel, phone)}
+        form = {"To": join_address(channel, phone)}
         if origin.messaging_service_sid:
-            params["messaging_service_sid"] = origin.messaging_service_sid
+            form["MessagingServiceSid"] = origin.messaging_service_sid
         if origin.from_:
-            params["from_"] = origin.from_
+            form["From"] = origin.from_
         if content_sid:
-            params["content_sid"] = content_sid
+            form["ContentSid"] = content_sid
             if content_variables:
-                params["content_variables"] = json.dumps(content_variables)
+                form["ContentVariables"] = json.dumps(content_variables)
         else:
-            params["body"] = body or ""
+            form["Body"] = body or ""
         if self.status_callback:
-            params["status_callback"] = self.status_callback
+            form["StatusCallback"] = self.status_callback
         try:
-            message = await self._client.messages.create_async(**params)
-        except TwilioRestException as err:
-            busy = err.status == 429 or err.status >= 500
-            raise SendFailed(err.msg or "Twilio refused the message", err.code, err.status,
-                             retryable=busy, retry_after=_retry_after.get() if err.status == 429 else None) from None
+            response = await self._client.request_async("POST", self._uri, data=form)
         except aiohttp.ClientConnectorError as err:  # no connection: the request never went
             raise SendFailed(f"Twilio could not be reached: {err}", retryable=True) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as err:
             raise SendFailed(f"Twilio did not answer: {err or type(err).__name__}", unknown=True) from None
-        return message.sid
+        return _created(response, self._uri)
 
     async def close(self) -> None:
         await self._http.close()
+
+
+def _created(response, uri: str) -> str:
+    """The sid of the message Twilio created; SendFailed with its error when it did not."""
+    status = response.status_code
+    try:
+        answer = json.loads(response.text)
+    except ValueError:
+        answer = None
+    if 200 <= status < 300 and isinstance(answer, dict) and isinstance(answer.get("sid"), str):
+        return answer["sid"]
+    if 200 <= status < 300:  # it says it took it, without a sid to keep: it may have gone
+        raise SendFailed(f"Twilio answered {status} without a message sid", status=status, unknown=True)
+    error = TwilioRestException(status, uri, *_twilio_error(answer, response.text), method="POST")
+    busy = status == 429 or status >= 500
+    raise SendFailed(error.msg or "Twilio refused the message", error.code, status, retryable=busy,
+                     retry_after=_seconds(response.headers) if status == 429 else None)
+
+
+def _twilio_error(answer, text: str) -> tuple[str, int | None]:
+    """Twilio's error message and code from an error answer, as the twilio package reads them."""
+    if isinstance(answer, dict):
+        code = answer.get("code")
+        return str(answer.get("message") or text[:200]), int(code) if isinstance(code, int) else None
+    return text[:200] or "Twilio refused the message", None
 
 
 class SandboxSender:
