@@ -7,6 +7,11 @@ Pure: the respondent, the flow and the time are given, so the server, `canvass s
 WhatsApp lets a business send free text only within 24 hours of the respondent's last
 message. Outside that window a start or a reminder goes as the survey's approved template
 (`whatsapp_template`, a ContentSid) or not at all. SMS has no window.
+
+The web channel (the survey's pages at a link) has no keywords, no reminders and no
+not-in-survey texts; its session waits for the respondent as long as the link works, not the
+survey's expires_after, which is about how long a text conversation may stay open
+(web_session_lasts, session_lasts, remind_after).
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ KEEP_AFTER = 30 * 86400  # a record with a survey behind it: kept this long afte
 STRANGER_KEEP = 86400  # a record with no survey behind it: kept this long after its last write
 
 TEXT, TEMPLATE, REFUSED = "text", "template", "refused"
+WEB = "web"  # the channel of the survey's pages (engine.pages)
+# A link works until its survey is withdrawn, which this version never does; a session at a
+# link still closes (as expired) at some point, so that its record is not kept for ever.
+WEB_SESSION_LASTS = 365 * 86400
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,20 @@ def server_initiated(respondent: Respondent, flow: Flow | None, now: float) -> D
     survey = flow.id if flow is not None else "?"
     return Delivery(REFUSED, f"outside the 24-hour window of WhatsApp, and survey '{survey}' has no "
                     "whatsapp_template")
+
+
+def session_lasts(flow: Flow, channel: str) -> float:
+    """Seconds a new session stays open for an answer: the survey's expires_after over SMS and
+    WhatsApp; at a web link, WEB_SESSION_LASTS (or the survey's, when longer): a respondent
+    opens the link when they choose, and comes back to it later."""
+    expires_after = flow.survey.expires_after
+    return max(expires_after, WEB_SESSION_LASTS) if channel == WEB else expires_after
+
+
+def remind_after(flow: Flow, channel: str) -> float | None:
+    """Seconds after a message before the one reminder, None for none: the survey's remind_after,
+    never on the web (a page cannot text anyone; the link's invitation is the reminder)."""
+    return None if channel == WEB else flow.survey.remind_after
 
 
 def may_tell_not_in_survey(respondent: Respondent, now: float) -> bool:
