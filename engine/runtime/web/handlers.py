@@ -7,7 +7,9 @@ Service.web_step, the read-step-commit loop of a text message, as engine.convers
 - exactly once: each rendered question page carries a one-time page id, the step's MessageSid,
   so a double tap or a resubmit after the back button finds it committed and changes nothing;
   the page also names its question, and an answer to a question the session has left is
-  ignored. A POST answers 303 to the link, whose GET shows the state as it is now.
+  ignored. A POST answers 303 to the link, whose GET shows the state as it is now; after the
+  step that closed the session, with ?p=<its page id>, whose dedupe record holds what the end
+  said (a day long; later the survey's end message shows).
 - CSRF: every form carries HMAC-SHA256(cv:web:secret, the link) and a POST without it is
   refused (403); the anonymous visitor's cookie is SameSite=Lax and HttpOnly.
 - the anonymous link opens no session until its Start button is pressed (a link preview or
@@ -128,7 +130,8 @@ async def _render(request: web.Request, flow: Flow, respondent: Respondent | Non
 
 
 async def _answer(request: web.Request, respondent_id: str, form) -> str | None:
-    """Apply the posted answer once; the page id to show its outcome with, or None."""
+    """Apply the posted answer once. The page id when its step closed the session: its dedupe
+    record holds what the end said, for the page after the redirect to show."""
     page_id, question, text = form.get("page", ""), form.get("question", ""), form.get("answer", "")
     if not PAGE_ID.match(page_id) or not question:
         raise web.HTTPBadRequest(text="The form is missing its page; go back to the link.\n")
@@ -140,8 +143,9 @@ async def _answer(request: web.Request, respondent_id: str, form) -> str | None:
             return None  # the session moved on (another tab, or an old page): nothing to answer
         return conversation.answer(registry, respondent, text, now)
 
-    await request.app[SERVICE].web_step(respondent_id, step, page_id)
-    return page_id
+    applied = await request.app[SERVICE].web_step(respondent_id, step, page_id)
+    closed = applied.outcome is not None and applied.outcome.respondent.session is None
+    return page_id if closed else None
 
 
 async def _start(request: web.Request, flow: Flow, respondent_id: str, fields: dict) -> None:
@@ -205,8 +209,8 @@ async def link_post(request: web.Request) -> web.Response:
     link, _ = found
     form = await _form(request)
     await _check_csrf(request, form, "l/" + link.token)
-    page_id = await _answer(request, link.respondent, form)
-    raise web.HTTPSeeOther(f"/l/{link.token}?p={page_id}")
+    closing = await _answer(request, link.respondent, form)
+    raise web.HTTPSeeOther(f"/l/{link.token}" + (f"?p={closing}" if closing else ""))
 
 
 # ---------------------------------------------------------------- the anonymous link
@@ -256,5 +260,5 @@ async def anonymous_post(request: web.Request) -> web.Response:
     if visitor is None:
         raise here  # no visitor (cookies refused or gone): the start page again
     await _check_csrf(request, form, f"s/{survey}/{visitor}")
-    page_id = await _answer(request, visitor, form)
-    raise web.HTTPSeeOther(f"/s/{survey}?p={page_id}")
+    closing = await _answer(request, visitor, form)
+    raise web.HTTPSeeOther(f"/s/{survey}" + (f"?p={closing}" if closing else ""))
