@@ -15,6 +15,7 @@ import pytest
 from conftest import ADMIN_TOKEN, admin_headers
 
 from engine.records.links import TOKEN_BYTES, is_respondent_id
+from engine.redis.store import respondent_key
 from engine.runtime.appkeys import ARCHIVER, SERVICE
 
 WEB_FLOW = Path(__file__).parent / "flows" / "web" / "webtest.yaml"
@@ -172,6 +173,17 @@ async def test_the_end_shows_its_piped_message_after_the_last_answer(web):
     assert 'Thanks Bo, you said "Quick".' in end.text
 
 
+async def test_an_answered_link_stays_answered_when_redis_no_longer_holds_its_respondent(web, redis_sync):
+    path = await link_path(web)
+    for text in ("9", "ok", "1"):
+        await answer(web, path, text)
+    [record] = await exported(web)
+    assert redis_sync.delete(respondent_key("web", record["phone"])) == 1  # its TTL ran out
+    again = await page(web, path)
+    assert "Thanks for your answers!" in again.text and again.buttons == []
+    assert len(await exported(web)) == 1
+
+
 async def test_an_invalid_answer_shows_the_explanation_and_asks_again(web):
     path = await link_path(web)
     await answer(web, path, "9")
@@ -257,7 +269,8 @@ async def test_an_unknown_link_is_a_404_page(web):
 
 async def test_the_first_page_is_small(web):
     response = await web.get(await link_path(web))
-    assert len(await response.read()) < 30 * 1024
+    body = await response.read()
+    assert len(body) < 30 * 1024 and b"<script" not in body
 
 
 async def test_web_sessions_wait_for_the_respondent_beyond_the_surveys_expiry(web, clock):
