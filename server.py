@@ -56,6 +56,7 @@ from engine.runtime.distribution_api import add_distribution_routes
 from engine.runtime.distributor import INTERVAL as DISTRIBUTE_EVERY
 from engine.runtime.distributor import Distributor
 from engine.runtime.fleet import Member, confirmations
+from engine.runtime.link_api import add_link_routes
 from engine.runtime.metrics import Metrics, redis_gauges, render_workers
 from engine.runtime.outbox import Pacing, Senders
 from engine.runtime.outbox_api import add_outbox_routes
@@ -82,6 +83,7 @@ from engine.runtime.untrusted import (
     readable_charset,
 )
 from engine.runtime.usage import Usage
+from engine.runtime.web import handlers as web_pages
 from engine.sms.credits import estimate_credits
 from engine.sms.phones import InvalidNumber, to_e164
 
@@ -573,6 +575,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     add_distribution_routes(app)
     add_sandbox_routes(app)
     add_outbox_routes(app)
+    add_link_routes(app)
+    web_pages.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -319,6 +319,18 @@ def receive(flows: FlowLookup, respondent: Respondent, text: str, now: float) ->
     return outcome
 
 
+def answer(flows: FlowLookup, respondent: Respondent, text: str, now: float) -> Outcome:
+    """An answer posted on the survey's web page (engine.pages): the text an SMS respondent
+    would send, applied by the same step. The web has no keywords (STOP typed into a text
+    answer is an answer), no access codes and no not-in-survey text: without an open session
+    (it expired, or the survey's version is gone) nothing is answered."""
+    outcome = Outcome(evolve(respondent, last_inbound_at=now))
+    flow, session = _close_stale(outcome, flows, now)
+    if session is not None:
+        outcome.apply(steps.step(flow, session, text, now), flow)
+    return outcome
+
+
 def opt_out(flows: FlowLookup | None, respondent: Respondent, now: float,
             inbound: str | None = None) -> Outcome:
     """The respondent opts out: by texting STOP (`inbound`), or as the carrier reports (Twilio

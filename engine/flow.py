@@ -45,6 +45,7 @@ class Question:
     read: dict[str, Reader]  # by language: reply -> answer, Ambiguous or None
     attempts: int | None  # None: no limit
     on_invalid: str  # skip | end
+    prompt: dict[str, Template]  # by language: the prompt alone, piped text filled (the web page's)
 
     @property
     def id(self) -> str:
@@ -189,9 +190,9 @@ class _Builder:
     def question(self, ask: ast.Ask, languages: dict[str, Language]) -> Question:
         kind = QUESTION_TYPES[ask.type]
         default = self.survey.default_language
-        message, invalid, read = {}, {}, {}
+        message, invalid, read, prompts = {}, {}, {}, {}
         for code, language in languages.items():
-            prompt = self.text(in_language(ask, "prompt", code, default), code)
+            prompt = prompts[code] = self.text(in_language(ask, "prompt", code, default), code)
             frame = kind.framer(ask, code)
             if frame is None:
                 message[code] = lambda values, prompt=prompt: outgoing(prompt(values))
@@ -200,7 +201,8 @@ class _Builder:
             explanation = in_language(ask, "invalid_message", code, default)
             invalid[code] = self.text(explanation or kind.expected(ask, language.texts, code), code)
             read[code] = kind.reader(ask, code)
-        return Question(ask, kind, message, invalid, read, ask.attempts, ask.on_invalid or DEFAULT_ON_INVALID)
+        return Question(ask, kind, message, invalid, read, ask.attempts, ask.on_invalid or DEFAULT_ON_INVALID,
+                        prompts)
 
     def element(self, state: str, element: ast.Element, after: str) -> None:
         match element:

@@ -12,6 +12,11 @@ A session a distribution opened with quiet hours (the session field QUIET_FIELD)
 reminder only inside them, in every time zone of the number: a reminder due outside waits
 for the window (the session's timer moves there), and is dropped when the window opens only
 after the session has expired.
+
+The web channel (the survey's pages at a link) has no keywords, no reminders and no
+not-in-survey texts; its session waits for the respondent as long as the link works, not the
+survey's expires_after, which is about how long a text conversation may stay open
+(web_session_lasts, session_lasts, remind_after).
 """
 
 from __future__ import annotations
@@ -48,6 +53,10 @@ def reminder_time(session: Session, phone: str, now: float) -> float | None:
     except InvalidQuietHours:
         return now  # not a window Canvass wrote: a contact's own field of that name
     return reminder_at(window, time_zones(phone), now, session.expires_at)
+WEB = "web"  # the channel of the survey's pages (engine.pages)
+# A link works until its survey is withdrawn, which this version never does; a session at a
+# link still closes (as expired) at some point, so that its record is not kept for ever.
+WEB_SESSION_LASTS = 365 * 86400
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,20 @@ def server_initiated(respondent: Respondent, flow: Flow | None, now: float) -> D
     survey = flow.id if flow is not None else "?"
     return Delivery(REFUSED, f"outside the 24-hour window of WhatsApp, and survey '{survey}' has no "
                     "whatsapp_template")
+
+
+def session_lasts(flow: Flow, channel: str) -> float:
+    """Seconds a new session stays open for an answer: the survey's expires_after over SMS and
+    WhatsApp; at a web link, WEB_SESSION_LASTS (or the survey's, when longer): a respondent
+    opens the link when they choose, and comes back to it later."""
+    expires_after = flow.survey.expires_after
+    return max(expires_after, WEB_SESSION_LASTS) if channel == WEB else expires_after
+
+
+def remind_after(flow: Flow, channel: str) -> float | None:
+    """Seconds after a message before the one reminder, None for none: the survey's remind_after,
+    never on the web (a page cannot text anyone; the link's invitation is the reminder)."""
+    return None if channel == WEB else flow.survey.remind_after
 
 
 def may_tell_not_in_survey(respondent: Respondent, now: float) -> bool:

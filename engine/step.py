@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from dsl.matching import trim
+from engine import policy
 from engine.events import (
     AnswerRecorded,
     Event,
@@ -88,8 +89,9 @@ def _sent(flow: Flow, session: Session, outbound: list[str], now: float, changes
     remind_at = changes.get("remind_at", session.remind_at)
     if changes.get("status", session.status) != OPEN:
         remind_at = None
-    elif flow.survey.remind_after and not changes.get("reminded", session.reminded) and outbound:
-        remind_at = now + flow.survey.remind_after
+    elif (remind_after := policy.remind_after(flow, session.channel)) \
+            and not changes.get("reminded", session.reminded) and outbound:
+        remind_at = now + remind_after
     channel = session.channel
     changes.update(updated_at=now, remind_at=remind_at, messages_out=session.messages_out + len(outbound),
                    segments_out=session.segments_out + sum(segment_count(channel, m) for m in outbound))
@@ -134,7 +136,7 @@ def open_session(flow: Flow, channel: str, phone: str, fields: dict, now: float,
     session = Session(
         survey=flow.id, version=flow.version, channel=channel, phone=phone, state=flow.first,
         fields={**fields, PHONE_FIELD: phone}, started_at=now, updated_at=now,
-        expires_at=now + flow.survey.expires_after, language=language)
+        expires_at=now + policy.session_lasts(flow, channel), language=language)
     events: list[Event] = [SessionOpened(flow.id, flow.version)]
     return _settle(flow, session, _cursor(session), events, now, _received(session, inbound))
 

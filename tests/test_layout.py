@@ -30,7 +30,7 @@ IO_LIBRARIES = {
     "playwright",
 }
 CORE = ("engine", "engine.questions", "engine.sms")
-SHELLS = ("engine.redis", "engine.records", "engine.runtime", "engine.tools")
+SHELLS = ("engine.redis", "engine.records", "engine.runtime", "engine.runtime.web", "engine.tools")
 MIGRATIONS = ROOT / "engine" / "records" / "migrations"  # Alembic's scripts: data it runs, not modules
 CLI = "engine.tools.cli"
 

@@ -33,6 +33,11 @@ distribution_recipients
                 forwards), with the skip or failure `reason`, Twilio's message `sid` and
                 `error_code`; `not_before`: a pending recipient outside its quiet hours waits until then.
                 (phone, updated_at) serves the contact-frequency rule.
+web_links       one row per individual link to the survey's web pages (POST /admin/surveys/{id}/links):
+                its unguessable `token` (the URL's only part), the `survey`, the E.164 `phone` it
+                was made for (or null), the contact's `fields` piped into the survey, and the
+                `respondent` id the link answers as (channel web: not a phone number, so no
+                phone ever leaves with a response; the token never does either).
 Responses carry the distribution that invited them (`distribution`, from the session's field
 distribution_id) and whether they are a preview (`preview`, from the field preview = "1").
 Times are timezone-aware UTC.
@@ -206,4 +211,14 @@ distribution_recipients = Table(
     Column("not_before", Time, nullable=True),  # a pending recipient waits for its quiet hours
     Index(None, "distribution_id", "state", "phone"),  # the next pending ones, in order
     Index(None, "phone", "updated_at"),
+)
+
+web_links = Table(
+    "web_links", metadata,
+    Column("token", String(64), primary_key=True),
+    Column("survey", String(200), nullable=False),
+    Column("phone", String(32), nullable=True),
+    Column("fields", Json, nullable=False),
+    Column("respondent", String(32), nullable=False, unique=True),
+    Column("created_at", Time, nullable=False),
 )

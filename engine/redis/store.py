@@ -87,6 +87,12 @@ hash tag {outbox} (engine.runtime.outbox drains it; engine/redis/outbox.py calls
                             channel, phone, state, sid, error_code, reason, at}; archived (group
                             ARCHIVE_GROUP) into the recipients of the distribution.
 
+The survey's web pages (engine.runtime.web):
+  cv:web:secret       string  the random key every worker signs the web forms' CSRF tokens with,
+                            set once by the first worker that needs it (SET NX). No TTL. Lost
+                            with Redis's data, it is made anew: forms shown before then are
+                            refused once (403) and shown again.
+
 Distributions (the records database holds them; Redis only says who works on one now):
   cv:distributions:{distributions}:lease:<id>  string  the tag of the worker inviting that
                             distribution's recipients, so one worker at a time does (each
@@ -155,6 +161,7 @@ import json
 import os
 import random
 import re
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -195,6 +202,7 @@ OUTBOX_STATE = "cv:outbox:{outbox}:state"
 OUTBOX_UNKNOWN = "cv:outbox:{outbox}:unknown"
 SANDBOX_KEEP = 1000  # sandbox messages kept: a developer's session, not an archive
 SANDBOX_TTL = 7 * 86400
+WEB_SECRET = "cv:web:secret"
 TAG_MARK = "\x1f"  # between a dedupe record's replies and its tag (replies never hold C0 controls)
 TAG_LENGTH = 4  # base64 characters: 24 random bits tell two deliveries of one MessageSid apart
 
@@ -538,6 +546,12 @@ class Store:
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
+
+    async def web_secret(self) -> bytes:
+        """The key of the web forms' CSRF tokens, shared by every worker (cv:web:secret)."""
+        await self.redis.set(WEB_SECRET, secrets.token_urlsafe(32), nx=True)
+        secret = await self.redis.get(WEB_SECRET)
+        return secret if isinstance(secret, bytes) else str(secret).encode()
 
     # ------------------------------------------------------------ conversations
 

@@ -326,6 +326,22 @@ class Service:
         await self.senders.outbox.enqueue(message, self.clock())
         self.senders.wake()
 
+    # ------------------------------------------------------------ the survey's web pages
+
+    async def web_read(self, respondent_id: str, page_id: str | None = None) -> tuple[Respondent | None, list[str] | None]:
+        """A web respondent as stored (None: no record), and, when `page_id` was committed, what
+        its step said (its end message, when it closed the session)."""
+        snapshot = await self.store.read(policy.WEB, respondent_id, page_id)
+        respondent = None if snapshot.record is None else self._respondent(snapshot)
+        return respondent, snapshot.seen_replies
+
+    async def web_step(self, respondent_id: str, step: StepFunction, page_id: str | None = None) -> Applied:
+        """A step of a web respondent (engine.runtime.web): the read-step-commit loop of a text
+        message, `page_id` (the page's one-time id) standing for its MessageSid, so a page
+        posted twice is applied once. Nothing is sent and nothing is counted for credits:
+        a page is not a message."""
+        return await self._apply(policy.WEB, respondent_id, step, page_id)
+
     # ------------------------------------------------------------ starting by invitation
 
     async def start(self, survey_id: str, channel: str, phone: str, fields: dict[str, str]) -> dict:

@@ -1,0 +1,264 @@
+"""The survey's web pages: `GET|POST /l/{token}` (an individual link) and `GET|POST /s/{survey}`
+(the survey's anonymous link). One question per page, server-rendered, no JavaScript.
+
+A page is the respondent's state as engine.pages describes it. A posted answer goes through
+Service.web_step, the read-step-commit loop of a text message, as engine.conversation.answer:
+
+- exactly once: each rendered question page carries a one-time page id, the step's MessageSid,
+  so a double tap or a resubmit after the back button finds it committed and changes nothing;
+  the page also names its question, and an answer to a question the session has left is
+  ignored. A POST answers 303 to the link, whose GET shows the state as it is now; after the
+  step that closed the session, with ?p=<its page id>, whose dedupe record holds what the end
+  said (a day long; later the survey's end message shows).
+- CSRF: every form carries HMAC-SHA256(cv:web:secret, the link) and a POST without it is
+  refused (403); the anonymous visitor's cookie is SameSite=Lax and HttpOnly.
+- the anonymous link opens no session until its Start button is pressed (a link preview or
+  a crawler opens none); the visitor's id then sits in a cookie, so a reload resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
+
+from engine import conversation, pages
+from engine.conversation import NotStartable, Outcome, Respondent
+from engine.flow import Flow
+from engine.records import links
+from engine.runtime.appkeys import REGISTRY, RESPONSES, SERVICE, STORE
+
+log = logging.getLogger("canvass.web")
+
+TEMPLATES = Path(__file__).with_name("templates")
+PAGE_ID = re.compile(r"^[A-Za-z0-9_-]{16}$")  # secrets.token_urlsafe(12)
+MAX_FORM = 64 * 1024  # bytes of a posted page: a text answer's limit is far below
+VISITOR_COOKIE = "canvass_visitor"
+COOKIE_AGE = 365 * 86400
+
+
+class _Secret:
+    """The CSRF key, read from Redis by the first request that needs it."""
+
+    value: bytes | None = None
+
+
+SECRET = web.AppKey("web_secret", _Secret)
+
+
+def setup(app: web.Application) -> None:
+    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                         trim_blocks=True, lstrip_blocks=True)
+    app[SECRET] = _Secret()
+    app.router.add_get("/l/{token}", link_page)
+    app.router.add_post("/l/{token}", link_post)
+    app.router.add_get("/s/{survey}", anonymous_page)
+    app.router.add_post("/s/{survey}", anonymous_post)
+
+
+# ---------------------------------------------------------------- CSRF
+
+
+async def _secret(app: web.Application) -> bytes:
+    held = app[SECRET]
+    if held.value is None:
+        held.value = await app[STORE].web_secret()  # the same in every worker: Redis holds it
+    return held.value
+
+
+async def csrf_token(request: web.Request, what: str) -> str:
+    return hmac.new(await _secret(request.app), what.encode(), hashlib.sha256).hexdigest()
+
+
+async def _check_csrf(request: web.Request, form, what: str) -> None:
+    given = form.get("csrf", "")
+    if not isinstance(given, str) or not hmac.compare_digest(given.encode(), (await csrf_token(request, what)).encode()):
+        raise web.HTTPForbidden(text="This form has expired or did not come from this survey. "
+                                     "Go back to the link and try again.\n")
+
+
+async def _form(request: web.Request):
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise web.HTTPUnsupportedMediaType(text="Post the survey's form.\n")
+    if request.content_length is not None and request.content_length > MAX_FORM:
+        raise web.HTTPRequestEntityTooLarge(MAX_FORM, request.content_length)
+    try:
+        form = await request.post()
+    except (ValueError, UnicodeDecodeError, LookupError):
+        raise web.HTTPBadRequest(text="The body is not a readable form.\n") from None
+    if any(not isinstance(value, str) for value in form.values()):
+        raise web.HTTPBadRequest(text="The survey's form carries text only.\n")
+    return form
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _message(request: web.Request, status: int, heading: str, text: str, language: str = "en") -> web.Response:
+    return aiohttp_jinja2.render_template("message.html", request, {
+        "language": language, "title": heading, "heading": heading, "text": text}, status=status)
+
+
+def _not_found(request: web.Request) -> web.Response:
+    return _message(request, 404, "Survey not found",
+                    "This link does not lead to a survey. Check that it was copied whole.")
+
+
+async def _render(request: web.Request, flow: Flow, respondent: Respondent | None,
+                  seen: list[str] | None, what: str) -> web.Response:
+    """The page of the respondent's state: its open session's question, or its end."""
+    session = respondent.session if respondent is not None else None
+    if session is None:
+        language = respondent.language if respondent is not None else None
+        ended = pages.ended(flow, language, seen)
+        return aiohttp_jinja2.render_template("end.html", request, {
+            "page": ended, "language": ended.language, "title": ended.title})
+    shown_flow = request.app[REGISTRY].get(session.survey, session.version) or flow
+    page = pages.page(shown_flow, session)
+    return aiohttp_jinja2.render_template("question.html", request, {
+        "page": page, "language": page.language, "title": page.title, "page_id": secrets.token_urlsafe(12), "csrf": await csrf_token(request, what),
+        "nps": range(11)})
+
+
+async def _answer(request: web.Request, respondent_id: str, form) -> str | None:
+    """Apply the posted answer once. The page id when its step closed the session: its dedupe
+    record holds what the end said, for the page after the redirect to show."""
+    page_id, question, text = form.get("page", ""), form.get("question", ""), form.get("answer", "")
+    if not PAGE_ID.match(page_id) or not question:
+        raise web.HTTPBadRequest(text="The form is missing its page; go back to the link.\n")
+    registry = request.app[REGISTRY]
+
+    def step(respondent: Respondent, now: float) -> Outcome | None:
+        session = respondent.session
+        if session is None or session.state != question:
+            return None  # the session moved on (another tab, or an old page): nothing to answer
+        return conversation.answer(registry, respondent, text, now)
+
+    applied = await request.app[SERVICE].web_step(respondent_id, step, page_id)
+    closed = applied.outcome is not None and applied.outcome.respondent.session is None
+    return page_id if closed else None
+
+
+async def _start(request: web.Request, flow: Flow, respondent_id: str, fields: dict) -> None:
+    """Open the respondent's session, unless it has one or had one (a link is answered once)."""
+    registry = request.app[REGISTRY]
+
+    def step(respondent: Respondent, now: float) -> Outcome | None:
+        if respondent.session is not None or respondent.last_survey is not None:
+            return None
+        return conversation.start(flow, respondent, fields, now, flows=registry)
+
+    with contextlib.suppress(NotStartable):  # a web respondent never opts out; an open session is kept
+        await request.app[SERVICE].web_step(respondent_id, step)
+
+
+async def _answered_before(request: web.Request, survey: str, respondent_id: str) -> bool:
+    """Whether the records database holds a response of this web respondent (its Redis record
+    is kept only so long after its session closed)."""
+    try:
+        return await links.answered(request.app[RESPONSES].engine, survey, respondent_id)
+    except SQLAlchemyError as err:
+        log.warning("web: the records database is unreachable: %s", type(err).__name__)
+        raise web.HTTPServiceUnavailable(text="Try again in a moment.\n", headers={"Retry-After": "1"}) from None
+
+
+def _shown_page(request: web.Request) -> str | None:
+    page_id = request.query.get("p", "")
+    return page_id if PAGE_ID.match(page_id) else None
+
+
+# ---------------------------------------------------------------- an individual link
+
+
+async def _link(request: web.Request) -> tuple[links.Link, Flow] | None:
+    try:
+        link = await links.find(request.app[RESPONSES].engine, request.match_info["token"])
+    except SQLAlchemyError as err:
+        log.warning("web: the records database is unreachable: %s", type(err).__name__)
+        raise web.HTTPServiceUnavailable(text="Try again in a moment.\n", headers={"Retry-After": "1"}) from None
+    flow = request.app[REGISTRY].get(link.survey) if link is not None else None
+    return None if flow is None else (link, flow)
+
+
+async def link_page(request: web.Request) -> web.Response:
+    found = await _link(request)
+    if found is None:
+        return _not_found(request)
+    link, flow = found
+    service = request.app[SERVICE]
+    respondent, seen = await service.web_read(link.respondent, _shown_page(request))
+    if respondent is None and not await _answered_before(request, link.survey, link.respondent):
+        await _start(request, flow, link.respondent, link.fields)
+        respondent, seen = await service.web_read(link.respondent)
+    return await _render(request, flow, respondent, seen, "l/" + link.token)
+
+
+async def link_post(request: web.Request) -> web.Response:
+    found = await _link(request)
+    if found is None:
+        return _not_found(request)
+    link, _ = found
+    form = await _form(request)
+    await _check_csrf(request, form, "l/" + link.token)
+    closing = await _answer(request, link.respondent, form)
+    raise web.HTTPSeeOther(f"/l/{link.token}" + (f"?p={closing}" if closing else ""))
+
+
+# ---------------------------------------------------------------- the anonymous link
+
+
+def _visitor(request: web.Request) -> str | None:
+    visitor = request.cookies.get(VISITOR_COOKIE, "")
+    return visitor if links.is_respondent_id(visitor) else None
+
+
+async def anonymous_page(request: web.Request) -> web.Response:
+    survey = request.match_info["survey"]
+    flow = request.app[REGISTRY].get(survey)
+    if flow is None:
+        return _not_found(request)
+    visitor = _visitor(request)
+    respondent, seen = (None, None)
+    if visitor is not None:
+        respondent, seen = await request.app[SERVICE].web_read(visitor, _shown_page(request))
+    if respondent is not None and respondent.session is not None and respondent.session.survey != survey:
+        respondent = None  # a cookie of another survey's visitor: this survey starts afresh
+    if respondent is None or (respondent.session is None and respondent.last_survey != survey):
+        language = flow.default_language
+        return aiohttp_jinja2.render_template("start.html", request, {
+            "survey": survey, "language": language, "title": pages.title(flow, language),
+            "csrf": await csrf_token(request, "s/" + survey)})
+    return await _render(request, flow, respondent, seen, f"s/{survey}/{visitor}")
+
+
+async def anonymous_post(request: web.Request) -> web.Response:
+    survey = request.match_info["survey"]
+    flow = request.app[REGISTRY].get(survey)
+    if flow is None:
+        return _not_found(request)
+    form = await _form(request)
+    visitor = _visitor(request)
+    here = web.HTTPSeeOther(f"/s/{survey}")
+    if form.get("start") is not None:
+        await _check_csrf(request, form, "s/" + survey)
+        respondent = (await request.app[SERVICE].web_read(visitor))[0] if visitor is not None else None
+        if respondent is None or respondent.session is None or respondent.session.survey != survey:
+            visitor = links.respondent_id()  # a new respondent for each start without one open
+            await _start(request, flow, visitor, {})
+            here.set_cookie(VISITOR_COOKIE, visitor, max_age=COOKIE_AGE, path=f"/s/{survey}",
+                            httponly=True, samesite="Lax", secure=request.secure or None)
+        raise here
+    if visitor is None:
+        raise here  # no visitor (cookies refused or gone): the start page again
+    await _check_csrf(request, form, f"s/{survey}/{visitor}")
+    closing = await _answer(request, visitor, form)
+    raise web.HTTPSeeOther(f"/s/{survey}" + (f"?p={closing}" if closing else ""))
