@@ -17,14 +17,12 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 from bench import contacts_import, flow_cost, memory, records, sending, webhook
 from bench.flow_cost import CostShape
-from bench.procs import BenchError, Pinning, redis_server
+from bench.procs import BenchError, Pinning, pinned_to, redis_server
 from bench.report import render, verdicts
 from bench.webhook import LoadShape
 
@@ -52,19 +50,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def progress(text: str) -> None:
     print(f"  {text}", file=sys.stderr, flush=True)
-
-
-@contextmanager
-def pinned_to(core: int | None) -> Iterator[None]:
-    """Run the in-process benchmarks on the server's core, then let this process go anywhere
-    again (the processes it starts are pinned by taskset)."""
-    saved = os.sched_getaffinity(0)
-    if core is not None:
-        os.sched_setaffinity(0, {core})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, saved)
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -11,6 +11,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from engine.tools.devserver import RedisMissing, redis_answers, redis_command
@@ -156,3 +158,16 @@ def start_server(name: str, argv: list[str], port: int, ready_path: str, env: di
     process.start()
     _wait(process, lambda: http_ready(f"http://127.0.0.1:{port}{ready_path}"))
     return process
+
+
+@contextmanager
+def pinned_to(core: int | None) -> Iterator[None]:
+    """Run this process's own work on `core` (None: anywhere), then let it go anywhere again
+    (the processes it starts are pinned by taskset)."""
+    saved = os.sched_getaffinity(0)
+    if core is not None:
+        os.sched_setaffinity(0, {core})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, saved)

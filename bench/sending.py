@@ -35,14 +35,12 @@ import contextlib
 import csv
 import io
 import json
-import os
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from bisect import bisect_left
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +56,7 @@ from bench.procs import (
     bench_env,
     cpu_seconds,
     free_port,
+    pinned_to,
     redis_server,
     start_server,
 )
@@ -258,17 +257,6 @@ class Canvass:
 # ---------------------------------------------------------------- the floor
 
 
-@contextlib.contextmanager
-def on_core(core: int | None) -> Iterator[None]:
-    saved = os.sched_getaffinity(0)
-    if core is not None:
-        os.sched_setaffinity(0, {core})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, saved)
-
-
 async def _post_all(twilio_url: str, phones: list[str], first: int, status_callback: str) -> None:
     """Create a message to each number, IN_FLIGHT at once, as twilio's client posts them."""
     url = f"{twilio_url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
@@ -293,7 +281,7 @@ async def _post_all(twilio_url: str, phones: list[str], first: int, status_callb
 
 def floor(workdir: Path, pinning: Pinning, name: str, phones: list[str], first: int) -> dict:
     """The bare client's rate: from its first request to the last arrival at the fake."""
-    with FakeTwilio(workdir, name, pinning) as fake, on_core(pinning.server_core):
+    with FakeTwilio(workdir, name, pinning) as fake, pinned_to(pinning.server_core):
         callback = "http://127.0.0.1:9/twilio/status"  # never called: the fake sends no statuses
         warm = numbers(first + len(phones), WARMUP)
         asyncio.run(_post_all(fake.url, warm, 0, callback))
