@@ -476,3 +476,13 @@ async def test_a_distribution_the_balance_cannot_pay_for_is_refused_with_the_fig
     assert (await listed.json())["distributions"] == []  # nothing written
     await credits.add(client.server.app[SERVICE].usage.engine, Decimal(3), "top-up", None, datetime.now(UTC))
     assert (await client.post("/admin/distributions", json=body, headers=admin_headers())).status == 201
+
+
+def test_a_north_american_numbers_country_follows_its_area_code_once_learnt():
+    from engine.sms.credits import _NANP_AREAS, region
+
+    assert region("+14165550123") == "CA" and region("+12125550123") == "US"  # Toronto, New York
+    assert _NANP_AREAS["+1416"] == "CA" and _NANP_AREAS["+1212"] == "US"
+    assert region("+14165559876") == "CA" and region("+18765550123") == "JM"  # learnt; Jamaica
+    assert region("+15550100123") == "US"  # no area's number: the code's main country, not learnt
+    assert "+1555" not in _NANP_AREAS
