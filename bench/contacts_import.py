@@ -27,13 +27,12 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import phonenumbers
 
-from bench.procs import BenchError
+from bench.procs import BenchError, run_alone
 from engine.records.commands import upgrade
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,15 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 10 <= args.rows <= 100_000_000:
         parser.error("--rows must be between 10 and 100000000")
-    with tempfile.TemporaryDirectory(prefix="canvass-bench-") as workdir:
-        try:
-            results = run(Path(workdir), False, lambda text: print(f"  {text}", file=sys.stderr, flush=True),
-                          args.rows)
-        except BenchError as err:
-            print(f"bench.contacts_import: {err}", file=sys.stderr)
-            return 1
-    print(json.dumps(results, indent=2))
-    return 0
+    return run_alone("contacts_import", lambda workdir, progress: run(workdir, False, progress, args.rows))
 
 
 if __name__ == "__main__":

@@ -3,15 +3,17 @@ to a core with taskset so that the server and the load generator never share one
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -171,3 +173,17 @@ def pinned_to(core: int | None) -> Iterator[None]:
         yield
     finally:
         os.sched_setaffinity(0, saved)
+
+
+def run_alone(name: str, part: Callable[[Path, Callable[[str], None]], dict]) -> int:
+    """`python -m bench.NAME`: one part alone (bench/run runs them all), in a scratch folder,
+    its progress on stderr and its figures as JSON on stdout; 1 when it fails."""
+    with tempfile.TemporaryDirectory(prefix="canvass-bench-") as workdir:
+        try:
+            results = part(Path(workdir), lambda text: print(f"  {text}", file=sys.stderr, flush=True))
+        except BenchError as err:
+            print(f"bench.{name}: {err}", file=sys.stderr)
+            return 1
+    print(json.dumps(results, indent=2))
+    return 0
+

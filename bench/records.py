@@ -46,6 +46,7 @@ from bench.procs import (
     bench_env,
     free_port,
     redis_server,
+    run_alone,
     start_server,
 )
 from bench.webhook import AUTH_TOKEN, check, drive
@@ -355,20 +356,12 @@ def run_exports(workdir: Path, redis_url: str, pinning: Pinning, shape: RecordsS
 def main() -> int:
     """`python -m bench.records [--quick]`: this part alone (bench/run runs it with the rest)."""
     import argparse
-    import sys
 
     parser = argparse.ArgumentParser(prog="bench.records")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="canvass-bench-") as workdir:
-        try:
-            results = run_records(Path(workdir), Pinning(), QUICK if args.quick else RecordsShape(),
-                                  lambda line: print(f"  {line}", file=sys.stderr, flush=True))
-        except BenchError as err:
-            print(f"bench.records: {err}", file=sys.stderr)
-            return 1
-    print(json.dumps(results, indent=2))
-    return 0
+    shape = QUICK if args.quick else RecordsShape()
+    return run_alone("records", lambda workdir, progress: run_records(workdir, Pinning(), shape, progress))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ import csv
 import io
 import json
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -58,6 +57,7 @@ from bench.procs import (
     free_port,
     pinned_to,
     redis_server,
+    run_alone,
     start_server,
 )
 from bench.records import upgrade
@@ -416,15 +416,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="the sending benchmarks alone (overhead and pacing)")
     parser.add_argument("--quick", action="store_true", help="tiny loads")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="canvass-bench-") as workdir:
-        try:
-            results = run(Path(workdir), Pinning(), args.quick,
-                          lambda text: print(f"  {text}", file=sys.stderr, flush=True))
-        except BenchError as err:
-            print(f"bench.sending: {err}", file=sys.stderr)
-            return 1
-    print(json.dumps(results, indent=2))
-    return 0
+    return run_alone("sending", lambda workdir, progress: run(workdir, Pinning(), args.quick, progress))
 
 
 if __name__ == "__main__":

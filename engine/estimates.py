@@ -18,6 +18,7 @@ from decimal import Decimal
 from engine import conversation
 from engine.conversation import Respondent
 from engine.flow import Flow
+from engine.sms.credits import json_number
 from engine.sms.credits import region as billing_region
 from engine.step import segment_count
 
@@ -85,6 +86,4 @@ class Estimate:
 
 
 def _number(value: Decimal | None) -> float | int | None:
-    if value is None:
-        return None
-    return int(value) if value == value.to_integral_value() else float(value)
+    return None if value is None else json_number(value)

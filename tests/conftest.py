@@ -7,6 +7,7 @@ without it these tests fail with a message saying so rather than being skipped.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import socket
@@ -195,6 +196,14 @@ def make_client(aiohttp_client, clock):
         return client
 
     return make
+
+
+@pytest.fixture
+async def api(make_client, settings, records_url):
+    """A server whose records database is SQLite, then PostgreSQL (`records_url` on the client)."""
+    client = await make_client(dataclasses.replace(settings, database_url=records_url))
+    client.records_url = records_url
+    return client
 
 
 @pytest.fixture

@@ -169,9 +169,6 @@ async def test_the_ledger_usage_balance_and_consumption(records_url):
         await credits.add_usage(engine, [usage_row(country="GB", segments=3, credits_used="6.5")])
         assert await credits.totals(engine) == (Decimal("999.5"), Decimal("13.75"))
         assert await credits.balance(engine) == Decimal("985.75")
-        assert await credits.can_afford(engine, Rates.load(None), Decimal("985.75")) == (True, Decimal("985.75"))
-        assert await credits.can_afford(engine, Rates.load(None), Decimal("985.76")) == (False, Decimal("985.75"))
-        assert (await credits.can_afford(engine, None, Decimal("1e6")))[0]  # credits off: never refused
 
         assert await credits.consumption(engine, []) == [
             {"messages": 4, "segments": 8, "credits": Decimal("13.75")}]

@@ -5,14 +5,13 @@ hold invitations back, and responses carry their distribution."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from datetime import UTC, datetime
 
-import pytest
 from conftest import START_TIME, admin_headers
 from fake_twilio import UNSUBSCRIBED, Phone
 from sqlalchemy import select
+from test_distributions import import_list as import_contacts
 
 from engine.records.database import connect
 from engine.records.schema import distribution_recipients, distributions, responses
@@ -24,17 +23,8 @@ CONTACTS = ("Phone,Email,FirstName\n"
             "+447400123456,,Cy\n")
 
 
-@pytest.fixture
-async def api(make_client, settings, records_url):
-    client = await make_client(dataclasses.replace(settings, database_url=records_url))
-    client.records_url = records_url
-    return client
-
-
-async def import_list(client, body: str = CONTACTS, name: str = "people") -> None:
-    answer = await client.post(f"/admin/lists/{name}/import", data=body.encode(),
-                               headers={**admin_headers(), "Content-Type": "text/csv"})
-    assert answer.status == 200, await answer.text()
+async def import_list(client, body: str = CONTACTS) -> None:
+    await import_contacts(client, body=body)
 
 
 async def distribute(client, **extra) -> str:

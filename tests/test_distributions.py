@@ -34,13 +34,6 @@ CONTACTS = ("Phone,Email,FirstName\n"
 
 
 @pytest.fixture
-async def api(make_client, settings, records_url):
-    client = await make_client(dataclasses.replace(settings, database_url=records_url))
-    client.records_url = records_url
-    return client
-
-
-@pytest.fixture
 async def sqlite_api(make_client, settings):
     return await make_client(settings)
 

@@ -61,13 +61,6 @@ async def balance(engine: AsyncEngine) -> Decimal:
     return added - used
 
 
-async def can_afford(engine: AsyncEngine, rates, needed: Decimal) -> tuple[bool, Decimal]:
-    """Whether the balance covers `needed` credits, and the balance. With credits off (`rates`
-    None: the self-service model) nothing is refused."""
-    left = await balance(engine)
-    return (rates is None or needed <= left), left
-
-
 async def add_usage(engine: AsyncEngine, rows: Iterable[UsageRow]) -> None:
     """Add `rows` to the usage, in one transaction: each to the row of its key, made when new."""
     values = [{"day": row.day, "survey": row.survey, "distribution": row.distribution,

@@ -390,14 +390,6 @@ async def postpone(engine: AsyncEngine, distribution_id: str, until: dict[str, d
                 table.c.state == "pending").values(not_before=when))
 
 
-async def queued(engine: AsyncEngine, distribution_id: str) -> int:
-    """How many recipients are queued: invited, their outcome not reported yet."""
-    table = distribution_recipients
-    async with engine.connect() as connection:
-        return await connection.scalar(select(func.count()).where(
-            table.c.distribution_id == distribution_id, table.c.state == "queued"))
-
-
 async def set_recipient(engine: AsyncEngine, distribution_id: str, phone: str, state: str, *,
                         reason: str | None = None, sid: str | None = None,
                         error_code: int | None = None, now: datetime) -> bool:

@@ -15,21 +15,17 @@ from engine.records import credits
 from engine.runtime.appkeys import RATES, RESPONSES, error
 from engine.runtime.contact_exports import csv_line
 from engine.runtime.exports import cell
+from engine.sms.credits import json_number
 
 log = logging.getLogger("canvass.credits")
 
 FIGURES = ("messages", "segments", "credits")
 
 
-def figure(value: Decimal) -> int | float:
-    """A credits figure as JSON writes numbers: whole ones as integers."""
-    return int(value) if value == value.to_integral_value() else float(value)
-
-
 def report_rows(rows: list[dict]) -> list[dict]:
     """Consumption rows as JSON values: days as ISO dates, credits as numbers."""
     return [{key: (value.isoformat() if isinstance(value, date) else
-                   figure(value) if isinstance(value, Decimal) else value)
+                   json_number(value) if isinstance(value, Decimal) else value)
              for key, value in row.items()} for row in rows]
 
 
@@ -61,7 +57,7 @@ async def admin_credits(request: web.Request) -> web.Response:
         balance = await credits.balance(request.app[RESPONSES].engine)
     except (SQLAlchemyError, OSError) as err:
         return _unavailable(err)
-    return web.json_response({"balance": figure(balance), "enabled": rates is not None,
+    return web.json_response({"balance": json_number(balance), "enabled": rates is not None,
                               "rates": rates.described if rates is not None else None})
 
 

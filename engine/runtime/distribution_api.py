@@ -20,6 +20,7 @@ from engine.runtime.appkeys import CLOCK, PRICE, RATES, REGISTRY, RESPONSES, SET
 from engine.runtime.contact_exports import csv_line
 from engine.runtime.exports import cell, jsonl_line
 from engine.runtime.untrusted import UntrustedInput, loggable, parse_json
+from engine.sms.credits import json_number
 
 log = logging.getLogger("canvass.distributions")
 
@@ -156,8 +157,8 @@ async def admin_create(request: web.Request) -> web.Response:
     except contacts.UnknownList as err:
         return error(404, "unknown_list", str(err))
     except TooDear as err:
-        return error(402, "insufficient_credits", str(err), needed=_number(err.needed),
-                     balance=_number(err.balance), estimate=estimate.to_json())
+        return error(402, "insufficient_credits", str(err), needed=json_number(err.needed),
+                     balance=json_number(err.balance), estimate=estimate.to_json())
     except (SQLAlchemyError, OSError) as err:
         return _unavailable(err)
     if dry_run:
@@ -172,8 +173,8 @@ class TooDear(Exception):
     """A distribution whose estimate exceeds the credits balance."""
 
     def __init__(self, needed: Decimal, balance: Decimal):
-        super().__init__(f"the distribution needs {_number(needed)} credits and the balance is "
-                         f"{_number(balance)}: add credits (`canvass credits add N`) or send to fewer numbers")
+        super().__init__(f"the distribution needs {json_number(needed)} credits and the balance is "
+                         f"{json_number(balance)}: add credits (`canvass credits add N`) or send to fewer numbers")
         self.needed, self.balance = needed, balance
 
 
@@ -183,10 +184,6 @@ def _affordable(balance: Decimal) -> Callable[[Estimate], None]:
         if needed is not None and Decimal(str(needed)) > balance:
             raise TooDear(Decimal(str(needed)), balance)
     return approve
-
-
-def _number(value: Decimal) -> int | float:
-    return int(value) if value == value.to_integral_value() else float(value)
 
 
 async def admin_distributions(request: web.Request) -> web.Response:

@@ -129,6 +129,11 @@ def charged_segments(channel: str, sms_segments: int) -> int:
     return max(1, sms_segments) if channel == "sms" else 1
 
 
+def json_number(value: Decimal) -> int | float:
+    """A credits figure as JSON writes numbers: whole ones as integers."""
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
 def estimate_credits(rates: Rates | None, region: str, segments: int) -> Decimal | None:
     """What sending `segments` segments to `region` costs; None when credits are off."""
     return None if rates is None else rates.credits(region, segments, "out")

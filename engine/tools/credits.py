@@ -20,7 +20,8 @@ from decimal import Decimal, InvalidOperation
 
 from engine.records import credits, migrate
 from engine.records.database import connect, redacted
-from engine.runtime.credits_api import FIGURES, day, figure, report_csv, report_rows
+from engine.runtime.credits_api import FIGURES, day, report_csv, report_rows
+from engine.sms.credits import json_number
 from engine.tools.records_command import Refused, run_on_records
 
 MAX_AMOUNT = Decimal(10) ** 12  # far above any real top-up; the column holds 14 digits before the point
@@ -75,14 +76,14 @@ def _login() -> str | None:
 async def _add(engine, request: dict) -> int:
     left = await credits.add(engine, request["amount"], request["reason"], request["by"],
                              datetime.now(UTC))
-    _print_json({"added": figure(request["amount"]), "reason": request["reason"],
-                 "by": request["by"], "balance": figure(left)})
+    _print_json({"added": json_number(request["amount"]), "reason": request["reason"],
+                 "by": request["by"], "balance": json_number(left)})
     return 0
 
 
 async def _show(engine, request: dict) -> int:
     added, used = await credits.totals(engine)
-    _print_json({"balance": figure(added - used), "added": figure(added), "used": figure(used)})
+    _print_json({"balance": json_number(added - used), "added": json_number(added), "used": json_number(used)})
     return 0
 
 
