@@ -24,6 +24,8 @@ selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +34,7 @@ AXE = Path(__file__).resolve().parent / "browser" / "node_modules" / "axe-core" 
 SEVERE = ("serious", "critical")
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 WIDTH, HEIGHT = 375, 667
+PAGE_WAIT = 15  # seconds a page may take to come after a submit
 
 
 def browser(profile: Path) -> webdriver.Chrome:
@@ -71,10 +74,18 @@ class Pages:
         self.violations[name] = [v for v in found if v[1] in SEVERE]
 
     def text(self) -> str:
-        return self.driver.find_element(By.TAG_NAME, "main").text
+        return WebDriverWait(self.driver, PAGE_WAIT).until(
+            expected_conditions.presence_of_element_located((By.TAG_NAME, "main"))).text
+
+    def leave(self, act) -> None:
+        """Do what submits the page (a click, a key), then wait for the next page to be there:
+        a busy machine may still be loading it when the test reads on."""
+        old = self.driver.find_element(By.TAG_NAME, "main")
+        act()
+        WebDriverWait(self.driver, PAGE_WAIT).until(expected_conditions.staleness_of(old))
 
     def click(self, css: str) -> None:
-        self.driver.find_element(By.CSS_SELECTOR, css).click()
+        self.leave(lambda: self.driver.find_element(By.CSS_SELECTOR, css).click())
 
 
 def take_the_survey(url: str, profile: Path, shots: Path) -> dict:
@@ -107,7 +118,7 @@ def take_the_survey(url: str, profile: Path, shots: Path) -> dict:
         driver.switch_to.active_element.send_keys(Keys.SPACE)
         driver.switch_to.active_element.send_keys(Keys.TAB)
         seen["ok_focus"] = driver.switch_to.active_element.text
-        driver.switch_to.active_element.send_keys(Keys.ENTER)
+        pages.leave(lambda: driver.switch_to.active_element.send_keys(Keys.ENTER))
         seen["end"] = pages.text()
         pages.shot("end")
         driver.back()  # the back button, then the same answer again
