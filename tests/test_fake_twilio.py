@@ -235,3 +235,17 @@ async def test_it_runs_as_a_process_and_logs_its_arrivals_on_sigterm(tmp_path):
     assert (arrival["sid"], arrival["to"], arrival["sender"], arrival["status"]) == (
         sid, "+15551230001", "+15550000000", 201)
     assert abs(arrival["wall"] - time.time()) < 60
+
+
+async def test_the_sender_posts_the_form_twilio_reads_and_logs_the_request_only_at_info(sender, fake_twilio,
+                                                                                      caplog):
+    with caplog.at_level("WARNING", logger="twilio.async_http_client"):
+        sid = await sender.send("sms", "+15551230009", FROM, "héllo & 100% = ok?")
+    assert not [r for r in caplog.records if r.name == "twilio.async_http_client"]
+    [arrival] = fake_twilio.created()
+    assert (arrival.sid, arrival.to, arrival.body) == (sid, "+15551230009", "héllo & 100% = ok?")
+    with caplog.at_level("INFO", logger="twilio.async_http_client"):
+        await sender.send("sms", "+15551230010", FROM, "again")
+    logged = [r.getMessage() for r in caplog.records if r.name == "twilio.async_http_client"]
+    assert "-- BEGIN Twilio API Request --" in logged and "Response Status Code: 201" in logged
+    assert not [line for line in logged if "Authorization" in line or AUTH_TOKEN in line]

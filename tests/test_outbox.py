@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import admin_headers, eventually, free_port
 
-from engine.redis.outbox import Message, Outbox
+from engine.redis.outbox import OUTBOX_BEGIN, OUTBOX_FINISH, Message, Outbox
 from engine.redis.store import Store
 from engine.runtime.outbox import LEASE
 from server import SERVICE
@@ -136,6 +136,35 @@ async def test_a_repeated_begin_whose_answer_was_lost_goes_without_counting_twic
         assert await sender.begin(first, 0, 1, 200.0) == 0
         assert await sender.begin(first, 0, 1, 200.0) == 0  # the same call again: no second slot
         assert await sender.begin(second, 0, 1, 200.0) > 0  # one a second: wait
+    finally:
+        await store.aclose()
+
+
+async def test_requests_begun_and_answered_together_go_in_one_call_each_and_keep_the_pace(redis_url):
+    store = Store.from_url(redis_url)
+    try:
+        sender = Outbox(store)
+        for n in range(6):  # three from a paced number (2 a second), three unpaced
+            origin = {"from": "+15550000011" if n < 3 else "+15550000012"}
+            await sender.enqueue(Message(f"OBburst{n}", "reply", "sms", f"+120155501{n:02d}", origin,
+                                         ({"body": "x"},)), 100.0)
+        claimed = sorted((await sender.claim(100.0, LEASE, 10))[0], key=lambda c: c.message.id)
+        for script in (OUTBOX_BEGIN, OUTBOX_FINISH):  # loaded: no NOSCRIPT answer to count
+            await store.redis.script_load(script.text)
+        calls = await store.redis.info("commandstats")
+        before = calls.get("cmdstat_evalsha", {}).get("calls", 0)
+        waits = await asyncio.gather(*(sender.begin(c, 0, 2 if n < 3 else 0, 200.0)
+                                       for n, c in enumerate(claimed)))
+        assert waits[0] == 0 and waits[1] > 0 and waits[2] > 0  # 250 ms apart (the gap)
+        assert waits[3:] == [0, 0, 0]
+        went = [c for c, wait in zip(claimed, waits, strict=True) if wait == 0]
+        noted = await asyncio.gather(*(sender.finish(c, 0, "sent", 101.0, sid=f"SM{n}")
+                                       for n, c in enumerate(went)))
+        assert noted == [True] * 4
+        calls = await store.redis.info("commandstats")
+        assert calls["cmdstat_evalsha"]["calls"] - before == 2  # one for the begins, one for the answers
+        assert await sender.pending() == 2  # the two that wait for the pace
+        assert await sender.finish(went[0], 0, "sent", 102.0, sid="SM0") is False  # a repeat: no change
     finally:
         await store.aclose()
 

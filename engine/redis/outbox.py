@@ -12,8 +12,10 @@ unknown, for an operator to resend (`resend`) or not.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -128,15 +130,18 @@ class ClaimCall(NamedTuple):
 class BeginCall(NamedTuple):
     due: str
     state: str
-    pace: str
-    last: str
-    id: str
+    paces: tuple[str, ...]  # pace and last of each request's sender
     tag: str
+    window_ms: str
+    inflight_ms: str  # how long a request is counted before its answer (the request's time-out)
+    requests: tuple[str, ...]  # six per request: BeginRequest
+
+
+class BeginRequest(NamedTuple):
+    id: str
     part: str
     rate: str  # '0': no pace
-    window_ms: str
     gap_ms: str  # at least this between two requests of the sender (half its even spacing)
-    inflight_ms: str  # how long a request is counted before its answer (the request's time-out)
     member: str
     lease_until: str
 
@@ -147,9 +152,14 @@ class FinishCall(NamedTuple):
     state: str
     unknown: str
     deliveries: str
-    pace: str
-    id: str
+    paces: tuple[str, ...]  # the pace of each answer's sender
     tag: str
+    now: str
+    answers: tuple[str, ...]  # nine per answer: FinishAnswer
+
+
+class FinishAnswer(NamedTuple):
+    id: str
     part: str
     parts: str
     outcome: str  # sent | retry | failed | unknown
@@ -157,7 +167,6 @@ class FinishCall(NamedTuple):
     error_code: str
     reason: str
     retry_at: str
-    now: str
     member: str  # the request's entry in the pace ('' unpaced)
 
 
@@ -181,6 +190,47 @@ def _state(text: str) -> tuple[str, int, int, str, tuple[str, ...]]:
     return phase, int(part), int(tries), tag, tuple(sid for sid in sids.split(",") if sid)
 
 
+class Batches:
+    """Calls of one script made in the same turn of the event loop, sent as one call (up to
+    `most` items): a worker's senders begin and finish their requests in bursts (a claim's
+    messages start together, Twilio's answers are read together), and one script call for a
+    burst costs the sender's process a fraction of one per request. `run(items, common)` answers
+    one result per item, in order; items whose `common` argument differs go in separate calls."""
+
+    def __init__(self, run: Callable[[list, str], Awaitable[list]], most: int = 64):
+        self._run, self._most = run, most
+        self._waiting: dict[str, list[tuple[object, asyncio.Future]]] = {}
+        self._calls: set[asyncio.Task] = set()
+
+    def add(self, item: object, common: str) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        if not self._waiting:
+            loop.call_soon(self._flush)
+        future = loop.create_future()
+        self._waiting.setdefault(common, []).append((item, future))
+        return future
+
+    def _flush(self) -> None:
+        waiting, self._waiting = self._waiting, {}
+        for common, items in waiting.items():
+            for start in range(0, len(items), self._most):
+                call = asyncio.ensure_future(self._call(items[start:start + self._most], common))
+                self._calls.add(call)
+                call.add_done_callback(self._calls.discard)
+
+    async def _call(self, items: list[tuple[object, asyncio.Future]], common: str) -> None:
+        try:
+            results = await self._run([item for item, _ in items], common)
+        except Exception as err:  # every caller sees the failure (each may repeat its call)
+            for _, future in items:
+                if not future.done():
+                    future.set_exception(err)
+            return
+        for (_, future), result in zip(items, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+
 class Outbox:
     """The outbox's Redis side, for one sender (its `tag` names its claims)."""
 
@@ -192,6 +242,8 @@ class Outbox:
         self._claim = Script(store.mux, OUTBOX_CLAIM)
         self._begin = Script(store.mux, OUTBOX_BEGIN)
         self._finish = Script(store.mux, OUTBOX_FINISH)
+        self._begins = Batches(self._begin_all)
+        self._finishes = Batches(self._finish_all)
         self._resend = Script(store.mux, OUTBOX_RESEND)
 
     async def claim(self, now: float, lease: float, limit: int,
@@ -229,21 +281,30 @@ class Outbox:
         for the sender's pace; -1: the claim is lost. `inflight`: the seconds a request may
         take (it counts in the pace that long before its answer)."""
         sender = claimed.message.sender
-        return int(await self._begin(BeginCall(
-            OUTBOX_DUE, OUTBOX_STATE, pace_key(sender), last_key(sender), claimed.message.id, self.tag,
-            str(part), str(rate), str(PACE_WINDOW_MS), str(500 // rate if rate else 0),
-            str(int(inflight * 1000)), pace_member(claimed, part), repr(lease_until))))
+        request = BeginRequest(claimed.message.id, str(part), str(rate), str(500 // rate if rate else 0),
+                               pace_member(claimed, part), repr(lease_until))
+        return int(await self._begins.add(((pace_key(sender), last_key(sender)), request),
+                                           str(int(inflight * 1000))))
+
+    async def _begin_all(self, requests: list, inflight_ms: str) -> list:
+        return await self._begin(BeginCall(
+            OUTBOX_DUE, OUTBOX_STATE, tuple(key for keys, _ in requests for key in keys), self.tag,
+            str(PACE_WINDOW_MS), inflight_ms, tuple(arg for _, request in requests for arg in request)))
 
     async def finish(self, claimed: Claimed, part: int, outcome: str, now: float, *, sid: str = "",
                      error_code: int | None = None, reason: str = "", retry_at: float | None = None,
                      paced: bool = True) -> bool:
-        return bool(await self._finish(FinishCall(
-            OUTBOX_DUE, OUTBOX_MESSAGES, OUTBOX_STATE, OUTBOX_UNKNOWN, DELIVERIES,
-            pace_key(claimed.message.sender), claimed.message.id,
-            self.tag, str(part), str(len(claimed.message.parts)), outcome, sid,
+        answer = FinishAnswer(
+            claimed.message.id, str(part), str(len(claimed.message.parts)), outcome, sid,
             "" if error_code is None else str(error_code), reason[:200],
-            repr(retry_at) if retry_at is not None else "", repr(now),
-            pace_member(claimed, part) if paced else "")))
+            repr(retry_at) if retry_at is not None else "", pace_member(claimed, part) if paced else "")
+        return bool(await self._finishes.add((pace_key(claimed.message.sender), answer), repr(now)))
+
+    async def _finish_all(self, answers: list, now: str) -> list:
+        return await self._finish(FinishCall(
+            OUTBOX_DUE, OUTBOX_MESSAGES, OUTBOX_STATE, OUTBOX_UNKNOWN, DELIVERIES,
+            tuple(pace for pace, _ in answers), self.tag, now,
+            tuple(arg for _, answer in answers for arg in answer)))
 
     async def enqueue(self, message: Message, due: float) -> None:
         """Queue a message no commit wrote (a late reply): both writes at once."""

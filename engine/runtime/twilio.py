@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import logging
 import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 from xml.sax.saxutils import escape
 
 import aiohttp
@@ -224,16 +226,33 @@ MAX_RETRY_AFTER = 300.0  # seconds: a longer wait Twilio asks for is taken as th
 
 
 class _HttpClient(AsyncTwilioHttpClient):
-    """The twilio package's aiohttp client with a timeout on every request (it sets none) and
-    Basic auth sent as a header (aiohttp deprecates the auth= argument twilio passes)."""
+    """The twilio package's aiohttp client with a timeout on every request (it sets none),
+    Basic auth sent as a header (aiohttp deprecates the auth= argument twilio passes), and its
+    request and response logged only when its logger logs at INFO: the package formats every
+    header of both before the logger decides, on every message."""
+
+    def __init__(self, timeout: float | None = None):
+        super().__init__(timeout=timeout)
+        self._authorization: dict[tuple[str, str], str] = {}
 
     async def request(self, method, url, params=None, data=None, headers=None, auth=None,
                       timeout=None, allow_redirects=False):
         if auth is not None:
-            headers = {**(headers or {}), "Authorization": aiohttp.encode_basic_auth(*auth)}
+            encoded = self._authorization.get(auth)
+            if encoded is None:
+                encoded = self._authorization[auth] = aiohttp.encode_basic_auth(*auth)
+            headers = {**(headers or {}), "Authorization": encoded}
         return await super().request(method, url, params=params, data=data, headers=headers,
                                      auth=None, timeout=timeout or self.timeout or SEND_TIMEOUT,
                                      allow_redirects=allow_redirects)
+
+    def log_request(self, kwargs) -> None:
+        if self.logger.isEnabledFor(logging.INFO):
+            super().log_request(kwargs)
+
+    def log_response(self, status_code, response) -> None:
+        if self.logger.isEnabledFor(logging.INFO):
+            super().log_response(status_code, response)
 
 
 def _seconds(headers) -> float | None:
@@ -279,8 +298,8 @@ class Sender:
             form["Body"] = body or ""
         if self.status_callback:
             form["StatusCallback"] = self.status_callback
-        try:
-            response = await self._client.request_async("POST", self._uri, data=form)
+        try:  # the form encoded here: aiohttp would build a multipart writer for a dict
+            response = await self._client.request_async("POST", self._uri, data=urlencode(form).encode())
         except aiohttp.ClientConnectorError as err:  # no connection: the request never went
             raise SendFailed(f"Twilio could not be reached: {err}", retryable=True) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as err:
