@@ -22,11 +22,11 @@ import aiohttp
 import pytest
 import yaml
 from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, replies_of
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from engine.conversation import Respondent
 from engine.records.database import connect as connect_records
-from engine.records.schema import responses
+from engine.records.schema import credit_usage, responses
 from engine.records.writes import response_record as archived_record
 from engine.redis.store import respondent_key, split_record
 from engine.runtime.twilio import sign
@@ -373,6 +373,22 @@ def archived_records(survey: str) -> list[dict]:
             await engine.dispose()
 
     with ThreadPoolExecutor(1) as thread:  # the tests' own event loop is running
+        return thread.submit(asyncio.run, read()).result()
+
+
+def messages_counted(direction: str) -> int:
+    """The messages the servers' usage counts wrote to the records database, in or out."""
+    async def read() -> int:
+        engine = connect_records(Records.url)
+        try:
+            async with engine.connect() as connection:
+                total = await connection.scalar(select(func.coalesce(func.sum(credit_usage.c.messages), 0))
+                                                .where(credit_usage.c.direction == direction))
+                return int(total)
+        finally:
+            await engine.dispose()
+
+    with ThreadPoolExecutor(1) as thread:
         return thread.submit(asyncio.run, read()).result()
 
 

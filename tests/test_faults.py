@@ -379,6 +379,10 @@ async def test_redis_slow_to_answer_commits_leaves_no_session_silent_and_no_mess
                           *(f"{count} {what}" for what, count in sorted(statuses.items()))]
         assert proxy.held > 0 and statuses  # the slow answers did reach past the patient repeat
         assert figures.silent == 0 and figures.doubled == 0 and figures.answers_lost == 0, silent
+        await asyncio.to_thread(server.stop)  # its usage counts are written as it stops
+        # each inbound message counted once, whether its commit was answered or settled later
+        texted = sum(len(s.messages) - (s.number in invited) for s in everyone)
+        assert faults_helpers.messages_counted("in") == texted
     finally:
         await asyncio.to_thread(server.stop)
         await proxy.close()

@@ -286,6 +286,9 @@ class Service:
             return conversation.receive(self.registry, respondent, inbound.body, now)
 
         async def landed(outcome: Outcome) -> None:
+            if self.usage is not None:  # its replies are counted as the outbox sends them
+                self.usage.exchange(inbound.channel, inbound.phone, inbound.body, [],
+                                    outcome.respondent.session or (before.session if before else None))
             await self._reply_late(inbound, outcome.replies)
 
         async def late(replies: list[str]) -> None:  # the REST API already holds the claim
