@@ -124,6 +124,10 @@ TOO_LONG = _code("E029", "a message over Twilio's limit of 1,600 characters",
 UNKNOWN_COUNTRY = _code("E030", "a country in `access_code_countries` that is not an ISO 3166 code of a "
                         'numbering plan Canvass knows (with "did you mean")',
                         "write two capital letters, e.g. US, CA, GB (not UK), DE")
+SURVEY_LINK_IN_FLOW = _code("E031", "${l://SurveyLink} in a flow's text, where it cannot render (it is the "
+                            "respondent's own link, which only a link distribution's invitation carries)",
+                            "put it in the invitation message of a link distribution: canvass distribute "
+                            "--mode link --message '... ${{l://SurveyLink}}'")
 MISSING_TRANSLATION = _code("E040", "a text missing in one of the survey's languages",
                             "give it in every language the survey declares: {{en: ..., es: ...}} in YAML, "
                             "an indented `es: \"...\"` line in the text form")
