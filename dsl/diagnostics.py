@@ -104,7 +104,8 @@ BAD_SENDER = _code("E018", "sender breaks the rules (alphanumeric IDs: at most 1
                    "not digits only; numbers in E.164)")
 ONE_WAY_SENDER = _code("E019", "alphanumeric sender on a 2-way survey (alphanumeric IDs are one-way)",
                        "respondents cannot reply to it: send from a phone number, short code or "
-                       "messaging service (MG...)")
+                       "messaging service (MG...); a link distribution (one-way) may send from the ID "
+                       "(canvass distribute --mode link --sender ID)")
 NAME_CLASH = _code("E020", "name clash: questions, ends, sets and fields share one namespace")
 EXPRESSION_SYNTAX = _code("E021", "expression syntax error")
 NO_QUESTIONS = _code("E022", "no questions", f"add at least one question (type {_TYPES_OR})")
