@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 from conftest import admin_headers
-from fake_twilio import PUBLIC_BASE_URL, Phone
+from fake_twilio import PUBLIC_BASE_URL, UNSUBSCRIBED, Phone
 from sqlalchemy import select
 from test_distribution_sending import recipients, status_of, work
 from test_distributions import import_list
@@ -23,7 +23,7 @@ from engine import invitations
 from engine.records.database import connect
 from engine.records.distributions import DUPLICATE_WINDOW
 from engine.records.links import TOKEN_BYTES, is_respondent_id, new_token
-from engine.records.schema import opt_outs, responses, web_links
+from engine.records.schema import credit_usage, opt_outs, responses, web_links
 from server import ARCHIVER, DISTRIBUTOR, SERVICE
 
 CONTACTS = ("Phone,FirstName\n"
@@ -271,3 +271,28 @@ async def test_the_sandbox_shows_link_invitations_whose_links_open(make_client, 
     found = re.search(r"http://127\.0\.0\.1:8080(/l/[A-Za-z0-9_-]+)", message["body"])
     assert found and message["body"].startswith("Hi Bo, how did we do?")
     assert "Hi Bo! How likely" in (await page(client, found.group(1))).text
+
+
+async def test_link_invitations_keep_quiet_hours_and_are_counted_for_their_distribution(lite, fake_twilio, clock):
+    await import_list(lite, body="Phone,FirstName\n+12015550101,Al\n")
+    # START_TIME is 17:13 in New York (the number's zone): outside 09:00-17:00
+    distribution = await link_distribution(lite, quiet_hours={"from": "09:00", "to": "17:00"})
+    await work(lite)
+    assert fake_twilio.messages == [] and (await recipients(lite, distribution))["+12015550101"][0] == "pending"
+    clock.advance(datetime(2023, 11, 15, 14, 0, tzinfo=UTC).timestamp() - clock.now)  # 09:00 there
+    await work(lite)
+    assert len(fake_twilio.messages) == 1
+    assert (await recipients(lite, distribution))["+12015550101"][0] == "sent"
+    await lite.app[SERVICE].usage.flush()
+    [used] = await rows(lite, credit_usage, credit_usage.c.distribution == distribution)
+    assert (used.survey, used.direction, used.messages, used.segments) == ("webtest", "out", 1, 1)
+
+
+async def test_a_number_twilio_reports_unsubscribed_is_opted_out(lite, fake_twilio):
+    await import_list(lite, body="Phone,FirstName\n+12015550101,Al\n")
+    fake_twilio.refuse["+12015550101"] = UNSUBSCRIBED
+    distribution = await link_distribution(lite)
+    await work(lite, rounds=2)
+    assert (await recipients(lite, distribution))["+12015550101"][:4:3] == ("failed", 21610)
+    sessions = await lite.get("/admin/sessions/+12015550101", headers=admin_headers())
+    assert (await sessions.json())["channels"]["sms"]["respondent"]["opted_out"] is True
