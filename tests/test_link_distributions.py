@@ -5,7 +5,9 @@ alphanumeric senders are for link distributions only; the opt-out URL opts the n
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 import re
 import shutil
 from datetime import UTC, datetime
@@ -296,3 +298,24 @@ async def test_a_number_twilio_reports_unsubscribed_is_opted_out(lite, fake_twil
     assert (await recipients(lite, distribution))["+12015550101"][:4:3] == ("failed", 21610)
     sessions = await lite.get("/admin/sessions/+12015550101", headers=admin_headers())
     assert (await sessions.json())["channels"]["sms"]["respondent"]["opted_out"] is True
+
+
+async def test_the_cli_sends_a_link_distribution(lite, monkeypatch, capsys):
+    from test_distributions import run_cli
+
+    await import_list(lite, body=CONTACTS)
+    server = ["--server", str(lite.make_url("")).rstrip("/")]
+
+    async def canvass(*argv: str) -> tuple[int, str, str]:
+        return await asyncio.to_thread(run_cli, monkeypatch, capsys, [*argv, *server])
+
+    code, out, err = await canvass("distribute", "--survey", "webtest", "--list", "people", "--mode", "link",
+                                   "--message", MESSAGE, "--sender", "Canvass")
+    assert code == 0, err
+    shown = json.loads((await canvass("distributions", "show", json.loads(out)["id"]))[1])
+    assert (shown["mode"], shown["message"], shown["sender"]) == ("link", MESSAGE, "Canvass")
+    code, _, err = await canvass("distribute", "--survey", "webtest", "--list", "people", "--mode", "link",
+                                 "--message", "no link here")
+    assert code == 2 and "${l://SurveyLink}" in err and "Traceback" not in err
+    code, _, err = await canvass("distribute", "--survey", "webtest", "--list", "people", "--sender", "Canvass")
+    assert code == 2 and "one-way" in err
