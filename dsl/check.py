@@ -21,7 +21,7 @@ from dsl.expr import COMPARISONS, ChoiceValue, equal, number
 from dsl.feasible import Feasible
 from dsl.flowgraph import KnownBefore, Paths
 from dsl.matching import fold_answer
-from dsl.pipe import pipes
+from dsl.pipe import SURVEY_LINK, pipes
 from dsl.positions import SourceMap, Text, every_text, span, texts
 from dsl.vocabulary import (
     BUILTIN_FIELDS,
@@ -33,7 +33,8 @@ from dsl.vocabulary import (
 )
 
 PIPE_FORMS = ("${e://Field/NAME}, ${q://ID/ChoiceGroup/SelectedChoices}, "
-              "${q://ID/ChoiceTextEntryValue} or ${l://OptOutURL}")
+              "${q://ID/ChoiceTextEntryValue} or ${l://OptOutURL} (and, in a link distribution's "
+              "invitation only, ${l://SurveyLink})")
 _SUPPORTED = f"supported types are {', '.join(QUESTION_TYPES[:-1])} and {QUESTION_TYPES[-1]}"
 
 # Question types authors bring from web survey tools: why each cannot travel over 2-way SMS,
@@ -488,6 +489,10 @@ class _Checker(Reporter):
         if pipe.kind == "bad":
             self.report(codes.MALFORMED_PIPE, at, f"malformed piped text '${{{pipe.name}}}' in {text.where}",
                         f"write {PIPE_FORMS}", length)
+        elif pipe.kind == "link" and pipe.name == SURVEY_LINK:
+            self.report(codes.SURVEY_LINK_IN_FLOW, at, f"${{l://SurveyLink}} in {text.where} cannot render: "
+                        "a flow's texts go over 2-way SMS and the web pages, which have no invitation "
+                        "link to show", length=length)
         elif pipe.kind == "question":
             if pipe.name not in self.questions:
                 if pipe.name in self.sets or pipe.name in self.field_names:

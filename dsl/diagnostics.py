@@ -104,7 +104,8 @@ BAD_SENDER = _code("E018", "sender breaks the rules (alphanumeric IDs: at most 1
                    "not digits only; numbers in E.164)")
 ONE_WAY_SENDER = _code("E019", "alphanumeric sender on a 2-way survey (alphanumeric IDs are one-way)",
                        "respondents cannot reply to it: send from a phone number, short code or "
-                       "messaging service (MG...)")
+                       "messaging service (MG...); a link distribution (one-way) may send from the ID "
+                       "(canvass distribute --mode link --sender ID)")
 NAME_CLASH = _code("E020", "name clash: questions, ends, sets and fields share one namespace")
 EXPRESSION_SYNTAX = _code("E021", "expression syntax error")
 NO_QUESTIONS = _code("E022", "no questions", f"add at least one question (type {_TYPES_OR})")
@@ -124,6 +125,10 @@ TOO_LONG = _code("E029", "a message over Twilio's limit of 1,600 characters",
 UNKNOWN_COUNTRY = _code("E030", "a country in `access_code_countries` that is not an ISO 3166 code of a "
                         'numbering plan Canvass knows (with "did you mean")',
                         "write two capital letters, e.g. US, CA, GB (not UK), DE")
+SURVEY_LINK_IN_FLOW = _code("E031", "${l://SurveyLink} in a flow's text, where it cannot render (it is the "
+                            "respondent's own link, which only a link distribution's invitation carries)",
+                            "put it in the invitation message of a link distribution: canvass distribute "
+                            "--mode link --message '... ${{l://SurveyLink}}'")
 MISSING_TRANSLATION = _code("E040", "a text missing in one of the survey's languages",
                             "give it in every language the survey declares: {{en: ..., es: ...}} in YAML, "
                             "an indented `es: \"...\"` line in the text form")

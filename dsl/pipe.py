@@ -1,5 +1,6 @@
 """Piped text, as Qualtrics writes it: ${e://Field/NAME}, ${q://ID/ChoiceGroup/SelectedChoices},
-${q://ID/ChoiceTextEntryValue}, ${l://OptOutURL}."""
+${q://ID/ChoiceTextEntryValue}, ${l://OptOutURL}, and ${l://SurveyLink}, which only a link
+distribution's invitation message can carry (the respondent's own link to the web survey)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from dataclasses import dataclass
 PIPE = re.compile(r"\$\{([^{}]*)\}")
 _FIELD = re.compile(r"^e://Field/([A-Za-z_][A-Za-z0-9_]*)$")
 _QUESTION = re.compile(r"^q://([A-Za-z_][A-Za-z0-9_]*)/(ChoiceGroup/SelectedChoices|ChoiceTextEntryValue)$")
-_LINK = re.compile(r"^l://(OptOutURL)$")
+_LINK = re.compile(r"^l://(OptOutURL|SurveyLink)$")
+SURVEY_LINK, OPT_OUT_URL = "SurveyLink", "OptOutURL"  # the link pipes' names
 
 
 @dataclass(frozen=True)

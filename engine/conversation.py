@@ -332,10 +332,10 @@ def answer(flows: FlowLookup, respondent: Respondent, text: str, now: float) -> 
 
 
 def opt_out(flows: FlowLookup | None, respondent: Respondent, now: float,
-            inbound: str | None = None) -> Outcome:
-    """The respondent opts out: by texting STOP (`inbound`), or as the carrier reports (Twilio
-    error 21610, no `inbound`). Any open session closes as opted_out, answers kept; nothing
-    is sent."""
+            inbound: str | None = None, how: str | None = None) -> Outcome:
+    """The respondent opts out: by texting STOP (`inbound`), as the carrier reports (Twilio
+    error 21610, no `inbound`), or `how` else (a link's opt-out page). Any open session closes
+    as opted_out, answers kept; nothing is sent."""
     outcome = Outcome(respondent)
     if respondent.opted_out:
         return outcome
@@ -343,7 +343,7 @@ def opt_out(flows: FlowLookup | None, respondent: Respondent, now: float,
     if session is not None:
         outcome.apply(steps.close(session, OPTED_OUT, now, inbound=inbound), flow)
     outcome.respondent = evolve(outcome.respondent, opted_out=True)
-    outcome.events.append(OptedOut(KEYWORD if inbound is not None else CARRIER))
+    outcome.events.append(OptedOut(how or (KEYWORD if inbound is not None else CARRIER)))
     return outcome
 
 

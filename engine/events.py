@@ -62,7 +62,7 @@ class ReminderNotSent:
 
 @dataclass(frozen=True)
 class OptedOut:
-    how: str = "keyword"  # KEYWORD (the respondent texted STOP...) or CARRIER (Twilio's 21610)
+    how: str = "keyword"  # KEYWORD (the respondent texted STOP...), CARRIER (Twilio's 21610), WEB_PAGE
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ class OptedIn:
 
 
 KEYWORD, CARRIER = "keyword", "carrier_21610"  # how an opt-out or opt-in came
+WEB_PAGE = "web_page"  # an opt-out confirmed at a link invitation's opt-out URL
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Piped text, compiled once per flow: ${e://Field/NAME}, ${q://ID/...} and ${l://OptOutURL}.
 
 A Template renders against anything with `answers` and `fields` (a session, or the step cursor).
-Anything missing renders as empty text; an unrecognised ${...} is left as written.
+Anything missing renders as empty text; an unrecognised ${...} is left as written, and so is
+${l://SurveyLink}, which only a link distribution's invitation fills in (engine.invitations).
 
 Every message leaves NFC-normalised (what `canvass segments` counts is what is sent: a
 decomposed e + U+0301 goes out as one é), and piped values (answers and contact fields,
@@ -18,7 +19,7 @@ from types import MappingProxyType, SimpleNamespace
 
 from dsl import ast
 from dsl.expr import display
-from dsl.pipe import Pipe, pipes
+from dsl.pipe import OPT_OUT_URL, Pipe, pipes
 from engine.questions import QUESTION_TYPES
 from engine.texts import builtin
 
@@ -62,7 +63,7 @@ def _piece(pipe: Pipe, asks: dict[str, ast.Ask], written: str, language: str | N
         return answer
     if pipe.kind == "question":
         return lambda values: ""
-    if pipe.kind == "link":
+    if pipe.kind == "link" and pipe.name == OPT_OUT_URL:
         link = opt_out_text or OPT_OUT_TEXT
         return lambda values: link
     return lambda values: written

@@ -30,7 +30,14 @@ STATUSES = ("scheduled", "sending", "done", "cancelled")
 STATES = ("pending", "queued", "sent", "delivered", "undelivered", "failed", "skipped", "unknown",
           "cancelled")
 SKIP_REASONS = ("opted_out", "open_session", "invalid_number", "frequency", "whatsapp_window",
-                "quiet_hours_never", "unknown_survey")
+                "quiet_hours_never", "unknown_survey", "duplicate")
+MODES = ("2way", "link")  # the survey's conversation, or an invitation carrying a web link
+# Duplicate suppression of link invitations: the same text to the same number within this long
+# goes once. Its memory is the records database's recipient rows (their `digest` and the time of
+# their state), not a Redis key with a TTL: the rows already record every invitation and when
+# (the frequency rule counts them), they outlive a Redis restored from an older snapshot, and
+# the skip is written where the recipient's other outcomes are.
+DUPLICATE_WINDOW = timedelta(hours=24)
 FINAL = frozenset({"delivered", "undelivered", "failed", "skipped", "unknown", "cancelled"})
 # each state, and the states it may replace
 # What Twilio reports moves a `cancelled` recipient too: a cancel can land while the distributor
@@ -116,12 +123,16 @@ class Distribution:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    mode: str = "2way"
+    message: str | None = None  # a link distribution's invitation
+    sender: str | None = None  # its sender, when not the survey's
 
     @classmethod
     def of(cls, row) -> Distribution:
         return cls(row.id, row.name, row.survey, row.list_name, row.channel, as_utc(row.send_at),
                    row.quiet_from, row.quiet_to, row.status, row.estimate, as_utc(row.created_at),
-                   row.started_at and as_utc(row.started_at), row.finished_at and as_utc(row.finished_at))
+                   row.started_at and as_utc(row.started_at), row.finished_at and as_utc(row.finished_at),
+                   row.mode, row.message, row.sender)
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,7 @@ class Recipient:
     phone: str
     email: str | None
     fields: dict
+    digest: str | None = None  # a link invitation's text, hashed (duplicate suppression)
 
 
 # ---------------------------------------------------------------- creating
@@ -143,6 +155,9 @@ class NewDistribution:
     send_at: datetime
     quiet_from: str | None = None
     quiet_to: str | None = None
+    mode: str = "2way"
+    message: str | None = None
+    sender: str | None = None
 
 
 def valid_for(phone: str) -> bool:
@@ -162,6 +177,23 @@ async def frequency_allows(connection: AsyncConnection, phone: str, now: datetim
     return (await _invited(connection, [phone], now, rule)).get(phone, 0) < rule.count
 
 
+async def duplicates(connection: AsyncConnection, invitations: list[tuple[str, str]], now: datetime,
+                     distribution_id: str | None = None) -> set[str]:
+    """The numbers among (phone, digest) that another distribution invited with the same text
+    within DUPLICATE_WINDOW before `now`."""
+    if not invitations:
+        return set()
+    table = distribution_recipients
+    wanted = set(invitations)
+    where = [table.c.phone.in_([phone for phone, _ in invitations]),
+             table.c.digest.in_({digest for _, digest in invitations}),
+             table.c.state.in_(INVITED), table.c.updated_at > now - DUPLICATE_WINDOW]
+    if distribution_id is not None:
+        where.append(table.c.distribution_id != distribution_id)
+    rows = await connection.execute(select(table.c.phone, table.c.digest).where(*where))
+    return {phone for phone, digest in rows.all() if (phone, digest) in wanted}
+
+
 async def _invited(connection: AsyncConnection, phones: list[str], now: datetime,
                    rule: FrequencyRule) -> dict[str, int]:
     """Invitations per number within the rule's period before `now`."""
@@ -176,13 +208,16 @@ async def _invited(connection: AsyncConnection, phones: list[str], now: datetime
 
 async def create(engine: AsyncEngine, spec: NewDistribution, segments: Callable[[str, dict], int],
                  estimate: Estimate, now: datetime, rule: FrequencyRule | None = None,
-                 dry_run: bool = False, approve: Callable[[Estimate], None] | None = None) -> str | None:
+                 dry_run: bool = False, approve: Callable[[Estimate], None] | None = None,
+                 digest: Callable[[dict], str] | None = None) -> str | None:
     """Write the distribution and a recipient per contact of its list, in one transaction
     (a dry run writes nothing); its id (None for a dry run). `segments(phone, fields)` gives
     the SMS segments of a contact's invitation (engine.estimates.invitation_segments, called
     in a thread a batch at a time); `estimate` is filled as the contacts are read.
     UnknownList when the list does not exist. `approve`, given the finished estimate before
-    anything is committed, may refuse it by raising (then nothing is written)."""
+    anything is committed, may refuse it by raising (then nothing is written). `digest(fields)`,
+    for a link distribution: its invitation's text for a contact, hashed; a contact invited
+    with the same text within DUPLICATE_WINDOW is skipped as a duplicate."""
     distribution_id = None if dry_run else new_id()
     async with engine.begin() as connection:
         found = await _list_row(connection, spec.list_name)
@@ -191,7 +226,7 @@ async def create(engine: AsyncEngine, spec: NewDistribution, segments: Callable[
                 id=distribution_id, name=spec.name, survey=spec.survey, list_id=found.id,
                 list_name=found.name, channel=spec.channel, send_at=spec.send_at,
                 quiet_from=spec.quiet_from, quiet_to=spec.quiet_to, status="scheduled",
-                estimate={}, created_at=now))
+                estimate={}, created_at=now, mode=spec.mode, message=spec.message, sender=spec.sender))
         after = 0
         while True:
             batch = (await connection.execute(
@@ -201,7 +236,7 @@ async def create(engine: AsyncEngine, spec: NewDistribution, segments: Callable[
             if not batch:
                 break
             after = batch[-1].id
-            rows = await _recipients(connection, spec.channel, batch, segments, estimate, now, rule)
+            rows = await _recipients(connection, spec.channel, batch, segments, estimate, now, rule, digest)
             if distribution_id is not None:
                 await connection.execute(distribution_recipients.insert(),
                                          [{**row, "distribution_id": distribution_id} for row in rows])
@@ -214,12 +249,15 @@ async def create(engine: AsyncEngine, spec: NewDistribution, segments: Callable[
 
 
 async def _recipients(connection: AsyncConnection, channel: str, batch: list, segments,
-                      estimate: Estimate, now: datetime, rule: FrequencyRule | None) -> list[dict]:
+                      estimate: Estimate, now: datetime, rule: FrequencyRule | None,
+                      digest: Callable[[dict], str] | None) -> list[dict]:
     """One batch of contacts as recipient rows: pending, or skipped with the reason."""
     phones = [row.phone for row in batch]
     opted = set((await connection.scalars(select(opt_outs.c.phone).where(
         opt_outs.c.channel == channel, opt_outs.c.phone.in_(phones), opt_outs.c.opted_out.is_(True)))).all())
     invited = await _invited(connection, phones, now, rule) if rule is not None else {}
+    digests = {row.phone: digest(row.fields) for row in batch} if digest is not None else {}
+    repeated = await duplicates(connection, list(digests.items()), now)
     reasons = {}
     for row in batch:
         if not valid_for(row.phone):
@@ -228,6 +266,8 @@ async def _recipients(connection: AsyncConnection, channel: str, batch: list, se
             reasons[row.phone] = "opted_out"
         elif rule is not None and invited.get(row.phone, 0) >= rule.count:
             reasons[row.phone] = "frequency"
+        elif row.phone in repeated:
+            reasons[row.phone] = "duplicate"
     sending = [row for row in batch if row.phone not in reasons]
     counted = await asyncio.to_thread(lambda: [segments(row.phone, row.fields) for row in sending])
     for row, count in zip(sending, counted, strict=True):
@@ -236,7 +276,8 @@ async def _recipients(connection: AsyncConnection, channel: str, batch: list, se
         estimate.skip(reason)
     return [{"phone": row.phone, "email": row.email, "fields": row.fields,
              "state": "skipped" if row.phone in reasons else "pending",
-             "reason": reasons.get(row.phone), "sid": None, "error_code": None, "updated_at": now}
+             "reason": reasons.get(row.phone), "sid": None, "error_code": None, "updated_at": now,
+             "digest": digests.get(row.phone)}
             for row in batch]
 
 
@@ -256,11 +297,13 @@ def _described(row, counts: dict[str, int] | None = None) -> dict:
     fields = estimate.pop("fields", [])
     described = {
         "id": row.id, "name": row.name, "survey": row.survey, "list": row.list_name,
-        "channel": row.channel, "status": row.status, "send_at": _iso(row.send_at),
+        "channel": row.channel, "mode": row.mode, "status": row.status, "send_at": _iso(row.send_at),
         "quiet_hours": ({"from": row.quiet_from, "to": row.quiet_to} if row.quiet_from else None),
         "created_at": _iso(row.created_at),
         "started_at": row.started_at and _iso(row.started_at),
         "finished_at": row.finished_at and _iso(row.finished_at)}
+    if row.mode == "link":
+        described.update(message=row.message, sender=row.sender)
     if counts is not None:
         described.update(counts={state: counts.get(state, 0) for state in STATES},
                          estimate=estimate, fields=fields)
@@ -375,9 +418,9 @@ async def pending_recipients(engine: AsyncEngine, distribution_id: str, limit: i
         where.append(or_(table.c.not_before.is_(None), table.c.not_before <= now))
     async with engine.connect() as connection:
         rows = (await connection.execute(
-            select(table.c.phone, table.c.email, table.c.fields).where(*where)
+            select(table.c.phone, table.c.email, table.c.fields, table.c.digest).where(*where)
             .order_by(table.c.phone).limit(limit))).all()
-    return [Recipient(row.phone, row.email, row.fields) for row in rows]
+    return [Recipient(row.phone, row.email, row.fields, row.digest) for row in rows]
 
 
 async def postpone(engine: AsyncEngine, distribution_id: str, until: dict[str, datetime]) -> None:

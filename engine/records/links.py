@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine.records.schema import responses, web_links
-from engine.records.writes import as_utc
+from engine.records.writes import DISTRIBUTION_FIELD, as_utc
 
 TOKEN_BYTES = 16  # 128 bits
 RESPONDENT_PREFIX = "web-"  # a web respondent's id: never a phone number (those start with +)
@@ -30,6 +31,8 @@ class Link:
     phone: str | None  # the E.164 number it was made for, if any (never shown in a response)
     fields: dict  # piped into the survey as a contact's fields
     respondent: str  # the web respondent id it answers as
+    distribution: str | None = None  # the link distribution that sent it
+    opt_out: str | None = None  # its opt-out URL's token (a link distribution's links have one)
 
 
 def new_token() -> str:
@@ -56,15 +59,49 @@ async def create(engine: AsyncEngine, survey: str, phone: str | None, fields: di
     return link
 
 
+async def for_recipient(engine: AsyncEngine, survey: str, distribution: str, phone: str, fields: dict,
+                        now: datetime) -> Link:
+    """The link of a link distribution's recipient: made on the first call, the same one on every
+    later call (a send tried again after a worker died must carry the link it had). The
+    distribution's id goes with the fields, so the response names it."""
+    found = await _find(engine, (web_links.c.distribution == distribution) & (web_links.c.phone == phone))
+    if found is not None:
+        return found
+    fields = {**fields, DISTRIBUTION_FIELD: distribution}
+    link = Link(new_token(), survey, phone, fields, respondent_id(), distribution, new_token())
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(web_links.insert().values(
+                token=link.token, survey=survey, phone=phone, fields=link.fields, respondent=link.respondent,
+                created_at=as_utc(now), distribution=distribution, opt_out=link.opt_out))
+    except IntegrityError:  # another worker made it a moment ago
+        found = await _find(engine, (web_links.c.distribution == distribution) & (web_links.c.phone == phone))
+        if found is None:
+            raise
+        return found
+    return link
+
+
 async def find(engine: AsyncEngine, token: str) -> Link | None:
     """The link of `token`, None when there is none (a token of another shape is none too)."""
     if not token or len(token) > web_links.c.token.type.length:
         return None
+    return await _find(engine, web_links.c.token == token)
+
+
+async def find_opt_out(engine: AsyncEngine, token: str) -> Link | None:
+    """The link whose opt-out URL has `token`, None when there is none."""
+    if not token or len(token) > web_links.c.opt_out.type.length:
+        return None
+    return await _find(engine, web_links.c.opt_out == token)
+
+
+async def _find(engine: AsyncEngine, where) -> Link | None:
     async with engine.connect() as connection:
-        row = (await connection.execute(select(web_links).where(web_links.c.token == token))).first()
+        row = (await connection.execute(select(web_links).where(where))).first()
     if row is None:
         return None
-    return Link(row.token, row.survey, row.phone, dict(row.fields), row.respondent)
+    return Link(row.token, row.survey, row.phone, dict(row.fields), row.respondent, row.distribution, row.opt_out)
 
 
 async def answered(engine: AsyncEngine, survey: str, respondent: str) -> bool:

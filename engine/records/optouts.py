@@ -25,7 +25,7 @@ from engine.redis.store import Store
 RESTORE_BATCH = 1000
 def event_records(channel: str, phone: str, events: Iterable[object], at: float) -> tuple[dict, ...]:
     """The opt-out and opt-in events among a step's `events`, as records to commit with it;
-    each says how it came (the `how` column: engine.events.KEYWORD or CARRIER)."""
+    each says how it came (the `how` column: engine.events.KEYWORD, CARRIER or WEB_PAGE)."""
     return tuple(
         {"event_id": os.urandom(10).hex(), "channel": channel, "phone": phone,
          "opted_out": isinstance(event, OptedOut), "how": event.how,

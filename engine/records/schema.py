@@ -25,19 +25,24 @@ distributions   one row per distribution: a survey sent to a contact list's numb
                 (`list_id` then becomes null); `quiet_from`/`quiet_to` are "HH:MM" in the
                 recipient's local time (from later than to: the window crosses midnight);
                 `status` scheduled -> sending -> done, or cancelled; `estimate` what creating it
-                estimated (engine.records.distributions.estimate).
+                estimated (engine.records.distributions.estimate); `mode` 2way (the survey's
+                conversation) or link (the invitation `message` carrying each recipient's web
+                link, from `sender`, which may be alphanumeric: the survey is answered on the web).
 distribution_recipients
                 one row per number of a distribution: the contact's email and fields as they were
                 at creation, and where its invitation stands (`state`: pending, queued, sent,
                 delivered, undelivered, failed, skipped, unknown, cancelled; a state only moves
                 forwards), with the skip or failure `reason`, Twilio's message `sid` and
                 `error_code`; `not_before`: a pending recipient outside its quiet hours waits until then.
-                (phone, updated_at) serves the contact-frequency rule.
+                (phone, updated_at) serves the contact-frequency rule, and the duplicate
+                suppression of link invitations (`digest`: the invitation's text, hashed).
 web_links       one row per individual link to the survey's web pages (POST /admin/surveys/{id}/links):
                 its unguessable `token` (the URL's only part), the `survey`, the E.164 `phone` it
                 was made for (or null), the contact's `fields` piped into the survey, and the
                 `respondent` id the link answers as (channel web: not a phone number, so no
-                phone ever leaves with a response; the token never does either).
+                phone ever leaves with a response; the token never does either). A link
+                distribution's link names it (`distribution`, one link per number) and has an
+                opt-out URL of its own (`opt_out`, another unguessable token).
 Responses carry the distribution that invited them (`distribution`, from the session's field
 distribution_id) and whether they are a preview (`preview`, from the field preview = "1").
 Times are timezone-aware UTC.
@@ -61,6 +66,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
     UniqueConstraint,
     false,
     func,
@@ -113,7 +119,7 @@ opt_out_events = Table(
     Column("channel", String(16), nullable=False),
     Column("phone", String(32), nullable=False),
     Column("opted_out", Boolean, nullable=False),  # False: an opt-in
-    Column("how", String(32), nullable=False),  # engine.records.optouts: keyword, carrier_21610
+    Column("how", String(32), nullable=False),  # engine.records.optouts: keyword, carrier_21610, web_page
     Column("at", Time, nullable=False),
     Column("archived_at", Time, nullable=False),
     Index(None, "channel", "phone", "at"),
@@ -193,6 +199,11 @@ distributions = Table(
     Column("created_at", Time, nullable=False),
     Column("started_at", Time, nullable=True),
     Column("finished_at", Time, nullable=True),
+    # 2way: the survey's conversation over SMS/WhatsApp; link: `message` with each recipient's
+    # web link, sent from `sender` (or the survey's), which may be an alphanumeric ID
+    Column("mode", String(8), nullable=False, server_default="2way"),
+    Column("message", Text, nullable=True),
+    Column("sender", String(40), nullable=True),
     Index(None, "status", "send_at"),
 )
 
@@ -209,6 +220,7 @@ distribution_recipients = Table(
     Column("error_code", Integer, nullable=True),
     Column("updated_at", Time, nullable=False),
     Column("not_before", Time, nullable=True),  # a pending recipient waits for its quiet hours
+    Column("digest", String(64), nullable=True),  # a link invitation's text (engine.invitations.digest)
     Index(None, "distribution_id", "state", "phone"),  # the next pending ones, in order
     Index(None, "phone", "updated_at"),
 )
@@ -221,4 +233,8 @@ web_links = Table(
     Column("fields", Json, nullable=False),
     Column("respondent", String(32), nullable=False, unique=True),
     Column("created_at", Time, nullable=False),
+    Column("distribution", String(32), nullable=True),  # the link distribution that sent it
+    Column("opt_out", String(64), nullable=True),  # the token of its opt-out URL (/o/{opt_out})
+    Index(None, "distribution", "phone", unique=True),  # one link per recipient, however often tried
+    Index(None, "opt_out", unique=True),
 )

@@ -62,7 +62,7 @@ class Message:
     """One message to send: one or more parts (each a Twilio request), sent in order.
 
     kind: start (a survey's first message, from the admin API), invite (a distribution's
-    first message), reminder, reply (an inbound message's replies that its webhook could not
+    first message), link (a link distribution's invitation: no session behind it), reminder, reply (an inbound message's replies that its webhook could not
     carry), preview. `session_started` names the session it belongs to (its start time), so
     a message that fails can undo the start or take back the reminder."""
 

@@ -13,6 +13,7 @@ from decimal import Decimal
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
+from engine import invitations
 from engine.estimates import Estimate, NoInvitation, invitation_segments
 from engine.records import contacts, credits, distributions
 from engine.records.distributions import NewDistribution, clock_time
@@ -20,12 +21,13 @@ from engine.runtime.appkeys import CLOCK, PRICE, RATES, REGISTRY, RESPONSES, SET
 from engine.runtime.contact_exports import csv_line
 from engine.runtime.exports import cell, jsonl_line
 from engine.runtime.untrusted import UntrustedInput, loggable, parse_json
+from engine.sms.compat import ALPHANUMERIC_RULE, sender_kind
 from engine.sms.credits import json_number
 
 log = logging.getLogger("canvass.distributions")
 
 CHANNELS = ("sms", "whatsapp")
-FIELDS = ("name", "survey", "list", "channel", "send_at", "quiet_hours")
+FIELDS = ("name", "survey", "list", "channel", "send_at", "quiet_hours", "mode", "message", "sender")
 PAST_GRACE = timedelta(minutes=1)  # a send_at this far in the past still means "now"
 RECIPIENT_COLUMNS = ("phone", "email", "state", "reason", "sid", "error_code", "updated_at", "not_before")
 YES, NO = ("1", "true", "yes"), ("0", "false", "no")
@@ -99,6 +101,54 @@ def quiet_hours(value: object) -> tuple[str | None, str | None]:
     return start, end
 
 
+def link_options(body: dict) -> tuple[str, str | None, str | None]:
+    """The mode, the invitation message (link mode only: it must carry ${l://SurveyLink}) and
+    the sender: an alphanumeric ID only in link mode, as `canvass check` says of a flow's
+    sender (E019: alphanumeric IDs are one-way)."""
+    mode = body.get("mode", "2way")
+    if mode not in distributions.MODES:
+        raise UntrustedInput(400, "bad_mode", "'mode' must be 2way (the survey's conversation) or link "
+                                              "(an invitation carrying each recipient's web link)")
+    message = body.get("message")
+    if mode == "link":
+        problem = invitations.problem(message)
+        if problem is not None:
+            raise UntrustedInput(400, "bad_message", problem)
+        if body.get("channel", "sms") != "sms":
+            raise UntrustedInput(400, "bad_channel", "a link distribution's invitations go by SMS: "
+                                                     "leave 'channel' out or write sms")
+    elif message is not None:
+        raise UntrustedInput(400, "bad_message", "'message' is a link distribution's invitation: a 2-way "
+                                                 "distribution sends the survey's first question; add "
+                                                 "\"mode\": \"link\" or leave 'message' out")
+    sender = body.get("sender")
+    if sender is None:
+        return mode, message, None
+    if not isinstance(sender, str) or not sender.strip():
+        raise UntrustedInput(400, "bad_sender", "'sender' must be a phone number in E.164 form, a short "
+                                                "code, a messaging service (MG...) or, for a link "
+                                                "distribution, an alphanumeric ID")
+    kind = sender_kind(sender)
+    if kind == "alphanumeric" and mode != "link":
+        raise UntrustedInput(400, "one_way_sender", f"'sender' {loggable(sender)!r} is an alphanumeric ID, which "
+                                                    "can only send one-way: respondents cannot reply to it. "
+                                                    "Send a link distribution (\"mode\": \"link\"), or send "
+                                                    "from a phone number, short code or messaging service")
+    if mode != "link":
+        raise UntrustedInput(400, "bad_sender", "a 2-way distribution sends from the survey's own sender "
+                                                "(the flow's `sender`, which `canvass check` checks), so its "
+                                                "reminders and replies come from the same address: leave "
+                                                "'sender' out")
+    if kind == "bad_alphanumeric":
+        raise UntrustedInput(400, "bad_sender", f"'sender' {loggable(sender)!r} breaks the alphanumeric "
+                                                f"sender ID rules: {ALPHANUMERIC_RULE}")
+    if kind.startswith("bad_") or kind == "whatsapp":
+        raise UntrustedInput(400, "bad_sender", f"'sender' {loggable(sender)!r} is not an SMS sender: write a "
+                                                "phone number in E.164 form (+14155550100), a short code, "
+                                                "a messaging service (MG...) or an alphanumeric ID")
+    return mode, message, sender.strip()
+
+
 def _flag(request: web.Request, name: str) -> bool:
     value = request.query.get(name, "false").lower()
     if value not in YES + NO:
@@ -130,30 +180,44 @@ async def admin_create(request: web.Request) -> web.Response:
             raise UntrustedInput(400, "bad_channel", f"'channel' must be one of {', '.join(CHANNELS)}")
         send_at = send_time(body.get("send_at"), now)
         quiet_from, quiet_to = quiet_hours(body.get("quiet_hours"))
+        mode, message, sender = link_options(body)
     except UntrustedInput as err:
         return error(err.status, err.reason, err.message)
     flow = request.app[REGISTRY].get(survey)
     if flow is None:
         return error(404, "unknown_survey", f"there is no survey '{survey}'")
     at = send_at.timestamp()
-    try:
-        invitation_segments(flow, channel, EXAMPLE_NUMBER, {}, at)
-    except NoInvitation:
-        return error(409, "no_whatsapp_template", f"survey '{survey}' has no whatsapp_template: outside "
-                     "WhatsApp's 24-hour window only an approved template can invite")
+    digest = None
+    if mode == "link":
+        base = request.app[SETTINGS].link_base()
+        if base is None:
+            return error(409, "no_public_url", "a link distribution needs PUBLIC_BASE_URL, the address its "
+                         "links point to (the server's public https address)")
 
-    def segments(phone: str, fields: dict) -> int:
-        return invitation_segments(flow, channel, phone, fields, at)
+        def segments(phone: str, fields: dict) -> int:
+            return invitations.segments(message, fields, base)
+
+        def digest(fields: dict) -> str:
+            return invitations.digest(message, fields)
+    else:
+        try:
+            invitation_segments(flow, channel, EXAMPLE_NUMBER, {}, at)
+        except NoInvitation:
+            return error(409, "no_whatsapp_template", f"survey '{survey}' has no whatsapp_template: outside "
+                         "WhatsApp's 24-hour window only an approved template can invite")
+
+        def segments(phone: str, fields: dict) -> int:
+            return invitation_segments(flow, channel, phone, fields, at)
 
     estimate = Estimate(price=request.app.get(PRICE))
-    spec = NewDistribution(name, survey, list_name, channel, send_at, quiet_from, quiet_to)
+    spec = NewDistribution(name, survey, list_name, channel, send_at, quiet_from, quiet_to, mode, message, sender)
     try:
         approve = None
         if request.app.get(RATES) is not None and not dry_run:
             approve = _affordable(await credits.balance(_engine(request)))
         created = await distributions.create(_engine(request), spec, segments, estimate, now,
                                              request.app[SETTINGS].contact_frequency, dry_run=dry_run,
-                                             approve=approve)
+                                             approve=approve, digest=digest)
     except contacts.UnknownList as err:
         return error(404, "unknown_list", str(err))
     except TooDear as err:

@@ -13,6 +13,11 @@ Store.lease_distribution) it invites a batch of pending recipients:
   outbox sends it at the sender's pace; its outcome (sent, failed, unknown) and then Twilio's
   delivery statuses come back on the deliveries stream, which the archiver applies.
 
+A link distribution's recipient gets no session: after the same checks, and the duplicate
+suppression of link invitations (the same text to the same number within a day goes once), its
+link is made once (engine.records.links.for_recipient: a second try finds the same one) and
+Service.invite_link queues the invitation with the link in it (a second try queues nothing).
+
 A recipient is queued only after its commit; a worker killed in between leaves it pending, and
 the next try finds the session this distribution opened and counts it as queued (invite's
 "already"), so nobody is invited twice. The batch is kept to what the outbox can send soon
@@ -32,8 +37,10 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from engine import invitations
 from engine.policy import QUIET_FIELD
 from engine.records import distributions as records
+from engine.records import links
 from engine.records.distributions import Distribution, FrequencyRule, Recipient
 from engine.runtime.service import Refused, Service
 from engine.sms.quiet_hours import NEVER, QuietHours, next_allowed, time_zones
@@ -108,7 +115,8 @@ class Distributor:
         senders = self.service.senders
         if senders is None:
             return 0
-        rate = senders.pacing.rate(self.service.sender_address(distribution.survey, distribution.channel))
+        rate = senders.pacing.rate(self.service.sender_address(distribution.survey, distribution.channel,
+                                                               distribution.sender))
         return UNPACED_BATCH if rate == 0 else max(1, int(rate * BACKLOG))
 
     async def _invite_batch(self, distribution: Distribution) -> int:
@@ -181,11 +189,39 @@ class Distributor:
                 return "skipped", "frequency"
         if opted_out:
             return "skipped", "opted_out"
+        if distribution.mode == "link":
+            return await self._invite_link(distribution, recipient)
         fields = {name: str(value) for name, value in (recipient.fields or {}).items()}
         if window is not None:
             fields[QUIET_FIELD] = str(window)
         try:
             await self.service.invite(distribution.survey, channel, phone, fields, distribution.id)
+        except Refused as err:
+            if err.status == 409:
+                return "skipped", err.reason
+            log.warning("distribution %s waits: %s", distribution.id, err.message)
+            return None
+        return "queued", None
+
+    async def _invite_link(self, distribution: Distribution, recipient: Recipient) -> tuple[str, str | None] | None:
+        """A link distribution's recipient: skipped as a duplicate, or its invitation queued."""
+        phone = recipient.phone
+        if recipient.digest is not None:
+            async with self.engine.connect() as connection:
+                repeated = await records.duplicates(connection, [(phone, recipient.digest)], self._now(),
+                                                    distribution.id)
+            if repeated:
+                return "skipped", "duplicate"
+        base = self.service.settings.link_base()
+        if base is None:
+            log.warning("distribution %s waits: PUBLIC_BASE_URL is not set, and its links need it", distribution.id)
+            return None
+        fields = {name: str(value) for name, value in (recipient.fields or {}).items()}
+        link = await links.for_recipient(self.engine, distribution.survey, distribution.id, phone, fields,
+                                         self._now())
+        text = invitations.render(distribution.message or "", fields, *invitations.urls(base, link.token, link.opt_out))
+        try:
+            await self.service.invite_link(distribution.survey, phone, text, distribution.id, distribution.sender)
         except Refused as err:
             if err.status == 409:
                 return "skipped", err.reason

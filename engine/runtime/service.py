@@ -31,7 +31,7 @@ from redis.exceptions import RedisError
 from engine import conversation, policy
 from engine import step as steps
 from engine.conversation import NotStartable, Outcome, Respondent
-from engine.events import ReminderNotSent, SessionClosed, SessionOpened
+from engine.events import WEB_PAGE, ReminderNotSent, SessionClosed, SessionOpened
 from engine.records.optouts import event_records
 from engine.redis.outbox import Message
 from engine.redis.store import Change, CommitUnknown, ReadUnknown, Snapshot, Store, commit_tag
@@ -345,6 +345,11 @@ class Service:
         a page is not a message."""
         return await self._apply(policy.WEB, respondent_id, step, page_id)
 
+    async def opt_out(self, channel: str, phone: str) -> None:
+        """The number opts out at a link invitation's opt-out page, as a STOP does: an open
+        session closes, the opt-out goes to the records database; again, it changes nothing."""
+        await self._apply(channel, phone, lambda r, now: conversation.opt_out(self.registry, r, now, how=WEB_PAGE))
+
     # ------------------------------------------------------------ starting by invitation
 
     async def start(self, survey_id: str, channel: str, phone: str, fields: dict[str, str]) -> dict:
@@ -428,6 +433,38 @@ class Service:
         self.senders.wake()
         return "queued"
 
+    async def invite_link(self, survey_id: str, phone: str, text: str, distribution: str,
+                          sender: str | None = None) -> str:
+        """Queue a link distribution's invitation `text` (the recipient's link in it) to `phone`
+        by SMS, from `sender` (else the survey's). No session opens: the survey is answered at
+        the link. The commit goes through the number's SMS conversation with
+        "link:<distribution>" standing for its MessageSid, and writes only the message into the
+        outbox, so a second try for the same recipient (a worker killed before the records said
+        queued) finds that commit and queues nothing: "already". Else "queued"; Refused 409
+        opted_out when Redis knows an opt-out the records database does not have yet."""
+        flow = self.registry.get(survey_id)
+        if flow is None:
+            raise Refused(404, "unknown_survey", f"there is no survey '{survey_id}'")
+        origin = self._origin(SMS, sender or flow.survey.sender)
+
+        def step(respondent: Respondent, now: float) -> Outcome:
+            if respondent.opted_out:
+                raise NotStartable("opted_out")
+            return Outcome(respondent)  # the conversation stays as it is
+
+        def outgoing(outcome: Outcome, now: float) -> list[tuple[Message, float]]:
+            return [(message_for("link", SMS, phone, origin, [text], None, None, survey=survey_id,
+                                 version=flow.version, distribution=distribution), now)]
+
+        try:
+            applied = await self._apply(SMS, phone, step, f"link:{distribution}", outgoing=outgoing)
+        except NotStartable as err:
+            raise Refused(409, err.reason, _NOT_STARTABLE[err.reason]) from None
+        if applied.outcome is None:
+            return "already"
+        self.senders.wake()
+        return "queued"
+
     def _message(self, kind: str, outcome: Outcome, origin: Origin, fields: dict[str, str],
                  distribution: str | None = None) -> Message:
         session = outcome.respondent.session
@@ -442,11 +479,12 @@ class Service:
             message.extra[DISTRIBUTION_FIELD] = invited_by
         return message
 
-    def sender_address(self, survey_id: str, channel: str) -> str:
-        """The address a survey's messages on `channel` come from ('' when none can be sent)."""
+    def sender_address(self, survey_id: str, channel: str, sender: str | None = None) -> str:
+        """The address a survey's messages on `channel` come from, or `sender`'s when given
+        ('' when none can be sent)."""
         flow = self.registry.get(survey_id)
         try:
-            origin = self._origin(channel, flow.survey.sender if flow is not None else None)
+            origin = self._origin(channel, sender or (flow.survey.sender if flow is not None else None))
         except Refused:
             return ""
         return origin.messaging_service_sid or origin.from_ or ""
@@ -595,6 +633,7 @@ class Service:
                               lambda r, now: conversation.opt_out(self.registry, r, now))
 
 
+SMS = "sms"  # the channel link invitations go by
 DISTRIBUTION_FIELD = "distribution_id"  # the session field naming the distribution that invited it
 
 _NOT_STARTABLE = {

@@ -173,6 +173,13 @@ class Settings:
     def public_url(self, path: str) -> str | None:
         return self.public_base_url.rstrip("/") + path if self.public_base_url else None
 
+    def link_base(self) -> str | None:
+        """Where the links of link invitations point: PUBLIC_BASE_URL, or, in the local
+        sandbox, this server's own address (the links open on this machine); None: unknown."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        return f"http://{self.host}:{self.port}" if self.sandbox else None
+
 
 def is_loopback(host: str) -> bool:
     """True for an address only this machine can reach: 127.0.0.0/8, ::1, localhost."""

@@ -41,6 +41,21 @@ _NPS_SCALE = re.compile(r"\b(?:0|zero)\b.{0,40}?\b(?:10|ten)\b", re.IGNORECASE |
 _ALPHANUMERIC_ID = re.compile(r"^[A-Za-z0-9 ]{1,11}$")
 _MESSAGING_SERVICE = re.compile(r"^MG[0-9a-fA-F]{32}$")
 _SHORT_CODE = re.compile(r"^\d{3,8}$")
+ALPHANUMERIC_RULE = "an alphanumeric ID is at most 11 characters of A-Z, a-z, 0-9 and space"
+
+
+def sender_kind(sender: str) -> str:
+    """What a sender is: service (MG...), whatsapp, number (E.164 or a short code), alphanumeric
+    (a one-way ID), or bad_whatsapp, bad_number, bad_alphanumeric when it breaks that kind's rules.
+    `canvass check` and the distributions API judge a sender by it."""
+    value = sender.strip()
+    if _MESSAGING_SERVICE.match(value):
+        return "service"
+    if value.lower().startswith("whatsapp:"):
+        return "whatsapp" if _is_phone(value[len("whatsapp:"):]) else "bad_whatsapp"
+    if not any(ch.isalpha() for ch in value):
+        return "number" if _is_phone(value) or _SHORT_CODE.match(value) else "bad_number"
+    return "alphanumeric" if _ALPHANUMERIC_ID.match(value) else "bad_alphanumeric"
 
 
 # ---------------------------------------------------------------- messages as sent
@@ -128,24 +143,19 @@ class _Compat(Reporter):
         if sender is None:
             return
         at, length = span(self.survey, "sender"), len(sender)
-        value = sender.strip()
-        if _MESSAGING_SERVICE.match(value):
-            return
-        if value.lower().startswith("whatsapp:"):
-            if not _is_phone(value[len("whatsapp:"):]):
-                self.report(codes.BAD_SENDER, at, f"'{sender}' is not a WhatsApp sender",
-                            "write whatsapp: and the number in E.164 form, e.g. whatsapp:+14155550100", length)
-            return
-        if not any(ch.isalpha() for ch in value):
-            if not (_is_phone(value) or _SHORT_CODE.match(value)):
-                self.report(codes.BAD_SENDER, at, f"sender '{sender}' is not a phone number in E.164 form",
-                            "write + then the country code and number, no spaces: +14155550100", length)
-            return
-        if not _ALPHANUMERIC_ID.match(value):
-            self.report(codes.BAD_SENDER, at, f"sender '{sender}' breaks the alphanumeric sender ID rules",
-                        "an alphanumeric ID is at most 11 characters of A-Z, a-z, 0-9 and space", length)
-        self.report(codes.ONE_WAY_SENDER, at, f"sender '{sender}' is an alphanumeric ID, which can only send one-way",
-                    length=length)
+        kind = sender_kind(sender)
+        if kind == "bad_whatsapp":
+            self.report(codes.BAD_SENDER, at, f"'{sender}' is not a WhatsApp sender",
+                        "write whatsapp: and the number in E.164 form, e.g. whatsapp:+14155550100", length)
+        elif kind == "bad_number":
+            self.report(codes.BAD_SENDER, at, f"sender '{sender}' is not a phone number in E.164 form",
+                        "write + then the country code and number, no spaces: +14155550100", length)
+        elif kind in ("alphanumeric", "bad_alphanumeric"):
+            if kind == "bad_alphanumeric":
+                self.report(codes.BAD_SENDER, at, f"sender '{sender}' breaks the alphanumeric sender ID rules",
+                            ALPHANUMERIC_RULE, length)
+            self.report(codes.ONE_WAY_SENDER, at,
+                        f"sender '{sender}' is an alphanumeric ID, which can only send one-way", length=length)
 
     def opt_out(self) -> None:
         """NO_OPT_OUT on every question that can be the first message a respondent receives."""

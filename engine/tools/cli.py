@@ -235,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", metavar="ISO", help="when to send, ISO 8601 with its offset (default: now)")
     p.add_argument("--quiet-hours", metavar="FROM-TO",
                    help="send only between these local times of the recipient, e.g. 09:00-20:00")
+    p.add_argument("--mode", choices=["2way", "link"], default="2way",
+                   help="2way: the survey as a text conversation (default); link: an invitation "
+                        "carrying each recipient's link to the web survey")
+    p.add_argument("--message", metavar="TEXT",
+                   help="a link distribution's invitation, with ${l://SurveyLink} where the link goes "
+                        "(${e://Field/NAME} and ${l://OptOutURL} may be piped too)")
+    p.add_argument("--sender", metavar="FROM",
+                   help="a link distribution's sender: a number, short code, messaging service (MG...) "
+                        "or alphanumeric ID (default: the survey's)")
     p.add_argument("--dry-run", action="store_true", help="print the estimate only; create nothing")
     p.add_argument("--server", metavar="URL", help=server_help)
     p.set_defaults(func=_distribute)

@@ -3,7 +3,8 @@ admin API (--server, default CANVASS_SERVER or http://127.0.0.1:8080; the bearer
 CANVASS_ADMIN_TOKEN).
 
     canvass distribute --survey S --list L [--name N] [--channel sms|whatsapp] [--at ISO]
-                       [--quiet-hours 09:00-20:00] [--dry-run]
+                       [--quiet-hours 09:00-20:00] [--mode 2way|link] [--message TEXT]
+                       [--sender FROM] [--dry-run]
     canvass distributions list
     canvass distributions show ID [--watch]
     canvass distributions cancel ID
@@ -89,6 +90,11 @@ def run_distribute(args) -> int:
             body["send_at"] = args.at
         if args.quiet_hours:
             body["quiet_hours"] = quiet_hours(args.quiet_hours)
+        if args.mode != "2way":
+            body["mode"] = args.mode
+        for option in ("message", "sender"):  # the server says when they do not fit the mode
+            if getattr(args, option) is not None:
+                body[option] = getattr(args, option)
         query = {"dry_run": "true"} if args.dry_run else {}
         answer = Client(args.server).call("POST", "/admin/distributions", body, **query)
     except Failed as err:

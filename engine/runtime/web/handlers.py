@@ -14,6 +14,9 @@ Service.web_step, the read-step-commit loop of a text message, as engine.convers
   refused (403); the anonymous visitor's cookie is SameSite=Lax and HttpOnly.
 - the anonymous link opens no session until its Start button is pressed (a link preview or
   a crawler opens none); the visitor's id then sits in a cookie, so a reload resumes.
+
+`GET|POST /o/{token}` is a link invitation's opt-out URL: the GET asks to confirm (a link
+preview or a crawler opts nobody out), the POST opts the number out as STOP does.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ TEMPLATES = Path(__file__).with_name("templates")
 PAGE_ID = re.compile(r"^[A-Za-z0-9_-]{16}$")  # secrets.token_urlsafe(12)
 MAX_FORM = 64 * 1024  # bytes of a posted page: a text answer's limit is far below
 VISITOR_COOKIE = "canvass_visitor"
+OPT_OUT_CHANNEL = "sms"  # link invitations go by SMS: that channel's opt-out is the one recorded
 COOKIE_AGE = 365 * 86400
 
 
@@ -63,6 +67,8 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/l/{token}", link_post)
     app.router.add_get("/s/{survey}", anonymous_page)
     app.router.add_post("/s/{survey}", anonymous_post)
+    app.router.add_get("/o/{token}", opt_out_page)
+    app.router.add_post("/o/{token}", opt_out_post)
 
 
 # ---------------------------------------------------------------- CSRF
@@ -262,3 +268,43 @@ async def anonymous_post(request: web.Request) -> web.Response:
     await _check_csrf(request, form, f"s/{survey}/{visitor}")
     closing = await _answer(request, visitor, form)
     raise web.HTTPSeeOther(f"/s/{survey}" + (f"?p={closing}" if closing else ""))
+
+
+# ---------------------------------------------------------------- a link invitation's opt-out URL
+
+
+async def _opt_out_link(request: web.Request) -> links.Link | None:
+    try:
+        link = await links.find_opt_out(request.app[RESPONSES].engine, request.match_info["token"])
+    except SQLAlchemyError as err:
+        log.warning("web: the records database is unreachable: %s", type(err).__name__)
+        raise web.HTTPServiceUnavailable(text="Try again in a moment.\n", headers={"Retry-After": "1"}) from None
+    return link if link is not None and link.phone else None
+
+
+def _masked(phone: str) -> str:
+    """The number as the page shows it: enough to recognise, not to read off a shared screen."""
+    return "\u2022" * 4 + phone[-4:]
+
+
+async def opt_out_page(request: web.Request) -> web.Response:
+    link = await _opt_out_link(request)
+    if link is None:
+        return _message(request, 404, "Link not found",
+                        "This opt-out link is not known. Reply STOP to the text message instead.")
+    return aiohttp_jinja2.render_template("optout.html", request, {
+        "language": "en", "title": "Stop messages", "number": _masked(link.phone),
+        "csrf": await csrf_token(request, "o/" + link.opt_out)})
+
+
+async def opt_out_post(request: web.Request) -> web.Response:
+    link = await _opt_out_link(request)
+    if link is None:
+        return _message(request, 404, "Link not found",
+                        "This opt-out link is not known. Reply STOP to the text message instead.")
+    form = await _form(request)
+    await _check_csrf(request, form, "o/" + link.opt_out)
+    await request.app[SERVICE].opt_out(OPT_OUT_CHANNEL, link.phone)  # a second time changes nothing
+    return _message(request, 200, "You will get no more messages",
+                    "This number is opted out: no more surveys will be sent to it. "
+                    "To opt back in, reply START to the text message.")
