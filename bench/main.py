@@ -20,7 +20,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench import contacts_import, flow_cost, memory, records, sending, webhook
+from bench import contacts_import, flow_cost, memory, records, sending, web, webhook
 from bench.flow_cost import CostShape
 from bench.procs import BenchError, Pinning, pinned_to, redis_server
 from bench.report import render, verdicts
@@ -76,6 +76,8 @@ def run(args: argparse.Namespace) -> dict:
             progress(f"webhooks: {load_shape.rounds} rounds of {load_shape.respondents} respondents, "
                      f"floor and canvass in turns")
             results["webhooks"] = webhook.run_webhooks(redis, redis_url, Path(workdir), pinning, load_shape, progress)
+            results["web"] = web.run_web(redis, redis_url, Path(workdir), pinning,
+                                         web.QUICK if args.quick else web.WebShape(), progress)
         records_shape = records.QUICK if args.quick else records.RecordsShape()
         results["records"] = records.run_records(Path(workdir), pinning, records_shape, progress)
         results["sending"] = sending.run(Path(workdir), pinning, args.quick, progress)

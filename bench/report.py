@@ -14,6 +14,8 @@ def verdicts(results: dict) -> dict[str, dict]:
     sending = results["sending"]
     checks = {
         "webhook_ratio": (web["ratio"], ">=", 0.8),
+        "web_ratio": (results["web"]["ratio"], ">=", results["web"]["ratio_target"]),
+        "first_page_bytes": (results["web"]["first_page_bytes"], "<=", results["web"]["first_page_target"]),
         "step_ratio": (step["ratio"], "<=", step["target"]),
         "compile_ratio": (comp["ratio"], "<=", comp["target"]),
         "bytes_per_session": (mem["bytes_per_session"], "<=", mem["session_target"]),
@@ -59,6 +61,26 @@ def _webhooks(web: dict, targets: dict) -> list[str]:
     return lines
 
 
+def _web(figures: dict, targets: dict) -> list[str]:
+    shape = figures["shape"]
+    lines = [
+        f"Web survey: {shape['respondents']} respondents x {shape['posts_per_respondent']} page posts (POST, then "
+        f"the page its 303 leads to), {shape['concurrency']} in flight, median of {shape['rounds']} round(s)",
+        f"  {'':16}{'posts/s':>9}{'p50 ms':>9}{'p99 ms':>9}   CPU µs/post: server   Redis",
+    ]
+    for target in ("floor", "canvass"):
+        f = figures[target]
+        lines.append(f"  {target:16}{f['posts_per_s']:9.0f}{f['p50_ms']:9.2f}{f['p99_ms']:9.2f}"
+                     f"{f['server_cpu_us_per_message']:22.0f}{f['redis_cpu_us_per_message']:8.0f}")
+    spread = figures["ratio_rounds"]
+    lines += [
+        f"  {'canvass/floor':16}{figures['ratio']:9.2f}  {_mark(targets, 'web_ratio')}; "
+        f"rounds {min(spread):.2f}-{max(spread):.2f}",
+        f"  {'first page':16}{figures['first_page_bytes']:9d} B  {_mark(targets, 'first_page_bytes')}",
+    ]
+    return lines
+
+
 def _records(records: dict, targets: dict) -> list[str]:
     archiver, export, shape = records["archiver"], records["export"], records["shape"]
     lines = [
@@ -93,6 +115,8 @@ def render(results: dict) -> str:
         f"Canvass benchmarks ({results['mode']} run, {results['cores']} cores; {where})",
         "",
         *_webhooks(web, targets),
+        "",
+        *_web(results["web"], targets),
         "",
         "Step cost against flow size",
         f"  {'10 questions':16}{step['us_per_step']['10']:9.1f} µs/step",

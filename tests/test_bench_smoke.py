@@ -13,6 +13,8 @@ FIGURES = {
     "webhooks": ["ratio", "cpu_ratio", "floor.messages_per_s", "floor.p50_ms", "floor.p99_ms",
                  "floor.server_cpu_us_per_message", "canvass.messages_per_s", "canvass.p50_ms",
                  "canvass.p99_ms", "canvass.server_cpu_us_per_message", "canvass.redis_cpu_us_per_message"],
+    "web": ["ratio", "first_page_bytes", "floor.posts_per_s", "floor.p50_ms", "floor.server_cpu_us_per_message",
+            "canvass.posts_per_s", "canvass.p50_ms", "canvass.p99_ms", "canvass.server_cpu_us_per_message"],
     "step": ["us_per_step.10", "us_per_step.1000", "ratio"],
     "compile": ["ms_per_compile.100", "ms_per_compile.1000", "ratio"],
     "memory": ["bytes_per_session", "bytes_per_dedupe", "global_bytes_per_session"],
@@ -27,7 +29,7 @@ FIGURES = {
                 "overhead.canvass.server_cpu_us_per_message", "pacing.max_in_window", "pacing.mean_per_s",
                 "pacing.span_s"],
 }
-TARGETS = ["webhook_ratio", "step_ratio", "compile_ratio", "bytes_per_session", "bytes_per_dedupe",
+TARGETS = ["webhook_ratio", "web_ratio", "first_page_bytes", "step_ratio", "compile_ratio", "bytes_per_session", "bytes_per_dedupe",
            "archiver_keeps_up_sqlite", "archiver_keeps_up_postgresql", "webhooks_with_archiver", "export_rss_ratio",
            "import_ratio", "import_rss_growth", "sender_ratio", "pace_max_window", "pace_mean"]
 
@@ -61,7 +63,9 @@ def test_quick_run_writes_every_figure(tmp_path):
     assert results["contacts_import"]["rows"] == 10_000
     assert results["sending"]["overhead"]["canvass"]["messages"] == 300
     assert results["sending"]["pacing"]["invitations"] == 250
-    for heading in ("Webhooks:", "canvass/floor", "Step cost", "Compile cost", "Redis memory", "Records database",
+    for target in ("floor", "canvass"):
+        assert all(r["completed"] == r["respondents"] == 20 and not r["errors"] for r in results["web"]["rounds"][target])
+    for heading in ("Webhooks:", "Web survey:", "first page", "canvass/floor", "Step cost", "Compile cost", "Redis memory", "Records database",
                     "Export as CSV", "Sending:", "Pacing:", "Contact import"):
         assert heading in done.stdout
 

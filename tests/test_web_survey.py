@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 from conftest import ADMIN_TOKEN, admin_headers
+from sqlalchemy.exc import OperationalError
 
+from engine.records import links
 from engine.records.links import TOKEN_BYTES, is_respondent_id
 from engine.redis.store import respondent_key
 from engine.runtime.appkeys import ARCHIVER, SERVICE
+from engine.runtime.web.handlers import FoundLinks
 
 WEB_FLOW = Path(__file__).parent / "flows" / "web" / "webtest.yaml"
 
@@ -310,3 +313,29 @@ async def test_the_anonymous_link_starts_a_respondent_per_visitor_and_a_cookie_r
 async def test_a_start_without_its_csrf_token_is_refused(web):
     response = await web.post("/s/webtest", data={"start": "1"}, allow_redirects=False)
     assert response.status == 403
+
+
+async def test_a_links_later_pages_ask_the_records_database_nothing(web, monkeypatch):
+    path = await link_path(web, {"FirstName": "Di"})
+    await page(web, path)
+    other = await link_path(web)
+
+    async def unreachable(*args):
+        raise OperationalError("SELECT", {}, Exception("the database is down"))
+
+    monkeypatch.setattr(links, "find", unreachable)
+    assert "What went wrong?" in (await answer(web, path, "3")).text  # the link was found once
+    response = await web.get(other)  # a link not opened before still needs the database
+    assert response.status == 503 and response.headers["Retry-After"] == "1"
+
+
+def test_found_links_are_bounded_and_read_again_after_a_while(monkeypatch):
+    found = FoundLinks()
+    monkeypatch.setattr(FoundLinks, "SIZE", 2)
+    made = [links.Link(f"t{n}", "webtest", None, {}, links.respondent_id()) for n in range(3)]
+    for link in made:
+        found.put(link)
+    assert found.get("t0") is None and found.get("t2") == made[2]
+    monkeypatch.setattr(FoundLinks, "KEEP_SECONDS", -1.0)
+    found.put(made[0])
+    assert found.get("t0") is None

@@ -40,7 +40,18 @@ def _sim(args) -> int:
 def _test(args) -> int:
     from engine.tools.conversation_test import run_tests
 
-    return run_tests(args.files, verbose=args.verbose)
+    if args.channel == "own":
+        return run_tests(args.files, verbose=args.verbose)
+    from engine.tools.local_redis import RedisMissing
+    from engine.tools.web_conversation import WebPlayer
+    from server import create_app
+
+    try:
+        with WebPlayer(create_app) as web:
+            return run_tests(args.files, verbose=args.verbose, web=web, own_channel=args.channel == "all")
+    except RedisMissing as err:
+        print(f"canvass test --channel {args.channel}: {err}", file=sys.stderr)
+        return 2
 
 
 def _serve(args) -> int:
@@ -146,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("test", help="run conversation test files")
     p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--channel", choices=["own", "web", "all"], default="own",
+                   help="own: each file's channel (sms or whatsapp); web: through the survey's web pages "
+                        "(a private redis-server, started for the run); all: both")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=_test)
 

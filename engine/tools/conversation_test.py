@@ -35,7 +35,8 @@ A test file (YAML):
 Every message must be taken by an expect/expect_match before the next send or wait, or the end.
 Values are compared as written in the file (`send: yes` sends "yes"); a block scalar (| or >)
 loses its final line break. The clock starts at 2024-01-01T09:00:00Z. A directory argument means
-the *.yaml files directly in it. Exit status: 0 when every file passes, else 1.
+the *.yaml files directly in it. Exit status: 0 when no file fails and one passed, else 1.
+`--channel web` plays the files through the survey's web pages (engine.tools.web_conversation).
 """
 
 from __future__ import annotations
@@ -243,6 +244,16 @@ def _read(path: Path) -> str:
 # ---------------------------------------------------------------- running
 
 
+@dataclass
+class Played:
+    """What playing a file over one channel found: the failures (none: it passed), the steps
+    that do not apply to that channel (each "where: why"), or why the whole file does not."""
+
+    failures: list[str]
+    skipped: list[str] = field(default_factory=list)
+    not_applicable: str | None = None
+
+
 def _show(text: Message | None) -> str:
     if isinstance(text, Template):
         return f"(WhatsApp template {text.content_sid})"
@@ -306,24 +317,31 @@ class Run:
             self.fail(f"start_refused (line {expected[1]})", f"refused: {expected[0]}", "the survey started")
 
     def check_result(self) -> None:
-        script = self.script
-        status, answers, fields, not_shown = self.player.last_session()
-        if script.expected_status is not None and script.expected_status[0] != status:
-            expected, line = script.expected_status
-            self.fail(f"result status (line {line})", expected, status)
-        for key, expected_values, actual_values in (("answer", script.expected_answers, answers),
-                                                    ("field", script.expected_fields, fields)):
-            for name, node in expected_values:
-                actual = actual_values.get(name)
-                if not _matches(actual, node):
-                    missing = "not answered" if key == "answer" else "not set"
-                    expected = missing if node.tag == _NULL else _show(node.value)
-                    shown = missing if actual is None else _show(_answer_text(actual))
-                    self.fail(f"result {key} '{name}' (line {_line(node)})", expected, shown)
-        if script.expected_not_shown is not None:
-            expected, line = script.expected_not_shown
-            if sorted(expected) != sorted(not_shown):
-                self.fail(f"result not_shown (line {line})", str(expected), str(not_shown))
+        check_result(self.script, self.player.last_session(), self.fail)
+
+
+def check_result(script: Script, last_session: tuple[str, dict, dict, list], fail,
+                 unchecked_fields: frozenset[str] = frozenset()) -> None:
+    """`result` against (status, answers, fields, not_shown); each difference to fail(where,
+    expected, actual). `unchecked_fields`: fields the caller reports as not applicable."""
+    status, answers, fields, not_shown = last_session
+    if script.expected_status is not None and script.expected_status[0] != status:
+        expected, line = script.expected_status
+        fail(f"result status (line {line})", expected, status)
+    expected_fields = [(name, node) for name, node in script.expected_fields if name not in unchecked_fields]
+    for key, expected_values, actual_values in (("answer", script.expected_answers, answers),
+                                                ("field", expected_fields, fields)):
+        for name, node in expected_values:
+            actual = actual_values.get(name)
+            if not _matches(actual, node):
+                missing = "not answered" if key == "answer" else "not set"
+                expected = missing if node.tag == _NULL else _show(node.value)
+                shown = missing if actual is None else _show(_answer_text(actual))
+                fail(f"result {key} '{name}' (line {_line(node)})", expected, shown)
+    if script.expected_not_shown is not None:
+        expected, line = script.expected_not_shown
+        if sorted(expected) != sorted(not_shown):
+            fail(f"result not_shown (line {line})", str(expected), str(not_shown))
 
 
 def _answer_text(actual) -> str:
@@ -364,8 +382,8 @@ def _check_ids(script: Script, flow: Flow) -> None:
             raise ScriptError(f"'{where}' names '{name}', which is not a question of the flow: {hint}", line)
 
 
-def run_file(path: Path, verbose: bool = False, out=print) -> list[str]:
-    """The failures of one test file (empty when it passes); ScriptError when it is malformed."""
+def load(path: Path) -> tuple[Script, Flow]:
+    """A test file and its flow; ScriptError when either is malformed."""
     script = read_script(path)
     try:
         flow = load_flow(script.flow)
@@ -381,6 +399,12 @@ def run_file(path: Path, verbose: bool = False, out=print) -> list[str]:
     if script.language is not None and script.language[0] not in flow.languages:
         code, line = script.language
         raise ScriptError(f"'language' {code} is not one of the survey's: {', '.join(flow.languages)}", line)
+    return script, flow
+
+
+def run_file(path: Path, verbose: bool = False, out=print) -> list[str]:
+    """The failures of one test file (empty when it passes); ScriptError when it is malformed."""
+    script, flow = load(path)
     run = Run(script, flow, out if verbose else lambda line: None)
     if script.start == "invite":
         run.invite()
@@ -402,26 +426,39 @@ def _expand(files) -> list[Path]:
     return paths
 
 
-def run_tests(files, verbose: bool = False) -> int:
-    """`canvass test`: 0 when every file passes, 1 otherwise."""
-    passed = failed = 0
+def run_tests(files, verbose: bool = False, web=None, own_channel: bool = True) -> int:
+    """`canvass test`: 0 when no file fails (and one ran), 1 otherwise. Each file is played over
+    its own channel (`own_channel`) and, given `web` (an entered
+    engine.tools.web_conversation.WebPlayer), through the web survey's pages."""
+    players = ([("", lambda path: Played(run_file(path, verbose)))] if own_channel else []) + \
+              ([(" [web]", lambda path: web.run(path, verbose))] if web is not None else [])
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
     for path in _expand(files):
-        try:
+        for label, play in players:
             if verbose:
-                print(f"{path}")
-            failures = run_file(path, verbose)
-        except ScriptError as err:
-            print(f"ERROR {path}:{err.line}: {err}" if err.line else f"ERROR {path}: {err}")
-            failed += 1
-            continue
-        if failures:
-            print(f"FAIL {path}")
-            print("\n".join(failures))
-            failed += 1
-        else:
-            print(f"PASS {path}")
-            passed += 1
-    if not passed + failed:
+                print(f"{path}{label}")
+            counts[_report(path, label, play)] += 1
+    if not sum(counts.values()):
         print("no test files given")
-    print(f"{passed} passed, {failed} failed")
-    return 0 if failed == 0 and passed > 0 else 1
+    skipped = f", {counts['skipped']} not applicable" if counts["skipped"] else ""
+    print(f"{counts['passed']} passed, {counts['failed']} failed{skipped}")
+    return 0 if counts["failed"] == 0 and counts["passed"] > 0 else 1
+
+
+def _report(path: Path, label: str, play) -> str:
+    """Print how one file went over one channel; passed, failed or skipped."""
+    try:
+        played = play(path)
+    except ScriptError as err:
+        print(f"ERROR {path}:{err.line}: {err}" if err.line else f"ERROR {path}: {err}")
+        return "failed"
+    if played.not_applicable is not None:
+        print(f"SKIP {path}{label}: not applicable: {played.not_applicable}")
+        return "skipped"
+    print(f"{'FAIL' if played.failures else 'PASS'} {path}{label}")
+    for skipped in played.skipped:
+        print(f"  skipped {skipped}")
+    if played.failures:
+        print("\n".join(played.failures))
+        return "failed"
+    return "passed"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -24,37 +23,12 @@ from pathlib import Path
 from engine.records.commands import upgrade as upgrade_records
 from engine.records.database import DEFAULT_SQLITE, database_url
 from engine.tools.cli import build_parser
+from engine.tools.local_redis import RedisMissing, redis_answers, redis_command
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_CONF = Path(__file__).resolve().parents[1] / "redis" / "redis.conf"
 DATA_DIR = ROOT / "var" / "redis"
 REDIS_PORT = 6379
 START_TIMEOUT = 120.0  # seconds: Redis answers only once it has loaded its AOF
-
-
-class RedisMissing(Exception):
-    """redis-server is not installed."""
-
-
-def redis_command(port: int, data_dir: Path, *extra: str) -> list[str]:
-    """The redis-server command line with the shipped configuration (engine/redis/redis.conf),
-    on 127.0.0.1:port with its data in data_dir; `extra` options override the file's.
-    Every Redis Canvass starts (./dev serve, the tests, bench/run) starts from this."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RedisMissing("redis-server is not installed: install Debian's redis-server package "
-                           "(./dev does)")
-    return [binary, str(REDIS_CONF), "--port", str(port), "--dir", str(data_dir), *extra]
-
-
-def redis_answers(port: int) -> bool:
-    """True once a Redis on 127.0.0.1:port answers PING."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def _port_free(port: int) -> bool:

@@ -27,6 +27,8 @@ import hmac
 import logging
 import re
 import secrets
+import time
+from collections import OrderedDict
 from pathlib import Path
 
 import aiohttp_jinja2
@@ -59,10 +61,42 @@ class _Secret:
 SECRET = web.AppKey("web_secret", _Secret)
 
 
+class FoundLinks:
+    """Links already read from the records database, by token. A link never changes once made,
+    so a respondent's later pages (two requests per answer) ask the database nothing: its query
+    was most of a page post's cost (bench/web.py). Bounded in number, and each is read again
+    after KEEP_SECONDS, so a link removed from the database stops working in every worker."""
+
+    SIZE = 10_000
+    KEEP_SECONDS = 300.0
+
+    def __init__(self) -> None:
+        self._found: OrderedDict[str, tuple[links.Link, float]] = OrderedDict()
+
+    def get(self, token: str) -> links.Link | None:
+        held = self._found.get(token)
+        if held is None or held[1] < time.monotonic():
+            return None
+        self._found.move_to_end(token)
+        return held[0]
+
+    def put(self, link: links.Link) -> None:
+        self._found[link.token] = (link, time.monotonic() + self.KEEP_SECONDS)
+        self._found.move_to_end(link.token)
+        while len(self._found) > self.SIZE:
+            self._found.popitem(last=False)
+
+
+FOUND_LINKS = web.AppKey("web_found_links", FoundLinks)
+
+
 def setup(app: web.Application) -> None:
+    # auto_reload off: the templates ship with the package, and checking each one's file
+    # for changes on every page is a stat call per template per request
     aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                         trim_blocks=True, lstrip_blocks=True)
+                         trim_blocks=True, lstrip_blocks=True, auto_reload=False)
     app[SECRET] = _Secret()
+    app[FOUND_LINKS] = FoundLinks()
     app.router.add_get("/l/{token}", link_page)
     app.router.add_post("/l/{token}", link_post)
     app.router.add_get("/s/{survey}", anonymous_page)
@@ -186,11 +220,16 @@ def _shown_page(request: web.Request) -> str | None:
 
 
 async def _link(request: web.Request) -> tuple[links.Link, Flow] | None:
-    try:
-        link = await links.find(request.app[RESPONSES].engine, request.match_info["token"])
-    except SQLAlchemyError as err:
-        log.warning("web: the records database is unreachable: %s", type(err).__name__)
-        raise web.HTTPServiceUnavailable(text="Try again in a moment.\n", headers={"Retry-After": "1"}) from None
+    token, found = request.match_info["token"], request.app[FOUND_LINKS]
+    link = found.get(token)
+    if link is None:
+        try:
+            link = await links.find(request.app[RESPONSES].engine, token)
+        except SQLAlchemyError as err:
+            log.warning("web: the records database is unreachable: %s", type(err).__name__)
+            raise web.HTTPServiceUnavailable(text="Try again in a moment.\n", headers={"Retry-After": "1"}) from None
+        if link is not None:
+            found.put(link)
     flow = request.app[REGISTRY].get(link.survey) if link is not None else None
     return None if flow is None else (link, flow)
 
