@@ -19,6 +19,7 @@ from engine.records.distributions import NewDistribution, clock_time
 from engine.runtime.appkeys import CLOCK, PRICE, RATES, REGISTRY, RESPONSES, SETTINGS, error
 from engine.runtime.contact_exports import csv_line
 from engine.runtime.exports import cell, jsonl_line
+from engine.runtime.status_api import not_active
 from engine.runtime.untrusted import UntrustedInput, loggable, parse_json
 from engine.sms.credits import json_number
 
@@ -135,6 +136,8 @@ async def admin_create(request: web.Request) -> web.Response:
     flow = request.app[REGISTRY].get(survey)
     if flow is None:
         return error(404, "unknown_survey", f"there is no survey '{survey}'")
+    if not dry_run and (refused := await not_active(request, survey)) is not None:
+        return refused  # an estimate is still shown
     at = send_at.timestamp()
     try:
         invitation_segments(flow, channel, EXAMPLE_NUMBER, {}, at)
