@@ -25,7 +25,7 @@ async def not_active(request: web.Request, survey: str) -> web.Response | None:
         return None
     return error(409, f"survey_{status}", f"survey '{survey}' is {status}: it takes no new respondents "
                  f"(PUT /admin/surveys/{survey}/status {{\"status\": \"active\"}} to take them again)",
-                 status=status)
+                 survey_status=status)
 
 
 def _unknown(request: web.Request, survey: str) -> web.Response | None:
