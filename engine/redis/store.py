@@ -745,9 +745,10 @@ class Store:
 
     async def survey_statuses(self) -> dict[str, str]:
         """{survey id: "paused" | "closed"} of the surveys that are not active."""
-        found = await self.redis.hgetall(STATUSES)
-        return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-                for k, v in found.items()}
+        # through the multiplexer: a webhook reads it beside its READ, in the same write
+        found = await self.mux.execute("HGETALL", STATUSES)
+        items = [item.decode() if isinstance(item, bytes) else item for item in found]
+        return dict(zip(items[::2], items[1::2], strict=True))
 
     async def set_survey_status(self, survey: str, status: str) -> None:
         """Set a survey's status; "active" removes its field (a survey is active unless set otherwise)."""
