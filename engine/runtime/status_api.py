@@ -5,11 +5,15 @@ the Redis refuses a paused or closed survey from its next step on, and it outliv
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
 from engine.policy import SURVEY_STATUSES
 from engine.runtime.appkeys import REGISTRY, SERVICE, STORE, error
 from engine.runtime.untrusted import UntrustedInput, parse_json
+
+log = logging.getLogger("canvass.surveys")
 
 
 def add_status_routes(app: web.Application) -> None:
@@ -57,4 +61,5 @@ async def admin_set_status(request: web.Request) -> web.Response:
     if (unknown := _unknown(request, survey)) is not None:
         return unknown
     await request.app[STORE].set_survey_status(survey, status)
+    log.info("survey %s is now %s", survey, status)
     return web.json_response({"survey": survey, "status": status})
