@@ -64,6 +64,7 @@ from engine.runtime.registry import Registry, ReloadFailed
 from engine.runtime.sandbox_api import add_sandbox_routes
 from engine.runtime.service import Busy, Refused, Service
 from engine.runtime.settings import REDIS_HINT, ConfigError, Settings, redact
+from engine.runtime.status_api import add_status_routes
 from engine.runtime.timers import Sweeper
 from engine.runtime.twilio import (
     BadWebhook,
@@ -576,6 +577,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time,
     add_sandbox_routes(app)
     add_outbox_routes(app)
     add_link_routes(app)
+    add_status_routes(app)
     web_pages.setup(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

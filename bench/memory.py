@@ -46,12 +46,13 @@ def message_sid(index: int, turn: int) -> str:
 
 async def _fill(service: Service, survey: str, count: int) -> None:
     flow = service.registry.get(survey)
+    flows = await service.flows()
 
     async def one(index: int) -> None:
         number = phone(index)
         # The admin start API's path, minus the REST send: open the session, commit it.
         await service._apply(CHANNEL, number, lambda respondent, now: conversation.start(
-            flow, respondent, FIELDS, now, flows=service.registry))
+            flow, respondent, FIELDS, now, flows=flows))
         for turn, body in enumerate(load.ANSWERS[:ANSWERED]):
             await service.receive(Inbound(message_sid(index, turn), CHANNEL, number, body))
 

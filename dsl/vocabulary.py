@@ -56,6 +56,11 @@ BUILTIN_TEXTS = {
     "invalid_number": (), "invalid_number_range": ("{min}", "{max}"), "invalid_number_min": ("{min}",),
     "invalid_number_max": ("{max}",), "invalid_whole_number": (), "ambiguous": ("{reply}", "{choices}"),
     "opt_out_link": (),
+    # a survey that is not active (engine.policy), over SMS and on its web pages
+    "survey_paused": (), "survey_closed": (),
+    # the labels of the survey's web pages (engine.pages)
+    "web_next": (), "web_start": (), "web_max_length": ("{max_length}",), "web_answered": (),
+    "web_not_found_title": (), "web_not_found": (), "web_paused_title": (), "web_closed_title": (),
 }
 
 # ---------------------------------------------------------------- countries

@@ -10,6 +10,12 @@ access_code_countries, when it names any; from another the code is text like any
 "You are not currently taking a survey." (at most once a day per number: engine.policy). The
 countries limit only the access code: start() invites any number.
 
+A survey that is not active (engine.policy: paused or closed, FlowLookup.status) opens no
+session: start() refuses, its access code is answered with the survey_paused or survey_closed
+text. Over text, a paused survey's open session goes on; a closed one's closes as expired at
+its next message (which is answered with survey_closed) or timer. A web answer is taken only
+while the survey is active.
+
 opt_out() is the one opt-out: an inbound STOP and a carrier's report that the number
 unsubscribed (Twilio error 21610) both go through it. start() and tick() ask engine.policy how
 their message may go (free text, the survey's WhatsApp template, or not at all).
@@ -45,6 +51,7 @@ from engine.events import (
     OptedIn,
     OptedOut,
     ReminderNotSent,
+    SurveyNotActive,
 )
 from engine.flow import Flow
 from engine.questions import Ambiguous
@@ -174,6 +181,8 @@ class FlowLookup(Protocol):
 
     def by_access_code(self, code: str) -> Flow | None: ...
 
+    def status(self, survey_id: str) -> str: ...  # engine.policy.SURVEY_STATUSES
+
 
 class FlowSet:
     """A FlowLookup over flows held in memory (simulator, conversation tests); the last added is live."""
@@ -182,6 +191,7 @@ class FlowSet:
         self._versions: dict[tuple[str, str], Flow] = {}
         self._live: dict[str, Flow] = {}
         self._codes: dict[str, Flow] = {}
+        self.statuses: dict[str, str] = {}  # survey id -> its status, when not active
         for flow in flows:
             self.add(flow)
 
@@ -198,9 +208,34 @@ class FlowSet:
     def by_access_code(self, code: str) -> Flow | None:
         return self._codes.get(access_key(code))
 
+    def status(self, survey_id: str) -> str:
+        return self.statuses.get(survey_id, policy.ACTIVE)
+
+
+class WithStatuses:
+    """A FlowLookup's flows with the surveys' statuses as the caller read them (the server: from
+    Redis, for the step at hand); a survey not in `statuses` is active."""
+
+    def __init__(self, flows: FlowLookup, statuses: dict[str, str]):
+        self.flows, self.statuses = flows, statuses
+
+    def get(self, survey_id: str, version: str | None = None) -> Flow | None:
+        return self.flows.get(survey_id, version)
+
+    def by_access_code(self, code: str) -> Flow | None:
+        return self.flows.by_access_code(code)
+
+    def status(self, survey_id: str) -> str:
+        return self.statuses.get(survey_id, policy.ACTIVE)
+
+
+def status_of(flows: FlowLookup | None, survey_id: str) -> str:
+    return flows.status(survey_id) if flows is not None else policy.ACTIVE
+
 
 class NotStartable(Exception):
-    def __init__(self, reason: str):  # open_session | opted_out | whatsapp_window
+    # open_session | opted_out | whatsapp_window | survey_paused | survey_closed
+    def __init__(self, reason: str):
         super().__init__(f"cannot start a survey for this respondent: {reason}")
         self.reason = reason
 
@@ -282,6 +317,19 @@ def _not_in_survey(outcome: Outcome, flows: FlowLookup, now: float) -> None:
     outcome.reply(reply, NotInSurvey())
 
 
+def _close_for_status(outcome: Outcome, flow: Flow, session: Session, status: str, now: float,
+                      inbound: str | None = None) -> None:
+    """The survey of the open session is not active and the session takes no answer: a closed
+    survey's closes (as expired, answers kept) and says so; a paused one's (on the web) waits."""
+    if status == policy.CLOSED:
+        outcome.apply(steps.close(session, EXPIRED, now, inbound=inbound), flow)
+    if session.channel != policy.WEB:
+        text = flow.language(session.language).texts[policy.not_active_text(status)]
+        outcome.reply(text, SurveyNotActive(session.survey, status))
+    else:
+        outcome.events.append(SurveyNotActive(session.survey, status))
+
+
 def receive(flows: FlowLookup, respondent: Respondent, text: str, now: float) -> Outcome:
     """An inbound message from the respondent."""
     word = keywords.keyword(text, respondent.opted_out)
@@ -305,6 +353,9 @@ def receive(flows: FlowLookup, respondent: Respondent, text: str, now: float) ->
     elif kind == keywords.HELP:
         help_text = _survey_text(flows, outcome.respondent, "help", _language(outcome.respondent, word))
         outcome.reply(help_text, Help())
+    elif session is not None and not policy.takes_answers(status := flows.status(session.survey),
+                                                          session.channel):
+        _close_for_status(outcome, flow, session, status, now, inbound=text)
     elif session is not None and _is_access_code(flow, text):
         outcome.apply(steps.ask_again(flow, session, text, now), flow)
     elif session is not None:
@@ -312,8 +363,14 @@ def receive(flows: FlowLookup, respondent: Respondent, text: str, now: float) ->
     elif (started := flows.by_access_code(text.strip())) is not None \
             and _may_start_by_code(started, outcome.respondent.phone):
         r = outcome.respondent
-        outcome.apply(steps.open_session(started, r.channel, r.phone, {}, now, inbound=text,
-                                         language=started.code_language(text)), started)
+        status = flows.status(started.id)
+        if policy.opens_sessions(status):
+            outcome.apply(steps.open_session(started, r.channel, r.phone, {}, now, inbound=text,
+                                             language=started.code_language(text)), started)
+        else:
+            language = started.code_language(text)
+            outcome.reply(started.language(language).texts[policy.not_active_text(status)],
+                          SurveyNotActive(started.id, status))
     else:
         _not_in_survey(outcome, flows, now)
     return outcome
@@ -326,7 +383,9 @@ def answer(flows: FlowLookup, respondent: Respondent, text: str, now: float) -> 
     (it expired, or the survey's version is gone) nothing is answered."""
     outcome = Outcome(evolve(respondent, last_inbound_at=now))
     flow, session = _close_stale(outcome, flows, now)
-    if session is not None:
+    if session is not None and not policy.takes_answers(status := flows.status(session.survey), policy.WEB):
+        _close_for_status(outcome, flow, session, status, now)
+    elif session is not None:
         outcome.apply(steps.step(flow, session, text, now), flow)
     return outcome
 
@@ -354,6 +413,9 @@ def start(flow: Flow, respondent: Respondent, fields: dict, now: float,
     `language` when given, else the one the contact's language field names, else the default.
     NotStartable when they opted out, a session is still open (one that expired closes first;
     pass `flows` so its response record can carry choice labels), or WhatsApp allows no message."""
+    status = status_of(flows, flow.id)
+    if not policy.opens_sessions(status):
+        raise NotStartable(f"survey_{status}")
     if respondent.opted_out:
         raise NotStartable("opted_out")
     outcome = Outcome(respondent)
@@ -380,6 +442,9 @@ def tick(flows: FlowLookup, respondent: Respondent, now: float) -> Outcome:
     flow = flows.get(session.survey, session.version)
     if flow is None:
         outcome.apply(steps.close(session, ERROR, now), None)
+        return outcome
+    if flows.status(session.survey) == policy.CLOSED:  # no reminder: the session closes now
+        outcome.apply(steps.close(session, EXPIRED, min(now, session.expires_at)), flow)
         return outcome
     if session.remind_at is not None and not session.reminded and now < session.expires_at:
         at = policy.reminder_time(session, respondent.phone, now)

@@ -84,5 +84,15 @@ class NotInSurvey:
     replied: bool = True  # False: told so within the last day already, so nothing was sent
 
 
+@dataclass(frozen=True)
+class SurveyNotActive:
+    """The survey is paused or closed (engine.policy): its access code opened no session, or
+    its open session took no answer."""
+
+    survey: str
+    status: str
+
+
 Event = (SessionOpened | SessionClosed | AnswerRecorded | InvalidReply | QuestionRepeated
-         | ReminderSent | ReminderNotSent | OptedOut | OptedIn | Help | NotInSurvey)
+         | ReminderSent | ReminderNotSent | OptedOut | OptedIn | Help | NotInSurvey
+         | SurveyNotActive)

@@ -17,6 +17,15 @@ The web channel (the survey's pages at a link) has no keywords, no reminders and
 not-in-survey texts; its session waits for the respondent as long as the link works, not the
 survey's expires_after, which is about how long a text conversation may stay open
 (web_session_lasts, session_lasts, remind_after).
+
+A survey is active, paused or closed (its status: SURVEY_STATUSES, set by an operator). While
+it is not active it opens no session: no start, invitation, access code or web link. A pause
+is for a while: the text conversations under way go on (a text conversation cannot wait, its
+session expires, and its respondent would lose what they answered), while the web pages wait
+(a link keeps its respondent's place, so they come back to it when the survey is active
+again). Closing stops accepting answers, as Qualtrics does: an open session of a closed
+survey closes as expired at its next message or timer, its answers kept as a partial
+response, and the respondent is told the survey is closed.
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ STRANGER_KEEP = 86400  # a record with no survey behind it: kept this long after
 
 TEXT, TEMPLATE, REFUSED = "text", "template", "refused"
 QUIET_FIELD = "quiet_hours"  # the session field carrying the quiet hours it was invited with
+ACTIVE, PAUSED, CLOSED = "active", "paused", "closed"
+SURVEY_STATUSES = (ACTIVE, PAUSED, CLOSED)
 
 
 def reminder_time(session: Session, phone: str, now: float) -> float | None:
@@ -105,6 +116,23 @@ def remind_after(flow: Flow, channel: str) -> float | None:
     """Seconds after a message before the one reminder, None for none: the survey's remind_after,
     never on the web (a page cannot text anyone; the link's invitation is the reminder)."""
     return None if channel == WEB else flow.survey.remind_after
+
+
+def opens_sessions(status: str) -> bool:
+    """Whether a survey of `status` takes new respondents (starts, invitations, access codes, links)."""
+    return status == ACTIVE
+
+
+def takes_answers(status: str, channel: str) -> bool:
+    """Whether an open session of a survey of `status` takes an answer on `channel`: an active
+    survey's always; a paused one's over text (the conversation under way goes on), not on the
+    web (the link waits); a closed one's never."""
+    return status == ACTIVE or (status == PAUSED and channel != WEB)
+
+
+def not_active_text(status: str) -> str:
+    """The built-in text (engine.texts) that tells a respondent why a survey of `status` refused them."""
+    return "survey_closed" if status == CLOSED else "survey_paused"
 
 
 def may_tell_not_in_survey(respondent: Respondent, now: float) -> bool:

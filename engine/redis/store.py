@@ -114,6 +114,11 @@ The fleet (every worker of every server sharing this Redis), all under the hash 
                             next heartbeat of any worker. A reload waits for the workers
                             listed here to reach its generation. TTL 1 day, refreshed by
                             every heartbeat.
+  cv:fleet:{fleet}:statuses  hash  survey id -> its status when not active ("paused" or "closed":
+                            engine.policy); an active survey has no field. Read for every step
+                            that may open a session or take an answer, so every worker sees a
+                            change at once. No TTL: an operator's decision, kept (AOF) until
+                            changed.
   cv:fleet:{fleet}:metrics:<server>  hash  worker pid -> "<time>|<JSON of its metric samples>", for
                             the workers of one `canvass serve --workers N` (server = host:pid
                             of the supervisor), so any worker's /metrics shows them all. TTL
@@ -738,6 +743,20 @@ class Store:
             AnnounceCall(LIVE, WORKERS, json.dumps(flows, sort_keys=True), by, str(FLEET_TTL), RELOADS))
         return int(generation), list(workers)
 
+    async def survey_statuses(self) -> dict[str, str]:
+        """{survey id: "paused" | "closed"} of the surveys that are not active."""
+        # through the multiplexer: a webhook reads it beside its READ, in the same write
+        found = await self.mux.execute("HGETALL", STATUSES)
+        items = [item.decode() if isinstance(item, bytes) else item for item in found]
+        return dict(zip(items[::2], items[1::2], strict=True))
+
+    async def set_survey_status(self, survey: str, status: str) -> None:
+        """Set a survey's status; "active" removes its field (a survey is active unless set otherwise)."""
+        if status == "active":
+            await self.redis.hdel(STATUSES, survey)
+        else:
+            await self.redis.hset(STATUSES, survey, status)
+
     async def live_flows(self) -> tuple[int, dict[str, str]]:
         """(generation, {survey id: version}) of the announced live set; (0, {}) when none was."""
         generation, flows = await self.redis.hmget(LIVE, ["generation", "flows"])
@@ -939,6 +958,7 @@ class Store:
 LIVE = "cv:fleet:{fleet}:live"
 WORKERS = "cv:fleet:{fleet}:workers"
 RELOADS = "cv:fleet:{fleet}:reloads"
+STATUSES = "cv:fleet:{fleet}:statuses"
 FLEET_BEAT = 2.0  # seconds between a worker's heartbeats
 FLEET_TTL = 10  # seconds without a heartbeat after which a worker counts as gone
 

@@ -20,6 +20,7 @@ from engine.records.distributions import NewDistribution, clock_time
 from engine.runtime.appkeys import CLOCK, PRICE, RATES, REGISTRY, RESPONSES, SETTINGS, error
 from engine.runtime.contact_exports import csv_line
 from engine.runtime.exports import cell, jsonl_line
+from engine.runtime.status_api import not_active
 from engine.runtime.untrusted import UntrustedInput, loggable, parse_json
 from engine.sms.compat import ALPHANUMERIC_RULE, sender_kind
 from engine.sms.credits import json_number
@@ -186,6 +187,8 @@ async def admin_create(request: web.Request) -> web.Response:
     flow = request.app[REGISTRY].get(survey)
     if flow is None:
         return error(404, "unknown_survey", f"there is no survey '{survey}'")
+    if not dry_run and (refused := await not_active(request, survey)) is not None:
+        return refused  # an estimate is still shown
     at = send_at.timestamp()
     digest = None
     if mode == "link":

@@ -18,6 +18,9 @@ suppression of link invitations (the same text to the same number within a day g
 link is made once (engine.records.links.for_recipient: a second try finds the same one) and
 Service.invite_link queues the invitation with the link in it (a second try queues nothing).
 
+While the distribution's survey is paused (engine.policy) its recipients wait, pending; once
+it is closed they are skipped with the reason survey_closed.
+
 A recipient is queued only after its commit; a worker killed in between leaves it pending, and
 the next try finds the session this distribution opened and counts it as queued (invite's
 "already"), so nobody is invited twice. The batch is kept to what the outbox can send soon
@@ -38,7 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from engine import invitations
-from engine.policy import QUIET_FIELD
+from engine.policy import CLOSED, PAUSED, QUIET_FIELD
 from engine.records import distributions as records
 from engine.records import links
 from engine.records.distributions import Distribution, FrequencyRule, Recipient
@@ -128,7 +131,14 @@ class Distributor:
         room -= await self.service.senders.outbox.pending()
         if room <= 0:
             return 0
+        status = (await self.service.flows()).status(distribution.survey)
+        if status == PAUSED:
+            return 0  # its recipients wait until the survey is active again
         recipients = await records.pending_recipients(self.engine, distribution.id, room, self._now())
+        if status == CLOSED:
+            return await records.set_recipients(
+                self.engine, distribution.id, [(r.phone, "skipped", "survey_closed") for r in recipients],
+                self._now())
         self._filled = self._filled or (room >= AT_ONCE and len(recipients) == room)
         window = None
         if distribution.quiet_from and distribution.quiet_to:
@@ -197,6 +207,8 @@ class Distributor:
         try:
             await self.service.invite(distribution.survey, channel, phone, fields, distribution.id)
         except Refused as err:
+            if err.reason == "survey_paused":
+                return None  # paused since this round began: it waits
             if err.status == 409:
                 return "skipped", err.reason
             log.warning("distribution %s waits: %s", distribution.id, err.message)

@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from engine.records import links
 from engine.runtime.appkeys import CLOCK, REGISTRY, RESPONSES, SETTINGS, error
+from engine.runtime.status_api import not_active
 from engine.runtime.untrusted import UntrustedInput, contact_fields, parse_json
 from engine.session import PHONE_FIELD
 from engine.sms.phones import InvalidNumber, to_e164
@@ -27,6 +28,8 @@ async def admin_create_link(request: web.Request) -> web.Response:
     survey = request.match_info["survey"]
     if request.app[REGISTRY].get(survey) is None:
         return error(404, "unknown_survey", f"there is no survey '{survey}'")
+    if (refused := await not_active(request, survey)) is not None:
+        return refused
     try:
         raw = await request.read()
         body = parse_json(raw, request.charset) if raw.strip() else {}

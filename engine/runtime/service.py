@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 
 from engine import conversation, policy
 from engine import step as steps
-from engine.conversation import NotStartable, Outcome, Respondent
+from engine.conversation import NotStartable, Outcome, Respondent, WithStatuses
 from engine.events import WEB_PAGE, ReminderNotSent, SessionClosed, SessionOpened
 from engine.records.optouts import event_records
 from engine.redis.outbox import Message
@@ -274,16 +274,22 @@ class Service:
         if channel == "sms":
             self.metrics.segments_out.inc(amount=sum(steps.segment_count(channel, t) for t in texts if t))
 
+    async def flows(self) -> WithStatuses:
+        """The live flows with the surveys' statuses as Redis holds them now: one read per step,
+        so a survey paused or closed through any worker is refused by every worker at once."""
+        return WithStatuses(self.registry, await self.store.survey_statuses())
+
     # ------------------------------------------------------------ inbound messages
 
     async def receive(self, inbound: Inbound) -> list[str]:
         """The replies to an inbound message (the stored ones when it is a redelivery)."""
         before: Respondent | None = None
+        flows = await self.flows()
 
         def step(respondent: Respondent, now: float) -> Outcome:
             nonlocal before
             before = respondent
-            return conversation.receive(self.registry, respondent, inbound.body, now)
+            return conversation.receive(flows, respondent, inbound.body, now)
 
         async def landed(outcome: Outcome) -> None:
             if self.usage is not None:  # its replies are counted as the outbox sends them
@@ -366,9 +372,10 @@ class Service:
         if refusal is not None:  # an opt-out Redis may have lost
             raise Refused(*refusal)
         queued: list[Message] = []
+        flows = await self.flows()
 
         def step(respondent: Respondent, now: float) -> Outcome:
-            return conversation.start(flow, respondent, fields, now, flows=self.registry)
+            return conversation.start(flow, respondent, fields, now, flows=flows)
 
         def outgoing(outcome: Outcome, now: float) -> list[tuple[Message, float]]:
             queued[:] = [self._message("start", outcome, origin, fields)]
@@ -414,12 +421,13 @@ class Service:
             raise Refused(404, "unknown_survey", f"there is no survey '{survey_id}'")
         origin = self._origin(channel, flow.survey.sender)
         fields = {**fields, DISTRIBUTION_FIELD: distribution}
+        flows = await self.flows()
 
         def step(respondent: Respondent, now: float) -> Outcome | None:
             session = respondent.session
             if session is not None and session.fields.get(DISTRIBUTION_FIELD) == distribution:
                 return None  # this distribution invited it already
-            return conversation.start(flow, respondent, fields, now, flows=self.registry)
+            return conversation.start(flow, respondent, fields, now, flows=flows)
 
         def outgoing(outcome: Outcome, now: float) -> list[tuple[Message, float]]:
             return [(self._message("invite", outcome, origin, fields, distribution), now)]
@@ -580,9 +588,10 @@ class Service:
 
     async def _tick(self, channel: str, phone: str) -> None:
         unsendable: list[str] = []
+        flows = await self.flows()
 
         def step(respondent: Respondent, now: float) -> Outcome | None:
-            outcome = conversation.tick(self.registry, respondent, now)
+            outcome = conversation.tick(flows, respondent, now)
             if outcome.respondent == respondent and not outcome.replies and not outcome.responses:
                 return None  # not due (any more)
             return outcome
@@ -639,6 +648,8 @@ DISTRIBUTION_FIELD = "distribution_id"  # the session field naming the distribut
 _NOT_STARTABLE = {
     "open_session": "the number already has an open session",
     "opted_out": "the number has opted out",
+    "survey_paused": "the survey is paused: set its status to active to start respondents",
+    "survey_closed": "the survey is closed: it takes no respondents (set its status to active to reopen it)",
     "whatsapp_window": "outside WhatsApp's 24-hour window a first message needs an approved "
                        "template; set whatsapp_template (a ContentSid) on the survey",
 }

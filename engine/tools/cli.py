@@ -100,6 +100,12 @@ def _distributions(args) -> int:
     return run_distributions(args)
 
 
+def _survey(args) -> int:
+    from engine.tools.surveys import run_survey
+
+    return run_survey(args)
+
+
 def _phone(args) -> int:
     from engine.tools.phone import run_phone
 
@@ -278,6 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--format", choices=["csv", "jsonl"], default="csv")
     a.add_argument("--server", metavar="URL", help=server_help)
     p.set_defaults(func=_distributions)
+
+    p = sub.add_parser("survey", help="a survey's status: active, paused or closed (through the server's admin API)")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = actions.add_parser("status", help="show the survey's status, or set it: paused and closed take no "
+                                          "new respondents, closed takes no more answers")
+    a.add_argument("id", metavar="ID")
+    a.add_argument("status", nargs="?", choices=["active", "paused", "closed"])
+    a.add_argument("--server", metavar="URL", help=server_help)
+    p.set_defaults(func=_survey)
 
     p = sub.add_parser("phone", help="text a running server as a respondent would")
     p.add_argument("--server", required=True, metavar="URL")

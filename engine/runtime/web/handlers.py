@@ -14,6 +14,14 @@ Service.web_step, the read-step-commit loop of a text message, as engine.convers
   refused (403); the anonymous visitor's cookie is SameSite=Lax and HttpOnly.
 - the anonymous link opens no session until its Start button is pressed (a link preview or
   a crawler opens none); the visitor's id then sits in a cookie, so a reload resumes.
+- a survey that is not active (engine.policy) shows its status page at every link: paused
+  answers 503 (for a while: the link keeps the respondent's place and takes them back to it
+  when the survey is active again), closed 410 (gone for good); an unknown link is a 404. A
+  posted answer is not applied meanwhile (engine.conversation.answer).
+- every label is in the respondent's language (their session's, else the one their link's
+  fields name, else the survey's default), from the survey's texts (engine.texts: built in
+  for every shipped language, and the survey's own `texts:`); a page with no survey behind it
+  speaks the first shipped language the browser asks for (Accept-Language).
 
 `GET|POST /o/{token}` is a link invitation's opt-out URL: the GET asks to confirm (a link
 preview or a crawler opts nobody out), the POST opts the number out as STOP does.
@@ -36,8 +44,10 @@ import jinja2
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from engine import conversation, pages
-from engine.conversation import NotStartable, Outcome, Respondent
+from dsl.vocabulary import DEFAULT_LANGUAGE
+from engine import conversation, pages, policy
+from engine import texts as builtin_texts
+from engine.conversation import NotStartable, Outcome, Respondent, WithStatuses
 from engine.flow import Flow
 from engine.records import links
 from engine.runtime.appkeys import REGISTRY, RESPONSES, SERVICE, STORE
@@ -143,14 +153,51 @@ async def _form(request: web.Request):
 # ---------------------------------------------------------------- rendering
 
 
-def _message(request: web.Request, status: int, heading: str, text: str, language: str = "en") -> web.Response:
-    return aiohttp_jinja2.render_template("message.html", request, {
+def _message(request: web.Request, status: int, heading: str, text: str, language: str,
+             headers: dict | None = None) -> web.Response:
+    response = aiohttp_jinja2.render_template("message.html", request, {
         "language": language, "title": heading, "heading": heading, "text": text}, status=status)
+    response.headers.update(headers or {})
+    return response
+
+
+def browser_language(request: web.Request) -> str:
+    """The first shipped language the browser's Accept-Language names, else the default."""
+    for part in request.headers.get("Accept-Language", "").split(","):
+        language = builtin_texts.primary(part.split(";")[0].strip().lower())
+        if language in builtin_texts.BUILTIN:
+            return language
+    return builtin_texts.primary(DEFAULT_LANGUAGE)
 
 
 def _not_found(request: web.Request) -> web.Response:
-    return _message(request, 404, "Survey not found",
-                    "This link does not lead to a survey. Check that it was copied whole.")
+    language = browser_language(request)
+    said = builtin_texts.builtin(language)
+    return _message(request, 404, said["web_not_found_title"], said["web_not_found"], language)
+
+
+STATUS_PAGES = {policy.PAUSED: (503, "web_paused_title"), policy.CLOSED: (410, "web_closed_title")}
+
+
+def _not_active(request: web.Request, flow: Flow, status: str, language: str | None) -> web.Response:
+    """The page of a survey that is paused (503: for a while) or closed (410: for good)."""
+    language = language or flow.default_language
+    said = flow.language(language).texts
+    code, heading = STATUS_PAGES[status]
+    return _message(request, code, said[heading], said[policy.not_active_text(status)], language,
+                    {"Cache-Control": "no-store"})
+
+
+def _language_of(flow: Flow, respondent: Respondent | None, fields: dict) -> str:
+    """The respondent's language: their open session's, else their last one's, else the one
+    their link's fields name (else the survey's default)."""
+    if respondent is not None:
+        session = respondent.session
+        if session is not None and session.language:
+            return session.language
+        if respondent.language:
+            return respondent.language
+    return flow.language_of(fields)
 
 
 async def _render(request: web.Request, flow: Flow, respondent: Respondent | None,
@@ -161,43 +208,43 @@ async def _render(request: web.Request, flow: Flow, respondent: Respondent | Non
         language = respondent.language if respondent is not None else None
         ended = pages.ended(flow, language, seen)
         return aiohttp_jinja2.render_template("end.html", request, {
-            "page": ended, "language": ended.language, "title": ended.title})
+            "page": ended, "language": ended.language, "title": ended.title,
+            "texts": flow.language(ended.language).texts, "again": seen is None})
     shown_flow = request.app[REGISTRY].get(session.survey, session.version) or flow
     page = pages.page(shown_flow, session)
     return aiohttp_jinja2.render_template("question.html", request, {
-        "page": page, "language": page.language, "title": page.title, "page_id": secrets.token_urlsafe(12), "csrf": await csrf_token(request, what),
-        "nps": range(11)})
+        "page": page, "language": page.language, "title": page.title, "page_id": secrets.token_urlsafe(12),
+        "csrf": await csrf_token(request, what), "nps": range(11), "texts": shown_flow.language(page.language).texts})
 
 
-async def _answer(request: web.Request, respondent_id: str, form) -> str | None:
+async def _answer(request: web.Request, flows: WithStatuses, respondent_id: str, form) -> str | None:
     """Apply the posted answer once. The page id when its step closed the session: its dedupe
     record holds what the end said, for the page after the redirect to show."""
     page_id, question, text = form.get("page", ""), form.get("question", ""), form.get("answer", "")
     if not PAGE_ID.match(page_id) or not question:
         raise web.HTTPBadRequest(text="The form is missing its page; go back to the link.\n")
-    registry = request.app[REGISTRY]
 
     def step(respondent: Respondent, now: float) -> Outcome | None:
         session = respondent.session
         if session is None or session.state != question:
             return None  # the session moved on (another tab, or an old page): nothing to answer
-        return conversation.answer(registry, respondent, text, now)
+        return conversation.answer(flows, respondent, text, now)
 
     applied = await request.app[SERVICE].web_step(respondent_id, step, page_id)
     closed = applied.outcome is not None and applied.outcome.respondent.session is None
     return page_id if closed else None
 
 
-async def _start(request: web.Request, flow: Flow, respondent_id: str, fields: dict) -> None:
+async def _start(request: web.Request, flows: WithStatuses, flow: Flow, respondent_id: str, fields: dict) -> None:
     """Open the respondent's session, unless it has one or had one (a link is answered once)."""
-    registry = request.app[REGISTRY]
 
     def step(respondent: Respondent, now: float) -> Outcome | None:
         if respondent.session is not None or respondent.last_survey is not None:
             return None
-        return conversation.start(flow, respondent, fields, now, flows=registry)
+        return conversation.start(flow, respondent, fields, now, flows=flows)
 
-    with contextlib.suppress(NotStartable):  # a web respondent never opts out; an open session is kept
+    # a web respondent never opts out; an open session is kept; a survey paused meanwhile waits
+    with contextlib.suppress(NotStartable):
         await request.app[SERVICE].web_step(respondent_id, step)
 
 
@@ -240,9 +287,13 @@ async def link_page(request: web.Request) -> web.Response:
         return _not_found(request)
     link, flow = found
     service = request.app[SERVICE]
+    flows = await service.flows()
     respondent, seen = await service.web_read(link.respondent, _shown_page(request))
+    status = flows.status(link.survey)
+    if not policy.opens_sessions(status):
+        return _not_active(request, flow, status, _language_of(flow, respondent, link.fields))
     if respondent is None and not await _answered_before(request, link.survey, link.respondent):
-        await _start(request, flow, link.respondent, link.fields)
+        await _start(request, flows, flow, link.respondent, link.fields)
         respondent, seen = await service.web_read(link.respondent)
     return await _render(request, flow, respondent, seen, "l/" + link.token)
 
@@ -254,7 +305,7 @@ async def link_post(request: web.Request) -> web.Response:
     link, _ = found
     form = await _form(request)
     await _check_csrf(request, form, "l/" + link.token)
-    closing = await _answer(request, link.respondent, form)
+    closing = await _answer(request, await request.app[SERVICE].flows(), link.respondent, form)
     raise web.HTTPSeeOther(f"/l/{link.token}" + (f"?p={closing}" if closing else ""))
 
 
@@ -277,11 +328,14 @@ async def anonymous_page(request: web.Request) -> web.Response:
         respondent, seen = await request.app[SERVICE].web_read(visitor, _shown_page(request))
     if respondent is not None and respondent.session is not None and respondent.session.survey != survey:
         respondent = None  # a cookie of another survey's visitor: this survey starts afresh
+    status = (await request.app[SERVICE].flows()).status(survey)
+    if not policy.opens_sessions(status):
+        return _not_active(request, flow, status, _language_of(flow, respondent, {}))
     if respondent is None or (respondent.session is None and respondent.last_survey != survey):
         language = flow.default_language
         return aiohttp_jinja2.render_template("start.html", request, {
             "survey": survey, "language": language, "title": pages.title(flow, language),
-            "csrf": await csrf_token(request, "s/" + survey)})
+            "csrf": await csrf_token(request, "s/" + survey), "texts": flow.language(language).texts})
     return await _render(request, flow, respondent, seen, f"s/{survey}/{visitor}")
 
 
@@ -293,19 +347,22 @@ async def anonymous_post(request: web.Request) -> web.Response:
     form = await _form(request)
     visitor = _visitor(request)
     here = web.HTTPSeeOther(f"/s/{survey}")
+    flows = await request.app[SERVICE].flows()
     if form.get("start") is not None:
         await _check_csrf(request, form, "s/" + survey)
+        if not policy.opens_sessions(flows.status(survey)):
+            raise here  # its page says why
         respondent = (await request.app[SERVICE].web_read(visitor))[0] if visitor is not None else None
         if respondent is None or respondent.session is None or respondent.session.survey != survey:
             visitor = links.respondent_id()  # a new respondent for each start without one open
-            await _start(request, flow, visitor, {})
+            await _start(request, flows, flow, visitor, {})
             here.set_cookie(VISITOR_COOKIE, visitor, max_age=COOKIE_AGE, path=f"/s/{survey}",
                             httponly=True, samesite="Lax", secure=request.secure or None)
         raise here
     if visitor is None:
         raise here  # no visitor (cookies refused or gone): the start page again
     await _check_csrf(request, form, f"s/{survey}/{visitor}")
-    closing = await _answer(request, visitor, form)
+    closing = await _answer(request, flows, visitor, form)
     raise web.HTTPSeeOther(f"/s/{survey}" + (f"?p={closing}" if closing else ""))
 
 
