@@ -61,6 +61,9 @@ BUILTIN_TEXTS = {
     # the labels of the survey's web pages (engine.pages)
     "web_next": (), "web_start": (), "web_max_length": ("{max_length}",), "web_answered": (),
     "web_not_found_title": (), "web_not_found": (), "web_paused_title": (), "web_closed_title": (),
+    # a link invitation's opt-out page (engine.runtime.web)
+    "web_optout_title": (), "web_optout_question": ("{number}",), "web_optout_confirm": (),
+    "web_optout_unknown_title": (), "web_optout_unknown": (), "web_optout_done_title": (), "web_optout_done": (),
 }
 
 # ---------------------------------------------------------------- countries

@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from conftest import admin_headers
@@ -33,6 +34,7 @@ CONTACTS = ("Phone,FirstName\n"
             "+12015550102,Bo\n")
 MESSAGE = "Hi ${e://Field/FirstName}, how did we do? ${l://SurveyLink} Opt out: ${l://OptOutURL}"
 LINK = re.compile(re.escape(PUBLIC_BASE_URL) + r"(/l/[A-Za-z0-9_-]+)")
+SURVEYS = Path(__file__).resolve().parent.parent / "surveys"
 OPT_OUT = re.compile(re.escape(PUBLIC_BASE_URL) + r"(/o/[A-Za-z0-9_-]+)")
 
 
@@ -319,3 +321,25 @@ async def test_the_cli_sends_a_link_distribution(lite, monkeypatch, capsys):
     assert code == 2 and "${l://SurveyLink}" in err and "Traceback" not in err
     code, _, err = await canvass("distribute", "--survey", "webtest", "--list", "people", "--sender", "Canvass")
     assert code == 2 and "one-way" in err
+
+
+async def test_the_opt_out_page_speaks_the_language_of_the_link_or_of_the_browser(make_client, settings,
+                                                                                   flows_dir, fake_twilio):
+    shutil.copy(SURVEYS / "appointment-confirm.yaml", flows_dir / "appointment-confirm.yaml")
+    client = await make_client(settings)
+    await import_list(client, body="Phone,FirstName,Language\n+12015550111,Ana,es\n+12015550112,Al,en\n")
+    answer = await client.post("/admin/distributions", headers=admin_headers(), json={
+        "survey": "appointment-confirm", "list": "people", "mode": "link", "message": MESSAGE})
+    assert answer.status == 201, await answer.text()
+    await work(client)
+    for phone, language, title in (("+12015550111", "es", "Dejar de recibir mensajes"),
+                                   ("+12015550112", "en", "Stop messages")):
+        path = OPT_OUT.search(fake_twilio.bodies(phone)[0]).group(1)
+        shown = await client.get(path)
+        text = await shown.text()
+        assert shown.status == 200 and f'lang="{language}"' in text and title in text
+        form = Form(text)
+        done = await client.post(path, data={**form.hidden, "confirm": "1"})
+        assert done.status == 200 and f'lang="{language}"' in await done.text()
+    unknown = await client.get("/o/" + new_token(), headers={"Accept-Language": "fr-CA,fr;q=0.9"})
+    assert unknown.status == 404 and "Lien introuvable" in await unknown.text()

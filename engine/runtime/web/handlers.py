@@ -383,24 +383,34 @@ def _masked(phone: str) -> str:
     return "\u2022" * 4 + phone[-4:]
 
 
+def _opt_out_texts(request: web.Request, link: links.Link | None) -> tuple[str, dict]:
+    """The opt-out page's language and texts: its survey's, in the language the link's fields
+    name (else the survey's default); for a link not known, the browser's."""
+    flow = request.app[REGISTRY].get(link.survey) if link is not None else None
+    if flow is None:
+        language = browser_language(request)
+        return language, builtin_texts.builtin(language)
+    language = _language_of(flow, None, link.fields)
+    return language, flow.language(language).texts
+
+
 async def opt_out_page(request: web.Request) -> web.Response:
     link = await _opt_out_link(request)
+    language, said = _opt_out_texts(request, link)
     if link is None:
-        return _message(request, 404, "Link not found",
-                        "This opt-out link is not known. Reply STOP to the text message instead.")
+        return _message(request, 404, said["web_optout_unknown_title"], said["web_optout_unknown"], language)
     return aiohttp_jinja2.render_template("optout.html", request, {
-        "language": "en", "title": "Stop messages", "number": _masked(link.phone),
-        "csrf": await csrf_token(request, "o/" + link.opt_out)})
+        "language": language, "title": said["web_optout_title"],
+        "question": said["web_optout_question"].replace("{number}", _masked(link.phone)),
+        "confirm": said["web_optout_confirm"], "csrf": await csrf_token(request, "o/" + link.opt_out)})
 
 
 async def opt_out_post(request: web.Request) -> web.Response:
     link = await _opt_out_link(request)
+    language, said = _opt_out_texts(request, link)
     if link is None:
-        return _message(request, 404, "Link not found",
-                        "This opt-out link is not known. Reply STOP to the text message instead.")
+        return _message(request, 404, said["web_optout_unknown_title"], said["web_optout_unknown"], language)
     form = await _form(request)
     await _check_csrf(request, form, "o/" + link.opt_out)
     await request.app[SERVICE].opt_out(OPT_OUT_CHANNEL, link.phone)  # a second time changes nothing
-    return _message(request, 200, "You will get no more messages",
-                    "This number is opted out: no more surveys will be sent to it. "
-                    "To opt back in, reply START to the text message.")
+    return _message(request, 200, said["web_optout_done_title"], said["web_optout_done"], language)
