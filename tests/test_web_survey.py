@@ -295,6 +295,7 @@ async def test_the_anonymous_link_starts_a_respondent_per_visitor_and_a_cookie_r
     assert response.status == 303
     cookie = response.cookies["canvass_visitor"]
     assert cookie["samesite"] == "Lax" and cookie["httponly"] and cookie["path"] == "/s/webtest"
+    assert not cookie["secure"]  # plain HTTP, no proxy: it would never come back
     first = await page(web, "/s/webtest")
     assert "How likely are you" in first.text and "Hi !" in first.text  # no contact fields
     assert (await post(web, "/s/webtest", first, "10")).status == 303
@@ -339,3 +340,10 @@ def test_found_links_are_bounded_and_read_again_after_a_while(monkeypatch):
     monkeypatch.setattr(FoundLinks, "KEEP_SECONDS", -1.0)
     found.put(made[0])
     assert found.get("t0") is None
+
+
+async def test_behind_a_tls_proxy_the_visitor_cookie_is_secure(web):
+    start = await page(web, "/s/webtest")
+    response = await web.post("/s/webtest", data={**start.hidden, "start": "1"}, allow_redirects=False,
+                              headers={"X-Forwarded-Proto": "https"})
+    assert response.status == 303 and response.cookies["canvass_visitor"]["secure"]

@@ -357,7 +357,7 @@ async def anonymous_post(request: web.Request) -> web.Response:
             visitor = links.respondent_id()  # a new respondent for each start without one open
             await _start(request, flows, flow, visitor, {})
             here.set_cookie(VISITOR_COOKIE, visitor, max_age=COOKIE_AGE, path=f"/s/{survey}",
-                            httponly=True, samesite="Lax", secure=request.secure or None)
+                            httponly=True, samesite="Lax", secure=_served_over_https(request) or None)
         raise here
     if visitor is None:
         raise here  # no visitor (cookies refused or gone): the start page again
@@ -376,6 +376,14 @@ async def _opt_out_link(request: web.Request) -> links.Link | None:
         log.warning("web: the records database is unreachable: %s", type(err).__name__)
         raise web.HTTPServiceUnavailable(text="Try again in a moment.\n", headers={"Retry-After": "1"}) from None
     return link if link is not None and link.phone else None
+
+
+def _served_over_https(request: web.Request) -> bool:
+    """Whether the respondent reached the page over HTTPS: directly, or through a TLS proxy in
+    front of the server, which says so in X-Forwarded-Proto (a client that claims it falsely
+    only makes its own cookie stricter)."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return request.secure or forwarded == "https"
 
 
 def _masked(phone: str) -> str:
