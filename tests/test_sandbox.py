@@ -159,6 +159,11 @@ async def test_a_reply_the_rest_api_sends_after_a_503_goes_to_the_sandbox(make_c
             if not client.app[SERVICE].settling.pending:
                 break
             await asyncio.sleep(0.01)
+        senders = client.app[SERVICE].senders
+        for _ in range(1000):  # the settled commit queued its reply; the outbox sends it
+            if await senders.idle():
+                break
+            await asyncio.sleep(0.01)
         messages = await sandbox(client, "?to=%2B15551230561")
     finally:
         await proxy.close()
