@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import redis.asyncio as redis
 from aiohttp import web
@@ -48,14 +48,18 @@ def create_app(redis_url: str) -> web.Application:
     return app
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="bench.floor")
+def serve(prog: str, create: Callable[[str], web.Application]) -> None:
+    """Run a floor server made by `create(redis_url)` on 127.0.0.1 (--port, --redis-url)."""
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--redis-url", required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    web.run_app(create_app(args.redis_url), host="127.0.0.1", port=args.port, access_log=None,
-                print=None)
+    web.run_app(create(args.redis_url), host="127.0.0.1", port=args.port, access_log=None, print=None)
+
+
+def main() -> None:
+    serve("bench.floor", create_app)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ Canvass costs above this is the price of everything it does.
 
 from __future__ import annotations
 
-import argparse
-import logging
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
@@ -21,6 +19,7 @@ import jinja2
 import redis.asyncio as redis
 from aiohttp import web
 
+from bench.floor import serve
 from engine.runtime.web.handlers import TEMPLATES
 
 REDIS = web.AppKey("redis", redis.Redis)
@@ -70,13 +69,7 @@ def create_app(redis_url: str) -> web.Application:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="bench.web_floor")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--redis-url", required=True)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    web.run_app(create_app(args.redis_url), host="127.0.0.1", port=args.port, access_log=None,
-                print=None)
+    serve("bench.web_floor", create_app)
 
 
 if __name__ == "__main__":
