@@ -105,6 +105,20 @@ async def test_the_status_is_active_until_set_and_outlives_a_restart(app, make_c
     assert await status_of(app, "feedback") == "active"
 
 
+async def test_a_status_set_on_one_worker_holds_on_another_within_a_second(app, make_client, settings,
+                                                                            monkeypatch):
+    from engine.runtime import service as service_module
+
+    monkeypatch.setattr(service_module, "STATUSES_FRESH", 0.3)
+    other = await make_client(settings)  # a second worker on the same Redis
+    assert (await start(other, to="+12015550181")).status == 201  # it has read the statuses: active
+    assert (await set_status(app, "feedback", "paused")).status == 200
+    assert (await start(app, to="+12015550182")).status == 409  # the worker that set it: at once
+    await asyncio.sleep(0.35)
+    refused = await start(other, to="+12015550183")
+    assert refused.status == 409 and (await refused.json())["error"] == "survey_paused"
+
+
 @pytest.mark.parametrize("survey, body, status, error", [
     ("feedback", {"status": "open"}, 400, "bad_status"),
     ("feedback", {"status": None}, 400, "bad_status"),

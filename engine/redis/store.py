@@ -115,9 +115,9 @@ The fleet (every worker of every server sharing this Redis), all under the hash 
                             listed here to reach its generation. TTL 1 day, refreshed by
                             every heartbeat.
   cv:fleet:{fleet}:statuses  hash  survey id -> its status when not active ("paused" or "closed":
-                            engine.policy); an active survey has no field. Read for every step
-                            that may open a session or take an answer, so every worker sees a
-                            change at once. No TTL: an operator's decision, kept (AOF) until
+                            engine.policy); an active survey has no field. Read by each worker
+                            at most once a second (Service.flows), so every worker sees a
+                            change within a second. No TTL: an operator's decision, kept (AOF) until
                             changed.
   cv:fleet:{fleet}:metrics:<server>  hash  worker pid -> "<time>|<JSON of its metric samples>", for
                             the workers of one `canvass serve --workers N` (server = host:pid

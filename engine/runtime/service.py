@@ -60,6 +60,7 @@ MAX_ATTEMPTS = 20  # compare-and-set retries before answering 503 (Twilio retrie
 PATIENT_WITHIN = 2.0
 TIMER_LEASE = 60.0  # a claimed timer comes back to every worker after this long
 TIMER_BATCH = 50
+STATUSES_FRESH = 1.0  # seconds a worker steps on the surveys' statuses it read (Service.flows)
 KNOWN_CONVERSATIONS = 4096  # committed states kept (class Recent)
 KNOWN_FOR = 600.0  # seconds an entry of Recent is trusted: far less than a record's TTL, after
 # which its revision count starts again, so an old entry can never pass for a current one
@@ -163,6 +164,8 @@ class Service:
                  clock: Callable[[], float], sender: Sender | SandboxSender | None):
         self.store, self.registry, self.settings = store, registry, settings
         self.metrics, self.clock, self.sender = metrics, clock, sender
+        self._statuses: dict[str, str] | None = None  # the surveys' statuses as last read (flows)
+        self._statuses_read_at = 0.0
         self.recent = Recent()
         self.records = None  # engine.records.optouts.OptOutBook once the records database is open
         self.usage = None  # engine.runtime.usage.Usage: every message counted, once the database is open
@@ -275,9 +278,19 @@ class Service:
             self.metrics.segments_out.inc(amount=sum(steps.segment_count(channel, t) for t in texts if t))
 
     async def flows(self) -> WithStatuses:
-        """The live flows with the surveys' statuses as Redis holds them now: one read per step,
-        so a survey paused or closed through any worker is refused by every worker at once."""
-        return WithStatuses(self.registry, await self.store.survey_statuses())
+        """The live flows with the surveys' statuses as Redis held them at most STATUSES_FRESH
+        seconds ago: a survey paused or closed through any worker is refused by every worker
+        within that, and by the one that changed it at once (statuses_changed). Reading them
+        for every step would cost each webhook a Redis command, all of them on one key."""
+        now = time.monotonic()
+        if self._statuses is None or now - self._statuses_read_at >= STATUSES_FRESH:
+            self._statuses = await self.store.survey_statuses()
+            self._statuses_read_at = now
+        return WithStatuses(self.registry, self._statuses)
+
+    def statuses_changed(self) -> None:
+        """A status was just set: the next step reads them again."""
+        self._statuses = None
 
     # ------------------------------------------------------------ inbound messages
 

@@ -1,7 +1,7 @@
 """The admin API of a survey's status (engine.policy: active, paused, closed):
 `GET /admin/surveys/{id}/status` shows it, `PUT /admin/surveys/{id}/status` {"status": ...}
 sets it. Redis holds it (Store.set_survey_status), so every worker of every server sharing
-the Redis refuses a paused or closed survey from its next step on, and it outlives restarts."""
+the Redis refuses a paused or closed survey within a second (Service.flows), and it outlives restarts."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ def add_status_routes(app: web.Application) -> None:
 async def not_active(request: web.Request, survey: str) -> web.Response | None:
     """The 409 answer that refuses what would take new respondents into a survey that is not
     active; None when it is active."""
-    status = (await request.app[SERVICE].flows()).status(survey)
+    service = request.app[SERVICE]
+    service.statuses_changed()  # as Redis holds it now, not as this worker last read it
+    status = (await service.flows()).status(survey)
     if status == "active":
         return None
     return error(409, f"survey_{status}", f"survey '{survey}' is {status}: it takes no new respondents "
@@ -42,7 +44,9 @@ async def admin_status(request: web.Request) -> web.Response:
     survey = request.match_info["survey"]
     if (unknown := _unknown(request, survey)) is not None:
         return unknown
-    status = (await request.app[SERVICE].flows()).status(survey)
+    service = request.app[SERVICE]
+    service.statuses_changed()  # as Redis holds it now, not as this worker last read it
+    status = (await service.flows()).status(survey)
     return web.json_response({"survey": survey, "status": status})
 
 
@@ -61,5 +65,6 @@ async def admin_set_status(request: web.Request) -> web.Response:
     if (unknown := _unknown(request, survey)) is not None:
         return unknown
     await request.app[STORE].set_survey_status(survey, status)
+    request.app[SERVICE].statuses_changed()  # this worker at once; the others within STATUSES_FRESH
     log.info("survey %s is now %s", survey, status)
     return web.json_response({"survey": survey, "status": status})
