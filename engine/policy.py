@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from engine.flow import Flow
-from engine.session import Session
+from engine.session import WEB, Session
 from engine.sms.quiet_hours import InvalidQuietHours, QuietHours, reminder_at, time_zones
 
 if TYPE_CHECKING:  # conversation imports this module
@@ -64,7 +64,6 @@ def reminder_time(session: Session, phone: str, now: float) -> float | None:
     except InvalidQuietHours:
         return now  # not a window Canvass wrote: a contact's own field of that name
     return reminder_at(window, time_zones(phone), now, session.expires_at)
-WEB = "web"  # the channel of the survey's pages (engine.pages)
 # A link works until its survey is withdrawn, which this version never does; a session at a
 # link still closes (as expired) at some point, so that its record is not kept for ever.
 WEB_SESSION_LASTS = 365 * 86400

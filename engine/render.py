@@ -21,6 +21,7 @@ from dsl import ast
 from dsl.expr import display
 from dsl.pipe import OPT_OUT_URL, Pipe, pipes
 from engine.questions import QUESTION_TYPES
+from engine.session import WEB
 from engine.texts import builtin
 
 OPT_OUT_TEXT = builtin("en")["opt_out_link"]  # what ${l://OptOutURL} shows over SMS and WhatsApp
@@ -64,8 +65,10 @@ def _piece(pipe: Pipe, asks: dict[str, ast.Ask], written: str, language: str | N
     if pipe.kind == "question":
         return lambda values: ""
     if pipe.kind == "link" and pipe.name == OPT_OUT_URL:
+        # a text message's "reply STOP"; a web page has no keywords (its invitation carried the
+        # opt-out page's address), so it shows nothing there
         link = opt_out_text or OPT_OUT_TEXT
-        return lambda values: link
+        return lambda values: "" if getattr(values, "channel", "") == WEB else link
     return lambda values: written
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 OPEN, COMPLETE, EXPIRED, OPTED_OUT, ENDED_INVALID, ERROR = (
     "open", "complete", "expired", "opted_out", "ended_invalid", "error")
 STATUSES = (OPEN, COMPLETE, EXPIRED, OPTED_OUT, ENDED_INVALID, ERROR)
+WEB = "web"  # the channel of the survey's pages (engine.pages), beside sms and whatsapp
 PHONE_FIELD = "Q_RecipientPhoneNumber"  # embedded data every session gets at its start: the phone
 
 

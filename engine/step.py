@@ -55,6 +55,7 @@ class Cursor:
     answers: dict
     fields: dict
     not_shown: list
+    channel: str = ""  # the session's: a text may render differently on the web (engine.render)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,8 @@ def _left(session: Session, qid: str, now: float) -> dict:
 
 
 def _cursor(session: Session) -> Cursor:
-    return Cursor(session.state, dict(session.answers), dict(session.fields), list(session.not_shown))
+    return Cursor(session.state, dict(session.answers), dict(session.fields), list(session.not_shown),
+                  session.channel)
 
 
 def open_session(flow: Flow, channel: str, phone: str, fields: dict, now: float,

@@ -229,7 +229,7 @@ async def test_the_opt_out_url_asks_then_opts_the_number_out_as_stop_does(lite, 
     shown = await lite.get(path)
     assert shown.status == 200
     form = Form(await shown.text())
-    assert set(form.hidden) == {"csrf"} and "stop receiving text messages" in form.text
+    assert set(form.hidden) == {"csrf"} and "stop receiving surveys by text message" in form.text
     assert "2015550101" not in form.text  # only its last digits
     assert (await lite.post(path, data={"confirm": "1"})).status == 403  # no CSRF token
     assert (await lite.post(path[:-2] + "zz", data={"confirm": "1"})).status == 404
@@ -343,3 +343,15 @@ async def test_the_opt_out_page_speaks_the_language_of_the_link_or_of_the_browse
         assert done.status == 200 and f'lang="{language}"' in await done.text()
     unknown = await client.get("/o/" + new_token(), headers={"Accept-Language": "fr-CA,fr;q=0.9"})
     assert unknown.status == 404 and "Lien introuvable" in await unknown.text()
+
+
+async def test_on_a_web_page_the_opt_out_pipe_shows_nothing():
+    from dsl.load import parse_source
+    from engine import conversation
+    from engine.conversation import Respondent
+    from engine.flow import compile_flow
+
+    source = "survey: s\nflow:\n  - ask: q\n    type: text\n    prompt: Hi. ${l://OptOutURL}\n"
+    flow = compile_flow(parse_source(source, "s.yaml"), source, "yaml")
+    outcome = conversation.start(flow, Respondent("web", "web-" + "a" * 28), {}, 1_700_000_000.0)
+    assert outcome.replies == ["Hi. "]  # a page takes no keywords: no "Reply STOP" on it
