@@ -296,7 +296,8 @@ async def test_every_label_of_the_pages_is_in_the_respondents_language(app):
     assert "OK" not in first.text
     choice = await answer(app, path, "Precio")
     assert choice.radios == ["1", "2"] and "Comida" in choice.text
-    assert "Responda con una de estas opciones: 1, 2." in (await answer(app, path, "")).text
+    assert "Responda la pregunta antes de continuar." in (await answer(app, path, "")).text
+    assert "Responda con una de estas opciones: 1, 2." in (await answer(app, path, "9")).text
     made = await app.post("/admin/surveys/encuesta/links", json={"fields": {"Language": "en"}}, headers=admin_headers())
     english = "/l/" + (await made.json())["token"]
     assert (await page(app, english)).html_lang == "en"

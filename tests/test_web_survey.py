@@ -198,12 +198,11 @@ async def test_an_invalid_answer_shows_the_explanation_and_asks_again(web):
     assert "you said" in end.text
 
 
-async def test_an_empty_choice_is_an_invalid_answer(web):
+async def test_a_choice_not_offered_is_an_invalid_answer(web):
     path = await link_path(web)
-    form = await page(web, path)
     await answer(web, path, "0")
     form = await page(web, path)
-    response = await post(web, path, form, None)
+    response = await post(web, path, form, "7")  # no such radio: only a forged form sends it
     assert response.status == 303
     assert "Please reply with one of: 1, 2." in (await page(web, path)).text
 
@@ -347,3 +346,18 @@ async def test_behind_a_tls_proxy_the_visitor_cookie_is_secure(web):
     response = await web.post("/s/webtest", data={**start.hidden, "start": "1"}, allow_redirects=False,
                               headers={"X-Forwarded-Proto": "https"})
     assert response.status == 303 and response.cookies["canvass_visitor"]["secure"]
+
+
+async def test_a_form_sent_without_an_answer_is_asked_again_in_its_language_and_costs_no_attempt(web):
+    path = await link_path(web, {"FirstName": "Al"})
+    await answer(web, path, "3")
+    choice = await page(web, path)
+    assert "What went wrong?" in choice.text
+    for _ in range(3):  # more than its attempts: none is counted
+        response = await post(web, path, choice, None)
+        assert response.status == 303 and response.headers["Location"] == path + "?blank=1"
+        again = await page(web, response.headers["Location"])
+        assert "What went wrong?" in again.text and "Please answer the question before going on." in again.text
+        blank = await post(web, path, again, "   ")
+        assert blank.headers["Location"] == path + "?blank=1"
+    assert "What is the main reason" in (await answer(web, path, "1")).text

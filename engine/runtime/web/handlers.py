@@ -30,6 +30,7 @@ preview or a crawler opts nobody out), the POST opts the number out as STOP does
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -212,17 +213,35 @@ async def _render(request: web.Request, flow: Flow, respondent: Respondent | Non
             "texts": flow.language(ended.language).texts, "again": seen is None})
     shown_flow = request.app[REGISTRY].get(session.survey, session.version) or flow
     page = pages.page(shown_flow, session)
+    if request.query.get("blank") == "1" and page.invalid is None:
+        page = dataclasses.replace(page, invalid=shown_flow.language(page.language).texts["web_blank"])
     return aiohttp_jinja2.render_template("question.html", request, {
         "page": page, "language": page.language, "title": page.title, "page_id": secrets.token_urlsafe(12),
         "csrf": await csrf_token(request, what), "nps": range(11), "texts": shown_flow.language(page.language).texts})
 
 
+BLANK = ""  # what _answer says of a form sent without an answer
+
+
+def _after_post(link: str, closing: str | None) -> str:
+    """Where a post redirects: the link, with the page id whose step closed the session (?p=),
+    or saying that no answer was given (?blank=1)."""
+    if closing == BLANK:
+        return link + "?blank=1"
+    return link + (f"?p={closing}" if closing else "")
+
+
 async def _answer(request: web.Request, flows: WithStatuses, respondent_id: str, form) -> str | None:
     """Apply the posted answer once. The page id when its step closed the session: its dedupe
-    record holds what the end said, for the page after the redirect to show."""
+    record holds what the end said, for the page after the redirect to show. BLANK when the form
+    came without an answer (a button pressed before choosing: the forms are `novalidate`, so
+    the page can say so in its language): nothing is applied and no attempt is counted, as
+    no text message is ever empty."""
     page_id, question, text = form.get("page", ""), form.get("question", ""), form.get("answer", "")
     if not PAGE_ID.match(page_id) or not question:
         raise web.HTTPBadRequest(text="The form is missing its page; go back to the link.\n")
+    if not text.strip():
+        return BLANK
 
     def step(respondent: Respondent, now: float) -> Outcome | None:
         session = respondent.session
@@ -306,7 +325,7 @@ async def link_post(request: web.Request) -> web.Response:
     form = await _form(request)
     await _check_csrf(request, form, "l/" + link.token)
     closing = await _answer(request, await request.app[SERVICE].flows(), link.respondent, form)
-    raise web.HTTPSeeOther(f"/l/{link.token}" + (f"?p={closing}" if closing else ""))
+    raise web.HTTPSeeOther(_after_post(f"/l/{link.token}", closing))
 
 
 # ---------------------------------------------------------------- the anonymous link
@@ -363,7 +382,7 @@ async def anonymous_post(request: web.Request) -> web.Response:
         raise here  # no visitor (cookies refused or gone): the start page again
     await _check_csrf(request, form, f"s/{survey}/{visitor}")
     closing = await _answer(request, flows, visitor, form)
-    raise web.HTTPSeeOther(f"/s/{survey}" + (f"?p={closing}" if closing else ""))
+    raise web.HTTPSeeOther(_after_post(f"/s/{survey}", closing))
 
 
 # ---------------------------------------------------------------- a link invitation's opt-out URL
