@@ -30,7 +30,8 @@ async def not_active(request: web.Request, survey: str) -> web.Response | None:
     if status == "active":
         return None
     return error(409, f"survey_{status}", f"survey '{survey}' is {status}: it takes no new respondents "
-                 f"(PUT /admin/surveys/{survey}/status {{\"status\": \"active\"}} to take them again)",
+                 f"(`canvass survey status {survey} active`, or PUT /admin/surveys/{survey}/status "
+                 f"{{\"status\": \"active\"}}, to take them again)",
                  survey_status=status)
 
 
