@@ -361,3 +361,21 @@ async def test_a_form_sent_without_an_answer_is_asked_again_in_its_language_and_
         blank = await post(web, path, again, "   ")
         assert blank.headers["Location"] == path + "?blank=1"
     assert "What is the main reason" in (await answer(web, path, "1")).text
+
+
+async def test_the_visitor_cookie_is_signed_so_an_exported_respondent_id_opens_nothing(web, make_client, settings):
+    start = await page(web, "/s/webtest")
+    response = await web.post("/s/webtest", data={**start.hidden, "start": "1"}, allow_redirects=False)
+    signed = response.cookies["canvass_visitor"].value
+    visitor, _, signature = signed.partition(".")
+    assert is_respondent_id(visitor) and len(signature) == 32
+    assert "How likely are you" in (await page(web, "/s/webtest")).text
+    stranger = await make_client(settings)
+    for forged in (visitor, f"{visitor}.{'0' * 32}", f"{visitor}.{signature[:-1]}x", signed + "x"):
+        stranger.session.cookie_jar.clear()
+        stranger.session.cookie_jar.update_cookies({"canvass_visitor": forged})
+        shown = await page(stranger, "/s/webtest")
+        assert "Start" in shown.text and "How likely are you" not in shown.text, forged
+    stranger.session.cookie_jar.clear()
+    stranger.session.cookie_jar.update_cookies({"canvass_visitor": signed})
+    assert "How likely are you" in (await page(stranger, "/s/webtest")).text  # the real cookie resumes

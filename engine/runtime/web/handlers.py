@@ -331,9 +331,21 @@ async def link_post(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- the anonymous link
 
 
-def _visitor(request: web.Request) -> str | None:
-    visitor = request.cookies.get(VISITOR_COOKIE, "")
-    return visitor if links.is_respondent_id(visitor) else None
+async def _visitor_cookie(request: web.Request, visitor: str) -> str:
+    """The cookie naming an anonymous visitor: its respondent id, signed. The id alone is no
+    secret (an export shows it in place of a phone number), so it must not open the session."""
+    signature = hmac.new(await _secret(request.app), f"visitor/{visitor}".encode(), hashlib.sha256)
+    return f"{visitor}.{signature.hexdigest()[:32]}"
+
+
+async def _visitor(request: web.Request) -> str | None:
+    """The visitor the request's cookie names, when its signature holds; else None."""
+    visitor, _, _ = request.cookies.get(VISITOR_COOKIE, "").partition(".")
+    if not links.is_respondent_id(visitor):
+        return None
+    expected = await _visitor_cookie(request, visitor)
+    given = request.cookies.get(VISITOR_COOKIE, "")
+    return visitor if hmac.compare_digest(given.encode(), expected.encode()) else None
 
 
 async def anonymous_page(request: web.Request) -> web.Response:
@@ -341,7 +353,7 @@ async def anonymous_page(request: web.Request) -> web.Response:
     flow = request.app[REGISTRY].get(survey)
     if flow is None:
         return _not_found(request)
-    visitor = _visitor(request)
+    visitor = await _visitor(request)
     respondent, seen = (None, None)
     if visitor is not None:
         respondent, seen = await request.app[SERVICE].web_read(visitor, _shown_page(request))
@@ -364,7 +376,7 @@ async def anonymous_post(request: web.Request) -> web.Response:
     if flow is None:
         return _not_found(request)
     form = await _form(request)
-    visitor = _visitor(request)
+    visitor = await _visitor(request)
     here = web.HTTPSeeOther(f"/s/{survey}")
     flows = await request.app[SERVICE].flows()
     if form.get("start") is not None:
@@ -375,8 +387,9 @@ async def anonymous_post(request: web.Request) -> web.Response:
         if respondent is None or respondent.session is None or respondent.session.survey != survey:
             visitor = links.respondent_id()  # a new respondent for each start without one open
             await _start(request, flows, flow, visitor, {})
-            here.set_cookie(VISITOR_COOKIE, visitor, max_age=COOKIE_AGE, path=f"/s/{survey}",
-                            httponly=True, samesite="Lax", secure=_served_over_https(request) or None)
+            here.set_cookie(VISITOR_COOKIE, await _visitor_cookie(request, visitor), max_age=COOKIE_AGE,
+                            path=f"/s/{survey}", httponly=True, samesite="Lax",
+                            secure=_served_over_https(request) or None)
         raise here
     if visitor is None:
         raise here  # no visitor (cookies refused or gone): the start page again
