@@ -70,6 +70,7 @@ MALFORMED = [
     ("- just a list\n", ":1: the test file must be a mapping"),
     ("steps: []\n", ":1: the test file has no 'flow'"),
     (FLOW + "stepz: []\n", ":2: unknown key 'stepz' in the test file"),
+    ("survey: s\nflow: []\n", "this looks like a flow file: `canvass check` checks a flow"),
     (FLOW + "start: later\n", ":2: 'start' must be one of: invite, inbound"),
     (FLOW + "channel: fax\n", ":2: 'channel' must be one of: sms, whatsapp"),
     (FLOW + "steps:\n  - expect: hi\n  - wait: soon\n", ":4: 'soon' is not a duration"),

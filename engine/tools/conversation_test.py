@@ -122,7 +122,9 @@ def _mapping(node: yaml.Node, allowed, where: str) -> dict[str, tuple[yaml.Node,
         if not isinstance(key, yaml.ScalarNode):
             _fail(key, f"a key in {where} must be a plain word")
         if allowed is not None and key.value not in allowed:
-            _fail(key, f"unknown key '{key.value}' in {where} (allowed: {', '.join(allowed)})")
+            hint = ("; this looks like a flow file: `canvass check` checks a flow, `canvass test` "
+                    "plays conversation test files against one") if key.value == "survey" else ""
+            _fail(key, f"unknown key '{key.value}' in {where} (allowed: {', '.join(allowed)}){hint}")
         if key.value in entries:
             _fail(key, f"duplicate key '{key.value}' in {where}")
         entries[key.value] = (key, value)
