@@ -21,6 +21,7 @@ from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, FakeTwilio, Ph
 from faults_helpers import write_figures
 from hypothesis import settings as hypothesis_settings
 from postgres import PostgresServer
+from redis_cluster import RedisCluster
 
 from engine.records.commands import upgrade as upgrade_records
 from engine.runtime.settings import Settings
@@ -232,3 +233,22 @@ def phone(client):
 def pytest_terminal_summary(terminalreporter, config):
     """The fault suite's figures (tests/test_faults.py), when it ran."""
     write_figures(terminalreporter, config)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    """Three masters with a replica each (tests/redis_cluster.py), for the whole session."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"), RedisServer)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster) -> str:
+    """The URL of one master of the cluster, every node revived and emptied."""
+    redis_cluster.revive()
+    for port in redis_cluster.masters():
+        with redis_cluster.client(port) as client:
+            client.flushall()
+    return redis_cluster.url
