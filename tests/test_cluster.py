@@ -1,0 +1,212 @@
+"""Redis Cluster mode against a real cluster (tests/redis_cluster.py): detection, routing by
+slot, MOVED after a slot moved, ASK during a migration, a master killed while commands flow."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import redis as redis_sync_lib
+from redis.cluster import key_slot
+from redis.exceptions import RedisError, ResponseError
+
+from engine.redis.cluster import is_cluster_node
+from engine.redis.multiplexer import ClusterMultiplexer, CrossSlot, Multiplexer
+from engine.redis.store import TimedRedis, TimedRedisCluster, connect
+
+TAGGED = "return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}"  # a reply that names its caller
+
+
+def slot_of(key: str) -> int:
+    return key_slot(key.encode())
+
+
+def keys_on_every_master(redis_cluster, per_master: int = 3) -> list[str]:
+    """Keys spread so that each master serves `per_master` of them."""
+    found: dict[int, list[str]] = {port: [] for port in redis_cluster.masters()}
+    ranges = _ranges(redis_cluster)
+    n = 0
+    while any(len(keys) < per_master for keys in found.values()):
+        key = f"cv:{{t{n}}}:r"
+        owner = next(port for start, end, port in ranges if start <= slot_of(key) <= end)
+        if len(found[owner]) < per_master:
+            found[owner].append(key)
+        n += 1
+    return [key for keys in found.values() for key in keys]
+
+
+def _ranges(redis_cluster):
+    from redis_cluster import _slots
+    with redis_cluster.client(redis_cluster.masters()[0]) as client:
+        return _slots(client)
+
+
+@pytest.fixture
+async def cluster_mux(cluster_url):
+    client = connect(cluster_url)
+    mux = Multiplexer.like(client, timeout=1.0)
+    yield mux
+    await mux.aclose()
+    await client.aclose()
+
+
+def test_a_cluster_node_is_detected_and_one_redis_is_not(cluster_url, redis_url):
+    assert is_cluster_node(cluster_url) and not is_cluster_node(redis_url)
+    cluster, single = connect(cluster_url), connect(redis_url)
+    assert isinstance(cluster, TimedRedisCluster) and isinstance(single, TimedRedis)
+    assert type(Multiplexer.like(cluster)) is ClusterMultiplexer
+    assert type(Multiplexer.like(single)) is Multiplexer  # one Redis pays for no routing
+
+
+def test_a_cluster_url_with_a_database_is_refused(cluster_url):
+    with pytest.raises(ValueError, match="only database 0"):
+        connect(cluster_url.rsplit("/", 1)[0] + "/2")
+
+
+async def test_each_command_goes_to_the_master_of_its_slot(cluster_mux, redis_cluster):
+    keys = keys_on_every_master(redis_cluster)
+    replies = await asyncio.gather(*(cluster_mux.execute("EVAL", TAGGED, 1, key, f"caller {n}")
+                                     for n, key in enumerate(keys)))
+    assert replies == [[key, f"caller {n}", 1] for n, key in enumerate(keys)]
+    for key in keys:
+        owner = redis_cluster.master_of_slot(slot_of(key))
+        for port in redis_cluster.masters():
+            with redis_cluster.client(port) as client:
+                held = client.execute_command("EVAL", "return redis.call('GET', KEYS[1])", 1, key) \
+                    if port == owner else None
+                assert held == ("1" if port == owner else None)
+    assert await cluster_mux.execute("PING") == "PONG"  # a command without keys: any master
+
+
+async def test_keys_in_different_slots_fail_loudly_and_are_not_sent(cluster_mux):
+    assert slot_of("cv:{a}:r") != slot_of("cv:{b}:r")
+    with pytest.raises(CrossSlot, match=r"CROSSSLOT EVALSHA's keys hash to different .*cv:\{a\}:r"):
+        await cluster_mux.execute("EVALSHA", "0" * 40, 2, "cv:{a}:r", "cv:{b}:r")
+    with pytest.raises(CrossSlot):
+        await cluster_mux.execute("EVAL", "return 1", 2, "cv:{a}:r", "cv:{b}:r")
+    # keys sharing a hash tag share a slot
+    assert await cluster_mux.execute("EVAL", "return #KEYS", 2, "cv:{a}:r", "cv:{a}:in") == 2
+
+
+async def test_a_script_loaded_is_on_every_master(cluster_mux, redis_cluster):
+    sha = await cluster_mux.execute("SCRIPT", "LOAD", TAGGED)
+    keys = keys_on_every_master(redis_cluster, per_master=1)
+    replies = await asyncio.gather(*(cluster_mux.execute("EVALSHA", sha, 1, key, "x") for key in keys))
+    assert replies == [[key, "x", 1] for key in keys]
+
+
+async def test_a_slot_moved_under_the_map_is_followed(cluster_mux, redis_cluster):
+    key = "cv:{moved}:r"
+    slot = slot_of(key)
+    assert await cluster_mux.execute("SET", key, "before") == "OK"  # the map is read
+    source = redis_cluster.master_of_slot(slot)
+    target = next(port for port in redis_cluster.masters() if port != source)
+    redis_cluster.begin_migration(slot, target)
+    redis_cluster.migrate_key(key, source, target)
+    redis_cluster.finish_migration(slot, target)
+    assert cluster_mux._slots[slot][1] == source  # the map it holds is stale: MOVED
+    assert await cluster_mux.execute("GET", key) == "before"
+    assert cluster_mux._slots[slot][1] == target
+    assert await cluster_mux.execute("SET", key, "after") == "OK"
+    with redis_cluster.client(target) as client:
+        assert client.execute_command("EVAL", "return redis.call('GET', KEYS[1])", 1, key) == "after"
+
+
+async def test_a_slot_being_migrated_is_asked_for_and_the_map_kept(cluster_mux, redis_cluster):
+    stays, moves = "cv:{asked}:r", "cv:{asked}:in"
+    slot = slot_of(stays)
+    await cluster_mux.execute("SET", stays, "on the source")
+    await cluster_mux.execute("SET", moves, "on the target")
+    source = redis_cluster.master_of_slot(slot)
+    target = next(port for port in redis_cluster.masters() if port != source)
+    redis_cluster.begin_migration(slot, target)
+    try:
+        redis_cluster.migrate_key(moves, source, target)
+        assert await cluster_mux.execute("GET", moves) == "on the target"  # ASK, then ASKING + GET
+        assert await cluster_mux.execute("GET", stays) == "on the source"
+        assert cluster_mux._slots[slot][1] == source  # an ASK changes no map
+        with pytest.raises(ResponseError, match="TRYAGAIN"):  # a script on keys split mid-migration
+            await cluster_mux.execute("EVAL", "return redis.call('GET', KEYS[1])", 2, stays, moves)
+    finally:
+        redis_cluster.migrate_key(stays, source, target)
+        redis_cluster.finish_migration(slot, target)
+    assert await cluster_mux.execute("GET", stays) == "on the source"  # now MOVED
+
+
+@pytest.mark.slow
+async def test_a_reshard_of_many_slots_under_load_loses_and_doubles_nothing(cluster_mux, redis_cluster):
+    keys = [f"cv:{{load{n}}}:r" for n in range(200)]
+    done = {key: 0 for key in keys}
+    stop = False
+
+    async def load(key: str) -> None:
+        while not stop:
+            reply = await cluster_mux.execute("EVAL", TAGGED, 1, key, key)
+            assert reply == [key, key, done[key] + 1]  # every increment once, in order
+            done[key] += 1
+
+    workers = [asyncio.ensure_future(load(key)) for key in keys]
+    await asyncio.sleep(0.2)
+    source, target = redis_cluster.masters()[:2]
+    await asyncio.to_thread(redis_cluster.reshard, source, target, 1000)
+    await asyncio.sleep(0.2)
+    stop = True
+    await asyncio.gather(*workers)
+    for key in keys:
+        assert int(await cluster_mux.execute("GET", key)) == done[key]
+    assert sum(done.values()) > len(keys)
+
+
+@pytest.mark.slow
+async def test_a_master_killed_while_commands_flow(cluster_mux, redis_cluster):
+    """Every call gets its own reply or an error within about the timeout; once the replica
+    has taken over, calls to the dead master's slots succeed on it."""
+    keys = keys_on_every_master(redis_cluster, per_master=20)
+    victim = redis_cluster.masters()[0]
+    lost = [key for key in keys if redis_cluster.master_of_slot(slot_of(key)) == victim]
+    outcomes = {"ok": 0, "error": 0}
+    slowest = 0.0
+    stop = False
+
+    async def load(key: str) -> None:
+        nonlocal slowest
+        n = 0
+        while not stop:
+            token = f"{key}#{n}"
+            started = time.monotonic()
+            try:
+                reply = await cluster_mux.execute("EVAL", TAGGED, 1, key, token)
+            except RedisError:
+                outcomes["error"] += 1
+                await asyncio.sleep(0.05)
+            else:
+                assert reply[:2] == [key, token]  # never another caller's reply
+                outcomes["ok"] += 1
+            slowest = max(slowest, time.monotonic() - started)
+            n += 1
+
+    workers = [asyncio.ensure_future(load(key)) for key in keys]
+    await asyncio.sleep(0.3)
+    promoted = await asyncio.to_thread(redis_cluster.kill_master, victim)
+    ok_before = outcomes["ok"]
+    await asyncio.sleep(1.0)
+    stop = True
+    await asyncio.gather(*workers)
+    assert outcomes["ok"] > ok_before  # calls flow again after the failover
+    assert slowest < 2 * cluster_mux.timeout + 1.0
+    for key in lost:  # the promoted replica serves the dead master's keys
+        reply = await cluster_mux.execute("EVAL", TAGGED, 1, key, "after")
+        assert reply[:2] == [key, "after"]
+        assert redis_cluster.master_of_slot(slot_of(key)) == promoted
+
+
+async def test_no_reachable_node_is_a_connection_error(redis_cluster):
+    from conftest import free_port
+    mux = ClusterMultiplexer({}, redis_sync_lib.asyncio.connection.Connection,
+                             [("127.0.0.1", free_port())], timeout=0.5)
+    try:
+        with pytest.raises(RedisError, match="no Redis Cluster node answered"):
+            await mux.execute("GET", "cv:{x}:r")
+    finally:
+        await mux.aclose()
