@@ -11,9 +11,9 @@ import redis as redis_sync_lib
 from redis.cluster import key_slot
 from redis.exceptions import RedisError, ResponseError
 
-from engine.redis.cluster import is_cluster_node
+from engine.redis.cluster import TimedRedisCluster, is_cluster_node
 from engine.redis.multiplexer import ClusterMultiplexer, CrossSlot, Multiplexer
-from engine.redis.store import TimedRedis, TimedRedisCluster, connect
+from engine.redis.store import Store, TimedRedis, connect, respondent_key
 
 TAGGED = "return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}"  # a reply that names its caller
 
@@ -51,7 +51,8 @@ async def cluster_mux(cluster_url):
     await client.aclose()
 
 
-def test_a_cluster_node_is_detected_and_one_redis_is_not(cluster_url, redis_url):
+def test_a_cluster_node_is_detected_and_one_redis_is_not(cluster_url, redis_server):
+    redis_url = redis_server.url
     assert is_cluster_node(cluster_url) and not is_cluster_node(redis_url)
     cluster, single = connect(cluster_url), connect(redis_url)
     assert isinstance(cluster, TimedRedisCluster) and isinstance(single, TimedRedis)
@@ -210,3 +211,30 @@ async def test_no_reachable_node_is_a_connection_error(redis_cluster):
             await mux.execute("GET", "cv:{x}:r")
     finally:
         await mux.aclose()
+
+
+async def test_the_stores_other_commands_work_on_a_cluster(cluster_url, redis_cluster):
+    """The admin reads and fleet writes through redis-py's RedisCluster client: scans over
+    every master, MGET per slot, INFO summed over the masters, pub/sub across nodes."""
+    store = Store.from_url(cluster_url)
+    try:
+        phones = [f"+1555000{n:04d}" for n in range(30)]
+        for phone in phones:
+            await store.redis.set(respondent_key("sms", phone), "1|stored")
+        found = [entry async for entry in store.respondent_records(batch=7)]
+        assert sorted(found) == sorted(("sms", phone, "stored") for phone in phones)
+        assert await store.records(phones[0], ("sms", "whatsapp")) == {"sms": "stored", "whatsapp": None}
+        health = await store.health()
+        with redis_cluster.client(redis_cluster.masters()[0]) as client:
+            one = client.info("memory")["used_memory"]
+        assert health["used_bytes"] > 2 * one  # three masters' memory
+        assert await store.beat("worker-1", 0) == 0
+        assert list(await store.workers()) == ["worker-1"]
+        announcements = store.reload_announcements()
+        first = asyncio.ensure_future(announcements.__anext__())
+        await asyncio.sleep(0.3)  # subscribed
+        generation, _ = await store.announce_live({"s": "v1"}, "worker-1")
+        assert await asyncio.wait_for(first, 5) == generation
+        await announcements.aclose()
+    finally:
+        await store.aclose()

@@ -175,7 +175,7 @@ from typing import NamedTuple
 import redis.asyncio as redis
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -183,7 +183,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.policy import KEEP_AFTER
-from engine.redis.cluster import is_cluster_node
+from engine.redis.cluster import cluster_client, is_cluster_node
 from engine.redis.multiplexer import Multiplexer, NotSent
 from engine.redis.scripts import Lua
 
@@ -413,13 +413,11 @@ def connect(url: str, max_connections: int = 64) -> redis.Redis | RedisCluster:
     timeout is not retried, so an unresponsive Redis costs one REDIS_TIMEOUT. The commands
     sent through here are reads and idempotent writes, safe to repeat.
 
-    When the Redis the URL names is a Redis Cluster node (engine.redis.cluster), a
-    RedisCluster client that learns the other nodes from it; Multiplexer.like then makes a
-    ClusterMultiplexer of it."""
+    When the Redis the URL names is a Redis Cluster node, a RedisCluster client that learns
+    the other nodes from it (engine.redis.cluster); Multiplexer.like makes a ClusterMultiplexer
+    of it."""
     if is_cluster_node(url):
-        return TimedRedisCluster.from_url(
-            url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=None,
-            max_connections=max_connections, decode_responses=True)
+        return cluster_client(url, REDIS_TIMEOUT, max_connections)
     # A blocking pool: past max_connections commands wait (bounded by REDIS_TIMEOUT) for a
     # free connection instead of failing at once, which would turn a busy moment into 503s.
     pool = BlockingConnectionPool.from_url(
@@ -461,26 +459,6 @@ class Script:
         except NoScriptError:  # Redis restarted (or flushed its scripts) since the last call
             await self.mux.execute("SCRIPT", "LOAD", self.lua.text)
             return await self.mux.execute(*command)
-
-
-class TimedClusterPipeline(ClusterPipeline):
-    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list:
-        return await _bounded(super().execute(raise_on_error, allow_redirections))
-
-
-class TimedRedisCluster(RedisCluster):
-    """`connect`'s client for a Redis Cluster: every command and pipeline bounded by REDIS_TIMEOUT."""
-
-    async def execute_command(self, *args, **options):
-        return await _bounded(super().execute_command(*args, **options))
-
-    def pipeline(self, transaction: bool | None = None, shard_hint: str | None = None) -> ClusterPipeline:
-        super().pipeline(transaction, shard_hint)  # (its refusals)
-        return TimedClusterPipeline(self, transaction)
-
-    async def mget(self, keys, *args):
-        """MGET of keys in any slots (one MGET per slot): a cluster refuses a cross-slot MGET."""
-        return await self.mget_nonatomic(keys, *args)
 
 
 class TimedRedis(redis.Redis):
@@ -802,10 +780,7 @@ class Store:
 
     async def workers(self) -> dict[str, dict]:
         """Every worker alive (beat within FLEET_TTL, by Redis's clock): id -> its entry."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.time()
-            pipe.hgetall(WORKERS)
-            (now, _), entries = await pipe.execute()
+        (now, _), entries = await asyncio.gather(self.redis.time(), self.redis.hgetall(WORKERS))
         found = {worker: json.loads(entry) for worker, entry in entries.items()}
         return {worker: entry for worker, entry in found.items() if entry["beat"] >= now - FLEET_TTL}
 
