@@ -193,11 +193,21 @@ class Multiplexer:
         """One command's reply; RedisTimeoutError when Redis stalls for `timeout` seconds,
         ConnectionError when it cannot be reached, ResponseError (NoScriptError...) when it
         refuses the command."""
-        return await self.execute_packed(hiredis.pack_command(args))
+        command = hiredis.pack_command(args)
+        try:
+            return await self._once(command)
+        except NotSent:
+            return await self._once(command)
+        except RedisConnectionError:  # a stale connection: Redis restarted meanwhile
+            try:
+                return await self._once(command)
+            except NotSent as err:  # but the first try may have run
+                raise RedisConnectionError(str(err)) from None
 
     async def execute_packed(self, command: bytes, asking: bool = False) -> Any:
-        """execute() for a command packed already; `asking`: preceded by ASKING on the same
-        connection (a Redis Cluster slot being imported by this node)."""
+        """execute() for a command packed already (ClusterMultiplexer's way in; execute keeps
+        its own copy, which spares one Redis's calls an await); `asking`: preceded by ASKING on
+        the same connection (a Redis Cluster slot being imported by this node)."""
         try:
             return await self._once(command, asking)
         except NotSent:
@@ -208,7 +218,7 @@ class Multiplexer:
             except NotSent as err:  # but the first try may have run
                 raise RedisConnectionError(str(err)) from None
 
-    async def _once(self, command: bytes, asking: bool) -> Any:
+    async def _once(self, command: bytes, asking: bool = False) -> Any:
         """The reply; NotSent when the command could not be put on a connection."""
         if self._closed:
             raise NotSent("the Redis multiplexer is closed")
