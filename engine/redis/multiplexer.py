@@ -337,9 +337,12 @@ def command_slot(args: tuple) -> int | None:
         keys = args[1:2]
     slots = {key_slot(_as_bytes(key)) for key in keys}
     if len(slots) > 1:
-        shown = ", ".join(f"{key} (slot {key_slot(_as_bytes(key))})" for key in keys[:6])
-        raise CrossSlot(f"CROSSSLOT {name}'s keys hash to different Redis Cluster slots: {shown}; "
-                        "every key of one command must share a slot (a common {hash tag})")
+        first = key_slot(_as_bytes(keys[0]))
+        others = [f"{key} (slot {key_slot(_as_bytes(key))})" for key in keys
+                  if key_slot(_as_bytes(key)) != first]
+        raise CrossSlot(f"CROSSSLOT {name}'s keys hash to different Redis Cluster slots: {keys[0]} "
+                        f"(slot {first}) but {', '.join(others)}; every key of one command must "
+                        "share a slot (a common {hash tag})")
     return slots.pop() if slots else None
 
 
