@@ -15,6 +15,10 @@ meanwhile leaves its place in the queue (its reply is dropped when it comes). A 
 connection breaks before its reply is retried once on a new one; the scripts sent through
 here are safe to repeat (store.py: a repeated commit knows whether it landed). A command
 that could not be put on any connection fails with NotSent: it never ran.
+
+On a Redis Cluster (engine.redis.cluster tells, when the worker connects) ClusterMultiplexer
+keeps one such connection per master and sends each command to the master of its keys' slot;
+one Redis's Multiplexer is chosen then, so it pays nothing for routing.
 """
 
 from __future__ import annotations
@@ -435,7 +439,10 @@ class ClusterMultiplexer:
         return replies[0]
 
     def _refresh_soon(self) -> None:
-        if self._refreshing is None and not self._closed:
+        """Read the slot map again in the background (a reshard's many MOVED read it once per
+        REFRESH_EVERY)."""
+        if self._refreshing is None and not self._closed and \
+                asyncio.get_running_loop().time() - self._refreshed_at >= REFRESH_EVERY:
             self._start_refresh()
 
     async def _refresh(self) -> None:
