@@ -238,3 +238,30 @@ async def test_the_stores_other_commands_work_on_a_cluster(cluster_url, redis_cl
         await announcements.aclose()
     finally:
         await store.aclose()
+
+
+async def test_a_conversations_read_runs_on_the_master_of_its_slot(cluster_url, redis_cluster):
+    """READ touches only the conversation's slot: it runs on a cluster (loaded by NOSCRIPT)."""
+    store = Store.from_url(cluster_url)
+    try:
+        key = respondent_key("sms", "+15551230001")
+        with redis_cluster.client(redis_cluster.master_of_slot(slot_of(key))) as owner:
+            owner.execute_command("SET", key, "7|stored record")
+            owner.execute_command("SCRIPT", "FLUSH")
+        snapshot = await store.read("sms", "+15551230001")
+        assert (snapshot.record, snapshot.revision) == ("stored record", "7")
+    finally:
+        await store.aclose()
+
+
+async def test_one_redis_multiplexer_on_a_cluster_node_says_to_restart(redis_cluster, cluster_url):
+    """A worker that took a cluster node for one Redis (it could not be reached at start) fails
+    its first redirected call with a message saying what to do."""
+    port = redis_cluster.masters()[0]
+    key = next(f"cv:{{r{n}}}:r" for n in range(1000) if redis_cluster.master_of_slot(slot_of(f"cv:{{r{n}}}:r")) != port)
+    mux = Multiplexer({"host": "127.0.0.1", "port": port}, redis_sync_lib.asyncio.connection.Connection)
+    try:
+        with pytest.raises(ResponseError, match=r"^MOVED \d+ .*restart"):
+            await mux.execute("GET", key)
+    finally:
+        await mux.aclose()
