@@ -8,6 +8,7 @@ import time
 
 import pytest
 import redis as redis_sync_lib
+from conftest import free_port
 from redis.cluster import key_slot
 from redis.exceptions import RedisError, ResponseError
 
@@ -44,25 +45,29 @@ def _ranges(redis_cluster):
 
 @pytest.fixture
 async def cluster_mux(cluster_url):
-    client = connect(cluster_url)
+    client = connect(cluster_url, cluster=True)
     mux = Multiplexer.like(client, timeout=1.0)
     yield mux
     await mux.aclose()
     await client.aclose()
 
 
-def test_a_cluster_node_is_detected_and_one_redis_is_not(cluster_url, redis_server):
-    redis_url = redis_server.url
-    assert is_cluster_node(cluster_url) and not is_cluster_node(redis_url)
-    cluster, single = connect(cluster_url), connect(redis_url)
-    assert isinstance(cluster, TimedRedisCluster) and isinstance(single, TimedRedis)
-    assert type(Multiplexer.like(cluster)) is ClusterMultiplexer
-    assert type(Multiplexer.like(single)) is Multiplexer  # one Redis pays for no routing
+async def test_a_cluster_node_is_detected_and_one_redis_is_not(cluster_url, redis_server):
+    assert await is_cluster_node(cluster_url) and not await is_cluster_node(redis_server.url)
+    assert not await is_cluster_node(f"redis://127.0.0.1:{free_port()}/0")  # unreachable
+    cluster, single = await Store.open(cluster_url), await Store.open(redis_server.url)
+    try:
+        assert isinstance(cluster.redis, TimedRedisCluster) and isinstance(single.redis, TimedRedis)
+        assert type(cluster.mux) is ClusterMultiplexer and type(cluster.patient) is ClusterMultiplexer
+        assert type(single.mux) is Multiplexer  # one Redis pays for no routing
+    finally:
+        await cluster.aclose()
+        await single.aclose()
 
 
-def test_a_cluster_url_with_a_database_is_refused(cluster_url):
+async def test_a_cluster_url_with_a_database_is_refused(cluster_url):
     with pytest.raises(ValueError, match="only database 0"):
-        connect(cluster_url.rsplit("/", 1)[0] + "/2")
+        await Store.open(cluster_url.rsplit("/", 1)[0] + "/2")
 
 
 async def test_each_command_goes_to_the_master_of_its_slot(cluster_mux, redis_cluster):
@@ -203,7 +208,6 @@ async def test_a_master_killed_while_commands_flow(cluster_mux, redis_cluster):
 
 
 async def test_no_reachable_node_is_a_connection_error(redis_cluster):
-    from conftest import free_port
     mux = ClusterMultiplexer({}, redis_sync_lib.asyncio.connection.Connection,
                              [("127.0.0.1", free_port())], timeout=0.5)
     try:
@@ -216,7 +220,7 @@ async def test_no_reachable_node_is_a_connection_error(redis_cluster):
 async def test_the_stores_other_commands_work_on_a_cluster(cluster_url, redis_cluster):
     """The admin reads and fleet writes through redis-py's RedisCluster client: scans over
     every master, MGET per slot, INFO summed over the masters, pub/sub across nodes."""
-    store = Store.from_url(cluster_url)
+    store = await Store.open(cluster_url)
     try:
         phones = [f"+1555000{n:04d}" for n in range(30)]
         for phone in phones:
@@ -242,7 +246,7 @@ async def test_the_stores_other_commands_work_on_a_cluster(cluster_url, redis_cl
 
 async def test_a_conversations_read_runs_on_the_master_of_its_slot(cluster_url, redis_cluster):
     """READ touches only the conversation's slot: it runs on a cluster (loaded by NOSCRIPT)."""
-    store = Store.from_url(cluster_url)
+    store = await Store.open(cluster_url)
     try:
         key = respondent_key("sms", "+15551230001")
         with redis_cluster.client(redis_cluster.master_of_slot(slot_of(key))) as owner:

@@ -405,7 +405,7 @@ TAKE_OVER = Lua("take_over.lua", TakeOverCall)
 _DELIVERY_TTL = str(DELIVERY_TTL)  # as sent
 
 
-def connect(url: str, max_connections: int = 64) -> redis.Redis | RedisCluster:
+def connect(url: str, max_connections: int = 64, cluster: bool = False) -> redis.Redis | RedisCluster:
     """A pooled client whose every command fails within REDIS_TIMEOUT instead of waiting.
 
     For the rarer commands (Store's scripts go through the multiplexer). A broken connection
@@ -413,10 +413,10 @@ def connect(url: str, max_connections: int = 64) -> redis.Redis | RedisCluster:
     timeout is not retried, so an unresponsive Redis costs one REDIS_TIMEOUT. The commands
     sent through here are reads and idempotent writes, safe to repeat.
 
-    When the Redis the URL names is a Redis Cluster node, a RedisCluster client that learns
-    the other nodes from it (engine.redis.cluster); Multiplexer.like makes a ClusterMultiplexer
-    of it."""
-    if is_cluster_node(url):
+    `cluster` (the URL names a Redis Cluster node: Store.open asks it): a RedisCluster client
+    that learns the other nodes from it (engine.redis.cluster); Multiplexer.like makes a
+    ClusterMultiplexer of it."""
+    if cluster:
         return cluster_client(url, REDIS_TIMEOUT, max_connections)
     # A blocking pool: past max_connections commands wait (bounded by REDIS_TIMEOUT) for a
     # free connection instead of failing at once, which would turn a busy moment into 503s.
@@ -550,7 +550,13 @@ class Store:
 
     @classmethod
     def from_url(cls, url: str) -> Store:
+        """A Store on one Redis (see open)."""
         return cls(connect(url))
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        """A Store on the Redis `url` names, one Redis or a Redis Cluster (the node is asked)."""
+        return cls(connect(url, cluster=await is_cluster_node(url)))
 
     async def aclose(self) -> None:
         await self.mux.aclose()
