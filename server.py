@@ -412,7 +412,7 @@ async def metrics(request: web.Request) -> web.Response:
 async def storage(app: web.Application) -> AsyncIterator[None]:
     """Redis, the flows (stored in Redis before they go live) and the conversation service."""
     settings = app[SETTINGS]
-    store = Store.from_url(settings.redis_url)
+    store = await Store.open(settings.redis_url)  # one Redis or a Redis Cluster
     registry = Registry(settings.flows_dir, store, app[CLOCK])
     try:
         try:

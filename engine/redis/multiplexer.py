@@ -15,6 +15,10 @@ meanwhile leaves its place in the queue (its reply is dropped when it comes). A 
 connection breaks before its reply is retried once on a new one; the scripts sent through
 here are safe to repeat (store.py: a repeated commit knows whether it landed). A command
 that could not be put on any connection fails with NotSent: it never ran.
+
+On a Redis Cluster (engine.redis.cluster tells, when the worker connects) ClusterMultiplexer
+keeps one such connection per master and sends each command to the master of its keys' slot;
+one Redis's Multiplexer is chosen then, so it pays nothing for routing.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from collections import deque
 from typing import Any
 
 import hiredis
-from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.cluster import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -137,7 +143,32 @@ class NotSent(RedisConnectionError):
 
 
 def _error(message: str) -> ResponseError:
-    return NoScriptError(message) if message.startswith("NOSCRIPT") else ResponseError(message)
+    if message.startswith("NOSCRIPT"):
+        return NoScriptError(message)
+    if message.startswith(("MOVED ", "ASK ")):
+        return Redirected(message)
+    return ResponseError(message)
+
+
+class Redirected(ResponseError):
+    """MOVED or ASK: a Redis Cluster node says another one serves the slot of the command's key.
+    ClusterMultiplexer follows it; reaching a caller of Multiplexer (one Redis), it means the
+    Redis became (or could not be reached to be seen as) a cluster node after the worker started."""
+
+    def __init__(self, message: str):
+        kind, slot, address = message.split()[:3]
+        host, _, port = address.rpartition(":")
+        self.kind, self.slot, self.host, self.port = kind, int(slot), host, int(port)
+        super().__init__(f"{message} (a Redis Cluster redirection: if REDIS_URL names a cluster "
+                         "node that could not be reached when the worker started, restart it)")
+
+
+_ASKING = hiredis.pack_command(("ASKING",))
+
+
+def _ignore(reply: asyncio.Future) -> None:
+    if not reply.cancelled():
+        reply.exception()  # retrieved: the command's own reply says what went wrong
 
 
 class Multiplexer:
@@ -151,8 +182,14 @@ class Multiplexer:
         self._closed = False
 
     @classmethod
-    def like(cls, client, timeout: float = 1.0) -> Multiplexer:
-        """A multiplexer reaching the Redis (address, credentials, database) `client` reaches."""
+    def like(cls, client, timeout: float = 1.0) -> Multiplexer | ClusterMultiplexer:
+        """A multiplexer reaching the Redis (address, credentials, database) `client` reaches:
+        for a redis-py RedisCluster client, a ClusterMultiplexer seeded with its startup nodes."""
+        if isinstance(client, RedisCluster):
+            kwargs = dict(client.connection_kwargs)
+            connection_class = kwargs.pop("connection_class", Connection)
+            seeds = [(node.host, int(node.port)) for node in client.nodes_manager.startup_nodes.values()]
+            return ClusterMultiplexer(kwargs, connection_class, seeds, timeout)
         pool = client.connection_pool
         return cls(pool.connection_kwargs, pool.connection_class, timeout)
 
@@ -171,7 +208,21 @@ class Multiplexer:
             except NotSent as err:  # but the first try may have run
                 raise RedisConnectionError(str(err)) from None
 
-    async def _once(self, command: bytes) -> Any:
+    async def execute_packed(self, command: bytes, asking: bool = False) -> Any:
+        """execute() for a command packed already (ClusterMultiplexer's way in; execute keeps
+        its own copy, which spares one Redis's calls an await); `asking`: preceded by ASKING on
+        the same connection (a Redis Cluster slot being imported by this node)."""
+        try:
+            return await self._once(command, asking)
+        except NotSent:
+            return await self._once(command, asking)
+        except RedisConnectionError:  # a stale connection: Redis restarted meanwhile
+            try:
+                return await self._once(command, asking)
+            except NotSent as err:  # but the first try may have run
+                raise RedisConnectionError(str(err)) from None
+
+    async def _once(self, command: bytes, asking: bool = False) -> Any:
         """The reply; NotSent when the command could not be put on a connection."""
         if self._closed:
             raise NotSent("the Redis multiplexer is closed")
@@ -179,6 +230,8 @@ class Multiplexer:
         try:
             if link is None or link.lost is not None:
                 link = await self._connected()
+            if asking:  # in the same write as the command: nothing else comes between them
+                link.send(_ASKING).add_done_callback(_ignore)
             reply = link.send(command)
         except NotSent:
             raise
@@ -254,3 +307,188 @@ def _tls_context(kwargs: dict[str, Any]) -> ssl.SSLContext:
     if kwargs.get("ssl_certfile"):
         context.load_cert_chain(kwargs["ssl_certfile"], kwargs.get("ssl_keyfile"))
     return context
+
+
+# ---------------------------------------------------------------- Redis Cluster
+
+SLOTS = 16384
+MAX_REDIRECTIONS = 5
+REFRESH_EVERY = 0.1  # seconds: the least time between two reads of the slot map
+_SCRIPTED = frozenset({"EVALSHA", "EVAL", "EVALSHA_RO", "EVAL_RO", "FCALL", "FCALL_RO"})
+_KEYLESS = frozenset({"PING", "ECHO", "CLIENT", "INFO", "CLUSTER", "TIME", "PUBLISH", "COMMAND",
+                      "CONFIG", "DBSIZE", "WAIT", "READONLY", "READWRITE", "ROLE", "SCRIPT",
+                      "FUNCTION"})
+_EVERY_MASTER = frozenset({"SCRIPT", "FUNCTION"})  # loaded where any slot's command may need it
+
+
+class CrossSlot(ResponseError):
+    """A command whose keys hash to different cluster slots: no node can run it."""
+
+
+def _as_bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def command_slot(args: tuple) -> int | None:
+    """The cluster slot of a command's keys (a script's KEYS; else its first argument); None for
+    a command without keys. CrossSlot when its keys hash to more than one slot."""
+    name = (args[0].decode() if isinstance(args[0], bytes) else args[0]).upper()
+    if name in _SCRIPTED:
+        keys = args[3:3 + int(args[2])]
+    elif name in _KEYLESS or len(args) < 2:
+        return None
+    else:
+        keys = args[1:2]
+    slots = {key_slot(_as_bytes(key)) for key in keys}
+    if len(slots) > 1:
+        first = key_slot(_as_bytes(keys[0]))
+        others = [f"{key} (slot {key_slot(_as_bytes(key))})" for key in keys
+                  if key_slot(_as_bytes(key)) != first]
+        raise CrossSlot(f"CROSSSLOT {name}'s keys hash to different Redis Cluster slots: {keys[0]} "
+                        f"(slot {first}) but {', '.join(others)}; every key of one command must "
+                        "share a slot (a common {hash tag})")
+    return slots.pop() if slots else None
+
+
+class ClusterMultiplexer:
+    """Multiplexer for a Redis Cluster: one pipelined link (a Multiplexer) per master node,
+    each command sent to the master of its keys' slot.
+
+    The slot map comes from CLUSTER SLOTS. MOVED (the slot moved for good) updates the map and
+    the command goes to the named node, then the whole map is read again; ASK (the slot is
+    being migrated, the key is already on the importing node) sends ASKING and the command to
+    the named node, the map unchanged. A master that cannot be reached has the map read again
+    from another node, and the command, which never ran, goes to the master the map then names:
+    after a failover, the promoted replica. A call pays at most MAX_REDIRECTIONS hops and ends
+    with the last error once `timeout` has passed since it began.
+    """
+
+    def __init__(self, connection_kwargs: dict[str, Any], connection_class: type,
+                 seeds: list[tuple[str, int]], timeout: float = 1.0):
+        self._kwargs, self._class, self.timeout = connection_kwargs, connection_class, timeout
+        self._seeds = list(seeds)
+        self._nodes: dict[tuple[str, int], Multiplexer] = {}
+        self._slots: list[tuple[str, int] | None] = [None] * SLOTS
+        self._refreshing: asyncio.Task | None = None
+        self._refreshed_at = -REFRESH_EVERY
+        self._closed = False
+
+    def _node(self, address: tuple[str, int]) -> Multiplexer:
+        node = self._nodes.get(address)
+        if node is None:
+            kwargs = {**self._kwargs, "host": address[0], "port": address[1], "db": 0}
+            node = self._nodes[address] = Multiplexer(kwargs, self._class, self.timeout)
+        return node
+
+    async def execute(self, *args: Any) -> Any:
+        """As Multiplexer.execute, on the master of the command's slot; CrossSlot when its keys
+        span slots (it is not sent)."""
+        slot = command_slot(args)
+        command = hiredis.pack_command(args)
+        if (args[0].upper() if isinstance(args[0], str) else args[0].decode().upper()) in _EVERY_MASTER:
+            return await self._on_every_master(command)
+        loop = asyncio.get_running_loop()
+        started, asking = loop.time(), False
+        address = await self._master(slot)
+        for hop in range(MAX_REDIRECTIONS + 1):
+            last = hop == MAX_REDIRECTIONS or loop.time() - started >= self.timeout
+            try:
+                return await self._node(address).execute_packed(command, asking)
+            except Redirected as moved:
+                if last:
+                    raise
+                address = (moved.host or address[0], moved.port)
+                asking = moved.kind == "ASK"
+                if not asking:
+                    self._slots[moved.slot] = address
+                    self._refresh_soon()
+            except ResponseError as err:
+                if last or not str(err).startswith("TRYAGAIN"):  # TRYAGAIN: keys mid-migration
+                    raise
+                await asyncio.sleep(0.01)
+            except NotSent:  # the node cannot be reached: it never ran, so ask the map again
+                if last:
+                    raise
+                before, asking = address, False
+                await self._refresh()
+                address = await self._master(slot)
+                if address == before:
+                    raise
+            except (RedisConnectionError, RedisTimeoutError):  # it may have run: not repeated here
+                self._refresh_soon()
+                raise
+        raise AssertionError("unreachable")
+
+    async def _master(self, slot: int | None) -> tuple[str, int]:
+        address = self._slots[slot] if slot is not None else self._any_master()
+        if address is None:
+            await self._refresh()
+            address = self._slots[slot] if slot is not None else self._any_master()
+            if address is None:
+                raise NotSent(f"no Redis Cluster node serves slot {slot}")
+        return address
+
+    def _any_master(self) -> tuple[str, int] | None:
+        return next((address for address in self._slots if address is not None), None)
+
+    async def _on_every_master(self, command: bytes) -> Any:
+        await self._master(None)
+        masters = {address for address in self._slots if address is not None}
+        replies = await asyncio.gather(*(self._node(address).execute_packed(command)
+                                         for address in masters))
+        return replies[0]
+
+    def _refresh_soon(self) -> None:
+        """Read the slot map again in the background (a reshard's many MOVED read it once per
+        REFRESH_EVERY)."""
+        if self._refreshing is None and not self._closed and \
+                asyncio.get_running_loop().time() - self._refreshed_at >= REFRESH_EVERY:
+            self._start_refresh()
+
+    async def _refresh(self) -> None:
+        """Read the slot map again (at most every REFRESH_EVERY seconds; callers share one read)."""
+        if self._closed:
+            raise NotSent("the Redis multiplexer is closed")
+        if self._refreshing is None:
+            if asyncio.get_running_loop().time() - self._refreshed_at < REFRESH_EVERY \
+                    and any(self._slots):
+                return
+            self._start_refresh()
+        await asyncio.shield(self._refreshing)
+
+    def _start_refresh(self) -> None:
+        self._refreshing = asyncio.ensure_future(self._read_slots())
+        self._refreshing.add_done_callback(self._refresh_done)
+
+    def _refresh_done(self, task: asyncio.Task) -> None:
+        self._refreshing = None
+        self._refreshed_at = asyncio.get_running_loop().time()
+        if not task.cancelled():
+            task.exception()  # retrieved: the callers waiting on it have it
+
+    async def _read_slots(self) -> None:
+        """CLUSTER SLOTS from the first node that answers: the masters known, then the seeds."""
+        known = list(dict.fromkeys([*(a for a in self._slots if a is not None), *self._seeds,
+                                    *self._nodes]))
+        failures = []
+        for address in known:
+            try:
+                ranges = await self._node(address).execute_packed(hiredis.pack_command(("CLUSTER", "SLOTS")))
+            except (RedisConnectionError, RedisTimeoutError, ResponseError) as err:
+                failures.append(f"{address[0]}:{address[1]}: {err}")
+                continue
+            slots: list[tuple[str, int] | None] = [None] * SLOTS
+            for start, end, master, *_ in ranges:
+                owner = (master[0] or address[0], int(master[1]))  # "": the node's own address
+                slots[int(start):int(end) + 1] = [owner] * (int(end) - int(start) + 1)
+            self._slots = slots
+            return
+        raise NotSent("no Redis Cluster node answered CLUSTER SLOTS: " + "; ".join(failures))
+
+    async def aclose(self) -> None:
+        """Fail every call in flight, and every later one, with a ConnectionError."""
+        self._closed = True
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+        for node in self._nodes.values():
+            await node.aclose()

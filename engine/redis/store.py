@@ -175,6 +175,7 @@ from typing import NamedTuple
 import redis.asyncio as redis
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -182,6 +183,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.policy import KEEP_AFTER
+from engine.redis.cluster import cluster_client, is_cluster_node
 from engine.redis.multiplexer import Multiplexer, NotSent
 from engine.redis.scripts import Lua
 
@@ -403,13 +405,19 @@ TAKE_OVER = Lua("take_over.lua", TakeOverCall)
 _DELIVERY_TTL = str(DELIVERY_TTL)  # as sent
 
 
-def connect(url: str, max_connections: int = 64) -> redis.Redis:
+def connect(url: str, max_connections: int = 64, cluster: bool = False) -> redis.Redis | RedisCluster:
     """A pooled client whose every command fails within REDIS_TIMEOUT instead of waiting.
 
     For the rarer commands (Store's scripts go through the multiplexer). A broken connection
     (Redis restarted, so every pooled connection is stale) is retried once on a fresh one; a
     timeout is not retried, so an unresponsive Redis costs one REDIS_TIMEOUT. The commands
-    sent through here are reads and idempotent writes, safe to repeat."""
+    sent through here are reads and idempotent writes, safe to repeat.
+
+    `cluster` (the URL names a Redis Cluster node: Store.open asks it): a RedisCluster client
+    that learns the other nodes from it (engine.redis.cluster); Multiplexer.like makes a
+    ClusterMultiplexer of it."""
+    if cluster:
+        return cluster_client(url, REDIS_TIMEOUT, max_connections)
     # A blocking pool: past max_connections commands wait (bounded by REDIS_TIMEOUT) for a
     # free connection instead of failing at once, which would turn a busy moment into 503s.
     pool = BlockingConnectionPool.from_url(
@@ -542,7 +550,13 @@ class Store:
 
     @classmethod
     def from_url(cls, url: str) -> Store:
+        """A Store on one Redis (see open)."""
         return cls(connect(url))
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        """A Store on the Redis `url` names, one Redis or a Redis Cluster (the node is asked)."""
+        return cls(connect(url, cluster=await is_cluster_node(url)))
 
     async def aclose(self) -> None:
         await self.mux.aclose()
@@ -772,10 +786,7 @@ class Store:
 
     async def workers(self) -> dict[str, dict]:
         """Every worker alive (beat within FLEET_TTL, by Redis's clock): id -> its entry."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.time()
-            pipe.hgetall(WORKERS)
-            (now, _), entries = await pipe.execute()
+        (now, _), entries = await asyncio.gather(self.redis.time(), self.redis.hgetall(WORKERS))
         found = {worker: json.loads(entry) for worker, entry in entries.items()}
         return {worker: entry for worker, entry in found.items() if entry["beat"] >= now - FLEET_TTL}
 
