@@ -412,7 +412,10 @@ async def metrics(request: web.Request) -> web.Response:
 async def storage(app: web.Application) -> AsyncIterator[None]:
     """Redis, the flows (stored in Redis before they go live) and the conversation service."""
     settings = app[SETTINGS]
-    store = await Store.open(settings.redis_url)  # one Redis or a Redis Cluster
+    try:
+        store = await Store.open(settings.redis_url)  # one Redis or a Redis Cluster
+    except ValueError as err:  # a URL a Redis Cluster cannot take
+        raise ConfigError(f"REDIS_URL: {err}") from None
     registry = Registry(settings.flows_dir, store, app[CLOCK])
     try:
         try:
@@ -630,6 +633,9 @@ def run_server(args) -> int:
     except SchemaNotCurrent as err:
         print(f"canvass serve: {err}", file=sys.stderr)
         return 1
+    except ConfigError as err:
+        print(f"canvass serve: {err}", file=sys.stderr)
+        return 2
     except OSError as err:
         print(f"canvass serve: cannot listen on {settings.host}:{settings.port}: {err.strerror or err}",
               file=sys.stderr)

@@ -269,3 +269,17 @@ async def test_one_redis_multiplexer_on_a_cluster_node_says_to_restart(redis_clu
             await mux.execute("GET", key)
     finally:
         await mux.aclose()
+
+
+def test_canvass_serve_on_a_cluster_url_with_a_database_says_so_and_exits(cluster_url, tmp_path, monkeypatch,
+                                                                          capsys):
+    from engine.tools.cli import main
+
+    monkeypatch.setenv("REDIS_URL", cluster_url.rsplit("/", 1)[0] + "/2")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'records.db'}")
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "s.yaml").write_text("survey: s\ntitle: S\nflow:\n  - ask: q\n    type: text\n    prompt: Q?\n")
+    assert main(["serve", "--flows", str(flows), "--insecure", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "REDIS_URL:" in err and "only database 0" in err and "Traceback" not in err
