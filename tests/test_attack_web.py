@@ -74,3 +74,110 @@ async def test_a_page_of_a_session_on_a_flow_version_since_replaced_shows_its_ow
         assert shown.status == 200, await shown.text()
         assert "What is the main reason" in Form(await shown.text()).text
     assert "How many times" in (await answer(other, path, "Fast")).text
+
+
+# ---------------------------------------------------------------- hostile input
+
+HOSTILE = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
+
+
+def assert_escaped(html: str) -> None:
+    assert "<script>alert" not in html and "<img src=x" not in html, html
+
+
+async def test_piped_fields_and_answers_are_escaped_on_every_page(web):
+    path = await link_path(web, fields={"FirstName": HOSTILE})
+    first = await web.get(path)
+    assert_escaped(await first.text())
+    assert HOSTILE in Form(await first.text()).text  # shown as text, as typed
+    await answer(web, path, "9")
+    await answer(web, path, HOSTILE[:20])  # the reason's limit
+    end = await web.get((await post(web, path, await page(web, path), "1")).headers["Location"])
+    assert_escaped(await end.text())
+    assert HOSTILE in Form(await end.text()).text
+
+
+async def test_a_survey_title_with_quotes_stays_inside_its_open_graph_tags(make_client, settings, flows_dir):
+    """Markup in a title is refused by the check (SMS shows plain text); quotes and ampersands are
+    not, and must not end the tag's attribute."""
+    title = """Tom's "best" survey & co onerror=alert(1) x="""
+    source = WEB_FLOW.read_text().replace("title: Web test survey", "title: '" + title.replace("'", "''") + "'")
+    (flows_dir / WEB_FLOW.name).write_text(source)
+    client = await make_client(settings)
+    start = await client.get("/s/webtest")
+    html = await start.text()
+    assert start.status == 200 and start.headers.get("Cache-Control") == "no-store"
+    assert '"best"' not in html and "& co" not in html
+    form = Form(html)
+    assert form.og["og:title"] == title and form.og["og:description"].startswith(title)
+
+
+@pytest.mark.parametrize("given", ["11", "-1", "10.5", "1e1", "", " ", "99999999999999999999999", "\ufffd"])
+async def test_an_nps_answer_off_its_scale_asks_again(web, given):
+    path = await link_path(web)
+    shown = await answer(web, path, given)
+    assert "How likely are you" in shown.text and shown.buttons == [str(n) for n in range(11)]
+
+
+@pytest.mark.parametrize("given", ["3", "0", "Too fast", "1 2", "\x00"])
+async def test_a_choice_not_offered_asks_again(web, given):
+    path = await link_path(web)
+    await answer(web, path, "2")
+    shown = await answer(web, path, given)
+    assert "What went wrong?" in shown.text, shown.text
+
+
+async def test_a_text_answer_over_its_limit_asks_again_and_records_nothing_of_it(web):
+    path = await link_path(web)
+    await answer(web, path, "9")
+    shown = await answer(web, path, "x" * 21)
+    assert "What is the main reason" in shown.text and shown.textarea["maxlength"] == "20"
+    shown = await answer(web, path, "y" * 40_000)  # under the form's limit, far over the question's
+    assert "What is the main reason" in shown.text
+    await answer(web, path, "Fast")
+    await answer(web, path, "1")
+    [record] = await exported(web)
+    assert record["answers"]["reason"] == "Fast"
+
+
+@pytest.mark.parametrize("body, content_type, status", [
+    (b"answer=\xff\xfe&", "application/x-www-form-urlencoded", 400),
+    (b"answer=1&", "application/x-www-form-urlencoded; charset=no-such-charset", 415),
+    (b"answer=1", "application/json", 415),
+    (b"answer=1", "text/plain", 415),
+    (b"--x\r\nContent-Disposition: form-data; name=\"answer\"; filename=\"a.txt\"\r\n\r\nhi\r\n--x--\r\n",
+     "multipart/form-data; boundary=x", 400),
+    (b"--x\r\nbroken", "multipart/form-data; boundary=x", 400),
+    (b"answer=" + b"x" * (70 * 1024), "application/x-www-form-urlencoded", 413),
+])
+async def test_a_body_that_is_not_the_form_is_a_clear_4xx(web, body, content_type, status):
+    path = await link_path(web)
+    form = await page(web, path)
+    if body.endswith(b"&"):  # with the form's own fields: only the body's defect refuses it
+        body += "&".join(f"{name}={value}" for name, value in form.hidden.items()).encode()
+    response = await web.post(path, data=body, headers={"Content-Type": content_type}, allow_redirects=False)
+    assert response.status == status, await response.text()
+    assert "Traceback" not in await response.text()
+    assert "How likely are you" in (await page(web, path)).text
+
+
+async def test_an_oversized_body_without_a_length_is_refused(web):
+    path = await link_path(web)
+
+    async def chunks():
+        for _ in range(40):
+            yield b"x" * (64 * 1024)
+
+    response = await web.post(path, data=chunks(), headers={"Content-Type": "application/x-www-form-urlencoded"},
+                              allow_redirects=False)
+    assert response.status == 413
+
+
+async def test_an_answer_of_bytes_that_are_not_utf8_is_no_answer(web):
+    path = await link_path(web)
+    form = await page(web, path)
+    body = "&".join(f"{name}={value}" for name, value in form.hidden.items()) + "&answer=%FF%FE"
+    response = await web.post(path, data=body.encode(), allow_redirects=False,
+                              headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status == 303
+    assert "How likely are you" in (await page(web, path)).text

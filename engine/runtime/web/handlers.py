@@ -42,6 +42,7 @@ from pathlib import Path
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy.exc import SQLAlchemyError
 
 from dsl.vocabulary import DEFAULT_LANGUAGE
@@ -143,7 +144,7 @@ async def _form(request: web.Request):
         raise web.HTTPRequestEntityTooLarge(MAX_FORM, request.content_length)
     try:
         form = await request.post()
-    except (ValueError, UnicodeDecodeError, LookupError):
+    except (ValueError, UnicodeDecodeError, LookupError, HttpProcessingError):  # the last: broken multipart
         raise web.HTTPBadRequest(text="The body is not a readable form.\n") from None
     if any(not isinstance(value, str) for value in form.values()):
         raise web.HTTPBadRequest(text="The survey's form carries text only.\n")
