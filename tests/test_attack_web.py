@@ -8,7 +8,13 @@ import shutil
 
 import pytest
 from conftest import admin_headers
+from test_distribution_sending import recipients, work
+from test_distributions import import_list
+from test_link_distributions import LINK, OPT_OUT, link_distribution, rows
 from test_web_survey import WEB_FLOW, Form, answer, exported, link_path, page, post
+
+from engine.records.schema import opt_outs
+from engine.runtime.appkeys import ARCHIVER
 
 
 @pytest.fixture
@@ -19,7 +25,14 @@ def web_flows(flows_dir):
 
 @pytest.fixture
 async def web(make_client, settings, web_flows):
-    return await make_client(settings)
+    client = await make_client(settings)
+    client.records_url = settings.database_url
+    return client
+
+
+@pytest.fixture
+def lite(web):
+    return web
 
 
 # ---------------------------------------------------------------- personal pages
@@ -181,3 +194,45 @@ async def test_an_answer_of_bytes_that_are_not_utf8_is_no_answer(web):
                               headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert response.status == 303
     assert "How likely are you" in (await page(web, path)).text
+
+
+# ---------------------------------------------------------------- links and opt-out URLs
+
+
+async def test_an_opt_out_token_is_no_survey_link_and_a_survey_link_no_opt_out_url(lite, fake_twilio):
+    await import_list(lite, body="Phone,FirstName\n+12015550101,Al\n")
+    await link_distribution(lite)
+    await work(lite)
+    [body] = fake_twilio.bodies("+12015550101")
+    survey_token, opt_out_token = LINK.search(body).group(1)[3:], OPT_OUT.search(body).group(1)[3:]
+    assert (await lite.get(f"/l/{opt_out_token}")).status == 404
+    assert (await lite.get(f"/o/{survey_token}")).status == 404
+    survey = Form(await (await lite.get(f"/l/{survey_token}")).text())
+    # the survey page's CSRF token does not confirm the opt-out (nor the other way round)
+    refused = await lite.post(f"/o/{opt_out_token}", data={"csrf": survey.hidden["csrf"], "confirm": "1"})
+    assert refused.status == 403
+    opt_out = Form(await (await lite.get(f"/o/{opt_out_token}")).text())
+    refused = await lite.post(f"/l/{survey_token}", data={**survey.hidden, "csrf": opt_out.hidden["csrf"],
+                                                          "answer": "9"}, allow_redirects=False)
+    assert refused.status == 403
+    assert not await rows(lite, opt_outs)
+
+
+async def test_previewing_the_opt_out_url_in_any_way_opts_nobody_out(lite, fake_twilio):
+    """Link previewers and mail scanners GET, HEAD and follow query strings: only the form's POST counts."""
+    await import_list(lite, body="Phone,FirstName\n+12015550101,Al\n")
+    await link_distribution(lite)
+    await work(lite)
+    path = OPT_OUT.search(fake_twilio.bodies("+12015550101")[0]).group(1)
+    for _ in range(3):
+        assert (await lite.get(path + "?confirm=1")).status == 200
+        assert (await lite.head(path)).status == 200
+    await lite.app[ARCHIVER].archive_once()
+    assert not await rows(lite, opt_outs)
+    form = Form(await (await lite.get(path)).text())
+    assert (await lite.post(path, data={**form.hidden, "confirm": "1"})).status == 200
+    # opted out at the page: the next link distribution passes the number by
+    later = await link_distribution(lite, message="Another: ${l://SurveyLink}")
+    await work(lite)
+    assert (await recipients(lite, later))["+12015550101"][:2] == ("skipped", "opted_out")
+    assert len(fake_twilio.messages) == 1
