@@ -10,11 +10,11 @@ import pytest
 from conftest import admin_headers
 from test_distribution_sending import recipients, work
 from test_distributions import import_list
-from test_link_distributions import LINK, OPT_OUT, link_distribution, rows
+from test_link_distributions import CONTACTS, LINK, OPT_OUT, link_distribution, rows
 from test_web_survey import WEB_FLOW, Form, answer, exported, link_path, page, post
 
 from engine.records.schema import opt_outs
-from engine.runtime.appkeys import ARCHIVER
+from engine.runtime.appkeys import ARCHIVER, SERVICE
 
 
 @pytest.fixture
@@ -236,3 +236,33 @@ async def test_previewing_the_opt_out_url_in_any_way_opts_nobody_out(lite, fake_
     await work(lite)
     assert (await recipients(lite, later))["+12015550101"][:2] == ("skipped", "opted_out")
     assert len(fake_twilio.messages) == 1
+
+
+# ---------------------------------------------------------------- a survey's status meanwhile
+
+
+@pytest.mark.parametrize("status, then", [("paused", ("sent", None)), ("closed", ("skipped", "survey_closed"))])
+async def test_a_link_round_under_way_sends_nothing_once_its_survey_is_paused_or_closed(lite, fake_twilio,
+                                                                                         status, then):
+    """The round read the survey as active; it is paused (or closed) while its invitations go."""
+    await import_list(lite, body=CONTACTS)
+    distribution = await link_distribution(lite)
+    service = lite.app[SERVICE]
+    invite_link = service.invite_link
+
+    async def paused_meanwhile(*args, **kwargs):
+        await service.store.set_survey_status("webtest", status)
+        return await invite_link(*args, **kwargs)
+
+    service.invite_link = paused_meanwhile
+    await work(lite)
+    service.invite_link = invite_link
+    assert fake_twilio.messages == []
+    states = await recipients(lite, distribution)
+    if status == "paused":  # they wait, pending, and go once it is active again
+        assert {state[0] for state in states.values()} == {"pending"}
+        await service.store.set_survey_status("webtest", "active")
+        await work(lite, rounds=2)
+        assert len(fake_twilio.messages) == 2
+    states = await recipients(lite, distribution)
+    assert {state[:2] for state in states.values()} == {then}

@@ -235,6 +235,8 @@ class Distributor:
         try:
             await self.service.invite_link(distribution.survey, phone, text, distribution.id, distribution.sender)
         except Refused as err:
+            if err.reason == "survey_paused":
+                return None  # paused since this round began: it waits
             if err.status == 409:
                 return "skipped", err.reason
             log.warning("distribution %s waits: %s", distribution.id, err.message)
