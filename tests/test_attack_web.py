@@ -4,6 +4,7 @@ careless browser, a hostile page or two tabs at once can do to them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 
 import pytest
@@ -266,3 +267,41 @@ async def test_a_link_round_under_way_sends_nothing_once_its_survey_is_paused_or
         assert len(fake_twilio.messages) == 2
     states = await recipients(lite, distribution)
     assert {state[:2] for state in states.values()} == {then}
+
+
+async def test_two_workers_sending_the_same_invitation_at_once_send_it_once(lite, make_client, settings,
+                                                                              fake_twilio):
+    await import_list(lite, body=CONTACTS)
+    other = await make_client(settings)  # started before the distributions: its first round finds none
+    other.records_url = settings.database_url
+    # each worker's invitation waits (a while) for the other's to the same number: both have
+    # checked the records database for a duplicate by then, and neither has written its state
+    arrived: dict[str, asyncio.Event] = {}
+
+    def meeting(service):
+        invite_link = service.invite_link
+
+        async def met(survey, phone, *args, **kwargs):
+            if phone in arrived:
+                arrived[phone].set()
+            else:
+                arrived[phone] = asyncio.Event()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(arrived[phone].wait(), 0.5)
+            return await invite_link(survey, phone, *args, **kwargs)
+
+        service.invite_link = met
+
+    for client in (lite, other):
+        meeting(client.app[SERVICE])
+    first, second = await link_distribution(lite), await link_distribution(lite)
+    await asyncio.gather(work(lite), work(other))
+    for _ in range(2):  # what waited for the other's claim goes (or is skipped) next round
+        await work(lite)
+        await work(other)
+    assert sorted(message.to for message in fake_twilio.messages) == ["+12015550101", "+12015550102"]
+    assert set(arrived) == {"+12015550101", "+12015550102"}
+    for phone in ("+12015550101", "+12015550102"):
+        outcomes = sorted([(await recipients(lite, d))[phone][:2] for d in (first, second)])
+        assert outcomes == [("sent", None), ("skipped", "duplicate")]
+
