@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 
 import pytest
@@ -305,3 +306,11 @@ async def test_two_workers_sending_the_same_invitation_at_once_send_it_once(lite
         outcomes = sorted([(await recipients(lite, d))[phone][:2] for d in (first, second)])
         assert outcomes == [("sent", None), ("skipped", "duplicate")]
 
+
+@pytest.mark.parametrize("path", ["/l/%00", "/o/%00", "/l/a%00b", "/o/%E2%80%AE", "/l/%F0%9F%98%80" * 3, "/s/%00",
+                                  "/l/" + "A" * 5000])
+async def test_a_token_of_any_shape_is_a_404_on_every_database(make_client, settings, web_flows, records_url, path):
+    client = await make_client(dataclasses.replace(settings, database_url=records_url))
+    for method in ("GET", "POST"):
+        response = await client.request(method, path, data={"csrf": "x"})
+        assert response.status == 404, (method, await response.text())
