@@ -314,3 +314,18 @@ async def test_a_token_of_any_shape_is_a_404_on_every_database(make_client, sett
     for method in ("GET", "POST"):
         response = await client.request(method, path, data={"csrf": "x"})
         assert response.status == 404, (method, await response.text())
+
+
+async def test_admin_link_and_distribution_requests_with_a_nul_are_clear_on_every_database(
+        make_client, settings, web_flows, records_url):
+    client = await make_client(dataclasses.replace(settings, database_url=records_url))
+    for path in ("/admin/distributions/%00", "/admin/distributions/%00/recipients"):
+        response = await client.get(path, headers=admin_headers())
+        assert response.status == 404, (path, await response.text())
+    cancel = await client.post("/admin/distributions/%00/cancel", headers=admin_headers())
+    assert cancel.status == 404 and (await cancel.json())["error"] == "unknown_distribution"
+    made = await client.post("/admin/surveys/webtest/links", headers=admin_headers(),
+                             json={"fields": {"FirstName": "A\u0000l"}})
+    assert made.status in (201, 400), await made.text()
+    if made.status == 201:
+        assert (await client.get("/l/" + (await made.json())["token"])).status == 200
