@@ -329,3 +329,14 @@ async def test_admin_link_and_distribution_requests_with_a_nul_are_clear_on_ever
     assert made.status in (201, 400), await made.text()
     if made.status == 201:
         assert (await client.get("/l/" + (await made.json())["token"])).status == 200
+
+
+@pytest.mark.parametrize("given", ["9" * 400, "9" * 400 + ".5", "-" + "9" * 400])
+async def test_a_number_too_large_for_a_float_is_an_invalid_answer(web, given):
+    path = await link_path(web)
+    await answer(web, path, "9")
+    await answer(web, path, "Fast")
+    shown = await page(web, path)
+    response = await post(web, path, shown, given)
+    assert response.status == 303, await response.text()
+    assert "How many times" in (await page(web, path)).text
