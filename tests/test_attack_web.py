@@ -340,3 +340,19 @@ async def test_a_number_too_large_for_a_float_is_an_invalid_answer(web, given):
     response = await post(web, path, shown, given)
     assert response.status == 303, await response.text()
     assert "How many times" in (await page(web, path)).text
+
+
+async def test_a_page_posted_many_times_at_once_through_two_workers_counts_once(web, make_client, settings):
+    other = await make_client(settings)
+    path = await link_path(web)
+    await answer(web, path, "9")
+    await answer(web, path, "Fast")
+    shown = await page(web, path)
+    posted = await asyncio.gather(*(post(client, path, shown, "99") for client in (web, other) * 4))
+    assert {response.status for response in posted} == {303}
+    again = await page(other, path)
+    assert "How many times" in again.text
+    posted = await asyncio.gather(*(post(client, path, again, "3") for client in (web, other) * 4))
+    assert {response.status for response in posted} == {303}
+    [record] = await exported(web)
+    assert record["answers"]["visits"] == 3 and record["messages_in"] == 4  # 9, Fast, 99, 3
