@@ -13,6 +13,7 @@ from conftest import admin_headers
 from test_distribution_sending import recipients, work
 from test_distributions import import_list
 from test_link_distributions import CONTACTS, LINK, OPT_OUT, link_distribution, rows
+from test_survey_status import SPANISH
 from test_web_survey import WEB_FLOW, Form, answer, exported, link_path, page, post
 
 from engine.records.schema import opt_outs
@@ -356,3 +357,12 @@ async def test_a_page_posted_many_times_at_once_through_two_workers_counts_once(
     assert {response.status for response in posted} == {303}
     [record] = await exported(web)
     assert record["answers"]["visits"] == 3 and record["messages_in"] == 4  # 9, Fast, 99, 3
+
+
+async def test_the_link_preview_is_in_the_surveys_language(make_client, settings, web_flows):
+    (web_flows / "encuesta.yaml").write_text(SPANISH, encoding="utf-8")
+    client = await make_client(settings)
+    made = await client.post("/admin/surveys/encuesta/links", headers=admin_headers(), json={})
+    for path in ("/s/encuesta", "/l/" + (await made.json())["token"]):
+        shown = await page(client, path)
+        assert shown.og["og:description"] == "Encuesta web: Una encuesta breve, una pregunta a la vez.", path
