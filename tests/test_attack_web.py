@@ -366,3 +366,18 @@ async def test_the_link_preview_is_in_the_surveys_language(make_client, settings
     for path in ("/s/encuesta", "/l/" + (await made.json())["token"]):
         shown = await page(client, path)
         assert shown.og["og:description"] == "Encuesta web: Una encuesta breve, una pregunta a la vez.", path
+
+
+async def test_every_redirect_stays_on_the_survey_whatever_the_request_says(web):
+    """No open redirect: a POST answers 303 to its own link's path, never to a host or a
+    path the request names (Host, Referer, a `next` field)."""
+    hostile = {"Host": "evil.example", "Referer": "https://evil.example/", "X-Forwarded-Host": "evil.example"}
+    path = await link_path(web)
+    form = await page(web, path)
+    answered = await web.post(path, data={**form.hidden, "answer": "9", "next": "//evil.example/"},
+                              headers=hostile, allow_redirects=False)
+    assert answered.status == 303 and answered.headers["Location"] == path
+    start = await page(web, "/s/webtest")
+    started = await web.post("/s/webtest", data={**start.hidden, "start": "1", "next": "https://evil.example/"},
+                             headers=hostile, allow_redirects=False)
+    assert started.status == 303 and started.headers["Location"] == "/s/webtest"
