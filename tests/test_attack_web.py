@@ -365,7 +365,7 @@ async def test_the_link_preview_is_in_the_surveys_language(make_client, settings
     made = await client.post("/admin/surveys/encuesta/links", headers=admin_headers(), json={})
     for path in ("/s/encuesta", "/l/" + (await made.json())["token"]):
         shown = await page(client, path)
-        assert shown.og["og:description"] == "Encuesta web: Una encuesta breve, una pregunta a la vez.", path
+        assert shown.og["og:description"] == "Encuesta web: una encuesta breve, una pregunta a la vez.", path
 
 
 async def test_every_redirect_stays_on_the_survey_whatever_the_request_says(web):
