@@ -20,6 +20,7 @@ import redis.asyncio as redis
 from aiohttp import web
 
 from bench.floor import serve
+from engine import texts
 from engine.runtime.web.handlers import TEMPLATES
 
 REDIS = web.AppKey("redis", redis.Redis)
@@ -27,7 +28,7 @@ PAGE = SimpleNamespace(title="Benchmark survey", language="en", question="recomm
                        prompt="Hi Ana! How likely are you to recommend Northwind to a friend? Reply 0-10. "
                               "Text STOP to opt out.")
 CONTEXT = {"page": PAGE, "language": "en", "title": PAGE.title, "page_id": "floorfloorfloor0", "csrf": "0" * 64,
-           "nps": range(11)}
+           "nps": range(11), "texts": texts.builtin("en")}
 
 
 async def _touch(request: web.Request, value: str) -> None:

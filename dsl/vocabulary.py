@@ -59,7 +59,8 @@ BUILTIN_TEXTS = {
     # a survey that is not active (engine.policy), over SMS and on its web pages
     "survey_paused": (), "survey_closed": (),
     # the labels of the survey's web pages (engine.pages)
-    "web_next": (), "web_start": (), "web_max_length": ("{max_length}",), "web_answered": (), "web_blank": (),
+    "web_next": (), "web_start": (), "web_description": (), "web_max_length": ("{max_length}",), "web_answered": (),
+    "web_blank": (),
     "web_not_found_title": (), "web_not_found": (), "web_paused_title": (), "web_closed_title": (),
     # a link invitation's opt-out page (engine.runtime.web)
     "web_optout_title": (), "web_optout_question": ("{number}",), "web_optout_confirm": (),

@@ -4,6 +4,7 @@ read too). It displays and branches like NPS: expressions compare it as a number
 
 from __future__ import annotations
 
+import math
 import re
 
 from dsl import ast
@@ -15,9 +16,13 @@ _NUMBER = re.compile(r"^\s*([-+]?\d+(?:[.,]\d+)?)\s*[.!?;:)]*\s*$")
 _POINT_ONLY = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*[.!?;:)]*\s*$")
 
 
-def _value(written: str) -> int | float:
+def _value(written: str) -> int | float | None:
+    """The number written; None past a float's range (400 nines read as infinity, which is
+    no answer and no int)."""
     written = written.replace(",", ".")
     number = float(written)
+    if not math.isfinite(number):
+        return None
     return int(number) if "." not in written else number
 
 
@@ -33,6 +38,8 @@ class Number(QuestionType):
             if not match:
                 return None
             number = _value(match.group(1))
+            if number is None:
+                return None
             if isinstance(number, float):
                 if number.is_integer():
                     number = int(number)

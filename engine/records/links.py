@@ -44,6 +44,13 @@ def respondent_id() -> str:
     return RESPONDENT_PREFIX + secrets.token_urlsafe(RESPONDENT_BYTES)
 
 
+def is_token(text: str, longest: int) -> bool:
+    """Whether `text` has a token's shape (URL-safe Base64, at most `longest` characters): any
+    other is no token, and is not asked of the database (PostgreSQL refuses a NUL in a query's
+    text, which would read as the database being down)."""
+    return 0 < len(text) <= longest and all(c.isascii() and (c.isalnum() or c in "-_") for c in text)
+
+
 def is_respondent_id(text: str) -> bool:
     return (text.startswith(RESPONDENT_PREFIX) and len(text) == len(RESPONDENT_PREFIX) + 16
             and all(c.isascii() and (c.isalnum() or c in "-_") for c in text))
@@ -84,14 +91,14 @@ async def for_recipient(engine: AsyncEngine, survey: str, distribution: str, pho
 
 async def find(engine: AsyncEngine, token: str) -> Link | None:
     """The link of `token`, None when there is none (a token of another shape is none too)."""
-    if not token or len(token) > web_links.c.token.type.length:
+    if not is_token(token, web_links.c.token.type.length):
         return None
     return await _find(engine, web_links.c.token == token)
 
 
 async def find_opt_out(engine: AsyncEngine, token: str) -> Link | None:
     """The link whose opt-out URL has `token`, None when there is none."""
-    if not token or len(token) > web_links.c.opt_out.type.length:
+    if not is_token(token, web_links.c.opt_out.type.length):
         return None
     return await _find(engine, web_links.c.opt_out == token)
 

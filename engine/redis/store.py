@@ -306,6 +306,10 @@ def responses_key(survey: str) -> str:
     return f"cv:survey:{{{survey}}}:responses"
 
 
+def invitation_claim_key(phone: str, digest: str) -> str:
+    return f"cv:distributions:{{distributions}}:claim:{digest}:{phone}"
+
+
 def flow_key(survey: str, version: str) -> str:
     return f"cv:survey:{{{survey}}}:flow:{version}"
 
@@ -946,6 +950,21 @@ class Store:
             await self.redis.pexpire(key, ms)
             return True
         return False
+
+    async def claim_invitation(self, phone: str, digest: str, distribution_id: str, seconds: float) -> bool:
+        """Claim sending the invitation of text `digest` to `phone` for a distribution, while its
+        recipient's state is not yet in the records database (where duplicate suppression looks):
+        two distributions of the same text in two workers at once would both find nothing there.
+        True when the claim is the distribution's (taken now, or still its own from a try before)."""
+        key = invitation_claim_key(phone, digest)
+        if await self.redis.set(key, distribution_id, nx=True, px=max(1, int(seconds * 1000))):
+            return True
+        return await self.redis.get(key) == distribution_id
+
+    async def release_invitations(self, claims: list[tuple[str, str]]) -> None:
+        """Drop claims of (phone, digest) once their recipients' states are written."""
+        if claims:
+            await self.redis.delete(*(invitation_claim_key(phone, digest) for phone, digest in claims))
 
     # ------------------------------------------------------------ the local sandbox
 

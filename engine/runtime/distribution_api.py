@@ -260,9 +260,19 @@ async def admin_distributions(request: web.Request) -> web.Response:
         return _unavailable(err)
 
 
+def _distribution_id(request: web.Request) -> str:
+    """The id the path names. One no distribution could have (a NUL, non-ASCII) is unknown at
+    once: PostgreSQL refuses a NUL in a query's text, which would read as the database being down."""
+    distribution_id = request.match_info["id"]
+    if not (0 < len(distribution_id) <= 64 and all(c.isascii() and (c.isalnum() or c in "-_")
+                                                   for c in distribution_id)):
+        raise distributions.UnknownDistribution(loggable(distribution_id))
+    return distribution_id
+
+
 async def admin_distribution(request: web.Request) -> web.Response:
     try:
-        return web.json_response(await distributions.describe(_engine(request), request.match_info["id"],
+        return web.json_response(await distributions.describe(_engine(request), _distribution_id(request),
                                                               _now(request)))
     except distributions.UnknownDistribution as err:
         return error(404, "unknown_distribution", str(err))
@@ -273,7 +283,7 @@ async def admin_distribution(request: web.Request) -> web.Response:
 async def admin_cancel(request: web.Request) -> web.Response:
     try:
         return web.json_response(await distributions.cancel(
-            _engine(request), request.match_info["id"], _now(request)))
+            _engine(request), _distribution_id(request), _now(request)))
     except distributions.UnknownDistribution as err:
         return error(404, "unknown_distribution", str(err))
     except distributions.NotCancellable as err:
@@ -293,11 +303,12 @@ def recipients_csv_row(fields: list[str], recipient: dict) -> str:
 
 
 async def admin_recipients(request: web.Request) -> web.StreamResponse:
-    distribution_id, form = request.match_info["id"], request.query.get("format", "jsonl")
+    form = request.query.get("format", "jsonl")
     if form not in ("jsonl", "csv"):
         return error(400, "bad_format", "format must be jsonl or csv")
     engine = _engine(request)
     try:
+        distribution_id = _distribution_id(request)
         fields = await distributions.field_names(engine, distribution_id)
     except distributions.UnknownDistribution as err:
         return error(404, "unknown_distribution", str(err))

@@ -14,7 +14,8 @@ Store.lease_distribution) it invites a batch of pending recipients:
   delivery statuses come back on the deliveries stream, which the archiver applies.
 
 A link distribution's recipient gets no session: after the same checks, and the duplicate
-suppression of link invitations (the same text to the same number within a day goes once), its
+suppression of link invitations (the same text to the same number within a day goes once; a
+claim in Redis, Store.claim_invitation, keeps two workers from both sending it meanwhile), its
 link is made once (engine.records.links.for_recipient: a second try finds the same one) and
 Service.invite_link queues the invitation with the link in it (a second try queues nothing).
 
@@ -163,14 +164,16 @@ class Distributor:
             opted_out = await self._opted_out(distribution.channel, group)
             if opted_out is None:
                 break  # the records database cannot say: try again next round
+            claims: list[tuple[str, str]] = []
             decided = await asyncio.gather(*(self._invite(distribution, window, recipient,
-                                                          recipient.phone in opted_out) for recipient in group))
+                                                          recipient.phone in opted_out, claims) for recipient in group))
             # the group's states in one commit: a worker killed before it leaves them pending,
             # and the next try finds the sessions already opened (invite's "already")
             moved += await records.set_recipients(
                 self.engine, distribution.id,
                 [(recipient.phone, *outcome) for recipient, outcome in zip(group, decided, strict=True) if outcome],
                 self._now())
+            await self.service.store.release_invitations(claims)  # duplicate suppression sees the states now
             if any(outcome is None for outcome in decided):
                 break  # the survey or sending is gone: wait for the next round
         return moved + len(later)
@@ -188,7 +191,8 @@ class Distributor:
             return None
 
     async def _invite(self, distribution: Distribution, window: QuietHours | None,
-                      recipient: Recipient, opted_out: bool) -> tuple[str, str | None] | None:
+                      recipient: Recipient, opted_out: bool,
+                      claims: list[tuple[str, str]] | None = None) -> tuple[str, str | None] | None:
         """Invite one recipient: the state it moves to (queued, or skipped) with the reason;
         None when nothing can be sent now. The caller writes the state."""
         channel, phone = distribution.channel, recipient.phone
@@ -200,7 +204,7 @@ class Distributor:
         if opted_out:
             return "skipped", "opted_out"
         if distribution.mode == "link":
-            return await self._invite_link(distribution, recipient)
+            return await self._invite_link(distribution, recipient, claims)
         fields = {name: str(value) for name, value in (recipient.fields or {}).items()}
         if window is not None:
             fields[QUIET_FIELD] = str(window)
@@ -215,8 +219,10 @@ class Distributor:
             return None
         return "queued", None
 
-    async def _invite_link(self, distribution: Distribution, recipient: Recipient) -> tuple[str, str | None] | None:
-        """A link distribution's recipient: skipped as a duplicate, or its invitation queued."""
+    async def _invite_link(self, distribution: Distribution, recipient: Recipient,
+                           claims: list[tuple[str, str]] | None) -> tuple[str, str | None] | None:
+        """A link distribution's recipient: skipped as a duplicate, or its invitation queued;
+        the invitation's claim goes into `claims`, to drop once the recipient's state is written."""
         phone = recipient.phone
         if recipient.digest is not None:
             async with self.engine.connect() as connection:
@@ -228,6 +234,11 @@ class Distributor:
         if base is None:
             log.warning("distribution %s waits: PUBLIC_BASE_URL is not set, and its links need it", distribution.id)
             return None
+        if recipient.digest is not None:
+            if not await self.service.store.claim_invitation(phone, recipient.digest, distribution.id, LEASE):
+                return None  # another distribution sends this text now: the next round finds its state
+            if claims is not None:
+                claims.append((phone, recipient.digest))
         fields = {name: str(value) for name, value in (recipient.fields or {}).items()}
         link = await links.for_recipient(self.engine, distribution.survey, distribution.id, phone, fields,
                                          self._now())
@@ -235,6 +246,8 @@ class Distributor:
         try:
             await self.service.invite_link(distribution.survey, phone, text, distribution.id, distribution.sender)
         except Refused as err:
+            if err.reason == "survey_paused":
+                return None  # paused since this round began: it waits
             if err.status == 409:
                 return "skipped", err.reason
             log.warning("distribution %s waits: %s", distribution.id, err.message)

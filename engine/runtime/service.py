@@ -462,13 +462,19 @@ class Service:
         "link:<distribution>" standing for its MessageSid, and writes only the message into the
         outbox, so a second try for the same recipient (a worker killed before the records said
         queued) finds that commit and queues nothing: "already". Else "queued"; Refused 409
-        opted_out when Redis knows an opt-out the records database does not have yet."""
+        opted_out when Redis knows an opt-out the records database does not have yet, and
+        survey_paused or survey_closed when the survey is no longer active."""
         flow = self.registry.get(survey_id)
         if flow is None:
             raise Refused(404, "unknown_survey", f"there is no survey '{survey_id}'")
         origin = self._origin(SMS, sender or flow.survey.sender)
+        # the status as Redis holds it now, as a start reads it: a round reads it once, and a
+        # survey paused or closed while the round's invitations go must stop them
+        status = (await self.flows()).status(survey_id)
 
         def step(respondent: Respondent, now: float) -> Outcome:
+            if not policy.opens_sessions(status):
+                raise NotStartable(f"survey_{status}")
             if respondent.opted_out:
                 raise NotStartable("opted_out")
             return Outcome(respondent)  # the conversation stays as it is

@@ -43,6 +43,7 @@ from pathlib import Path
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from sqlalchemy.exc import SQLAlchemyError
 
 from dsl.vocabulary import DEFAULT_LANGUAGE
@@ -144,7 +145,7 @@ async def _form(request: web.Request):
         raise web.HTTPRequestEntityTooLarge(MAX_FORM, request.content_length)
     try:
         form = await request.post()
-    except (ValueError, UnicodeDecodeError, LookupError):
+    except (ValueError, UnicodeDecodeError, LookupError, HttpProcessingError):  # the last: broken multipart
         raise web.HTTPBadRequest(text="The body is not a readable form.\n") from None
     if any(not isinstance(value, str) for value in form.values()):
         raise web.HTTPBadRequest(text="The survey's form carries text only.\n")
@@ -154,12 +155,18 @@ async def _form(request: web.Request):
 # ---------------------------------------------------------------- rendering
 
 
-def _message(request: web.Request, status: int, heading: str, text: str, language: str,
-             headers: dict | None = None) -> web.Response:
-    response = aiohttp_jinja2.render_template("message.html", request, {
-        "language": language, "title": heading, "heading": heading, "text": text}, status=status)
-    response.headers.update(headers or {})
+def _page(template: str, request: web.Request, context: dict, status: int = 200) -> web.Response:
+    """A rendered page, never stored by a browser or a proxy: a question page holds the
+    respondent's piped fields and answers, and a shared phone's back button or history must
+    not show them to the next person (nor a proxy hand one respondent's page to another)."""
+    response = aiohttp_jinja2.render_template(template, request, context, status=status)
+    response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _message(request: web.Request, status: int, heading: str, text: str, language: str) -> web.Response:
+    return _page("message.html", request, {
+        "language": language, "title": heading, "heading": heading, "text": text}, status=status)
 
 
 def browser_language(request: web.Request) -> str:
@@ -185,8 +192,7 @@ def _not_active(request: web.Request, flow: Flow, status: str, language: str | N
     language = language or flow.default_language
     said = flow.language(language).texts
     code, heading = STATUS_PAGES[status]
-    return _message(request, code, said[heading], said[policy.not_active_text(status)], language,
-                    {"Cache-Control": "no-store"})
+    return _message(request, code, said[heading], said[policy.not_active_text(status)], language)
 
 
 def _language_of(flow: Flow, respondent: Respondent | None, fields: dict) -> str:
@@ -205,17 +211,20 @@ async def _render(request: web.Request, flow: Flow, respondent: Respondent | Non
                   seen: list[str] | None, what: str) -> web.Response:
     """The page of the respondent's state: its open session's question, or its end."""
     session = respondent.session if respondent is not None else None
-    if session is None:
+    # the flow version the session is on, rebuilt from Redis when this worker never ran it (the
+    # live flow may not have its question any more); a version lost for good ends the session
+    # (its next post closes it, engine.conversation), so its page is the end
+    shown_flow = await request.app[REGISTRY].pin(session.survey, session.version) if session is not None else None
+    if shown_flow is None:
         language = respondent.language if respondent is not None else None
         ended = pages.ended(flow, language, seen)
-        return aiohttp_jinja2.render_template("end.html", request, {
+        return _page("end.html", request, {
             "page": ended, "language": ended.language, "title": ended.title,
             "texts": flow.language(ended.language).texts, "again": seen is None})
-    shown_flow = request.app[REGISTRY].get(session.survey, session.version) or flow
     page = pages.page(shown_flow, session)
     if request.query.get("blank") == "1" and page.invalid is None:
         page = dataclasses.replace(page, invalid=shown_flow.language(page.language).texts["web_blank"])
-    return aiohttp_jinja2.render_template("question.html", request, {
+    return _page("question.html", request, {
         "page": page, "language": page.language, "title": page.title, "page_id": secrets.token_urlsafe(12),
         "csrf": await csrf_token(request, what), "nps": range(11), "texts": shown_flow.language(page.language).texts})
 
@@ -364,7 +373,7 @@ async def anonymous_page(request: web.Request) -> web.Response:
         return _not_active(request, flow, status, _language_of(flow, respondent, {}))
     if respondent is None or (respondent.session is None and respondent.last_survey != survey):
         language = flow.default_language
-        return aiohttp_jinja2.render_template("start.html", request, {
+        return _page("start.html", request, {
             "survey": survey, "language": language, "title": pages.title(flow, language),
             "csrf": await csrf_token(request, "s/" + survey), "texts": flow.language(language).texts})
     return await _render(request, flow, respondent, seen, f"s/{survey}/{visitor}")
@@ -439,7 +448,7 @@ async def opt_out_page(request: web.Request) -> web.Response:
     language, said = _opt_out_texts(request, link)
     if link is None:
         return _message(request, 404, said["web_optout_unknown_title"], said["web_optout_unknown"], language)
-    return aiohttp_jinja2.render_template("optout.html", request, {
+    return _page("optout.html", request, {
         "language": language, "title": said["web_optout_title"],
         "question": said["web_optout_question"].replace("{number}", _masked(link.phone)),
         "confirm": said["web_optout_confirm"], "csrf": await csrf_token(request, "o/" + link.opt_out)})
