@@ -255,6 +255,7 @@ async def test_a_link_round_under_way_sends_nothing_once_its_survey_is_paused_or
 
     async def paused_meanwhile(*args, **kwargs):
         await service.store.set_survey_status("webtest", status)
+        service.statuses_changed()  # as set through this worker (another sees it within a second)
         return await invite_link(*args, **kwargs)
 
     service.invite_link = paused_meanwhile
@@ -265,6 +266,7 @@ async def test_a_link_round_under_way_sends_nothing_once_its_survey_is_paused_or
     if status == "paused":  # they wait, pending, and go once it is active again
         assert {state[0] for state in states.values()} == {"pending"}
         await service.store.set_survey_status("webtest", "active")
+        service.statuses_changed()
         await work(lite, rounds=2)
         assert len(fake_twilio.messages) == 2
     states = await recipients(lite, distribution)
