@@ -145,8 +145,9 @@ async def test_a_link_takes_every_question_type_through_the_branch_with_piped_fi
     path = await link_path(web, {"FirstName": "Ana"}, to="+15551230102")
     first = await page(web, path)
     assert first.html_lang == "en"
-    assert first.og == {"og:type": "website", "og:title": "Web test survey",
-                        "og:description": "Web test survey: a short survey, one question at a time."}
+    assert {k: v for k, v in first.og.items() if not k.startswith("og:image")} == {
+        "og:type": "website", "og:title": "Web test survey",
+        "og:description": "Web test survey: a short survey, one question at a time."}
     assert "Hi Ana! How likely are you to recommend us?" in first.text
     assert first.buttons == [str(n) for n in range(11)]
     assert set(first.hidden) == {"csrf", "page", "question"} and first.hidden["question"] == "score"
@@ -379,3 +380,24 @@ async def test_the_visitor_cookie_is_signed_so_an_exported_respondent_id_opens_n
     stranger.session.cookie_jar.clear()
     stranger.session.cookie_jar.update_cookies({"canvass_visitor": signed})
     assert "How likely are you" in (await page(stranger, "/s/webtest")).text  # the real cookie resumes
+
+
+async def test_the_link_preview_has_an_image_of_the_size_messaging_apps_show(web):
+    import struct
+    import zlib
+
+    from fake_twilio import PUBLIC_BASE_URL
+
+    shown = await page(web, await link_path(web))
+    assert shown.og["og:image"] == PUBLIC_BASE_URL + "/og.png"  # absolute, as Open Graph wants
+    assert (shown.og["og:image:width"], shown.og["og:image:height"]) == ("1200", "630")
+    response = await web.get("/og.png")
+    body = await response.read()
+    assert response.status == 200 and response.content_type == "image/png" and len(body) < 20_000
+    assert "max-age" in response.headers["Cache-Control"]
+    assert body.startswith(b"\x89PNG\r\n\x1a\n") and body[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", body[16:24])
+    assert (width, height) == (1200, 630)
+    idat = body.index(b"IDAT")
+    (length,) = struct.unpack(">I", body[idat - 4:idat])
+    assert len(zlib.decompress(body[idat + 4:idat + 4 + length])) == height * (1 + 3 * width)

@@ -52,7 +52,8 @@ from engine import texts as builtin_texts
 from engine.conversation import NotStartable, Outcome, Respondent, WithStatuses
 from engine.flow import Flow
 from engine.records import links
-from engine.runtime.appkeys import REGISTRY, RESPONSES, SERVICE, STORE
+from engine.runtime.appkeys import REGISTRY, RESPONSES, SERVICE, SETTINGS, STORE
+from engine.runtime.web.preview_image import png as preview_png
 
 log = logging.getLogger("canvass.web")
 
@@ -115,6 +116,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/s/{survey}", anonymous_post)
     app.router.add_get("/o/{token}", opt_out_page)
     app.router.add_post("/o/{token}", opt_out_post)
+    app.router.add_get(PREVIEW_IMAGE, preview_image)
 
 
 # ---------------------------------------------------------------- CSRF
@@ -155,10 +157,23 @@ async def _form(request: web.Request):
 # ---------------------------------------------------------------- rendering
 
 
+PREVIEW_IMAGE = "/og.png"  # the link preview's image (engine.runtime.web.preview_image)
+
+
+async def preview_image(request: web.Request) -> web.Response:
+    return web.Response(body=preview_png(), content_type="image/png",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+
 def _page(template: str, request: web.Request, context: dict, status: int = 200) -> web.Response:
     """A rendered page, never stored by a browser or a proxy: a question page holds the
     respondent's piped fields and answers, and a shared phone's back button or history must
-    not show them to the next person (nor a proxy hand one respondent's page to another)."""
+    not show them to the next person (nor a proxy hand one respondent's page to another).
+    Its preview image is named by an absolute URL, as Open Graph wants: PUBLIC_BASE_URL's
+    when set (the address the link was sent with), else the one the request came to."""
+    base = request.app[SETTINGS].public_base_url
+    origin = base.rstrip("/") if base else f"{request.scheme}://{request.host}"
+    context = {**context, "preview_image": origin + PREVIEW_IMAGE}
     response = aiohttp_jinja2.render_template(template, request, context, status=status)
     response.headers["Cache-Control"] = "no-store"
     return response
