@@ -28,7 +28,7 @@ from bench.webhook import LoadShape
 
 QUICK_LOAD = LoadShape(respondents=40, concurrency=16, rounds=1, warmup=8, deadline=30.0)
 QUICK_COST = CostShape(rounds=5, steps=300, compiles=1)
-FULL_SESSIONS, QUICK_SESSIONS = 1000, 100
+FULL_CONVERSATIONS, QUICK_CONVERSATIONS = 100_000, 300
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -70,9 +70,9 @@ def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="canvass-bench-") as workdir:
         redis, redis_url = redis_server(Path(workdir) / "redis", pinning)
         with redis:
-            progress("redis memory per session and per dedupe record")
+            progress("redis memory per open conversation")
             results["memory"] = asyncio.run(memory.measure(
-                redis_url, QUICK_SESSIONS if args.quick else FULL_SESSIONS))
+                redis_url, QUICK_CONVERSATIONS if args.quick else FULL_CONVERSATIONS))
             progress(f"webhooks: {load_shape.rounds} rounds of {load_shape.respondents} respondents, "
                      f"floor and canvass in turns")
             results["webhooks"] = webhook.run_webhooks(redis, redis_url, Path(workdir), pinning, load_shape, progress)

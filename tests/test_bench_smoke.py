@@ -15,7 +15,7 @@ FIGURES = {
                  "canvass.p99_ms", "canvass.server_cpu_us_per_message", "canvass.redis_cpu_us_per_message"],
     "step": ["us_per_step.10", "us_per_step.1000", "ratio"],
     "compile": ["ms_per_compile.100", "ms_per_compile.1000", "ratio"],
-    "memory": ["bytes_per_session", "bytes_per_dedupe", "global_bytes_per_session"],
+    "memory": ["bytes_per_conversation", "keys_per_conversation", "parts.own_keys", "parts.timer", "fill_seconds"],
     "records": ["archiver.none.messages_per_s", *(f"archiver.{db}.{figure}" for db in ("sqlite", "postgresql")
                 for figure in ("messages_per_s", "webhook_ratio", "completed_per_s", "archived_per_s", "keeps_up")),
                 "export.small.rows_per_s", "export.large.rows_per_s", "export.small.peak_rss_bytes",
@@ -27,7 +27,7 @@ FIGURES = {
                 "overhead.canvass.server_cpu_us_per_message", "pacing.max_in_window", "pacing.mean_per_s",
                 "pacing.span_s"],
 }
-TARGETS = ["webhook_ratio", "step_ratio", "compile_ratio", "bytes_per_session", "bytes_per_dedupe",
+TARGETS = ["webhook_ratio", "step_ratio", "compile_ratio", "bytes_per_conversation",
            "archiver_keeps_up_sqlite", "archiver_keeps_up_postgresql", "webhooks_with_archiver", "export_rss_ratio",
            "import_ratio", "import_rss_growth", "sender_ratio", "pace_max_window", "pace_mean"]
 
@@ -54,7 +54,7 @@ def test_quick_run_writes_every_figure(tmp_path):
     webhooks = results["webhooks"]
     for target in ("floor", "canvass"):
         assert all(r["completed"] == r["respondents"] and not r["errors"] for r in webhooks["rounds"][target])
-    assert results["memory"]["dedupe_records"] == 3 * results["memory"]["sessions"]
+    assert results["memory"]["conversations"] == 300
     assert sorted(results["targets"]) == sorted(TARGETS)
     assert all(isinstance(results["targets"][name]["met"], bool) for name in TARGETS)
     assert results["records"]["export"]["large"]["rows"] > results["records"]["export"]["small"]["rows"]
