@@ -1,8 +1,9 @@
 """bench/run: every Canvass benchmark in one command, a table on stdout, figures as JSON.
 
-    bench/run                   the full run (about a quarter of an hour on 2 cores: the export
+    bench/run                   the full run (about twenty minutes on 2 cores: the export
                                 of 1,000,000 responses and the import of 1,000,000 contacts
-                                are most of it; sending 10,000 invitations and a paced
+                                are most of it; opening 100,000 conversations for Redis's
+                                memory, three or four; sending 10,000 invitations and a paced
                                 distribution, a minute or two)
     bench/run --quick           a short smoke run (about a minute)
     bench/run --json out.json   also write the figures as JSON

@@ -8,6 +8,11 @@ for an open conversation (its keys, their entries in Redis's keyspace and expire
 member of the shared timer set), nothing left out. A warm-up fill comes first, so that the
 shared structures (the timer set, the flow source) exist before the measured one starts.
 
+It is read twice: just after the fill, when the conversations that moved within the last
+REPLIES_TTL seconds still keep their replies for a redelivery (cv:{T}:replies), and at rest,
+REPLIES_TTL seconds later, once they expired (a SCAN of the keyspace reclaims them at once,
+as Redis's expiry cycle does over time): what a million open conversations cost, the target.
+
 Where the bytes go, per conversation: its own keys (MEMORY USAGE of every key under its hash
 tag: name, value and keyspace entry), its timer (the growth of MEMORY USAGE of the timer set),
 and the rest (the keyspace's and expires table's buckets and the TTL entries, which MEMORY
@@ -21,7 +26,7 @@ import time
 
 from bench import load
 from bench.procs import FLOWS, BenchError
-from engine.redis.store import TIMERS, Store
+from engine.redis.store import REPLIES_TTL, TIMERS, Store
 from engine.runtime.metrics import Metrics
 from engine.runtime.registry import Registry
 from engine.runtime.service import Service
@@ -54,6 +59,13 @@ async def _fill(service: Service, first: int, count: int) -> None:
         await asyncio.gather(*(one(i) for i in range(start, min(first + count, start + BATCH))))
 
 
+async def _drop_replies(store: Store) -> None:
+    """Delete the warm-up's replies (cv:{T}:replies), as their TTL would a minute later."""
+    keys = [key async for key in store.redis.scan_iter(match="cv:{*}:replies", count=5000)]
+    if keys:
+        await store.redis.delete(*keys)
+
+
 async def _used(store: Store) -> int:
     return int((await store.redis.info("memory"))["used_memory"])
 
@@ -81,10 +93,16 @@ async def measure(redis_url: str, conversations: int) -> dict:
         service = Service(store, registry, Settings(flows_dir=FLOWS), Metrics(), time.time, None)
         warmup = min(WARMUP, conversations)
         await _fill(service, 0, warmup)
+        await _drop_replies(store)  # so that the fill below starts from conversations at rest
         before, timers_before, keys_before = await _used(store), await client.memory_usage(TIMERS, samples=0), await client.dbsize()
         started = time.perf_counter()
         await _fill(service, warmup, conversations)
         seconds = time.perf_counter() - started
+        just_filled, filled_keys = await _used(store), await client.dbsize()
+        await asyncio.sleep(REPLIES_TTL + 1)
+        async for _ in client.scan_iter(count=5000):  # visiting an expired key reclaims it
+            pass
+        await asyncio.sleep(1)  # Redis finishes growing its tables (it rehashes step by step)
         after, timers_after, keys_after = await _used(store), await client.memory_usage(TIMERS, samples=0), await client.dbsize()
         sample = range(warmup, warmup + min(SAMPLE, conversations))
         own_keys, own_bytes = await _own_keys(store, sample)
@@ -102,6 +120,8 @@ async def measure(redis_url: str, conversations: int) -> dict:
         "bytes_per_conversation": per_conversation,
         "target": TARGET,
         "keys_per_conversation": (keys_after - keys_before) / conversations,
+        "just_filled": {"bytes_per_conversation": (just_filled - before) / conversations,
+                        "keys_per_conversation": (filled_keys - keys_before) / conversations},
         "parts": {"own_keys": keys, "timer": timer, "keyspace": per_conversation - keys - timer},
         "sampled_keys_per_conversation": own_keys / len(sample),
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.load import ANSWERS
 from bench.memory import ANSWERED
-from engine.redis.store import TIMERS
+from engine.redis.store import REPLIES_TTL, TIMERS
 
 
 def verdicts(results: dict) -> dict[str, dict]:
@@ -108,8 +108,10 @@ def render(results: dict) -> str:
         "",
         f"Redis memory per open conversation (INFO used_memory growth over {mem['conversations']:,} conversations "
         f"of the 5-question survey: access code, answers {answered}; filled in {mem['fill_seconds']:.0f} s)",
-        f"  {'all in':16}{mem['bytes_per_conversation']:9.0f} B  {_mark(targets, 'bytes_per_conversation')}; "
+        f"  {'all in, at rest':16}{mem['bytes_per_conversation']:9.0f} B  {_mark(targets, 'bytes_per_conversation')}; "
         f"{mem['keys_per_conversation']:.2f} keys each",
+        f"  {'just filled':16}{mem['just_filled']['bytes_per_conversation']:9.0f} B  (the replies of those that moved "
+        f"in the last {REPLIES_TTL} s still kept; {mem['just_filled']['keys_per_conversation']:.2f} keys each)",
         f"  {'its keys':16}{mem['parts']['own_keys']:9.0f} B  (MEMORY USAGE: name, value, keyspace entry)",
         f"  {'its timer':16}{mem['parts']['timer']:9.0f} B  (its member of {TIMERS})",
         f"  {'keyspace':16}{mem['parts']['keyspace']:9.0f} B  (the rest: hash-table buckets, TTL entries)",

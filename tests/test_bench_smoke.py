@@ -15,7 +15,8 @@ FIGURES = {
                  "canvass.p99_ms", "canvass.server_cpu_us_per_message", "canvass.redis_cpu_us_per_message"],
     "step": ["us_per_step.10", "us_per_step.1000", "ratio"],
     "compile": ["ms_per_compile.100", "ms_per_compile.1000", "ratio"],
-    "memory": ["bytes_per_conversation", "keys_per_conversation", "parts.own_keys", "parts.timer", "fill_seconds"],
+    "memory": ["bytes_per_conversation", "keys_per_conversation", "parts.own_keys", "parts.timer", "fill_seconds",
+               "just_filled.bytes_per_conversation"],
     "records": ["archiver.none.messages_per_s", *(f"archiver.{db}.{figure}" for db in ("sqlite", "postgresql")
                 for figure in ("messages_per_s", "webhook_ratio", "completed_per_s", "archived_per_s", "keeps_up")),
                 "export.small.rows_per_s", "export.large.rows_per_s", "export.small.peak_rss_bytes",
@@ -42,7 +43,7 @@ def figure(results: dict, part: str, path: str) -> float:
 def test_quick_run_writes_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run([str(REPO / "bench" / "run"), "--quick", "--json", str(out)],
-                          capture_output=True, text=True, timeout=240)
+                          capture_output=True, text=True, timeout=360)
     assert done.returncode == 0, done.stderr
     results = json.loads(out.read_text())
     for part, paths in FIGURES.items():

@@ -330,10 +330,10 @@ class Service:
 
     async def web_read(self, respondent_id: str, page_id: str | None = None) -> tuple[Respondent | None, list[str] | None]:
         """A web respondent as stored (None: no record), and, when `page_id` was committed, what
-        its step said (its end message, when it closed the session)."""
+        its step said (its end message, when it closed the session) while that is kept."""
         snapshot = await self.store.read(policy.WEB, respondent_id, page_id)
         respondent = None if snapshot.record is None else self._respondent(snapshot)
-        return respondent, snapshot.seen_replies
+        return respondent, snapshot.seen_replies if snapshot.replies_kept else None
 
     async def web_step(self, respondent_id: str, step: StepFunction, page_id: str | None = None) -> Applied:
         """A step of a web respondent (engine.runtime.web): the read-step-commit loop of a text
