@@ -28,7 +28,7 @@ Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such 
                             write. A redelivery of a message whose replies are kept gets them
                             (READ claims their delivery, see cv:{T}:claims). Twilio delivers a
                             webhook again only when the first delivery got no answer, and within
-                            its retry time (its retries, then the fallback URL's: 15 s), so every
+                            its retry time (its retries' 15 s, then its fallback URL's), so every
                             redelivery that can still carry replies to the respondent comes while
                             they are kept, whether or not newer messages were committed since. A
                             redelivery after that (a replay) changes nothing and is answered with
@@ -210,11 +210,11 @@ DEDUPE_TTL = 25 * 3600  # a claim's (cv:{T}:claims), and a dedupe hash's of the 
 # 64 newer commits, more than any survey conversation makes in a day.
 DEDUPE_KEEP = 64
 MARK_LENGTH = 12  # characters of a mark (conversation.lua's MARK)
+SID_MARK_LENGTH = 8  # of them, those that name the MessageSid: 48 bits of its hash
 # Seconds the replies to an inbound message are kept for a redelivery (cv:{T}:replies): Twilio
-# delivers a webhook again within its 15 s (its retries, then the fallback URL's), never later.
+# delivers a webhook again only within its retries' 15 s and then its fallback URL's 15 s.
 REPLIES_TTL = 60
 REPLIES_KEPT = 16  # at most the replies of the conversation's newest REPLIES_KEPT commits
-SID_MARK_LENGTH = 8  # of them, those that name the MessageSid: 48 bits of its hash
 DELIVERY_TTL = 30 * 86400
 TIMERS = "cv:timers"
 # Seconds a commit repeated after its answer was lost is sure to know whether it landed: its
