@@ -312,11 +312,11 @@ async def test_a_conversation_stored_before_its_marks_carries_on(store, redis_sy
     """A server upgraded under live conversations: a record without marks, the dedupe hashes
     of the layout before (replies, then the committing attempt's tag) and a timer member named
     by the conversation's tag are read as they were, and the next commit moves them over."""
-    answered, tag = twilio_sid(30), commit_tag()
+    answered, tag = twilio_sid(30), "Rg24"  # the tags of the layout before had 4 characters
     current, previous = dedupe_keys("sms", PHONE)
     redis_sync.set(respondent_key("sms", PHONE), "7|[2]", ex=3600)
     redis_sync.hset(current, sid_field(answered), "Next question\x1f" + tag)
-    redis_sync.hset(previous, sid_field(twilio_sid(31)), '["a","b"]\x1f' + commit_tag())
+    redis_sync.hset(previous, sid_field(twilio_sid(31)), '["a","b"]\x1fZz0V')
     redis_sync.expire(current, DEDUPE_TTL)
     redis_sync.zadd(TIMERS, {f"sms:{PHONE}": 5.0})
     assert await store.claim_due(10.0, 60.0, 10) == [("sms", PHONE)]

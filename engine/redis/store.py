@@ -13,7 +13,7 @@ Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such 
                             message's is sid_mark(its MessageSid) (48 bits of its hash) and the
                             committing attempt's tag (TAG_LENGTH), so a commit repeated after its
                             answer was lost tells its own mark from a redelivery's; a commit
-                            without a MessageSid (a start, a timer) leaves a nonce_mark() (72
+                            without a MessageSid (a start, a timer) leaves a nonce_mark() (66
                             random bits), by which its repeat knows it landed. A redelivered
                             MessageSid changes nothing while its mark is kept: while it is among
                             the conversation's newest DEDUPE_KEEP commits, as long as the record
@@ -209,7 +209,7 @@ DEDUPE_TTL = 25 * 3600  # a claim's (cv:{T}:claims), and a dedupe hash's of the 
 # Marks kept per conversation (see cv:{T}:r): a conversation forgets a MessageSid only after
 # 64 newer commits, more than any survey conversation makes in a day.
 DEDUPE_KEEP = 64
-MARK_LENGTH = 12  # characters of a mark (conversation.lua's MARK)
+MARK_LENGTH = 11  # characters of a mark (conversation.lua's MARK)
 SID_MARK_LENGTH = 8  # of them, those that name the MessageSid: 48 bits of its hash
 # Seconds the replies to an inbound message are kept for a redelivery (cv:{T}:replies): Twilio
 # delivers a webhook again only within its retries' 15 s and then its fallback URL's 15 s.
@@ -233,7 +233,7 @@ OUTBOX_UNKNOWN = "cv:outbox:{outbox}:unknown"
 SANDBOX_KEEP = 1000  # sandbox messages kept: a developer's session, not an archive
 SANDBOX_TTL = 7 * 86400
 WEB_SECRET = "cv:web:secret"
-TAG_LENGTH = 4  # base64 characters: 24 random bits tell two deliveries of one MessageSid apart
+TAG_LENGTH = 3  # base64 characters: 18 random bits tell two deliveries of one MessageSid apart
 MARKS = "\x1e"  # after the record: its marks (the record is JSON, which escapes C0 controls)
 # The channels whose timer members are the channel's letter and the phone (see cv:timers)
 TIMER_CODES = {"sms": "s", "whatsapp": "w"}
@@ -277,8 +277,8 @@ _TWILIO_SID = re.compile(r"SM[0-9a-f]{32}")
 
 
 def sid_field(message_sid: str) -> str:
-    """A MessageSid as its field of cv:{T}:claims (and of the dedupe hashes of the layout before): Twilio's "SM" + 32 hex digits as the 22 base64
-    characters of its 16 bytes; any other sid as ':' + itself (':' is not a base64 character,
+    """A MessageSid as its field of cv:{T}:claims (and of the dedupe hashes of the layout
+    before): Twilio's "SM" + 32 hex digits as the 22 base64 characters of its 16 bytes; any other sid as ':' + itself (':' is not a base64 character,
     so no two sids share a field)."""
     if _TWILIO_SID.fullmatch(message_sid):
         return binascii.b2a_base64(bytes.fromhex(message_sid[2:]), newline=False)[:22].decode()
@@ -294,7 +294,7 @@ def sid_mark(message_sid: str) -> str:
 
 def nonce_mark() -> str:
     """The mark of a commit without a MessageSid: MARK_LENGTH random base64 characters."""
-    return binascii.b2a_base64(os.urandom(MARK_LENGTH * 3 // 4), newline=False).decode()
+    return binascii.b2a_base64(os.urandom(9), newline=False).decode()[:MARK_LENGTH]
 
 
 def timer_member(channel: str, phone: str) -> str:
@@ -334,7 +334,7 @@ def unpack_replies(stored: str) -> list[str]:
 def commit_tag() -> str:
     """A fresh tag for one commit attempt of an inbound message (see cv:{T}:r). It only has to
     differ from another delivery's, not be secret: `random`, no system call per message."""
-    return binascii.b2a_base64(random.getrandbits(24).to_bytes(3, "big"), newline=False).decode()
+    return binascii.b2a_base64(random.getrandbits(24).to_bytes(3, "big"), newline=False).decode()[:TAG_LENGTH]
 
 
 def split_record(stored: str | None) -> tuple[str | None, str]:

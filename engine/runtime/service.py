@@ -2,7 +2,7 @@
 
 Every change to a conversation (an inbound message, a start, a timer, an opt-out Twilio
 reports) goes through `_apply`: read the respondent record, its revision and (for an inbound
-message) the dedupe record in one script; step the pure core; commit in one script that fails
+message) whether its MessageSid was seen, in one script; step the pure core; commit in one script that fails
 if anything changed meanwhile, and then read again after a short random pause. So a
 redelivered webhook gets the stored reply, and two messages from one number at once are
 applied one after the other. The rules (which message may go how, what to keep for how long)

@@ -1,7 +1,7 @@
 -- The marks of a stored conversation (engine/redis/store.py, cv:{T}:r): "<revision>|<record>",
 -- then, after RS (\30), one mark per commit, MARK characters each, newest first. Included by
 -- the scripts that read them.
-local MARK = 12  -- store.MARK_LENGTH
+local MARK = 11  -- store.MARK_LENGTH
 local SID_MARK = 8  -- store.SID_MARK_LENGTH: the part of a mark that names its MessageSid
 
 -- (record with its revision, or false; marks) of a stored value, or of false
