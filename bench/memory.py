@@ -24,12 +24,14 @@ from __future__ import annotations
 import asyncio
 import time
 
+from redis.exceptions import RedisError
+
 from bench import load
 from bench.procs import FLOWS, BenchError
 from engine.redis.store import REPLIES_TTL, TIMERS, Store
 from engine.runtime.metrics import Metrics
 from engine.runtime.registry import Registry
-from engine.runtime.service import Service
+from engine.runtime.service import Busy, Service
 from engine.runtime.settings import Settings
 from engine.runtime.twilio import Inbound
 
@@ -39,6 +41,7 @@ WARMUP = 2000
 BATCH = 100
 SAMPLE = 1000  # conversations whose keys MEMORY USAGE reads
 CHANNEL = "sms"
+RETRIES = 5  # deliveries of a message that got a 503 (a Redis slowed by a busy machine)
 
 
 def phone(index: int) -> str:
@@ -53,7 +56,15 @@ async def _fill(service: Service, first: int, count: int) -> None:
     async def one(index: int) -> None:
         number = phone(index)
         for turn, body in enumerate((load.ACCESS_CODE, *load.ANSWERS[:ANSWERED])):
-            await service.receive(Inbound(message_sid(index, turn), CHANNEL, number, body))
+            inbound = Inbound(message_sid(index, turn), CHANNEL, number, body)
+            for attempt in range(RETRIES):
+                try:
+                    await service.receive(inbound)
+                    break
+                except (RedisError, Busy):  # a webhook's 503: delivered again, as Twilio does
+                    if attempt == RETRIES - 1:
+                        raise
+                    await asyncio.sleep(0.5)
 
     for start in range(first, first + count, BATCH):
         await asyncio.gather(*(one(i) for i in range(start, min(first + count, start + BATCH))))
