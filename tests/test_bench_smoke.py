@@ -73,3 +73,7 @@ def test_bad_arguments_get_a_clear_error():
     assert done.returncode == 2
     assert "--rounds must be between 1 and 100000" in done.stderr
     assert "Traceback" not in done.stderr
+    done = subprocess.run([str(REPO / "bench" / "run"), "--conversations", "10"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--conversations must be between 100 and 2000000" in done.stderr
