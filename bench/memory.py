@@ -41,7 +41,8 @@ WARMUP = 2000
 BATCH = 100
 SAMPLE = 1000  # conversations whose keys MEMORY USAGE reads
 CHANNEL = "sms"
-RETRIES = 5  # deliveries of a message that got a 503 (a Redis slowed by a busy machine)
+RETRIES = 30  # deliveries of a message that got a 503, half a second apart (Redis can stall for
+# seconds on a busy machine, rewriting its AOF)
 
 
 def phone(index: int) -> str:
