@@ -1,11 +1,15 @@
 """bench/run: every Canvass benchmark in one command, a table on stdout, figures as JSON.
 
-    bench/run                   the full run (about a quarter of an hour on 2 cores: the export
+    bench/run                   the full run (about twenty minutes on 2 cores: the export
                                 of 1,000,000 responses and the import of 1,000,000 contacts
-                                are most of it; sending 10,000 invitations and a paced
+                                are most of it; opening 100,000 conversations for Redis's
+                                memory, three or four; sending 10,000 invitations and a paced
                                 distribution, a minute or two)
     bench/run --quick           a short smoke run (about a minute)
     bench/run --json out.json   also write the figures as JSON
+    bench/run --conversations 1000000
+                                the Redis memory figure over a million open conversations
+                                (their fill takes about half an hour on 2 cores)
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from bench.webhook import LoadShape
 
 QUICK_LOAD = LoadShape(respondents=40, concurrency=16, rounds=1, warmup=8, deadline=30.0)
 QUICK_COST = CostShape(rounds=5, steps=300, compiles=1)
-FULL_SESSIONS, QUICK_SESSIONS = 1000, 100
+FULL_CONVERSATIONS, QUICK_CONVERSATIONS = 100_000, 300
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,7 +42,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, metavar="R", help="webhook rounds per server (default 5)")
     parser.add_argument("--respondents", type=int, metavar="V", help="respondents per round (default 400)")
     parser.add_argument("--concurrency", type=int, metavar="C", help="respondents in flight (default 48)")
+    parser.add_argument("--conversations", type=int, metavar="N",
+                        help="open conversations the Redis memory figure fills (default 100000; 1000000 "
+                             "takes about half an hour on 2 cores)")
     args = parser.parse_args(argv)
+    if args.conversations is not None and not 100 <= args.conversations <= 2_000_000:
+        parser.error("--conversations must be between 100 and 2000000")
     for name in ("rounds", "respondents", "concurrency"):
         value = getattr(args, name)
         if value is not None and not 1 <= value <= 100_000:
@@ -70,9 +79,9 @@ def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="canvass-bench-") as workdir:
         redis, redis_url = redis_server(Path(workdir) / "redis", pinning)
         with redis:
-            progress("redis memory per session and per dedupe record")
+            progress("redis memory per open conversation")
             results["memory"] = asyncio.run(memory.measure(
-                redis_url, QUICK_SESSIONS if args.quick else FULL_SESSIONS))
+                redis_url, args.conversations or (QUICK_CONVERSATIONS if args.quick else FULL_CONVERSATIONS)))
             progress(f"webhooks: {load_shape.rounds} rounds of {load_shape.respondents} respondents, "
                      f"floor and canvass in turns")
             results["webhooks"] = webhook.run_webhooks(redis, redis_url, Path(workdir), pinning, load_shape, progress)

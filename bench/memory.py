@@ -1,16 +1,22 @@
-"""Redis memory per open session and per dedupe record, measured on the real store path.
+"""Redis memory per open conversation, all in, measured on the server's own code path.
 
-N respondents each get a session of the benchmark survey opened with two contact fields
-(as the admin start API opens one) and answer three questions through Service.receive, as
-webhooks do, each message with a MessageSid of Twilio's form ("SM" + 32 hex digits). Then
-MEMORY USAGE (what Redis attributes to a key: its name, its value and its keyspace entry;
-not the entry a TTL adds to the expires table) is read for every key in the database, and
-summed in three parts:
-- per open session: the N respondent keys (store.respondent_key) / N;
-- per dedupe record: every conversation's dedupe hashes (store.dedupe_keys, both
-  generations) / the records they hold (the sum of their HLEN, 3 N);
-- shared: every other key (the timer set, the flow source), reported apart, also per session;
-- apart too, the commit nonces the starts left (store.nonce_key): each lives NONCE_TTL seconds.
+N respondents each text the benchmark survey's access code and answer three of its five
+questions through Service.receive, as signed webhooks do, each message with a MessageSid of
+Twilio's form ("SM" + 32 hex digits), so every conversation stays open. The figure is the
+growth of Redis's own INFO used_memory over the fill, divided by N: everything Canvass keeps
+for an open conversation (its keys, their entries in Redis's keyspace and expires tables, its
+member of the shared timer set), nothing left out. A warm-up fill comes first, so that the
+shared structures (the timer set, the flow source) exist before the measured one starts.
+
+It is read twice: just after the fill, when the conversations that moved within the last
+REPLIES_TTL seconds still keep their replies for a redelivery (cv:{T}:replies), and at rest,
+REPLIES_TTL seconds later, once they expired (a SCAN of the keyspace reclaims them at once,
+as Redis's expiry cycle does over time): what a million open conversations cost, the target.
+
+Where the bytes go, per conversation: its own keys (MEMORY USAGE of every key under its hash
+tag: name, value and keyspace entry), its timer (the growth of MEMORY USAGE of the timer set),
+and the rest (the keyspace's and expires table's buckets and the TTL entries, which MEMORY
+USAGE leaves out): the used_memory growth less the two.
 """
 
 from __future__ import annotations
@@ -18,22 +24,25 @@ from __future__ import annotations
 import asyncio
 import time
 
+from redis.exceptions import RedisError
+
 from bench import load
 from bench.procs import FLOWS, BenchError
-from engine import conversation
-from engine.redis.store import Store, dedupe_keys, nonce_key, respondent_key
+from engine.redis.store import REPLIES_TTL, TIMERS, Store
 from engine.runtime.metrics import Metrics
 from engine.runtime.registry import Registry
-from engine.runtime.service import Service
+from engine.runtime.service import Busy, Service
 from engine.runtime.settings import Settings
 from engine.runtime.twilio import Inbound
 
-FIELDS = {"FirstName": "Ana", "Store": "Northwind Market"}
 ANSWERED = 3
-SESSION_TARGET = 300
-DEDUPE_TARGET = 120
-BATCH = 50
+TARGET = 512  # bytes per open conversation: 1,000,000 of them in 512 MB
+WARMUP = 2000
+BATCH = 100
+SAMPLE = 1000  # conversations whose keys MEMORY USAGE reads
 CHANNEL = "sms"
+RETRIES = 30  # deliveries of a message that got a 503, half a second apart (Redis can stall for
+# seconds on a busy machine, rewriting its AOF)
 
 
 def phone(index: int) -> str:
@@ -44,74 +53,87 @@ def message_sid(index: int, turn: int) -> str:
     return f"SM{index:030d}{turn:02d}"  # Twilio's form, as bench/load.py sends
 
 
-async def _fill(service: Service, survey: str, count: int) -> None:
-    flow = service.registry.get(survey)
-    flows = await service.flows()
-
+async def _fill(service: Service, first: int, count: int) -> None:
     async def one(index: int) -> None:
         number = phone(index)
-        # The admin start API's path, minus the REST send: open the session, commit it.
-        await service._apply(CHANNEL, number, lambda respondent, now: conversation.start(
-            flow, respondent, FIELDS, now, flows=flows))
-        for turn, body in enumerate(load.ANSWERS[:ANSWERED]):
-            await service.receive(Inbound(message_sid(index, turn), CHANNEL, number, body))
+        for turn, body in enumerate((load.ACCESS_CODE, *load.ANSWERS[:ANSWERED])):
+            inbound = Inbound(message_sid(index, turn), CHANNEL, number, body)
+            for attempt in range(RETRIES):
+                try:
+                    await service.receive(inbound)
+                    break
+                except (RedisError, Busy):  # a webhook's 503: delivered again, as Twilio does
+                    if attempt == RETRIES - 1:
+                        raise
+                    await asyncio.sleep(0.5)
 
-    for start in range(0, count, BATCH):
-        await asyncio.gather(*(one(i) for i in range(start, min(count, start + BATCH))))
+    for start in range(first, first + count, BATCH):
+        await asyncio.gather(*(one(i) for i in range(start, min(first + count, start + BATCH))))
 
 
-async def _usage(store: Store, sessions: int) -> dict:
-    """Bytes and counts of the three parts (see the module's docstring)."""
-    keys = [key async for key in store.redis.scan_iter(count=1000)]
+async def _drop_replies(store: Store) -> None:
+    """Delete the warm-up's replies (cv:{T}:replies), as their TTL would a minute later."""
+    keys = [key async for key in store.redis.scan_iter(match="cv:{*}:replies", count=5000)]
+    if keys:
+        await store.redis.delete(*keys)
+
+
+async def _used(store: Store) -> int:
+    return int((await store.redis.info("memory"))["used_memory"])
+
+
+async def _own_keys(store: Store, indexes: range) -> tuple[int, int]:
+    """(keys, MEMORY USAGE bytes) of the conversations at `indexes`: every key under their tags."""
+    tags = {f"{CHANNEL}:{phone(index)}" for index in indexes}
+    found = [key async for key in store.redis.scan_iter(match="cv:{*}*", count=5000)
+             if key[key.index("{") + 1:key.index("}")] in tags]
     async with store.redis.pipeline(transaction=False) as pipe:
-        for key in keys:
+        for key in found:
             pipe.memory_usage(key, samples=0)
-        sizes = dict(zip(keys, [size or 0 for size in await pipe.execute()], strict=True))
-    respondents = [respondent_key(CHANNEL, phone(i)) for i in range(sessions)]
-    dedupes = [key for i in range(sessions) for key in dedupe_keys(CHANNEL, phone(i)) if key in sizes]
-    async with store.redis.pipeline(transaction=False) as pipe:
-        for key in dedupes:
-            pipe.hlen(key)
-        records = sum(await pipe.execute())
-    nonces = [key for i in range(sessions) if (key := nonce_key(CHANNEL, phone(i))) in sizes]
-    shared = set(sizes) - set(respondents) - set(dedupes) - set(nonces)
-    return {
-        "respondent_keys": sum(key in sizes for key in respondents),
-        "respondent_bytes": sum(sizes.get(key, 0) for key in respondents),
-        "dedupe_records": records,
-        "dedupe_bytes": sum(sizes[key] for key in dedupes),
-        "shared": {key: sizes[key] for key in sorted(shared)},
-        "nonce_keys": len(nonces),
-        "nonce_bytes": sum(sizes[key] for key in nonces),
-    }
+        sizes = await pipe.execute()
+    return len(found), sum(size or 0 for size in sizes)
 
 
-async def measure(redis_url: str, sessions: int) -> dict:
-    """Fill an empty database (db 1 of the bench's Redis) and sum what it holds."""
+async def measure(redis_url: str, conversations: int) -> dict:
+    """Fill an empty database (db 1 of the bench's Redis) and measure what it grew by."""
     store = Store.from_url(redis_url.rsplit("/", 1)[0] + "/1")
     client = store.redis
     try:
         await client.flushdb()
         registry = Registry(FLOWS, store, time.time)
-        loaded = await registry.reload()
-        survey = next(iter(loaded.flows))
+        await registry.reload()
         service = Service(store, registry, Settings(flows_dir=FLOWS), Metrics(), time.time, None)
-        await _fill(service, survey, sessions)
-        usage = await _usage(store, sessions)
-        await client.flushdb()
+        warmup = min(WARMUP, conversations)
+        await _fill(service, 0, warmup)
+        await _drop_replies(store)  # so that the fill below starts from conversations at rest
+        before, timers_before, keys_before = await _used(store), await client.memory_usage(TIMERS, samples=0), await client.dbsize()
+        started = time.perf_counter()
+        await _fill(service, warmup, conversations)
+        seconds = time.perf_counter() - started
+        just_filled, filled_keys = await _used(store), await client.dbsize()
+        await asyncio.sleep(REPLIES_TTL + 1)
+        async for _ in client.scan_iter(count=5000):  # visiting an expired key reclaims it
+            pass
+        await asyncio.sleep(1)  # Redis finishes growing its tables (it rehashes step by step)
+        after, timers_after, keys_after = await _used(store), await client.memory_usage(TIMERS, samples=0), await client.dbsize()
+        sample = range(warmup, warmup + min(SAMPLE, conversations))
+        own_keys, own_bytes = await _own_keys(store, sample)
+        open_now = await client.zcard(TIMERS)
+        await client.flushdb(asynchronous=True)  # a million keys take seconds to free
     finally:
         await store.aclose()
-    if usage["respondent_keys"] != sessions or usage["dedupe_records"] != sessions * ANSWERED:
-        raise BenchError(f"expected {sessions} sessions and {sessions * ANSWERED} dedupe records, "
-                         f"found {usage['respondent_keys']} and {usage['dedupe_records']}")
+    if open_now != warmup + conversations:
+        raise BenchError(f"expected {warmup + conversations} open conversations with a timer, found {open_now}")
+    per_conversation = (after - before) / conversations
+    keys, timer = own_bytes / len(sample), (timers_after - timers_before) / conversations
     return {
-        "sessions": sessions,
-        "bytes_per_session": usage["respondent_bytes"] / sessions,
-        "session_target": SESSION_TARGET,
-        "dedupe_records": usage["dedupe_records"],
-        "bytes_per_dedupe": usage["dedupe_bytes"] / usage["dedupe_records"],
-        "dedupe_target": DEDUPE_TARGET,
-        "global_keys": usage["shared"],
-        "global_bytes_per_session": sum(usage["shared"].values()) / sessions,
-        "bytes_per_commit_nonces": usage["nonce_bytes"] / max(1, usage["nonce_keys"]),
+        "conversations": conversations,
+        "fill_seconds": seconds,
+        "bytes_per_conversation": per_conversation,
+        "target": TARGET,
+        "keys_per_conversation": (keys_after - keys_before) / conversations,
+        "just_filled": {"bytes_per_conversation": (just_filled - before) / conversations,
+                        "keys_per_conversation": (filled_keys - keys_before) / conversations},
+        "parts": {"own_keys": keys, "timer": timer, "keyspace": per_conversation - keys - timer},
+        "sampled_keys_per_conversation": own_keys / len(sample),
     }

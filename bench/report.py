@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.load import ANSWERS
 from bench.memory import ANSWERED
-from engine.redis.store import NONCE_TTL
+from engine.redis.store import REPLIES_TTL, TIMERS
 
 
 def verdicts(results: dict) -> dict[str, dict]:
@@ -18,8 +18,7 @@ def verdicts(results: dict) -> dict[str, dict]:
         "first_page_bytes": (results["web"]["first_page_bytes"], "<=", results["web"]["first_page_target"]),
         "step_ratio": (step["ratio"], "<=", step["target"]),
         "compile_ratio": (comp["ratio"], "<=", comp["target"]),
-        "bytes_per_session": (mem["bytes_per_session"], "<=", mem["session_target"]),
-        "bytes_per_dedupe": (mem["bytes_per_dedupe"], "<=", mem["dedupe_target"]),
+        "bytes_per_conversation": (mem["bytes_per_conversation"], "<=", mem["target"]),
         "archiver_keeps_up_sqlite": (archiver["sqlite"]["keeps_up"], ">=", 1.0),
         "archiver_keeps_up_postgresql": (archiver["postgresql"]["keeps_up"], ">=", 1.0),
         "webhooks_with_archiver": (min(archiver[db]["webhook_ratio"] for db in ("sqlite", "postgresql")), ">=", 0.9),
@@ -131,15 +130,15 @@ def render(results: dict) -> str:
         f"  Python bytecodes run: {comp['bytecodes']['100'] / 1e6:.2f} M and {comp['bytecodes']['1000'] / 1e6:.2f} M, "
         f"ratio {comp['bytecode_ratio']:.2f} (the work itself: no noise, no caches)",
         "",
-        f"Redis memory (MEMORY USAGE over {mem['sessions']} open sessions of the 5-question survey, "
-        f"answers {answered}, 2 contact fields)",
-        f"  {'per session':16}{mem['bytes_per_session']:9.0f} B  {_mark(targets, 'bytes_per_session')}",
-        f"  {'per dedupe':16}{mem['bytes_per_dedupe']:9.0f} B  {_mark(targets, 'bytes_per_dedupe')}",
-        f"  {'shared keys':16}{sum(mem['global_keys'].values()):9.0f} B  "
-        f"({mem['global_bytes_per_session']:.0f} B per session: "
-        + ", ".join(f"{key} {size} B" for key, size in sorted(mem["global_keys"].items())) + ")",
-        f"  {'commit nonces':16}{mem['bytes_per_commit_nonces']:9.0f} B  (per conversation started or timed "
-        f"in the last {NONCE_TTL // 60} minutes: lets a repeated commit know it landed)",
+        f"Redis memory per open conversation (INFO used_memory growth over {mem['conversations']:,} conversations "
+        f"of the 5-question survey: access code, answers {answered}; filled in {mem['fill_seconds']:.0f} s)",
+        f"  {'all in, at rest':16}{mem['bytes_per_conversation']:9.0f} B  {_mark(targets, 'bytes_per_conversation')}; "
+        f"{mem['keys_per_conversation']:.2f} keys each",
+        f"  {'just filled':16}{mem['just_filled']['bytes_per_conversation']:9.0f} B  (the replies of those that moved "
+        f"in the last {REPLIES_TTL} s still kept; {mem['just_filled']['keys_per_conversation']:.2f} keys each)",
+        f"  {'its keys':16}{mem['parts']['own_keys']:9.0f} B  (MEMORY USAGE: name, value, keyspace entry)",
+        f"  {'its timer':16}{mem['parts']['timer']:9.0f} B  (its member of {TIMERS})",
+        f"  {'keyspace':16}{mem['parts']['keyspace']:9.0f} B  (the rest: hash-table buckets, TTL entries)",
         "",
         *_records(results["records"], targets),
     ]

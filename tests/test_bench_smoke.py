@@ -17,7 +17,8 @@ FIGURES = {
             "canvass.posts_per_s", "canvass.p50_ms", "canvass.p99_ms", "canvass.server_cpu_us_per_message"],
     "step": ["us_per_step.10", "us_per_step.1000", "ratio"],
     "compile": ["ms_per_compile.100", "ms_per_compile.1000", "ratio"],
-    "memory": ["bytes_per_session", "bytes_per_dedupe", "global_bytes_per_session"],
+    "memory": ["bytes_per_conversation", "keys_per_conversation", "parts.own_keys", "parts.timer", "fill_seconds",
+               "just_filled.bytes_per_conversation"],
     "records": ["archiver.none.messages_per_s", *(f"archiver.{db}.{figure}" for db in ("sqlite", "postgresql")
                 for figure in ("messages_per_s", "webhook_ratio", "completed_per_s", "archived_per_s", "keeps_up")),
                 "export.small.rows_per_s", "export.large.rows_per_s", "export.small.peak_rss_bytes",
@@ -29,7 +30,7 @@ FIGURES = {
                 "overhead.canvass.server_cpu_us_per_message", "pacing.max_in_window", "pacing.mean_per_s",
                 "pacing.span_s"],
 }
-TARGETS = ["webhook_ratio", "web_ratio", "first_page_bytes", "step_ratio", "compile_ratio", "bytes_per_session", "bytes_per_dedupe",
+TARGETS = ["webhook_ratio", "web_ratio", "first_page_bytes", "step_ratio", "compile_ratio", "bytes_per_conversation",
            "archiver_keeps_up_sqlite", "archiver_keeps_up_postgresql", "webhooks_with_archiver", "export_rss_ratio",
            "import_ratio", "import_rss_growth", "sender_ratio", "pace_max_window", "pace_mean"]
 
@@ -44,7 +45,7 @@ def figure(results: dict, part: str, path: str) -> float:
 def test_quick_run_writes_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run([str(REPO / "bench" / "run"), "--quick", "--json", str(out)],
-                          capture_output=True, text=True, timeout=240)
+                          capture_output=True, text=True, timeout=360)
     assert done.returncode == 0, done.stderr
     results = json.loads(out.read_text())
     for part, paths in FIGURES.items():
@@ -56,7 +57,7 @@ def test_quick_run_writes_every_figure(tmp_path):
     webhooks = results["webhooks"]
     for target in ("floor", "canvass"):
         assert all(r["completed"] == r["respondents"] and not r["errors"] for r in webhooks["rounds"][target])
-    assert results["memory"]["dedupe_records"] == 3 * results["memory"]["sessions"]
+    assert results["memory"]["conversations"] == 300
     assert sorted(results["targets"]) == sorted(TARGETS)
     assert all(isinstance(results["targets"][name]["met"], bool) for name in TARGETS)
     assert results["records"]["export"]["large"]["rows"] > results["records"]["export"]["small"]["rows"]
@@ -76,3 +77,7 @@ def test_bad_arguments_get_a_clear_error():
     assert done.returncode == 2
     assert "--rounds must be between 1 and 100000" in done.stderr
     assert "Traceback" not in done.stderr
+    done = subprocess.run([str(REPO / "bench" / "run"), "--conversations", "10"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "--conversations must be between 100 and 2000000" in done.stderr

@@ -46,6 +46,22 @@ def test_the_shipped_configuration_limits_memory_without_evicting(shipped_redis)
     assert config["maxmemory-policy"] == "noeviction"
 
 
+def test_the_shipped_configuration_reclaims_the_expired_replies_promptly(shipped_redis):
+    """Each message's replies expire a minute after it (cv:{T}:replies): at the default effort
+    a tenth of them would stay in memory until touched (at the shipped 10, about a hundredth)."""
+    _, client = shipped_redis
+    with client.pipeline(transaction=False) as pipe:
+        for n in range(60_000):
+            pipe.set(f"cv:{{sms:+1555{n:07d}}}:r", "x" * 150, ex=86400)
+            pipe.hset(f"cv:{{sms:+1555{n:07d}}}:replies", "mark", "a reply")
+            pipe.pexpire(f"cv:{{sms:+1555{n:07d}}}:replies", 200)
+        pipe.execute()
+    deadline = time.monotonic() + 6
+    while client.dbsize() >= 60_000 * 1.05 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.dbsize() < 60_000 * 1.05
+
+
 def test_a_full_redis_refuses_writes_loudly(shipped_redis):
     _, client = shipped_redis
     client.config_set("maxmemory", str(client.info("memory")["used_memory"] + 64 * 1024))

@@ -10,11 +10,12 @@ from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, Phone, replies
 
 from engine.conversation import Respondent
 from engine.redis.store import (
-    DEDUPE_TTL,
-    dedupe_keys,
+    MARK_LENGTH,
+    MARKS,
+    claims_key,
+    replies_key,
     respondent_key,
-    seen_replies,
-    sid_field,
+    sid_mark,
     split_record,
 )
 from engine.runtime.twilio import sign
@@ -109,11 +110,13 @@ async def test_a_redelivered_message_gets_the_same_reply_and_changes_nothing(pho
     again = await (await phone.post(form)).text()
     assert again == first and replies_of(first) == [REASON_PROMPT]
     assert (revision(redis_sync, "sms", phone.number), record(redis_sync, "sms", phone.number)) == before
-    dedupe, _ = dedupe_keys("sms", phone.number)
-    assert seen_replies(redis_sync.hget(dedupe, sid_field("SM" + "a" * 32))) == [REASON_PROMPT]
-    assert redis_sync.hlen(dedupe) == 2  # the access code's message and this one
-    assert 24 * 3600 < redis_sync.ttl(dedupe) <= DEDUPE_TTL
-    assert redis_sync.object("encoding", dedupe) == "listpack"
+    # the conversation's key: its record, then the marks of the access code's message and this
+    # one (newest first); beside it for a minute, their replies; and the redelivery's claim
+    assert sorted(redis_sync.keys(f"cv:{{sms:{phone.number}}}*")) == [
+        claims_key("sms", phone.number), respondent_key("sms", phone.number), replies_key("sms", phone.number)]
+    marks = redis_sync.get(respondent_key("sms", phone.number)).partition(MARKS)[2]
+    assert len(marks) == 2 * MARK_LENGTH and marks.startswith(sid_mark("SM" + "a" * 32))
+    assert redis_sync.hget(replies_key("sms", phone.number), marks[:MARK_LENGTH]) == REASON_PROMPT
     metrics = await (await client.get("/metrics")).text()
     assert "canvass_duplicate_webhooks_total 1" in metrics
 

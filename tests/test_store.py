@@ -7,12 +7,18 @@ from conftest import free_port
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from engine.redis.scripts import source
 from engine.redis.store import (
     DEDUPE_KEEP,
     DEDUPE_TTL,
     DELIVERY_RANKS,
+    MARK_LENGTH,
+    MARKS,
+    REPLIES_KEPT,
+    REPLIES_TTL,
+    SID_MARK_LENGTH,
     TAG_LENGTH,
-    TAG_MARK,
+    TIMERS,
     Change,
     CommitUnknown,
     Store,
@@ -20,9 +26,12 @@ from engine.redis.store import (
     commit_tag,
     dedupe_keys,
     delivery_key,
+    nonce_mark,
+    replies_key,
     respondent_key,
-    seen_replies,
     sid_field,
+    sid_mark,
+    timer_member,
 )
 
 PHONE = "+15551230100"
@@ -39,11 +48,18 @@ def twilio_sid(n: int) -> str:
     return f"SM{n:032x}"
 
 
-async def commit_message(store: Store, sid: str, replies: tuple[str, ...], record: str = "[2]") -> bool:
+def stored_record(redis_sync, channel: str = "sms", phone: str = PHONE) -> str | None:
+    """The "<revision>|<record>" part of a conversation's key, without its marks and replies."""
+    stored = redis_sync.get(respondent_key(channel, phone))
+    return None if stored is None else stored.partition(MARKS)[0]
+
+
+async def commit_message(store: Store, sid: str, replies: tuple[str, ...], record: str = "[2]",
+                         due: float | None = None) -> bool:
     snapshot = await store.read("sms", PHONE, sid)
     assert snapshot.seen_replies is None
     committed = await store.commit(snapshot, Change(record=record, record_ttl=3600, message_sid=sid,
-                                                    replies=replies))
+                                                    replies=replies, due=due))
     return committed.ok
 
 
@@ -59,25 +75,34 @@ async def test_a_seen_message_gets_back_the_identical_replies(store, replies, si
     assert (await store.read("whatsapp", PHONE, sid)).seen_replies is None
 
 
-def test_every_sid_has_its_own_field():
+def test_every_sid_has_its_own_field_and_mark():
     sids = [twilio_sid(1), twilio_sid(2), "SM" + "A" * 32, "SM" + "a" * 32, "SM1", ":SM1",
             sid_field(twilio_sid(1)), "MM" + "0" * 32]
     fields = [sid_field(sid) for sid in sids]
     assert len(set(fields)) == len(fields)
     assert len(sid_field(twilio_sid(1))) == 22  # Twilio's 34 characters packed
+    marks = [sid_mark(sid) for sid in sids]
+    assert len(set(marks)) == len(marks)
+    assert {len(mark) for mark in marks} == {SID_MARK_LENGTH}
+    assert len(sid_mark(twilio_sid(1)) + commit_tag()) == len(nonce_mark()) == MARK_LENGTH
+
+
+def test_the_scripts_walk_marks_of_the_length_the_store_writes():
+    assert f"local MARK = {MARK_LENGTH}" in source("conversation.lua")
+    assert f"local SID_MARK = {SID_MARK_LENGTH}" in source("conversation.lua")
 
 
 async def test_the_record_carries_its_revision_and_ttl(store, redis_sync):
     first = await store.read("sms", PHONE)
     assert (first.record, first.revision) == (None, "0")
     assert (await store.commit(first, Change(record="[2]", record_ttl=3600))).ok
-    assert redis_sync.get(respondent_key("sms", PHONE)) == "1|[2]"
+    assert stored_record(redis_sync) == "1|[2]"
     assert 3590 < redis_sync.ttl(respondent_key("sms", PHONE)) <= 3600
     assert not (await store.commit(first, Change(record="[2,null,1]", record_ttl=0))).ok  # stale
     second = await store.read("sms", PHONE)
     assert (second.record, second.revision) == ("[2]", "1")
     assert (await store.commit(second, Change(record="[2,null,1]", record_ttl=0))).ok
-    assert redis_sync.get(respondent_key("sms", PHONE)) == "2|[2,null,1]"
+    assert stored_record(redis_sync) == "2|[2,null,1]"
     assert redis_sync.ttl(respondent_key("sms", PHONE)) == -1  # kept forever (an opt-out)
     assert await store.records(PHONE, ("sms", "whatsapp")) == {"sms": "[2,null,1]", "whatsapp": None}
 
@@ -98,9 +123,9 @@ async def test_a_commit_without_a_sid_repeated_after_its_reply_was_lost_knows_it
     snapshot = await store.read("sms", PHONE)
     losing_the_first_reply(store)
     assert (await store.commit(snapshot, Change(record="[2]", record_ttl=3600))).ok  # a start
-    assert redis_sync.get(respondent_key("sms", PHONE)) == "1|[2]"  # written once
+    assert stored_record(redis_sync) == "1|[2]"  # written once
     assert not (await store.commit(snapshot, Change(record="[2,null,1]", record_ttl=3600))).ok  # stale
-    assert redis_sync.get(respondent_key("sms", PHONE)) == "1|[2]"
+    assert stored_record(redis_sync) == "1|[2]"
 
 
 async def test_a_repeated_commit_works_out_again_whether_its_flow_was_missing(store, redis_sync):
@@ -125,7 +150,7 @@ async def test_a_repeated_commit_knows_it_landed_after_later_commits_without_a_s
         assert (await store.commit(snapshot, Change(record="[2]", record_ttl=3600))).ok
     finally:
         await other.aclose()
-    assert redis_sync.get(respondent_key("sms", PHONE)) == "2|[2,null,1]"
+    assert stored_record(redis_sync) == "2|[2,null,1]"
 
 
 async def test_a_commit_with_a_sid_repeated_after_its_reply_was_lost_knows_it_landed(store, redis_sync):
@@ -134,7 +159,7 @@ async def test_a_commit_with_a_sid_repeated_after_its_reply_was_lost_knows_it_la
     losing_the_first_reply(store)
     assert (await store.commit(snapshot, Change(record="[2]", record_ttl=3600, message_sid=sid,
                                                 replies=("Hi",)))).ok
-    assert redis_sync.get(respondent_key("sms", PHONE)) == "1|[2]"
+    assert stored_record(redis_sync) == "1|[2]"
 
 
 def answer_never_comes(store: Store):
@@ -158,7 +183,7 @@ async def test_a_commit_whose_answer_never_came_is_settled_by_repeating_it(store
             await store.commit(snapshot, Change(record="[2]", record_ttl=3600, message_sid=sid, replies=("Hi",)))
         assert (await store.recommit(unknown.value)).ok  # it landed: repeating it says so, changes nothing
         assert (await store.recommit(unknown.value)).ok
-        assert redis_sync.get(respondent_key("sms", PHONE)) == f"{int(snapshot.revision) + 1}|[2]"
+        assert stored_record(redis_sync) == f"{int(snapshot.revision) + 1}|[2]"
         store._commit = real
 
 
@@ -214,10 +239,47 @@ async def test_a_redelivery_claims_the_reply_unless_the_rest_api_did(store, redi
     assert 24 * 3600 < redis_sync.ttl(claims_key("sms", PHONE)) <= DEDUPE_TTL
 
 
-def test_a_stored_reply_loses_its_tag_and_one_stored_without_a_tag_reads_as_it_was():
-    assert seen_replies("Hi" + TAG_MARK + commit_tag()) == ["Hi"]
-    assert seen_replies('["a","b"]' + TAG_MARK + commit_tag()) == ["a", "b"]
-    assert seen_replies("Hi there") == ["Hi there"]  # stored before tags were
+async def test_a_redelivery_gets_its_replies_while_they_are_kept_whatever_came_since(store, redis_sync):
+    """Twilio delivers a message again within its retry time, also after the respondent's next
+    message was committed: the replies of every recent message are kept for REPLIES_TTL."""
+    older, newer = twilio_sid(11), twilio_sid(12)
+    assert await commit_message(store, older, ("First",))
+    timer = await store.read("sms", PHONE)
+    assert (await store.commit(timer, Change(record="[2]", record_ttl=3600))).ok  # a reminder between
+    assert await commit_message(store, newer, ("Second",))
+    assert (await store.read("sms", PHONE, older)).seen_replies == ["First"]
+    assert (await store.read("sms", PHONE, newer)).seen_replies == ["Second"]
+    assert REPLIES_TTL - 5 < redis_sync.ttl(replies_key("sms", PHONE)) <= REPLIES_TTL
+
+
+async def test_a_redelivery_after_its_replies_went_changes_nothing_and_claims_nothing(store, redis_sync):
+    """Later (a replay), the message is still known by its mark: nothing changes and nothing
+    is answered; the REST API can still claim the replies' delivery."""
+    sid = twilio_sid(13)
+    assert await commit_message(store, sid, ("Hi",))
+    assert redis_sync.delete(replies_key("sms", PHONE)) == 1  # its TTL ran out
+    again = await store.read("sms", PHONE, sid)
+    assert (again.seen_replies, again.replies_kept, again.revision) == ([], False, "1")
+    assert not (await store.commit(again, Change(record="[2,null,1]", record_ttl=3600, message_sid=sid,
+                                                 replies=("Hi",)))).ok
+    assert redis_sync.exists(claims_key("sms", PHONE)) == 0
+    assert await store.claim("sms", PHONE, sid, "rest:a1b2") == "rest:a1b2"
+
+
+async def test_an_open_conversation_at_rest_is_one_key(store, redis_sync):
+    """The record and its marks share the conversation's key; the replies wait a minute beside
+    it; the timer is a short member of the shared timer set."""
+    start = await store.read("sms", PHONE)
+    assert (await store.commit(start, Change(record="[2]", record_ttl=3600, due=1e9))).ok
+    for n in range(3):
+        assert await commit_message(store, twilio_sid(20 + n), (f"Question {n}",), due=1e9)
+    assert sorted(redis_sync.keys(f"cv:{{sms:{PHONE}}}*")) == [respondent_key("sms", PHONE), replies_key("sms", PHONE)]
+    assert redis_sync.hlen(replies_key("sms", PHONE)) == 3
+    redis_sync.delete(replies_key("sms", PHONE))  # a minute later
+    assert redis_sync.keys(f"cv:{{sms:{PHONE}}}*") == [respondent_key("sms", PHONE)]
+    record, _, marks = redis_sync.get(respondent_key("sms", PHONE)).partition(MARKS)
+    assert record == "4|[2]" and len(marks) == 4 * MARK_LENGTH and marks.startswith(sid_mark(twilio_sid(22)))
+    assert redis_sync.zrange(TIMERS, 0, -1) == [timer_member("sms", PHONE)] == ["s" + PHONE]
     assert len(commit_tag()) == TAG_LENGTH
 
 
@@ -230,24 +292,47 @@ async def test_a_seen_message_cannot_commit_twice(store):
     assert not (await store.commit(again, change)).ok  # same revision read, but the sid is seen
 
 
-async def test_a_conversation_keeps_its_newest_dedupe_records_for_a_day(store, redis_sync):
-    """The dedupe hash turns over every DEDUPE_KEEP records: each of the newest DEDUPE_KEEP
-    messages still gets its reply, both generations stay compact and last over 24 h."""
-    current, previous = dedupe_keys("sms", PHONE)
-    sent = 2 * DEDUPE_KEEP + 5
+async def test_a_conversation_remembers_its_newest_message_sids(store, redis_sync):
+    """Each of the newest DEDUPE_KEEP commits leaves its mark, the newest REPLIES_KEPT their
+    replies too; an older MessageSid is forgotten, and the keys stay as small as that."""
+    sent = DEDUPE_KEEP + 5
     for n in range(sent):
         assert await commit_message(store, twilio_sid(n), (f"Reply to {n}",))
-    for n in range(sent - DEDUPE_KEEP, sent):
+    for n in range(sent - REPLIES_KEPT, sent):
         assert (await store.read("sms", PHONE, twilio_sid(n))).seen_replies == [f"Reply to {n}"]
-    assert redis_sync.hlen(previous) == DEDUPE_KEEP and redis_sync.hlen(current) == 5
-    for key in (current, previous):
-        assert redis_sync.object("encoding", key) == "listpack"
-        assert 24 * 3600 < redis_sync.ttl(key) <= DEDUPE_TTL
-    assert (await store.read("sms", PHONE, twilio_sid(0))).seen_replies is None  # two generations ago
+    for n in range(sent - DEDUPE_KEEP, sent - REPLIES_KEPT):
+        assert (await store.read("sms", PHONE, twilio_sid(n))).seen_replies == []
+    assert (await store.read("sms", PHONE, twilio_sid(sent - DEDUPE_KEEP - 1))).seen_replies is None
+    assert len(redis_sync.get(respondent_key("sms", PHONE)).partition(MARKS)[2]) == DEDUPE_KEEP * MARK_LENGTH
+    assert redis_sync.hlen(replies_key("sms", PHONE)) == REPLIES_KEPT
+    assert redis_sync.object("encoding", replies_key("sms", PHONE)) == "listpack"
+
+
+async def test_a_conversation_stored_before_its_marks_carries_on(store, redis_sync):
+    """A server upgraded under live conversations: a record without marks, the dedupe hashes
+    of the layout before (replies, then the committing attempt's tag) and a timer member named
+    by the conversation's tag are read as they were, and the next commit moves them over."""
+    answered, tag = twilio_sid(30), "Rg24"  # the tags of the layout before had 4 characters
+    current, previous = dedupe_keys("sms", PHONE)
+    redis_sync.set(respondent_key("sms", PHONE), "7|[2]", ex=3600)
+    redis_sync.hset(current, sid_field(answered), "Next question\x1f" + tag)
+    redis_sync.hset(previous, sid_field(twilio_sid(31)), '["a","b"]\x1fZz0V')
+    redis_sync.expire(current, DEDUPE_TTL)
+    redis_sync.zadd(TIMERS, {f"sms:{PHONE}": 5.0})
+    assert await store.claim_due(10.0, 60.0, 10) == [("sms", PHONE)]
+    assert (await store.read("sms", PHONE, answered)).seen_replies == ["Next question"]
+    assert (await store.read("sms", PHONE, twilio_sid(31))).seen_replies == ["a", "b"]
+    redelivered = await store.read("sms", PHONE)
+    assert not (await store.commit(redelivered, Change(record="[2,1]", record_ttl=3600, message_sid=answered,
+                                                       replies=("Next question",)))).ok
+    assert await commit_message(store, twilio_sid(32), ("Thanks",), record="[2,1]", due=20.0)
+    assert stored_record(redis_sync) == "8|[2,1]"
+    assert redis_sync.zrange(TIMERS, 0, -1, withscores=True) == [("s" + PHONE, 20.0)]
+    assert (await store.read("sms", PHONE, answered)).seen_replies == ["Next question"]  # until it expires
 
 
 async def test_a_stored_record_without_a_revision_is_a_clear_error(store, redis_sync):
-    redis_sync.set(respondent_key("sms", PHONE), "[2]")
+    redis_sync.set(respondent_key("sms", PHONE), "[2]")  # no revision
     with pytest.raises(ValueError, match="not a stored respondent record"):
         await store.read("sms", PHONE)
 

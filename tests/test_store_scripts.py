@@ -56,6 +56,7 @@ def test_a_call_that_disagrees_with_the_header_is_refused_when_loaded():
         respondent: str
         revision: str
         member: str
+        legacy_member: str
         due: str
 
     with pytest.raises(ScriptHeaderError, match="reschedule.lua: its header names KEYS respondent timers"):
@@ -64,15 +65,13 @@ def test_a_call_that_disagrees_with_the_header_is_refused_when_loaded():
 
 def test_a_call_flattens_to_evalsha_in_header_order():
     call = store.CommitCall(
-        respondent="r", dedupe="d", dedupe_before="db", timers="t", flow="f", nonces="n",
-        outbox_due="od", outbox_messages="om",
-        streams=("s1", "s2"), revision="1", record="[2]", record_ttl="0", sid="", replies="",
-        member="m", due="", flow_ttl="", nonce="x", responses=("{1}", "{2}"))
+        respondent="r", replies="rp", timers="t", flow="f", outbox_due="od", outbox_messages="om", dedupe="d",
+        dedupe_before="db", streams=("s1", "s2"), revision="1", record="[2]", record_ttl="0", sid="",
+        mark="x", sent="", member="m", legacy_member="", due="", flow_ttl="", responses=("{1}", "{2}"))
     assert store.COMMIT.evalsha(call) == (
-        "EVALSHA", store.COMMIT.sha, 10, "r", "d", "db", "t", "f", "n", "od", "om", "s1", "s2",
-        "1", "[2]", "0", "", "", "m", "", "", "x",
-        str(store.DEDUPE_TTL), str(store.DEDUPE_KEEP), str(store.NONCE_TTL),
-        str(store.NONCES_KEPT), "", "{1}", "{2}")
+        "EVALSHA", store.COMMIT.sha, 10, "r", "rp", "t", "f", "od", "om", "d", "db", "s1", "s2",
+        "1", "[2]", "0", "", "x", "", "m", "", "", "", str(store.DEDUPE_KEEP), str(store.REPLIES_KEPT),
+        str(store.REPLIES_TTL), "", "{1}", "{2}")
     delivery = store.RecordDeliveryCall(deliveries="k", stream="s", sid="SM1", record="{}", ttl="60",
                                         distribution="", event="{}", outranking=("read",))
     assert store.RECORD_DELIVERY.evalsha(delivery)[2:] == (2, "k", "s", "SM1", "{}", "60", "", "{}", "read")
@@ -98,10 +97,11 @@ def test_every_shape_of_call_flattens_its_variadic_fields_only(monkeypatch, head
 
 
 def test_an_included_file_goes_before_the_script_once_composed():
-    revision = scripts.source("revision.lua")
-    for filename in ("commit.lua", "reschedule.lua"):
-        assert LOADED[filename].text == revision + scripts.source(filename)
-    assert LOADED["read.lua"].text == scripts.source("read.lua")
+    revision, conversation = scripts.source("revision.lua"), scripts.source("conversation.lua")
+    assert LOADED["reschedule.lua"].text == revision + scripts.source("reschedule.lua")
+    for filename in ("commit.lua", "read.lua", "take_over.lua"):
+        assert LOADED[filename].text == conversation + scripts.source(filename)
+    assert LOADED["claim.lua"].text == scripts.source("claim.lua")
 
 
 def test_a_built_wheel_ships_every_script(tmp_path):

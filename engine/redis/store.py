@@ -3,27 +3,43 @@
 Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such as
 `sms:+15551234567` or `whatsapp:+15551234567`, S a survey id):
 
-  cv:{T}:r            string "<revision>|<Respondent.dumps()>"; the revision (a whole number)
-                            is bumped by every commit. TTL, set by every write from the core's
+  cv:{T}:r            string  the conversation: what Canvass keeps for an open one at rest, in one key
+                            (a key costs about 100 bytes in Redis's tables before its value):
+                            "<revision>|<Respondent.dumps()>" RS <marks>, RS being the character
+                            0x1e (the record is JSON, which escapes it; a record written before
+                            marks were is the first part alone). revision: a whole number, bumped
+                            by every commit. marks: one per commit, MARK_LENGTH base64 characters
+                            each, newest first, the newest DEDUPE_KEEP of them: an inbound
+                            message's is sid_mark(its MessageSid) (48 bits of its hash) and the
+                            committing attempt's tag (TAG_LENGTH), so a commit repeated after its
+                            answer was lost tells its own mark from a redelivery's; a commit
+                            without a MessageSid (a start, a timer) leaves a nonce_mark() (66
+                            random bits), by which its repeat knows it landed. A redelivered
+                            MessageSid changes nothing while its mark is kept: while it is among
+                            the conversation's newest DEDUPE_KEEP commits, as long as the record
+                            lives (at least a day). TTL, set by every write from the core's
                             policy.keep_for: the open session's expires_at + 30 days; 30 days
                             after the last write for a number with a survey behind it; one day
                             for a stranger (nothing but when it was last told it is in no
                             survey). An opted-out respondent is kept without TTL: an opt-out
                             must not be forgotten.
-  cv:{T}:in           hash  the dedupe records: sid_field(inbound MessageSid) -> pack_replies(the
-                            replies sent for it) + TAG_MARK + the committing attempt's tag
-                            (TAG_LENGTH characters), so a commit repeated after its answer was
-                            lost tells its own record from a redelivery's. TTL 25 h, refreshed
-                            by every write. When it
-                            holds DEDUPE_KEEP records, COMMIT renames it (TTL and all) to
-  cv:{T}:in:prev      hash  the generation before, replacing the one there. So a redelivered
-                            MessageSid gets the identical reply and changes nothing for at
-                            least 24 h, unless DEDUPE_KEEP newer messages of the conversation
-                            came in since. Both stay compact listpack hashes (redis.conf).
-  cv:{T}:c            list  the nonces of the conversation's latest NONCES_KEPT commits without
-                            a MessageSid (starts, timers), newest first, so such a commit,
-                            repeated after its reply was lost, knows it landed. TTL NONCE_TTL,
-                            refreshed by every such commit.
+  cv:{T}:replies      hash  mark -> pack_replies(the replies committed for that inbound message), for
+                            the newest REPLIES_KEPT marks at most; TTL REPLIES_TTL, set by every
+                            write. A redelivery of a message whose replies are kept gets them
+                            (READ claims their delivery, see cv:{T}:claims). Twilio delivers a
+                            webhook again only when the first delivery got no answer, and within
+                            its retry time (its retries' 15 s, then its fallback URL's), so every
+                            redelivery that can still carry replies to the respondent comes while
+                            they are kept, whether or not newer messages were committed since. A
+                            redelivery after that (a replay) changes nothing and is answered with
+                            nothing: READ claims nothing, so when the commit's own request could
+                            not answer, its replies still go through the REST API
+                            (engine.runtime.settling). At rest an open conversation has none.
+  cv:{T}:in, cv:{T}:in:prev  hash  the dedupe records of the layout before (MessageSid field ->
+                            replies, 0x1f, the attempt's tag), no longer written: READ, COMMIT
+                            and TAKE_OVER still read them, so a server upgraded under live
+                            conversations knows their messages until these expire (25 h).
+                            (Their cv:{T}:c, the nonces of the layout before, expire in 5 min.)
   cv:{T}:claims       hash  sid_field(inbound MessageSid) -> who delivers the replies committed for
                             it: "twiml:<tag>" (a redelivery's READ, tagged, found it committed and
                             answers with them; TAKE_OVER gives the REST API the claim of a READ
@@ -51,7 +67,11 @@ Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such 
                             pinned to. TTL: at least as long as the longest-lived respondent
                             record pinned to it (every commit extends it with EXPIRE ... GT),
                             and live versions are re-stored by the registry.
-  cv:timers           zset  member T, score = when its next reminder or expiry is due.
+  cv:timers           zset  member timer_member(T): the channel's letter and the phone ("s+15551234567";
+                            Redis's smallest allocation, where the tag takes the next one), or T for
+                            other channels; score = when its next reminder or expiry is due. The
+                            member the layout before wrote (T itself) is read alike and removed by
+                            the conversation's next COMMIT or RESCHEDULE.
 
 The outbox: every message the server sends on its own initiative (a start's first message,
 a reminder, a distribution's invitation, a reply its webhook could not carry), all under the
@@ -134,10 +154,11 @@ The local sandbox (only in insecure local mode without Twilio credentials: Setti
                             TTL SANDBOX_TTL, refreshed by every message.
 
 Scripts (engine/redis/scripts/*.lua, one file each; their header format is described in
-engine/redis/scripts/__init__.py): READ returns a respondent record, its revision and the
-dedupe record in one round trip. COMMIT is the compare-and-set: it checks the revision is
-unchanged and the inbound MessageSid unseen, then writes the respondent record, the dedupe
-record, the response records, the flow-version TTL and the timer entry, all or nothing (a
+engine/redis/scripts/__init__.py; conversation.lua, included, parses cv:{T}:r): READ returns a
+respondent record, its revision and whether the MessageSid was seen (with its replies) in one
+round trip. COMMIT is the compare-and-set: it checks the revision is unchanged and the
+inbound MessageSid unseen, then writes the respondent record with its mark, the replies,
+the response records, the flow-version TTL and the timer entry, all or nothing (a
 Lua script runs atomically, so a crash or shutdown never leaves half a step).
 CLAIM_DUE hands due timers to one worker with a lease: their score moves to now + lease,
 so another worker sees them again only if this one dies before committing. RESCHEDULE
@@ -145,11 +166,13 @@ puts a timer back when a tick changed nothing (and drops it when the record is g
 CLAIM decides who delivers the replies of an inbound message whose commit landed after its
 webhook answered without them (see cv:{T}:claims). RECORD_DELIVERY notes a delivery status unless the one noted outranks it (DELIVERY_RANKS).
 Each is called with a typed call below (CommitCall...), whose fields are the script's KEYS
-and ARGV in the header's order; the limits (DEDUPE_KEEP, NONCE_TTL...) travel as ARGV.
+and ARGV in the header's order; the limits (DEDUPE_KEEP, REPLIES_TTL...) travel as ARGV.
 TRIM_ARCHIVED trims a record stream below the oldest entry the archiver has not acknowledged.
 
-Redis Cluster: every key of one conversation shares the hash tag {T}, and every key
-of one survey shares {S}. COMMIT, however, also touches cv:timers and the survey's
+Redis Cluster: every key of one conversation shares the hash tag {T} (what an open
+conversation keeps at rest is its one key cv:{T}:r; for a minute after a message,
+cv:{T}:replies; rarely cv:{T}:claims and cv:{T}:dlv; only its timer member lives elsewhere),
+and every key of one survey shares {S}. COMMIT, however, also touches cv:timers and the survey's
 stream and flow key, which live in other slots; Cluster would refuse it (CROSSSLOT).
 On one Redis (with AOF, see engine/redis/redis.conf) this is what keeps a step atomic. To
 run on Cluster the commit must be split: a conversation-slot script that also appends
@@ -162,6 +185,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import hashlib
 import json
 import os
 import random
@@ -188,15 +212,21 @@ from engine.redis.multiplexer import Multiplexer, NotSent
 from engine.redis.scripts import Lua
 
 RESPONDENT_MARGIN = KEEP_AFTER  # a record is kept this long after its session's expiry
-DEDUPE_TTL = 25 * 3600
-# Dedupe records kept per generation. A conversation forgets a MessageSid within 24 h only
-# after 64 newer inbound messages: more than any survey conversation sends in a day, and
-# small enough that both generations stay listpack hashes (hash-max-listpack-entries 128).
+DEDUPE_TTL = 25 * 3600  # a claim's (cv:{T}:claims), and a dedupe hash's of the layout before
+# Marks kept per conversation (see cv:{T}:r): a conversation forgets a MessageSid only after
+# 64 newer commits, more than any survey conversation makes in a day.
 DEDUPE_KEEP = 64
+MARK_LENGTH = 11  # characters of a mark (conversation.lua's MARK)
+SID_MARK_LENGTH = 8  # of them, those that name the MessageSid: 48 bits of its hash
+# Seconds the replies to an inbound message are kept for a redelivery (cv:{T}:replies): Twilio
+# delivers a webhook again only within its retries' 15 s and then its fallback URL's 15 s.
+REPLIES_TTL = 60
+REPLIES_KEPT = 16  # at most the replies of the conversation's newest REPLIES_KEPT commits
 DELIVERY_TTL = 30 * 86400
 TIMERS = "cv:timers"
-NONCE_TTL = 300  # seconds a sid-less commit can tell a repeat of itself (far above REDIS_TIMEOUT)
-NONCES_KEPT = 16  # the latest sid-less commits of a conversation that can tell their repeats
+# Seconds a commit repeated after its answer was lost is sure to know whether it landed: its
+# mark is among the conversation's newest DEDUPE_KEEP commits far longer than that.
+NONCE_TTL = 300
 REDIS_TIMEOUT = 1.0  # seconds: Redis being down must turn into a fast 503, not a hang
 # seconds a COMMIT repeated after its answer was lost may wait: a slow Redis still answers it
 # within the webhook (1 s + 3 s, far below Twilio's 15 s); one that refuses connections is
@@ -210,8 +240,11 @@ OUTBOX_UNKNOWN = "cv:outbox:{outbox}:unknown"
 SANDBOX_KEEP = 1000  # sandbox messages kept: a developer's session, not an archive
 SANDBOX_TTL = 7 * 86400
 WEB_SECRET = "cv:web:secret"
-TAG_MARK = "\x1f"  # between a dedupe record's replies and its tag (replies never hold C0 controls)
-TAG_LENGTH = 4  # base64 characters: 24 random bits tell two deliveries of one MessageSid apart
+TAG_LENGTH = 3  # base64 characters: 18 random bits tell two deliveries of one MessageSid apart
+MARKS = "\x1e"  # after the record: its marks (the record is JSON, which escapes C0 controls)
+# The channels whose timer members are the channel's letter and the phone (see cv:timers)
+TIMER_CODES = {"sms": "s", "whatsapp": "w"}
+TIMER_CHANNELS = {code: channel for channel, code in TIMER_CODES.items()}
 
 # How far along a message's delivery each status Twilio reports is. Its status callbacks may
 # arrive out of order; a status never replaces one of a higher rank (a late `sent` must not
@@ -236,8 +269,13 @@ def respondent_key(channel: str, phone: str) -> str:
     return f"cv:{{{conversation_tag(channel, phone)}}}:r"
 
 
+def replies_key(channel: str, phone: str) -> str:
+    return f"cv:{{{conversation_tag(channel, phone)}}}:replies"
+
+
 def dedupe_keys(channel: str, phone: str) -> tuple[str, str]:
-    """The conversation's dedupe hash and the one a generation older."""
+    """The dedupe hashes of the layout before (cv:{T}:in and cv:{T}:in:prev), read until they
+    expire: a server upgraded under live conversations still knows the messages they hold."""
     inbound = f"cv:{{{conversation_tag(channel, phone)}}}:in"
     return inbound, inbound + ":prev"
 
@@ -246,12 +284,46 @@ _TWILIO_SID = re.compile(r"SM[0-9a-f]{32}")
 
 
 def sid_field(message_sid: str) -> str:
-    """A MessageSid as its dedupe hash field: Twilio's "SM" + 32 hex digits as the 22 base64
-    characters of its 16 bytes; any other sid as ':' + itself (':' is not a base64 character,
+    """A MessageSid as its field of cv:{T}:claims (and of the dedupe hashes of the layout
+    before): Twilio's "SM" + 32 hex digits as the 22 base64 characters of its 16 bytes; any other sid as ':' + itself (':' is not a base64 character,
     so no two sids share a field)."""
     if _TWILIO_SID.fullmatch(message_sid):
         return binascii.b2a_base64(bytes.fromhex(message_sid[2:]), newline=False)[:22].decode()
     return ":" + message_sid
+
+
+def sid_mark(message_sid: str) -> str:
+    """The part of a mark that names a MessageSid (see cv:{T}:r): SID_MARK_LENGTH base64
+    characters of its BLAKE2b hash, so that every sid, Twilio's or not, names itself alike."""
+    digest = hashlib.blake2b(message_sid.encode(), digest_size=SID_MARK_LENGTH * 3 // 4).digest()
+    return binascii.b2a_base64(digest, newline=False).decode()
+
+
+def nonce_mark() -> str:
+    """The mark of a commit without a MessageSid: MARK_LENGTH random base64 characters."""
+    return binascii.b2a_base64(os.urandom(9), newline=False).decode()[:MARK_LENGTH]
+
+
+def timer_member(channel: str, phone: str) -> str:
+    """The conversation's member of cv:timers: the channel's letter and the phone for an SMS or
+    WhatsApp number (short, so that it takes Redis's smallest allocation), else its tag."""
+    code = TIMER_CODES.get(channel)
+    return code + phone if code is not None and phone.startswith("+") else conversation_tag(channel, phone)
+
+
+def timer_conversation(member: str) -> tuple[str, str]:
+    """(channel, phone) of a cv:timers member: timer_member's, or a tag (as members were
+    written before, and are still for other channels)."""
+    if ":" in member:
+        return split_tag(member)
+    return TIMER_CHANNELS[member[0]], member[1:]
+
+
+def legacy_member(channel: str, phone: str) -> str:
+    """The member the conversation's timer had before timer_member ('' when it is the same),
+    removed by every write of its timer."""
+    tag = conversation_tag(channel, phone)
+    return "" if timer_member(channel, phone) == tag else tag
 
 
 def pack_replies(replies: tuple[str, ...] | list[str]) -> str:
@@ -267,31 +339,20 @@ def unpack_replies(stored: str) -> list[str]:
 
 
 def commit_tag() -> str:
-    """A fresh tag for one commit attempt of an inbound message (see cv:{T}:in). It only has to
+    """A fresh tag for one commit attempt of an inbound message (see cv:{T}:r). It only has to
     differ from another delivery's, not be secret: `random`, no system call per message."""
-    return binascii.b2a_base64(random.getrandbits(24).to_bytes(3, "big"), newline=False).decode()
-
-
-def seen_replies(stored: str) -> list[str]:
-    """The replies of a stored dedupe record, without its tag (a record stored before tags
-    were, has none)."""
-    if len(stored) > TAG_LENGTH and stored[-TAG_LENGTH - 1] == TAG_MARK:
-        stored = stored[:-TAG_LENGTH - 1]
-    return unpack_replies(stored)
+    return binascii.b2a_base64(random.getrandbits(24).to_bytes(3, "big"), newline=False).decode()[:TAG_LENGTH]
 
 
 def split_record(stored: str | None) -> tuple[str | None, str]:
-    """(respondent record, revision) of a stored "<revision>|<record>"; (None, "0") for none."""
+    """(respondent record, revision) of a stored "<revision>|<record>" (and what follows it:
+    its marks and replies, see cv:{T}:r); (None, "0") for none."""
     if stored is None:
         return None, "0"
-    revision, bar, record = stored.partition("|")
+    revision, bar, record = stored.partition(MARKS)[0].partition("|")
     if not (bar and revision.isascii() and revision.isdigit()):
         raise ValueError(f"not a stored respondent record: {stored[:80]}")
     return record, revision
-
-
-def nonce_key(channel: str, phone: str) -> str:
-    return f"cv:{{{conversation_tag(channel, phone)}}}:c"
 
 
 def claims_key(channel: str, phone: str) -> str:
@@ -321,46 +382,51 @@ def flow_key(survey: str, version: str) -> str:
 
 class ReadCall(NamedTuple):
     respondent: str
-    dedupe: str
-    dedupe_before: str
+    replies: str
     claims: str
-    sid: str  # the inbound MessageSid's field
+    dedupe: str  # the dedupe hashes of the layout before (dedupe_keys)
+    dedupe_before: str
+    sid: str  # the inbound MessageSid's field (sid_field), '' for none
+    mark: str  # its sid_mark
     claimer: str  # this read's tag, in the claim it may make ("twiml:<claimer>")
     claims_ttl: str = str(DEDUPE_TTL)
 
 
 class TakeOverCall(NamedTuple):
     claims: str
+    respondent: str
+    replies: str
     dedupe: str
     dedupe_before: str
-    sid: str
+    sid: str  # sid_field
+    mark: str  # sid_mark
     claimer: str  # the tag of the read whose claim is taken over
 
 
 class CommitCall(NamedTuple):
     respondent: str
-    dedupe: str
-    dedupe_before: str
+    replies: str  # replies_key
     timers: str
     flow: str  # the pinned version's source (the respondent key when there is none)
-    nonces: str
     outbox_due: str
     outbox_messages: str
+    dedupe: str  # the dedupe hashes of the layout before (dedupe_keys)
+    dedupe_before: str
     streams: tuple[str, ...]  # one per record (a response's survey stream, or the opt-out stream)
     revision: str  # the revision the step read
     record: str
     record_ttl: str  # '0' keeps the record forever
-    sid: str  # the inbound MessageSid's field
-    replies: str  # pack_replies(the replies to it) + TAG_MARK + this attempt's commit_tag()
-    member: str  # the conversation's timer
+    sid: str  # the inbound MessageSid's field (sid_field), '' for none
+    mark: str  # sid_mark(the MessageSid) + this attempt's commit_tag(); without one, a nonce_mark()
+    sent: str  # pack_replies(the replies to the inbound message)
+    member: str  # the conversation's timer (timer_member)
+    legacy_member: str  # and what it was before (legacy_member)
     due: str
     flow_ttl: str
-    nonce: str  # a commit without a MessageSid carries one
     # the limits, the same for every commit (last but one, so that they can be defaults)
-    dedupe_ttl: str = str(DEDUPE_TTL)
-    dedupe_keep: str = str(DEDUPE_KEEP)
-    nonce_ttl: str = str(NONCE_TTL)
-    nonces_kept: str = str(NONCES_KEPT)
+    marks_kept: str = str(DEDUPE_KEEP)
+    replies_kept: str = str(REPLIES_KEPT)
+    replies_ttl: str = str(REPLIES_TTL)
     outbox: str = ""  # JSON [[id, due, message JSON]...] of the messages the step sends; '' none
     responses: tuple[str, ...] = ()  # one record (JSON) per stream
 
@@ -377,6 +443,7 @@ class RescheduleCall(NamedTuple):
     timers: str
     revision: str
     member: str
+    legacy_member: str
     due: str
 
 
@@ -479,13 +546,15 @@ class TimedRedis(redis.Redis):
 class Snapshot:
     """One conversation as read: the record (None when new), its revision, and the
     replies already committed for the inbound MessageSid (None when it is new; empty when they
-    went, or go, through the REST API: see cv:{T}:claims)."""
+    went, or go, through the REST API, see cv:{T}:claims, or are no longer kept: then
+    `replies_kept` is False, see cv:{T}:replies)."""
 
     channel: str
     phone: str
     record: str | None
     revision: str
     seen_replies: list[str] | None
+    replies_kept: bool = True
 
 
 @dataclass(frozen=True)
@@ -584,11 +653,12 @@ class Store:
         MessageSid but its answer never came: it may have claimed the replies' delivery."""
         dedupe, dedupe_before = dedupe_keys(channel, phone)
         call = ReadCall(
-            respondent=respondent_key(channel, phone), dedupe=dedupe, dedupe_before=dedupe_before,
-            claims=claims_key(channel, phone), sid=sid_field(message_sid) if message_sid else "",
-            claimer=commit_tag() if message_sid else "")
+            respondent=respondent_key(channel, phone), replies=replies_key(channel, phone),
+            claims=claims_key(channel, phone), dedupe=dedupe,
+            dedupe_before=dedupe_before, sid=sid_field(message_sid) if message_sid else "",
+            mark=sid_mark(message_sid) if message_sid else "", claimer=commit_tag() if message_sid else "")
         try:
-            stored, seen, claim = await self._read(call)
+            stored, seen, kept, claim = await self._read(call)
         except NotSent:
             raise  # it never ran
         except (RedisTimeoutError, RedisConnectionError) as err:
@@ -597,18 +667,19 @@ class Store:
             raise ReadUnknown(channel, phone, message_sid, call.claimer, err) from None
         record, revision = split_record(stored)
         replies = None
-        if seen is not None:
-            replies = [] if claim.startswith("rest") else seen_replies(seen)
-        return Snapshot(channel, phone, record, revision, replies)
+        if seen:  # its replies went, or go, through the REST API, or are no longer kept: none
+            replies = [] if kept is None or claim.startswith("rest") else unpack_replies(kept)
+        return Snapshot(channel, phone, record, revision, replies, replies_kept=not seen or kept is not None)
 
     async def take_over(self, unknown: ReadUnknown) -> list[str] | None:
         """Hand to the REST API the delivery the read behind `unknown` may have claimed: the
         committed replies when it had (and the claim is now the REST API's), else None."""
         dedupe, dedupe_before = dedupe_keys(unknown.channel, unknown.phone)
         stored = await self._take_over(TakeOverCall(
-            claims=claims_key(unknown.channel, unknown.phone), dedupe=dedupe, dedupe_before=dedupe_before,
-            sid=sid_field(unknown.message_sid), claimer=unknown.claimer))
-        return None if stored is None else seen_replies(stored)
+            claims=claims_key(unknown.channel, unknown.phone), respondent=respondent_key(unknown.channel, unknown.phone),
+            replies=replies_key(unknown.channel, unknown.phone), dedupe=dedupe, dedupe_before=dedupe_before, sid=sid_field(unknown.message_sid),
+            mark=sid_mark(unknown.message_sid), claimer=unknown.claimer))
+        return None if stored is None else unpack_replies(stored)
 
     async def commit(self, snapshot: Snapshot, change: Change) -> Committed:
         channel, phone, pinned, sid = snapshot.channel, snapshot.phone, change.pinned, change.message_sid
@@ -621,16 +692,17 @@ class Store:
         respondent = respondent_key(channel, phone)
         dedupe, dedupe_before = dedupe_keys(channel, phone)
         call = CommitCall(
-            respondent=respondent, dedupe=dedupe, dedupe_before=dedupe_before, timers=TIMERS,
-            flow=flow_key(*pinned) if pinned else respondent, nonces=nonce_key(channel, phone),
+            respondent=respondent, replies=replies_key(channel, phone), timers=TIMERS,
+            flow=flow_key(*pinned) if pinned else respondent,
+            outbox_due=OUTBOX_DUE, outbox_messages=OUTBOX_MESSAGES, dedupe=dedupe, dedupe_before=dedupe_before,
             streams=streams, revision=snapshot.revision, record=change.record,
             record_ttl=str(change.record_ttl), sid=sid_field(sid) if sid else "",
-            replies=pack_replies(change.replies) + TAG_MARK + commit_tag() if sid else "",
-            member=conversation_tag(channel, phone),
+            mark=sid_mark(sid) + commit_tag() if sid else nonce_mark(),
+            sent=pack_replies(change.replies) if sid else "",
+            member=timer_member(channel, phone), legacy_member=legacy_member(channel, phone),
             due=repr(change.due) if change.due is not None else "",
             flow_ttl=str(max(1, change.record_ttl or RESPONDENT_MARGIN)) if pinned else "",
-            nonce="" if sid else os.urandom(8).hex(), responses=responses,
-            outbox_due=OUTBOX_DUE, outbox_messages=OUTBOX_MESSAGES,
+            responses=responses,
             outbox=json.dumps([[id_, repr(due), message] for id_, due, message in change.outbox],
                               separators=(",", ":"), ensure_ascii=False) if change.outbox else "",
         )
@@ -682,13 +754,14 @@ class Store:
     async def claim_due(self, now: float, lease: float, limit: int) -> list[tuple[str, str]]:
         members = await self._claim(ClaimDueCall(timers=TIMERS, now=repr(now), lease=repr(lease),
                                                  limit=str(limit)))
-        return [split_tag(member) for member in members]
+        return [timer_conversation(member) for member in members]
 
     async def reschedule(self, snapshot: Snapshot, due: float | None) -> None:
         channel, phone = snapshot.channel, snapshot.phone
         await self._reschedule(RescheduleCall(
             respondent=respondent_key(channel, phone), timers=TIMERS, revision=snapshot.revision,
-            member=conversation_tag(channel, phone), due=repr(due) if due is not None else ""))
+            member=timer_member(channel, phone), legacy_member=legacy_member(channel, phone),
+            due=repr(due) if due is not None else ""))
 
     # ------------------------------------------------------------ delivery statuses
 

@@ -95,7 +95,7 @@ class Metrics:
         self.sessions_opened = Counter("canvass_sessions_opened_total", "Sessions opened, by survey.", ("survey",))
         self.sessions_closed = Counter("canvass_sessions_closed_total", "Sessions closed, by status.", ("status",))
         self.conflicts = Counter("canvass_commit_conflicts_total", "Commits retried because the conversation changed meanwhile.")
-        self.duplicates = Counter("canvass_duplicate_webhooks_total", "Redelivered webhooks answered from the dedupe record.")
+        self.duplicates = Counter("canvass_duplicate_webhooks_total", "Redelivered webhooks, known by their MessageSid's mark.")
         self.reloads = Counter("canvass_reloads_total", "Flow reloads, by result.", ("result",))
         self.step_latency = Histogram("canvass_step_seconds", "Time to apply one message or timer: read, step and commit.")
 

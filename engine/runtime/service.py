@@ -2,7 +2,7 @@
 
 Every change to a conversation (an inbound message, a start, a timer, an opt-out Twilio
 reports) goes through `_apply`: read the respondent record, its revision and (for an inbound
-message) the dedupe record in one script; step the pure core; commit in one script that fails
+message) whether its MessageSid was seen, in one script; step the pure core; commit in one script that fails
 if anything changed meanwhile, and then read again after a short random pause. So a
 redelivered webhook gets the stored reply, and two messages from one number at once are
 applied one after the other. The rules (which message may go how, what to keep for how long)
@@ -352,10 +352,10 @@ class Service:
 
     async def web_read(self, respondent_id: str, page_id: str | None = None) -> tuple[Respondent | None, list[str] | None]:
         """A web respondent as stored (None: no record), and, when `page_id` was committed, what
-        its step said (its end message, when it closed the session)."""
+        its step said (its end message, when it closed the session) while that is kept."""
         snapshot = await self.store.read(policy.WEB, respondent_id, page_id)
         respondent = None if snapshot.record is None else self._respondent(snapshot)
-        return respondent, snapshot.seen_replies
+        return respondent, snapshot.seen_replies if snapshot.replies_kept else None
 
     async def web_step(self, respondent_id: str, step: StepFunction, page_id: str | None = None) -> Applied:
         """A step of a web respondent (engine.runtime.web): the read-step-commit loop of a text

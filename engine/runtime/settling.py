@@ -29,7 +29,7 @@ from engine.redis.store import NONCE_TTL, Committed, CommitUnknown, ReadUnknown,
 log = logging.getLogger("canvass.settling")
 
 SETTLE_PAUSE = 1.0  # seconds between tries while Redis does not answer
-# A repeated commit knows itself for NONCE_TTL (its nonce; a dedupe record lasts far longer):
+# A repeated commit is sure to know itself for NONCE_TTL (by its mark, see engine.redis.store):
 # stop well before that, or a start that landed could pass for one that did not.
 SETTLE_FOR = NONCE_TTL - 60
 CLOSE_GRACE = 2.0  # seconds a stopping server waits for unsettled commits

@@ -1,23 +1,36 @@
--- READ: a respondent record (with its revision) and the dedupe record of the inbound
--- MessageSid, in one round trip. A MessageSid already committed is a redelivery: it claims
--- the delivery of the committed replies ("twiml:" and this read's claimer tag) unless the
--- REST API already has ("rest:" and its sender's tag). The tag lets a read whose answer never reached its request
--- (which then could not answer with the replies) hand the delivery over to the REST API.
--- Returns {stored record or false, replies or false, the claim that holds or false}.
--- KEYS: respondent dedupe dedupe_before claims
--- ARGV: sid claimer claims_ttl
+-- READ: a respondent record (with its revision) and whether the inbound MessageSid was
+-- committed, in one round trip. A MessageSid already committed is a redelivery: while its
+-- replies are kept (cv:{T}:replies), it claims their delivery ("twiml:" and this read's
+-- claimer tag) unless the REST API already has ("rest:" and its sender's tag). The tag lets a
+-- read whose answer never reached its request (which then could not answer with the replies)
+-- hand the delivery over to the REST API.
+-- Returns {record or false, 1 when the MessageSid was committed else 0, its replies or false
+-- (no longer kept), the claim that holds or false}.
+-- include: conversation.lua
+-- KEYS: respondent replies claims dedupe dedupe_before
+-- ARGV: sid mark claimer claims_ttl
 local respondent = KEYS[1]
-local dedupe = KEYS[2]
-local dedupe_before = KEYS[3]
-local claims = KEYS[4]
+local replies = KEYS[2]
+local claims = KEYS[3]
+local dedupe = KEYS[4]
+local dedupe_before = KEYS[5]
 local sid = ARGV[1]
-local claimer = ARGV[2]
-local claims_ttl = ARGV[3]
+local mark = ARGV[2]
+local claimer = ARGV[3]
+local claims_ttl = ARGV[4]
 
-local seen, claim = false, false
+local record, marks = parts_of(redis.call('GET', respondent))
+local seen, kept, claim = 0, false, false
 if sid ~= '' then
-  seen = redis.call('HGET', dedupe, sid) or redis.call('HGET', dedupe_before, sid)
-  if seen then
+  local found = mark_of(marks, mark)
+  if found then
+    seen, kept = 1, redis.call('HGET', replies, found)
+  else
+    -- a dedupe record of the layout before, until it expires
+    kept = legacy_replies(redis.call('HGET', dedupe, sid) or redis.call('HGET', dedupe_before, sid))
+    seen = kept and 1 or 0
+  end
+  if kept then
     if redis.call('HSETNX', claims, sid, 'twiml:' .. claimer) == 1 then
       redis.call('EXPIRE', claims, claims_ttl)
       claim = 'twiml:' .. claimer
@@ -26,4 +39,4 @@ if sid ~= '' then
     end
   end
 end
-return {redis.call('GET', respondent), seen, claim}
+return {record, seen, kept, claim}
