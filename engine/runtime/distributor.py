@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
@@ -208,16 +208,8 @@ class Distributor:
         fields = {name: str(value) for name, value in (recipient.fields or {}).items()}
         if window is not None:
             fields[QUIET_FIELD] = str(window)
-        try:
-            await self.service.invite(distribution.survey, channel, phone, fields, distribution.id)
-        except Refused as err:
-            if err.reason == "survey_paused":
-                return None  # paused since this round began: it waits
-            if err.status == 409:
-                return "skipped", err.reason
-            log.warning("distribution %s waits: %s", distribution.id, err.message)
-            return None
-        return "queued", None
+        return await self._invited(distribution, self.service.invite(
+            distribution.survey, channel, phone, fields, distribution.id))
 
     async def _invite_link(self, distribution: Distribution, recipient: Recipient,
                            claims: list[tuple[str, str]] | None) -> tuple[str, str | None] | None:
@@ -243,8 +235,16 @@ class Distributor:
         link = await links.for_recipient(self.engine, distribution.survey, distribution.id, phone, fields,
                                          self._now())
         text = invitations.render(distribution.message or "", fields, *invitations.urls(base, link.token, link.opt_out))
+        return await self._invited(distribution, self.service.invite_link(
+            distribution.survey, phone, text, distribution.id, distribution.sender))
+
+    @staticmethod
+    async def _invited(distribution: Distribution, invite: Awaitable[str]) -> tuple[str, str | None] | None:
+        """The recipient's state once `invite` ran: queued; skipped for a refusal (409); None
+        (it waits, pending) when the survey was paused since the round began or the invitation
+        cannot go now."""
         try:
-            await self.service.invite_link(distribution.survey, phone, text, distribution.id, distribution.sender)
+            await invite
         except Refused as err:
             if err.reason == "survey_paused":
                 return None  # paused since this round began: it waits

@@ -445,14 +445,7 @@ class Service:
         def outgoing(outcome: Outcome, now: float) -> list[tuple[Message, float]]:
             return [(self._message("invite", outcome, origin, fields, distribution), now)]
 
-        try:
-            applied = await self._apply(channel, phone, step, outgoing=outgoing)
-        except NotStartable as err:
-            raise Refused(409, err.reason, _NOT_STARTABLE[err.reason]) from None
-        if applied.outcome is None:
-            return "already"
-        self.senders.wake()
-        return "queued"
+        return await self._queue_invitation(channel, phone, step, outgoing)
 
     async def invite_link(self, survey_id: str, phone: str, text: str, distribution: str,
                           sender: str | None = None) -> str:
@@ -468,7 +461,7 @@ class Service:
         if flow is None:
             raise Refused(404, "unknown_survey", f"there is no survey '{survey_id}'")
         origin = self._origin(SMS, sender or flow.survey.sender)
-        # the status as Redis holds it now, as a start reads it: a round reads it once, and a
+        # read for each invitation (Service.flows: at most a second old), not once a round: a
         # survey paused or closed while the round's invitations go must stop them
         status = (await self.flows()).status(survey_id)
 
@@ -483,8 +476,14 @@ class Service:
             return [(message_for("link", SMS, phone, origin, [text], None, None, survey=survey_id,
                                  version=flow.version, distribution=distribution), now)]
 
+        return await self._queue_invitation(SMS, phone, step, outgoing, f"link:{distribution}")
+
+    async def _queue_invitation(self, channel: str, phone: str, step: StepFunction, outgoing: Outgoing,
+                                message_sid: str | None = None) -> str:
+        """Commit an invitation's step with its message for the outbox: "queued", or "already"
+        when an earlier try committed it; Refused 409 when the number cannot be invited."""
         try:
-            applied = await self._apply(SMS, phone, step, f"link:{distribution}", outgoing=outgoing)
+            applied = await self._apply(channel, phone, step, message_sid, outgoing=outgoing)
         except NotStartable as err:
             raise Refused(409, err.reason, _NOT_STARTABLE[err.reason]) from None
         if applied.outcome is None:
