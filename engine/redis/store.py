@@ -118,6 +118,12 @@ Distributions (the records database holds them; Redis only says who works on one
                             distribution's recipients, so one worker at a time does (each
                             invitation is safe to repeat anyway). TTL DISTRIBUTION_LEASE,
                             renewed by each round of its worker.
+  cv:distributions:{distributions}:claim:<digest>:<phone>  string  the distribution sending the
+                            link invitation of that text digest to that number now, so two
+                            distributions of the same text in two workers cannot both send it
+                            before either's recipient state is in the records database (where
+                            duplicate suppression looks). TTL the lease; dropped once the state
+                            is written (Store.claim_invitation, release_invitations).
 
 The fleet (every worker of every server sharing this Redis), all under the hash tag {fleet}:
   cv:fleet:{fleet}:live  hash  generation (a whole number, bumped by every announced
