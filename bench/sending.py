@@ -315,7 +315,7 @@ def fill_outbox(redis_url: str, phones: list[str], first: int) -> None:
             for start in range(0, len(phones), 1000):
                 async with store.redis.pipeline(transaction=False) as pipe:
                     for n, phone in enumerate(phones[start:start + 1000], first + start):
-                        message = Message(new_id(), "invite", "sms", phone, {"from": FROM_NUMBER},
+                        message = Message(new_id("sms", phone), "invite", "sms", phone, {"from": FROM_NUMBER},
                                           ({"body": invitation(n)},), SURVEY)
                         pipe.hset(OUTBOX_MESSAGES, message.id, message.dumps())
                         pipe.zadd(OUTBOX_DUE, {message.id: 0})

@@ -14,7 +14,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from engine.redis.cluster import TimedRedisCluster, is_cluster_node
 from engine.redis.multiplexer import ClusterMultiplexer, CrossSlot, Multiplexer
-from engine.redis.store import Store, TimedRedis, connect, respondent_key
+from engine.redis.store import Store, TimedRedis, connect
 
 TAGGED = "return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}"  # a reply that names its caller
 
@@ -224,7 +224,7 @@ async def test_the_stores_other_commands_work_on_a_cluster(cluster_url, redis_cl
     try:
         phones = [f"+1555000{n:04d}" for n in range(30)]
         for phone in phones:
-            await store.redis.set(respondent_key("sms", phone), "1|stored")
+            await store.redis.set(store.layout.respondent("sms", phone), "1|stored")
         found = [entry async for entry in store.respondent_records(batch=7)]
         assert sorted(found) == sorted(("sms", phone, "stored") for phone in phones)
         assert await store.records(phones[0], ("sms", "whatsapp")) == {"sms": "stored", "whatsapp": None}
@@ -248,7 +248,7 @@ async def test_a_conversations_read_runs_on_the_master_of_its_slot(cluster_url, 
     """READ touches only the conversation's slot: it runs on a cluster (loaded by NOSCRIPT)."""
     store = await Store.open(cluster_url)
     try:
-        key = respondent_key("sms", "+15551230001")
+        key = store.layout.respondent("sms", "+15551230001")
         with redis_cluster.client(redis_cluster.master_of_slot(slot_of(key))) as owner:
             owner.execute_command("SET", key, "7|stored record")
             owner.execute_command("SCRIPT", "FLUSH")

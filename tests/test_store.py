@@ -319,7 +319,7 @@ async def test_a_conversation_stored_before_its_marks_carries_on(store, redis_sy
     redis_sync.hset(previous, sid_field(twilio_sid(31)), '["a","b"]\x1fZz0V')
     redis_sync.expire(current, DEDUPE_TTL)
     redis_sync.zadd(TIMERS, {f"sms:{PHONE}": 5.0})
-    assert await store.claim_due(10.0, 60.0, 10) == [("sms", PHONE)]
+    assert (await store.claim_due(10.0, 60.0, 10))[0] == [("sms", PHONE)]
     assert (await store.read("sms", PHONE, answered)).seen_replies == ["Next question"]
     assert (await store.read("sms", PHONE, twilio_sid(31))).seen_replies == ["a", "b"]
     redelivered = await store.read("sms", PHONE)

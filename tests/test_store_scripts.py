@@ -71,7 +71,7 @@ def test_a_call_flattens_to_evalsha_in_header_order():
     assert store.COMMIT.evalsha(call) == (
         "EVALSHA", store.COMMIT.sha, 10, "r", "rp", "t", "f", "od", "om", "d", "db", "s1", "s2",
         "1", "[2]", "0", "", "x", "", "m", "", "", "", str(store.DEDUPE_KEEP), str(store.REPLIES_KEPT),
-        str(store.REPLIES_TTL), "", "{1}", "{2}")
+        str(store.REPLIES_TTL), "", "", "{1}", "{2}")
     delivery = store.RecordDeliveryCall(deliveries="k", stream="s", sid="SM1", record="{}", ttl="60",
                                         distribution="", event="{}", outranking=("read",))
     assert store.RECORD_DELIVERY.evalsha(delivery)[2:] == (2, "k", "s", "SM1", "{}", "60", "", "{}", "read")

@@ -50,7 +50,7 @@ from engine.records import migrate
 from engine.records.distributions import apply_deliveries
 from engine.records.optouts import OptOutBook
 from engine.records.writes import insert_opt_out_events, insert_responses
-from engine.redis.store import DELIVERIES, OPT_OUTS, Store, responses_key
+from engine.redis.store import Store
 
 log = logging.getLogger("canvass.archiver")
 
@@ -131,8 +131,8 @@ class Archiver:
             self.known |= await self.store.survey_streams()
             self.scanned_at = now
         self.known |= set(self.surveys())
-        streams = [(OPT_OUTS, insert_opt_out_events), (DELIVERIES, apply_deliveries),
-                   *((responses_key(survey), insert_responses) for survey in sorted(self.known))]
+        inserts = {"optouts": insert_opt_out_events, "deliveries": apply_deliveries, "responses": insert_responses}
+        streams = [(stream, inserts[kind]) for stream, kind in await self.store.record_streams(self.known)]
         moved = 0
         for stream, insert in streams:
             moved += await self._drain(stream, insert)

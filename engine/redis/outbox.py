@@ -23,15 +23,7 @@ from redis.exceptions import RedisError
 
 from engine.redis.multiplexer import NotSent
 from engine.redis.scripts import Lua
-from engine.redis.store import (
-    DELIVERIES,
-    OUTBOX_DUE,
-    OUTBOX_MESSAGES,
-    OUTBOX_STATE,
-    OUTBOX_UNKNOWN,
-    Script,
-    Store,
-)
+from engine.redis.store import Script, Store, shard_index
 
 PACE_WINDOW_MS = 1000  # the pace is what any one-second window of arrivals at Twilio holds
 
@@ -49,12 +41,31 @@ def pace_member(claimed: Claimed, part: int) -> str:
     return f"{claimed.message.id}:{part}:{claimed.tries if part == claimed.part else 0}"
 
 
-def claimed_key(tag: str) -> str:
-    return f"cv:outbox:{{outbox}}:claimed:{tag}"
+def new_id(channel: str, to: str) -> str:
+    """A new message's id: random, and after a '.' the shard of its conversation (on a Redis
+    Cluster, whose outbox holds it: engine.redis.store.ClusterLayout)."""
+    return f"OB{os.urandom(10).hex()}.{shard_index(channel, to)}"
 
 
-def new_id() -> str:
-    return "OB" + os.urandom(10).hex()
+class Keys(NamedTuple):
+    """One shard's outbox keys (engine.redis.store's key layout: the shard "" of one Redis is
+    cv:outbox:{outbox}:*)."""
+
+    due: str
+    messages: str
+    state: str
+    unknown: str
+    deliveries: str
+
+    @classmethod
+    def of(cls, store: Store, shard: str) -> Keys:
+        prefix = store.layout.outbox(shard)
+        return cls(prefix + ":due", prefix + ":messages", prefix + ":state", prefix + ":unknown",
+                   store.layout.deliveries(shard))
+
+    def claimed(self, tag: str) -> str:
+        """The ids the sender with that tag claimed last, from this shard."""
+        return self.due.removesuffix(":due") + ":claimed:" + tag
 
 
 @dataclass(frozen=True)
@@ -231,36 +242,70 @@ class Batches:
                 future.set_result(result)
 
 
+class PaceCall(NamedTuple):
+    paces: tuple[str, ...]  # pace and last of each request's sender
+    window_ms: str
+    inflight_ms: str
+    requests: tuple[str, ...]  # three per request: rate gap_ms member
+
+
+class PacedCall(NamedTuple):
+    paces: tuple[str, ...]  # the pace of each answered request's sender
+    members: tuple[str, ...]
+
+
+OUTBOX_PACE = Lua("outbox_pace.lua", PaceCall)
+OUTBOX_PACED = Lua("outbox_paced.lua", PacedCall)
+
+
 class Outbox:
-    """The outbox's Redis side, for one sender (its `tag` names its claims)."""
+    """The outbox's Redis side, for one sender (its `tag` names its claims).
+
+    On one Redis the outbox is one shard (""). On a Redis Cluster every shard of conversations
+    has its own (engine.redis.store.ClusterLayout): a claim looks at the shards where messages
+    are due, and a sender's pace, kept in a slot of its own, is taken before BEGIN and noted
+    after FINISH by scripts of its own (OUTBOX_PACE, OUTBOX_PACED)."""
 
     def __init__(self, store: Store):
         self.store = store
+        self.layout = store.layout
         self.tag = os.urandom(6).hex()
-        self._lost_claim = False
+        self._keys = {shard: Keys.of(store, shard) for shard in self.layout.shards}
+        self._lost_claims: set[str] = set()  # the shards whose last claim's answer was lost
         self.holding: set[str] = set()  # the ids this sender claimed and still works on
         self._claim = Script(store.mux, OUTBOX_CLAIM)
         self._begin = Script(store.mux, OUTBOX_BEGIN)
         self._finish = Script(store.mux, OUTBOX_FINISH)
+        self._pace = Script(store.mux, OUTBOX_PACE)
+        self._paced = Script(store.mux, OUTBOX_PACED)
         self._begins = Batches(self._begin_all)
         self._finishes = Batches(self._finish_all)
+        self._paces = Batches(self._pace_all)
+        self._answered = Batches(self._paced_all)
         self._resend = Script(store.mux, OUTBOX_RESEND)
+
+    def keys(self, message_id: str) -> Keys:
+        """The keys of the shard whose outbox holds the message."""
+        return self._keys[self.layout.message_shard(message_id)]
 
     async def claim(self, now: float, lease: float, limit: int,
                     ids: tuple[str, ...] = ()) -> tuple[list[Claimed], int]:
         """The messages claimed (due ones, or those of `ids`), and how many were found unknown
         (their sender died while asking Twilio)."""
-        call = ClaimCall(OUTBOX_DUE, OUTBOX_MESSAGES, OUTBOX_STATE, OUTBOX_UNKNOWN, DELIVERIES,
-                         claimed_key(self.tag), repr(now), repr(lease), str(limit), self.tag,
-                         "1" if self._lost_claim else "", ids)
-        try:
-            found = await self._claim(call)
-        except NotSent:
-            raise  # it never ran
-        except RedisError:
-            self._lost_claim = True  # it may have claimed: the next claim takes those back
-            raise
-        self._lost_claim = False
+        if len(self._keys) == 1:
+            found = await self._claim_shard("", now, lease, limit, ids)
+        elif ids:
+            by_shard: dict[str, list[str]] = {}
+            for id_ in ids:
+                by_shard.setdefault(self.layout.message_shard(id_), []).append(id_)
+            found = await self._claim_shards({shard: (len(wanted), tuple(wanted)) for shard, wanted in by_shard.items()},
+                                             now, lease)
+        else:
+            due = await self.due_by_shard(now)
+            shards = {shard for shard, count in due.items() if count} | self._lost_claims
+            share = max(1, -(-limit // max(1, len(shards))))
+            found = await self._claim_shards({shard: (min(share, max(1, due.get(shard, 0))), ()) for shard in shards},
+                                             now, lease)
         claimed, unknown = [], 0
         for id_, message, state in found:
             if state == "unknown":
@@ -271,6 +316,31 @@ class Outbox:
                 claimed.append(Claimed(Message.loads(message), part, tries, sids))
         return claimed, unknown
 
+    async def _claim_shards(self, wanted: dict[str, tuple[int, tuple[str, ...]]], now: float,
+                            lease: float) -> list:
+        results = await asyncio.gather(*(self._claim_shard(shard, now, lease, limit, ids)
+                                         for shard, (limit, ids) in wanted.items()), return_exceptions=True)
+        failed = next((result for result in results if isinstance(result, BaseException)), None)
+        found = [entry for result in results if not isinstance(result, BaseException) for entry in result]
+        if failed is not None and not found:
+            raise failed
+        return found  # what the shards that answered gave (the others' claims come back)
+
+    async def _claim_shard(self, shard: str, now: float, lease: float, limit: int, ids: tuple[str, ...]) -> list:
+        keys = self._keys[shard]
+        call = ClaimCall(keys.due, keys.messages, keys.state, keys.unknown, keys.deliveries,
+                         keys.claimed(self.tag), repr(now), repr(lease), str(limit), self.tag,
+                         "1" if shard in self._lost_claims else "", ids)
+        try:
+            found = await self._claim(call)
+        except NotSent:
+            raise  # it never ran
+        except RedisError:
+            self._lost_claims.add(shard)  # it may have claimed: the next claim takes those back
+            raise
+        self._lost_claims.discard(shard)
+        return found
+
     def release(self, id_: str) -> None:
         """This sender is done with a message it claimed (sent, ended, or let go)."""
         self.holding.discard(id_)
@@ -280,59 +350,95 @@ class Outbox:
         """0: ask Twilio for `part` now (it is marked as being sent); > 0: milliseconds to wait
         for the sender's pace; -1: the claim is lost. `inflight`: the seconds a request may
         take (it counts in the pace that long before its answer)."""
-        sender = claimed.message.sender
-        request = BeginRequest(claimed.message.id, str(part), str(rate), str(500 // rate if rate else 0),
-                               pace_member(claimed, part), repr(lease_until))
-        return int(await self._begins.add(((pace_key(sender), last_key(sender)), request),
-                                           str(int(inflight * 1000))))
+        message = claimed.message
+        sender, keys, inflight_ms = message.sender, self.keys(message.id), str(int(inflight * 1000))
+        gap_ms, member = str(500 // rate if rate else 0), pace_member(claimed, part)
+        if self.layout.cluster:
+            if rate:
+                wait = int(await self._paces.add(((pace_key(sender), last_key(sender)), (str(rate), gap_ms, member)),
+                                                 inflight_ms))
+                if wait:
+                    return wait
+            rate, paces = 0, (keys.due, keys.due)  # (unused without a pace: the shard's slot)
+        else:
+            paces = (pace_key(sender), last_key(sender))
+        request = BeginRequest(message.id, str(part), str(rate), gap_ms, member, repr(lease_until))
+        return int(await self._begins.add((keys, paces, request), f"{inflight_ms}|{keys.due}"))
 
     async def _begin_all(self, requests: list, inflight_ms: str) -> list:
+        keys = requests[0][0]  # (one shard's: Batches groups by `common`, and these by shard)
         return await self._begin(BeginCall(
-            OUTBOX_DUE, OUTBOX_STATE, tuple(key for keys, _ in requests for key in keys), self.tag,
-            str(PACE_WINDOW_MS), inflight_ms, tuple(arg for _, request in requests for arg in request)))
+            keys.due, keys.state, tuple(key for _, paces, _ in requests for key in paces), self.tag,
+            str(PACE_WINDOW_MS), inflight_ms.partition("|")[0],
+            tuple(arg for _, _, request in requests for arg in request)))
+
+    async def _pace_all(self, requests: list, inflight_ms: str) -> list:
+        return await self._pace(PaceCall(
+            tuple(key for paces, _ in requests for key in paces), str(PACE_WINDOW_MS), inflight_ms,
+            tuple(arg for _, request in requests for arg in request)))
 
     async def finish(self, claimed: Claimed, part: int, outcome: str, now: float, *, sid: str = "",
                      error_code: int | None = None, reason: str = "", retry_at: float | None = None,
                      paced: bool = True) -> bool:
+        message = claimed.message
+        member = pace_member(claimed, part) if paced else ""
+        keys = self.keys(message.id)
         answer = FinishAnswer(
-            claimed.message.id, str(part), str(len(claimed.message.parts)), outcome, sid,
+            message.id, str(part), str(len(message.parts)), outcome, sid,
             "" if error_code is None else str(error_code), reason[:200],
-            repr(retry_at) if retry_at is not None else "", pace_member(claimed, part) if paced else "")
-        return bool(await self._finishes.add((pace_key(claimed.message.sender), answer), repr(now)))
+            repr(retry_at) if retry_at is not None else "", "" if self.layout.cluster else member)
+        pace = keys.due if self.layout.cluster else pace_key(message.sender)
+        noted = bool(await self._finishes.add((keys, pace, answer), f"{repr(now)}|{keys.due}"))
+        if noted and member and self.layout.cluster:
+            await self._answered.add((pace_key(message.sender), member), "")
+        return noted
 
-    async def _finish_all(self, answers: list, now: str) -> list:
+    async def _finish_all(self, answers: list, common: str) -> list:
+        keys = answers[0][0]
         return await self._finish(FinishCall(
-            OUTBOX_DUE, OUTBOX_MESSAGES, OUTBOX_STATE, OUTBOX_UNKNOWN, DELIVERIES,
-            tuple(pace for pace, _ in answers), self.tag, now,
-            tuple(arg for _, answer in answers for arg in answer)))
+            keys.due, keys.messages, keys.state, keys.unknown, keys.deliveries,
+            tuple(pace for _, pace, _ in answers), self.tag, common.partition("|")[0],
+            tuple(arg for _, _, answer in answers for arg in answer)))
+
+    async def _paced_all(self, answered: list, _: str) -> list:
+        count = await self._paced(PacedCall(tuple(pace for pace, _ in answered),
+                                            tuple(member for _, member in answered)))
+        return [count] * len(answered)
 
     async def enqueue(self, message: Message, due: float) -> None:
         """Queue a message no commit wrote (a late reply): both writes at once."""
+        keys = self.keys(message.id)
         async with self.store.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(OUTBOX_MESSAGES, message.id, message.dumps())
-            pipe.zadd(OUTBOX_DUE, {message.id: due})
+            pipe.hset(keys.messages, message.id, message.dumps())
+            pipe.zadd(keys.due, {message.id: due})
             await pipe.execute()
 
     async def unknown(self) -> list[dict]:
         """The messages whose outcome is unknown, oldest first: {id, message, part, sids,
         reason, at}."""
-        kept = await self.store.redis.hgetall(OUTBOX_UNKNOWN)
         found = []
-        for id_, raw in kept.items():
-            entry = json.loads(raw)
-            message = Message.loads(entry["message"])
-            found.append({"id": id_, "kind": message.kind, "channel": message.channel, "to": message.to,
-                          "survey": message.survey, "distribution": message.distribution,
-                          "parts": len(message.parts), "unknown_part": entry["part"],
-                          "sids": [sid for sid in entry["sids"].split(",") if sid],
-                          "reason": entry["reason"], "at": entry["at"]})
+        for kept in await asyncio.gather(*(self.store.redis.hgetall(keys.unknown) for keys in self._keys.values())):
+            for id_, raw in kept.items():
+                entry = json.loads(raw)
+                message = Message.loads(entry["message"])
+                found.append({"id": id_, "kind": message.kind, "channel": message.channel, "to": message.to,
+                              "survey": message.survey, "distribution": message.distribution,
+                              "parts": len(message.parts), "unknown_part": entry["part"],
+                              "sids": [sid for sid in entry["sids"].split(",") if sid],
+                              "reason": entry["reason"], "at": entry["at"]})
         return sorted(found, key=lambda entry: entry["at"])
 
     async def resend(self, id_: str, now: float) -> bool:
         """Queue an unknown message again (an operator asked); False when there is none."""
-        return bool(await self._resend(ResendCall(OUTBOX_DUE, OUTBOX_MESSAGES, OUTBOX_STATE,
-                                                  OUTBOX_UNKNOWN, id_, repr(now))))
+        keys = self.keys(id_)
+        return bool(await self._resend(ResendCall(keys.due, keys.messages, keys.state, keys.unknown, id_, repr(now))))
 
     async def pending(self) -> int:
         """How many messages wait in the outbox (queued, held or being sent)."""
-        return int(await self.store.redis.zcard(OUTBOX_DUE))
+        return sum(await asyncio.gather(*(self.store.redis.zcard(keys.due) for keys in self._keys.values())))
+
+    async def due_by_shard(self, now: float) -> dict[str, int]:
+        """How many messages are due (not held, not claimed) in each shard's outbox."""
+        counts = await asyncio.gather(*(self.store.mux.execute("ZCOUNT", keys.due, "-inf", repr(now))
+                                        for keys in self._keys.values()))
+        return dict(zip(self._keys, counts, strict=True))

@@ -191,12 +191,15 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import functools
 import hashlib
+import heapq
 import json
 import os
 import random
 import re
 import secrets
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -208,6 +211,8 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS as SLOTS
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -381,6 +386,162 @@ def flow_key(survey: str, version: str) -> str:
     return f"cv:survey:{{{survey}}}:flow:{version}"
 
 
+# ------------------------------------------------------------ where each key lives: one Redis or a Cluster
+
+SHARDS = 128  # a Redis Cluster's conversations are spread over this many slots (see ClusterLayout)
+PIN = "\x1f"  # between survey and version in a member of a shard's pins (ClusterLayout.pins)
+
+
+def shard_index(channel: str, phone: str) -> int:
+    """The shard of a conversation on a Redis Cluster (the same for every worker, whatever
+    the cluster: part of the key layout)."""
+    return zlib.crc32(f"{channel}:{phone}".encode()) % SHARDS
+
+
+@functools.cache
+def shard_tags() -> tuple[str, ...]:
+    """Each shard's hash tag: the first string "<i>.<n>" that Redis Cluster puts in slot
+    i*128 ... i*128+127, so that the shards spread over a cluster's masters as evenly as its
+    slots are (a cluster made by `redis-cli --cluster create` splits the slots in ranges)."""
+    width = SLOTS // SHARDS
+    tags = []
+    for i in range(SHARDS):
+        n = 0
+        while not i * width <= key_slot(f"{i}.{n}".encode()) < (i + 1) * width:
+            n += 1
+        tags.append(f"{i}.{n}")
+    return tuple(tags)
+
+
+class Layout:
+    """Where each key lives on one Redis: the names of the key layout above. A script may
+    touch keys of any slot there; the layout has one shard, "", and every shard method gives
+    the one key of its kind."""
+
+    cluster = False
+    shards: tuple[str, ...] = ("",)
+
+    def shard(self, channel: str, phone: str) -> str:
+        return ""
+
+    def conversation(self, channel: str, phone: str) -> str:
+        """The prefix of a conversation's keys (cv:{T}): + ":r" is its record, ":replies"..."""
+        return f"cv:{{{conversation_tag(channel, phone)}}}"
+
+    def respondent(self, channel: str, phone: str) -> str:
+        return self.conversation(channel, phone) + ":r"
+
+    def replies(self, channel: str, phone: str) -> str:
+        return self.conversation(channel, phone) + ":replies"
+
+    def claims(self, channel: str, phone: str) -> str:
+        return self.conversation(channel, phone) + ":claims"
+
+    def delivery(self, channel: str, phone: str) -> str:
+        return self.conversation(channel, phone) + ":dlv"
+
+    def dedupe(self, channel: str, phone: str) -> tuple[str, str]:
+        """The dedupe hashes of the layout before (see dedupe_keys)."""
+        inbound = self.conversation(channel, phone) + ":in"
+        return inbound, inbound + ":prev"
+
+    def respondents(self) -> str:
+        """The pattern every conversation's record matches (for a SCAN)."""
+        return respondent_key("*", "*")
+
+    def respondent_of(self, key: str) -> tuple[str, str]:
+        """(channel, phone) of a conversation's record key."""
+        return split_tag(key[key.index("{") + 1:key.rindex("}")])
+
+    def timers(self, shard: str) -> str:
+        return TIMERS
+
+    def outbox(self, shard: str) -> str:
+        """The prefix of the outbox's keys: + ":messages", ":due", ":state", ":unknown"..."""
+        return "cv:outbox:{outbox}"
+
+    def message_shard(self, message_id: str) -> str:
+        """The shard whose outbox holds a message (its id says: engine.redis.outbox.new_id)."""
+        return ""
+
+    def responses(self, shard: str, survey: str) -> str:
+        return responses_key(survey)
+
+    def opt_outs(self, shard: str) -> str:
+        return OPT_OUTS
+
+    def deliveries(self, shard: str) -> str:
+        return DELIVERIES
+
+    def pins(self, shard: str) -> str | None:
+        """Where a commit notes the flow version its session is pinned to; None: on one Redis
+        the commit extends the version's source key itself (cv:survey:{S}:flow:<version>)."""
+        return None
+
+
+class ClusterLayout(Layout):
+    """Where each key lives on a Redis Cluster, where a script may touch one slot only.
+
+    A conversation belongs to one of SHARDS shards (shard_index), each a hash tag of its own
+    (shard_tags), and every key a conversation's scripts touch carries it: the conversation's
+    own, cv:{<shard>}:<T>:r (:replies, :claims, :dlv), and the shard's timers, outbox, record
+    streams and flow pins. So a commit is one slot, and atomic as on one Redis; every worker
+    drains every shard's timers, outbox and streams. What crossed slots on one Redis:
+      cv:{<shard>}:timers     zset    as cv:timers, for the shard's conversations
+      cv:{<shard>}:outbox:*   as cv:outbox:{outbox}:*, for messages to the shard's
+                              conversations (a message's id ends in its shard's index); the
+                              pace of a sender is kept apart, under {outbox}, in scripts of
+                              its own (engine.redis.outbox)
+      cv:{<shard>}:responses  stream  the closed responses of every survey (each record names
+                              its survey), archived as cv:survey:{S}:responses
+      cv:{<shard>}:optouts, cv:{<shard>}:deliveries  streams  as cv:records:{optouts}, {deliveries}
+      cv:{<shard>}:pins       zset  member "<survey>\x1f<version>", score = until when (Redis
+                              time) a session of the shard pinned to it may live; a worker
+                              extends each version's source key to the greatest of these every
+                              PIN_EVERY seconds (Store.keep_pinned_flows), since a commit
+                              cannot reach it.
+    """
+
+    cluster = True
+
+    def __init__(self) -> None:
+        self.shards = shard_tags()
+
+    def shard(self, channel: str, phone: str) -> str:
+        return self.shards[shard_index(channel, phone)]
+
+    def conversation(self, channel: str, phone: str) -> str:
+        return f"cv:{{{self.shard(channel, phone)}}}:{conversation_tag(channel, phone)}"
+
+    def respondents(self) -> str:
+        return "cv:{*}:*:r"
+
+    def respondent_of(self, key: str) -> tuple[str, str]:
+        return split_tag(key[key.index("}:") + 2:-len(":r")])
+
+    def timers(self, shard: str) -> str:
+        return f"cv:{{{shard}}}:timers"
+
+    def outbox(self, shard: str) -> str:
+        return f"cv:{{{shard}}}:outbox"
+
+    def message_shard(self, message_id: str) -> str:
+        index = message_id.rpartition(".")[2]
+        return self.shards[int(index) % SHARDS] if index.isdigit() else self.shards[0]
+
+    def responses(self, shard: str, survey: str) -> str:
+        return f"cv:{{{shard}}}:responses"
+
+    def opt_outs(self, shard: str) -> str:
+        return f"cv:{{{shard}}}:optouts"
+
+    def deliveries(self, shard: str) -> str:
+        return f"cv:{{{shard}}}:deliveries"
+
+    def pins(self, shard: str) -> str | None:
+        return f"cv:{{{shard}}}:pins"
+
+
 # ------------------------------------------------------------ the scripts' typed calls
 # Each script's KEYS then ARGV, as its header in engine/redis/scripts/ names them, in that
 # order (a test holds the two equal); Lua.evalsha flattens a call. '' stands for none.
@@ -434,6 +595,8 @@ class CommitCall(NamedTuple):
     replies_kept: str = str(REPLIES_KEPT)
     replies_ttl: str = str(REPLIES_TTL)
     outbox: str = ""  # JSON [[id, due, message JSON]...] of the messages the step sends; '' none
+    # on a Redis Cluster, "<survey>\x1f<version>" pinned, noted in the shard's pins (then `flow`)
+    pin: str = ""
     responses: tuple[str, ...] = ()  # one record (JSON) per stream
 
 
@@ -612,8 +775,9 @@ class Store:
     pipelined connection (engine.redis.multiplexer); the rarer commands (exports, the admin API,
     flow sources) through redis-py's pool."""
 
-    def __init__(self, client: redis.Redis):
+    def __init__(self, client: redis.Redis | RedisCluster):
         self.redis = client
+        self.layout = ClusterLayout() if isinstance(client, RedisCluster) else Layout()
         self.mux = Multiplexer.like(client, REDIS_TIMEOUT)
         self._read = Script(self.mux, READ)
         self._commit = Script(self.mux, COMMIT)
@@ -657,10 +821,11 @@ class Store:
         """The conversation as stored. For a MessageSid already committed, the replies to answer
         it with ([] when the REST API delivered them). ReadUnknown when the read was sent for a
         MessageSid but its answer never came: it may have claimed the replies' delivery."""
-        dedupe, dedupe_before = dedupe_keys(channel, phone)
+        layout = self.layout
+        dedupe, dedupe_before = layout.dedupe(channel, phone)
         call = ReadCall(
-            respondent=respondent_key(channel, phone), replies=replies_key(channel, phone),
-            claims=claims_key(channel, phone), dedupe=dedupe,
+            respondent=layout.respondent(channel, phone), replies=layout.replies(channel, phone),
+            claims=layout.claims(channel, phone), dedupe=dedupe,
             dedupe_before=dedupe_before, sid=sid_field(message_sid) if message_sid else "",
             mark=sid_mark(message_sid) if message_sid else "", claimer=commit_tag() if message_sid else "")
         try:
@@ -680,27 +845,32 @@ class Store:
     async def take_over(self, unknown: ReadUnknown) -> list[str] | None:
         """Hand to the REST API the delivery the read behind `unknown` may have claimed: the
         committed replies when it had (and the claim is now the REST API's), else None."""
-        dedupe, dedupe_before = dedupe_keys(unknown.channel, unknown.phone)
+        layout, channel, phone = self.layout, unknown.channel, unknown.phone
+        dedupe, dedupe_before = layout.dedupe(channel, phone)
         stored = await self._take_over(TakeOverCall(
-            claims=claims_key(unknown.channel, unknown.phone), respondent=respondent_key(unknown.channel, unknown.phone),
-            replies=replies_key(unknown.channel, unknown.phone), dedupe=dedupe, dedupe_before=dedupe_before, sid=sid_field(unknown.message_sid),
+            claims=layout.claims(channel, phone), respondent=layout.respondent(channel, phone),
+            replies=layout.replies(channel, phone), dedupe=dedupe, dedupe_before=dedupe_before, sid=sid_field(unknown.message_sid),
             mark=sid_mark(unknown.message_sid), claimer=unknown.claimer))
         return None if stored is None else unpack_replies(stored)
 
     async def commit(self, snapshot: Snapshot, change: Change) -> Committed:
         channel, phone, pinned, sid = snapshot.channel, snapshot.phone, change.pinned, change.message_sid
+        layout = self.layout
+        shard = layout.shard(channel, phone)
         streams = responses = ()
         if change.responses or change.opt_outs:  # one stream key per record
-            streams = tuple([*(responses_key(response["survey"]) for response in change.responses),
-                             *(OPT_OUTS for _ in change.opt_outs)])
+            streams = tuple([*(layout.responses(shard, response["survey"]) for response in change.responses),
+                             *(layout.opt_outs(shard) for _ in change.opt_outs)])
             responses = tuple([json.dumps(record, separators=(",", ":"))
                                for record in (*change.responses, *change.opt_outs)])
-        respondent = respondent_key(channel, phone)
-        dedupe, dedupe_before = dedupe_keys(channel, phone)
+        respondent = layout.respondent(channel, phone)
+        dedupe, dedupe_before = layout.dedupe(channel, phone)
+        pins, outbox = layout.pins(shard), layout.outbox(shard)
         call = CommitCall(
-            respondent=respondent, replies=replies_key(channel, phone), timers=TIMERS,
-            flow=flow_key(*pinned) if pinned else respondent,
-            outbox_due=OUTBOX_DUE, outbox_messages=OUTBOX_MESSAGES, dedupe=dedupe, dedupe_before=dedupe_before,
+            respondent=respondent, replies=layout.replies(channel, phone), timers=layout.timers(shard),
+            flow=(pins or flow_key(*pinned)) if pinned else respondent,
+            outbox_due=outbox + ":due", outbox_messages=outbox + ":messages", dedupe=dedupe,
+            dedupe_before=dedupe_before,
             streams=streams, revision=snapshot.revision, record=change.record,
             record_ttl=str(change.record_ttl), sid=sid_field(sid) if sid else "",
             mark=sid_mark(sid) + commit_tag() if sid else nonce_mark(),
@@ -711,6 +881,7 @@ class Store:
             responses=responses,
             outbox=json.dumps([[id_, repr(due), message] for id_, due, message in change.outbox],
                               separators=(",", ":"), ensure_ascii=False) if change.outbox else "",
+            pin=PIN.join(pinned) if pinned and pins else "",
         )
         try:
             revision, flow_missing = await self._commit(call)
@@ -735,37 +906,44 @@ class Store:
         the tag the claimer's own): `by` when this claim won, else the claim that holds
         ("twiml:<tag>": a redelivery answered with them; another "rest:<tag>")."""
         return await self._claim_delivery(ClaimCall(
-            claims=claims_key(channel, phone), sid=sid_field(message_sid), by=by, ttl=str(DEDUPE_TTL)))
+            claims=self.layout.claims(channel, phone), sid=sid_field(message_sid), by=by, ttl=str(DEDUPE_TTL)))
 
     async def records(self, phone: str, channels: tuple[str, ...]) -> dict[str, str | None]:
         """The stored respondent record of `phone` on each channel (None where there is none)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for channel in channels:
-                pipe.get(respondent_key(channel, phone))
+                pipe.get(self.layout.respondent(channel, phone))
             values = await pipe.execute()
         return {channel: split_record(stored)[0] for channel, stored in zip(channels, values, strict=True)}
 
     async def respondent_records(self, batch: int = 500) -> AsyncIterator[tuple[str, str, str]]:
         """(channel, phone, stored record) of every respondent: a full SCAN, for exports that
         include responses still in progress, never per request."""
-        pattern = respondent_key("*", "*")
-        async for keys in _chunks(self.redis.scan_iter(match=pattern, count=batch, _type="string"), batch):
+        layout = self.layout
+        async for keys in _chunks(self.redis.scan_iter(match=layout.respondents(), count=batch, _type="string"), batch):
             for key, stored in zip(keys, await self.redis.mget(keys), strict=True):
                 record = split_record(stored)[0] if stored else None
                 if record:
-                    yield (*split_tag(key[key.index("{") + 1:key.rindex("}")]), record)
+                    yield (*layout.respondent_of(key), record)
 
     # ------------------------------------------------------------ timers
 
-    async def claim_due(self, now: float, lease: float, limit: int) -> list[tuple[str, str]]:
-        members = await self._claim(ClaimDueCall(timers=TIMERS, now=repr(now), lease=repr(lease),
-                                                 limit=str(limit)))
-        return [timer_conversation(member) for member in members]
+    async def claim_due(self, now: float, lease: float, limit: int) -> tuple[list[tuple[str, str]], bool]:
+        """(channel, phone) of up to `limit` due timers, each claimed for `lease` seconds, and
+        whether more may be due. On a Cluster every shard is asked at once, for its share."""
+        shards = self.layout.shards
+        share = limit if len(shards) == 1 else max(1, -(-limit // len(shards)) * 4)
+        found = await asyncio.gather(*(self._claim(ClaimDueCall(
+            timers=self.layout.timers(shard), now=repr(now), lease=repr(lease), limit=str(share)))
+            for shard in shards))
+        claimed = [timer_conversation(member) for members in found for member in members]
+        return claimed, any(len(members) >= share for members in found)
 
     async def reschedule(self, snapshot: Snapshot, due: float | None) -> None:
         channel, phone = snapshot.channel, snapshot.phone
         await self._reschedule(RescheduleCall(
-            respondent=respondent_key(channel, phone), timers=TIMERS, revision=snapshot.revision,
+            respondent=self.layout.respondent(channel, phone),
+            timers=self.layout.timers(self.layout.shard(channel, phone)), revision=snapshot.revision,
             member=timer_member(channel, phone), legacy_member=legacy_member(channel, phone),
             due=repr(due) if due is not None else ""))
 
@@ -780,13 +958,15 @@ class Store:
             record["d"] = distribution
         event = {"channel": channel, "phone": phone, "state": status, "sid": message_sid,
                  "error_code": error_code, "at": at}
+        layout = self.layout
         await self._record_delivery(RecordDeliveryCall(
-            deliveries=delivery_key(channel, phone), stream=DELIVERIES, sid=message_sid,
+            deliveries=layout.delivery(channel, phone), stream=layout.deliveries(layout.shard(channel, phone)),
+            sid=message_sid,
             record=json.dumps(record), ttl=_DELIVERY_TTL, distribution=distribution or "",
             event=json.dumps(event), outranking=OUTRANKING.get(status, ())))
 
     async def deliveries(self, channel: str, phone: str) -> dict[str, dict]:
-        raw = await self.redis.hgetall(delivery_key(channel, phone))
+        raw = await self.redis.hgetall(self.layout.delivery(channel, phone))
         return {sid: json.loads(value) for sid, value in raw.items()}
 
     # ------------------------------------------------------------ flow sources
@@ -805,16 +985,58 @@ class Store:
         stored = await self.redis.hgetall(flow_key(survey, version))
         return stored or None
 
+    async def keep_pinned_flows(self) -> list[tuple[str, str]]:
+        """On a Redis Cluster: extend each pinned flow version's source key to the latest time a
+        shard's session pinned to it may live (ClusterLayout.pins), forget pins past, and answer
+        the (survey, version) pinned whose source is gone (for the registry to store again).
+        On one Redis every commit does this itself: nothing to do."""
+        if not self.layout.cluster:
+            return []
+        now = int((await self.redis.time())[0])
+        latest: dict[str, float] = {}
+        for shard in self.layout.shards:
+            pins = self.layout.pins(shard)
+            for member, until in await self.redis.zrangebyscore(pins, now, "+inf", withscores=True):
+                latest[member] = max(until, latest.get(member, 0))
+            await self.redis.zremrangebyscore(pins, "-inf", f"({now}")
+        missing = []
+        for member, until in latest.items():
+            survey, _, version = member.partition(PIN)
+            key = flow_key(survey, version)
+            if not await self.redis.expire(key, max(1, int(until) - now), gt=True) and not await self.redis.exists(key):
+                missing.append((survey, version))
+        return missing
+
     # ------------------------------------------------------------ responses
 
     async def has_responses(self, survey: str) -> bool:
-        return bool(await self.redis.exists(responses_key(survey)))
+        if not self.layout.cluster:
+            return bool(await self.redis.exists(responses_key(survey)))
+        async for _ in self.responses(survey):
+            return True
+        return False
 
     async def responses(self, survey: str, until: str = "+", batch: int = 500):
-        """(entry id, response record) of a survey, oldest first, up to entry `until`."""
-        key, start = responses_key(survey), "-"
+        """(entry id, response record) of a survey, oldest first, up to entry `until`. On a
+        Cluster its responses are in every shard's stream, among other surveys': merged by
+        entry id (Redis's time when each was added)."""
         if until == "-":
             return
+        if not self.layout.cluster:
+            async for entry in self._stream(responses_key(survey), until, batch):
+                yield entry
+            return
+        streams = [self.layout.responses(shard, survey) for shard in self.layout.shards]
+        found = await asyncio.gather(*(self._survey_entries(stream, survey, until, batch) for stream in streams))
+        for entry in heapq.merge(*found, key=lambda entry: _entry_order(entry[0])):
+            yield entry
+
+    async def _survey_entries(self, stream: str, survey: str, until: str, batch: int) -> list[tuple[str, dict]]:
+        return [(entry_id, record) async for entry_id, record in self._stream(stream, until, batch)
+                if record.get("survey") == survey]
+
+    async def _stream(self, key: str, until: str, batch: int):
+        start = "-"
         while True:
             entries = await self.redis.xrange(key, min=start, max=until, count=batch)
             for entry_id, fields in entries:
@@ -986,6 +1208,20 @@ class Store:
             await self.redis.xgroup_delconsumer(stream, ARCHIVE_GROUP, name)
         return len(gone)
 
+    async def record_streams(self, surveys: set[str]) -> list[tuple[str, str]]:
+        """(stream, kind) of every record stream to archive: kind "optouts", "deliveries" or
+        "responses". On one Redis, a response stream per survey (`surveys`: those known); on a
+        Cluster, the three streams of every shard that hold entries (XLEN, all at once)."""
+        layout = self.layout
+        if not layout.cluster:
+            return [(OPT_OUTS, "optouts"), (DELIVERIES, "deliveries"),
+                    *((responses_key(survey), "responses") for survey in sorted(surveys))]
+        streams = [(stream, kind) for shard in layout.shards for stream, kind in (
+            (layout.opt_outs(shard), "optouts"), (layout.deliveries(shard), "deliveries"),
+            (layout.responses(shard, ""), "responses"))]
+        lengths = await asyncio.gather(*(self.redis.xlen(stream) for stream, _ in streams))
+        return [entry for entry, length in zip(streams, lengths, strict=True) if length]
+
     async def survey_streams(self) -> set[str]:
         """The ids of every survey with a response stream (a full SCAN: rare, not per request)."""
         found = set()
@@ -1002,7 +1238,7 @@ class Store:
             return 0
         async with self.redis.pipeline(transaction=False) as pipe:
             for channel, phone, record in respondents:
-                pipe.set(respondent_key(channel, phone), "1|" + record, nx=True)
+                pipe.set(self.layout.respondent(channel, phone), "1|" + record, nx=True)
             stored = await pipe.execute()
         return sum(1 for done in stored if done)
 
@@ -1070,6 +1306,11 @@ RELOADS = "cv:fleet:{fleet}:reloads"
 STATUSES = "cv:fleet:{fleet}:statuses"
 FLEET_BEAT = 2.0  # seconds between a worker's heartbeats
 FLEET_TTL = 10  # seconds without a heartbeat after which a worker counts as gone
+
+
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
 
 
 async def _chunks(items: AsyncIterator[str], size: int) -> AsyncIterator[list[str]]:

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from engine.redis.outbox import Claimed, Message, Outbox, new_id
-from engine.redis.store import OUTBOX_DUE
 from engine.runtime.twilio import SEND_TIMEOUT, Origin, SandboxSender, Sender, SendFailed
 
 log = logging.getLogger("canvass.outbox")
@@ -278,7 +277,7 @@ class Senders:
         """Nothing is being sent by this worker and nothing in the outbox is due."""
         if self._tasks or self._claiming or self._sending_now:
             return False
-        return not await self.outbox.store.redis.zcount(OUTBOX_DUE, "-inf", self.clock())
+        return not any((await self.outbox.due_by_shard(self.clock())).values())
 
     def wake_at(self, when: float) -> None:
         """Look again at `when` (a retry's time), not only at the next interval."""
@@ -308,4 +307,4 @@ def message_for(kind: str, channel: str, to: str, origin: Origin, texts: list[st
     else:
         parts = tuple({"body": text} for text in texts)
     where = {"service": origin.messaging_service_sid} if origin.messaging_service_sid else {"from": origin.from_}
-    return Message(new_id(), kind, channel, to, where, parts, survey, version, session_started, distribution)
+    return Message(new_id(channel, to), kind, channel, to, where, parts, survey, version, session_started, distribution)

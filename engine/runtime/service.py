@@ -594,15 +594,16 @@ class Service:
 
     # ------------------------------------------------------------ timers
 
-    async def sweep(self) -> int:
-        """Fire every due reminder and expiry this worker can claim; how many were claimed."""
-        claimed = await self.store.claim_due(self.clock(), TIMER_LEASE, TIMER_BATCH)
+    async def sweep(self) -> tuple[int, bool]:
+        """Fire a batch of due reminders and expiries this worker can claim: how many were
+        claimed, and whether more may be due."""
+        claimed, more = await self.store.claim_due(self.clock(), TIMER_LEASE, TIMER_BATCH)
         results = await asyncio.gather(*(self._tick(channel, phone) for channel, phone in claimed),
                                        return_exceptions=True)
         for (channel, phone), result in zip(claimed, results, strict=True):
             if isinstance(result, Exception):
                 log.error("timer for %s:%s failed (retried after the lease): %r", channel, phone, result)
-        return len(claimed)
+        return len(claimed), more
 
     async def _tick(self, channel: str, phone: str) -> None:
         unsendable: list[str] = []

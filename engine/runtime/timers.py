@@ -15,11 +15,14 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 
 from engine.runtime.registry import Registry
-from engine.runtime.service import TIMER_BATCH, Service
+from engine.runtime.service import Service
 
 log = logging.getLogger("canvass.timers")
 
 PUBLISH_EVERY = 3600.0  # refresh the TTL of live flow sources this often (seconds)
+# On a Redis Cluster, extend the sources of pinned flow versions this often (seconds): a commit
+# notes its pin in its shard (engine.redis.store.ClusterLayout), far from the source key.
+PIN_EVERY = 60.0
 STOP_GRACE = 15.0  # how long shutdown waits for a sweep under way
 
 
@@ -30,15 +33,16 @@ class Sweeper:
         self.interval, self.clock = interval, clock
         self._stop = asyncio.Event()
         self._published_at: float | None = None
+        self._pinned_at: float | None = None
         self._redis_down = False
 
     async def sweep(self) -> int:
         """Handle every timer due now (in batches); how many were handled."""
         handled = 0
         while True:
-            claimed = await self.service.sweep()
+            claimed, more = await self.service.sweep()
             handled += claimed
-            if claimed < TIMER_BATCH:
+            if not more:
                 return handled
 
     async def _refresh_sources(self) -> None:
@@ -46,6 +50,11 @@ class Sweeper:
         if self._published_at is None or now - self._published_at >= PUBLISH_EVERY:
             await self.registry.publish()
             self._published_at = now
+        store = self.service.store
+        if store.layout.cluster and (self._pinned_at is None or now - self._pinned_at >= PIN_EVERY):
+            for survey, version in await store.keep_pinned_flows():
+                await self.registry.republish(survey, version)
+            self._pinned_at = now
 
     async def run(self) -> None:
         while not self._stop.is_set():

@@ -10,7 +10,7 @@
 -- Returns {the new revision, 1 when the pinned flow's source is missing}; {0, 0}: refused.
 -- include: conversation.lua
 -- KEYS: respondent replies timers flow outbox_due outbox_messages dedupe dedupe_before streams...
--- ARGV: revision record record_ttl sid mark sent member legacy_member due flow_ttl marks_kept replies_kept replies_ttl outbox responses...
+-- ARGV: revision record record_ttl sid mark sent member legacy_member due flow_ttl marks_kept replies_kept replies_ttl outbox pin responses...
 local respondent = KEYS[1]
 local replies = KEYS[2]
 local timers = KEYS[3]
@@ -34,15 +34,18 @@ local replies_kept = ARGV[12]
 local replies_ttl = ARGV[13]
 -- outbox: JSON [[id, due, message JSON]...], or '' (the usual case)
 local outbox = ARGV[14]
+-- pin: on a Redis Cluster, "<survey>\31<version>": `flow` is then the shard's pins, where the
+-- version is noted until when its session may live (a worker extends the source key from there)
+local pin = ARGV[15]
 local streams = 9  -- KEYS[streams...]: the first stream's index (no table: this runs per message)
-local responses = 15  -- ARGV[responses...]: the first response's index
+local responses = 16  -- ARGV[responses...]: the first response's index
 
 local stored, marks = parts_of(redis.call('GET', respondent))
 local current = stored and string.match(stored, '^(%d+)|') or '0'
 if current ~= revision then
   if mark_of(marks, mark) then
     -- it landed; its flow_missing answer was lost with the reply, so work it out again
-    local gone = flow_ttl ~= '' and redis.call('EXISTS', flow) == 0
+    local gone = flow_ttl ~= '' and pin == '' and redis.call('EXISTS', flow) == 0
     return {tonumber(current), gone and 1 or 0}
   end
   return {0, 0}
@@ -68,7 +71,9 @@ if #marks > past then redis.call('HDEL', replies, string.sub(marks, past + 1, pa
 if due == '' then redis.call('ZREM', timers, member) else redis.call('ZADD', timers, due, member) end
 if legacy_member ~= '' then redis.call('ZREM', timers, legacy_member) end
 local flow_missing = 0
-if flow_ttl ~= '' and redis.call('EXPIRE', flow, flow_ttl, 'GT') == 0 and redis.call('EXISTS', flow) == 0 then
+if flow_ttl ~= '' and pin ~= '' then
+  redis.call('ZADD', flow, 'GT', tonumber(redis.call('TIME')[1]) + tonumber(flow_ttl), pin)
+elseif flow_ttl ~= '' and redis.call('EXPIRE', flow, flow_ttl, 'GT') == 0 and redis.call('EXISTS', flow) == 0 then
   flow_missing = 1
 end
 if outbox ~= '' then

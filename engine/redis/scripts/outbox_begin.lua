@@ -5,17 +5,12 @@
 -- and renews the claim's lease: from here on, the sender's death leaves the message unknown,
 -- never sent twice. A repeat of a request (the answer to its call was lost) answers 0 again,
 -- without counting twice.
--- The pace counts each request from the moment it is let go until a window after Twilio's
--- answer came (OUTBOX_FINISH moves its score to then; until then it is scored `inflight_ms`
--- ahead, which bounds what a sender that died holds). A request is let go only while fewer
--- than `rate` are counted, so of any `rate` + 1 requests, one was answered (had arrived)
--- a whole window before the last one was even let go: however late a request leaves, no
--- window of arrivals at Twilio holds more than `rate`. Requests of one sender are also
--- kept gap_ms apart (`last`), so that they do not leave in bursts.
+-- The pace: pace.lua.
 -- Each request names its sender's `pace` and `last` keys (KEYS, two per request, in order)
 -- and six ARGV: id part rate ('0': no pace) gap_ms member lease_until.
 -- Returns, per request, 0: go; a positive number: milliseconds to wait for the pace; -1:
 -- the claim is gone (the lease ran out and another sender has it).
+-- include: pace.lua
 -- KEYS: due state paces...
 -- ARGV: tag window_ms inflight_ms requests...
 local due = KEYS[1]
@@ -28,7 +23,6 @@ local requests = 4  -- ARGV[requests...]: six per request
 
 local window = tonumber(window_ms)
 local inflight = tonumber(inflight_ms)
-local now = nil  -- Redis's clock in ms, read once: the requests go in the same moment
 
 local function begin(pace, last, id, part, rate, gap_ms, member, lease_until)
   local current = redis.call('HGET', state, id)
@@ -39,23 +33,8 @@ local function begin(pace, last, id, part, rate, gap_ms, member, lease_until)
   if phase ~= 'c' then return -1 end
   local limit = tonumber(rate)
   if limit > 0 then
-    if not now then
-      local time = redis.call('TIME')
-      now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-    end
-    redis.call('ZREMRANGEBYSCORE', pace, '-inf', now - window)
-    local newest = tonumber(redis.call('GET', last))
-    local gap = tonumber(gap_ms)
-    if newest and now - newest < gap then return gap - (now - newest) end
-    if redis.call('ZCARD', pace) >= limit then
-      local oldest = tonumber(redis.call('ZRANGE', pace, 0, 0, 'WITHSCORES')[2])
-      local wait = oldest + window - now
-      if oldest > now then wait = math.min(wait, 100) end  -- still waiting for its answer: look again soon
-      return math.max(1, wait)
-    end
-    redis.call('ZADD', pace, now + inflight, member)
-    redis.call('PEXPIRE', pace, window + inflight)
-    redis.call('SET', last, now, 'PX', window)
+    local wait = take_pace(pace, last, limit, tonumber(gap_ms), member, window, inflight)
+    if wait > 0 then return wait end
   end
   redis.call('ZADD', due, lease_until, id)
   redis.call('HSET', state, id, 's|' .. part .. '|' .. tries .. '|' .. tag .. '|' .. sids)

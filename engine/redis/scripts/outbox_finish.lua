@@ -6,10 +6,12 @@
 -- did not come) end it, an unknown one kept in the unknown hash. A distribution's invitation
 -- reports its end (sent, failed, unknown) on the deliveries stream.
 -- The request's entry in its sender's pace (`member`, '' when unpaced) is scored with the
--- time of the answer (Redis's clock): it counts for a window from then (OUTBOX_BEGIN).
+-- time of the answer (Redis's clock): it counts for a window from then (pace.lua). On a
+-- Redis Cluster it is '', and OUTBOX_PACED does that in the pace's own slot.
 -- Each answer names its sender's `pace` key (KEYS, one per answer, in order) and nine ARGV:
 -- id part parts outcome sid error_code reason retry_at member.
 -- Returns, per answer, 1 when noted, 0 when this sender no longer held the part.
+-- include: pace.lua
 -- KEYS: due messages state unknown deliveries paces...
 -- ARGV: tag now answers...
 local due = KEYS[1]
@@ -27,10 +29,7 @@ local function finish(pace, id, part, parts, outcome, sid, error_code, reason, r
   if not current then return 0 end
   local phase, at, tries, holder, sids = string.match(current, '^(%a)|(%d+)|(%d+)|([^|]*)|(.*)$')
   if phase ~= 's' or holder ~= tag or at ~= part then return 0 end
-  if member ~= '' then
-    local time = redis.call('TIME')
-    redis.call('ZADD', pace, 'XX', tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000), member)
-  end
+  if member ~= '' then answered(pace, member) end
   if sid ~= '' then sids = (sids == '' and sid) or (sids .. ',' .. sid) end
   if outcome == 'sent' and tonumber(part) + 1 < tonumber(parts) then
     redis.call('HSET', state, id, 'c|' .. (tonumber(part) + 1) .. '|0|' .. tag .. '|' .. sids)
