@@ -24,6 +24,7 @@ from postgres import PostgresServer
 from redis_cluster import RedisCluster
 
 from engine.records.commands import upgrade as upgrade_records
+from engine.redis.store import ClusterLayout, Layout
 from engine.runtime.settings import Settings
 from engine.tools.devserver import RedisMissing, redis_answers, redis_command
 from server import ARCHIVER, create_app
@@ -94,8 +95,10 @@ def redis_server(tmp_path_factory):
 
 
 # CANVASS_TEST_REDIS=cluster runs the tests that take `redis_url` on the Redis Cluster below
-# (what does not work on a cluster yet: ARCHITECTURE.md, Redis Cluster).
+# (ARCHITECTURE.md, Redis Cluster).
 ON_CLUSTER = os.environ.get("CANVASS_TEST_REDIS") == "cluster"
+# Where the server keeps each key on the Redis the tests run on (engine.redis.store's layouts)
+LAYOUT = ClusterLayout() if ON_CLUSTER else Layout()
 
 
 @pytest.fixture

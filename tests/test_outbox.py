@@ -102,7 +102,7 @@ async def test_twilio_unreachable_is_retried_as_the_request_never_went(make_clie
 
 
 async def test_a_sender_that_dies_while_asking_twilio_leaves_its_message_unknown(redis_url):
-    store = Store.from_url(redis_url)
+    store = await Store.open(redis_url)
     try:
         dead, alive = Outbox(store), Outbox(store)
         message = Message("OBtest1", "reminder", "sms", "+12015550105", {"from": "+15550000001"},
@@ -125,7 +125,7 @@ async def test_a_sender_that_dies_while_asking_twilio_leaves_its_message_unknown
 
 
 async def test_a_repeated_begin_whose_answer_was_lost_goes_without_counting_twice(redis_url):
-    store = Store.from_url(redis_url)
+    store = await Store.open(redis_url)
     try:
         sender = Outbox(store)
         for n in range(2):
@@ -141,7 +141,7 @@ async def test_a_repeated_begin_whose_answer_was_lost_goes_without_counting_twic
 
 
 async def test_requests_begun_and_answered_together_go_in_one_call_each_and_keep_the_pace(redis_url):
-    store = Store.from_url(redis_url)
+    store = await Store.open(redis_url)
     try:
         sender = Outbox(store)
         for n in range(6):  # three from a paced number (2 a second), three unpaced

@@ -9,7 +9,7 @@ import dataclasses
 import json
 
 import pytest
-from conftest import admin_headers
+from conftest import LAYOUT, admin_headers
 from fake_twilio import UNSUBSCRIBED, Phone
 from sqlalchemy import func, select
 
@@ -19,10 +19,20 @@ from engine.records.commands import status
 from engine.records.commands import upgrade as upgrade_records
 from engine.records.database import DatabaseUrlError, connect, driver_url
 from engine.records.schema import opt_out_events, opt_outs, responses
-from engine.redis.store import ARCHIVE_GROUP, OPT_OUTS, RESTORED, respondent_key, responses_key
+from engine.redis.store import ARCHIVE_GROUP, RESTORED
 from server import ARCHIVER, SchemaNotCurrent
 
-FEEDBACK = responses_key("feedback")
+FEEDBACK = LAYOUT.responses(LAYOUT.shards[0], "feedback")  # where a test adds a record itself
+# every stream the survey's responses go to (on a Redis Cluster, one per shard, shared by surveys)
+STREAMS = sorted({LAYOUT.responses(shard, "feedback") for shard in LAYOUT.shards})
+
+
+def streamed(redis_sync) -> int:
+    return sum(redis_sync.xlen(stream) for stream in STREAMS)
+
+
+def pending(redis_sync) -> int:
+    return sum(redis_sync.xpending(stream, ARCHIVE_GROUP)["pending"] for stream in STREAMS if redis_sync.exists(stream))
 
 
 async def complete(client, number: str) -> None:
@@ -154,7 +164,7 @@ async def test_closed_responses_are_archived_once_and_the_stream_trimmed(records
     first = next(r for r in archived if r.phone == "+15551230000")
     assert first.answers["score"] == 9 and first.answers["visit"]["label"] == "Groceries"
     assert first.started_at.year >= 2023 and first.extra["not_shown"] == []
-    assert redis_sync.xlen(FEEDBACK) == 0  # trimmed: every entry is in the database
+    assert streamed(redis_sync) == 0  # trimmed: every entry is in the database
     await archive(records_client)
     assert await count(records_client.records_url, responses) == 5
 
@@ -171,12 +181,12 @@ async def test_a_batch_archived_but_not_acknowledged_is_stored_once(records_clie
         await first.archive_once()
     first.store.archive_ack = original_ack
     assert await count(records_client.records_url, responses) == 3
-    assert redis_sync.xlen(FEEDBACK) == 3  # nothing trimmed: nothing acknowledged
+    assert streamed(redis_sync) == 3  # nothing trimmed: nothing acknowledged
     successor = Archiver(first.store, first.engine, lambda: ["feedback"], claim_idle=0)
     await successor.archive_once()
     assert await count(records_client.records_url, responses) == 3
-    assert redis_sync.xpending(FEEDBACK, ARCHIVE_GROUP)["pending"] == 0
-    assert redis_sync.xlen(FEEDBACK) == 0
+    assert pending(redis_sync) == 0
+    assert streamed(redis_sync) == 0
 
 
 async def _never(*_args, **_kwargs):
@@ -195,7 +205,7 @@ async def test_exports_read_the_database_and_what_is_still_only_in_redis(records
         await complete(records_client, number)
     await archive(records_client)
     await complete(records_client, numbers[4])  # closed after the archiver's round: Redis only
-    assert redis_sync.xlen(FEEDBACK) == 1
+    assert streamed(redis_sync) == 1
     for _ in range(2):  # before and after the last one is archived: each response once
         assert sorted(json.loads(line)["phone"] for line in await export(records_client)) == numbers
         assert len(await export(records_client, "csv")) == 1 + 5
@@ -226,8 +236,8 @@ async def test_an_opt_out_outlives_redis(records_client, redis_sync, fake_twilio
     assert fake_twilio.messages == []
     await archive(records_client)  # ... and the archiver, seeing Redis lost its data, restores it
     assert redis_sync.exists(RESTORED)
-    restored = redis_sync.get(respondent_key("sms", number))
-    assert restored is not None and redis_sync.ttl(respondent_key("sms", number)) == -1
+    restored = redis_sync.get(LAYOUT.respondent("sms", number))
+    assert restored is not None and redis_sync.ttl(LAYOUT.respondent("sms", number)) == -1
     assert await phone.send("@FEED") == []  # opted out: nothing but START is answered
 
 
@@ -257,7 +267,7 @@ async def test_a_carrier_opt_out_21610_is_recorded_as_such(records_client, fake_
 
 async def test_an_opt_out_event_is_written_in_the_commit_that_opts_out(records_client, redis_sync):
     await Phone(records_client, "+15551260004").send("STOP")
-    [(_, fields)] = redis_sync.xrange(OPT_OUTS)
+    [(_, fields)] = redis_sync.xrange(LAYOUT.opt_outs(LAYOUT.shard("sms", "+15551260004")))
     event = json.loads(fields["r"])
     assert event["phone"] == "+15551260004" and event["opted_out"] is True
     assert event["at"].endswith("+00:00")
@@ -334,7 +344,7 @@ async def test_a_record_the_database_refuses_stays_in_redis_and_blocks_nothing_e
         "+15551290001", "+15551290002"}
     [(entry_id, fields), *_] = redis_sync.xrange(FEEDBACK)  # kept, unacknowledged: no trim past it
     assert json.loads(fields["r"])["response_id"] == "broken"
-    assert redis_sync.xpending(FEEDBACK, ARCHIVE_GROUP)["pending"] == 1
+    assert pending(redis_sync) == 1
     assert f"entry {entry_id} cannot be archived" in caplog.text
     assert await archive(records_client) == 0  # nothing to do: the next round waits, not spins
 

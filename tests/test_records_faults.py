@@ -9,7 +9,7 @@ import json
 import time
 
 import pytest
-from conftest import free_port
+from conftest import LAYOUT, free_port
 from faults_helpers import (
     SURVEYS,
     CanvassProcess,
@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from engine.records.commands import upgrade as upgrade_records
 from engine.records.database import connect
 from engine.records.schema import responses
-from engine.redis.store import ARCHIVE_GROUP, responses_key
+from engine.redis.store import ARCHIVE_GROUP
 
 pytestmark = pytest.mark.slow
 
@@ -70,8 +70,7 @@ async def until(condition, what: str, timeout: float = 60.0) -> None:
 def drained(redis_sync):
     """True once every survey stream is archived and trimmed, nothing pending."""
     async def check() -> bool:
-        for survey in SURVEYS:
-            key = responses_key(survey)
+        for key in {LAYOUT.responses(shard, survey) for survey in SURVEYS for shard in LAYOUT.shards}:
             if redis_sync.exists(key) and (redis_sync.xlen(key)
                                            or redis_sync.xpending(key, ARCHIVE_GROUP)["pending"]):
                 return False
@@ -99,7 +98,7 @@ def serve(tmp_path, redis_url):
 async def test_kill_9_mid_archive_stores_every_response_exactly_once(records_url, redis_sync, serve):
     pipe = redis_sync.pipeline(transaction=False)
     for n in range(BACKLOG):
-        pipe.xadd(responses_key("short"), {"r": json.dumps(response(n))})
+        pipe.xadd(LAYOUT.responses(LAYOUT.shards[n % len(LAYOUT.shards)], "short"), {"r": json.dumps(response(n))})
     pipe.execute()
     server = serve(records_url)
     seen_at_kill = []
@@ -136,7 +135,8 @@ async def test_postgresql_stopped_under_load_then_started_loses_nothing(
             await load.run()  # every conversation completes while the database is down
             _, _, failures = load.count()
             assert not failures  # the webhooks never waited for the database
-            assert sum(redis_sync.xlen(responses_key(s)) for s in SURVEYS) == len(everyone)  # none trimmed
+            assert sum(redis_sync.xlen(key) for key in {LAYOUT.responses(shard, s) for s in SURVEYS
+                                                        for shard in LAYOUT.shards}) == len(everyone)  # none trimmed
         finally:
             await asyncio.to_thread(postgres_server.start)
 

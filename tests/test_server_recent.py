@@ -3,10 +3,11 @@ still exactly once, also when another worker moved the conversation on meanwhile
 
 from __future__ import annotations
 
+from conftest import LAYOUT
 from fake_twilio import Phone, replies_of
 
 from engine.conversation import Respondent
-from engine.redis.store import Change, Snapshot, respondent_key, split_record
+from engine.redis.store import Change, Snapshot, split_record
 from engine.runtime.service import Recent
 from server import STORE
 
@@ -30,7 +31,7 @@ def count_reads(client) -> list:
 
 def stored(redis_sync, number: str) -> tuple[str, str]:
     """(revision, record) of the number's SMS conversation."""
-    record, revision = split_record(redis_sync.get(respondent_key("sms", number)))
+    record, revision = split_record(redis_sync.get(LAYOUT.respondent("sms", number)))
     return revision, record
 
 

@@ -6,15 +6,13 @@ import asyncio
 import json
 
 import pytest
+from conftest import LAYOUT
 from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, Phone, replies_of
 
 from engine.conversation import Respondent
 from engine.redis.store import (
     MARK_LENGTH,
     MARKS,
-    claims_key,
-    replies_key,
-    respondent_key,
     sid_mark,
     split_record,
 )
@@ -27,12 +25,12 @@ VISIT_PROMPT = "What did you shop for?\n1. Groceries\n2. Clothing"
 
 
 def record(redis_sync, channel: str, number: str) -> Respondent | None:
-    stored, _ = split_record(redis_sync.get(respondent_key(channel, number)))
+    stored, _ = split_record(redis_sync.get(LAYOUT.respondent(channel, number)))
     return Respondent.loads(stored, channel, number) if stored else None
 
 
 def revision(redis_sync, channel: str, number: str) -> int:
-    return int(split_record(redis_sync.get(respondent_key(channel, number)))[1])
+    return int(split_record(redis_sync.get(LAYOUT.respondent(channel, number)))[1])
 
 
 def hold_first_reads(client, parties: int) -> None:
@@ -113,10 +111,10 @@ async def test_a_redelivered_message_gets_the_same_reply_and_changes_nothing(pho
     # the conversation's key: its record, then the marks of the access code's message and this
     # one (newest first); beside it for a minute, their replies; and the redelivery's claim
     assert sorted(redis_sync.keys(f"cv:{{sms:{phone.number}}}*")) == [
-        claims_key("sms", phone.number), respondent_key("sms", phone.number), replies_key("sms", phone.number)]
-    marks = redis_sync.get(respondent_key("sms", phone.number)).partition(MARKS)[2]
+        LAYOUT.claims("sms", phone.number), LAYOUT.respondent("sms", phone.number), LAYOUT.replies("sms", phone.number)]
+    marks = redis_sync.get(LAYOUT.respondent("sms", phone.number)).partition(MARKS)[2]
     assert len(marks) == 2 * MARK_LENGTH and marks.startswith(sid_mark("SM" + "a" * 32))
-    assert redis_sync.hget(replies_key("sms", phone.number), marks[:MARK_LENGTH]) == REASON_PROMPT
+    assert redis_sync.hget(LAYOUT.replies("sms", phone.number), marks[:MARK_LENGTH]) == REASON_PROMPT
     metrics = await (await client.get("/metrics")).text()
     assert "canvass_duplicate_webhooks_total 1" in metrics
 
@@ -154,7 +152,7 @@ async def test_stop_gets_no_reply_and_silences_the_number_until_start(phone, red
     assert await phone.send("STOP") == []
     assert await phone.send("@feed") == []
     assert record(redis_sync, "sms", phone.number).opted_out
-    assert redis_sync.ttl(respondent_key("sms", phone.number)) == -1  # an opt-out is never forgotten
+    assert redis_sync.ttl(LAYOUT.respondent("sms", phone.number)) == -1  # an opt-out is never forgotten
     [response] = stored_responses(redis_sync, "feedback")
     assert response["status"] == "opted_out"
     assert await phone.send("START") == ["You have been resubscribed. Reply STOP to opt out."]
@@ -220,9 +218,9 @@ async def test_a_body_that_is_not_a_form_is_a_415(client, content_type, data):
 ])
 async def test_an_unreadable_record_is_a_plain_500_without_details_and_logged(phone, redis_sync, caplog,
                                                                               stored, logged):
-    redis_sync.set(respondent_key("sms", phone.number), stored)
+    redis_sync.set(LAYOUT.respondent("sms", phone.number), stored)
     response = await phone.post(phone.form("hello"))
     assert response.status == 500
     assert await response.text() == "Internal server error.\n"
     assert logged in caplog.text
-    assert redis_sync.get(respondent_key("sms", phone.number)) == stored
+    assert redis_sync.get(LAYOUT.respondent("sms", phone.number)) == stored

@@ -297,7 +297,7 @@ def test_a_live_set_a_worker_cannot_build_is_refused_and_reported_and_the_old_on
     [before] = {feedback_version(d) for d in live_flows(server, 6)}
 
     async def announce_a_version_never_stored() -> int:
-        store = Store.from_url(redis_url)
+        store = await Store.open(redis_url)
         try:
             generation, _ = await store.announce_live({"feedback": "0" * 16}, "test")
             return generation
@@ -384,7 +384,7 @@ def test_metrics_of_every_worker_from_any_worker_labelled_by_pid(served):
 
 def test_metrics_of_a_worker_killed_before_it_dropped_them_are_forgotten(redis_url):
     async def stored_then_read() -> tuple[dict[str, str], list[str]]:
-        store = Store.from_url(redis_url)
+        store = await Store.open(redis_url)
         try:
             await store.save_metrics("host:1", "101", "[]", at=1000.0)  # killed long ago
             await store.save_metrics("host:1", "102", "[]", at=1000.0 + FLEET_TTL + 5)

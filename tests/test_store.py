@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import free_port
+from conftest import LAYOUT, free_port
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -18,17 +18,12 @@ from engine.redis.store import (
     REPLIES_TTL,
     SID_MARK_LENGTH,
     TAG_LENGTH,
-    TIMERS,
     Change,
     CommitUnknown,
     Store,
-    claims_key,
     commit_tag,
-    dedupe_keys,
-    delivery_key,
+    flow_key,
     nonce_mark,
-    replies_key,
-    respondent_key,
     sid_field,
     sid_mark,
     timer_member,
@@ -39,7 +34,7 @@ PHONE = "+15551230100"
 
 @pytest.fixture
 async def store(redis_url):
-    store = Store.from_url(redis_url)
+    store = await Store.open(redis_url)
     yield store
     await store.aclose()
 
@@ -50,7 +45,7 @@ def twilio_sid(n: int) -> str:
 
 def stored_record(redis_sync, channel: str = "sms", phone: str = PHONE) -> str | None:
     """The "<revision>|<record>" part of a conversation's key, without its marks and replies."""
-    stored = redis_sync.get(respondent_key(channel, phone))
+    stored = redis_sync.get(LAYOUT.respondent(channel, phone))
     return None if stored is None else stored.partition(MARKS)[0]
 
 
@@ -97,13 +92,13 @@ async def test_the_record_carries_its_revision_and_ttl(store, redis_sync):
     assert (first.record, first.revision) == (None, "0")
     assert (await store.commit(first, Change(record="[2]", record_ttl=3600))).ok
     assert stored_record(redis_sync) == "1|[2]"
-    assert 3590 < redis_sync.ttl(respondent_key("sms", PHONE)) <= 3600
+    assert 3590 < redis_sync.ttl(LAYOUT.respondent("sms", PHONE)) <= 3600
     assert not (await store.commit(first, Change(record="[2,null,1]", record_ttl=0))).ok  # stale
     second = await store.read("sms", PHONE)
     assert (second.record, second.revision) == ("[2]", "1")
     assert (await store.commit(second, Change(record="[2,null,1]", record_ttl=0))).ok
     assert stored_record(redis_sync) == "2|[2,null,1]"
-    assert redis_sync.ttl(respondent_key("sms", PHONE)) == -1  # kept forever (an opt-out)
+    assert redis_sync.ttl(LAYOUT.respondent("sms", PHONE)) == -1  # kept forever (an opt-out)
     assert await store.records(PHONE, ("sms", "whatsapp")) == {"sms": "[2,null,1]", "whatsapp": None}
 
 
@@ -132,12 +127,24 @@ async def test_a_repeated_commit_works_out_again_whether_its_flow_was_missing(st
     snapshot = await store.read("sms", PHONE)
     losing_the_first_reply(store)
     committed = await store.commit(snapshot, Change(record="[2]", record_ttl=3600, pinned=("gone", "v1")))
-    assert committed.ok and committed.flow_missing  # so the service stores the source again
+    if LAYOUT.cluster:  # the commit noted its pin in its shard; the worker's round finds it missing
+        assert committed.ok and not committed.flow_missing
+        assert await store.keep_pinned_flows() == [("gone", "v1")]
+    else:
+        assert committed.ok and committed.flow_missing  # so the service stores the source again
+
+
+async def test_pinned_flow_sources_live_as_long_as_their_sessions(store, redis_sync):
+    await store.save_flow("kept", "v1", "source", "yaml", "kept.yaml", ttl=60)
+    snapshot = await store.read("sms", PHONE)
+    assert (await store.commit(snapshot, Change(record="[2]", record_ttl=7200, pinned=("kept", "v1")))).ok
+    assert await store.keep_pinned_flows() == []
+    assert 7100 < redis_sync.ttl(flow_key("kept", "v1")) <= 7200  # extended by the commit, or on a Cluster the round
 
 
 async def test_a_repeated_commit_knows_it_landed_after_later_commits_without_a_sid(store, redis_url, redis_sync):
     snapshot = await store.read("sms", PHONE)
-    other, execute = Store.from_url(redis_url), store.mux.execute
+    other, execute = await Store.open(redis_url), store.mux.execute
 
     async def a_timer_fires_before_the_repeat(*args):
         await execute(*args)  # the start lands; its reply is lost
@@ -200,7 +207,7 @@ async def test_a_commit_redis_could_not_be_reached_for_is_known_not_to_have_land
 
 async def test_a_commit_that_never_landed_is_settled_as_refused_once_another_landed(store, redis_url):
     """Another delivery of the same MessageSid (another attempt, another tag) landed instead."""
-    sid, other = twilio_sid(6), Store.from_url(redis_url)
+    sid, other = twilio_sid(6), await Store.open(redis_url)
     snapshot = await store.read("sms", PHONE, sid)
     change = Change(record="[2]", record_ttl=3600, message_sid=sid, replies=("Hi",))
     try:
@@ -236,7 +243,7 @@ async def test_a_redelivery_claims_the_reply_unless_the_rest_api_did(store, redi
     assert (await store.read("sms", PHONE, answered)).seen_replies == ["Hi"]  # claims it for TwiML
     assert (await store.claim("sms", PHONE, answered, "rest:c3d4")).startswith("twiml:")
     assert (await store.read("sms", PHONE, answered)).seen_replies == ["Hi"]
-    assert 24 * 3600 < redis_sync.ttl(claims_key("sms", PHONE)) <= DEDUPE_TTL
+    assert 24 * 3600 < redis_sync.ttl(LAYOUT.claims("sms", PHONE)) <= DEDUPE_TTL
 
 
 async def test_a_redelivery_gets_its_replies_while_they_are_kept_whatever_came_since(store, redis_sync):
@@ -249,7 +256,7 @@ async def test_a_redelivery_gets_its_replies_while_they_are_kept_whatever_came_s
     assert await commit_message(store, newer, ("Second",))
     assert (await store.read("sms", PHONE, older)).seen_replies == ["First"]
     assert (await store.read("sms", PHONE, newer)).seen_replies == ["Second"]
-    assert REPLIES_TTL - 5 < redis_sync.ttl(replies_key("sms", PHONE)) <= REPLIES_TTL
+    assert REPLIES_TTL - 5 < redis_sync.ttl(LAYOUT.replies("sms", PHONE)) <= REPLIES_TTL
 
 
 async def test_a_redelivery_after_its_replies_went_changes_nothing_and_claims_nothing(store, redis_sync):
@@ -257,12 +264,12 @@ async def test_a_redelivery_after_its_replies_went_changes_nothing_and_claims_no
     is answered; the REST API can still claim the replies' delivery."""
     sid = twilio_sid(13)
     assert await commit_message(store, sid, ("Hi",))
-    assert redis_sync.delete(replies_key("sms", PHONE)) == 1  # its TTL ran out
+    assert redis_sync.delete(LAYOUT.replies("sms", PHONE)) == 1  # its TTL ran out
     again = await store.read("sms", PHONE, sid)
     assert (again.seen_replies, again.replies_kept, again.revision) == ([], False, "1")
     assert not (await store.commit(again, Change(record="[2,null,1]", record_ttl=3600, message_sid=sid,
                                                  replies=("Hi",)))).ok
-    assert redis_sync.exists(claims_key("sms", PHONE)) == 0
+    assert redis_sync.exists(LAYOUT.claims("sms", PHONE)) == 0
     assert await store.claim("sms", PHONE, sid, "rest:a1b2") == "rest:a1b2"
 
 
@@ -273,13 +280,13 @@ async def test_an_open_conversation_at_rest_is_one_key(store, redis_sync):
     assert (await store.commit(start, Change(record="[2]", record_ttl=3600, due=1e9))).ok
     for n in range(3):
         assert await commit_message(store, twilio_sid(20 + n), (f"Question {n}",), due=1e9)
-    assert sorted(redis_sync.keys(f"cv:{{sms:{PHONE}}}*")) == [respondent_key("sms", PHONE), replies_key("sms", PHONE)]
-    assert redis_sync.hlen(replies_key("sms", PHONE)) == 3
-    redis_sync.delete(replies_key("sms", PHONE))  # a minute later
-    assert redis_sync.keys(f"cv:{{sms:{PHONE}}}*") == [respondent_key("sms", PHONE)]
-    record, _, marks = redis_sync.get(respondent_key("sms", PHONE)).partition(MARKS)
+    assert sorted(redis_sync.scan_iter(match=LAYOUT.conversation("sms", PHONE) + ":*")) == [LAYOUT.respondent("sms", PHONE), LAYOUT.replies("sms", PHONE)]
+    assert redis_sync.hlen(LAYOUT.replies("sms", PHONE)) == 3
+    redis_sync.delete(LAYOUT.replies("sms", PHONE))  # a minute later
+    assert list(redis_sync.scan_iter(match=LAYOUT.conversation("sms", PHONE) + ":*")) == [LAYOUT.respondent("sms", PHONE)]
+    record, _, marks = redis_sync.get(LAYOUT.respondent("sms", PHONE)).partition(MARKS)
     assert record == "4|[2]" and len(marks) == 4 * MARK_LENGTH and marks.startswith(sid_mark(twilio_sid(22)))
-    assert redis_sync.zrange(TIMERS, 0, -1) == [timer_member("sms", PHONE)] == ["s" + PHONE]
+    assert redis_sync.zrange(LAYOUT.timers(LAYOUT.shard("sms", PHONE)), 0, -1) == [timer_member("sms", PHONE)] == ["s" + PHONE]
     assert len(commit_tag()) == TAG_LENGTH
 
 
@@ -303,9 +310,9 @@ async def test_a_conversation_remembers_its_newest_message_sids(store, redis_syn
     for n in range(sent - DEDUPE_KEEP, sent - REPLIES_KEPT):
         assert (await store.read("sms", PHONE, twilio_sid(n))).seen_replies == []
     assert (await store.read("sms", PHONE, twilio_sid(sent - DEDUPE_KEEP - 1))).seen_replies is None
-    assert len(redis_sync.get(respondent_key("sms", PHONE)).partition(MARKS)[2]) == DEDUPE_KEEP * MARK_LENGTH
-    assert redis_sync.hlen(replies_key("sms", PHONE)) == REPLIES_KEPT
-    assert redis_sync.object("encoding", replies_key("sms", PHONE)) == "listpack"
+    assert len(redis_sync.get(LAYOUT.respondent("sms", PHONE)).partition(MARKS)[2]) == DEDUPE_KEEP * MARK_LENGTH
+    assert redis_sync.hlen(LAYOUT.replies("sms", PHONE)) == REPLIES_KEPT
+    assert redis_sync.object("encoding", LAYOUT.replies("sms", PHONE)) == "listpack"
 
 
 async def test_a_conversation_stored_before_its_marks_carries_on(store, redis_sync):
@@ -313,12 +320,12 @@ async def test_a_conversation_stored_before_its_marks_carries_on(store, redis_sy
     of the layout before (replies, then the committing attempt's tag) and a timer member named
     by the conversation's tag are read as they were, and the next commit moves them over."""
     answered, tag = twilio_sid(30), "Rg24"  # the tags of the layout before had 4 characters
-    current, previous = dedupe_keys("sms", PHONE)
-    redis_sync.set(respondent_key("sms", PHONE), "7|[2]", ex=3600)
+    current, previous = LAYOUT.dedupe("sms", PHONE)
+    redis_sync.set(LAYOUT.respondent("sms", PHONE), "7|[2]", ex=3600)
     redis_sync.hset(current, sid_field(answered), "Next question\x1f" + tag)
     redis_sync.hset(previous, sid_field(twilio_sid(31)), '["a","b"]\x1fZz0V')
     redis_sync.expire(current, DEDUPE_TTL)
-    redis_sync.zadd(TIMERS, {f"sms:{PHONE}": 5.0})
+    redis_sync.zadd(LAYOUT.timers(LAYOUT.shard("sms", PHONE)), {f"sms:{PHONE}": 5.0})
     assert (await store.claim_due(10.0, 60.0, 10))[0] == [("sms", PHONE)]
     assert (await store.read("sms", PHONE, answered)).seen_replies == ["Next question"]
     assert (await store.read("sms", PHONE, twilio_sid(31))).seen_replies == ["a", "b"]
@@ -327,12 +334,12 @@ async def test_a_conversation_stored_before_its_marks_carries_on(store, redis_sy
                                                        replies=("Next question",)))).ok
     assert await commit_message(store, twilio_sid(32), ("Thanks",), record="[2,1]", due=20.0)
     assert stored_record(redis_sync) == "8|[2,1]"
-    assert redis_sync.zrange(TIMERS, 0, -1, withscores=True) == [("s" + PHONE, 20.0)]
+    assert redis_sync.zrange(LAYOUT.timers(LAYOUT.shard("sms", PHONE)), 0, -1, withscores=True) == [("s" + PHONE, 20.0)]
     assert (await store.read("sms", PHONE, answered)).seen_replies == ["Next question"]  # until it expires
 
 
 async def test_a_stored_record_without_a_revision_is_a_clear_error(store, redis_sync):
-    redis_sync.set(respondent_key("sms", PHONE), "[2]")  # no revision
+    redis_sync.set(LAYOUT.respondent("sms", PHONE), "[2]")  # no revision
     with pytest.raises(ValueError, match="not a stored respondent record"):
         await store.read("sms", PHONE)
 
@@ -361,5 +368,5 @@ async def test_a_delivery_status_the_table_does_not_know_is_always_noted(store, 
     await store.record_delivery("sms", "+15551239903", "SM1", "read", None, 1.0)
     await store.record_delivery("sms", "+15551239903", "SM1", "partially_delivered", None, 2.0)
     await store.record_delivery("sms", "+15551239903", "SM1", "accepted", None, 3.0)  # not outranked
-    assert redis_sync.hget(delivery_key("sms", "+15551239903"), "SM1") == (
+    assert redis_sync.hget(LAYOUT.delivery("sms", "+15551239903"), "SM1") == (
         '{"status": "accepted", "error_code": null, "at": 3.0}')  # stored as before

@@ -12,12 +12,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import ADMIN_TOKEN, admin_headers
+from conftest import ADMIN_TOKEN, LAYOUT, admin_headers
 from sqlalchemy.exc import OperationalError
 
 from engine.records import links
 from engine.records.links import TOKEN_BYTES, is_respondent_id
-from engine.redis.store import respondent_key
 from engine.runtime.appkeys import ARCHIVER, SERVICE
 from engine.runtime.web.handlers import FoundLinks
 
@@ -182,7 +181,7 @@ async def test_an_answered_link_stays_answered_when_redis_no_longer_holds_its_re
     for text in ("9", "ok", "1"):
         await answer(web, path, text)
     [record] = await exported(web)
-    assert redis_sync.delete(respondent_key("web", record["phone"])) == 1  # its TTL ran out
+    assert redis_sync.delete(LAYOUT.respondent("web", record["phone"])) == 1  # its TTL ran out
     again = await page(web, path)
     assert "Thanks for your answers!" in again.text and again.buttons == []
     assert len(await exported(web)) == 1

@@ -435,7 +435,7 @@ class Outbox:
 
     async def pending(self) -> int:
         """How many messages wait in the outbox (queued, held or being sent)."""
-        return sum(await asyncio.gather(*(self.store.redis.zcard(keys.due) for keys in self._keys.values())))
+        return sum(await asyncio.gather(*(self.store.mux.execute("ZCARD", keys.due) for keys in self._keys.values())))
 
     async def due_by_shard(self, now: float) -> dict[str, int]:
         """How many messages are due (not held, not claimed) in each shard's outbox."""

@@ -175,16 +175,15 @@ Each is called with a typed call below (CommitCall...), whose fields are the scr
 and ARGV in the header's order; the limits (DEDUPE_KEEP, REPLIES_TTL...) travel as ARGV.
 TRIM_ARCHIVED trims a record stream below the oldest entry the archiver has not acknowledged.
 
-Redis Cluster: every key of one conversation shares the hash tag {T} (what an open
-conversation keeps at rest is its one key cv:{T}:r; for a minute after a message,
-cv:{T}:replies; rarely cv:{T}:claims and cv:{T}:dlv; only its timer member lives elsewhere),
-and every key of one survey shares {S}. COMMIT, however, also touches cv:timers and the survey's
-stream and flow key, which live in other slots; Cluster would refuse it (CROSSSLOT).
-On one Redis (with AOF, see engine/redis/redis.conf) this is what keeps a step atomic. To
-run on Cluster the commit must be split: a conversation-slot script that also appends
-the stream and timer writes to an outbox under {T}, then an idempotent flush of that
-outbox (response ids make replays harmless). That split is not built. The fleet's keys
-share {fleet}, so ANNOUNCE and BEAT touch one slot; PUBLISH reaches every node's subscribers.
+Redis Cluster (Store.open asks the node REDIS_URL names; engine.redis.cluster): a script may
+touch keys of one slot only, so there the keys above live where ClusterLayout puts them. The
+conversations are spread over SHARDS shards, each one slot: a conversation's own keys carry
+its shard's hash tag (cv:{<shard>}:<T>:r ...), and so do the shard's timers, outbox, record
+streams and flow pins, which the scripts above write beside the conversation. Every commit
+is then one script on one slot, atomic as on one Redis, and every worker drains every
+shard. The fleet's keys share {fleet}, the pace of a sender {outbox}, the distributions'
+{distributions}: each of their scripts touches one slot; PUBLISH reaches every node's
+subscribers. One Redis keeps the layout above (Layout): nothing to move when upgrading.
 """
 
 from __future__ import annotations
@@ -993,12 +992,15 @@ class Store:
         if not self.layout.cluster:
             return []
         now = int((await self.redis.time())[0])
+        pins = [self.layout.pins(shard) for shard in self.layout.shards]
+        found = await asyncio.gather(*(self.mux.execute("ZRANGEBYSCORE", key, now, "+inf", "WITHSCORES")
+                                       for key in pins))
         latest: dict[str, float] = {}
-        for shard in self.layout.shards:
-            pins = self.layout.pins(shard)
-            for member, until in await self.redis.zrangebyscore(pins, now, "+inf", withscores=True):
-                latest[member] = max(until, latest.get(member, 0))
-            await self.redis.zremrangebyscore(pins, "-inf", f"({now}")
+        for entries in found:
+            for member, until in zip(entries[::2], entries[1::2], strict=True):
+                member = member.decode() if isinstance(member, bytes) else member
+                latest[member] = max(float(until), latest.get(member, 0.0))
+        await asyncio.gather(*(self.mux.execute("ZREMRANGEBYSCORE", key, "-inf", f"({now}") for key in pins))
         missing = []
         for member, until in latest.items():
             survey, _, version = member.partition(PIN)
@@ -1219,7 +1221,7 @@ class Store:
         streams = [(stream, kind) for shard in layout.shards for stream, kind in (
             (layout.opt_outs(shard), "optouts"), (layout.deliveries(shard), "deliveries"),
             (layout.responses(shard, ""), "responses"))]
-        lengths = await asyncio.gather(*(self.redis.xlen(stream) for stream, _ in streams))
+        lengths = await asyncio.gather(*(self.mux.execute("XLEN", stream) for stream, _ in streams))
         return [entry for entry, length in zip(streams, lengths, strict=True) if length]
 
     async def survey_streams(self) -> set[str]:

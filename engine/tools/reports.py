@@ -37,7 +37,7 @@ async def _opened(survey: str, during: str = ""):
     out; a failure of either, on opening or `during` the work, is Unavailable."""
     url = database_url(os.environ.get("DATABASE_URL"))
     redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-    engine, store = connect(url), Store.from_url(redis_url)
+    engine, store = connect(url), await Store.open(redis_url)
     responses = Responses(engine, store)
     flows = exports.StoredFlows(store)
     try:
