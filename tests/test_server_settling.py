@@ -9,6 +9,7 @@ import dataclasses
 import time
 
 import pytest
+import redis
 from conftest import admin_headers
 from fake_twilio import Phone
 from redis_proxy import DelayingProxy
@@ -28,6 +29,16 @@ def quick(monkeypatch):
     """A shorter patience and settling pause, so that giving up takes a test seconds, not ten."""
     monkeypatch.setattr(store_module, "PATIENT_TIMEOUT", 2.0)
     monkeypatch.setattr(settling, "SETTLE_PAUSE", 0.1)
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    """One Redis, also when the other tests run on a Cluster (CANVASS_TEST_REDIS=cluster): the
+    proxy stands in front of one node, and a cluster's client goes to every node's own port.
+    The cluster's own faults: tests/test_cluster.py."""
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    return redis_server.url
 
 
 @pytest.fixture
