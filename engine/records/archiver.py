@@ -60,6 +60,7 @@ INTERVAL = 1.0  # seconds between rounds when there was nothing to archive
 RETRY = (0.5, 30.0)  # first and longest wait after a failure (doubling)
 RESCAN = 900.0  # seconds between SCANs for survey streams (and forgetting stopped consumers)
 FORGET_AFTER = 86400.0  # seconds a consumer with nothing pending stays in the group unseen
+MIN_SHARE = 16  # entries claimed at least per stream in a round, however many streams share BATCH
 
 
 def consumer_name() -> str:
@@ -82,6 +83,10 @@ class Archiver:
         self.archived = 0  # records stored by this process (new ones only)
         self.rounds = 0  # rounds run() finished, failed or not
         self.refused: set[tuple[str, str]] = set()  # (stream, entry id) the database refused
+        # the streams where this process claimed entries it has not acknowledged (its database
+        # transaction failed): their pending entries are read again first
+        self.unacknowledged: set[str] = set()
+        self.others_at = float("-inf")  # when entries other consumers left were last looked for
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
@@ -132,35 +137,50 @@ class Archiver:
             self.scanned_at = now
         self.known |= set(self.surveys())
         inserts = {"optouts": insert_opt_out_events, "deliveries": apply_deliveries, "responses": insert_responses}
-        streams = [(stream, inserts[kind]) for stream, kind in await self.store.record_streams(self.known)]
+        streams = await self.store.record_streams(self.known)
+        by_kind: dict[str, list[str]] = {}
+        for stream, kind in streams:
+            by_kind.setdefault(kind, []).append(stream)
+        others = now - self.others_at >= self.claim_idle / 2  # what dead consumers left: now and then
+        if others:
+            self.others_at = now
         moved = 0
-        for stream, insert in streams:
-            moved += await self._drain(stream, insert)
-            if rescan:
-                # what a process killed between XACK and XTRIM left, and the consumers of
-                # processes that stopped
+        for kind, kind_streams in by_kind.items():
+            moved += await self._drain(kind_streams, inserts[kind], others)
+        if rescan:
+            # what a process killed between XACK and XTRIM left, and the consumers of
+            # processes that stopped
+            for stream, _ in streams:
                 await self.store.archive_trim(stream)
                 await self.store.archive_forget_consumers(stream, int(FORGET_AFTER * 1000))
         return moved
 
-    async def _drain(self, stream: str, insert) -> int:
-        """Archive one batch of `stream`; how many entries were acknowledged."""
-        entries = await self.store.archive_claim(stream, self.consumer, self.batch,
-                                                 int(self.claim_idle * 1000))
-        if not entries:
+    async def _drain(self, streams: list[str], insert, others: bool) -> int:
+        """Archive one batch of each stream of one kind, all in one database transaction (on a
+        Redis Cluster a kind has a stream per shard); how many entries were acknowledged."""
+        share = max(MIN_SHARE, self.batch // len(streams))
+        claimed = await asyncio.gather(*(self.store.archive_claim(
+            stream, self.consumer, share, int(self.claim_idle * 1000),
+            own=stream in self.unacknowledged, others=others) for stream in streams))
+        batches = [(stream, entries) for stream, entries in zip(streams, claimed, strict=True) if entries]
+        if not batches:
             return 0
+        self.unacknowledged.update(stream for stream, _ in batches)  # until acknowledged: read again
         try:
             async with self.engine.begin() as connection:
-                self.archived += await insert(connection, [r for _, r in entries if r is not None])
-            done = [entry_id for entry_id, _ in entries]
+                self.archived += await insert(connection, [r for _, entries in batches for _, r in entries
+                                                           if r is not None])
+            done = {stream: [entry_id for entry_id, _ in entries] for stream, entries in batches}
         except Exception as err:
             if not refused_record(err):
                 raise
-            done = await self._one_by_one(stream, entries, insert)
-        await self.store.archive_ack(stream, done)
-        if done:
-            await self.store.archive_trim(stream)
-        return len(done)
+            done = {stream: await self._one_by_one(stream, entries, insert) for stream, entries in batches}
+        await asyncio.gather(*(self.store.archive_ack(stream, ids) for stream, ids in done.items()))
+        for stream, entries in batches:
+            if len(done[stream]) == len(entries):
+                self.unacknowledged.discard(stream)
+        await asyncio.gather(*(self.store.archive_trim(stream) for stream, ids in done.items() if ids))
+        return sum(len(ids) for ids in done.values())
 
     async def _one_by_one(self, stream: str, entries: list, insert) -> list[str]:
         """A batch holding a record the database refuses: store the others, each in its own

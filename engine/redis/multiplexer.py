@@ -329,6 +329,30 @@ def _as_bytes(value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
 
 
+_TAG_SLOTS: dict[str | bytes, int] = {}  # hash tag -> its slot, for the tags seen lately
+_TAG_SLOTS_KEPT = 100_000
+
+
+def _slot(key: Any) -> int:
+    """A key's slot, by its hash tag (what Redis hashes: between the first '{' and the next
+    '}', when not empty; else the whole key), remembered per tag: a conversation's every
+    command hashes the same tag, and hashing it (CRC16 in Python) costs far more than finding it."""
+    if not isinstance(key, str | bytes):
+        key = str(key)
+    opening = key.find("{" if isinstance(key, str) else b"{")
+    tag = key
+    if opening >= 0:
+        closing = key.find("}" if isinstance(key, str) else b"}", opening + 1)
+        if closing > opening + 1:
+            tag = key[opening + 1:closing]
+    slot = _TAG_SLOTS.get(tag)
+    if slot is None:
+        if len(_TAG_SLOTS) >= _TAG_SLOTS_KEPT:
+            _TAG_SLOTS.clear()
+        slot = _TAG_SLOTS[tag] = key_slot(_as_bytes(tag))
+    return slot
+
+
 def command_slot(args: tuple) -> int | None:
     """The cluster slot of a command's keys (a script's KEYS; else its first argument); None for
     a command without keys. CrossSlot when its keys hash to more than one slot."""
@@ -339,7 +363,7 @@ def command_slot(args: tuple) -> int | None:
         return None
     else:
         keys = args[1:2]
-    slots = {key_slot(_as_bytes(key)) for key in keys}
+    slots = {_slot(key) for key in keys}
     if len(slots) > 1:
         first = key_slot(_as_bytes(keys[0]))
         others = [f"{key} (slot {key_slot(_as_bytes(key))})" for key in keys

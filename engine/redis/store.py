@@ -1153,16 +1153,17 @@ class Store:
 
     # ------------------------------------------------------------ archiving (engine.records)
 
-    async def archive_claim(self, stream: str, consumer: str, count: int,
-                            idle_ms: int) -> list[tuple[str, dict | None]]:
+    async def archive_claim(self, stream: str, consumer: str, count: int, idle_ms: int, *,
+                            own: bool = True, others: bool = True) -> list[tuple[str, dict | None]]:
         """Up to `count` entries of `stream` for `consumer` of ARCHIVE_GROUP to archive: first
-        its own unacknowledged ones (its database transaction failed), then those another
-        consumer left unacknowledged for `idle_ms` (it died), then new ones. (entry id,
-        record); None for an entry gone from the stream (it can only be acknowledged). The group is created when missing, from the
+        its own unacknowledged ones (its database transaction failed; `own`: there may be
+        some), then those another consumer left unacknowledged for `idle_ms` (it died; looked
+        for when `others`), then new ones. (entry id, record); None for an entry gone from the
+        stream (it can only be acknowledged). The group is created when missing, from the
         start of the stream, so a stream made before the group (or after Redis lost its data)
         is archived whole."""
         try:
-            return await self._archive_claim(stream, consumer, count, idle_ms)
+            return await self._archive_claim(stream, consumer, count, idle_ms, own, others)
         except ResponseError as err:
             if not str(err).startswith("NOGROUP"):
                 raise
@@ -1171,11 +1172,12 @@ class Store:
         except ResponseError as err:
             if not str(err).startswith("BUSYGROUP"):  # another worker made it meanwhile
                 raise
-        return await self._archive_claim(stream, consumer, count, idle_ms)
+        return await self._archive_claim(stream, consumer, count, idle_ms, own, others)
 
-    async def _archive_claim(self, stream: str, consumer: str, count: int, idle_ms: int):
-        entries = await self._read_group(stream, consumer, "0", count)  # its own pending ones
-        if len(entries) < count:
+    async def _archive_claim(self, stream: str, consumer: str, count: int, idle_ms: int,
+                             own: bool, others: bool):
+        entries = await self._read_group(stream, consumer, "0", count) if own else []
+        if len(entries) < count and others:
             claimed = await self.redis.xautoclaim(stream, ARCHIVE_GROUP, consumer, idle_ms, "0-0",
                                                   count=count - len(entries))
             entries += claimed[1]
