@@ -1211,7 +1211,8 @@ class Store:
     async def record_streams(self, surveys: set[str]) -> list[tuple[str, str]]:
         """(stream, kind) of every record stream to archive: kind "optouts", "deliveries" or
         "responses". On one Redis, a response stream per survey (`surveys`: those known); on a
-        Cluster, the three streams of every shard that hold entries (XLEN, all at once)."""
+        Cluster, the three streams of every shard that hold entries (XLEN, in one pipeline: a
+        connection per master, where 384 commands at once would each take one of its pool)."""
         layout = self.layout
         if not layout.cluster:
             return [(OPT_OUTS, "optouts"), (DELIVERIES, "deliveries"),
@@ -1219,7 +1220,10 @@ class Store:
         streams = [(stream, kind) for shard in layout.shards for stream, kind in (
             (layout.opt_outs(shard), "optouts"), (layout.deliveries(shard), "deliveries"),
             (layout.responses(shard, ""), "responses"))]
-        lengths = await asyncio.gather(*(self.redis.xlen(stream) for stream, _ in streams))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream, _ in streams:
+                pipe.xlen(stream)
+            lengths = await pipe.execute()
         return [entry for entry, length in zip(streams, lengths, strict=True) if length]
 
     async def survey_streams(self) -> set[str]:
