@@ -16,6 +16,7 @@ This part alone (bench/run runs it with the others), its figures as JSON on stdo
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -43,6 +44,7 @@ from tests.redis_cluster import RedisCluster
 TARGETS = ("one", "cluster")  # canvass on one Redis, canvass on the cluster
 RATIO_TARGET = 0.8  # cluster/one Redis throughput: "the cost of routing"
 START_TIMEOUT = 20.0  # seconds for a node to answer PING
+ARCHIVE_WAIT = 15.0  # seconds the archivers get, after the last round, to catch up
 
 
 class ClusterNode(Process):
@@ -93,6 +95,20 @@ def measured(server: Process, redis_groups: dict[str, list[Process]], run) -> di
         used = sum(cpu_seconds(p.pid) for p in group) - before[name]
         result[f"{name}_cpu_us_per_message"] = used / max(1, result["messages"]) * 1e6
     return result
+
+
+def caught_up(databases: dict[str, Path], responses: int) -> dict[str, int]:
+    """The responses archived into each records database, once all are or ARCHIVE_WAIT has
+    passed: a server that skipped its archiving would be measured doing less."""
+    deadline = time.monotonic() + ARCHIVE_WAIT
+    while True:
+        counts = {}
+        for target, path in databases.items():
+            with sqlite3.connect(path) as database:
+                counts[target] = database.execute("SELECT count(*) FROM responses").fetchone()[0]
+        if all(count >= responses for count in counts.values()) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.5)
 
 
 def spread(cluster: RedisCluster) -> list[dict]:
@@ -152,14 +168,17 @@ def _rounds(workdir: Path, pinning: Pinning, shape: LoadShape, progress, single:
                     progress(f"round {number}/{shape.rounds} {target}: "
                              f"{result['messages_per_s']:.0f} msg/s, p50 {result['p50_ms']:.1f} ms, "
                              f"p99 {result['p99_ms']:.1f} ms")
+            opened = shape.warmup + shape.rounds * shape.respondents  # conversations each server completed
+            archived = caught_up({target: workdir / target / "canvass.db" for target in TARGETS}, opened)
     try:
         masters = spread(cluster)
     except redis.RedisError as err:
         raise BenchError(f"cannot count the conversations on the masters: {err}") from None
-    return summarise(rounds, shape, masters)
+    return summarise(rounds, shape, masters, archived)
 
 
-def summarise(rounds: dict[str, list[dict]], shape: LoadShape, masters: list[dict]) -> dict:
+def summarise(rounds: dict[str, list[dict]], shape: LoadShape, masters: list[dict],
+              archived: dict[str, int]) -> dict:
     def median(target: str, key: str) -> float:
         return statistics.median(r[key] for r in rounds[target])
 
@@ -179,6 +198,7 @@ def summarise(rounds: dict[str, list[dict]], shape: LoadShape, masters: list[dic
         "cpu_ratio": statistics.median(cpu_ratios),  # one Redis/cluster server CPU per message
         "spread": masters,  # per master: shards served, conversation records held
         "cluster_respondents": shape.warmup + shape.rounds * shape.respondents,  # its conversations
+        "archived": archived,  # responses in each server's records database (each has as many)
         "shape": {"respondents": shape.respondents, "messages_per_respondent": load.MESSAGES_PER_RESPONDENT,
                   "concurrency": shape.concurrency, "rounds": shape.rounds},
         "rounds": rounds,

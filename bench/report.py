@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.cluster import ARCHIVE_WAIT
 from bench.load import ANSWERS
 from bench.memory import ANSWERED
 from engine.redis.store import REPLIES_TTL, TIMERS
@@ -77,6 +78,9 @@ def _cluster(figures: dict, targets: dict) -> list[str]:
     spread = figures["ratio_rounds"]
     lines.append(f"  {'cluster/one':16}{figures['ratio']:9.2f}  {_mark(targets, 'cluster_ratio')}; "
                  f"rounds {min(spread):.2f}-{max(spread):.2f}; server CPU per message {figures['cpu_ratio']:.2f}")
+    lines.append(f"  {'archived':16}" + ", ".join(
+        f"{name} {figures['archived'][target]} of {figures['cluster_respondents']} responses"
+        for target, name in (("one", "one Redis"), ("cluster", "cluster"))) + f" (within {ARCHIVE_WAIT:.0f} s)")
     total = sum(m["conversations"] for m in figures["spread"]) or 1
     lines += [f"  {'master :' + str(m['port']):16}{m['conversations']:9d} of the run's conversations "
               f"({m['conversations'] / total:.0%}), {m['shards']} of the shards" for m in figures["spread"]]

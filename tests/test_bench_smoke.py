@@ -68,6 +68,7 @@ def test_quick_run_writes_every_figure(tmp_path):
     assert len(on_cluster["spread"]) == 3
     assert sum(m["conversations"] for m in on_cluster["spread"]) == on_cluster["cluster_respondents"] == 48
     assert sum(m["shards"] for m in on_cluster["spread"]) == 128
+    assert on_cluster["archived"] == {"one": 48, "cluster": 48}  # both servers archived every response
     assert results["memory"]["conversations"] == 300
     assert sorted(results["targets"]) == sorted(TARGETS)
     assert all(isinstance(results["targets"][name]["met"], bool) for name in TARGETS)
