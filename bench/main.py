@@ -7,6 +7,8 @@
                                 distribution, a minute or two)
     bench/run --quick           a short smoke run (about a minute)
     bench/run --json out.json   also write the figures as JSON
+    python -m bench.cluster     webhooks on a Redis Cluster against one Redis, alone (as the
+                                other parts with a __main__: bench.web, bench.sending, ...)
     bench/run --conversations 1000000
                                 the Redis memory figure over a million open conversations
                                 (their fill takes about half an hour on 2 cores)
@@ -24,13 +26,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench import contacts_import, flow_cost, memory, records, sending, web, webhook
+from bench import cluster, contacts_import, flow_cost, memory, records, sending, web, webhook
 from bench.flow_cost import CostShape
 from bench.procs import BenchError, Pinning, pinned_to, redis_server
 from bench.report import render, verdicts
 from bench.webhook import LoadShape
 
-QUICK_LOAD = LoadShape(respondents=40, concurrency=16, rounds=1, warmup=8, deadline=30.0)
+QUICK_LOAD = webhook.QUICK
 QUICK_COST = CostShape(rounds=5, steps=300, compiles=1)
 FULL_CONVERSATIONS, QUICK_CONVERSATIONS = 100_000, 300
 
@@ -87,6 +89,9 @@ def run(args: argparse.Namespace) -> dict:
             results["webhooks"] = webhook.run_webhooks(redis, redis_url, Path(workdir), pinning, load_shape, progress)
             results["web"] = web.run_web(redis, redis_url, Path(workdir), pinning,
                                          web.QUICK if args.quick else web.WebShape(), progress)
+        progress(f"webhooks on a Redis Cluster: {load_shape.rounds} rounds of {load_shape.respondents} "
+                 "respondents, one Redis and the cluster in turns")
+        results["cluster"] = cluster.run_cluster(Path(workdir), pinning, load_shape, progress)
         records_shape = records.QUICK if args.quick else records.RecordsShape()
         results["records"] = records.run_records(Path(workdir), pinning, records_shape, progress)
         results["sending"] = sending.run(Path(workdir), pinning, args.quick, progress)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.cluster import ARCHIVE_WAIT
 from bench.load import ANSWERS
 from bench.memory import ANSWERED
 from engine.redis.store import REPLIES_TTL, TIMERS
@@ -14,6 +15,7 @@ def verdicts(results: dict) -> dict[str, dict]:
     sending = results["sending"]
     checks = {
         "webhook_ratio": (web["ratio"], ">=", 0.8),
+        "cluster_ratio": (results["cluster"]["ratio"], ">=", results["cluster"]["ratio_target"]),
         "web_ratio": (results["web"]["ratio"], ">=", results["web"]["ratio_target"]),
         "first_page_bytes": (results["web"]["first_page_bytes"], "<=", results["web"]["first_page_target"]),
         "step_ratio": (step["ratio"], "<=", step["target"]),
@@ -57,6 +59,40 @@ def _webhooks(web: dict, targets: dict) -> list[str]:
                  f"rounds {min(spread):.2f}-{max(spread):.2f}; server CPU per message {web['cpu_ratio']:.2f}")
     if max(web[t]["load_cpu_share"] for t in ("floor", "canvass")) > 0.9:
         lines.append("  note: the load generator was busy most of the time; the floor may be a lower bound")
+    return lines
+
+
+def _cluster(figures: dict, targets: dict) -> list[str]:
+    shape, one, on_cluster = figures["shape"], figures["one"], figures["cluster"]
+    lines = [
+        f"Webhooks on a Redis Cluster (3 masters, a replica each, AOF fsync always on every node): the webhooks' "
+        f"{shape['respondents']} x {shape['messages_per_respondent']} messages, {shape['concurrency']} in flight, "
+        f"one worker, median of {shape['rounds']} round(s)",
+        f"  {'':16}{'msg/s':>9}{'answered':>10}{'p50 ms':>9}{'p99 ms':>9}   CPU µs/msg: server   Redis",
+        f"  {'one Redis':16}{one['sustained_per_s']:9.0f}{one['messages_per_s']:10.0f}{one['p50_ms']:9.2f}"
+        f"{one['p99_ms']:9.2f}{one['server_cpu_us_per_message']:21.0f}{one['redis_cpu_us_per_message']:8.0f}",
+        f"  {'cluster':16}{on_cluster['sustained_per_s']:9.0f}{on_cluster['messages_per_s']:10.0f}"
+        f"{on_cluster['p50_ms']:9.2f}{on_cluster['p99_ms']:9.2f}{on_cluster['server_cpu_us_per_message']:21.0f}"
+        f"{on_cluster['masters_cpu_us_per_message']:8.0f}   (masters; replicas "
+        f"{on_cluster['replicas_cpu_us_per_message']:.0f})",
+    ]
+    spread = figures["ratio_rounds"]
+    lines.append(f"  {'cluster/one':16}{figures['ratio']:9.2f}{figures['answered_ratio']:10.2f}  "
+                 f"{_mark(targets, 'cluster_ratio')}; rounds {min(spread):.2f}-{max(spread):.2f}; "
+                 f"server CPU per message {figures['cpu_ratio']:.2f}")
+    lines.append("  (msg/s: a round's messages over the time until all were answered and archived; answered: "
+                 "the load generator's rate alone)")
+    lines.append(f"  {'archived':16}" + ", ".join(
+        f"{name} {figures['archived'][target]} of {figures['cluster_respondents']} responses, "
+        f"{figures[target]['archive_wait_s']:.1f} s after a round"
+        for target, name in (("one", "one Redis"), ("cluster", "cluster")))
+        + f" (each round ends once they are, or after {ARCHIVE_WAIT:.0f} s; its CPU counted)")
+    idle = figures["idle_cpu_share"]
+    lines.append(f"  {'with no load':16}server CPU: one Redis {idle['one']:.1%} of a core, cluster {idle['cluster']:.1%} "
+                 "(background tasks polling)")
+    total = sum(m["conversations"] for m in figures["spread"]) or 1
+    lines += [f"  {'master :' + str(m['port']):16}{m['conversations']:9d} of the run's conversations "
+              f"({m['conversations'] / total:.0%}), {m['shards']} of the shards" for m in figures["spread"]]
     return lines
 
 
@@ -114,6 +150,8 @@ def render(results: dict) -> str:
         f"Canvass benchmarks ({results['mode']} run, {results['cores']} cores; {where})",
         "",
         *_webhooks(web, targets),
+        "",
+        *_cluster(results["cluster"], targets),
         "",
         *_web(results["web"], targets),
         "",

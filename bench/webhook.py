@@ -42,6 +42,9 @@ class LoadShape:
     deadline: float = 120.0  # seconds one round may take
 
 
+QUICK = LoadShape(respondents=40, concurrency=16, rounds=1, warmup=8, deadline=30.0)  # bench/run --quick
+
+
 def start_canvass(redis_url: str, workdir: Path, pinning: Pinning) -> tuple[Process, str]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"

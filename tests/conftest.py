@@ -250,7 +250,11 @@ def pytest_terminal_summary(terminalreporter, config):
 def redis_cluster(tmp_path_factory):
     """Three masters with a replica each (tests/redis_cluster.py), for the whole session."""
     cluster = RedisCluster(tmp_path_factory.mktemp("cluster"), RedisServer)
-    cluster.start()
+    try:
+        cluster.start()
+    except RedisMissing as err:
+        cluster.stop()
+        pytest.fail(f"{err}, to run the cluster tests", pytrace=False)
     yield cluster
     cluster.stop()
 

@@ -4,7 +4,9 @@
 Each node is a RedisServer (conftest) with cluster mode on, its nodes.conf in its own folder.
 A node's cluster bus listens on its port + 10000, so both must be free. The helpers move
 slots (`redis-cli --cluster reshard`, or one slot by hand to leave it half-migrated for an
-ASK) and kill a master until its replica has taken over.
+ASK) and kill a master until its replica has taken over. bench/cluster.py starts the same
+cluster with nodes of its own (pinned to a core, the shipped AOF kept), so nothing here
+needs pytest.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import redis
+
+from engine.tools.local_redis import RedisMissing
 
 NODE_TIMEOUT_MS = 1000  # how long a silent master has before its replica takes over
 BUS_OFFSET = 10000
@@ -48,22 +51,24 @@ def free_cluster_port(taken: set[int]) -> int:
 def _cli() -> str:
     found = shutil.which("redis-cli")
     if found is None:
-        pytest.fail("redis-cli is not installed: install Debian's redis-tools package "
-                    "(./dev does), to run the cluster tests", pytrace=False)
+        raise RedisMissing("redis-cli is not installed: install Debian's redis-tools package (./dev does)")
     return found
 
 
 class RedisCluster:
     """Six cluster nodes; `masters` and `replicas` are read from the cluster as it is now."""
 
-    def __init__(self, directory: Path, server_class: type):
+    def __init__(self, directory: Path, server_class: type, persistence: tuple[str, ...] = ("--appendonly", "no")):
+        """`server_class(folder, port)`: a node with `overrides`, start(), stop() and its
+        Popen as `process`; `persistence`: the options over the shipped file's AOF (the tests
+        keep nothing)."""
         taken: set[int] = set()
         self.nodes = []
         for n in range(6):
             port = free_cluster_port(taken)
             taken.update((port, port + BUS_OFFSET))
             node = server_class(directory / f"node{n}", port)
-            node.overrides = ("--save", "", "--appendonly", "no", "--cluster-enabled", "yes",
+            node.overrides = ("--save", "", *persistence, "--cluster-enabled", "yes",
                               "--cluster-config-file", str(directory / f"node{n}" / "nodes.conf"),
                               "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
                               # a replica syncs at once, and may always take over

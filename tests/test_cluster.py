@@ -283,3 +283,20 @@ def test_canvass_serve_on_a_cluster_url_with_a_database_says_so_and_exits(cluste
     assert main(["serve", "--flows", str(flows), "--insecure", "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert "REDIS_URL:" in err and "only database 0" in err and "Traceback" not in err
+
+
+async def test_the_archiver_finds_the_record_streams_of_every_shard(cluster_url):
+    """The streams of all 128 shards (three each) are asked for at once: more than one
+    master's connection pool holds, so the asking must not need a connection per stream."""
+    store = await Store.open(cluster_url)
+    try:
+        layout = store.layout
+        first, last = layout.shards[0], layout.shards[-1]
+        with redis_sync_lib.RedisCluster.from_url(cluster_url) as client:
+            client.xadd(layout.responses(first, ""), {"r": "{}"})
+            client.xadd(layout.opt_outs(last), {"r": "{}"})
+        for _ in range(3):  # as every round of the archiver does, the client's nodes known
+            assert await store.record_streams(set()) == [(layout.responses(first, ""), "responses"),
+                                                         (layout.opt_outs(last), "optouts")]
+    finally:
+        await store.aclose()

@@ -1215,7 +1215,8 @@ class Store:
     async def record_streams(self, surveys: set[str]) -> list[tuple[str, str]]:
         """(stream, kind) of every record stream to archive: kind "optouts", "deliveries" or
         "responses". On one Redis, a response stream per survey (`surveys`: those known); on a
-        Cluster, the three streams of every shard that hold entries (XLEN, all at once)."""
+        Cluster, the three streams of every shard that hold entries (XLEN, in one pipeline: a
+        connection per master, where 384 commands at once would each take one of its pool)."""
         layout = self.layout
         if not layout.cluster:
             return [(OPT_OUTS, "optouts"), (DELIVERIES, "deliveries"),
