@@ -4,6 +4,7 @@ slot, MOVED after a slot moved, ASK during a migration, a master killed while co
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -11,7 +12,12 @@ import redis as redis_sync_lib
 from conftest import free_port
 from redis.cluster import key_slot
 from redis.exceptions import RedisError, ResponseError
+from sqlalchemy import select
+from test_records_faults import response
 
+from engine.records.archiver import Archiver
+from engine.records.database import connect as connect_records
+from engine.records.schema import responses
 from engine.redis.cluster import TimedRedisCluster, is_cluster_node
 from engine.redis.multiplexer import ClusterMultiplexer, CrossSlot, Multiplexer
 from engine.redis.store import Store, TimedRedis, connect
@@ -299,4 +305,27 @@ async def test_the_archiver_finds_the_record_streams_of_every_shard(cluster_url)
             assert await store.record_streams(set()) == [(layout.responses(first, ""), "responses"),
                                                          (layout.opt_outs(last), "optouts")]
     finally:
+        await store.aclose()
+
+
+async def test_the_archiver_archives_every_shards_stream_at_once(cluster_url, database_url):
+    """A response in each of the 128 shards' streams (more streams than a master's connection
+    pool holds): one round archives them all, in one transaction, and trims every stream."""
+    store = await Store.open(cluster_url)
+    engine = connect_records(database_url)
+    try:
+        layout = store.layout
+        with redis_sync_lib.RedisCluster.from_url(cluster_url) as client:
+            for n, shard in enumerate(layout.shards):
+                client.xadd(layout.responses(shard, "short"), {"r": json.dumps(response(n))})
+        archiver = Archiver(store, engine, lambda: ["short"])
+        assert await archiver.archive_once() == len(layout.shards)
+        async with engine.connect() as connection:
+            stored = set(await connection.scalars(select(responses.c.response_id)))
+        assert stored == {response(n)["response_id"] for n in range(len(layout.shards))}
+        with redis_sync_lib.RedisCluster.from_url(cluster_url) as client:
+            assert sum(client.xlen(layout.responses(shard, "")) for shard in layout.shards) == 0
+        assert await archiver.archive_once() == 0
+    finally:
+        await engine.dispose()
         await store.aclose()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -60,6 +61,7 @@ INTERVAL = 1.0  # seconds between rounds when there was nothing to archive
 RETRY = (0.5, 30.0)  # first and longest wait after a failure (doubling)
 RESCAN = 900.0  # seconds between SCANs for survey streams (and forgetting stopped consumers)
 FORGET_AFTER = 86400.0  # seconds a consumer with nothing pending stays in the group unseen
+TOGETHER = 16  # streams read, acknowledged or trimmed at once
 MIN_SHARE = 16  # entries claimed at least per stream in a round, however many streams share BATCH
 
 
@@ -159,9 +161,9 @@ class Archiver:
         """Archive one batch of each stream of one kind, all in one database transaction (on a
         Redis Cluster a kind has a stream per shard); how many entries were acknowledged."""
         share = max(MIN_SHARE, self.batch // len(streams))
-        claimed = await asyncio.gather(*(self.store.archive_claim(
-            stream, self.consumer, share, int(self.claim_idle * 1000),
-            own=stream in self.unacknowledged, others=others) for stream in streams))
+        claimed = await _together([functools.partial(
+            self.store.archive_claim, stream, self.consumer, share, int(self.claim_idle * 1000),
+            own=stream in self.unacknowledged, others=others) for stream in streams])
         batches = [(stream, entries) for stream, entries in zip(streams, claimed, strict=True) if entries]
         if not batches:
             return 0
@@ -175,11 +177,11 @@ class Archiver:
             if not refused_record(err):
                 raise
             done = {stream: await self._one_by_one(stream, entries, insert) for stream, entries in batches}
-        await asyncio.gather(*(self.store.archive_ack(stream, ids) for stream, ids in done.items()))
+        await _together([functools.partial(self.store.archive_ack, stream, ids) for stream, ids in done.items()])
         for stream, entries in batches:
             if len(done[stream]) == len(entries):
                 self.unacknowledged.discard(stream)
-        await asyncio.gather(*(self.store.archive_trim(stream) for stream, ids in done.items() if ids))
+        await _together([functools.partial(self.store.archive_trim, stream) for stream, ids in done.items() if ids])
         return sum(len(ids) for ids in done.values())
 
     async def _one_by_one(self, stream: str, entries: list, insert) -> list[str]:
@@ -205,6 +207,15 @@ class Archiver:
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+
+
+async def _together(calls: list, at_most: int = TOGETHER) -> list:
+    """Await the calls, at most `at_most` at a time: each takes a connection of redis-py's
+    pool, which has a bound (a Cluster's 128 shards' streams at once would exceed it)."""
+    results = []
+    for start in range(0, len(calls), at_most):
+        results += await asyncio.gather(*(call() for call in calls[start:start + at_most]))
+    return results
 
 
 def refused_record(err: Exception) -> bool:
