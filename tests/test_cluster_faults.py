@@ -230,8 +230,10 @@ async def test_a_master_killed_under_webhook_load(serve, redis_cluster, cluster_
     figures.notes.append(archived_share(records))
     if wait:
         assert figures.commits_lost == 0 and figures.answers_lost == 0 and not load.diverged
-        assert len(intact) == len(everyone)
-    assert_all_complete_exactly_once(cluster_sync, intact, LAYOUT, records)
+    if len(intact) == len(everyone):
+        assert_all_complete_exactly_once(cluster_sync, everyone, LAYOUT, records)
+    else:  # those who lost an acknowledged commit could not finish: the others, once each
+        assert sorted(r["phone"] for r in records if r["status"] == "complete") == sorted(s.number for s in intact)
 
 
 # ---------------------------------------------------------------- what WAIT does, and costs
