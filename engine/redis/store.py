@@ -696,11 +696,12 @@ class Script:
     async def __call__(self, call: tuple, wait: bytes | None = None):
         """The script's reply; with `wait` (a packed WAIT), (its reply, the replicas counted)."""
         command = self.lua.evalsha(call)
+        options = {} if wait is None else {"wait": wait}
         try:
-            return await self.mux.execute(*command, wait=wait)
+            return await self.mux.execute(*command, **options)
         except NoScriptError:  # Redis restarted (or flushed its scripts) since the last call
             await self.mux.execute("SCRIPT", "LOAD", self.lua.text)
-            return await self.mux.execute(*command, wait=wait)
+            return await self.mux.execute(*command, **options)
 
 
 class TimedRedis(redis.Redis):
@@ -759,8 +760,9 @@ class Replication:
     replicas: int = 0
     timeout_ms: int = 100
 
-    @property
+    @cached_property
     def command(self) -> bytes | None:
+        """The WAIT sent after each commit, packed once; None: none."""
         return hiredis.pack_command(("WAIT", self.replicas, self.timeout_ms)) if self.replicas else None
 
 
@@ -907,18 +909,19 @@ class Store:
             pin=PIN.join(pinned) if pinned and pins else "",
         )
         try:
-            revision, flow_missing = self._replicated(await self._commit(call, self.replication.command))
+            revision, flow_missing = await self._replicated(self._commit, call)
         except NotSent:
             raise  # Redis could not be reached: the commit did not run
         except (RedisTimeoutError, RedisConnectionError) as err:
             raise CommitUnknown(call, err) from None
         return Committed(ok=revision != 0, flow_missing=bool(flow_missing))
 
-    def _replicated(self, reply):
-        """A commit's reply, once as many replicas as asked hold it (NotReplicated if not)."""
-        if self.replication.command is None:
-            return reply
-        (revision, flow_missing), replicas = reply
+    async def _replicated(self, commit: Script, call: CommitCall):
+        """The commit's reply, once as many replicas as asked hold it (NotReplicated if not)."""
+        wait = self.replication.command
+        if wait is None:
+            return await commit(call)
+        (revision, flow_missing), replicas = await commit(call, wait)
         if revision != 0 and replicas < self.replication.replicas:
             raise NotReplicated(f"the commit is on the master, but {replicas} of the "
                                 f"{self.replication.replicas} replicas asked (REDIS_WAIT_REPLICAS) "
@@ -942,7 +945,7 @@ class Store:
         PATIENT_TIMEOUT: ok when it is in (it had landed, or lands now), else it never will.
         CommitUnknown again when Redis still does not answer (or cannot be reached)."""
         try:
-            revision, flow_missing = self._replicated(await self._recommit(unknown.call, self.replication.command))
+            revision, flow_missing = await self._replicated(self._recommit, unknown.call)
         except (RedisTimeoutError, RedisConnectionError) as err:
             raise CommitUnknown(unknown.call, err) from None
         return Committed(ok=revision != 0, flow_missing=bool(flow_missing))
