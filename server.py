@@ -413,7 +413,7 @@ async def storage(app: web.Application) -> AsyncIterator[None]:
     """Redis, the flows (stored in Redis before they go live) and the conversation service."""
     settings = app[SETTINGS]
     try:
-        store = await Store.open(settings.redis_url)  # one Redis or a Redis Cluster
+        store = await Store.open(settings.redis_url, settings.replication)  # one Redis or a Redis Cluster
     except ValueError as err:  # a URL a Redis Cluster cannot take
         raise ConfigError(f"REDIS_URL: {err}") from None
     registry = Registry(settings.flows_dir, store, app[CLOCK])

@@ -28,7 +28,7 @@ from engine.conversation import Respondent
 from engine.records.database import connect as connect_records
 from engine.records.schema import credit_usage, responses
 from engine.records.writes import response_record as archived_record
-from engine.redis.store import respondent_key, split_record
+from engine.redis.store import MARK_LENGTH, MARKS, SID_MARK_LENGTH, Layout, sid_mark, split_record
 from engine.runtime.twilio import sign
 
 CANVASS = Path(sys.executable).with_name("canvass")
@@ -128,9 +128,9 @@ class CanvassProcess:
     """`canvass serve` in its own process group, checking signatures against PUBLIC_BASE_URL."""
 
     def __init__(self, flows_dir: Path, redis_url: str, log_path: Path, port: int, database_url: str,
-                 environment: dict[str, str] | None = None):
+                 environment: dict[str, str] | None = None, workers: int = 1):
         self.flows_dir, self.redis_url, self.log_path, self.port = flows_dir, redis_url, log_path, port
-        self.database_url = database_url
+        self.database_url, self.workers = database_url, workers
         self.extra = environment or {}  # more variables (TWILIO_ACCOUNT_SID... to send)
         self.process: subprocess.Popen | None = None
 
@@ -152,7 +152,7 @@ class CanvassProcess:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [str(CANVASS), "serve", "--flows", str(self.flows_dir), "--host", "127.0.0.1",
-                 "--port", str(self.port)],
+                 "--port", str(self.port), *(("--workers", str(self.workers)) if self.workers > 1 else ())],
                 env=self._environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while not self._ready():
@@ -249,16 +249,24 @@ class Duplication:
         return cls({sid: chance.choice((1, 2)) for sid in chosen[:half]}, set(chosen[half:]))
 
 
+class Diverged(Exception):
+    """A 200 whose replies are not the expected ones: the server lost what it had acknowledged."""
+
+
 class Load:
     """Respondents conversing at once. A delivery that gets no 200 is delivered again, with the
     same MessageSid and body, after `retry_delay` and once `gate` is open, as Twilio would;
     every 200 must carry the expected replies, and every delivery of one MessageSid the same
-    TwiML as its first."""
+    TwiML as its first. With `count_divergence` (where a fault may lose acknowledged commits),
+    a respondent answered otherwise stops, noted in `diverged`, instead of failing the test."""
 
     def __init__(self, texter: Texter, all_scripts: list[Script], retry_delay: float = 0.05,
-                 duplication: Duplication | None = None):
+                 duplication: Duplication | None = None, count_divergence: bool = False, pause: float = 0.0):
         self.texter, self.scripts, self.retry_delay = texter, all_scripts, retry_delay
+        self.pause = pause  # about this long (0 to twice) between a respondent's messages: a person typing
         self.duplication = duplication or Duplication()
+        self.count_divergence = count_divergence
+        self.diverged: set[str] = set()
         self.gate = asyncio.Event()
         self.gate.set()
         self.deliveries: list[Delivery] = []
@@ -280,8 +288,11 @@ class Load:
             self.in_flight -= 1
         self.deliveries.append(Delivery(message.sid, status, time.monotonic() - started))
         if status == 200:
-            assert tuple(replies_of(text)) == message.expected, (script.number, message.body, text)
             first = self.first_twiml.setdefault(message.sid, text)
+            if self.count_divergence and (tuple(replies_of(text)) != message.expected or text != first):
+                self.diverged.add(script.number)
+                raise Diverged(script.number)
+            assert tuple(replies_of(text)) == message.expected, (script.number, message.body, text)
             assert text == first, f"a redelivery of {message.sid} got another reply"
         return status
 
@@ -291,11 +302,19 @@ class Load:
 
     async def converse(self, script: Script, upto: int | None = None) -> None:
         """Send the script's messages from where it stands (up to message `upto`)."""
+        try:
+            await self._converse(script, upto)
+        except Diverged:
+            return
+
+    async def _converse(self, script: Script, upto: int | None) -> None:
         late: Message | None = None
         for message in script.messages[script.acked:upto]:
             copies = self.duplication.concurrent.get(message.sid, 0)
             await asyncio.gather(*(self.until_answered(script, message) for _ in range(1 + copies)))
             script.acked += 1
+            if self.pause:
+                await asyncio.sleep(random.uniform(0, 2 * self.pause))
             if late is not None:
                 await self.until_answered(script, late)
             late = message if message.sid in self.duplication.late else None
@@ -347,8 +366,11 @@ async def alongside(load: Load, fault, timeout: float = 60.0):
 # ---------------------------------------------------------------- what Redis holds afterwards
 
 
-def respondent_of(redis_sync, script: Script) -> Respondent | None:
-    stored, _ = split_record(redis_sync.get(respondent_key("sms", script.number)))
+ONE_REDIS = Layout()  # the checks below read keys where this layout puts them (a ClusterLayout on a cluster)
+
+
+def respondent_of(redis_sync, script: Script, layout: Layout = ONE_REDIS) -> Respondent | None:
+    stored, _ = split_record(redis_sync.get(layout.respondent("sms", script.number)))
     return Respondent.loads(stored, "sms", script.number) if stored else None
 
 
@@ -392,21 +414,23 @@ def messages_counted(direction: str) -> int:
         return thread.submit(asyncio.run, read()).result()
 
 
-def response_records(redis_sync, survey: str) -> list[dict]:
-    """Every response record of `survey`: those in Redis's stream, and those the archiver has
-    moved to the records database and trimmed from the stream."""
-    streamed = [json.loads(fields["r"]) for _, fields in redis_sync.xrange(f"cv:survey:{{{survey}}}:responses")]
+def response_records(redis_sync, survey: str, layout: Layout = ONE_REDIS) -> list[dict]:
+    """Every response record of `survey`: those in Redis's streams, and those the archiver has
+    moved to the records database and trimmed from the streams."""
+    streams = dict.fromkeys(layout.responses(shard, survey) for shard in layout.shards)
+    streamed = [record for stream in streams for _, fields in redis_sync.xrange(stream)
+                for record in [json.loads(fields["r"])] if record["survey"] == survey]
     in_stream = {record["response_id"] for record in streamed}
     return streamed + [r for r in archived_records(survey) if r["response_id"] not in in_stream]
 
 
-def answers_lost(redis_sync, all_scripts: list[Script]) -> int:
+def answers_lost(redis_sync, all_scripts: list[Script], layout: Layout = ONE_REDIS) -> int:
     """How many answers acknowledged with a 200 Redis does not hold, in the open session or
     in the respondent's response record."""
-    recorded = {r["phone"]: r for survey in SURVEYS for r in response_records(redis_sync, survey)}
+    recorded = {r["phone"]: r for survey in SURVEYS for r in response_records(redis_sync, survey, layout)}
     lost = 0
     for script in all_scripts:
-        respondent = respondent_of(redis_sync, script)
+        respondent = respondent_of(redis_sync, script, layout)
         session = respondent.session if respondent is not None else None
         record = recorded.get(script.number)
         for qid in script.acked_questions():
@@ -417,42 +441,64 @@ def answers_lost(redis_sync, all_scripts: list[Script]) -> int:
     return lost
 
 
-def committed_unanswered(redis_sync, all_scripts: list[Script]) -> int:
+def messages_applied(redis_sync, all_scripts: list[Script], layout: Layout = ONE_REDIS) -> dict[str, int]:
+    """Respondent number -> how many of its messages Redis has applied (its open session's
+    count, else its response record's)."""
+    recorded = {r["phone"]: r for survey in SURVEYS for r in response_records(redis_sync, survey, layout)}
+    applied = {}
+    for script in all_scripts:
+        respondent = respondent_of(redis_sync, script, layout)
+        if respondent is not None and respondent.session is not None:
+            applied[script.number] = respondent.session.messages_in
+        else:
+            applied[script.number] = recorded[script.number]["messages_in"] if script.number in recorded else 0
+    return applied
+
+
+def commits_lost(redis_sync, all_scripts: list[Script], layout: Layout = ONE_REDIS) -> int:
+    """How many messages answered with a 200 left no mark in their conversation's record (the
+    record keeps the marks of its newest commits, more than a script's messages)."""
+    lost = 0
+    for script in all_scripts:
+        stored = redis_sync.get(layout.respondent("sms", script.number)) or ""
+        marks = stored.partition(MARKS)[2]
+        held = {marks[i:i + SID_MARK_LENGTH] for i in range(0, len(marks), MARK_LENGTH)}
+        lost += sum(sid_mark(message.sid) not in held for message in script.messages[:script.acked])
+    return lost
+
+
+def committed_unanswered(redis_sync, all_scripts: list[Script], layout: Layout = ONE_REDIS) -> int:
     """How many messages Redis has applied that were never answered with a 200 (their
     redelivery must be recognised, not applied again)."""
-    recorded = {r["phone"]: r for survey in SURVEYS for r in response_records(redis_sync, survey)}
-    ahead = 0
-    for script in all_scripts:
-        respondent = respondent_of(redis_sync, script)
-        if respondent is not None and respondent.session is not None:
-            applied = respondent.session.messages_in
-        else:
-            applied = recorded[script.number]["messages_in"] if script.number in recorded else 0
-        ahead += applied - script.acked
-    return ahead
+    applied = messages_applied(redis_sync, all_scripts, layout)
+    return sum(applied[script.number] - script.acked for script in all_scripts)
 
 
-def assert_all_complete_exactly_once(redis_sync, all_scripts: list[Script]) -> None:
-    """One complete response record per respondent, its answers exactly those sent, in order;
-    no session left open and no timer left behind."""
+def assert_all_complete_exactly_once(redis_sync, all_scripts: list[Script], layout: Layout = ONE_REDIS,
+                                     records: list[dict] | None = None) -> None:
+    """One complete response record per respondent (of `records`, else those Redis and the
+    records database hold), its answers exactly those sent, in order; no session left open
+    and no timer left behind."""
+    if records is None:
+        records = [record for survey in SURVEYS for record in response_records(redis_sync, survey, layout)]
     by_phone: dict[str, list[dict]] = {}
-    for survey in SURVEYS:
-        for record in response_records(redis_sync, survey):
-            by_phone.setdefault(record["phone"], []).append(record)
+    for record in records:
+        by_phone.setdefault(record["phone"], []).append(record)
     assert sorted(by_phone) == sorted(s.number for s in all_scripts)
     for script in all_scripts:
         [record] = by_phone[script.number]
         assert record["survey"] == script.survey and record["status"] == "complete", record
         assert list(record["answers"].items()) == list(script.recorded.items()), record
         assert record["messages_in"] == len(script.messages), record
-        assert respondent_of(redis_sync, script).session is None
-    assert redis_sync.zcard("cv:timers") == 0
+        assert respondent_of(redis_sync, script, layout).session is None
+    assert sum(redis_sync.zcard(timers) for timers in dict.fromkeys(map(layout.timers, layout.shards))) == 0
 
 
 # ---------------------------------------------------------------- the figures of the run
 
 FIGURES = pytest.StashKey[dict]()
-COLUMNS = ("deliveries", "duplicates", "kills", "redeliveries", "answers_lost", "silent", "doubled")
+COLUMNS = ("deliveries", "duplicates", "kills", "redeliveries", "answers_lost", "commits_lost", "silent",
+           "doubled")
 
 
 @dataclass
@@ -462,6 +508,7 @@ class Figures:
     kills: int = 0  # outages: Canvass or Redis killed, shut down or frozen
     redeliveries: int = 0  # deliveries repeated because the first got no 200
     answers_lost: int = 0
+    commits_lost: int | None = None  # messages answered with a 200 whose commit is gone (where measured)
     # measured where messages are sent on the server's own (None: not measured, shown as -)
     silent: int | None = None  # open sessions whose last question never reached the respondent
     doubled: int | None = None  # messages a respondent got more than once (TwiML and REST)

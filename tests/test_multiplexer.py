@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 
+import hiredis
 import pytest
 import redis as redis_sync_lib
 from conftest import free_port
@@ -173,3 +174,22 @@ async def test_a_closed_multiplexer_refuses_calls_and_opens_no_connection(redis_
     await asyncio.sleep(0.05)
     assert "canvass-mux-test" not in redis_sync.execute_command("CLIENT", "LIST")
     assert mux._link is None
+
+
+async def test_one_wait_follows_every_command_of_a_turn_on_their_connection(redis_server):
+    """A WAIT asked with commands written in one turn is sent once, after all of them (so it
+    covers each); every caller gets its reply and the replicas WAIT counted."""
+    client = connect(redis_server.url)
+    mux = Multiplexer.like(client, timeout=1.0)
+    wait = hiredis.pack_command(("WAIT", 0, 0))
+    try:
+        with redis_sync_lib.Redis(port=redis_server.port) as admin:
+            admin.config_resetstat()
+            replies = await asyncio.gather(*(mux.execute("INCR", f"waited:{n}", wait=wait) for n in range(10)),
+                                           mux.execute("GET", "waited:0"))
+            assert replies == [(1, 0)] * 10 + ["1"]  # the GET went in the same write, before the WAIT
+            assert await mux.execute("INCR", "waited:0", wait=wait) == (2, 0)
+            assert admin.info("commandstats")["cmdstat_wait"]["calls"] == 2
+    finally:
+        await mux.aclose()
+        await client.aclose()

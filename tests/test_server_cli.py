@@ -11,12 +11,13 @@ import pytest
 from conftest import free_port
 from fake_twilio import AUTH_TOKEN, Phone
 
+from engine.redis.store import Replication
 from engine.runtime.settings import ConfigError, Settings
 from engine.tools.cli import main
 from engine.tools.phone import run_phone
 
 SERVE_ENV = ("TWILIO_AUTH_TOKEN", "CANVASS_INSECURE", "TWILIO_ACCOUNT_SID", "CANVASS_ADMIN_TOKEN",
-             "PUBLIC_BASE_URL", "REDIS_URL", "TWILIO_API_BASE_URL")
+             "PUBLIC_BASE_URL", "REDIS_URL", "TWILIO_API_BASE_URL", "REDIS_WAIT_REPLICAS", "REDIS_WAIT_TIMEOUT_MS")
 
 
 @pytest.fixture
@@ -64,6 +65,23 @@ def test_settings_read_the_environment(clean_env):
         "t", "AC1", "redis://r:1/2", "http://127.0.0.1:9", "a", "+15550001111", 9000)
     assert settings.public_url("/twilio/status") == "https://x.example/twilio/status"
     assert settings.validate() == []
+
+
+def test_commits_wait_for_replicas_only_when_asked(clean_env):
+    assert Settings.from_env(serve_args()).replication == Replication(0, 100)
+    assert Replication(0, 100).command is None  # no WAIT sent
+    clean_env.setenv("REDIS_WAIT_REPLICAS", "1")
+    clean_env.setenv("REDIS_WAIT_TIMEOUT_MS", "250")
+    assert Settings.from_env(serve_args()).replication == Replication(1, 250)
+
+
+@pytest.mark.parametrize("name, value", [("REDIS_WAIT_REPLICAS", "-1"), ("REDIS_WAIT_REPLICAS", "one"),
+                                         ("REDIS_WAIT_REPLICAS", "17"), ("REDIS_WAIT_TIMEOUT_MS", "0"),
+                                         ("REDIS_WAIT_TIMEOUT_MS", "501"), ("REDIS_WAIT_TIMEOUT_MS", "0.5")])
+def test_a_wrong_wait_setting_stops_the_start_and_says_what_to_set(clean_env, name, value):
+    clean_env.setenv(name, value)
+    with pytest.raises(ConfigError, match=f"{name} is '{value}'"):
+        Settings.from_env(serve_args())
 
 
 async def test_insecure_without_a_token_accepts_unsigned_webhooks(make_client, settings):

@@ -51,6 +51,7 @@ class _Link(asyncio.Protocol):
         self.watchdog: asyncio.TimerHandle | None = None
         self.watch_at = 0.0  # when the watchdog is due
         self.lost: Exception | None = None
+        self.waits: dict[bytes, asyncio.Future] = {}  # WAIT commands for the next write: their replies
         self._reader = hiredis.Reader(encoding="utf-8", replyError=ResponseError,
                                       notEnoughData=_INCOMPLETE)
 
@@ -72,6 +73,15 @@ class _Link(asyncio.Protocol):
         self.waiting.append(reply)
         return reply
 
+    def wait(self, command: bytes) -> asyncio.Future:
+        """The reply of a WAIT sent at the end of the next write (after the command just sent),
+        shared by every caller of this turn: one WAIT covers every command before it."""
+        reply = self.waits.get(command)
+        if reply is None:
+            reply = self.waits[command] = asyncio.get_running_loop().create_future()
+            reply.add_done_callback(_ignore)
+        return reply
+
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
         self.watch_at = loop.time() + self.timeout / 8
         self.watchdog = loop.call_at(self.watch_at, self._watch)
@@ -90,8 +100,13 @@ class _Link(asyncio.Protocol):
             self._arm(loop)
 
     def _flush(self) -> None:
-        if self.outgoing and self.lost is None:
-            self.transport.write(b"".join(self.outgoing))
+        if self.lost is None:
+            for command, reply in self.waits.items():  # in the order of `waiting`: last
+                self.outgoing.append(command)
+                self.waiting.append(reply)
+            if self.outgoing:
+                self.transport.write(b"".join(self.outgoing))
+        self.waits.clear()
         self.outgoing.clear()
 
     def data_received(self, data: bytes) -> None:
@@ -135,6 +150,10 @@ class _Link(asyncio.Protocol):
             caller = self.waiting.popleft()
             if not caller.done():
                 caller.set_exception(why)
+        for reply in self.waits.values():
+            if not reply.done():
+                reply.set_exception(why)
+        self.waits.clear()
 
 
 class NotSent(RedisConnectionError):
@@ -193,36 +212,38 @@ class Multiplexer:
         pool = client.connection_pool
         return cls(pool.connection_kwargs, pool.connection_class, timeout)
 
-    async def execute(self, *args: Any) -> Any:
+    async def execute(self, *args: Any, key: str | None = None, wait: bytes | None = None) -> Any:
         """One command's reply; RedisTimeoutError when Redis stalls for `timeout` seconds,
         ConnectionError when it cannot be reached, ResponseError (NoScriptError...) when it
-        refuses the command."""
+        refuses the command. `key` names the slot of a command without keys (on a Redis
+        Cluster; one Redis has one node). `wait`: a packed WAIT sent right after the command on
+        its connection; then the reply is (the command's reply, the replicas WAIT counted)."""
         command = hiredis.pack_command(args)
         try:
-            return await self._once(command)
+            return await self._once(command, False, wait)
         except NotSent:
-            return await self._once(command)
+            return await self._once(command, False, wait)
         except RedisConnectionError:  # a stale connection: Redis restarted meanwhile
             try:
-                return await self._once(command)
+                return await self._once(command, False, wait)
             except NotSent as err:  # but the first try may have run
                 raise RedisConnectionError(str(err)) from None
 
-    async def execute_packed(self, command: bytes, asking: bool = False) -> Any:
+    async def execute_packed(self, command: bytes, asking: bool = False, wait: bytes | None = None) -> Any:
         """execute() for a command packed already (ClusterMultiplexer's way in; execute keeps
         its own copy, which spares one Redis's calls an await); `asking`: preceded by ASKING on
         the same connection (a Redis Cluster slot being imported by this node)."""
         try:
-            return await self._once(command, asking)
+            return await self._once(command, asking, wait)
         except NotSent:
-            return await self._once(command, asking)
+            return await self._once(command, asking, wait)
         except RedisConnectionError:  # a stale connection: Redis restarted meanwhile
             try:
-                return await self._once(command, asking)
+                return await self._once(command, asking, wait)
             except NotSent as err:  # but the first try may have run
                 raise RedisConnectionError(str(err)) from None
 
-    async def _once(self, command: bytes, asking: bool = False) -> Any:
+    async def _once(self, command: bytes, asking: bool = False, wait: bytes | None = None) -> Any:
         """The reply; NotSent when the command could not be put on a connection."""
         if self._closed:
             raise NotSent("the Redis multiplexer is closed")
@@ -237,7 +258,10 @@ class Multiplexer:
             raise
         except RedisConnectionError as err:
             raise NotSent(str(err)) from None
-        return await reply
+        if wait is None:
+            return await reply
+        replicated = link.wait(wait)
+        return await reply, await replicated
 
     async def _connected(self) -> _Link:
         """The current link; every caller that finds none waits for the same new one."""
@@ -404,10 +428,11 @@ class ClusterMultiplexer:
             node = self._nodes[address] = Multiplexer(kwargs, self._class, self.timeout)
         return node
 
-    async def execute(self, *args: Any) -> Any:
-        """As Multiplexer.execute, on the master of the command's slot; CrossSlot when its keys
-        span slots (it is not sent)."""
-        slot = command_slot(args)
+    async def execute(self, *args: Any, key: str | None = None, wait: bytes | None = None) -> Any:
+        """As Multiplexer.execute, on the master of the command's slot (of `key`'s, for a
+        command without keys such as WAIT); CrossSlot when its keys span slots (it is not sent).
+        `wait` goes to the node that ran the command, on its connection."""
+        slot = command_slot(args) if key is None else key_slot(_as_bytes(key))
         command = hiredis.pack_command(args)
         if (args[0].upper() if isinstance(args[0], str) else args[0].decode().upper()) in _EVERY_MASTER:
             return await self._on_every_master(command)
@@ -417,7 +442,7 @@ class ClusterMultiplexer:
         for hop in range(MAX_REDIRECTIONS + 1):
             last = hop == MAX_REDIRECTIONS or loop.time() - started >= self.timeout
             try:
-                return await self._node(address).execute_packed(command, asking)
+                return await self._node(address).execute_packed(command, asking, wait)
             except Redirected as moved:
                 if last:
                     raise

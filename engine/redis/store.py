@@ -204,6 +204,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 
+import hiredis
 import redis.asyncio as redis
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.client import Pipeline
@@ -691,13 +692,15 @@ class Script:
     def __init__(self, mux: Multiplexer, lua: Lua):
         self.mux, self.lua = mux, lua
 
-    async def __call__(self, call: tuple):
+    async def __call__(self, call: tuple, wait: bytes | None = None):
+        """The script's reply; with `wait` (a packed WAIT), (its reply, the replicas counted)."""
         command = self.lua.evalsha(call)
+        options = {} if wait is None else {"wait": wait}
         try:
-            return await self.mux.execute(*command)
+            return await self.mux.execute(*command, **options)
         except NoScriptError:  # Redis restarted (or flushed its scripts) since the last call
             await self.mux.execute("SCRIPT", "LOAD", self.lua.text)
-            return await self.mux.execute(*command)
+            return await self.mux.execute(*command, **options)
 
 
 class TimedRedis(redis.Redis):
@@ -747,6 +750,27 @@ class Committed:
     flow_missing: bool = False  # the pinned version's source was not in Redis
 
 
+@dataclass(frozen=True)
+class Replication:
+    """REDIS_WAIT_REPLICAS: each commit waits (WAIT, on the connection that ran it, so it
+    covers the commit and every write before it there) until `replicas` replicas hold it,
+    at most `timeout_ms`; 0 replicas: commits are answered as soon as the master has them."""
+
+    replicas: int = 0
+    timeout_ms: int = 100
+
+    @cached_property
+    def command(self) -> bytes | None:
+        """The WAIT sent after each commit, packed once; None: none."""
+        return hiredis.pack_command(("WAIT", self.replicas, self.timeout_ms)) if self.replicas else None
+
+
+class NotReplicated(RedisError):
+    """A commit (or the commit a redelivery is answered from) is on the master but fewer
+    replicas than REDIS_WAIT_REPLICAS acknowledged it within the timeout: not answered as
+    done (a webhook gets 503, and its redelivery is answered from the commit once replicated)."""
+
+
 class ReadUnknown(RedisTimeoutError):
     """A READ for an inbound MessageSid was sent but its answer never came. If the message was
     already committed, the read claimed the delivery of its replies for a TwiML answer its
@@ -774,8 +798,9 @@ class Store:
     pipelined connection (engine.redis.multiplexer); the rarer commands (exports, the admin API,
     flow sources) through redis-py's pool."""
 
-    def __init__(self, client: redis.Redis | RedisCluster):
+    def __init__(self, client: redis.Redis | RedisCluster, replication: Replication = Replication()):
         self.redis = client
+        self.replication = replication
         self.layout = ClusterLayout() if isinstance(client, RedisCluster) else Layout()
         self.mux = Multiplexer.like(client, REDIS_TIMEOUT)
         self._read = Script(self.mux, READ)
@@ -796,9 +821,9 @@ class Store:
         return cls(connect(url))
 
     @classmethod
-    async def open(cls, url: str) -> Store:
+    async def open(cls, url: str, replication: Replication = Replication()) -> Store:
         """A Store on the Redis `url` names, one Redis or a Redis Cluster (the node is asked)."""
-        return cls(connect(url, cluster=await is_cluster_node(url)))
+        return cls(connect(url, cluster=await is_cluster_node(url)), replication)
 
     async def aclose(self) -> None:
         await self.mux.aclose()
@@ -883,19 +908,43 @@ class Store:
             pin=PIN.join(pinned) if pinned and pins else "",
         )
         try:
-            revision, flow_missing = await self._commit(call)
+            revision, flow_missing = await self._replicated(self._commit, call)
         except NotSent:
             raise  # Redis could not be reached: the commit did not run
         except (RedisTimeoutError, RedisConnectionError) as err:
             raise CommitUnknown(call, err) from None
         return Committed(ok=revision != 0, flow_missing=bool(flow_missing))
 
+    async def _replicated(self, commit: Script, call: CommitCall):
+        """The commit's reply, once as many replicas as asked hold it (NotReplicated if not)."""
+        wait = self.replication.command
+        if wait is None:
+            return await commit(call)
+        (revision, flow_missing), replicas = await commit(call, wait)
+        if revision != 0 and replicas < self.replication.replicas:
+            raise NotReplicated(f"the commit is on the master, but {replicas} of the "
+                                f"{self.replication.replicas} replicas asked (REDIS_WAIT_REPLICAS) "
+                                f"acknowledged it within {self.replication.timeout_ms} ms")
+        return revision, flow_missing
+
+    async def replicated(self, channel: str, phone: str) -> None:
+        """Before a redelivery is answered from its commit: WAIT on the connection of the
+        conversation's master (the READ that found the commit claimed its replies there, a
+        write after it). NotReplicated when too few replicas answer."""
+        if self.replication.command is None:
+            return
+        wanted, timeout_ms = self.replication.replicas, self.replication.timeout_ms
+        replicas = await self.mux.execute("WAIT", wanted, timeout_ms, key=self.layout.respondent(channel, phone))
+        if replicas < wanted:
+            raise NotReplicated(f"{replicas} of the {wanted} replicas asked (REDIS_WAIT_REPLICAS) "
+                                f"acknowledged the commit within {timeout_ms} ms")
+
     async def recommit(self, unknown: CommitUnknown) -> Committed:
         """Settle a commit whose outcome was unknown by repeating it, waiting up to
         PATIENT_TIMEOUT: ok when it is in (it had landed, or lands now), else it never will.
         CommitUnknown again when Redis still does not answer (or cannot be reached)."""
         try:
-            revision, flow_missing = await self._recommit(unknown.call)
+            revision, flow_missing = await self._replicated(self._recommit, unknown.call)
         except (RedisTimeoutError, RedisConnectionError) as err:
             raise CommitUnknown(unknown.call, err) from None
         return Committed(ok=revision != 0, flow_missing=bool(flow_missing))

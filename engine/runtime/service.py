@@ -201,6 +201,7 @@ class Service:
                     raise
                 if snapshot.seen_replies is not None:
                     self.metrics.duplicates.inc()
+                    await self.store.replicated(channel, phone)  # answered only once it is safe
                     return Applied(snapshot.seen_replies, None, None)
                 respondent = self._respondent(snapshot)
             if respondent.session is not None:

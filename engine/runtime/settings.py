@@ -9,11 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.records.distributions import FrequencyRule
+from engine.redis.store import Replication
 from engine.runtime.outbox import Pacing, PacingError
 from engine.runtime.twilio import DEFAULT_API_BASE_URL, SANDBOX_NUMBER, SEND_TIMEOUT
 from engine.sms.credits import CreditsTableError, Rates
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# a WAIT holds its connection's later commands: well within the 1 s after which a silent
+# connection fails its calls (engine.redis.store.REDIS_TIMEOUT)
+MAX_WAIT_TIMEOUT_MS = 500
 SHIPPED = "shipped"  # --credits shipped: the credits table shipped with Canvass (engine/sms/credits.csv)
 TRUE_WORDS = ("1", "true", "yes", "on")
 LOOPBACK_NAMES = ("localhost",)
@@ -46,6 +50,8 @@ class Settings:
     credits: str | None = None  # the credits table: a path, or "shipped"; None or "none": off
     # at most N invitations per number in a period, across distributions; None: no limit
     contact_frequency: FrequencyRule | None = None
+    # REDIS_WAIT_REPLICAS / REDIS_WAIT_TIMEOUT_MS: replicas each commit waits for (0: none)
+    replication: Replication = Replication()
 
     @classmethod
     def from_env(cls, args, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -76,6 +82,7 @@ class Settings:
             send_timeout=_seconds(env("CANVASS_SEND_TIMEOUT"), SEND_TIMEOUT, "CANVASS_SEND_TIMEOUT"),
             credits=getattr(args, "credits", None) or env("CANVASS_CREDITS"),
             contact_frequency=rule,
+            replication=_replication(env("REDIS_WAIT_REPLICAS"), env("REDIS_WAIT_TIMEOUT_MS")),
         )
 
     def validate(self) -> list[str]:
@@ -210,3 +217,19 @@ def _seconds(value: str | None, default: float, name: str) -> float:
     if not 0 < seconds <= 300:
         raise ConfigError(f"{name} is '{value}': a number of seconds above 0 and at most 300")
     return seconds
+
+
+def _replication(replicas: str | None, timeout_ms: str | None) -> Replication:
+    count, timeout = 0, Replication().timeout_ms
+    if replicas is not None:
+        if not replicas.isdigit() or int(replicas) > 16:
+            raise ConfigError(f"REDIS_WAIT_REPLICAS is '{replicas}': a whole number of replicas "
+                              "from 0 (do not wait, the default) to 16")
+        count = int(replicas)
+    if timeout_ms is not None:
+        if not timeout_ms.isdigit() or not 0 < int(timeout_ms) <= MAX_WAIT_TIMEOUT_MS:
+            raise ConfigError(f"REDIS_WAIT_TIMEOUT_MS is '{timeout_ms}': whole milliseconds above 0 "
+                              f"and at most {MAX_WAIT_TIMEOUT_MS} (a WAIT holds its connection's other "
+                              "commands meanwhile)")
+        timeout = int(timeout_ms)
+    return Replication(count, timeout)
