@@ -161,13 +161,18 @@ class Archiver:
         """Archive one batch of each stream of one kind, all in one database transaction (on a
         Redis Cluster a kind has a stream per shard); how many entries were acknowledged."""
         share = max(MIN_SHARE, self.batch // len(streams))
+        owed = {stream for stream in streams if stream in self.unacknowledged}
+        # From the claim on, until acknowledged, another round (of this process) reads the
+        # stream's pending entries too: what this one claimed may not be stored yet.
+        self.unacknowledged.update(streams)
         claimed = await _together([functools.partial(
             self.store.archive_claim, stream, self.consumer, share, int(self.claim_idle * 1000),
-            own=stream in self.unacknowledged, others=others) for stream in streams])
+            own=stream in owed, others=others) for stream in streams])
         batches = [(stream, entries) for stream, entries in zip(streams, claimed, strict=True) if entries]
+        self.unacknowledged.difference_update(stream for stream, entries in zip(streams, claimed, strict=True)
+                                              if not entries and stream not in owed)
         if not batches:
             return 0
-        self.unacknowledged.update(stream for stream, _ in batches)  # until acknowledged: read again
         try:
             async with self.engine.begin() as connection:
                 self.archived += await insert(connection, [r for _, entries in batches for _, r in entries
