@@ -58,6 +58,10 @@ log = logging.getLogger("canvass.archiver")
 BATCH = 500  # entries per database transaction
 CLAIM_IDLE = 15.0  # seconds an entry may stay unacknowledged before another consumer takes it
 INTERVAL = 1.0  # seconds between rounds when there was nothing to archive
+# seconds between rounds that archived less than a batch: a round costs a few commands per
+# stream (a Cluster has three per shard) whatever it finds, so under a steady trickle it
+# waits for more to gather instead of running again at once
+BUSY_PAUSE = 0.25
 RETRY = (0.5, 30.0)  # first and longest wait after a failure (doubling)
 RESCAN = 900.0  # seconds between SCANs for survey streams (and forgetting stopped consumers)
 FORGET_AFTER = 86400.0  # seconds a consumer with nothing pending stays in the group unseen
@@ -113,6 +117,8 @@ class Archiver:
             wait = RETRY[0]
             if not moved:
                 await self._sleep(self.interval)
+            elif moved < self.batch:  # caught up: let the next round find a batch worth its cost
+                await self._sleep(BUSY_PAUSE)
 
     async def stop(self, task: asyncio.Task) -> None:
         self._stop.set()

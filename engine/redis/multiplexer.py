@@ -342,6 +342,7 @@ _SCRIPTED = frozenset({"EVALSHA", "EVAL", "EVALSHA_RO", "EVAL_RO", "FCALL", "FCA
 _KEYLESS = frozenset({"PING", "ECHO", "CLIENT", "INFO", "CLUSTER", "TIME", "PUBLISH", "COMMAND",
                       "CONFIG", "DBSIZE", "WAIT", "READONLY", "READWRITE", "ROLE", "SCRIPT",
                       "FUNCTION"})
+_STREAMS_AFTER = frozenset({"XREAD", "XREADGROUP"})  # their keys follow STREAMS
 _EVERY_MASTER = frozenset({"SCRIPT", "FUNCTION"})  # loaded where any slot's command may need it
 
 
@@ -383,6 +384,9 @@ def command_slot(args: tuple) -> int | None:
     name = (args[0].decode() if isinstance(args[0], bytes) else args[0]).upper()
     if name in _SCRIPTED:
         keys = args[3:3 + int(args[2])]
+    elif name in _STREAMS_AFTER:  # ... STREAMS key [key ...] id [id ...]
+        at = next(n for n, arg in enumerate(args) if (arg.upper() if isinstance(arg, str) else arg) in ("STREAMS", b"STREAMS"))
+        keys = args[at + 1:at + 1 + (len(args) - at - 1) // 2]
     elif name in _KEYLESS or len(args) < 2:
         return None
     else:

@@ -1236,14 +1236,17 @@ class Store:
                 for entry_id, fields in entries]
 
     async def _read_group(self, stream: str, consumer: str, after: str, count: int) -> list:
-        read = await self.redis.xreadgroup(ARCHIVE_GROUP, consumer, {stream: after}, count=count)
-        return [entry for _, entries in (read.items() if isinstance(read, dict) else read or ())
-                for entry in entries]
+        """(entry id, {field: value}, or None for an entry gone from the stream) read as the
+        group's `consumer`: through the multiplexer, as every round reads every stream."""
+        read = await self.mux.execute("XREADGROUP", "GROUP", ARCHIVE_GROUP, consumer, "COUNT", count,
+                                      "STREAMS", stream, after)
+        return [(entry_id, dict(zip(fields[::2], fields[1::2], strict=True)) if fields else None)
+                for _, entries in read or () for entry_id, fields in entries]
 
     async def archive_ack(self, stream: str, entry_ids: list[str]) -> None:
         """The entries are in the records database: the group need not hand them out again."""
         if entry_ids:
-            await self.redis.xack(stream, ARCHIVE_GROUP, *entry_ids)
+            await self.mux.execute("XACK", stream, ARCHIVE_GROUP, *entry_ids)
 
     async def archive_trim(self, stream: str) -> int:
         """Drop the entries below the oldest one not archived yet; how many went."""
