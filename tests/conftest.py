@@ -106,11 +106,21 @@ LAYOUT = ClusterLayout() if ON_CLUSTER else Layout()
 def redis_url(request) -> str:
     if ON_CLUSTER:
         return request.getfixturevalue("cluster_url")
-    server = request.getfixturevalue("redis_server")
-    client = redis.Redis.from_url(server.url)
-    client.flushall()
-    client.close()
-    return server.url
+    return request.getfixturevalue("one_redis_url")
+
+
+@pytest.fixture
+def one_redis_url(redis_server) -> str:
+    """One Redis, emptied, also when the other tests run on a Cluster: for the tests about what
+    one Redis node does (a module pins them with a `redis_url` fixture saying why)."""
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    return redis_server.url
+
+
+def is_cluster_node(url: str) -> bool:
+    with redis.Redis.from_url(url) as client:
+        return bool(client.info("cluster").get("cluster_enabled"))
 
 
 # what a cluster's masters keep for their replicas (a test of what the data costs leaves it out)
@@ -141,7 +151,7 @@ class EveryMaster(redis.RedisCluster):
 
 @pytest.fixture
 def redis_sync(redis_url):
-    client = (EveryMaster if ON_CLUSTER else redis.Redis).from_url(redis_url, decode_responses=True)
+    client = (EveryMaster if is_cluster_node(redis_url) else redis.Redis).from_url(redis_url, decode_responses=True)
     yield client
     client.close()
 
