@@ -1138,12 +1138,18 @@ class Store:
     # ------------------------------------------------------------ Redis itself
 
     async def health(self) -> dict:
-        """Redis's memory use and persistence status, from INFO memory and INFO persistence."""
+        """Redis's memory use and persistence status, from INFO memory and INFO persistence
+        (on a Redis Cluster, over every master: sizes summed, a failed status any master's;
+        `memory_full`: some master is at its maxmemory, so refuses the writes of its slots)."""
         info = await self.redis.info("memory")
         info.update(await self.redis.info("persistence"))
+        masters = [info]
+        if self.layout.cluster:
+            masters = list((await self.redis.info("memory", target_nodes=self.redis.PRIMARIES)).values())
         return {
             "used_bytes": int(info["used_memory"]),
             "max_bytes": int(info["maxmemory"]),  # 0: no limit
+            "memory_full": any(0 < int(master["maxmemory"]) <= int(master["used_memory"]) for master in masters),
             "policy": str(info["maxmemory_policy"]),
             "aof_enabled": bool(int(info["aof_enabled"])),
             "aof_last_write": str(info["aof_last_write_status"]),
