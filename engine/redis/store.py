@@ -1038,11 +1038,13 @@ class Store:
                 if record.get("survey") == survey]
 
     async def _stream(self, key: str, until: str, batch: int):
+        # through the pipelined links: on a Cluster an export reads every shard's stream at
+        # once, which through redis-py's client would take a connection each
         start = "-"
         while True:
-            entries = await self.redis.xrange(key, min=start, max=until, count=batch)
+            entries = await self.mux.execute("XRANGE", key, start, until, "COUNT", batch)
             for entry_id, fields in entries:
-                yield entry_id, json.loads(fields["r"])
+                yield entry_id, json.loads(dict(zip(fields[::2], fields[1::2], strict=True))["r"])
             if len(entries) < batch:
                 return
             start = "(" + entries[-1][0]
