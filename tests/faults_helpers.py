@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import redis
 import yaml
 from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, replies_of
 from sqlalchemy import func, select
@@ -28,7 +29,7 @@ from engine.conversation import Respondent
 from engine.records.database import connect as connect_records
 from engine.records.schema import credit_usage, responses
 from engine.records.writes import response_record as archived_record
-from engine.redis.store import respondent_key, split_record
+from engine.redis.store import ClusterLayout, Layout, split_record
 from engine.runtime.twilio import sign
 
 CANVASS = Path(sys.executable).with_name("canvass")
@@ -347,8 +348,13 @@ async def alongside(load: Load, fault, timeout: float = 60.0):
 # ---------------------------------------------------------------- what Redis holds afterwards
 
 
+def layout_of(redis_sync) -> Layout:
+    """Where the server keeps each key on the Redis `redis_sync` talks to (one Redis or a Cluster)."""
+    return ClusterLayout() if isinstance(redis_sync, redis.RedisCluster) else Layout()
+
+
 def respondent_of(redis_sync, script: Script) -> Respondent | None:
-    stored, _ = split_record(redis_sync.get(respondent_key("sms", script.number)))
+    stored, _ = split_record(redis_sync.get(layout_of(redis_sync).respondent("sms", script.number)))
     return Respondent.loads(stored, "sms", script.number) if stored else None
 
 
@@ -392,10 +398,19 @@ def messages_counted(direction: str) -> int:
         return thread.submit(asyncio.run, read()).result()
 
 
+def response_streams(redis_sync, survey: str) -> list[str]:
+    """The streams `survey`'s closed responses go to (on a Cluster, every shard's, shared by
+    the surveys)."""
+    layout = layout_of(redis_sync)
+    return sorted({layout.responses(shard, survey) for shard in layout.shards})
+
+
 def response_records(redis_sync, survey: str) -> list[dict]:
     """Every response record of `survey`: those in Redis's stream, and those the archiver has
     moved to the records database and trimmed from the stream."""
-    streamed = [json.loads(fields["r"]) for _, fields in redis_sync.xrange(f"cv:survey:{{{survey}}}:responses")]
+    streamed = [record for stream in response_streams(redis_sync, survey)
+                for _, fields in redis_sync.xrange(stream) for record in [json.loads(fields["r"])]
+                if record["survey"] == survey]
     in_stream = {record["response_id"] for record in streamed}
     return streamed + [r for r in archived_records(survey) if r["response_id"] not in in_stream]
 
@@ -446,7 +461,8 @@ def assert_all_complete_exactly_once(redis_sync, all_scripts: list[Script]) -> N
         assert list(record["answers"].items()) == list(script.recorded.items()), record
         assert record["messages_in"] == len(script.messages), record
         assert respondent_of(redis_sync, script).session is None
-    assert redis_sync.zcard("cv:timers") == 0
+    layout = layout_of(redis_sync)
+    assert sum(redis_sync.zcard(layout.timers(shard)) for shard in layout.shards) == 0
 
 
 # ---------------------------------------------------------------- the figures of the run
