@@ -19,12 +19,10 @@ local function pace_now()
   return pace_clock
 end
 
--- 0: the request may go, and is counted from now; > 0: milliseconds to wait first. A repeat
--- of a request already let go (the answer to its call was lost) goes again at once, counted once.
+-- 0: the request may go, and is counted from now; > 0: milliseconds to wait first
 local function take_pace(pace, last, rate, gap, member, window, inflight)
   local now = pace_now()
   redis.call('ZREMRANGEBYSCORE', pace, '-inf', now - window)
-  if redis.call('ZSCORE', pace, member) then return 0 end
   local newest = tonumber(redis.call('GET', last))
   if newest and now - newest < gap then return gap - (now - newest) end
   if redis.call('ZCARD', pace) >= rate then
