@@ -361,8 +361,8 @@ def redis_refuses_writes(health: dict) -> str | None:
     """Why Redis would refuse a commit now, or None."""
     if health["aof_last_write"] != "ok":
         return "the last AOF write failed (disk full or unwritable?): Redis refuses writes"
-    if health["max_bytes"] and health["used_bytes"] >= health["max_bytes"]:
-        return "Redis is at its maxmemory limit: writes are refused (raise maxmemory)"
+    if health["memory_full"]:
+        return "Redis (on a Cluster, one of its masters) is at its maxmemory limit: writes are refused (raise maxmemory)"
     return None
 
 

@@ -24,6 +24,7 @@ from postgres import PostgresServer
 from redis_cluster import RedisCluster
 
 from engine.records.commands import upgrade as upgrade_records
+from engine.redis.cluster import SUMMED
 from engine.redis.store import ClusterLayout, Layout
 from engine.runtime.settings import Settings
 from engine.tools.devserver import RedisMissing, redis_answers, redis_command
@@ -105,16 +106,52 @@ LAYOUT = ClusterLayout() if ON_CLUSTER else Layout()
 def redis_url(request) -> str:
     if ON_CLUSTER:
         return request.getfixturevalue("cluster_url")
-    server = request.getfixturevalue("redis_server")
-    client = redis.Redis.from_url(server.url)
-    client.flushall()
-    client.close()
-    return server.url
+    return request.getfixturevalue("one_redis_url")
+
+
+@pytest.fixture
+def one_redis_url(redis_server) -> str:
+    """One Redis, emptied, also when the other tests run on a Cluster: for the tests about what
+    one Redis node does (a module pins them with a `redis_url` fixture saying why)."""
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    return redis_server.url
+
+
+def is_cluster_node(url: str) -> bool:
+    with redis.Redis.from_url(url) as client:
+        return bool(client.info("cluster").get("cluster_enabled"))
+
+
+# what a cluster's masters keep for their replicas (a test of what the data costs leaves it out)
+ALSO_SUMMED = frozenset({"mem_total_replication_buffers", "mem_replication_backlog", "mem_clients_slaves"})
+
+
+class EveryMaster(redis.RedisCluster):
+    """redis-py's cluster client, whose KEYS, DBSIZE, MEMORY PURGE and INFO ask every master
+    (redis-py asks one node): what a test reads of "the Redis" is then the whole cluster's.
+    INFO's sizes are summed, as the server's own client does (engine.redis.cluster)."""
+
+    def keys(self, pattern="*", **kwargs):
+        return super().keys(pattern, **{"target_nodes": self.PRIMARIES, **kwargs})
+
+    def dbsize(self, **kwargs) -> int:
+        return super().dbsize(**{"target_nodes": self.PRIMARIES, **kwargs})
+
+    def memory_purge(self, **kwargs):
+        return super().memory_purge(**{"target_nodes": self.PRIMARIES, **kwargs})
+
+    def info(self, section=None, *args, **kwargs) -> dict:
+        if "target_nodes" in kwargs:
+            return super().info(section, *args, **kwargs)
+        found = super().info(section, *args, target_nodes=self.PRIMARIES, **kwargs).values()
+        return {name: sum(node[name] for node in found) if name in SUMMED | ALSO_SUMMED else value
+                for name, value in next(iter(found)).items()}
 
 
 @pytest.fixture
 def redis_sync(redis_url):
-    client = (redis.RedisCluster if ON_CLUSTER else redis.Redis).from_url(redis_url, decode_responses=True)
+    client = (EveryMaster if is_cluster_node(redis_url) else redis.Redis).from_url(redis_url, decode_responses=True)
     yield client
     client.close()
 

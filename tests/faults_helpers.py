@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import redis
 import yaml
 from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, replies_of
 from sqlalchemy import func, select
@@ -28,7 +29,15 @@ from engine.conversation import Respondent
 from engine.records.database import connect as connect_records
 from engine.records.schema import credit_usage, responses
 from engine.records.writes import response_record as archived_record
-from engine.redis.store import MARK_LENGTH, MARKS, SID_MARK_LENGTH, Layout, sid_mark, split_record
+from engine.redis.store import (
+    MARK_LENGTH,
+    MARKS,
+    SID_MARK_LENGTH,
+    ClusterLayout,
+    Layout,
+    sid_mark,
+    split_record,
+)
 from engine.runtime.twilio import sign
 
 CANVASS = Path(sys.executable).with_name("canvass")
@@ -366,11 +375,13 @@ async def alongside(load: Load, fault, timeout: float = 60.0):
 # ---------------------------------------------------------------- what Redis holds afterwards
 
 
-ONE_REDIS = Layout()  # the checks below read keys where this layout puts them (a ClusterLayout on a cluster)
+def layout_of(redis_sync) -> Layout:
+    """Where the server keeps each key on the Redis `redis_sync` talks to (one Redis or a Cluster)."""
+    return ClusterLayout() if isinstance(redis_sync, redis.RedisCluster) else Layout()
 
 
-def respondent_of(redis_sync, script: Script, layout: Layout = ONE_REDIS) -> Respondent | None:
-    stored, _ = split_record(redis_sync.get(layout.respondent("sms", script.number)))
+def respondent_of(redis_sync, script: Script, layout: Layout | None = None) -> Respondent | None:
+    stored, _ = split_record(redis_sync.get((layout or layout_of(redis_sync)).respondent("sms", script.number)))
     return Respondent.loads(stored, "sms", script.number) if stored else None
 
 
@@ -414,17 +425,24 @@ def messages_counted(direction: str) -> int:
         return thread.submit(asyncio.run, read()).result()
 
 
-def response_records(redis_sync, survey: str, layout: Layout = ONE_REDIS) -> list[dict]:
+def response_streams(redis_sync, survey: str, layout: Layout | None = None) -> list[str]:
+    """The streams `survey`'s closed responses go to (on a Cluster, every shard's, shared by
+    the surveys)."""
+    layout = layout or layout_of(redis_sync)
+    return sorted({layout.responses(shard, survey) for shard in layout.shards})
+
+
+def response_records(redis_sync, survey: str, layout: Layout | None = None) -> list[dict]:
     """Every response record of `survey`: those in Redis's streams, and those the archiver has
     moved to the records database and trimmed from the streams."""
-    streams = dict.fromkeys(layout.responses(shard, survey) for shard in layout.shards)
-    streamed = [record for stream in streams for _, fields in redis_sync.xrange(stream)
-                for record in [json.loads(fields["r"])] if record["survey"] == survey]
+    streamed = [record for stream in response_streams(redis_sync, survey, layout)
+                for _, fields in redis_sync.xrange(stream) for record in [json.loads(fields["r"])]
+                if record["survey"] == survey]
     in_stream = {record["response_id"] for record in streamed}
     return streamed + [r for r in archived_records(survey) if r["response_id"] not in in_stream]
 
 
-def answers_lost(redis_sync, all_scripts: list[Script], layout: Layout = ONE_REDIS) -> int:
+def answers_lost(redis_sync, all_scripts: list[Script], layout: Layout | None = None) -> int:
     """How many answers acknowledged with a 200 Redis does not hold, in the open session or
     in the respondent's response record."""
     recorded = {r["phone"]: r for survey in SURVEYS for r in response_records(redis_sync, survey, layout)}
@@ -441,7 +459,7 @@ def answers_lost(redis_sync, all_scripts: list[Script], layout: Layout = ONE_RED
     return lost
 
 
-def messages_applied(redis_sync, all_scripts: list[Script], layout: Layout = ONE_REDIS) -> dict[str, int]:
+def messages_applied(redis_sync, all_scripts: list[Script], layout: Layout | None = None) -> dict[str, int]:
     """Respondent number -> how many of its messages Redis has applied (its open session's
     count, else its response record's)."""
     recorded = {r["phone"]: r for survey in SURVEYS for r in response_records(redis_sync, survey, layout)}
@@ -455,9 +473,10 @@ def messages_applied(redis_sync, all_scripts: list[Script], layout: Layout = ONE
     return applied
 
 
-def commits_lost(redis_sync, all_scripts: list[Script], layout: Layout = ONE_REDIS) -> int:
+def commits_lost(redis_sync, all_scripts: list[Script], layout: Layout | None = None) -> int:
     """How many messages answered with a 200 left no mark in their conversation's record (the
     record keeps the marks of its newest commits, more than a script's messages)."""
+    layout = layout or layout_of(redis_sync)
     lost = 0
     for script in all_scripts:
         stored = redis_sync.get(layout.respondent("sms", script.number)) or ""
@@ -467,18 +486,19 @@ def commits_lost(redis_sync, all_scripts: list[Script], layout: Layout = ONE_RED
     return lost
 
 
-def committed_unanswered(redis_sync, all_scripts: list[Script], layout: Layout = ONE_REDIS) -> int:
+def committed_unanswered(redis_sync, all_scripts: list[Script], layout: Layout | None = None) -> int:
     """How many messages Redis has applied that were never answered with a 200 (their
     redelivery must be recognised, not applied again)."""
     applied = messages_applied(redis_sync, all_scripts, layout)
     return sum(applied[script.number] - script.acked for script in all_scripts)
 
 
-def assert_all_complete_exactly_once(redis_sync, all_scripts: list[Script], layout: Layout = ONE_REDIS,
+def assert_all_complete_exactly_once(redis_sync, all_scripts: list[Script], layout: Layout | None = None,
                                      records: list[dict] | None = None) -> None:
     """One complete response record per respondent (of `records`, else those Redis and the
     records database hold), its answers exactly those sent, in order; no session left open
     and no timer left behind."""
+    layout = layout or layout_of(redis_sync)
     if records is None:
         records = [record for survey in SURVEYS for record in response_records(redis_sync, survey, layout)]
     by_phone: dict[str, list[dict]] = {}

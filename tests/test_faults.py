@@ -18,7 +18,7 @@ from urllib.parse import quote, urlencode
 import faults_helpers
 import pytest
 import redis
-from conftest import RedisServer, admin_headers, free_port
+from conftest import RedisServer, admin_headers, free_port, is_cluster_node
 from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, Phone, replies_of
 from faults_helpers import (
     SURVEYS,
@@ -35,6 +35,7 @@ from faults_helpers import (
     figures_for,
     inbound_form,
     response_records,
+    response_streams,
     scripts,
     until,
     write_flows,
@@ -43,7 +44,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from redis_proxy import DelayingProxy
 
-from engine.redis.store import PATIENT_TIMEOUT, REDIS_TIMEOUT, responses_key
+from engine.redis.store import PATIENT_TIMEOUT, REDIS_TIMEOUT
 from engine.runtime.twilio import sign
 
 RESPONDENTS = 40
@@ -88,6 +89,14 @@ def own_redis(tmp_path):
     if server.process is not None and server.process.poll() is None:
         server.process.send_signal(signal.SIGCONT)  # a frozen server cannot act on SIGTERM
     server.stop()
+
+
+@pytest.fixture
+def one_redis_sync(one_redis_url):
+    """A client of one Redis, emptied (one_redis_url), for a test that stands a proxy in front of it."""
+    client = redis.Redis.from_url(one_redis_url, decode_responses=True)
+    yield client
+    client.close()
 
 
 @pytest.fixture
@@ -276,11 +285,14 @@ SLOWDOWNS = ((1.5, 3.0), (0.0, 0.5), (1.5, 3.0), (0.0, 0.5), (7.0, 2.5), (0.0, 0
 
 
 async def test_redis_slow_to_answer_commits_leaves_no_session_silent_and_no_message_doubled(
-        tmp_path, redis_server, redis_url, redis_sync, fake_twilio, texter, figures, database_url):
+        tmp_path, redis_server, one_redis_sync, fake_twilio, texter, figures, database_url):
     """Respondents started by the admin API or by access code converse while a proxy holds
     Redis's answers to commits back. Every webhook or start that gets no answer comes again,
     as Twilio does with `#rp=5xx` (or its fallback URL) and a client retrying a 503. Each
-    respondent must get each question exactly once, by TwiML or through the REST API."""
+    respondent must get each question exactly once, by TwiML or through the REST API.
+    On one Redis also when the other tests run on a Cluster: the proxy stands in front of one
+    node (a cluster's client would go to every node's own port)."""
+    redis_sync = one_redis_sync
     proxy = await DelayingProxy(redis_server.port).start()
     Records.url = database_url  # the archiver moves closed responses there: the checks read both
     server = CanvassProcess(write_flows(tmp_path / "flows"), proxy.url, tmp_path / "canvass.log", free_port(),
@@ -430,7 +442,7 @@ def digest(url: str) -> tuple[int, str]:
     """The number of keys and a hash of every key's name, type, content (DUMP; a stream's
     entries, since the archiver's group notes when it last looked) and whether it expires;
     the workers' heartbeats (cv:fleet:..., rewritten every few seconds) left out."""
-    client = redis.Redis.from_url(url)
+    client = (redis.RedisCluster if is_cluster_node(url) else redis.Redis).from_url(url)  # (scans every master)
 
     def content(key: bytes, kind: bytes):
         return client.xrange(key) if kind == b"stream" else client.dump(key)
@@ -452,7 +464,8 @@ async def test_a_thousand_forged_or_unsigned_webhooks_are_403_and_change_nothing
     await load.run(upto=3)
     for script in everyone[:4]:
         await load.converse(script)  # some complete (response records), some under way
-    await until(lambda: all(not redis_sync.xlen(responses_key(survey)) for survey in SURVEYS), 10)
+    streams = {stream for survey in SURVEYS for stream in response_streams(redis_sync, survey)}
+    await until(lambda: not any(redis_sync.exists(stream) and redis_sync.xlen(stream) for stream in streams), 10)
     before = digest(redis_url)  # once the archiver has moved the closed ones: it changes nothing after
     sids = (f"SM{n:032x}" for n in itertools.count(1))
     victims = itertools.cycle(everyone)

@@ -20,6 +20,13 @@ from engine.redis.store import connect
 
 
 @pytest.fixture
+def redis_url(one_redis_url) -> str:
+    """One Redis, also when the other tests run on a Cluster: a Multiplexer is one node's
+    pipelined link (the cluster's, one per master, is tests/test_cluster.py's)."""
+    return one_redis_url
+
+
+@pytest.fixture
 async def mux(redis_url):
     client = connect(redis_url)
     mux = Multiplexer.like(client, timeout=1.0)

@@ -171,8 +171,8 @@ async def test_closed_responses_are_archived_once_and_the_stream_trimmed(records
 
 async def test_a_batch_archived_but_not_acknowledged_is_stored_once(records_client, redis_sync):
     """kill -9 between the database's commit and XACK: the batch comes back and changes nothing."""
-    for n in range(3):
-        await complete(records_client, f"+1555124{n:04d}")
+    for number in in_one_shard("+1555124", 3):  # one stream, one batch, on a Cluster too
+        await complete(records_client, number)
     app = records_client.app
     first = app[ARCHIVER]
     original_ack = first.store.archive_ack
@@ -187,6 +187,14 @@ async def test_a_batch_archived_but_not_acknowledged_is_stored_once(records_clie
     assert await count(records_client.records_url, responses) == 3
     assert pending(redis_sync) == 0
     assert streamed(redis_sync) == 0
+
+
+def in_one_shard(prefix: str, count: int) -> list[str]:
+    """`count` numbers starting with `prefix` whose conversations share a shard (on one Redis,
+    any numbers)."""
+    numbers = [f"{prefix}{n:04d}" for n in range(10_000)]
+    shard = LAYOUT.shard("sms", numbers[0])
+    return [number for number in numbers if LAYOUT.shard("sms", number) == shard][:count]
 
 
 async def _never(*_args, **_kwargs):
@@ -310,10 +318,11 @@ async def test_the_embedded_sqlite_database_runs_in_wal_mode(database_url):
 
 async def test_consumers_of_stopped_processes_are_forgotten(records_client, redis_sync):
     await complete(records_client, "+15551280001")
-    archiver = records_client.app[ARCHIVER]
-    redis_sync.xgroup_createconsumer(FEEDBACK, ARCHIVE_GROUP, "stopped-long-ago")
-    assert await archiver.store.archive_forget_consumers(FEEDBACK, 0) >= 1
-    names = {c["name"] for c in redis_sync.xinfo_consumers(FEEDBACK, ARCHIVE_GROUP)}
+    await archive(records_client)  # its stream has its group (on a Cluster, made by its first archiving)
+    archiver, stream = records_client.app[ARCHIVER], LAYOUT.responses(LAYOUT.shard("sms", "+15551280001"), "feedback")
+    redis_sync.xgroup_createconsumer(stream, ARCHIVE_GROUP, "stopped-long-ago")
+    assert await archiver.store.archive_forget_consumers(stream, 0) >= 1
+    names = {c["name"] for c in redis_sync.xinfo_consumers(stream, ARCHIVE_GROUP)}
     assert "stopped-long-ago" not in names
 
 

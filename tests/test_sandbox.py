@@ -145,7 +145,8 @@ async def test_canvass_phone_prints_a_start_from_the_admin_api_as_it_arrives(mak
 
 
 async def test_a_reply_the_rest_api_sends_after_a_503_goes_to_the_sandbox(make_client, settings, redis_server,
-                                                                         redis_url, monkeypatch):
+                                                                         one_redis_url, monkeypatch):
+    # on one Redis also when the other tests run on a Cluster: the proxy stands in front of one node
     monkeypatch.setattr(store_module, "PATIENT_TIMEOUT", 2.0)  # give up within the test's seconds
     monkeypatch.setattr(settling, "SETTLE_PAUSE", 0.1)
     proxy = await DelayingProxy(redis_server.port).start()

@@ -53,7 +53,11 @@ def hold_first_reads(client, parties: int) -> None:
 
 
 def stored_responses(redis_sync, survey: str) -> list[dict]:
-    return [json.loads(fields["r"]) for _, fields in redis_sync.xrange(f"cv:survey:{{{survey}}}:responses")]
+    """The survey's closed responses still in Redis (on a Cluster, every shard's stream, which
+    the shard's surveys share)."""
+    streams = sorted({LAYOUT.responses(shard, survey) for shard in LAYOUT.shards})
+    found = [json.loads(fields["r"]) for stream in streams for _, fields in redis_sync.xrange(stream)]
+    return [response for response in found if response["survey"] == survey]
 
 
 async def test_a_conversation_by_access_code_runs_to_its_end_and_leaves_a_response(phone, redis_sync):
@@ -68,7 +72,7 @@ async def test_a_conversation_by_access_code_runs_to_its_end_and_leaves_a_respon
                                    "visit": {"code": "2", "label": "Clothing"}}
     assert response["phone"] == phone.number and response["channel"] == "sms"
     assert record(redis_sync, "sms", phone.number).session is None
-    assert redis_sync.zcard("cv:timers") == 0
+    assert redis_sync.zcard(LAYOUT.timers(LAYOUT.shard("sms", phone.number))) == 0
 
 
 async def test_replies_carry_the_status_callback_address(phone):
@@ -110,7 +114,7 @@ async def test_a_redelivered_message_gets_the_same_reply_and_changes_nothing(pho
     assert (revision(redis_sync, "sms", phone.number), record(redis_sync, "sms", phone.number)) == before
     # the conversation's key: its record, then the marks of the access code's message and this
     # one (newest first); beside it for a minute, their replies; and the redelivery's claim
-    assert sorted(redis_sync.keys(f"cv:{{sms:{phone.number}}}*")) == [
+    assert sorted(redis_sync.keys(LAYOUT.conversation("sms", phone.number) + "*")) == [
         LAYOUT.claims("sms", phone.number), LAYOUT.respondent("sms", phone.number), LAYOUT.replies("sms", phone.number)]
     marks = redis_sync.get(LAYOUT.respondent("sms", phone.number)).partition(MARKS)[2]
     assert len(marks) == 2 * MARK_LENGTH and marks.startswith(sid_mark("SM" + "a" * 32))

@@ -1087,11 +1087,13 @@ class Store:
                 if record.get("survey") == survey]
 
     async def _stream(self, key: str, until: str, batch: int):
+        # through the pipelined links: on a Cluster an export reads every shard's stream at
+        # once, which through redis-py's client would take a connection each
         start = "-"
         while True:
-            entries = await self.redis.xrange(key, min=start, max=until, count=batch)
+            entries = await self.mux.execute("XRANGE", key, start, until, "COUNT", batch)
             for entry_id, fields in entries:
-                yield entry_id, json.loads(fields["r"])
+                yield entry_id, json.loads(dict(zip(fields[::2], fields[1::2], strict=True))["r"])
             if len(entries) < batch:
                 return
             start = "(" + entries[-1][0]
@@ -1187,12 +1189,18 @@ class Store:
     # ------------------------------------------------------------ Redis itself
 
     async def health(self) -> dict:
-        """Redis's memory use and persistence status, from INFO memory and INFO persistence."""
+        """Redis's memory use and persistence status, from INFO memory and INFO persistence
+        (on a Redis Cluster, over every master: sizes summed, a failed status any master's;
+        `memory_full`: some master is at its maxmemory, so refuses the writes of its slots)."""
         info = await self.redis.info("memory")
         info.update(await self.redis.info("persistence"))
+        masters = [info]
+        if self.layout.cluster:
+            masters = list((await self.redis.info("memory", target_nodes=self.redis.PRIMARIES)).values())
         return {
             "used_bytes": int(info["used_memory"]),
             "max_bytes": int(info["maxmemory"]),  # 0: no limit
+            "memory_full": any(0 < int(master["maxmemory"]) <= int(master["used_memory"]) for master in masters),
             "policy": str(info["maxmemory_policy"]),
             "aof_enabled": bool(int(info["aof_enabled"])),
             "aof_last_write": str(info["aof_last_write_status"]),
