@@ -329,3 +329,17 @@ async def test_the_archiver_archives_every_shards_stream_at_once(cluster_url, da
     finally:
         await engine.dispose()
         await store.aclose()
+
+
+async def test_each_shard_keeps_its_own_mark_of_the_restored_opt_outs(cluster_url):
+    """A master that loses its data alone loses its shards' marks: the opt-outs are restored again."""
+    store = await Store.open(cluster_url)
+    try:
+        assert not await store.opt_outs_restored()
+        await store.mark_opt_outs_restored()
+        assert await store.opt_outs_restored()
+        with redis_sync_lib.RedisCluster.from_url(cluster_url) as client:
+            assert client.delete(store.layout.restored(store.layout.shards[77])) == 1
+        assert not await store.opt_outs_restored()
+    finally:
+        await store.aclose()

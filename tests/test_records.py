@@ -14,7 +14,7 @@ from fake_twilio import UNSUBSCRIBED, Phone
 from sqlalchemy import func, select
 
 from engine.records import migrate
-from engine.records.archiver import Archiver
+from engine.records.archiver import MIN_SHARE, Archiver
 from engine.records.commands import status
 from engine.records.commands import upgrade as upgrade_records
 from engine.records.database import DatabaseUrlError, connect, driver_url
@@ -356,6 +356,23 @@ async def test_a_record_the_database_refuses_stays_in_redis_and_blocks_nothing_e
     assert pending(redis_sync) == 1
     assert f"entry {entry_id} cannot be archived" in caplog.text
     assert await archive(records_client) == 0  # nothing to do: the next round waits, not spins
+
+
+async def test_refused_records_beyond_a_rounds_share_hold_no_new_one_back(records_client, redis_sync):
+    """More refused entries pending than a round claims from a stream: each round still reads
+    the new ones."""
+    number = "+15551290003"
+    stream = LAYOUT.responses(LAYOUT.shard("sms", number), "feedback")
+    for n in range(MIN_SHARE + 4):
+        redis_sync.xadd(stream, {"r": json.dumps({"response_id": f"broken{n}", "survey": "feedback"})})
+    app = records_client.app
+    archiver = Archiver(app[ARCHIVER].store, app[ARCHIVER].engine, lambda: ["feedback"], batch=MIN_SHARE)
+    for _ in range(3):  # the refused ones are this archiver's own pending entries from now on
+        await archiver.archive_once()
+    await complete(records_client, number)
+    for _ in range(3):
+        await archiver.archive_once()
+    assert {r.phone for r in await rows(records_client.records_url, responses)} == {number}
 
 
 async def test_the_migrations_build_exactly_the_tables_schema_py_defines(records_url):

@@ -175,8 +175,10 @@ class Archiver:
             self.store.archive_claim, stream, self.consumer, share, int(self.claim_idle * 1000),
             own=stream in owed, others=others) for stream in streams])
         batches = [(stream, entries) for stream, entries in zip(streams, claimed, strict=True) if entries]
+        # a stream whose claim came back empty holds nothing of this process's (its own pending
+        # ones were read, when owed)
         self.unacknowledged.difference_update(stream for stream, entries in zip(streams, claimed, strict=True)
-                                              if not entries and stream not in owed)
+                                              if not entries)
         if not batches:
             return 0
         try:

@@ -417,8 +417,9 @@ class Outbox:
         """The messages whose outcome is unknown, oldest first: {id, message, part, sids,
         reason, at}."""
         found = []
-        for kept in await asyncio.gather(*(self.store.redis.hgetall(keys.unknown) for keys in self._keys.values())):
-            for id_, raw in kept.items():
+        for kept in await asyncio.gather(*(self.store.mux.execute("HGETALL", keys.unknown)
+                                           for keys in self._keys.values())):
+            for id_, raw in zip(kept[::2], kept[1::2], strict=True):
                 entry = json.loads(raw)
                 message = Message.loads(entry["message"])
                 found.append({"id": id_, "kind": message.kind, "channel": message.channel, "to": message.to,

@@ -473,6 +473,10 @@ class Layout:
     def deliveries(self, shard: str) -> str:
         return DELIVERIES
 
+    def restored(self, shard: str) -> str:
+        """The mark that the opt-outs were restored into the shard from the records database."""
+        return RESTORED
+
     def pins(self, shard: str) -> str | None:
         """Where a commit notes the flow version its session is pinned to; None: on one Redis
         the commit extends the version's source key itself (cv:survey:{S}:flow:<version>)."""
@@ -495,6 +499,8 @@ class ClusterLayout(Layout):
       cv:{<shard>}:responses  stream  the closed responses of every survey (each record names
                               its survey), archived as cv:survey:{S}:responses
       cv:{<shard>}:optouts, cv:{<shard>}:deliveries  streams  as cv:records:{optouts}, {deliveries}
+      cv:{<shard>}:restored   string  as cv:records:{restored}, for the shard (a master may lose
+                              its data alone: the opt-outs are restored when any shard's is gone)
       cv:{<shard>}:pins       zset  member "<survey>\x1f<version>", score = until when (Redis
                               time) a session of the shard pinned to it may live; a worker
                               extends each version's source key to the greatest of these every
@@ -540,6 +546,9 @@ class ClusterLayout(Layout):
 
     def pins(self, shard: str) -> str | None:
         return f"cv:{{{shard}}}:pins"
+
+    def restored(self, shard: str) -> str:
+        return f"cv:{{{shard}}}:restored"
 
 
 # ------------------------------------------------------------ the scripts' typed calls
@@ -981,9 +990,14 @@ class Store:
         whether more may be due. On a Cluster every shard is asked at once, for its share."""
         shards = self.layout.shards
         share = limit if len(shards) == 1 else max(1, -(-limit // len(shards)) * 4)
-        found = await asyncio.gather(*(self._claim(ClaimDueCall(
+        results = await asyncio.gather(*(self._claim(ClaimDueCall(
             timers=self.layout.timers(shard), now=repr(now), lease=repr(lease), limit=str(share)))
-            for shard in shards))
+            for shard in shards), return_exceptions=True)
+        found = [members for members in results if not isinstance(members, BaseException)]
+        if not found:  # no shard answered (one Redis: its one shard)
+            raise next(error for error in results if isinstance(error, BaseException))
+        # a shard whose master cannot answer now (a failover) keeps its timers for later; the
+        # others' go now
         claimed = [timer_conversation(member) for members in found for member in members]
         return claimed, any(len(members) >= share for members in found)
 
@@ -1238,8 +1252,9 @@ class Store:
             claimed = await self.redis.xautoclaim(stream, ARCHIVE_GROUP, consumer, idle_ms, "0-0",
                                                   count=count - len(entries))
             entries += claimed[1]
-        if len(entries) < count:
-            entries += await self._read_group(stream, consumer, ">", count - len(entries))
+        # new ones whatever came before: own entries the database refuses must not fill every
+        # read and hold the stream back
+        entries += await self._read_group(stream, consumer, ">", count)
         return [(entry_id, json.loads(fields["r"]) if fields else None)
                 for entry_id, fields in entries]
 
@@ -1308,10 +1323,20 @@ class Store:
         return sum(1 for done in stored if done)
 
     async def opt_outs_restored(self) -> bool:
-        return bool(await self.redis.exists(RESTORED))
+        """Whether Redis still holds the opt-outs restored from the records database: on a
+        Cluster every shard keeps its own mark, since one master may lose its data alone."""
+        if not self.layout.cluster:
+            return bool(await self.redis.exists(RESTORED))
+        marks = await asyncio.gather(*(self.mux.execute("EXISTS", self.layout.restored(shard))
+                                       for shard in self.layout.shards))
+        return all(marks)
 
     async def mark_opt_outs_restored(self) -> None:
-        await self.redis.set(RESTORED, "1")
+        if not self.layout.cluster:
+            await self.redis.set(RESTORED, "1")
+            return
+        await asyncio.gather(*(self.mux.execute("SET", self.layout.restored(shard), "1")
+                               for shard in self.layout.shards))
 
     @cached_property
     def _trim_archived(self) -> Script:

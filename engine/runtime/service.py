@@ -34,7 +34,15 @@ from engine.conversation import NotStartable, Outcome, Respondent, WithStatuses
 from engine.events import WEB_PAGE, ReminderNotSent, SessionClosed, SessionOpened
 from engine.records.optouts import event_records
 from engine.redis.outbox import Message
-from engine.redis.store import Change, CommitUnknown, ReadUnknown, Snapshot, Store, commit_tag
+from engine.redis.store import (
+    Change,
+    CommitUnknown,
+    NotReplicated,
+    ReadUnknown,
+    Snapshot,
+    Store,
+    commit_tag,
+)
 from engine.runtime.metrics import Metrics
 from engine.runtime.outbox import HOLD, Result, Senders, message_for
 from engine.runtime.registry import Registry
@@ -244,17 +252,24 @@ class Service:
             responses=tuple(outcome.responses), message_sid=message_sid, replies=tuple(outcome.replies),
             opt_outs=event_records(respondent.channel, respondent.phone, outcome.events, self.clock()),
             outbox=tuple((message.id, due, message.dumps()) for message, due in messages))
+        what = f"a step of {snapshot.channel}:{snapshot.phone}"
+        then = None if landed is None else lambda: landed(outcome)
         try:
-            committed = await self.store.commit(snapshot, change)
-        except CommitUnknown as unknown:
             try:
-                if time.perf_counter() - started > PATIENT_WITHIN:
-                    raise  # this request waited already: answer now, so a webhook stays short
-                committed = await self.store.recommit(unknown)
-            except CommitUnknown as still:
-                what = f"a step of {snapshot.channel}:{snapshot.phone}"
-                self.settling.hand_over(still, what, None if landed is None else lambda: landed(outcome))
-                raise Unsettled(f"{what} may have been committed; settling it in the background") from None
+                committed = await self.store.commit(snapshot, change)
+            except CommitUnknown as unknown:
+                try:
+                    if time.perf_counter() - started > PATIENT_WITHIN:
+                        raise  # this request waited already: answer now, so a webhook stays short
+                    committed = await self.store.recommit(unknown)
+                except CommitUnknown as still:
+                    self.settling.hand_over(still, what, then)
+                    raise Unsettled(f"{what} may have been committed; settling it in the background") from None
+        except NotReplicated:
+            # in, on the master: a redelivery is answered from it once replicated; else its
+            # messages go once the replicas have it (the request still answers 503)
+            self.settling.replicate(snapshot.channel, snapshot.phone, what, then)
+            raise
         if not committed.ok:
             return False
         self.recent.committed(snapshot, change, respondent)

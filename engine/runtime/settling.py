@@ -76,6 +76,32 @@ class Settling:
             except Exception:
                 log.exception("%s landed but its messages could not be sent", what)
 
+    def replicate(self, channel: str, phone: str, what: str, landed: Landed | None) -> None:
+        """A commit is on the master but its replicas had not all acknowledged it
+        (REDIS_WAIT_REPLICAS): once they have, run `landed` (an inbound message's replies go
+        through the REST API, unless its redelivery claimed them first)."""
+        task = asyncio.create_task(self._replicate(channel, phone, what, landed))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _replicate(self, channel: str, phone: str, what: str, landed: Landed | None) -> None:
+        deadline = time.monotonic() + SETTLE_FOR
+        while True:
+            try:
+                await self.store.replicated(channel, phone)
+                break
+            except RedisError as err:
+                if time.monotonic() > deadline:  # the master serves it: better late than silent
+                    log.error("%s never reached the replicas asked for within %d s; sending its "
+                              "messages anyway: %s", what, SETTLE_FOR, err)
+                    break
+                await asyncio.sleep(SETTLE_PAUSE)
+        if landed is not None:
+            try:
+                await landed()
+            except Exception:
+                log.exception("%s was committed but its messages could not be sent", what)
+
     def take_over(self, unknown: ReadUnknown, what: str, send: Callable[[list[str]], Awaitable[None]]) -> None:
         """A redelivery's read (`unknown`) may have claimed its replies for a TwiML answer that
         never went: hand that claim to the REST API, and `send` the replies, once Redis answers."""

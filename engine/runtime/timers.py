@@ -52,9 +52,12 @@ class Sweeper:
             self._published_at = now
         store = self.service.store
         if store.layout.cluster and (self._pinned_at is None or now - self._pinned_at >= PIN_EVERY):
-            for survey, version in await store.keep_pinned_flows():
-                await self.registry.republish(survey, version)
-            self._pinned_at = now
+            self._pinned_at = now  # tried again in PIN_EVERY, and a failure holds no sweep back
+            try:
+                for survey, version in await store.keep_pinned_flows():
+                    await self.registry.republish(survey, version)
+            except RedisError as err:
+                log.warning("pinned flow sources not extended this time: %s", err)
 
     async def run(self) -> None:
         while not self._stop.is_set():
