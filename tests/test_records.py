@@ -19,7 +19,7 @@ from engine.records.commands import status
 from engine.records.commands import upgrade as upgrade_records
 from engine.records.database import DatabaseUrlError, connect, driver_url
 from engine.records.schema import opt_out_events, opt_outs, responses
-from engine.redis.store import ARCHIVE_GROUP, RESTORED
+from engine.redis.store import ARCHIVE_GROUP
 from server import ARCHIVER, SchemaNotCurrent
 
 FEEDBACK = LAYOUT.responses(LAYOUT.shards[0], "feedback")  # where a test adds a record itself
@@ -243,7 +243,7 @@ async def test_an_opt_out_outlives_redis(records_client, redis_sync, fake_twilio
     assert response.status == 409 and (await response.json())["error"] == "opted_out"
     assert fake_twilio.messages == []
     await archive(records_client)  # ... and the archiver, seeing Redis lost its data, restores it
-    assert redis_sync.exists(RESTORED)
+    assert all(redis_sync.exists(LAYOUT.restored(shard)) for shard in LAYOUT.shards)
     restored = redis_sync.get(LAYOUT.respondent("sms", number))
     assert restored is not None and redis_sync.ttl(LAYOUT.respondent("sms", number)) == -1
     assert await phone.send("@FEED") == []  # opted out: nothing but START is answered
