@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, FakeTwilio, Phone
-from faults_helpers import write_figures
+from faults_helpers import Texter, write_figures
 from hypothesis import settings as hypothesis_settings
 from postgres import PostgresServer
 from redis_cluster import RedisCluster
@@ -281,6 +281,20 @@ def phone(client):
 def pytest_terminal_summary(terminalreporter, config):
     """The fault suite's figures (tests/test_faults.py), when it ran."""
     write_figures(terminalreporter, config)
+
+
+@pytest.fixture
+async def texter():
+    """Texters (faults_helpers.Texter) of the fault suites, closed afterwards: make(base_url)."""
+    made: list[Texter] = []
+
+    def make(base_url: str) -> Texter:
+        made.append(Texter(base_url))
+        return made[-1]
+
+    yield make
+    for one in made:
+        await one.close()
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,6 @@ from faults_helpers import (
     Load,
     Records,
     Script,
-    Texter,
     alongside,
     answers_lost,
     assert_all_complete_exactly_once,
@@ -78,19 +77,6 @@ def cluster_sync(cluster_url):
     client = redis.RedisCluster.from_url(cluster_url, decode_responses=True)
     yield client
     client.close()
-
-
-@pytest.fixture
-async def texter():
-    made: list[Texter] = []
-
-    def make(base_url: str) -> Texter:
-        made.append(Texter(base_url))
-        return made[-1]
-
-    yield make
-    for one in made:
-        await one.close()
 
 
 # ---------------------------------------------------------------- helpers

@@ -27,7 +27,6 @@ from faults_helpers import (
     Figures,
     Load,
     Records,
-    Texter,
     alongside,
     answers_lost,
     assert_all_complete_exactly_once,
@@ -97,19 +96,6 @@ def one_redis_sync(one_redis_url):
     client = redis.Redis.from_url(one_redis_url, decode_responses=True)
     yield client
     client.close()
-
-
-@pytest.fixture
-async def texter():
-    made: list[Texter] = []
-
-    def make(base_url: str) -> Texter:
-        made.append(Texter(base_url))
-        return made[-1]
-
-    yield make
-    for one in made:
-        await one.close()
 
 
 def messages_in(all_scripts) -> int:
