@@ -37,6 +37,7 @@ from bench.procs import (
     cpu_seconds,
     redis_server,
     run_alone,
+    wait_until_ready,
 )
 from bench.webhook import QUICK, LoadShape, check, drive, start_canvass
 from engine.redis.store import ClusterLayout, key_slot, shard_tags
@@ -45,7 +46,6 @@ from tests.redis_cluster import RedisCluster
 
 TARGETS = ("one", "cluster")  # canvass on one Redis, canvass on the cluster
 RATIO_TARGET = 0.8  # cluster/one Redis throughput: "the cost of routing"
-START_TIMEOUT = 20.0  # seconds for a node to answer PING
 ARCHIVE_WAIT = 15.0  # seconds an archiver gets, after its round, to catch up
 IDLE_SECONDS = 3.0  # how long both servers are watched with no load: their background work's CPU
 
@@ -65,14 +65,14 @@ class ClusterNode(Process):
             redis_command(self.port, self.directory, *self.overrides, "--logfile", str(self.directory / "redis.log")),
             self.pinning.load_core)
         super().start()
-        deadline = time.monotonic() + START_TIMEOUT
-        while not redis_answers(self.port):
-            self.check_running()
-            if time.monotonic() > deadline:
-                self.stop()
-                raise BenchError(f"{self.name} did not answer in {START_TIMEOUT:.0f} s:\n"
-                                 f"{(self.directory / 'redis.log').read_text(errors='replace')[-2000:]}")
-            time.sleep(0.02)
+        wait_until_ready(self, lambda: redis_answers(self.port))
+
+    def log_tail(self, lines: int = 20) -> str:
+        """Its Redis log's last lines (what it says when it does not start)."""
+        try:
+            return "\n".join((self.directory / "redis.log").read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
 
 
 def start_cluster(directory: Path, pinning: Pinning) -> RedisCluster:

@@ -131,7 +131,7 @@ def redis_server(directory: Path, pinning: Pinning) -> tuple[Process, str]:
     process = Process("redis-server", pinning.command(argv, pinning.load_core), directory / "redis.log")
     process.start()
     url = f"redis://127.0.0.1:{port}/0"
-    _wait(process, lambda: redis_answers(port))
+    wait_until_ready(process, lambda: redis_answers(port))
     return process, url
 
 
@@ -143,7 +143,7 @@ def http_ready(url: str) -> bool:
         return False
 
 
-def _wait(process: Process, ready) -> None:
+def wait_until_ready(process: Process, ready) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while not ready():
         process.check_running()
@@ -158,7 +158,7 @@ def start_server(name: str, argv: list[str], port: int, ready_path: str, env: di
                  log: Path, pinning: Pinning) -> Process:
     process = Process(name, pinning.command(argv, pinning.server_core), log, env)
     process.start()
-    _wait(process, lambda: http_ready(f"http://127.0.0.1:{port}{ready_path}"))
+    wait_until_ready(process, lambda: http_ready(f"http://127.0.0.1:{port}{ready_path}"))
     return process
 
 
