@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL, FakeTwilio, Phone
-from faults_helpers import Texter, write_figures
+from faults_helpers import CanvassProcess, Records, Texter, write_figures, write_flows
 from hypothesis import settings as hypothesis_settings
 from postgres import PostgresServer
 from redis_cluster import RedisCluster
@@ -281,6 +281,29 @@ def phone(client):
 def pytest_terminal_summary(terminalreporter, config):
     """The fault suite's figures (tests/test_faults.py), when it ran."""
     write_figures(terminalreporter, config)
+
+
+@pytest.fixture
+def canvass(tmp_path, database_url):
+    """Start `canvass serve` processes (faults_helpers.CanvassProcess) on a Redis and a records
+    database (SQLite unless given), more environment variables and workers as given; every one
+    is stopped at the end."""
+    flows = write_flows(tmp_path / "flows")
+    started: list[CanvassProcess] = []
+
+    def start(redis_url: str, records_url: str = database_url, environment: dict[str, str] | None = None,
+              workers: int = 1) -> CanvassProcess:
+        Records.url = records_url
+        process = CanvassProcess(flows, redis_url, tmp_path / f"canvass-{len(started)}.log", free_port(),
+                                 records_url, environment, workers=workers)
+        started.append(process)
+        process.start()
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+    Records.url = None
 
 
 @pytest.fixture

@@ -14,13 +14,12 @@ import time
 import faults_helpers
 import pytest
 import redis
-from conftest import admin_headers, free_port
+from conftest import admin_headers
 from faults_helpers import (
     SURVEYS,
     CanvassProcess,
     Figures,
     Load,
-    Records,
     Script,
     alongside,
     answers_lost,
@@ -29,7 +28,6 @@ from faults_helpers import (
     figures_for,
     scripts,
     until,
-    write_flows,
 )
 from redis.cluster import key_slot
 
@@ -51,24 +49,9 @@ def figures(request) -> Figures:
 
 
 @pytest.fixture
-def serve(tmp_path, cluster_url, database_url):
-    """Start `canvass serve --workers 2` on the cluster (more environment variables given);
-    every one is stopped at the end."""
-    flows = write_flows(tmp_path / "flows")
-    started: list[CanvassProcess] = []
-    Records.url = database_url
-
-    def start(environment: dict[str, str] | None = None) -> CanvassProcess:
-        process = CanvassProcess(flows, cluster_url, tmp_path / f"canvass-{len(started)}.log", free_port(),
-                                 database_url, environment, workers=2)
-        started.append(process)
-        process.start()
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
-    Records.url = None
+def serve(canvass, cluster_url):
+    """Start `canvass serve --workers 2` on the cluster (more environment variables given)."""
+    return lambda environment=None: canvass(cluster_url, environment=environment, workers=2)
 
 
 @pytest.fixture

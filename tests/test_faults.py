@@ -59,27 +59,6 @@ def figures(request) -> Figures:
 
 
 @pytest.fixture
-def canvass(tmp_path, database_url):
-    """Start `canvass serve` processes on a Redis (and a records database: SQLite unless
-    given); every one is stopped at the end."""
-    flows = write_flows(tmp_path / "flows")
-    started: list[CanvassProcess] = []
-
-    def start(redis_url: str, records_url: str = database_url) -> CanvassProcess:
-        Records.url = records_url
-        process = CanvassProcess(flows, redis_url, tmp_path / f"canvass-{len(started)}.log", free_port(),
-                                 records_url)
-        started.append(process)
-        process.start()
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
-    Records.url = None
-
-
-@pytest.fixture
 def own_redis(tmp_path):
     """A redis-server of this test's own (shipped config: AOF, fsync always), to kill and restart."""
     server = RedisServer(tmp_path / "redis")
