@@ -499,7 +499,7 @@ class ClusterLayout(Layout):
       cv:{<shard>}:responses  stream  the closed responses of every survey (each record names
                               its survey), archived as cv:survey:{S}:responses
       cv:{<shard>}:optouts, cv:{<shard>}:deliveries  streams  as cv:records:{optouts}, {deliveries}
-      cv:{<shard>}:restored   string  as cv:records:{restored}, for the shard (a master may lose
+      cv:records:{<shard>}:restored  string  as cv:records:{restored}, for the shard (a master may lose
                               its data alone: the opt-outs are restored when any shard's is gone)
       cv:{<shard>}:pins       zset  member "<survey>\x1f<version>", score = until when (Redis
                               time) a session of the shard pinned to it may live; a worker
@@ -548,7 +548,7 @@ class ClusterLayout(Layout):
         return f"cv:{{{shard}}}:pins"
 
     def restored(self, shard: str) -> str:
-        return f"cv:{{{shard}}}:restored"
+        return f"cv:records:{{{shard}}}:restored"
 
 
 # ------------------------------------------------------------ the scripts' typed calls
