@@ -91,7 +91,8 @@ async def test_a_link_distribution_is_answered_on_the_web_with_the_contact_and_t
                     f"{PUBLIC_BASE_URL}{OPT_OUT.search(body).group(1)}")
     token = path[3:]
     assert len(token) >= TOKEN_BYTES * 4 // 3  # 128 bits of randomness, URL-safe Base64
-    assert "2015550101" not in body.replace(token, "") and "2015550101" not in token and "Al" not in token
+    # nothing of the contact in the link (a name as short as "Al" can occur in random text by chance)
+    assert "2015550101" not in body.replace(token, "") and "2015550101" not in token
     assert LINK.search(sent["+12015550102"].body).group(1) != path
     states = await recipients(links_api, distribution)
     assert {phone: state[0] for phone, state in states.items()} == dict.fromkeys(states, "sent")
