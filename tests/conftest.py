@@ -307,6 +307,14 @@ def canvass(tmp_path, database_url):
 
 
 @pytest.fixture
+def web_flows(flows_dir):
+    """The flows directory with the web survey tests' flow (tests/flows/web/webtest.yaml) in it."""
+    flow = Path(__file__).parent / "flows" / "web" / "webtest.yaml"
+    shutil.copy(flow, flows_dir / flow.name)
+    return flows_dir
+
+
+@pytest.fixture
 async def texter():
     """Texters (faults_helpers.Texter) of the fault suites, closed afterwards: make(base_url)."""
     made: list[Texter] = []

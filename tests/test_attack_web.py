@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import shutil
 
 import pytest
 from conftest import admin_headers
@@ -18,12 +17,6 @@ from test_web_survey import WEB_FLOW, Form, answer, exported, link_path, page, p
 
 from engine.records.schema import opt_outs
 from engine.runtime.appkeys import ARCHIVER, SERVICE
-
-
-@pytest.fixture
-def web_flows(flows_dir):
-    shutil.copy(WEB_FLOW, flows_dir / WEB_FLOW.name)
-    return flows_dir
 
 
 @pytest.fixture

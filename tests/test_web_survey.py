@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
@@ -55,12 +54,6 @@ class Form(HTMLParser):
             self.textarea = a
         elif tag == "button" and a.get("name") == "answer":
             self.buttons.append(a["value"])
-
-
-@pytest.fixture
-def web_flows(flows_dir):
-    shutil.copy(WEB_FLOW, flows_dir / WEB_FLOW.name)
-    return flows_dir
 
 
 @pytest.fixture
