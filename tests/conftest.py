@@ -343,8 +343,8 @@ def redis_cluster(tmp_path_factory):
 
 @pytest.fixture
 def cluster_url(redis_cluster) -> str:
-    """The URL of one master of the cluster, every node revived and emptied."""
-    redis_cluster.revive()
+    """The URL of one master of the cluster, whole again (every node revived) and emptied."""
+    redis_cluster.heal()
     for port in redis_cluster.masters():
         with redis_cluster.client(port) as client:
             client.flushall()

@@ -331,7 +331,23 @@ class Load:
             await self.until_answered(script, late)
 
     async def run(self, upto: int | None = None, timeout: float = 60.0) -> None:
-        await asyncio.wait_for(asyncio.gather(*(self.converse(s, upto) for s in self.scripts)), timeout)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(self.converse(s, upto) for s in self.scripts)), timeout)
+        except TimeoutError:
+            raise AssertionError(f"the load did not finish in {timeout:.0f}s: {self.stuck(upto)}") from None
+
+    def stuck(self, upto: int | None = None) -> str:
+        """Who has not been answered yet, and what their last deliveries got: why a load hangs."""
+        waiting = [s for s in self.scripts if s.number not in self.diverged
+                   and s.acked < len(s.messages[:upto])]
+        sids = {s.messages[s.acked].sid: s.number for s in waiting}
+        last: dict[str, Delivery] = {}
+        for delivery in self.deliveries:
+            if delivery.sid in sids:
+                last[delivery.sid] = delivery
+        statuses = Counter(d.status for d in last.values())
+        return (f"{len(waiting)} respondents wait for an answer (e.g. {[s.number for s in waiting[:3]]}); "
+                f"their last deliveries got {dict(statuses)}, {len(sids) - len(last)} not sent yet")
 
     async def settled(self) -> None:
         """Wait until no delivery is under way (call with the gate closed)."""

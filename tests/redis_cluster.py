@@ -21,7 +21,10 @@ import redis
 
 from engine.tools.local_redis import RedisMissing
 
-NODE_TIMEOUT_MS = 1000  # how long a silent master has before its replica takes over
+# How long a silent master has before its replica takes over. A master blocks while MIGRATE
+# waits for its target: on two busy cores a second was too short (a reshard under load saw
+# masters marked failed, and the cluster went down mid-way).
+NODE_TIMEOUT_MS = 5000
 BUS_OFFSET = 10000
 
 
@@ -91,12 +94,35 @@ class RedisCluster:
         for node in self.nodes:
             node.stop()
 
+    def heal(self) -> None:
+        """Make the cluster whole for the next test, whatever the last one left: killed nodes
+        are started again, slots left migrating by a broken reshard are fixed (`redis-cli
+        --cluster fix`), and a cluster still not ok is built afresh, so that one failed test
+        never fails the ones after it."""
+        try:
+            self.revive()
+            if self.problems():
+                self.cli("--cluster", "fix", f"127.0.0.1:{self.masters()[0]}", "--cluster-yes")
+            self.wait_ok()
+        except RuntimeError as err:
+            print(f"the test cluster was broken, built afresh: {err}")
+            self.stop()
+            for node in self.nodes:
+                shutil.rmtree(node.directory, ignore_errors=True)
+            self.start()
+
     def cli(self, *argv: str, timeout: float = 120) -> str:
         done = subprocess.run([_cli(), *argv], capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
         if done.returncode != 0 or "[ERR]" in done.stdout:
             raise RuntimeError(f"redis-cli {' '.join(argv)} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
+
+    def problems(self) -> list[str]:
+        """What `redis-cli --cluster check` warns of (open slots, slots not covered); [] if none."""
+        done = subprocess.run([_cli(), "--cluster", "check", f"127.0.0.1:{self.masters()[0]}"],
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        return [line for line in done.stdout.splitlines() if "[WARNING]" in line or "[ERR]" in line]
 
     def client(self, port: int) -> redis.Redis:
         return redis.Redis(port=port, decode_responses=True, socket_timeout=5)
@@ -142,18 +168,37 @@ class RedisCluster:
                 for node in self._alive():
                     with self.client(node.port) as client:
                         if "cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
-                            raise redis.RedisError("not ok yet")
+                            raise redis.RedisError(f"node {node.port} says the cluster is not ok")
                         views.append(sorted(_slots(client)))
                         replication = client.info("replication")
                         if replication["role"] == "slave" and replication["master_link_status"] != "up":
-                            raise redis.RedisError("a replica is not in sync yet")
+                            raise redis.RedisError(f"replica {node.port} is not in sync with its master")
                 if views and all(view == views[0] for view in views):
                     return
-            except redis.RedisError:
-                pass
+                waiting_for = "the nodes to agree on who serves each slot"
+            except redis.RedisError as err:
+                waiting_for = str(err)
             if time.monotonic() > deadline:
-                raise RuntimeError("the cluster did not reach cluster_state:ok")
+                raise RuntimeError(f"the cluster did not reach cluster_state:ok in {timeout:.0f}s: "
+                                   f"{waiting_for}\n{self.describe()}")
             time.sleep(0.1)
+
+    def describe(self) -> str:
+        """Each node: alive or not, its cluster_state, and CLUSTER NODES as it sees it, for a failure."""
+        lines = []
+        for node in self.nodes:
+            if node not in self._alive():
+                lines.append(f"node {node.port}: down")
+                continue
+            try:
+                with self.client(node.port) as client:
+                    info = client.execute_command("CLUSTER", "INFO")
+                    state = next(line for line in info.splitlines() if line.startswith("cluster_state"))
+                    lines += [f"node {node.port}: {state.strip()}, and as it sees the cluster:",
+                              client.execute_command("CLUSTER", "NODES").strip()]
+            except redis.RedisError as err:
+                lines.append(f"node {node.port}: does not answer ({err})")
+        return "\n".join(lines)
 
     def reshard(self, source: int, target: int, slots: int) -> None:
         """Move `slots` slots from master `source` to master `target` (ports), keys and all."""

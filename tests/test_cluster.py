@@ -213,6 +213,25 @@ async def test_a_master_killed_while_commands_flow(cluster_mux, redis_cluster):
         assert redis_cluster.master_of_slot(slot_of(key)) == promoted
 
 
+def test_a_cluster_a_failed_test_left_broken_is_whole_for_the_next(cluster_url, redis_cluster):
+    """What a reshard cut off mid-way leaves (a slot migrating and importing) and a killed
+    node are healed before the next test: `redis-cli --cluster check` finds nothing open."""
+    slot = slot_of("cv:{left-open}:r")
+    source = redis_cluster.master_of_slot(slot)
+    target = next(port for port in redis_cluster.masters() if port != source)
+    redis_cluster.begin_migration(slot, target)
+    assert any("open" in problem for problem in redis_cluster.problems())
+    down = next(node for node in redis_cluster.nodes if node.port not in redis_cluster.masters())
+    down.process.kill()
+    down.process.wait()
+    down.process = None
+    redis_cluster.heal()
+    assert all(node.process is not None for node in redis_cluster.nodes)
+    assert redis_cluster.problems() == []
+    with redis_cluster.client(redis_cluster.master_of_slot(slot)) as client:
+        assert client.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+
+
 async def test_no_reachable_node_is_a_connection_error(redis_cluster):
     mux = ClusterMultiplexer({}, redis_sync_lib.asyncio.connection.Connection,
                              [("127.0.0.1", free_port())], timeout=0.5)
