@@ -436,8 +436,7 @@ async def storage(app: web.Application) -> AsyncIterator[None]:
         sending = None
         if sender is not None:
             service.senders = Senders(Outbox(store), sender, Pacing(settings.pacing), app[CLOCK],
-                                      service.message_ended, service.message_sent, store.record_delivery,
-                                      settings.send_timeout)
+                                      service.message_ended, service.message_sent, settings.send_timeout)
             service.senders.on_retry = lambda message: app[METRICS].send_retries.inc(message.channel)
             sending = asyncio.create_task(service.senders.run())
         try:

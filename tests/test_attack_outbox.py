@@ -51,15 +51,18 @@ async def test_a_delivery_status_that_beats_the_senders_note_still_reaches_the_r
     created: the status must still move the distribution's recipient."""
     await import_list(api, "Phone,FirstName\n+12015550101,Al\n")
     distribution = await distribute(api)
-    senders = api.server.app[SERVICE].senders
-    note = senders.record_delivery
+    outbox = api.server.app[SERVICE].senders.outbox
+    finish = outbox.finish  # where the sender notes the message queued
 
-    async def callback_first(channel, phone, sid, status, code, at, from_distribution):
-        answer = await Phone(api, phone).post(status_form(sid, phone, "delivered"), path="/twilio/status")
-        assert answer.status == 204
-        await note(channel, phone, sid, status, code, at, from_distribution)
+    async def callback_first(claimed, part, outcome, now, **details):
+        if details.get("sid"):
+            phone = claimed.message.to
+            answer = await Phone(api, phone).post(status_form(details["sid"], phone, "delivered"),
+                                                  path="/twilio/status")
+            assert answer.status == 204
+        return await finish(claimed, part, outcome, now, **details)
 
-    senders.record_delivery = callback_first
+    outbox.finish = callback_first
     await work(api, rounds=2)
     [(state, *_)] = (await recipients(api, distribution)).values()
     assert state == "delivered"

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from engine.redis.multiplexer import NotSent
 from engine.redis.scripts import Lua
-from engine.redis.store import Script, Store, shard_index
+from engine.redis.store import DELIVERY_TTL, OUTRANKING, Script, Store, shard_index
 
 PACE_WINDOW_MS = 1000  # the pace is what any one-second window of arrivals at Twilio holds
 
@@ -163,10 +163,12 @@ class FinishCall(NamedTuple):
     state: str
     unknown: str
     deliveries: str
-    paces: tuple[str, ...]  # the pace of each answer's sender
+    per_answer: tuple[str, ...]  # two per answer: its sender's pace, its recipient's deliveries hash
     tag: str
     now: str
-    answers: tuple[str, ...]  # nine per answer: FinishAnswer
+    ttl: str  # of a recipient's deliveries hash (DELIVERY_TTL)
+    queued_outranking: str  # OUTRANKING["queued"], comma-separated
+    answers: tuple[str, ...]  # twelve per answer: FinishAnswer
 
 
 class FinishAnswer(NamedTuple):
@@ -179,6 +181,9 @@ class FinishAnswer(NamedTuple):
     reason: str
     retry_at: str
     member: str  # the request's entry in the pace ('' unpaced)
+    channel: str  # the recipient's, for the `queued` note of a part Twilio took
+    to: str
+    distribution: str  # '' when none
 
 
 class ResendCall(NamedTuple):
@@ -189,6 +194,9 @@ class ResendCall(NamedTuple):
     id: str
     now: str
 
+
+_DELIVERY_TTL = str(DELIVERY_TTL)
+_QUEUED_OUTRANKING = ",".join(OUTRANKING["queued"])
 
 OUTBOX_CLAIM = Lua("outbox_claim.lua", ClaimCall)
 OUTBOX_BEGIN = Lua("outbox_begin.lua", BeginCall)
@@ -386,9 +394,11 @@ class Outbox:
         answer = FinishAnswer(
             message.id, str(part), str(len(message.parts)), outcome, sid,
             "" if error_code is None else str(error_code), reason[:200],
-            repr(retry_at) if retry_at is not None else "", "" if self.layout.cluster else member)
+            repr(retry_at) if retry_at is not None else "", "" if self.layout.cluster else member,
+            message.channel, message.to, message.distribution or "")
         pace = keys.due if self.layout.cluster else pace_key(message.sender)
-        noted = bool(await self._finishes.add((keys, pace, answer), f"{repr(now)}|{keys.due}"))
+        answer_keys = (pace, self.layout.delivery(message.channel, message.to))
+        noted = bool(await self._finishes.add((keys, answer_keys, answer), f"{repr(now)}|{keys.due}"))
         if noted and member and self.layout.cluster:
             await self._answered.add((pace_key(message.sender), member), "")
         return noted
@@ -397,7 +407,8 @@ class Outbox:
         keys = answers[0][0]
         return await self._finish(FinishCall(
             keys.due, keys.messages, keys.state, keys.unknown, keys.deliveries,
-            tuple(pace for _, pace, _ in answers), self.tag, common.partition("|")[0],
+            tuple(key for _, answer_keys, _ in answers for key in answer_keys), self.tag,
+            common.partition("|")[0], _DELIVERY_TTL, _QUEUED_OUTRANKING,
             tuple(arg for _, _, answer in answers for arg in answer)))
 
     async def _paced_all(self, answered: list, _: str) -> list:

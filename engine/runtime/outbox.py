@@ -105,10 +105,9 @@ class Senders:
     def __init__(self, outbox: Outbox, sender: Sender | SandboxSender, pacing: Pacing,
                  clock: Callable[[], float], on_final: OnFinal,
                  on_sent: Callable[[Message, int], None] | None = None,
-                 record_delivery: Callable[..., Awaitable[None]] | None = None,
                  request_timeout: float = SEND_TIMEOUT):
         self.outbox, self.sender, self.pacing, self.clock = outbox, sender, pacing, clock
-        self.on_final, self.on_sent, self.record_delivery = on_final, on_sent, record_delivery
+        self.on_final, self.on_sent = on_final, on_sent
         self.on_retry: Callable[[Message], None] | None = None
         self.request_timeout = request_timeout  # a request counts in the pace this long before its answer
         self._wake = asyncio.Event()
@@ -212,8 +211,9 @@ class Senders:
             outcome = await self._request(message, part)
             if isinstance(outcome, str):
                 sids.append(outcome)
-                await self._finish(claimed, part, "sent", sid=outcome, paced=rate > 0)
-                await self._noted(message, part, outcome)
+                await self._finish(claimed, part, "sent", sid=outcome, paced=rate > 0)  # noting it queued
+                if self.on_sent is not None:
+                    self.on_sent(message, part)
                 continue
             err: SendFailed = outcome
             reason = f"{err}" + (f" (error {err.code})" if err.code else "")
@@ -261,17 +261,6 @@ class Senders:
         except SendFailed as err:
             return err
 
-    async def _noted(self, message: Message, part: int, sid: str) -> None:
-        if self.on_sent is not None:
-            self.on_sent(message, part)
-        if self.record_delivery is None:
-            return
-        try:  # the message is out: failing to note it must not make it look otherwise
-            await self.record_delivery(message.channel, message.to, sid, "queued", None, self.clock(),
-                                       message.distribution)
-        except RedisError as err:
-            log.warning("sent %s to %s:%s but could not record it as queued: %s", sid, message.channel,
-                        message.to, err)
 
     async def idle(self) -> bool:
         """Nothing is being sent by this worker and nothing in the outbox is due."""

@@ -5,24 +5,43 @@
 -- again at retry_at; `failed` (refused for good) and `unknown` (the request went, the answer
 -- did not come) end it, an unknown one kept in the unknown hash. A distribution's invitation
 -- reports its end (sent, failed, unknown) on the deliveries stream.
+-- A part Twilio took (its sid given) is noted `queued` in its recipient's deliveries hash, as
+-- RECORD_DELIVERY notes a status callback (note_delivery, unless a callback that came first
+-- outranks it), even when this sender no longer held the part: the message went.
 -- The request's entry in its sender's pace (`member`, '' when unpaced) is scored with the
 -- time of the answer (Redis's clock): it counts for a window from then (pace.lua). On a
 -- Redis Cluster it is '', and OUTBOX_PACED does that in the pace's own slot.
--- Each answer names its sender's `pace` key (KEYS, one per answer, in order) and nine ARGV:
--- id part parts outcome sid error_code reason retry_at member.
+-- Each answer names two KEYS (its sender's pace, its recipient's deliveries hash: in the
+-- outbox's slot on a cluster) and twelve ARGV: id part parts outcome sid error_code reason
+-- retry_at member channel to distribution.
 -- Returns, per answer, 1 when noted, 0 when this sender no longer held the part.
 -- include: pace.lua
--- KEYS: due messages state unknown deliveries paces...
--- ARGV: tag now answers...
+-- include: delivery.lua
+-- KEYS: due messages state unknown deliveries per_answer...
+-- ARGV: tag now ttl queued_outranking answers...
 local due = KEYS[1]
 local messages = KEYS[2]
 local state = KEYS[3]
 local unknown = KEYS[4]
 local deliveries = KEYS[5]
-local paces = 6  -- KEYS[paces...]: the pace of each answer's sender
+local per_answer = 6  -- KEYS[per_answer...]: two per answer
 local tag = ARGV[1]
 local now = ARGV[2]
-local answers = 3  -- ARGV[answers...]: nine per answer
+local ttl = ARGV[3]
+-- queued_outranking: the statuses that outrank `queued`, comma-separated
+local queued_outranking = ARGV[4]
+local answers = 5  -- ARGV[answers...]: twelve per answer
+
+local outranks_queued = {}
+for status in string.gmatch(queued_outranking, '[^,]+') do outranks_queued[status] = true end
+
+local function queued(recipient, sid, channel, to, distribution)
+  local record = '{"status":"queued","error_code":null,"at":' .. now
+    .. ((distribution ~= '' and ',"d":' .. cjson.encode(distribution)) or '') .. '}'
+  note_delivery(recipient, deliveries, sid, record, ttl, distribution, '{"channel":' .. cjson.encode(channel) .. ',"phone":' .. cjson.encode(to)
+      .. ',"state":"queued","sid":' .. cjson.encode(sid) .. ',"error_code":null,"at":' .. now .. '}',
+    outranks_queued)
+end
 
 local function finish(pace, id, part, parts, outcome, sid, error_code, reason, retry_at, member)
   local current = redis.call('HGET', state, id)
@@ -60,9 +79,13 @@ local function finish(pace, id, part, parts, outcome, sid, error_code, reason, r
 end
 
 local noted = {}
-for i = 0, (#ARGV - answers + 1) / 9 - 1 do
-  local a = answers + i * 9
-  noted[#noted + 1] = finish(KEYS[paces + i], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4],
+for i = 0, (#ARGV - answers + 1) / 12 - 1 do
+  local a = answers + i * 12
+  local sid = ARGV[a + 4]
+  if ARGV[a + 3] == 'sent' and sid ~= '' then
+    queued(KEYS[per_answer + 2 * i + 1], sid, ARGV[a + 9], ARGV[a + 10], ARGV[a + 11])
+  end
+  noted[#noted + 1] = finish(KEYS[per_answer + 2 * i], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], sid,
     ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8])
 end
 return noted
