@@ -10,14 +10,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
 from fake_twilio import ACCOUNT_SID, AUTH_TOKEN, UNSUBSCRIBED, FakeTwilio
+from hypothesis import given
+from hypothesis import strategies as st
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from engine.runtime.twilio import Origin, Sender, SendFailed, _HttpClient
+from engine.runtime.twilio import Origin, Sender, SendFailed, _HttpClient, message_form
 
 REPO = Path(__file__).resolve().parents[1]
 FROM = Origin(from_="+15550000000")
@@ -249,3 +252,29 @@ async def test_the_sender_posts_the_form_twilio_reads_and_logs_the_request_only_
     logged = [r.getMessage() for r in caplog.records if r.name == "twilio.async_http_client"]
     assert "-- BEGIN Twilio API Request --" in logged and "Response Status Code: 201" in logged
     assert not [line for line in logged if "Authorization" in line or AUTH_TOKEN in line]
+
+
+TEXT = st.text(st.characters(codec="utf-8"), max_size=40) | st.sampled_from(["", "&", "=", "+", " ", "%20", "a&b=c d+e", "😀"])
+
+
+@given(channel=st.sampled_from(["sms", "whatsapp"]), origin=st.sampled_from([FROM, SERVICE]),
+       body=TEXT, template=st.none() | st.tuples(st.just("HX" + "1" * 32), st.dictionaries(TEXT, TEXT, max_size=3)),
+       callback=st.none() | st.sampled_from(["https://surveys.example.com/twilio/status?a=1&b=2"]))
+def test_the_create_message_form_is_what_urlencode_makes_of_it(channel, origin, body, template, callback):
+    """The sender encodes the form itself (its repeated fields once): byte for byte what
+    urlencode makes of the same fields in the same order."""
+    form = {"To": ("whatsapp:" if channel == "whatsapp" else "") + "+15551230000"}
+    if origin.messaging_service_sid:
+        form["MessagingServiceSid"] = origin.messaging_service_sid
+    if origin.from_:
+        form["From"] = origin.from_
+    if template:
+        form["ContentSid"] = template[0]
+        if template[1]:
+            form["ContentVariables"] = json.dumps(template[1])
+    else:
+        form["Body"] = body
+    if callback:
+        form["StatusCallback"] = callback
+    encoded = message_form(channel, "+15551230000", origin, body, *(template or (None, None)), callback)
+    assert encoded == urlencode(form).encode()
