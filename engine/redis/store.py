@@ -49,8 +49,10 @@ Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such 
                             READ and CLAIM), so a reply goes exactly once. Written only on those
                             rare paths; TTL DEDUPE_TTL.
   cv:{T}:dlv          hash  outbound MessageSid -> {"status", "error_code", "at"} (and "d": the
-                            distribution it invited for, if any); 30-day TTL, refreshed by every
-                            status callback.
+                            distribution it invited for, if any): `queued` noted by OUTBOX_FINISH
+                            as Twilio takes the message, then each status callback's
+                            (RECORD_DELIVERY; both through delivery.lua's note_delivery); 30-day
+                            TTL, refreshed by every note.
   cv:survey:{S}:responses  stream  one entry per closed session, field r = the response
                             record as JSON. Its consumer group ARCHIVE_GROUP is the archiver
                             (engine.records.archiver): an entry is XACKed only once the records
@@ -103,7 +105,7 @@ hash tag {outbox} (engine.runtime.outbox drains it; engine/redis/outbox.py calls
                             sender are spaced by half the even spacing). TTL a window.
   cv:records:{deliveries}  stream  one entry per outcome of a distribution's invitation (sent,
                             failed, unknown: OUTBOX_FINISH / OUTBOX_CLAIM) and per delivery
-                            status of one (RECORD_DELIVERY), field r = JSON {distribution,
+                            status of one (RECORD_DELIVERY, and `queued` from OUTBOX_FINISH), field r = JSON {distribution,
                             channel, phone, state, sid, error_code, reason, at}; archived (group
                             ARCHIVE_GROUP) into the recipients of the distribution.
 
