@@ -19,7 +19,7 @@ from engine.redis.outbox import (
     Message,
     Outbox,
 )
-from engine.redis.store import Store
+from engine.redis.store import Store, shard_index
 from engine.runtime.outbox import LEASE
 from server import SERVICE
 
@@ -108,11 +108,23 @@ async def test_twilio_unreachable_is_retried_as_the_request_never_went(make_clie
     assert kept["waiting"] == 1 and kept["unknown"] == []
 
 
+def an_id(name: str, phone: str) -> str:
+    """A message id as engine.redis.outbox.new_id makes them (its conversation's shard after the
+    '.'), named for the test."""
+    return f"OB{name}.{shard_index('sms', phone)}"
+
+
+def one_shards_phones(count: int) -> list[str]:
+    """Phone numbers whose conversations are in one shard (on a Cluster, one outbox's slot)."""
+    phones = [f"+120155{n:05d}" for n in range(10_000)]
+    return [phone for phone in phones if shard_index("sms", phone) == shard_index("sms", phones[0])][:count]
+
+
 async def test_a_sender_that_dies_while_asking_twilio_leaves_its_message_unknown(redis_url):
     store = await Store.open(redis_url)
     try:
         dead, alive = Outbox(store), Outbox(store)
-        message = Message("OBtest1", "reminder", "sms", "+12015550105", {"from": "+15550000001"},
+        message = Message(an_id("test1", "+12015550105"), "reminder", "sms", "+12015550105", {"from": "+15550000001"},
                           ({"body": "one"}, {"body": "two"}), "feedback", distribution="DS1")
         await dead.enqueue(message, 100.0)
         [claimed], _ = await dead.claim(100.0, LEASE, 10)
@@ -122,9 +134,9 @@ async def test_a_sender_that_dies_while_asking_twilio_leaves_its_message_unknown
         assert await alive.claim(102.0, LEASE, 10) == ([], 0)  # its lease holds
         assert await alive.claim(101.0 + LEASE + 1, LEASE, 10) == ([], 1)  # found unknown, not claimed
         [kept] = await alive.unknown()
-        assert (kept["id"], kept["unknown_part"], kept["sids"]) == ("OBtest1", 1, ["SM1"])
+        assert (kept["id"], kept["unknown_part"], kept["sids"]) == (message.id, 1, ["SM1"])
         assert await dead.finish(claimed, 1, "sent", 200.0, sid="SM2") is False  # too late to say
-        assert await alive.resend("OBtest1", 300.0)
+        assert await alive.resend(message.id, 300.0)
         [again], _ = await alive.claim(300.0, LEASE, 10)
         assert (again.part, again.sids) == (1, ("SM1",))  # from the unknown part on
     finally:
@@ -136,7 +148,7 @@ async def test_a_repeated_begin_whose_answer_was_lost_goes_without_counting_twic
     try:
         sender = Outbox(store)
         for n in range(2):
-            await sender.enqueue(Message(f"OBpace{n}", "reply", "sms", "+12015550106",
+            await sender.enqueue(Message(an_id(f"pace{n}", "+12015550106"), "reply", "sms", "+12015550106",
                                          {"from": "+15550000009"}, ({"body": "x"},)), 100.0)
         claimed, _ = await sender.claim(100.0, LEASE, 10)
         first, second = sorted(claimed, key=lambda c: c.message.id)
@@ -160,9 +172,9 @@ async def test_requests_begun_and_answered_together_go_in_one_call_each_and_keep
     store = await Store.open(redis_url)
     try:
         sender = Outbox(store)
-        for n in range(6):  # three from a paced number (2 a second), three unpaced
+        for n, phone in enumerate(one_shards_phones(6)):  # three from a paced number (2 a second), three unpaced
             origin = {"from": "+15550000011" if n < 3 else "+15550000012"}
-            await sender.enqueue(Message(f"OBburst{n}", "reply", "sms", f"+120155501{n:02d}", origin,
+            await sender.enqueue(Message(an_id(f"burst{n}", phone), "reply", "sms", phone, origin,
                                          ({"body": "x"},)), 100.0)
         claimed = sorted((await sender.claim(100.0, LEASE, 10))[0], key=lambda c: c.message.id)
         for script in (OUTBOX_BEGIN, OUTBOX_FINISH, OUTBOX_PACE, OUTBOX_PACED):  # loaded: no NOSCRIPT answer to count
