@@ -52,11 +52,15 @@ CODE_OF_STATUS = {429: 20429, 500: 20500, 503: 20503}
 _TWILIO_CODE = object()  # fail_next/fail_for's default: the code Twilio answers the status with
 
 
+CLIENT_HEADERS = ("Authorization", "User-Agent", "X-Twilio-Client", "Accept", "Accept-Charset", "Content-Type")
+
+
 @dataclass
 class SentMessage:
     account_sid: str
     form: dict[str, str]
     username: str  # the Basic auth user the client sent
+    headers: dict[str, str] = field(default_factory=dict)  # those a Twilio client sets (CLIENT_HEADERS)
 
     @property
     def to(self) -> str:
@@ -260,7 +264,8 @@ class FakeTwilio:
             return self._error(401, 20003, "Authenticate")
         form = {key: value for key, value in (await request.post()).items()}
         account = request.match_info["account"]
-        self.messages.append(SentMessage(account, form, user))
+        self.messages.append(SentMessage(account, form, user, {
+            name: request.headers[name] for name in CLIENT_HEADERS if name in request.headers}))
         arrival = Arrival(self.clock(), self.wall_clock(), form.get("To"),
                           form.get("From") or form.get("MessagingServiceSid"), form.get("Body"),
                           "error", 400)

@@ -54,6 +54,18 @@ async def refusal(client: Client, to: str = "+15551230001") -> TwilioRestExcepti
     return raised.value
 
 
+async def test_canvass_sends_what_the_twilio_clients_create_sends(fake_twilio, client, sender):
+    """Sender asks the client for its headers and authentication once, and encodes the form
+    itself: the request must be the one the client's own create makes."""
+    await client.messages.create_async(to="+15551230001", from_="+15550000000", body="Hi & bye = 100%",
+                                       status_callback="https://surveys.example.com/twilio/status")
+    sender.status_callback = "https://surveys.example.com/twilio/status"
+    await sender.send("sms", "+15551230001", FROM, "Hi & bye = 100%")
+    theirs, ours = fake_twilio.messages
+    assert ours.headers == theirs.headers and "twilio-python" in ours.headers["User-Agent"]
+    assert ours.form == theirs.form and ours.username == theirs.username == ACCOUNT_SID
+
+
 @pytest.mark.parametrize("fault, status, code", [
     ({"status": 429}, 429, 20429),
     ({"status": 500}, 500, 20500),

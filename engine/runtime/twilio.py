@@ -268,10 +268,11 @@ def _seconds(headers) -> float | None:
 class Sender:
     """Sends messages through Twilio's Messages API with the twilio package's async client.
 
-    The request goes through the client (its authentication, headers and HTTP client) as
-    MessageList.create does, but its answer is read for what Canvass keeps, the sid or the
-    error, instead of being turned into a MessageInstance: building that object (every field,
-    its dates parsed) cost more than the rest of a send (bench/run's sender overhead)."""
+    The request goes through the client's HTTP client with the client's authentication and
+    headers (asked of it once) as MessageList.create sends it, but its answer is read for what
+    Canvass keeps, the sid or the error, instead of being turned into a MessageInstance:
+    building that object (every field, its dates parsed) cost more than the rest of a send
+    (bench/run's sender overhead)."""
 
     def __init__(self, account_sid: str, auth_token: str, api_base_url: str = DEFAULT_API_BASE_URL,
                  status_callback: str | None = None, timeout: float = SEND_TIMEOUT):
@@ -279,7 +280,11 @@ class Sender:
         self._client = Client(account_sid, auth_token, http_client=self._http)
         self._client.api.base_url = api_base_url.rstrip("/")
         self._messages = self._client.api.v2010.accounts(account_sid).messages  # its URI
-        self._uri = f"{api_base_url.rstrip('/')}/2010-04-01{self._messages._uri}"
+        self._uri = self._client.get_hostname(f"{api_base_url.rstrip('/')}/2010-04-01{self._messages._uri}")
+        # what the client's request_async adds to every request, asked of it once (each time,
+        # it formats the User-Agent anew from the platform's details)
+        self._headers = self._client.get_headers("POST", None)
+        self._auth = self._client.get_auth(None)
         self.status_callback = status_callback
 
     async def send(self, channel: str, phone: str, origin: Origin, body: str | None = None,
@@ -287,8 +292,9 @@ class Sender:
                    distribution: str | None = None) -> str:
         """The new message's sid; SendFailed when Twilio refuses it or cannot be reached."""
         try:
-            response = await self._client.request_async("POST", self._uri, data=message_form(
-                channel, phone, origin, body, content_sid, content_variables, self.status_callback))
+            response = await self._http.request("POST", self._uri, data=message_form(
+                channel, phone, origin, body, content_sid, content_variables, self.status_callback),
+                headers=self._headers, auth=self._auth)
         except aiohttp.ClientConnectorError as err:  # no connection: the request never went
             raise SendFailed(f"Twilio could not be reached: {err}", retryable=True) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as err:
