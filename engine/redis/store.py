@@ -91,9 +91,9 @@ hash tag {outbox} (engine.runtime.outbox drains it; engine/redis/outbox.py calls
                             whose sending may or may not have reached Twilio. Never resent on
                             their own; listed by GET /admin/outbox, resent by OUTBOX_RESEND
                             when an operator asks.
-  cv:outbox:{outbox}:claimed:<tag>  set  the ids the sender with that tag claimed last, so its
-                            next claim can take them back when the answer to this one was lost.
-                            TTL the lease.
+  cv:outbox:{outbox}:claimed:<tag>  set  the ids the sender with that tag claimed and may still
+                            hold (each claim drops those it no longer holds), so that a claim
+                            after lost answers takes back every one of them. TTL the lease.
   cv:outbox:{outbox}:paced:<sender>  zset  the requests of that sender address (message:part:try)
                             counted in its pace, scored (Redis time, ms) with when Twilio
                             answered them, or while they wait for the answer, with a time-out
