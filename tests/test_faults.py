@@ -44,6 +44,7 @@ from hypothesis import strategies as st
 from redis_proxy import DelayingProxy
 
 from engine.redis.store import PATIENT_TIMEOUT, REDIS_TIMEOUT
+from engine.runtime.outbox import LEASE
 from engine.runtime.twilio import sign
 
 RESPONDENTS = 40
@@ -301,11 +302,16 @@ async def test_redis_slow_to_answer_commits_leaves_no_session_silent_and_no_mess
 
     async def invite(script) -> None:
         while True:
-            async with phones.session.post(f"{server.url}/admin/surveys/{script.survey}/start",
-                                           json={"to": script.number},
-                                           headers=admin_headers(faults_helpers.ADMIN_TOKEN)) as response:
-                status = response.status
-                reason = (await response.json()).get("error") if response.content_type == "application/json" else ""
+            try:
+                async with phones.session.post(f"{server.url}/admin/surveys/{script.survey}/start",
+                                               json={"to": script.number},
+                                               headers=admin_headers(faults_helpers.ADMIN_TOKEN)) as response:
+                    status = response.status
+                    reason = (await response.json()).get("error") if response.content_type == "application/json" else ""
+            except TimeoutError:  # no answer within REQUEST_TIMEOUT: the client tries again
+                # (a start that landed sends its first message from the outbox all the same; its
+                # request waits for that send, whose notes to a slow Redis are repeated patiently)
+                status, reason = None, "timed out"
             figures.deliveries += 1
             if status == 201 or reason == "open_session":  # 409: an earlier try landed after all
                 return
@@ -342,6 +348,11 @@ async def test_redis_slow_to_answer_commits_leaves_no_session_silent_and_no_mess
         await asyncio.wait_for(asyncio.gather(
             slow_redis(), *(converse(script, pauses.uniform(0, 8)) for script in everyone)), 120)
         await asyncio.sleep(2.0)  # a message sent twice would arrive by now
+        if silent:  # tell a question sent late (a claim's lease waited out) from one never sent
+            waited = {number: len(received(number)) for number in silent}
+            await asyncio.sleep(LEASE + 5)
+            figures.notes += [f"{number} silent: {count} messages, {len(received(number))} after {LEASE + 5:g} s more"
+                              for number, count in waited.items()]
         doubled = 0
         for script in everyone:
             expected = [message.expected[0] for message in script.messages]

@@ -10,17 +10,20 @@ import time
 
 import pytest
 from conftest import admin_headers, eventually, free_port
+from redis.exceptions import RedisError
+from redis_proxy import DelayingProxy
 
 from engine.redis.outbox import (
     OUTBOX_BEGIN,
+    OUTBOX_CLAIM,
     OUTBOX_FINISH,
     OUTBOX_PACE,
     OUTBOX_PACED,
     Message,
     Outbox,
 )
-from engine.redis.store import Store, shard_index
-from engine.runtime.outbox import LEASE
+from engine.redis.store import REDIS_TIMEOUT, Store, shard_index
+from engine.runtime.outbox import HOLD, LEASE
 from server import SERVICE
 
 
@@ -157,6 +160,35 @@ async def test_a_repeated_begin_whose_answer_was_lost_goes_without_counting_twic
         assert await sender.begin(second, 0, 1, 200.0) > 0  # one a second: wait
     finally:
         await store.aclose()
+
+
+async def test_every_claim_whose_answer_was_lost_is_taken_back_not_only_the_last(redis_server, one_redis_url):
+    """Two starts' own messages claimed at once (send_now), and Redis slow to answer both
+    claims past REDIS_TIMEOUT: both ran, neither answer came. The next claim takes back both
+    messages at once, rather than the last claim's alone (the other waiting out the lease)."""
+    proxy = await DelayingProxy(redis_server.port, slow=is_claim).start()
+    store = await Store.open(proxy.url)
+    try:
+        sender = Outbox(store)
+        for n in range(2):
+            await sender.enqueue(Message(f"OBheld{n}", "start", "sms", f"+1201555011{n}",
+                                         {"from": "+15550000001"}, ({"body": "first"},)), 100.0 + HOLD)
+        assert await sender.claim(100.0, LEASE, 10) == ([], 0)  # held for their starts (and the script loaded)
+        proxy.delay = 30 * REDIS_TIMEOUT  # never within the call
+        lost = await asyncio.gather(*(sender.claim(100.0, LEASE, 1, (f"OBheld{n}",)) for n in range(2)),
+                                    return_exceptions=True)
+        assert all(isinstance(answer, RedisError) for answer in lost) and proxy.held == 2
+        proxy.delay = 0
+        claimed, _ = await sender.claim(101.0, LEASE, 10)
+        assert sorted(c.message.id for c in claimed) == ["OBheld0", "OBheld1"]
+        assert await sender.claim(102.0, LEASE, 10) == ([], 0)  # taken back once
+    finally:
+        await store.aclose()
+        await proxy.close()
+
+
+def is_claim(command: list[bytes]) -> bool:
+    return len(command) > 1 and command[0].upper() == b"EVALSHA" and command[1] == OUTBOX_CLAIM.sha.encode()
 
 
 async def script_calls(store: Store) -> int:

@@ -149,6 +149,33 @@ async def test_an_inbound_whose_redelivery_was_applied_first_sends_nothing_more(
     assert fake_twilio.messages == []
 
 
+async def test_an_inbound_whose_rest_claim_answers_too_late_still_gets_its_reply_once(
+        slow_client, client, redis_server, proxy, fake_twilio):
+    """The commit's answer is lost (503); the settling finds it landed and claims its reply for
+    the REST API: that claim lands, but its answer is lost too (on the settling's connection,
+    behind another commit Redis holds). The claim is repeated (it knows itself), the reply is
+    sent, and a redelivery gets an empty answer: never a reply claimed and sent by nobody."""
+    with redis.Redis.from_url(redis_server.url) as direct:
+        direct.script_load(store_module.CLAIM.text)  # its answer, not a NOSCRIPT, is what is held
+    proxy.delay = NEVER
+    phone = Phone(slow_client, "+15551239301")
+    assert (await phone.post(phone.form("@feed", SID))).status == 503  # it landed; nobody knows
+    commits_held = proxy.held
+    proxy.slow = is_claim  # from now on Redis holds back the claim's answer, not the commit's
+    deadline = time.monotonic() + 10
+    while proxy.held == commits_held:
+        assert time.monotonic() < deadline, "the settling never claimed the reply"
+        await asyncio.sleep(0.02)
+    proxy.delay = 0
+    await settled(slow_client)
+    assert fake_twilio.bodies() == [SCORE_PROMPT]
+    assert await Phone(client, phone.number).send("@feed", SID) == []
+
+
+def is_claim(command: list[bytes]) -> bool:
+    return command[:2] == [b"EVALSHA", store_module.CLAIM.sha.encode()]
+
+
 # ---------------------------------------------------------------- a redelivery and the REST fallback: one reply
 
 

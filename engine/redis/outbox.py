@@ -64,7 +64,7 @@ class Keys(NamedTuple):
                    store.layout.deliveries(shard))
 
     def claimed(self, tag: str) -> str:
-        """The ids the sender with that tag claimed last, from this shard."""
+        """The ids the sender with that tag claimed from this shard and may still hold."""
         return self.due.removesuffix(":due") + ":claimed:" + tag
 
 
@@ -129,12 +129,12 @@ class ClaimCall(NamedTuple):
     state: str
     unknown: str
     deliveries: str
-    last: str  # the ids this sender claimed last
+    last: str  # the ids this sender claimed and may still hold
     now: str
     lease: str
     limit: str
     tag: str
-    recover: str  # '1': the answer to the last claim was lost; take back what it claimed
+    recover: str  # '1': the answer to a claim was lost; take back what is still claimed
     ids: tuple[str, ...] = ()
 
 
@@ -279,7 +279,7 @@ class Outbox:
         self.layout = store.layout
         self.tag = os.urandom(6).hex()
         self._keys = {shard: Keys.of(store, shard) for shard in self.layout.shards}
-        self._lost_claims: set[str] = set()  # the shards whose last claim's answer was lost
+        self._lost_claims: set[str] = set()  # the shards where a claim's answer was lost
         self.holding: set[str] = set()  # the ids this sender claimed and still works on
         self._claim = Script(store.mux, OUTBOX_CLAIM)
         self._begin = Script(store.mux, OUTBOX_BEGIN)
@@ -346,7 +346,8 @@ class Outbox:
         except RedisError:
             self._lost_claims.add(shard)  # it may have claimed: the next claim takes those back
             raise
-        self._lost_claims.discard(shard)
+        if call.recover:  # it took back what was claimed; a claim that did not must not
+            self._lost_claims.discard(shard)  # clear a loss learnt of while it went
         return found
 
     def release(self, id_: str) -> None:

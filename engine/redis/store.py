@@ -93,9 +93,9 @@ hash tag {outbox} (engine.runtime.outbox drains it; engine/redis/outbox.py calls
                             whose sending may or may not have reached Twilio. Never resent on
                             their own; listed by GET /admin/outbox, resent by OUTBOX_RESEND
                             when an operator asks.
-  cv:outbox:{outbox}:claimed:<tag>  set  the ids the sender with that tag claimed last, so its
-                            next claim can take them back when the answer to this one was lost.
-                            TTL the lease.
+  cv:outbox:{outbox}:claimed:<tag>  set  the ids the sender with that tag claimed and may still
+                            hold (each claim drops those it no longer holds), so that a claim
+                            after lost answers takes back every one of them. TTL the lease.
   cv:outbox:{outbox}:paced:<sender>  zset  the requests of that sender address (message:part:try)
                             counted in its pace, scored (Redis time, ms) with when Twilio
                             answered them, or while they wait for the answer, with a time-out
@@ -172,7 +172,8 @@ CLAIM_DUE hands due timers to one worker with a lease: their score moves to now 
 so another worker sees them again only if this one dies before committing. RESCHEDULE
 puts a timer back when a tick changed nothing (and drops it when the record is gone).
 CLAIM decides who delivers the replies of an inbound message whose commit landed after its
-webhook answered without them (see cv:{T}:claims). RECORD_DELIVERY notes a delivery status unless the one noted outranks it (DELIVERY_RANKS).
+webhook answered without them (see cv:{T}:claims), and queues the REST API's message of them
+when it wins. RECORD_DELIVERY notes a delivery status unless the one noted outranks it (DELIVERY_RANKS).
 Each is called with a typed call below (CommitCall...), whose fields are the script's KEYS
 and ARGV in the header's order; the limits (DEDUPE_KEEP, REPLIES_TTL...) travel as ARGV.
 TRIM_ARCHIVED trims a record stream below the oldest entry the archiver has not acknowledged.
@@ -629,9 +630,14 @@ class RescheduleCall(NamedTuple):
 
 class ClaimCall(NamedTuple):
     claims: str
+    outbox_due: str  # the outbox of the conversation's shard
+    outbox_messages: str
     sid: str  # the inbound MessageSid's field
     by: str  # "rest:<tag>": the sender's own tag
     ttl: str
+    id: str  # the message of the replies queued when this claim wins ('': none)
+    due: str
+    message: str
 
 
 class RecordDeliveryCall(NamedTuple):
@@ -960,12 +966,19 @@ class Store:
             raise CommitUnknown(unknown.call, err) from None
         return Committed(ok=revision != 0, flow_missing=bool(flow_missing))
 
-    async def claim(self, channel: str, phone: str, message_sid: str, by: str) -> str:
+    async def claim(self, channel: str, phone: str, message_sid: str, by: str,
+                    queue: tuple[str, float, str] | None = None) -> str:
         """Claim the delivery of an inbound message's committed replies as `by` ("rest:<tag>",
         the tag the claimer's own): `by` when this claim won, else the claim that holds
-        ("twiml:<tag>": a redelivery answered with them; another "rest:<tag>")."""
+        ("twiml:<tag>": a redelivery answered with them; another "rest:<tag>"). A claim that
+        wins queues `queue` (the outbox message of the replies: id, due, JSON) in the same step,
+        so repeating a claim whose answer was lost is safe: it knows itself, and queues nothing."""
+        outbox = self.layout.outbox(self.layout.shard(channel, phone))
+        id_, due, message = queue if queue is not None else ("", 0.0, "")
         return await self._claim_delivery(ClaimCall(
-            claims=self.layout.claims(channel, phone), sid=sid_field(message_sid), by=by, ttl=str(DEDUPE_TTL)))
+            claims=self.layout.claims(channel, phone), outbox_due=outbox + ":due",
+            outbox_messages=outbox + ":messages", sid=sid_field(message_sid), by=by, ttl=str(DEDUPE_TTL),
+            id=id_, due=repr(due), message=message))
 
     async def records(self, phone: str, channels: tuple[str, ...]) -> dict[str, str | None]:
         """The stored respondent record of `phone` on each channel (None where there is none)."""

@@ -47,7 +47,7 @@ from engine.runtime.metrics import Metrics
 from engine.runtime.outbox import HOLD, Result, Senders, message_for
 from engine.runtime.registry import Registry
 from engine.runtime.settings import Settings
-from engine.runtime.settling import Settling
+from engine.runtime.settling import Settling, repeated
 from engine.runtime.twilio import (
     UNSUBSCRIBED,
     DeliveryStatus,
@@ -356,12 +356,16 @@ class Service:
             log.warning("no reply sent to %s:%s for %s: no sender", inbound.channel, inbound.phone,
                         inbound.message_sid)
             return
-        if not claimed:
-            mine = "rest:" + commit_tag()
-            if await self.store.claim(inbound.channel, inbound.phone, inbound.message_sid, mine) != mine:
-                return  # a redelivery answered with them, or another sender holds them
         message = message_for("reply", inbound.channel, inbound.phone, origin, replies, None, None)
-        await self.senders.outbox.enqueue(message, self.clock())
+        if claimed:
+            await self.senders.outbox.enqueue(message, self.clock())
+        else:
+            # the claim queues the message as it wins and knows a repeat of itself: repeated while
+            # Redis does not answer, it neither leaves the replies claimed and unsent nor queues them twice
+            mine, queue = "rest:" + commit_tag(), (message.id, self.clock(), message.dumps())
+            if await repeated(lambda: self.store.claim(inbound.channel, inbound.phone, inbound.message_sid,
+                                                       mine, queue)) != mine:
+                return  # a redelivery answered with them, or another sender holds them
         self.senders.wake()
 
     # ------------------------------------------------------------ the survey's web pages

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from redis.exceptions import RedisError
 
@@ -35,6 +36,20 @@ SETTLE_FOR = NONCE_TTL - 60
 CLOSE_GRACE = 2.0  # seconds a stopping server waits for unsettled commits
 
 Landed = Callable[[], Awaitable[None]]
+T = TypeVar("T")
+
+
+async def repeated(call: Callable[[], Awaitable[T]]) -> T:
+    """The answer of `call`, a script that knows a repeat of itself, asked again SETTLE_PAUSE
+    apart while Redis does not answer, for up to SETTLE_FOR (then its RedisError)."""
+    deadline = time.monotonic() + SETTLE_FOR
+    while True:
+        try:
+            return await call()
+        except RedisError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(SETTLE_PAUSE)
 
 
 class Settling:

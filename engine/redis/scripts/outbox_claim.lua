@@ -5,8 +5,11 @@
 -- died: whether Twilio took it is unknown, so it is never sent again on its own. It moves to
 -- the unknown hash (an operator may resend it), and a distribution's invitation reports it
 -- on the deliveries stream.
--- The ids a sender claimed last are kept (`last`): when the answer to a claim was lost,
--- the sender's next claim says `recover`, and gets back those still claimed by it.
+-- The ids a sender claimed and may still hold are kept (`last`): each claim adds those it
+-- claims and drops those no longer claimed by it (being sent, ended, or another sender's
+-- after the lease). When the answers to claims were lost (several may be, run one after the
+-- other before the sender learns of it), its next claim says `recover`, and gets back every
+-- one still claimed by it (the sender skips those it still works on).
 -- Returns {id, message JSON, state} for each claimed message, then {id, '', 'unknown'} for
 -- each one found unknown.
 -- KEYS: due messages state unknown deliveries last
@@ -24,6 +27,20 @@ local tag = ARGV[4]
 local recover = ARGV[5]
 local ids = 6  -- ARGV[ids...]: the messages to claim, when given
 
+local claimed = {}
+local until_ = tonumber(now) + tonumber(lease)
+for _, id in ipairs(redis.call('SMEMBERS', last)) do
+  local current = redis.call('HGET', state, id)
+  if current and string.match(current, '^c|%d+|%d+|([^|]*)|') == tag then
+    local message = recover == '1' and redis.call('HGET', messages, id)
+    if message then
+      redis.call('ZADD', due, tostring(until_), id)
+      claimed[#claimed + 1] = {id, message, current}
+    end
+  else
+    redis.call('SREM', last, id)
+  end
+end
 local wanted
 local explicit = #ARGV >= ids
 if explicit then
@@ -31,18 +48,6 @@ if explicit then
   for i = ids, #ARGV do wanted[#wanted + 1] = ARGV[i] end
 else
   wanted = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, tonumber(limit))
-end
-local claimed = {}
-local until_ = tonumber(now) + tonumber(lease)
-if recover == '1' then
-  for _, id in ipairs(redis.call('SMEMBERS', last)) do
-    local current = redis.call('HGET', state, id)
-    local message = redis.call('HGET', messages, id)
-    if current and message and string.match(current, '^c|%d+|%d+|([^|]*)|') == tag then
-      redis.call('ZADD', due, tostring(until_), id)
-      claimed[#claimed + 1] = {id, message, current}
-    end
-  end
 end
 for _, id in ipairs(wanted) do
   local message = redis.call('HGET', messages, id)
@@ -73,7 +78,6 @@ for _, id in ipairs(wanted) do
     claimed[#claimed + 1] = {id, message, taken}
   end
 end
-redis.call('DEL', last)
 for _, found in ipairs(claimed) do
   if found[2] ~= '' then redis.call('SADD', last, found[1]) end
 end
