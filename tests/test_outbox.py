@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 
 import pytest
@@ -142,6 +143,29 @@ async def test_a_sender_that_dies_while_asking_twilio_leaves_its_message_unknown
         assert await alive.resend(message.id, 300.0)
         [again], _ = await alive.claim(300.0, LEASE, 10)
         assert (again.part, again.sids) == (1, ("SM1",))  # from the unknown part on
+    finally:
+        await store.aclose()
+
+
+async def test_a_repeated_finish_whose_answer_was_lost_notes_the_message_queued_once(redis_url):
+    """FINISH notes a part Twilio took as queued (the recipient's deliveries, and for a
+    distribution's message its deliveries stream); its repeat after a lost answer notes nothing."""
+    store = await Store.open(redis_url)
+    try:
+        sender, phone = Outbox(store), "+12015550107"
+        message = Message(an_id("queued", phone), "invite", "sms", phone, {"from": "+15550000001"},
+                          ({"body": "one"},), "feedback", distribution="DS7")
+        await sender.enqueue(message, 100.0)
+        [claimed], _ = await sender.claim(100.0, LEASE, 10)
+        assert await sender.begin(claimed, 0, 0, 100.0 + LEASE) == 0
+        assert await sender.finish(claimed, 0, "sent", 101.0, sid="SM7") is True
+        assert await sender.finish(claimed, 0, "sent", 102.0, sid="SM7") is False  # the repeat
+        assert await store.deliveries("sms", phone) == {"SM7": {"status": "queued", "error_code": None,
+                                                               "at": 101.0, "d": "DS7"}}
+        stream = store.layout.deliveries(store.layout.shard("sms", phone))
+        events = [json.loads(fields["r"]) for _, fields in await store.redis.xrange(stream)]
+        assert [(e["state"], e["sid"]) for e in events if e["distribution"] == "DS7"] == [("queued", "SM7"),
+                                                                                       ("sent", "SM7")]
     finally:
         await store.aclose()
 

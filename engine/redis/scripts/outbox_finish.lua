@@ -7,7 +7,8 @@
 -- reports its end (sent, failed, unknown) on the deliveries stream.
 -- A part Twilio took (its sid given) is noted `queued` in its recipient's deliveries hash, as
 -- RECORD_DELIVERY notes a status callback (note_delivery, unless a callback that came first
--- outranks it), even when this sender no longer held the part: the message went.
+-- outranks it), even when this sender no longer held the part: the message went; a
+-- repeat of the call finds it noted and notes nothing.
 -- The request's entry in its sender's pace (`member`, '' when unpaced) is scored with the
 -- time of the answer (Redis's clock): it counts for a window from then (pace.lua). On a
 -- Redis Cluster it is '', and OUTBOX_PACED does that in the pace's own slot.
@@ -36,6 +37,11 @@ local outranks_queued = {}
 for status in string.gmatch(queued_outranking, '[^,]+') do outranks_queued[status] = true end
 
 local function queued(recipient, sid, channel, to, distribution)
+  local old = redis.call('HGET', recipient, sid)
+  if old then  -- a repeat of this call whose answer was lost finds its own note: nothing to do
+    local found = cjson.decode(old)
+    if found['status'] == 'queued' and (distribution == '' or found['d'] == distribution) then return end
+  end
   local record = '{"status":"queued","error_code":null,"at":' .. now
     .. ((distribution ~= '' and ',"d":' .. cjson.encode(distribution)) or '') .. '}'
   note_delivery(recipient, deliveries, sid, record, ttl, distribution, '{"channel":' .. cjson.encode(channel) .. ',"phone":' .. cjson.encode(to)
