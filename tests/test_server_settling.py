@@ -345,3 +345,30 @@ def is_take_over(command: list[bytes]) -> bool:
 
 def is_read_or_take_over(command: list[bytes]) -> bool:
     return is_read(command) or is_take_over(command)
+
+
+async def test_a_redelivery_answered_before_an_earlier_ones_take_over_gets_the_reply_once(
+        slow_client, client, make_client, settings, redis_server, proxy, fake_twilio):
+    """A redelivery's READ claims the reply for TwiML and answers too late (503); before its
+    take over reaches Redis, Twilio's next redelivery is answered with the reply in TwiML. That
+    later read holds the claim now: the earlier read's take over sends nothing more."""
+    with redis.Redis.from_url(redis_server.url) as direct:
+        load_scripts(direct)
+    every_script = await DelayingProxy(redis_server.port, slow=is_read).start()
+    try:
+        other = await make_client(dataclasses.replace(settings, redis_url=every_script.url))
+        proxy.delay = NEVER
+        phone = Phone(slow_client, "+15551239213")
+        assert (await phone.post(phone.form("@feed", SID))).status == 503  # it landed; nobody knows
+        every_script.delay = NEVER
+        again = Phone(other, phone.number)
+        assert (await again.post(again.form("@feed", SID))).status == 503  # its READ claimed, late
+        every_script.slow, every_script.delay, every_script.swallow = is_take_over, 0, True
+        answered = await Phone(client, phone.number).send("@feed", SID)  # Twilio's next try
+        every_script.swallow = False  # the take over reaches Redis now
+        await settled(other)
+        proxy.delay = 0
+        await settled(slow_client)
+        assert answered + fake_twilio.bodies() == [SCORE_PROMPT]
+    finally:
+        await every_script.close()

@@ -274,6 +274,23 @@ async def test_a_take_over_queues_the_reply_with_the_claim_once_and_knows_a_repe
     assert (await store.read("sms", PHONE, sid)).seen_replies == []  # the REST API sends it
 
 
+async def test_a_later_redelivery_holds_the_twiml_claim_and_an_earlier_read_takes_nothing_over(
+        store, redis_sync):
+    sid = twilio_sid(15)
+    assert await commit_message(store, sid, ("Hi",))
+    claims = LAYOUT.claims("sms", PHONE)
+    assert (await store.read("sms", PHONE, sid)).seen_replies == ["Hi"]
+    earlier = redis_sync.hget(claims, sid_field(sid))
+    lost = ReadUnknown("sms", PHONE, sid, earlier.removeprefix("twiml:"), RedisTimeoutError("lost"))
+    assert (await store.read("sms", PHONE, sid)).seen_replies == ["Hi"]  # Twilio's next try answers
+    later = redis_sync.hget(claims, sid_field(sid))
+    assert later.startswith("twiml:") and later != earlier
+    assert await store.claimed_replies(lost) is None
+    assert not await store.take_over(lost, ("OBreply.0", 5.0, "{}"))
+    assert redis_sync.hget(claims, sid_field(sid)) == later
+    assert redis_sync.exists(LAYOUT.outbox(LAYOUT.shard("sms", PHONE)) + ":messages") == 0
+
+
 async def test_a_redelivery_gets_its_replies_while_they_are_kept_whatever_came_since(store, redis_sync):
     """Twilio delivers a message again within its retry time, also after the respondent's next
     message was committed: the replies of every recent message are kept for REPLIES_TTL."""

@@ -45,9 +45,12 @@ Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such 
                             answers with them; TAKE_OVER gives the REST API the claim of a READ
                             whose answer never reached its request, and queues its message) or
                             "rest:<tag>" (sent through Twilio's REST API by the claimer with that
-                            tag, after the delivery that committed it could not answer). The first to claim wins (HSETNX, in
-                            READ and CLAIM), so a reply goes exactly once. Written only on those
-                            rare paths; TTL DEDUPE_TTL.
+                            tag, after the delivery that committed it could not answer). The
+                            first to claim wins (READ and CLAIM), so a reply goes exactly once;
+                            but a later READ makes a "twiml:" claim its own (Twilio delivers
+                            again only when no answer came, so the later request is the one
+                            that answers, and the earlier read's TAKE_OVER finds the claim
+                            gone). Written only on those rare paths; TTL DEDUPE_TTL.
   cv:{T}:dlv          hash  outbound MessageSid -> {"status", "error_code", "at"} (and "d": the
                             distribution it invited for, if any): `queued` noted by OUTBOX_FINISH
                             as Twilio takes the message, then each status callback's
