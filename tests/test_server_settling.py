@@ -257,3 +257,118 @@ async def test_a_redelivery_whose_read_answers_too_late_hands_the_reply_to_the_r
         assert fake_twilio.bodies() == [SCORE_PROMPT]
     finally:
         await every_script.close()
+
+
+async def test_a_redelivery_whose_take_over_answers_too_late_still_gets_its_reply_once(
+        slow_client, client, make_client, settings, redis_server, proxy, fake_twilio):
+    """As above, and the TAKE_OVER that hands the READ's claim to the REST API lands with its
+    answer lost too. It is repeated (it knows itself by the read's tag), the reply is sent once,
+    and a further redelivery gets an empty answer: never a reply taken over and sent by nobody."""
+    with redis.Redis.from_url(redis_server.url) as direct:
+        load_scripts(direct)  # their answers, not a NOSCRIPT, are what is held
+    every_script = await DelayingProxy(redis_server.port, slow=is_read_or_take_over).start()
+    try:
+        other = await make_client(dataclasses.replace(settings, redis_url=every_script.url))
+        proxy.delay = NEVER
+        phone = Phone(slow_client, "+15551239211")
+        assert (await phone.post(phone.form("@feed", SID))).status == 503  # it landed; nobody knows
+        every_script.delay = NEVER
+        again = Phone(other, phone.number)
+        assert (await again.post(again.form("@feed", SID))).status == 503  # its READ claimed, late
+        deadline = time.monotonic() + 10
+        while every_script.held < 2:  # the READ's answer and the first TAKE_OVER's are held
+            assert time.monotonic() < deadline, "the settling never took the READ's claim over"
+            await asyncio.sleep(0.02)
+        every_script.delay = 0  # the repeated TAKE_OVER is answered
+        await settled(other)
+        proxy.delay = 0
+        await settled(slow_client)
+        assert fake_twilio.bodies() == [SCORE_PROMPT]
+        assert await Phone(client, phone.number).send("@feed", SID) == []
+    finally:
+        await every_script.close()
+
+
+async def test_a_redelivery_whose_reply_is_taken_over_as_redis_goes_away_still_gets_it_once(
+        slow_client, client, make_client, settings, redis_server, proxy, fake_twilio):
+    """As above, and the TAKE_OVER is answered, but Redis then takes no command for a while
+    (each is dropped with its connection): the reply it handed to the REST API is still queued
+    (by the TAKE_OVER itself), and sent once Redis is back."""
+    with redis.Redis.from_url(redis_server.url) as direct:
+        load_scripts(direct)
+    taken = asyncio.Event()
+
+    def after_take_over(command: list[bytes]) -> bool:
+        if is_take_over(command):
+            taken.set()
+            return False
+        return taken.is_set()  # everything after it is dropped
+
+    every_script = await DelayingProxy(redis_server.port, slow=is_read).start()
+    try:
+        other = await make_client(dataclasses.replace(settings, redis_url=every_script.url))
+        proxy.delay = NEVER
+        phone = Phone(slow_client, "+15551239212")
+        assert (await phone.post(phone.form("@feed", SID))).status == 503  # it landed; nobody knows
+        every_script.delay = NEVER
+        again = Phone(other, phone.number)
+        assert (await again.post(again.form("@feed", SID))).status == 503  # its READ claimed, late
+        every_script.slow, every_script.delay, every_script.swallow = after_take_over, 0, True
+        await asyncio.wait_for(taken.wait(), 10)
+        deadline = time.monotonic() + 10
+        while other.server.app[SERVICE].settling.pending:
+            assert time.monotonic() < deadline, "the take over was never settled"
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)  # what followed the take over met a Redis that was away
+        every_script.swallow = False
+        await settled(other)
+        proxy.delay = 0
+        await settled(slow_client)
+        assert fake_twilio.bodies() == [SCORE_PROMPT]
+        assert await Phone(client, phone.number).send("@feed", SID) == []
+    finally:
+        await every_script.close()
+
+
+def load_scripts(direct: redis.Redis) -> None:
+    for script in (store_module.COMMIT, store_module.READ, store_module.TAKE_OVER, store_module.CLAIM):
+        direct.script_load(script.text)
+
+
+def is_read(command: list[bytes]) -> bool:
+    return command[:2] == [b"EVALSHA", store_module.READ.sha.encode()]
+
+
+def is_take_over(command: list[bytes]) -> bool:
+    return command[:2] == [b"EVALSHA", store_module.TAKE_OVER.sha.encode()]
+
+
+def is_read_or_take_over(command: list[bytes]) -> bool:
+    return is_read(command) or is_take_over(command)
+
+
+async def test_a_redelivery_answered_before_an_earlier_ones_take_over_gets_the_reply_once(
+        slow_client, client, make_client, settings, redis_server, proxy, fake_twilio):
+    """A redelivery's READ claims the reply for TwiML and answers too late (503); before its
+    take over reaches Redis, Twilio's next redelivery is answered with the reply in TwiML. That
+    later read holds the claim now: the earlier read's take over sends nothing more."""
+    with redis.Redis.from_url(redis_server.url) as direct:
+        load_scripts(direct)
+    every_script = await DelayingProxy(redis_server.port, slow=is_read).start()
+    try:
+        other = await make_client(dataclasses.replace(settings, redis_url=every_script.url))
+        proxy.delay = NEVER
+        phone = Phone(slow_client, "+15551239213")
+        assert (await phone.post(phone.form("@feed", SID))).status == 503  # it landed; nobody knows
+        every_script.delay = NEVER
+        again = Phone(other, phone.number)
+        assert (await again.post(again.form("@feed", SID))).status == 503  # its READ claimed, late
+        every_script.slow, every_script.delay, every_script.swallow = is_take_over, 0, True
+        answered = await Phone(client, phone.number).send("@feed", SID)  # Twilio's next try
+        every_script.swallow = False  # the take over reaches Redis now
+        await settled(other)
+        proxy.delay = 0
+        await settled(slow_client)
+        assert answered + fake_twilio.bodies() == [SCORE_PROMPT]
+    finally:
+        await every_script.close()

@@ -20,6 +20,7 @@ from engine.redis.store import (
     TAG_LENGTH,
     Change,
     CommitUnknown,
+    ReadUnknown,
     Store,
     commit_tag,
     flow_key,
@@ -244,6 +245,50 @@ async def test_a_redelivery_claims_the_reply_unless_the_rest_api_did(store, redi
     assert (await store.claim("sms", PHONE, answered, "rest:c3d4")).startswith("twiml:")
     assert (await store.read("sms", PHONE, answered)).seen_replies == ["Hi"]
     assert 24 * 3600 < redis_sync.ttl(LAYOUT.claims("sms", PHONE)) <= DEDUPE_TTL
+
+
+async def test_a_take_over_queues_the_reply_with_the_claim_once_and_knows_a_repeat_of_itself(
+        store, redis_sync):
+    """A redelivery's read claimed the reply for TwiML and its answer was lost: the REST API
+    takes that claim over and queues its message in the same step. A repeat (its answer lost
+    too) knows itself and queues nothing more; another read's tag takes nothing."""
+    sid = twilio_sid(14)
+    assert await commit_message(store, sid, ("Hi",))
+    assert (await store.read("sms", PHONE, sid)).seen_replies == ["Hi"]  # claims it for TwiML
+    claims = LAYOUT.claims("sms", PHONE)
+    claim = redis_sync.hget(claims, sid_field(sid))
+    lost = ReadUnknown("sms", PHONE, sid, claim.removeprefix("twiml:"), RedisTimeoutError("lost"))
+    stranger = ReadUnknown("sms", PHONE, sid, "0000", RedisTimeoutError("lost"))
+    assert await store.claimed_replies(stranger) is None
+    assert await store.claimed_replies(lost) == ["Hi"]
+    assert redis_sync.hget(claims, sid_field(sid)) == claim  # finding them takes nothing
+    outbox = LAYOUT.outbox(LAYOUT.shard("sms", PHONE))
+    assert not await store.take_over(stranger, ("OBstranger.0", 5.0, "{}"))
+    assert redis_sync.exists(outbox + ":messages") == 0
+    assert await store.take_over(lost, ("OBreply.0", 5.0, '{"reply": 1}'))
+    assert await store.take_over(lost, ("OBreply.0", 9.0, '{"reply": 2}'))  # a repeat
+    assert redis_sync.hget(claims, sid_field(sid)) == "rest:" + lost.claimer
+    assert redis_sync.hgetall(outbox + ":messages") == {"OBreply.0": '{"reply": 1}'}
+    assert redis_sync.zrange(outbox + ":due", 0, -1, withscores=True) == [("OBreply.0", 5.0)]
+    assert await store.claimed_replies(lost) is None
+    assert (await store.read("sms", PHONE, sid)).seen_replies == []  # the REST API sends it
+
+
+async def test_a_later_redelivery_holds_the_twiml_claim_and_an_earlier_read_takes_nothing_over(
+        store, redis_sync):
+    sid = twilio_sid(15)
+    assert await commit_message(store, sid, ("Hi",))
+    claims = LAYOUT.claims("sms", PHONE)
+    assert (await store.read("sms", PHONE, sid)).seen_replies == ["Hi"]
+    earlier = redis_sync.hget(claims, sid_field(sid))
+    lost = ReadUnknown("sms", PHONE, sid, earlier.removeprefix("twiml:"), RedisTimeoutError("lost"))
+    assert (await store.read("sms", PHONE, sid)).seen_replies == ["Hi"]  # Twilio's next try answers
+    later = redis_sync.hget(claims, sid_field(sid))
+    assert later.startswith("twiml:") and later != earlier
+    assert await store.claimed_replies(lost) is None
+    assert not await store.take_over(lost, ("OBreply.0", 5.0, "{}"))
+    assert redis_sync.hget(claims, sid_field(sid)) == later
+    assert redis_sync.exists(LAYOUT.outbox(LAYOUT.shard("sms", PHONE)) + ":messages") == 0
 
 
 async def test_a_redelivery_gets_its_replies_while_they_are_kept_whatever_came_since(store, redis_sync):

@@ -43,11 +43,14 @@ Key layout (`{...}` is the Redis Cluster hash tag; T is a conversation tag such 
   cv:{T}:claims       hash  sid_field(inbound MessageSid) -> who delivers the replies committed for
                             it: "twiml:<tag>" (a redelivery's READ, tagged, found it committed and
                             answers with them; TAKE_OVER gives the REST API the claim of a READ
-                            whose answer never reached its request) or "rest:<tag>" (sent
-                            through Twilio's REST API by the claimer with that tag, after the
-                            delivery that committed it could not answer). The first to claim wins (HSETNX, in
-                            READ and CLAIM), so a reply goes exactly once. Written only on those
-                            rare paths; TTL DEDUPE_TTL.
+                            whose answer never reached its request, and queues its message) or
+                            "rest:<tag>" (sent through Twilio's REST API by the claimer with that
+                            tag, after the delivery that committed it could not answer). The
+                            first to claim wins (READ and CLAIM), so a reply goes exactly once;
+                            but a later READ makes a "twiml:" claim its own (Twilio delivers
+                            again only when no answer came, so the later request is the one
+                            that answers, and the earlier read's TAKE_OVER finds the claim
+                            gone). Written only on those rare paths; TTL DEDUPE_TTL.
   cv:{T}:dlv          hash  outbound MessageSid -> {"status", "error_code", "at"} (and "d": the
                             distribution it invited for, if any): `queued` noted by OUTBOX_FINISH
                             as Twilio takes the message, then each status callback's
@@ -173,7 +176,8 @@ so another worker sees them again only if this one dies before committing. RESCH
 puts a timer back when a tick changed nothing (and drops it when the record is gone).
 CLAIM decides who delivers the replies of an inbound message whose commit landed after its
 webhook answered without them (see cv:{T}:claims), and queues the REST API's message of them
-when it wins. RECORD_DELIVERY notes a delivery status unless the one noted outranks it (DELIVERY_RANKS).
+when it wins; TAKE_OVER hands the REST API the claim of a READ whose answer was lost, queueing
+its message in the same step. RECORD_DELIVERY notes a delivery status unless the one noted outranks it (DELIVERY_RANKS).
 Each is called with a typed call below (CommitCall...), whose fields are the script's KEYS
 and ARGV in the header's order; the limits (DEDUPE_KEEP, REPLIES_TTL...) travel as ARGV.
 TRIM_ARCHIVED trims a record stream below the oldest entry the archiver has not acknowledged.
@@ -577,9 +581,14 @@ class TakeOverCall(NamedTuple):
     replies: str
     dedupe: str
     dedupe_before: str
+    outbox_due: str  # the outbox of the conversation's shard
+    outbox_messages: str
     sid: str  # sid_field
     mark: str  # sid_mark
     claimer: str  # the tag of the read whose claim is taken over
+    id: str  # the message of the replies queued as the claim is taken over ('': only find them)
+    due: str
+    message: str
 
 
 class CommitCall(NamedTuple):
@@ -883,16 +892,29 @@ class Store:
             replies = [] if kept is None or claim.startswith("rest") else unpack_replies(kept)
         return Snapshot(channel, phone, record, revision, replies, replies_kept=not seen or kept is not None)
 
-    async def take_over(self, unknown: ReadUnknown) -> list[str] | None:
-        """Hand to the REST API the delivery the read behind `unknown` may have claimed: the
-        committed replies when it had (and the claim is now the REST API's), else None."""
+    async def claimed_replies(self, unknown: ReadUnknown) -> list[str] | None:
+        """The committed replies whose delivery the read behind `unknown` claimed for its TwiML
+        answer (None: it claimed none, or they are no longer kept): what take_over queues."""
+        stored = await self._take_over(self._take_over_call(unknown, ("", 0.0, "")))
+        return None if stored is None else unpack_replies(stored)
+
+    async def take_over(self, unknown: ReadUnknown, queue: tuple[str, float, str]) -> bool:
+        """Hand to the REST API the delivery the read behind `unknown` claimed, and queue `queue`
+        (the outbox message of its replies: id, due, JSON) in the same step: False when that
+        claim no longer holds. Repeating a take over whose answer was lost is safe: it knows
+        itself by the claim it made, and queues nothing twice."""
+        return await self._take_over(self._take_over_call(unknown, queue)) == 1
+
+    def _take_over_call(self, unknown: ReadUnknown, queue: tuple[str, float, str]) -> TakeOverCall:
         layout, channel, phone = self.layout, unknown.channel, unknown.phone
         dedupe, dedupe_before = layout.dedupe(channel, phone)
-        stored = await self._take_over(TakeOverCall(
+        outbox = layout.outbox(layout.shard(channel, phone))
+        id_, due, message = queue
+        return TakeOverCall(
             claims=layout.claims(channel, phone), respondent=layout.respondent(channel, phone),
-            replies=layout.replies(channel, phone), dedupe=dedupe, dedupe_before=dedupe_before, sid=sid_field(unknown.message_sid),
-            mark=sid_mark(unknown.message_sid), claimer=unknown.claimer))
-        return None if stored is None else unpack_replies(stored)
+            replies=layout.replies(channel, phone), dedupe=dedupe, dedupe_before=dedupe_before,
+            outbox_due=outbox + ":due", outbox_messages=outbox + ":messages", sid=sid_field(unknown.message_sid),
+            mark=sid_mark(unknown.message_sid), claimer=unknown.claimer, id=id_, due=repr(due), message=message)
 
     async def commit(self, snapshot: Snapshot, change: Change) -> Committed:
         channel, phone, pinned, sid = snapshot.channel, snapshot.phone, change.pinned, change.message_sid

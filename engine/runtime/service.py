@@ -47,7 +47,7 @@ from engine.runtime.metrics import Metrics
 from engine.runtime.outbox import HOLD, Result, Senders, message_for
 from engine.runtime.registry import Registry
 from engine.runtime.settings import Settings
-from engine.runtime.settling import Settling, repeated
+from engine.runtime.settling import QueueOf, Settling, repeated
 from engine.runtime.twilio import (
     UNSUBSCRIBED,
     DeliveryStatus,
@@ -187,7 +187,7 @@ class Service:
 
     async def _apply(self, channel: str, phone: str, step: StepFunction,
                      message_sid: str | None = None, landed: OnLanded = None,
-                     late: Callable[[list[str]], Awaitable[None]] | None = None,
+                     late: QueueOf | None = None,
                      outgoing: Outgoing = None) -> Applied:
         started = time.perf_counter()
         if not self.registry.published:
@@ -205,7 +205,8 @@ class Service:
                     snapshot = await self.store.read(channel, phone, message_sid)
                 except ReadUnknown as unknown:
                     if late is not None:  # a redelivery may have claimed a reply it cannot give
-                        self.settling.take_over(unknown, f"{message_sid} from {channel}:{phone}", late)
+                        self.settling.take_over(unknown, f"{message_sid} from {channel}:{phone}", late,
+                                                self._wake_senders)
                     raise
                 if snapshot.seen_replies is not None:
                     self.metrics.duplicates.inc()
@@ -326,8 +327,9 @@ class Service:
                                     outcome.respondent.session or (before.session if before else None))
             await self._reply_late(inbound, outcome.replies)
 
-        async def late(replies: list[str]) -> None:  # the REST API already holds the claim
-            await self._reply_late(inbound, replies, claimed=True)
+        def late(replies: list[str]) -> tuple[str, float, str] | None:  # a redelivery's read claimed them
+            message = self._late_reply(inbound, replies)
+            return None if message is None else (message.id, self.clock(), message.dumps())
 
         applied = await self._apply(inbound.channel, inbound.phone, step, inbound.message_sid, landed, late)
         if applied.outcome is not None:
@@ -339,34 +341,40 @@ class Service:
                                 applied.respondent.session or before.session)
         return applied.replies
 
-    async def _reply_late(self, inbound: Inbound, replies: list[str], claimed: bool = False) -> None:
+    async def _reply_late(self, inbound: Inbound, replies: list[str]) -> None:
         """Queue the replies of an inbound message whose webhook answered without them for the
-        REST API (the outbox), unless a redelivery of the message claimed them first (`claimed`:
-        this sender holds the claim already)."""
-        if not replies:
+        REST API (the outbox), unless a redelivery of the message claimed them first."""
+        message = self._late_reply(inbound, replies)
+        if message is None:
             return
+        # the claim queues the message as it wins and knows a repeat of itself: repeated while
+        # Redis does not answer, it neither leaves the replies claimed and unsent nor queues them twice
+        mine, queue = "rest:" + commit_tag(), (message.id, self.clock(), message.dumps())
+        if await repeated(lambda: self.store.claim(inbound.channel, inbound.phone, inbound.message_sid,
+                                                   mine, queue)) != mine:
+            return  # a redelivery answered with them, or another sender holds them
+        self._wake_senders()
+
+    def _late_reply(self, inbound: Inbound, replies: list[str]) -> Message | None:
+        """The REST API's message of an inbound message's late replies (None: none to send)."""
+        if not replies:
+            return None
         if self.senders is None:
             log.warning("no reply sent to %s:%s for %s: sending is not configured", inbound.channel,
                         inbound.phone, inbound.message_sid)
-            return
+            return None
         # from the number the respondent texted, as a TwiML reply comes
         origin = Origin(from_=inbound.to) if inbound.to else origin_for(
             inbound.channel, None, self.settings.messaging_service_sid, self.settings.sender_number)
         if origin is None:
             log.warning("no reply sent to %s:%s for %s: no sender", inbound.channel, inbound.phone,
                         inbound.message_sid)
-            return
-        message = message_for("reply", inbound.channel, inbound.phone, origin, replies, None, None)
-        if claimed:
-            await self.senders.outbox.enqueue(message, self.clock())
-        else:
-            # the claim queues the message as it wins and knows a repeat of itself: repeated while
-            # Redis does not answer, it neither leaves the replies claimed and unsent nor queues them twice
-            mine, queue = "rest:" + commit_tag(), (message.id, self.clock(), message.dumps())
-            if await repeated(lambda: self.store.claim(inbound.channel, inbound.phone, inbound.message_sid,
-                                                       mine, queue)) != mine:
-                return  # a redelivery answered with them, or another sender holds them
-        self.senders.wake()
+            return None
+        return message_for("reply", inbound.channel, inbound.phone, origin, replies, None, None)
+
+    def _wake_senders(self) -> None:
+        if self.senders is not None:
+            self.senders.wake()
 
     # ------------------------------------------------------------ the survey's web pages
 

@@ -36,6 +36,7 @@ SETTLE_FOR = NONCE_TTL - 60
 CLOSE_GRACE = 2.0  # seconds a stopping server waits for unsettled commits
 
 Landed = Callable[[], Awaitable[None]]
+QueueOf = Callable[[list[str]], tuple[str, float, str] | None]
 T = TypeVar("T")
 
 
@@ -117,31 +118,32 @@ class Settling:
             except Exception:
                 log.exception("%s was committed but its messages could not be sent", what)
 
-    def take_over(self, unknown: ReadUnknown, what: str, send: Callable[[list[str]], Awaitable[None]]) -> None:
+    def take_over(self, unknown: ReadUnknown, what: str, queue_of: QueueOf, queued: Callable[[], None]) -> None:
         """A redelivery's read (`unknown`) may have claimed its replies for a TwiML answer that
-        never went: hand that claim to the REST API, and `send` the replies, once Redis answers."""
-        task = asyncio.create_task(self._take_over(unknown, what, send))
+        never went: once Redis answers, hand that claim to the REST API, queueing the message
+        `queue_of` makes of the replies (id, due, JSON; None: none to send) in the same step,
+        then call `queued`."""
+        task = asyncio.create_task(self._take_over(unknown, what, queue_of, queued))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _take_over(self, unknown: ReadUnknown, what: str, send) -> None:
-        deadline = time.monotonic() + SETTLE_FOR
-        while True:
-            try:
-                replies = await self.store.take_over(unknown)
-                break
-            except RedisError as err:
-                if time.monotonic() > deadline:
-                    log.error("gave up handing %s to the REST API after %d s: %s", what, SETTLE_FOR, err)
-                    return
-                await asyncio.sleep(SETTLE_PAUSE)
-        if replies is None:
-            return  # the read claimed nothing (or another delivery holds the claim)
-        log.info("%s: its read answered too late for TwiML; sending its replies", what)
+    async def _take_over(self, unknown: ReadUnknown, what: str, queue_of: QueueOf, queued) -> None:
         try:
-            await send(replies)
-        except Exception:
-            log.exception("%s: its replies could not be sent", what)
+            replies = await repeated(lambda: self.store.claimed_replies(unknown))
+            if replies is None:
+                return  # the read claimed nothing (or another delivery holds the claim)
+            queue = queue_of(replies)
+            if queue is None:
+                return
+            # the take over queues the message as it lands and knows a repeat of itself: repeated
+            # while Redis does not answer, it neither leaves the replies unsent nor queues them twice
+            if not await repeated(lambda: self.store.take_over(unknown, queue)):
+                return  # the read's claim no longer holds
+        except RedisError as err:
+            log.error("gave up handing %s to the REST API after %d s: %s", what, SETTLE_FOR, err)
+            return
+        log.info("%s: its read answered too late for TwiML; its replies go through the REST API", what)
+        queued()
 
     async def aclose(self) -> None:
         """Give unsettled commits CLOSE_GRACE, then stop them (and say so)."""

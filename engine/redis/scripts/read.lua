@@ -3,7 +3,10 @@
 -- replies are kept (cv:{T}:replies), it claims their delivery ("twiml:" and this read's
 -- claimer tag) unless the REST API already has ("rest:" and its sender's tag). The tag lets a
 -- read whose answer never reached its request (which then could not answer with the replies)
--- hand the delivery over to the REST API.
+-- hand the delivery over to the REST API (TAKE_OVER). A TwiML claim an earlier read made
+-- becomes this one's: Twilio delivers again only when the earlier delivery got no answer, so
+-- this read's request is the one that answers, and the earlier read, if its answer was lost,
+-- takes nothing over (it would send the reply twice).
 -- Returns {record or false, 1 when the MessageSid was committed else 0, its replies or false
 -- (no longer kept), the claim that holds or false}.
 -- include: conversation.lua
@@ -31,11 +34,11 @@ if sid ~= '' then
     seen = kept and 1 or 0
   end
   if kept then
-    if redis.call('HSETNX', claims, sid, 'twiml:' .. claimer) == 1 then
-      redis.call('EXPIRE', claims, claims_ttl)
+    claim = redis.call('HGET', claims, sid)
+    if not claim or string.sub(claim, 1, 6) == 'twiml:' then
       claim = 'twiml:' .. claimer
-    else
-      claim = redis.call('HGET', claims, sid)
+      redis.call('HSET', claims, sid, claim)
+      redis.call('EXPIRE', claims, claims_ttl)
     end
   end
 end
