@@ -3,8 +3,8 @@ that hand them to senders at most once (the keys: engine.redis.store's key layou
 {outbox}).
 
 A message is written by the COMMIT that causes it (Change.outbox) or, for a reply whose webhook
-could not carry it, by the CLAIM that gives it to the REST API (engine.redis.store) or, after a
-redelivery took a late reply over, by `enqueue`. Senders (engine.runtime.outbox, in every worker) `claim` due
+could not carry it, by the CLAIM or TAKE_OVER that gives it to the REST API (engine.redis.store),
+in the same script. Senders (engine.runtime.outbox, in every worker) `claim` due
 messages with a lease, `begin` each part within the pace of its sender address (which also
 marks it as being sent), and `finish` it with Twilio's answer. A part marked as being sent
 whose sender died is never sent again on its own: the next claim finds it and keeps it as
@@ -419,7 +419,7 @@ class Outbox:
         return [count] * len(answered)
 
     async def enqueue(self, message: Message, due: float) -> None:
-        """Queue a message no commit wrote (a late reply): both writes at once."""
+        """Queue a message no script wrote: both writes at once."""
         keys = self.keys(message.id)
         async with self.store.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.messages, message.id, message.dumps())
