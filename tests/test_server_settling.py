@@ -5,8 +5,10 @@ also when Twilio redelivers the message meanwhile. Redis is real, behind a delay
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -264,17 +266,8 @@ async def test_a_redelivery_whose_take_over_answers_too_late_still_gets_its_repl
     """As above, and the TAKE_OVER that hands the READ's claim to the REST API lands with its
     answer lost too. It is repeated (it knows itself by the read's tag), the reply is sent once,
     and a further redelivery gets an empty answer: never a reply taken over and sent by nobody."""
-    with redis.Redis.from_url(redis_server.url) as direct:
-        load_scripts(direct)  # their answers, not a NOSCRIPT, are what is held
-    every_script = await DelayingProxy(redis_server.port, slow=is_read_or_take_over).start()
-    try:
-        other = await make_client(dataclasses.replace(settings, redis_url=every_script.url))
-        proxy.delay = NEVER
-        phone = Phone(slow_client, "+15551239211")
-        assert (await phone.post(phone.form("@feed", SID))).status == 503  # it landed; nobody knows
-        every_script.delay = NEVER
-        again = Phone(other, phone.number)
-        assert (await again.post(again.form("@feed", SID))).status == 503  # its READ claimed, late
+    async with a_redelivery_read_too_late(slow_client, make_client, settings, redis_server, proxy,
+                                          "+15551239211", is_read_or_take_over) as (other, every_script, phone):
         deadline = time.monotonic() + 10
         while every_script.held < 2:  # the READ's answer and the first TAKE_OVER's are held
             assert time.monotonic() < deadline, "the settling never took the READ's claim over"
@@ -285,8 +278,6 @@ async def test_a_redelivery_whose_take_over_answers_too_late_still_gets_its_repl
         await settled(slow_client)
         assert fake_twilio.bodies() == [SCORE_PROMPT]
         assert await Phone(client, phone.number).send("@feed", SID) == []
-    finally:
-        await every_script.close()
 
 
 async def test_a_redelivery_whose_reply_is_taken_over_as_redis_goes_away_still_gets_it_once(
@@ -294,8 +285,6 @@ async def test_a_redelivery_whose_reply_is_taken_over_as_redis_goes_away_still_g
     """As above, and the TAKE_OVER is answered, but Redis then takes no command for a while
     (each is dropped with its connection): the reply it handed to the REST API is still queued
     (by the TAKE_OVER itself), and sent once Redis is back."""
-    with redis.Redis.from_url(redis_server.url) as direct:
-        load_scripts(direct)
     taken = asyncio.Event()
 
     def after_take_over(command: list[bytes]) -> bool:
@@ -304,15 +293,8 @@ async def test_a_redelivery_whose_reply_is_taken_over_as_redis_goes_away_still_g
             return False
         return taken.is_set()  # everything after it is dropped
 
-    every_script = await DelayingProxy(redis_server.port, slow=is_read).start()
-    try:
-        other = await make_client(dataclasses.replace(settings, redis_url=every_script.url))
-        proxy.delay = NEVER
-        phone = Phone(slow_client, "+15551239212")
-        assert (await phone.post(phone.form("@feed", SID))).status == 503  # it landed; nobody knows
-        every_script.delay = NEVER
-        again = Phone(other, phone.number)
-        assert (await again.post(again.form("@feed", SID))).status == 503  # its READ claimed, late
+    async with a_redelivery_read_too_late(slow_client, make_client, settings, redis_server, proxy,
+                                          "+15551239212", is_read) as (other, every_script, phone):
         every_script.slow, every_script.delay, every_script.swallow = after_take_over, 0, True
         await asyncio.wait_for(taken.wait(), 10)
         deadline = time.monotonic() + 10
@@ -326,6 +308,28 @@ async def test_a_redelivery_whose_reply_is_taken_over_as_redis_goes_away_still_g
         await settled(slow_client)
         assert fake_twilio.bodies() == [SCORE_PROMPT]
         assert await Phone(client, phone.number).send("@feed", SID) == []
+
+
+@contextlib.asynccontextmanager
+async def a_redelivery_read_too_late(slow_client, make_client, settings, redis_server, proxy, number: str,
+                                     slow: Callable[[list[bytes]], bool]):
+    """A message's commit landed with its answer held back (503, settled in the background),
+    and Twilio's redelivery, to a second server whose scripts `slow` picks are held back by a
+    proxy of their own, claimed the reply for TwiML and answered too late (503 again). Yields
+    that server's client, its proxy and the phone; the scripts are loaded first, so that
+    their answers, not a NOSCRIPT, are what is held."""
+    with redis.Redis.from_url(redis_server.url) as direct:
+        load_scripts(direct)
+    every_script = await DelayingProxy(redis_server.port, slow=slow).start()
+    try:
+        other = await make_client(dataclasses.replace(settings, redis_url=every_script.url))
+        proxy.delay = NEVER
+        phone = Phone(slow_client, number)
+        assert (await phone.post(phone.form("@feed", SID))).status == 503  # it landed; nobody knows
+        every_script.delay = NEVER
+        again = Phone(other, phone.number)
+        assert (await again.post(again.form("@feed", SID))).status == 503  # its READ claimed, late
+        yield other, every_script, phone
     finally:
         await every_script.close()
 
@@ -352,17 +356,8 @@ async def test_a_redelivery_answered_before_an_earlier_ones_take_over_gets_the_r
     """A redelivery's READ claims the reply for TwiML and answers too late (503); before its
     take over reaches Redis, Twilio's next redelivery is answered with the reply in TwiML. That
     later read holds the claim now: the earlier read's take over sends nothing more."""
-    with redis.Redis.from_url(redis_server.url) as direct:
-        load_scripts(direct)
-    every_script = await DelayingProxy(redis_server.port, slow=is_read).start()
-    try:
-        other = await make_client(dataclasses.replace(settings, redis_url=every_script.url))
-        proxy.delay = NEVER
-        phone = Phone(slow_client, "+15551239213")
-        assert (await phone.post(phone.form("@feed", SID))).status == 503  # it landed; nobody knows
-        every_script.delay = NEVER
-        again = Phone(other, phone.number)
-        assert (await again.post(again.form("@feed", SID))).status == 503  # its READ claimed, late
+    async with a_redelivery_read_too_late(slow_client, make_client, settings, redis_server, proxy,
+                                          "+15551239213", is_read) as (other, every_script, phone):
         every_script.slow, every_script.delay, every_script.swallow = is_take_over, 0, True
         answered = await Phone(client, phone.number).send("@feed", SID)  # Twilio's next try
         every_script.swallow = False  # the take over reaches Redis now
@@ -370,5 +365,3 @@ async def test_a_redelivery_answered_before_an_earlier_ones_take_over_gets_the_r
         proxy.delay = 0
         await settled(slow_client)
         assert answered + fake_twilio.bodies() == [SCORE_PROMPT]
-    finally:
-        await every_script.close()
