@@ -5,12 +5,17 @@
 -- first record names it, later ones inherit it as "d") also reports the status on the
 -- deliveries stream, for its recipient; a status that came before the record naming the
 -- distribution is reported when it comes. `record` and `event` are JSON objects (record:
--- status error_code at; event: channel phone state sid error_code at).
+-- status error_code at; event: channel phone state sid error_code at). With `once` (a status:
+-- the sender's own note, whose repeat after a lost answer must change nothing), a record that
+-- already has that status (and distribution) is left alone too.
 -- Returns 1 when written, 0 when left alone.
-local function note_delivery(deliveries, stream, sid, record, ttl, distribution, event, outranking)
+local function note_delivery(deliveries, stream, sid, record, ttl, distribution, event, outranking, once)
   local old = redis.call('HGET', deliveries, sid)
   if old then
     local found = cjson.decode(old)
+    if once and found['status'] == once and (distribution == '' or found['d'] == distribution) then
+      return 0
+    end
     if outranking[found['status']] then
       if distribution ~= '' and type(found['d']) ~= 'string' then
         -- Twilio's callback came before the sender noted the message's distribution: note

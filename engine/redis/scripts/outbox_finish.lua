@@ -37,16 +37,12 @@ local outranks_queued = {}
 for status in string.gmatch(queued_outranking, '[^,]+') do outranks_queued[status] = true end
 
 local function queued(recipient, sid, channel, to, distribution)
-  local old = redis.call('HGET', recipient, sid)
-  if old then  -- a repeat of this call whose answer was lost finds its own note: nothing to do
-    local found = cjson.decode(old)
-    if found['status'] == 'queued' and (distribution == '' or found['d'] == distribution) then return end
-  end
   local record = '{"status":"queued","error_code":null,"at":' .. now
     .. ((distribution ~= '' and ',"d":' .. cjson.encode(distribution)) or '') .. '}'
-  note_delivery(recipient, deliveries, sid, record, ttl, distribution, '{"channel":' .. cjson.encode(channel) .. ',"phone":' .. cjson.encode(to)
-      .. ',"state":"queued","sid":' .. cjson.encode(sid) .. ',"error_code":null,"at":' .. now .. '}',
-    outranks_queued)
+  local event = '{"channel":' .. cjson.encode(channel) .. ',"phone":' .. cjson.encode(to)
+    .. ',"state":"queued","sid":' .. cjson.encode(sid) .. ',"error_code":null,"at":' .. now .. '}'
+  -- once: a repeat of this call whose answer was lost finds its own note, and notes nothing
+  note_delivery(recipient, deliveries, sid, record, ttl, distribution, event, outranks_queued, 'queued')
 end
 
 local function finish(pace, id, part, parts, outcome, sid, error_code, reason, retry_at, member)
