@@ -53,6 +53,16 @@ async def repeated(call: Callable[[], Awaitable[T]]) -> T:
             await asyncio.sleep(SETTLE_PAUSE)
 
 
+async def _then(landed: Landed | None, failure: str) -> None:
+    """Run `landed` (a commit's messages to send), logging `failure` when it raises."""
+    if landed is None:
+        return
+    try:
+        await landed()
+    except Exception:
+        log.exception(failure)
+
+
 class Settling:
     """The commits of this process still being settled."""
 
@@ -66,66 +76,41 @@ class Settling:
 
     def hand_over(self, unknown: CommitUnknown, what: str, landed: Landed | None) -> None:
         """Settle `unknown` (a step described by `what`); run `landed` once it proves to be in."""
-        task = asyncio.create_task(self._settle(unknown, what, landed))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._background(self._settle(unknown, what, landed))
 
     async def _settle(self, unknown: CommitUnknown, what: str, landed: Landed | None) -> None:
-        deadline = time.monotonic() + SETTLE_FOR
-        while True:
-            try:
-                committed: Committed = await self.store.recommit(unknown)
-                break
-            except RedisError as err:
-                if time.monotonic() > deadline:
-                    log.error("gave up settling %s after %d s (its messages are not sent if it "
-                              "landed): %s", what, SETTLE_FOR, err)
-                    return
-                await asyncio.sleep(SETTLE_PAUSE)
+        try:
+            committed: Committed = await repeated(lambda: self.store.recommit(unknown))
+        except RedisError as err:
+            log.error("gave up settling %s after %d s (its messages are not sent if it "
+                      "landed): %s", what, SETTLE_FOR, err)
+            return
         if not committed.ok:
             log.info("%s did not land; nothing to send", what)
             return
         log.info("%s landed after its request gave up; sending its messages", what)
-        if landed is not None:
-            try:
-                await landed()
-            except Exception:
-                log.exception("%s landed but its messages could not be sent", what)
+        await _then(landed, f"{what} landed but its messages could not be sent")
 
     def replicate(self, channel: str, phone: str, what: str, landed: Landed | None) -> None:
         """A commit is on the master but its replicas had not all acknowledged it
         (REDIS_WAIT_REPLICAS): once they have, run `landed` (an inbound message's replies go
         through the REST API, unless its redelivery claimed them first)."""
-        task = asyncio.create_task(self._replicate(channel, phone, what, landed))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._background(self._replicate(channel, phone, what, landed))
 
     async def _replicate(self, channel: str, phone: str, what: str, landed: Landed | None) -> None:
-        deadline = time.monotonic() + SETTLE_FOR
-        while True:
-            try:
-                await self.store.replicated(channel, phone)
-                break
-            except RedisError as err:
-                if time.monotonic() > deadline:  # the master serves it: better late than silent
-                    log.error("%s never reached the replicas asked for within %d s; sending its "
-                              "messages anyway: %s", what, SETTLE_FOR, err)
-                    break
-                await asyncio.sleep(SETTLE_PAUSE)
-        if landed is not None:
-            try:
-                await landed()
-            except Exception:
-                log.exception("%s was committed but its messages could not be sent", what)
+        try:
+            await repeated(lambda: self.store.replicated(channel, phone))
+        except RedisError as err:  # the master serves it: better late than silent
+            log.error("%s never reached the replicas asked for within %d s; sending its "
+                      "messages anyway: %s", what, SETTLE_FOR, err)
+        await _then(landed, f"{what} was committed but its messages could not be sent")
 
     def take_over(self, unknown: ReadUnknown, what: str, queue_of: QueueOf, queued: Callable[[], None]) -> None:
         """A redelivery's read (`unknown`) may have claimed its replies for a TwiML answer that
         never went: once Redis answers, hand that claim to the REST API, queueing the message
         `queue_of` makes of the replies (id, due, JSON; None: none to send) in the same step,
         then call `queued`."""
-        task = asyncio.create_task(self._take_over(unknown, what, queue_of, queued))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._background(self._take_over(unknown, what, queue_of, queued))
 
     async def _take_over(self, unknown: ReadUnknown, what: str, queue_of: QueueOf, queued) -> None:
         try:
@@ -144,6 +129,11 @@ class Settling:
             return
         log.info("%s: its read answered too late for TwiML; its replies go through the REST API", what)
         queued()
+
+    def _background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def aclose(self) -> None:
         """Give unsettled commits CLOSE_GRACE, then stop them (and say so)."""
