@@ -60,9 +60,8 @@ class Keys(NamedTuple):
 
     @classmethod
     def of(cls, store: Store, shard: str) -> Keys:
-        prefix = store.layout.outbox(shard)
-        return cls(prefix + ":due", prefix + ":messages", prefix + ":state", prefix + ":unknown",
-                   store.layout.deliveries(shard))
+        prefix, (due, messages) = store.layout.outbox(shard), store.layout.outbox_queue(shard)
+        return cls(due, messages, prefix + ":state", prefix + ":unknown", store.layout.deliveries(shard))
 
     def claimed(self, tag: str) -> str:
         """The ids the sender with that tag claimed from this shard and may still hold."""

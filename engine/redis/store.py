@@ -467,6 +467,11 @@ class Layout:
         """The prefix of the outbox's keys: + ":messages", ":due", ":state", ":unknown"..."""
         return "cv:outbox:{outbox}"
 
+    def outbox_queue(self, shard: str) -> tuple[str, str]:
+        """The outbox keys a script queues a message into: its due zset and messages hash."""
+        prefix = self.outbox(shard)
+        return prefix + ":due", prefix + ":messages"
+
     def message_shard(self, message_id: str) -> str:
         """The shard whose outbox holds a message (its id says: engine.redis.outbox.new_id)."""
         return ""
@@ -908,12 +913,12 @@ class Store:
     def _take_over_call(self, unknown: ReadUnknown, queue: tuple[str, float, str]) -> TakeOverCall:
         layout, channel, phone = self.layout, unknown.channel, unknown.phone
         dedupe, dedupe_before = layout.dedupe(channel, phone)
-        outbox = layout.outbox(layout.shard(channel, phone))
+        outbox_due, outbox_messages = layout.outbox_queue(layout.shard(channel, phone))
         id_, due, message = queue
         return TakeOverCall(
             claims=layout.claims(channel, phone), respondent=layout.respondent(channel, phone),
             replies=layout.replies(channel, phone), dedupe=dedupe, dedupe_before=dedupe_before,
-            outbox_due=outbox + ":due", outbox_messages=outbox + ":messages", sid=sid_field(unknown.message_sid),
+            outbox_due=outbox_due, outbox_messages=outbox_messages, sid=sid_field(unknown.message_sid),
             mark=sid_mark(unknown.message_sid), claimer=unknown.claimer, id=id_, due=repr(due), message=message)
 
     async def commit(self, snapshot: Snapshot, change: Change) -> Committed:
@@ -928,12 +933,11 @@ class Store:
                                for record in (*change.responses, *change.opt_outs)])
         respondent = layout.respondent(channel, phone)
         dedupe, dedupe_before = layout.dedupe(channel, phone)
-        pins, outbox = layout.pins(shard), layout.outbox(shard)
+        pins, (outbox_due, outbox_messages) = layout.pins(shard), layout.outbox_queue(shard)
         call = CommitCall(
             respondent=respondent, replies=layout.replies(channel, phone), timers=layout.timers(shard),
             flow=(pins or flow_key(*pinned)) if pinned else respondent,
-            outbox_due=outbox + ":due", outbox_messages=outbox + ":messages", dedupe=dedupe,
-            dedupe_before=dedupe_before,
+            outbox_due=outbox_due, outbox_messages=outbox_messages, dedupe=dedupe, dedupe_before=dedupe_before,
             streams=streams, revision=snapshot.revision, record=change.record,
             record_ttl=str(change.record_ttl), sid=sid_field(sid) if sid else "",
             mark=sid_mark(sid) + commit_tag() if sid else nonce_mark(),
@@ -995,11 +999,11 @@ class Store:
         ("twiml:<tag>": a redelivery answered with them; another "rest:<tag>"). A claim that
         wins queues `queue` (the outbox message of the replies: id, due, JSON) in the same step,
         so repeating a claim whose answer was lost is safe: it knows itself, and queues nothing."""
-        outbox = self.layout.outbox(self.layout.shard(channel, phone))
+        outbox_due, outbox_messages = self.layout.outbox_queue(self.layout.shard(channel, phone))
         id_, due, message = queue if queue is not None else ("", 0.0, "")
         return await self._claim_delivery(ClaimCall(
-            claims=self.layout.claims(channel, phone), outbox_due=outbox + ":due",
-            outbox_messages=outbox + ":messages", sid=sid_field(message_sid), by=by, ttl=str(DEDUPE_TTL),
+            claims=self.layout.claims(channel, phone), outbox_due=outbox_due,
+            outbox_messages=outbox_messages, sid=sid_field(message_sid), by=by, ttl=str(DEDUPE_TTL),
             id=id_, due=repr(due), message=message))
 
     async def records(self, phone: str, channels: tuple[str, ...]) -> dict[str, str | None]:
