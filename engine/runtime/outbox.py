@@ -261,7 +261,6 @@ class Senders:
         except SendFailed as err:
             return err
 
-
     async def idle(self) -> bool:
         """Nothing is being sent by this worker and nothing in the outbox is due."""
         if self._tasks or self._claiming or self._sending_now:

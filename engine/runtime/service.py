@@ -18,6 +18,7 @@ redelivery claimed them first: cv:{T}:claims).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import random
@@ -327,10 +328,7 @@ class Service:
                                     outcome.respondent.session or (before.session if before else None))
             await self._reply_late(inbound, outcome.replies)
 
-        def late(replies: list[str]) -> tuple[str, float, str] | None:  # a redelivery's read claimed them
-            message = self._late_reply(inbound, replies)
-            return None if message is None else (message.id, self.clock(), message.dumps())
-
+        late = functools.partial(self._late_reply, inbound)  # for replies a redelivery's read claimed
         applied = await self._apply(inbound.channel, inbound.phone, step, inbound.message_sid, landed, late)
         if applied.outcome is not None:
             self.metrics.messages_in.inc(inbound.channel)
@@ -344,19 +342,20 @@ class Service:
     async def _reply_late(self, inbound: Inbound, replies: list[str]) -> None:
         """Queue the replies of an inbound message whose webhook answered without them for the
         REST API (the outbox), unless a redelivery of the message claimed them first."""
-        message = self._late_reply(inbound, replies)
-        if message is None:
+        queue = self._late_reply(inbound, replies)
+        if queue is None:
             return
         # the claim queues the message as it wins and knows a repeat of itself: repeated while
         # Redis does not answer, it neither leaves the replies claimed and unsent nor queues them twice
-        mine, queue = "rest:" + commit_tag(), (message.id, self.clock(), message.dumps())
+        mine = "rest:" + commit_tag()
         if await repeated(lambda: self.store.claim(inbound.channel, inbound.phone, inbound.message_sid,
                                                    mine, queue)) != mine:
             return  # a redelivery answered with them, or another sender holds them
         self._wake_senders()
 
-    def _late_reply(self, inbound: Inbound, replies: list[str]) -> Message | None:
-        """The REST API's message of an inbound message's late replies (None: none to send)."""
+    def _late_reply(self, inbound: Inbound, replies: list[str]) -> tuple[str, float, str] | None:
+        """The REST API's message of an inbound message's late replies, to queue now (its id,
+        due time and JSON; None: none to send)."""
         if not replies:
             return None
         if self.senders is None:
@@ -370,7 +369,8 @@ class Service:
             log.warning("no reply sent to %s:%s for %s: no sender", inbound.channel, inbound.phone,
                         inbound.message_sid)
             return None
-        return message_for("reply", inbound.channel, inbound.phone, origin, replies, None, None)
+        message = message_for("reply", inbound.channel, inbound.phone, origin, replies, None, None)
+        return message.id, self.clock(), message.dumps()
 
     def _wake_senders(self) -> None:
         if self.senders is not None:
