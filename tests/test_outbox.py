@@ -246,11 +246,15 @@ async def test_requests_begun_and_answered_together_go_in_one_call_each_and_keep
         # paced and one for the begin of the paced request the pace let go
         assert begun - before == (3 if store.layout.cluster else 1)
         went = [c for c, wait in zip(claimed, waits, strict=True) if wait == 0]
-        noted = await asyncio.gather(*(sender.finish(c, 0, "sent", 101.0, sid=f"SM{n}")
+        # answers read in one turn of the event loop, each at its own time
+        noted = await asyncio.gather(*(sender.finish(c, 0, "sent", 101.0 + n / 1000, sid=f"SM{n}")
                                        for n, c in enumerate(went)))
         assert noted == [True] * 4
         # one call for the answers; on a Cluster, then one for the answered paced request's pace
         assert await script_calls(store) - begun == (2 if store.layout.cluster else 1)
+        for n, c in enumerate(went):  # each noted queued at the latest of the answers' times
+            note = json.loads(await store.redis.hget(store.layout.delivery("sms", c.message.to), f"SM{n}"))
+            assert note["status"] == "queued" and note["at"] == 101.003
         assert await sender.pending() == 2  # the two that wait for the pace
         assert await sender.finish(went[0], 0, "sent", 102.0, sid="SM0") is False  # a repeat: no change
     finally:

@@ -399,18 +399,20 @@ class Outbox:
             message.channel, message.to, message.distribution or "")
         pace = keys.due if self.layout.cluster else pace_key(message.sender)
         answer_keys = (pace, self.layout.delivery(message.channel, message.to))
-        noted = bool(await self._finishes.add((keys, answer_keys, answer), f"{repr(now)}|{keys.due}"))
+        noted = bool(await self._finishes.add((keys, answer_keys, answer, now), keys.due))
         if noted and member and self.layout.cluster:
             await self._answered.add((pace_key(message.sender), member), "")
         return noted
 
-    async def _finish_all(self, answers: list, common: str) -> list:
+    async def _finish_all(self, answers: list, _: str) -> list:
+        # one shard's answers (Batches groups them by its due key), noted at the latest of
+        # their times: they were all read in the same turn of the event loop
         keys = answers[0][0]
         return await self._finish(FinishCall(
             keys.due, keys.messages, keys.state, keys.unknown, keys.deliveries,
-            tuple(key for _, answer_keys, _ in answers for key in answer_keys), self.tag,
-            common.partition("|")[0], _DELIVERY_TTL, _QUEUED_OUTRANKING,
-            tuple(arg for _, _, answer in answers for arg in answer)))
+            tuple(key for _, answer_keys, _, _ in answers for key in answer_keys), self.tag,
+            repr(max(now for *_, now in answers)), _DELIVERY_TTL, _QUEUED_OUTRANKING,
+            tuple(arg for _, _, answer, _ in answers for arg in answer)))
 
     async def _paced_all(self, answered: list, _: str) -> list:
         count = await self._paced(PacedCall(tuple(pace for pace, _ in answered),
