@@ -191,21 +191,32 @@ def _sending(figures: dict, targets: dict) -> list[str]:
         f"Sending: {overhead['invitations']} invitations to the fake Twilio, pacing off, "
         f"{overhead['in_flight']} requests in flight",
         f"  {'':16}{'msg/s':>9}{'CPU µs/msg':>12}   fake Twilio busy",
-        *(f"  {'floor ' + when:16}{f['span_messages_per_s']:9.0f}{f['client_cpu_us_per_message']:12.0f}"
-          f"{f['fake_cpu_share']:19.0%}   (a bare aiohttp client)" for when, f in zip(("before", "after"), floors, strict=True)),
-        f"  {'canvass senders':16}{overhead['senders']['span_messages_per_s']:9.0f}"
-        f"{overhead['senders']['server_cpu_us_per_message']:12.0f}   (the outbox drained: claim, begin, "
-        "request, finish, delivery noted)",
         f"  {'a distribution':16}{canvass['messages_per_s']:9.0f}{canvass['server_cpu_us_per_message']:12.0f}"
         f"{canvass['fake_cpu_share']:19.0%}   (end to end, no target: first arrival after "
         f"{canvass['first_arrival_s']:.1f} s, done after {canvass['done_s']:.1f} s)",
-        f"  {'canvass/floor':16}{overhead['ratio']:9.2f}  {_mark(targets, 'sender_ratio')}",
+        *_sending_rounds(floors, overhead["rounds"]),
+        f"  {'canvass/floor':16}{overhead['ratio']:9.2f}  {_mark(targets, 'sender_ratio')}, the median round; "
+        f"CPU per message, floor/canvass: {overhead['cpu_ratio']:.2f} (no target)",
         f"Pacing: {pacing['invitations']} invitations at {pacing['rate']} messages/s from one number, "
         f"{pacing['workers']} workers",
         f"  {'busiest second':16}{pacing['max_in_window']:9d}  {_mark(targets, 'pace_max_window')}",
         f"  {'mean msg/s':16}{pacing['mean_per_s']:9.1f}  {_mark(targets, 'pace_mean')} "
         f"(over {pacing['span_s']:.1f} s; first arrival after {pacing['first_arrival_s']:.1f} s)",
     ]
+
+
+def _sending_rounds(floors: list[dict], rounds: list[dict]) -> list[str]:
+    """The floors and, between each two, a run of the senders with its ratio to their mean."""
+    def floor_line(found: dict) -> str:
+        return (f"  {'floor':16}{found['span_messages_per_s']:9.0f}{found['client_cpu_us_per_message']:12.0f}"
+                f"{found['fake_cpu_share']:19.0%}   (a bare aiohttp client)")
+    lines = [floor_line(floors[0])]
+    for found, after in zip(rounds, floors[1:], strict=True):
+        senders = found["senders"]
+        lines += [f"  {'canvass senders':16}{senders['span_messages_per_s']:9.0f}"
+                  f"{senders['server_cpu_us_per_message']:12.0f}{'':19}   {found['ratio']:.2f} of the floors around "
+                  "it (the outbox drained: claim, begin, request, finish, delivery noted)", floor_line(after)]
+    return lines
 
 
 def _contacts_import(figures: dict, targets: dict) -> list[str]:
