@@ -20,6 +20,7 @@ from engine.redis.outbox import (
     OUTBOX_FINISH,
     OUTBOX_PACE,
     OUTBOX_PACED,
+    Batches,
     Message,
     Outbox,
 )
@@ -259,6 +260,25 @@ async def test_requests_begun_and_answered_together_go_in_one_call_each_and_keep
         assert await sender.finish(went[0], 0, "sent", 102.0, sid="SM0") is False  # a repeat: no change
     finally:
         await store.aclose()
+
+
+async def test_answers_wait_the_linger_for_others_in_one_call_unless_a_whole_call_is_ready():
+    calls: list[list] = []
+
+    async def run(items: list, common: str) -> list:
+        calls.append(items)
+        return [f"{common}:{item}" for item in items]
+
+    batches = Batches(run, most=4, linger=0.05)
+    first = batches.add(1, "a")
+    await asyncio.sleep(0.01)  # a later turn of the event loop, within the linger
+    second = batches.add(2, "a")
+    assert await asyncio.gather(first, second) == ["a:1", "a:2"]
+    assert calls == [[1, 2]]
+    started = time.monotonic()
+    assert await asyncio.gather(*(batches.add(n, "b") for n in range(4))) == ["b:0", "b:1", "b:2", "b:3"]
+    assert time.monotonic() - started < 0.04  # four: sent at once, not after the linger
+    assert calls[1:] == [[0, 1, 2, 3]]
 
 
 async def test_two_workers_keep_one_pace_per_sender(make_client, settings, fake_twilio):

@@ -27,6 +27,10 @@ from engine.redis.scripts import Lua
 from engine.redis.store import DELIVERY_TTL, OUTRANKING, Script, Store, shard_index
 
 PACE_WINDOW_MS = 1000  # the pace is what any one-second window of arrivals at Twilio holds
+# Twilio's answers reach a worker one or two per turn of its event loop, and a script call
+# costs its process as much as the Python of many answers: FINISH waits this long for more
+# (a sender holds no request slot meanwhile, engine.runtime.outbox)
+FINISH_LINGER = 0.005
 
 
 def pace_key(sender: str) -> str:
@@ -210,27 +214,36 @@ def _state(text: str) -> tuple[str, int, int, str, tuple[str, ...]]:
 
 
 class Batches:
-    """Calls of one script made in the same turn of the event loop, sent as one call (up to
-    `most` items): a worker's senders begin and finish their requests in bursts (a claim's
-    messages start together, Twilio's answers are read together), and one script call for a
-    burst costs the sender's process a fraction of one per request. `run(items, common)` answers
-    one result per item, in order; items whose `common` argument differs go in separate calls."""
+    """Calls of one script made in the same turn of the event loop (or within `linger` seconds
+    of the first), sent as one call (up to `most` items): a worker's senders begin and finish
+    their requests in bursts (a claim's messages start together, Twilio's answers are read
+    together), and one script call for a burst costs the sender's process a fraction of one
+    per request. `run(items, common)` answers one result per item, in order; items whose
+    `common` argument differs go in separate calls."""
 
-    def __init__(self, run: Callable[[list, str], Awaitable[list]], most: int = 64):
-        self._run, self._most = run, most
+    def __init__(self, run: Callable[[list, str], Awaitable[list]], most: int = 64, linger: float = 0.0):
+        self._run, self._most, self._linger = run, most, linger
         self._waiting: dict[str, list[tuple[object, asyncio.Future]]] = {}
+        self._count = 0
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._calls: set[asyncio.Task] = set()
 
     def add(self, item: object, common: str) -> asyncio.Future:
         loop = asyncio.get_running_loop()
-        if not self._waiting:
-            loop.call_soon(self._flush)
+        if self._timer is None:
+            self._timer = loop.call_later(self._linger, self._flush) if self._linger else loop.call_soon(self._flush)
         future = loop.create_future()
         self._waiting.setdefault(common, []).append((item, future))
+        self._count += 1
+        if self._count >= self._most:  # a whole call's worth: no reason to wait for more
+            self._flush()
         return future
 
     def _flush(self) -> None:
-        waiting, self._waiting = self._waiting, {}
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiting, self._waiting, self._count = self._waiting, {}, 0
         for common, items in waiting.items():
             for start in range(0, len(items), self._most):
                 call = asyncio.ensure_future(self._call(items[start:start + self._most], common))
@@ -287,7 +300,7 @@ class Outbox:
         self._pace = Script(store.mux, OUTBOX_PACE)
         self._paced = Script(store.mux, OUTBOX_PACED)
         self._begins = Batches(self._begin_all)
-        self._finishes = Batches(self._finish_all)
+        self._finishes = Batches(self._finish_all, linger=FINISH_LINGER)
         self._paces = Batches(self._pace_all)
         self._answered = Batches(self._paced_all)
         self._resend = Script(store.mux, OUTBOX_RESEND)

@@ -36,7 +36,9 @@ LEASE = 60.0  # seconds a claimed message stays with its sender before others ma
 HOLD = 5.0  # seconds a start's own messages wait for its worker before any sender takes them
 INTERVAL = 0.25  # seconds between looks at the outbox when it had nothing due
 CLAIM_BATCH = 32  # messages claimed at once
-IN_FLIGHT = 64  # messages one worker sends at once (each waits on Twilio or on the pace)
+IN_FLIGHT = 64  # requests one worker has at Twilio at once (or waiting for the pace to let them go)
+HELD = 2 * IN_FLIGHT  # messages one worker holds at once: the others wait for a slot (claimed,
+# not yet begun: a worker that dies leaves them to the lease) or have their answers noted
 PATIENCE = 20.0  # seconds a sender repeats a note about a message while Redis does not answer
 MAX_TRIES = 8  # tries of one part that Twilio turned away for now (429, 5xx), then failed
 BACKOFF = (1.0, 60.0)  # the first and the longest wait before a retry (doubling)
@@ -144,7 +146,7 @@ class Senders:
                 await asyncio.wait_for(self._wake.wait(), INTERVAL)
 
     async def _drain_once(self) -> int:
-        free = IN_FLIGHT - len(self._tasks)
+        free = HELD - len(self._tasks)
         if free <= 0:
             await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
             return 1
@@ -176,15 +178,14 @@ class Senders:
 
     async def deliver(self, claimed: Claimed) -> Result:
         """Send the claimed message's parts in order; how it ended."""
-        async with self._slots:
-            try:
-                result = await self._deliver(claimed)
-            except RedisError as err:
-                # the claim's lease brings it back (or, mid-request, makes it unknown)
-                log.warning("outbound message %s paused: Redis failed: %s", claimed.message.id, err)
-                return Result("lost", claimed.sids, reason=str(err))
-            finally:
-                self.outbox.release(claimed.message.id)
+        try:
+            result = await self._deliver(claimed)
+        except RedisError as err:
+            # the claim's lease brings it back (or, mid-request, makes it unknown)
+            log.warning("outbound message %s paused: Redis failed: %s", claimed.message.id, err)
+            return Result("lost", claimed.sids, reason=str(err))
+        finally:
+            self.outbox.release(claimed.message.id)
         if result.state == "retry" and self.on_retry is not None:
             self.on_retry(claimed.message)
         if result.state in ("sent", "failed", "unknown"):
@@ -198,17 +199,20 @@ class Senders:
         message, sids = claimed.message, list(claimed.sids)
         rate = self.pacing.rate(message.sender)
         for part in range(claimed.part, len(message.parts)):
-            while True:
-                wait = await self._patiently(
-                    lambda part=part: self.outbox.begin(claimed, part, rate, self.clock() + LEASE,
-                                                        self.request_timeout + 1.0))
-                if wait < 0:
-                    return Result("lost", tuple(sids))
-                if wait == 0:
-                    break
-                await asyncio.sleep(wait / 1000)
+            # a slot from before a part is begun (so a part marked as being sent never waits)
+            # until Twilio answered: its answer is noted without one
+            async with self._slots:
+                while True:
+                    wait = await self._patiently(
+                        lambda part=part: self.outbox.begin(claimed, part, rate, self.clock() + LEASE,
+                                                            self.request_timeout + 1.0))
+                    if wait < 0:
+                        return Result("lost", tuple(sids))
+                    if wait == 0:
+                        break
+                    await asyncio.sleep(wait / 1000)
+                outcome = await self._request(message, part)
             tries = claimed.tries if part == claimed.part else 0
-            outcome = await self._request(message, part)
             if isinstance(outcome, str):
                 sids.append(outcome)
                 await self._finish(claimed, part, "sent", sid=outcome, paced=rate > 0)  # noting it queued
