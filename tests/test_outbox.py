@@ -187,6 +187,26 @@ async def test_a_repeated_begin_whose_answer_was_lost_goes_without_counting_twic
         await store.aclose()
 
 
+async def test_a_message_the_pace_holds_back_keeps_its_claim_past_the_lease(redis_url):
+    """A sender waiting for its pace renews the lease each time it asks: another sender does not
+    take the message when the first claim's lease has run out, however long the pace lasts."""
+    store = await Store.open(redis_url)
+    try:
+        waiting, other = Outbox(store), Outbox(store)
+        for n in range(2):
+            await waiting.enqueue(Message(an_id(f"held{n}", "+12015550108"), "invite", "sms", "+12015550108",
+                                          {"from": "+15550000013"}, ({"body": "x"},)), 100.0)
+        first, second = sorted((await waiting.claim(100.0, LEASE, 10))[0], key=lambda c: c.message.id)
+        assert await waiting.begin(first, 0, 1, 100.0 + LEASE) == 0
+        assert await waiting.finish(first, 0, "sent", 101.0, sid="SM1")
+        assert await waiting.begin(second, 0, 1, 150.0 + LEASE) > 0  # one a second: it waits, still asking
+        assert await other.claim(100.0 + LEASE + 1, LEASE, 10) == ([], 0)  # the first lease is over: kept
+        assert await other.claim(150.0 + LEASE + 1, LEASE, 10) != ([], 0)  # its sender stopped asking
+        assert await waiting.begin(second, 0, 1, 220.0 + LEASE) == -1  # the claim is gone
+    finally:
+        await store.aclose()
+
+
 async def test_every_claim_whose_answer_was_lost_is_taken_back_not_only_the_last(redis_server, one_redis_url):
     """Two starts' own messages claimed at once (send_now), and Redis slow to answer both
     claims past REDIS_TIMEOUT: both ran, neither answer came. The next claim takes back both

@@ -376,12 +376,15 @@ class Outbox:
         sender, keys, inflight_ms = message.sender, self.keys(message.id), str(int(inflight * 1000))
         gap_ms, member = str(500 // rate if rate else 0), pace_member(claimed, part)
         if self.layout.cluster:
+            paces = (keys.due, keys.due)  # (unused without a pace: the shard's slot)
             if rate:
                 wait = int(await self._paces.add(((pace_key(sender), last_key(sender)), (str(rate), gap_ms, member)),
                                                  inflight_ms))
-                if wait:
-                    return wait
-            rate, paces = 0, (keys.due, keys.due)  # (unused without a pace: the shard's slot)
+                if wait:  # held back: the lease renewed (BEGIN's rate '-1'), as one Redis's BEGIN does
+                    renew = BeginRequest(message.id, str(part), "-1", gap_ms, member, repr(lease_until))
+                    kept = int(await self._begins.add((keys, paces, renew), f"{inflight_ms}|{keys.due}"))
+                    return wait if kept > 0 else -1
+            rate = 0
         else:
             paces = (pace_key(sender), last_key(sender))
         request = BeginRequest(message.id, str(part), str(rate), gap_ms, member, repr(lease_until))

@@ -4,7 +4,10 @@
 -- `window_ms`, across every worker and server), it marks the part as being sent (phase `s`)
 -- and renews the claim's lease: from here on, the sender's death leaves the message unknown,
 -- never sent twice. A repeat of a request (the answer to its call was lost) answers 0 again,
--- without counting twice.
+-- without counting twice. A request the pace holds back renews the lease too: a sender still
+-- asking holds its message however long the pace keeps it waiting. On a Redis Cluster the
+-- pace is kept apart (outbox_pace.lua); a request it held back comes here with rate '-1' to
+-- renew the lease alone (answering 1, or -1).
 -- The pace: pace.lua.
 -- Each request names its sender's `pace` and `last` keys (KEYS, two per request, in order)
 -- and six ARGV: id part rate ('0': no pace) gap_ms member lease_until.
@@ -32,9 +35,16 @@ local function begin(pace, last, id, part, rate, gap_ms, member, lease_until)
   if phase == 's' then return 0 end  -- a repeat of this request, whose answer was lost: it went
   if phase ~= 'c' then return -1 end
   local limit = tonumber(rate)
+  if limit < 0 then
+    redis.call('ZADD', due, lease_until, id)
+    return 1
+  end
   if limit > 0 then
     local wait = take_pace(pace, last, limit, tonumber(gap_ms), member, window, inflight)
-    if wait > 0 then return wait end
+    if wait > 0 then
+      redis.call('ZADD', due, lease_until, id)
+      return wait
+    end
   end
   redis.call('ZADD', due, lease_until, id)
   redis.call('HSET', state, id, 's|' .. part .. '|' .. tries .. '|' .. tag .. '|' .. sids)
