@@ -207,6 +207,38 @@ async def test_a_message_the_pace_holds_back_keeps_its_claim_past_the_lease(redi
         await store.aclose()
 
 
+async def test_a_senders_claimed_ids_are_those_it_has_not_begun_and_others_leave_at_its_next_claim(redis_url):
+    """What a claim looks through when its answer was lost: kept exact where the state changes,
+    so that an ordinary claim need not read every id its sender holds."""
+    store = await Store.open(redis_url)
+    try:
+        sender, other = Outbox(store), Outbox(store)
+        phone = "+12015550109"
+        two = Message(an_id("kept2", phone), "reply", "sms", phone, {"from": "+15550000014"},
+                      ({"body": "one"}, {"body": "two"}))
+        one = Message(an_id("kept1", phone), "reply", "sms", phone, {"from": "+15550000014"}, ({"body": "x"},))
+        for message in (two, one):
+            await sender.enqueue(message, 100.0)
+        found = {c.message.id: c for c in (await sender.claim(100.0, LEASE, 10))[0]}
+        last = sender.keys(two.id).claimed(sender.tag)
+        assert await store.redis.smembers(last) == {two.id, one.id}
+        assert await sender.begin(found[two.id], 0, 0, 100.0 + LEASE) == 0
+        assert await store.redis.smembers(last) == {one.id}  # being sent
+        assert await sender.finish(found[two.id], 0, "sent", 101.0, sid="SM1")
+        assert await store.redis.smembers(last) == {one.id, two.id}  # its next part: still this sender's
+        assert await sender.begin(found[two.id], 1, 0, 102.0 + LEASE) == 0
+        sender.release(one.id)  # let go (Redis failed while it was begun): the lease brings it back
+        assert [c.message.id for c in (await other.claim(100.0 + LEASE + 1, LEASE, 10))[0]] == [one.id]
+        assert await store.redis.smembers(last) == {one.id}
+        assert (await sender.claim(102.0, LEASE, 10))[0] == []  # it holds one: `last` is not read
+        assert await store.redis.smembers(last) == {one.id}
+        sender.release(two.id)
+        assert (await sender.claim(103.0, LEASE, 10))[0] == []  # it holds none: one id too many
+        assert await store.redis.smembers(last) == set()  # the other sender's now: gone
+    finally:
+        await store.aclose()
+
+
 async def test_every_claim_whose_answer_was_lost_is_taken_back_not_only_the_last(redis_server, one_redis_url):
     """Two starts' own messages claimed at once (send_now), and Redis slow to answer both
     claims past REDIS_TIMEOUT: both ran, neither answer came. The next claim takes back both

@@ -139,12 +139,14 @@ class ClaimCall(NamedTuple):
     limit: str
     tag: str
     recover: str  # '1': the answer to a claim was lost; take back what is still claimed
+    held: str  # how many messages the sender holds (more ids in `last`: some are no longer its)
     ids: tuple[str, ...] = ()
 
 
 class BeginCall(NamedTuple):
     due: str
     state: str
+    claimed: str  # the ids this sender claimed and has not begun
     paces: tuple[str, ...]  # pace and last of each request's sender
     tag: str
     window_ms: str
@@ -167,6 +169,7 @@ class FinishCall(NamedTuple):
     state: str
     unknown: str
     deliveries: str
+    claimed: str  # the ids this sender claimed and has not begun
     per_answer: tuple[str, ...]  # two per answer: its sender's pace, its recipient's deliveries hash
     tag: str
     now: str
@@ -187,7 +190,7 @@ class FinishAnswer(NamedTuple):
     member: str  # the request's entry in the pace ('' unpaced)
     channel: str  # the recipient's, for the `queued` note of a part Twilio took
     to: str
-    distribution: str  # '' when none
+    distribution: str  # '' when none (else the message's, on the deliveries stream at its end)
 
 
 class ResendCall(NamedTuple):
@@ -351,7 +354,7 @@ class Outbox:
         keys = self._keys[shard]
         call = ClaimCall(keys.due, keys.messages, keys.state, keys.unknown, keys.deliveries,
                          keys.claimed(self.tag), repr(now), repr(lease), str(limit), self.tag,
-                         "1" if shard in self._lost_claims else "", ids)
+                         "1" if shard in self._lost_claims else "", str(len(self.holding)), ids)
         try:
             found = await self._claim(call)
         except NotSent:
@@ -393,7 +396,7 @@ class Outbox:
     async def _begin_all(self, requests: list, inflight_ms: str) -> list:
         keys = requests[0][0]  # (one shard's: Batches groups by `common`, and these by shard)
         return await self._begin(BeginCall(
-            keys.due, keys.state, tuple(key for _, paces, _ in requests for key in paces), self.tag,
+            keys.due, keys.state, keys.claimed(self.tag), tuple(key for _, paces, _ in requests for key in paces), self.tag,
             str(PACE_WINDOW_MS), inflight_ms.partition("|")[0],
             tuple(arg for _, _, request in requests for arg in request)))
 
@@ -425,7 +428,7 @@ class Outbox:
         # their times: they were all read in the same turn of the event loop
         keys = answers[0][0]
         return await self._finish(FinishCall(
-            keys.due, keys.messages, keys.state, keys.unknown, keys.deliveries,
+            keys.due, keys.messages, keys.state, keys.unknown, keys.deliveries, keys.claimed(self.tag),
             tuple(key for _, answer_keys, _, _ in answers for key in answer_keys), self.tag,
             repr(max(now for *_, now in answers)), _DELIVERY_TTL, _QUEUED_OUTRANKING,
             tuple(arg for _, _, answer, _ in answers for arg in answer)))

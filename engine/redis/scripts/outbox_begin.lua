@@ -14,11 +14,13 @@
 -- Returns, per request, 0: go; a positive number: milliseconds to wait for the pace; -1:
 -- the claim is gone (the lease ran out and another sender has it).
 -- include: pace.lua
--- KEYS: due state paces...
+-- KEYS: due state claimed paces...
 -- ARGV: tag window_ms inflight_ms requests...
 local due = KEYS[1]
 local state = KEYS[2]
-local paces = 3  -- KEYS[paces...]: pace and last of each request's sender
+-- claimed: the ids this sender claimed and has not begun (outbox_claim.lua's `last`)
+local claimed = KEYS[3]
+local paces = 4  -- KEYS[paces...]: pace and last of each request's sender
 local tag = ARGV[1]
 local window_ms = ARGV[2]
 local inflight_ms = ARGV[3]
@@ -48,6 +50,7 @@ local function begin(pace, last, id, part, rate, gap_ms, member, lease_until)
   end
   redis.call('ZADD', due, lease_until, id)
   redis.call('HSET', state, id, 's|' .. part .. '|' .. tries .. '|' .. tag .. '|' .. sids)
+  redis.call('SREM', claimed, id)
   return 0
 end
 

@@ -5,15 +5,17 @@
 -- died: whether Twilio took it is unknown, so it is never sent again on its own. It moves to
 -- the unknown hash (an operator may resend it), and a distribution's invitation reports it
 -- on the deliveries stream.
--- The ids a sender claimed and may still hold are kept (`last`): each claim adds those it
--- claims and drops those no longer claimed by it (being sent, ended, or another sender's
--- after the lease). When the answers to claims were lost (several may be, run one after the
+-- The ids a sender claimed and has not begun are kept (`last`): each claim adds those it
+-- claims, BEGIN drops a part it marks as being sent, FINISH adds a message whose next part
+-- the sender keeps. When the answers to claims were lost (several may be, run one after the
 -- other before the sender learns of it), its next claim says `recover`, and gets back every
--- one still claimed by it (the sender skips those it still works on).
+-- one still claimed by it (the sender skips those it still works on). A claim looks through
+-- `last` only then, or when it holds more ids than the sender says it holds (`held`): then
+-- it drops those no longer claimed by it (another sender's after the lease, or let go).
 -- Returns {id, message JSON, state} for each claimed message, then {id, '', 'unknown'} for
 -- each one found unknown.
 -- KEYS: due messages state unknown deliveries last
--- ARGV: now lease limit tag recover ids...
+-- ARGV: now lease limit tag recover held ids...
 local due = KEYS[1]
 local messages = KEYS[2]
 local state = KEYS[3]
@@ -25,20 +27,23 @@ local lease = ARGV[2]
 local limit = ARGV[3]
 local tag = ARGV[4]
 local recover = ARGV[5]
-local ids = 6  -- ARGV[ids...]: the messages to claim, when given
+local held = ARGV[6]
+local ids = 7  -- ARGV[ids...]: the messages to claim, when given
 
 local claimed = {}
 local until_ = tonumber(now) + tonumber(lease)
-for _, id in ipairs(redis.call('SMEMBERS', last)) do
-  local current = redis.call('HGET', state, id)
-  if current and string.match(current, '^c|%d+|%d+|([^|]*)|') == tag then
-    local message = recover == '1' and redis.call('HGET', messages, id)
-    if message then
-      redis.call('ZADD', due, tostring(until_), id)
-      claimed[#claimed + 1] = {id, message, current}
+if recover == '1' or redis.call('SCARD', last) > tonumber(held) then
+  for _, id in ipairs(redis.call('SMEMBERS', last)) do
+    local current = redis.call('HGET', state, id)
+    if current and string.match(current, '^c|%d+|%d+|([^|]*)|') == tag then
+      local message = recover == '1' and redis.call('HGET', messages, id)
+      if message then
+        redis.call('ZADD', due, tostring(until_), id)
+        claimed[#claimed + 1] = {id, message, current}
+      end
+    else
+      redis.call('SREM', last, id)
     end
-  else
-    redis.call('SREM', last, id)
   end
 end
 local wanted

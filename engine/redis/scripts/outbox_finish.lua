@@ -18,14 +18,16 @@
 -- Returns, per answer, 1 when noted, 0 when this sender no longer held the part.
 -- include: pace.lua
 -- include: delivery.lua
--- KEYS: due messages state unknown deliveries per_answer...
+-- KEYS: due messages state unknown deliveries claimed per_answer...
 -- ARGV: tag now ttl queued_outranking answers...
 local due = KEYS[1]
 local messages = KEYS[2]
 local state = KEYS[3]
 local unknown = KEYS[4]
 local deliveries = KEYS[5]
-local per_answer = 6  -- KEYS[per_answer...]: two per answer
+-- claimed: the ids this sender claimed and has not begun (outbox_claim.lua's `last`)
+local claimed = KEYS[6]
+local per_answer = 7  -- KEYS[per_answer...]: two per answer
 local tag = ARGV[1]
 local now = ARGV[2]
 local ttl = ARGV[3]
@@ -45,7 +47,8 @@ local function queued(recipient, sid, channel, to, distribution)
   note_delivery(recipient, deliveries, sid, record, ttl, distribution, event, outranks_queued, 'queued')
 end
 
-local function finish(pace, id, part, parts, outcome, sid, error_code, reason, retry_at, member)
+local function finish(pace, id, part, parts, outcome, sid, error_code, reason, retry_at, member, channel, to,
+                      distribution)
   local current = redis.call('HGET', state, id)
   if not current then return 0 end
   local phase, at, tries, holder, sids = string.match(current, '^(%a)|(%d+)|(%d+)|([^|]*)|(.*)$')
@@ -54,6 +57,7 @@ local function finish(pace, id, part, parts, outcome, sid, error_code, reason, r
   if sid ~= '' then sids = (sids == '' and sid) or (sids .. ',' .. sid) end
   if outcome == 'sent' and tonumber(part) + 1 < tonumber(parts) then
     redis.call('HSET', state, id, 'c|' .. (tonumber(part) + 1) .. '|0|' .. tag .. '|' .. sids)
+    redis.call('SADD', claimed, id)
     return 1
   end
   if outcome == 'retry' then
@@ -69,13 +73,10 @@ local function finish(pace, id, part, parts, outcome, sid, error_code, reason, r
   redis.call('ZREM', due, id)
   redis.call('HDEL', messages, id)
   redis.call('HDEL', state, id)
-  if message then
-    local found = cjson.decode(message)
-    if found['distribution'] then
-      redis.call('XADD', deliveries, '*', 'r', cjson.encode({distribution = found['distribution'],
-        channel = found['channel'], phone = found['to'], state = outcome, sid = string.match(sids, '^[^,]+') or '',
-        error_code = tonumber(error_code), reason = reason, at = tonumber(now)}))
-    end
+  if message and distribution ~= '' then  -- (the message's own, as its sender read it)
+    redis.call('XADD', deliveries, '*', 'r', cjson.encode({distribution = distribution, channel = channel,
+      phone = to, state = outcome, sid = string.match(sids, '^[^,]+') or '', error_code = tonumber(error_code),
+      reason = reason, at = tonumber(now)}))
   end
   return 1
 end
@@ -88,6 +89,6 @@ for i = 0, (#ARGV - answers + 1) / 12 - 1 do
     queued(KEYS[per_answer + 2 * i + 1], sid, ARGV[a + 9], ARGV[a + 10], ARGV[a + 11])
   end
   noted[#noted + 1] = finish(KEYS[per_answer + 2 * i], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], sid,
-    ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8])
+    ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], ARGV[a + 9], ARGV[a + 10], ARGV[a + 11])
 end
 return noted
