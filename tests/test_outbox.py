@@ -25,7 +25,8 @@ from engine.redis.outbox import (
     Outbox,
 )
 from engine.redis.store import REDIS_TIMEOUT, Store, shard_index
-from engine.runtime.outbox import HOLD, LEASE
+from engine.runtime import outbox as runtime_outbox
+from engine.runtime.outbox import HOLD, LEASE, Slots
 from server import SERVICE
 
 
@@ -333,6 +334,57 @@ async def test_answers_wait_the_linger_for_others_in_one_call_unless_a_whole_cal
     assert await asyncio.gather(*(batches.add(n, "b") for n in range(4))) == ["b:0", "b:1", "b:2", "b:3"]
     assert time.monotonic() - started < 0.04  # four: sent at once, not after the linger
     assert calls[1:] == [[0, 1, 2, 3]]
+
+
+async def test_a_slot_goes_to_a_waiting_start_before_the_outbox_and_a_cancelled_wait_keeps_none():
+    slots = Slots(1)
+    await slots.acquire()
+    order: list[str] = []
+
+    async def waiter(name: str, first: bool = False) -> None:
+        await slots.acquire(first)
+        order.append(name)
+
+    outbox_one, outbox_two = asyncio.create_task(waiter("outbox 1")), asyncio.create_task(waiter("outbox 2"))
+    gone = asyncio.create_task(waiter("cancelled"))
+    await asyncio.sleep(0)
+    start = asyncio.create_task(waiter("start", first=True))
+    await asyncio.sleep(0)
+    gone.cancel()
+    for _ in range(3):  # each holder in turn lets it go
+        slots.release()
+        await asyncio.sleep(0)
+    assert order == ["start", "outbox 1", "outbox 2"]
+    assert start.done() and outbox_two.done() and outbox_one.done() and gone.cancelled()
+    slots.release()  # the last holder's: one free slot, as at first
+    await slots.acquire()
+    late = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0.01)
+    assert not late.done()  # none left over from the cancelled wait
+    late.cancel()
+
+
+async def test_a_starts_message_takes_the_next_free_slot_before_messages_the_outbox_holds(
+        make_client, settings, fake_twilio, monkeypatch):
+    """Slow answers hold every slot and more outbox messages wait for one: a start's first
+    message goes with the next slot freed, not after them."""
+    monkeypatch.setattr(runtime_outbox, "IN_FLIGHT", 2)
+    monkeypatch.setattr(runtime_outbox, "HELD", 6)
+    client = await make_client(dataclasses.replace(settings, pacing="off"))
+    service = client.server.app[SERVICE]
+    waiting = [f"+1201555{n:04d}" for n in range(300, 306)]
+    for phone in waiting:
+        fake_twilio.delay_for(phone, seconds=0.6)
+        await service.senders.outbox.enqueue(Message(an_id("slow", phone), "reply", "sms", phone,
+                                                     {"from": "+15550000015"}, ({"body": "x"},)), 0.0)
+    service.senders.wake()
+    await eventually(lambda: len(fake_twilio.arrivals) >= 2)  # both slots taken: four wait for one
+    started = time.monotonic()
+    assert (await start(client, "+12015550310")).status == 201
+    assert time.monotonic() - started < 1.0  # the first slot freed (0.6 s), not the third (1.8 s)
+    await drained(client)
+    order = [arrival.to for arrival in fake_twilio.created()]
+    assert order.index("+12015550310") < 4 and sorted(order) == sorted([*waiting, "+12015550310"])
 
 
 async def test_two_workers_keep_one_pace_per_sender(make_client, settings, fake_twilio):

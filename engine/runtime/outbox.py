@@ -22,7 +22,8 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -101,6 +102,48 @@ class Pacing:
         return self.phone if address.startswith(("+", "MG")) or address.isdigit() else self.alpha
 
 
+class Slots:
+    """A worker's request slots (IN_FLIGHT): a semaphore whose `first` waiters, a start's own
+    messages, are served before the others (the outbox's, which may be many and paced)."""
+
+    def __init__(self, count: int):
+        self._free = count
+        self._waiting: tuple[deque[asyncio.Future], deque[asyncio.Future]] = (deque(), deque())
+
+    async def acquire(self, first: bool = False) -> None:
+        if self._free > 0 and not any(self._waiting):
+            self._free -= 1
+            return
+        slot = asyncio.get_running_loop().create_future()
+        queue = self._waiting[0 if first else 1]
+        queue.append(slot)
+        try:
+            await slot
+        except asyncio.CancelledError:
+            if slot.done() and not slot.cancelled():  # given, then cancelled: pass it on
+                self.release()
+            else:
+                queue.remove(slot)
+            raise
+
+    def release(self) -> None:
+        for queue in self._waiting:
+            while queue:
+                slot = queue.popleft()
+                if not slot.done():
+                    slot.set_result(None)
+                    return
+        self._free += 1
+
+    @contextlib.asynccontextmanager
+    async def held(self, first: bool = False) -> AsyncIterator[None]:
+        await self.acquire(first)
+        try:
+            yield
+        finally:
+            self.release()
+
+
 class Senders:
     """This worker's senders: a loop that drains due messages, and `send_now` for a start's own."""
 
@@ -114,7 +157,7 @@ class Senders:
         self.request_timeout = request_timeout  # a request counts in the pace this long before its answer
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self._slots = asyncio.Semaphore(IN_FLIGHT)
+        self._slots = Slots(IN_FLIGHT)
         self._tasks: set[asyncio.Task] = set()
         self._redis_down = False
         self._claiming = 0  # claims under way (what they claim is neither due nor a task yet)
@@ -171,15 +214,16 @@ class Senders:
         self._sending_now += 1
         try:
             claimed, _ = await self.outbox.claim(self.clock(), LEASE, len(ids), tuple(ids))
-            results = await asyncio.gather(*(self.deliver(message) for message in claimed))
+            results = await asyncio.gather(*(self.deliver(message, first=True) for message in claimed))
         finally:
             self._sending_now -= 1
         return {message.message.id: result for message, result in zip(claimed, results, strict=True)}
 
-    async def deliver(self, claimed: Claimed) -> Result:
-        """Send the claimed message's parts in order; how it ended."""
+    async def deliver(self, claimed: Claimed, first: bool = False) -> Result:
+        """Send the claimed message's parts in order; how it ended. `first`: its requests take
+        the next free slots, before the outbox's (a start's own message)."""
         try:
-            result = await self._deliver(claimed)
+            result = await self._deliver(claimed, first)
         except RedisError as err:
             # the claim's lease brings it back (or, mid-request, makes it unknown)
             log.warning("outbound message %s paused: Redis failed: %s", claimed.message.id, err)
@@ -195,13 +239,13 @@ class Senders:
                 log.exception("after outbound message %s ended %s", claimed.message.id, result.state)
         return result
 
-    async def _deliver(self, claimed: Claimed) -> Result:
+    async def _deliver(self, claimed: Claimed, first: bool) -> Result:
         message, sids = claimed.message, list(claimed.sids)
         rate = self.pacing.rate(message.sender)
         for part in range(claimed.part, len(message.parts)):
             # a slot from before a part is begun (so a part marked as being sent never waits)
             # until Twilio answered: its answer is noted without one
-            async with self._slots:
+            async with self._slots.held(first):
                 while True:
                     wait = await self._patiently(
                         lambda part=part: self.outbox.begin(claimed, part, rate, self.clock() + LEASE,
