@@ -11,6 +11,7 @@ import time
 
 import pytest
 from conftest import admin_headers, eventually, free_port
+from fake_twilio import ACCOUNT_SID, AUTH_TOKEN
 from redis.exceptions import RedisError
 from redis_proxy import DelayingProxy
 
@@ -26,7 +27,8 @@ from engine.redis.outbox import (
 )
 from engine.redis.store import REDIS_TIMEOUT, Store, shard_index
 from engine.runtime import outbox as runtime_outbox
-from engine.runtime.outbox import HOLD, LEASE, Slots
+from engine.runtime.outbox import HOLD, LEASE, Pacing, Senders, Slots
+from engine.runtime.twilio import Sender
 from server import SERVICE
 
 
@@ -120,10 +122,11 @@ def an_id(name: str, phone: str) -> str:
     return f"OB{name}.{shard_index('sms', phone)}"
 
 
-def one_shards_phones(count: int) -> list[str]:
-    """Phone numbers whose conversations are in one shard (on a Cluster, one outbox's slot)."""
+def one_shards_phones(count: int, first: int = 0) -> list[str]:
+    """Phone numbers whose conversations are in one shard (on a Cluster, one outbox's slot),
+    from the `first`th such number on."""
     phones = [f"+120155{n:05d}" for n in range(10_000)]
-    return [phone for phone in phones if shard_index("sms", phone) == shard_index("sms", phones[0])][:count]
+    return [phone for phone in phones if shard_index("sms", phone) == shard_index("sms", phones[0])][first:first + count]
 
 
 async def test_a_sender_that_dies_while_asking_twilio_leaves_its_message_unknown(redis_url):
@@ -408,3 +411,194 @@ async def test_a_429_waits_as_long_as_twilio_says_in_retry_after(client, fake_tw
         client.server.app[SERVICE].senders.wake()
         await drained(client)
         assert len(fake_twilio.created()) == sent
+
+
+# ---------------------------------------------------------------- slots, leases, stopping
+
+
+async def test_a_wait_cancelled_in_the_turn_its_slot_is_passed_over_ends_cancelled():
+    """A holder lets its slot go in the same turn as a waiter is cancelled (Senders.stop cancels
+    every task, then the holders release as they unwind): release() pops the cancelled wait and
+    passes over it, then the waiter's own handler removes it from the queue again."""
+    slots = Slots(1)
+    await slots.acquire()
+    waiter = asyncio.create_task(slots.acquire())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    slots.release()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    await asyncio.wait_for(slots.acquire(), 0.1)  # the one slot is free
+
+
+async def test_a_senders_claimed_ids_expire_also_after_a_finish_adds_a_next_part(redis_url):
+    """`last` (a sender's claimed ids) expires a lease after its claims; BEGIN's SREM deletes it
+    when it empties and FINISH's SADD of a next part makes it anew without an expiry: a sender
+    that dies before its next claim leaves it in Redis for ever."""
+    store = await Store.open(redis_url)
+    try:
+        sender, phone = Outbox(store), "+12015550120"
+        two = Message(an_id("ttl2", phone), "reply", "sms", phone, {"from": "+15550000020"},
+                      ({"body": "one"}, {"body": "two"}))
+        await sender.enqueue(two, 100.0)
+        [claimed], _ = await sender.claim(100.0, LEASE, 10)
+        last = sender.keys(two.id).claimed(sender.tag)
+        assert 0 < await store.redis.ttl(last) <= LEASE
+        assert await sender.begin(claimed, 0, 0, 100.0 + LEASE) == 0
+        assert await sender.finish(claimed, 0, "sent", 101.0, sid="SM1")
+        assert await store.redis.smembers(last) == {two.id}
+        assert 0 < await store.redis.ttl(last) <= LEASE  # fails: -1, no expiry
+    finally:
+        await store.aclose()
+
+
+async def test_a_repeated_begin_goes_also_when_its_pace_entry_is_gone(redis_url):
+    """A BEGIN that ran but whose answer was lost is repeated (_patiently, up to 20 s). On one
+    Redis the repeat finds its part marked and goes. On a Cluster, once the request's entry in
+    the pace is gone (its `inflight` and a window later) and the pace says wait, the lease's
+    renewal (rate '-1') finds the part marked, answers 0, and begin() turns that into -1: the
+    sender gives up a part it marked and never asked, which the next claim makes unknown."""
+    store = await Store.open(redis_url)
+    try:
+        sender, phones = Outbox(store), one_shards_phones(2)
+        for n, phone in enumerate(phones):
+            await sender.enqueue(Message(an_id(f"again{n}", phone), "reply", "sms", phone,
+                                         {"from": "+15550000021"}, ({"body": "x"},)), 100.0 + n)
+        first, second = sorted((await sender.claim(101.0, LEASE, 10))[0], key=lambda c: c.message.id)
+        assert await sender.begin(first, 0, 1, 200.0, inflight=0.001) == 0  # (its answer lost)
+        await asyncio.sleep(1.1)  # its entry in the pace is gone
+        assert await sender.begin(second, 0, 1, 200.0, inflight=0.001) == 0
+        assert await sender.begin(first, 0, 1, 200.0, inflight=0.001) == 0  # the repeat: it was marked
+    finally:
+        await store.aclose()
+
+
+async def senders_on(store: Store, fake_twilio, pacing: str = "off") -> tuple[Senders, Sender]:
+    """A worker's senders alone (no server around them), sending to the fake Twilio."""
+    sender = Sender(ACCOUNT_SID, AUTH_TOKEN, fake_twilio.base_url)
+
+    async def on_final(message, result) -> None:
+        pass
+
+    return Senders(Outbox(store), sender, Pacing(pacing), time.time, on_final), sender
+
+
+async def test_with_a_pace_a_worker_holds_no_more_messages_than_its_slots(redis_url, fake_twilio, monkeypatch):
+    """Messages beyond a worker's slots would wait for the pace behind the others (HELD x workers
+    / rate seconds: 128 x 2 / 3 = 85 s), past their lease: with a pace a worker claims only as
+    many as it has slots; without one, up to HELD (each waits about one request for a slot)."""
+    monkeypatch.setattr(runtime_outbox, "IN_FLIGHT", 1)
+    monkeypatch.setattr(runtime_outbox, "HELD", 2)
+    store = await Store.open(redis_url)
+    try:
+        for pacing, holds in (("+15550000022=1", 1), ("off", 2)):
+            senders, sender = await senders_on(store, fake_twilio, pacing)
+            run = asyncio.create_task(senders.run())
+            try:
+                phones = one_shards_phones(3, first=10 * holds)
+                fake_twilio.delay_for(phones[0], seconds=1.0)
+                for n, phone in enumerate(phones):
+                    await senders.outbox.enqueue(Message(an_id(f"slot{pacing}{n}", phone), "reply", "sms", phone,
+                                                         {"from": "+15550000022"}, ({"body": "x"},)),
+                                                 time.time() - 2 + n / 10)
+                senders.wake()
+                await eventually(lambda: len(fake_twilio.arrivals) >= 1)  # the first holds the one slot for 1 s
+                await asyncio.sleep(0.2)
+                assert len(senders.outbox.holding) == holds
+            finally:
+                await senders.stop(run, grace=3.0)
+                await sender.close()
+    finally:
+        await store.aclose()
+
+
+async def test_senders_that_stop_begin_no_request_they_would_cut_off(redis_url, fake_twilio, monkeypatch):
+    """Senders.stop lets the requests under way finish within its grace, then cancels the rest.
+    A message still waiting for a slot gets one meanwhile and begins a request, which the end
+    of the grace cuts off: a message no request had gone for ends unknown (main: a worker held
+    no more messages than it had slots)."""
+    monkeypatch.setattr(runtime_outbox, "IN_FLIGHT", 1)
+    monkeypatch.setattr(runtime_outbox, "HELD", 2)
+    store = await Store.open(redis_url)
+    senders, sender = await senders_on(store, fake_twilio)
+    run = asyncio.create_task(senders.run())
+    try:
+        phones = one_shards_phones(2)
+        fake_twilio.delay_for(phones[0], seconds=0.5)
+        fake_twilio.delay_for(phones[1], seconds=1.0)
+        for n, phone in enumerate(phones):
+            await senders.outbox.enqueue(Message(an_id(f"stop{n}", phone), "reply", "sms", phone,
+                                                 {"from": "+15550000023"}, ({"body": "x"},)), time.time() - 2 + n)
+        senders.wake()
+        await eventually(lambda: len(fake_twilio.arrivals) >= 1)
+        await eventually(lambda: len(senders.outbox.holding) == 2)
+        await senders.stop(run, grace=0.8)
+        _, unknown = await Outbox(store).claim(time.time() + LEASE + 1, LEASE, 10)
+        assert unknown == 0, [a.to for a in fake_twilio.arrivals]  # fails: 1, the second began after stop
+    finally:
+        await sender.close()
+        await store.aclose()
+
+
+async def test_a_starts_answer_waits_for_its_own_message_not_for_claims_it_takes_back(
+        redis_server, one_redis_url, fake_twilio):
+    """send_now's claim, after a claim whose answer was lost, takes those messages back too
+    (recover); send_now then delivers them (with a start's priority) and the start's answer
+    waits until every one of them ended, here four at one a second."""
+    proxy = await DelayingProxy(redis_server.port, slow=is_claim).start()
+    store = await Store.open(proxy.url)
+    sender = Sender(ACCOUNT_SID, AUTH_TOKEN, fake_twilio.base_url)
+
+    async def on_final(message, result) -> None:
+        pass
+
+    senders = Senders(Outbox(store), sender, Pacing("+15550000030=1"), time.time, on_final)
+    try:
+        now = time.time()
+        for n in range(4):
+            await senders.outbox.enqueue(Message(f"OBpaced{n}", "invite", "sms", f"+1201555013{n}",
+                                                 {"from": "+15550000030"}, ({"body": "x"},)), now - 1)
+        await senders.outbox.enqueue(Message("OBstart", "start", "sms", "+12015550140",
+                                             {"from": "+15550000031"}, ({"body": "first"},)), now + HOLD)
+        assert await senders.outbox.claim(now - 10, LEASE, 1) == ([], 0)  # (the script loaded)
+        proxy.delay = 30 * REDIS_TIMEOUT
+        with pytest.raises(RedisError):
+            await senders.outbox.claim(now, LEASE, 4)  # ran; its answer lost
+        proxy.delay = 0
+        started = time.monotonic()
+        results = await senders.send_now(["OBstart"])
+        assert results["OBstart"].state == "sent"
+        assert time.monotonic() - started < 1.0, sorted(results)  # fails: about 3 s
+    finally:
+        await sender.close()
+        await store.aclose()
+        await proxy.close()
+
+
+async def test_a_messages_next_part_follows_its_first_not_every_message_waiting_for_a_slot(
+        redis_url, fake_twilio, monkeypatch):
+    """A slot now covers one part: a message's next part queues for a slot behind every message
+    the worker holds (up to HELD - IN_FLIGHT = 64, paced: tens of seconds), where main sent it
+    right after the first (and its lease, renewed by the first part's BEGIN, runs meanwhile)."""
+    monkeypatch.setattr(runtime_outbox, "IN_FLIGHT", 1)
+    monkeypatch.setattr(runtime_outbox, "HELD", 4)
+    store = await Store.open(redis_url)
+    senders, sender = await senders_on(store, fake_twilio)
+    run = asyncio.create_task(senders.run())
+    try:
+        phones = one_shards_phones(4)
+        for phone in phones:
+            fake_twilio.delay_for(phone, seconds=0.2)
+        parts = ({"body": "one"}, {"body": "two"})
+        for n, phone in enumerate(phones):
+            await senders.outbox.enqueue(Message(an_id(f"parts{n}", phone), "reply", "sms", phone,
+                                                 {"from": "+15550000024"}, parts if n == 0 else parts[:1]),
+                                         time.time() - 2 + n / 10)
+        senders.wake()
+        await eventually(lambda: len(fake_twilio.arrivals) == 5)
+        order = [a.to for a in fake_twilio.arrivals]
+        assert order[:2] == [phones[0], phones[0]], order  # fails: its second part goes last
+    finally:
+        await senders.stop(run, grace=3.0)
+        await sender.close()
+        await store.aclose()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -68,7 +69,7 @@ class Keys(NamedTuple):
         return cls(due, messages, prefix + ":state", prefix + ":unknown", store.layout.deliveries(shard))
 
     def claimed(self, tag: str) -> str:
-        """The ids the sender with that tag claimed from this shard and may still hold."""
+        """The ids the sender with that tag claimed from this shard and has not begun."""
         return self.due.removesuffix(":due") + ":claimed:" + tag
 
 
@@ -133,13 +134,13 @@ class ClaimCall(NamedTuple):
     state: str
     unknown: str
     deliveries: str
-    last: str  # the ids this sender claimed and may still hold
+    claimed: str  # the ids this sender claimed and has not begun
     now: str
     lease: str
     limit: str
     tag: str
     recover: str  # '1': the answer to a claim was lost; take back what is still claimed
-    held: str  # how many messages the sender holds (more ids in `last`: some are no longer its)
+    held: str  # how many of its messages the sender holds there (more ids in `claimed`: some are not its)
     ids: tuple[str, ...] = ()
 
 
@@ -174,6 +175,7 @@ class FinishCall(NamedTuple):
     tag: str
     now: str
     ttl: str  # of a recipient's deliveries hash (DELIVERY_TTL)
+    lease: str  # whole seconds: the sender's claimed ids are kept as long after a next part joins them
     queued_outranking: str  # OUTRANKING["queued"], comma-separated
     answers: tuple[str, ...]  # twelve per answer: FinishAnswer
 
@@ -297,6 +299,7 @@ class Outbox:
         self._keys = {shard: Keys.of(store, shard) for shard in self.layout.shards}
         self._lost_claims: set[str] = set()  # the shards where a claim's answer was lost
         self.holding: set[str] = set()  # the ids this sender claimed and still works on
+        self._lease = 60  # whole seconds of the last claim's lease (what FINISH keeps its claimed ids)
         self._claim = Script(store.mux, OUTBOX_CLAIM)
         self._begin = Script(store.mux, OUTBOX_BEGIN)
         self._finish = Script(store.mux, OUTBOX_FINISH)
@@ -352,9 +355,10 @@ class Outbox:
 
     async def _claim_shard(self, shard: str, now: float, lease: float, limit: int, ids: tuple[str, ...]) -> list:
         keys = self._keys[shard]
+        self._lease = math.ceil(lease)
         call = ClaimCall(keys.due, keys.messages, keys.state, keys.unknown, keys.deliveries,
                          keys.claimed(self.tag), repr(now), repr(lease), str(limit), self.tag,
-                         "1" if shard in self._lost_claims else "", str(len(self.holding)), ids)
+                         "1" if shard in self._lost_claims else "", str(self._held_in(shard)), ids)
         try:
             found = await self._claim(call)
         except NotSent:
@@ -365,6 +369,12 @@ class Outbox:
         if call.recover:  # it took back what was claimed; a claim that did not must not
             self._lost_claims.discard(shard)  # clear a loss learnt of while it went
         return found
+
+    def _held_in(self, shard: str) -> int:
+        """How many of the ids this sender holds are in the shard's outbox."""
+        if len(self._keys) == 1:
+            return len(self.holding)
+        return sum(1 for id_ in self.holding if self.layout.message_shard(id_) == shard)
 
     def release(self, id_: str) -> None:
         """This sender is done with a message it claimed (sent, ended, or let go)."""
@@ -386,7 +396,8 @@ class Outbox:
                 if wait:  # held back: the lease renewed (BEGIN's rate '-1'), as one Redis's BEGIN does
                     renew = BeginRequest(message.id, str(part), "-1", gap_ms, member, repr(lease_until))
                     kept = int(await self._begins.add((keys, paces, renew), f"{inflight_ms}|{keys.due}"))
-                    return wait if kept > 0 else -1
+                    # 0: a repeat, whose earlier try marked the part (its pace entry may be gone): go
+                    return wait if kept > 0 else kept
             rate = 0
         else:
             paces = (pace_key(sender), last_key(sender))
@@ -425,12 +436,12 @@ class Outbox:
 
     async def _finish_all(self, answers: list, _: str) -> list:
         # one shard's answers (Batches groups them by its due key), noted at the latest of
-        # their times: they were all read in the same turn of the event loop
+        # their times: they were all read within FINISH_LINGER
         keys = answers[0][0]
         return await self._finish(FinishCall(
             keys.due, keys.messages, keys.state, keys.unknown, keys.deliveries, keys.claimed(self.tag),
             tuple(key for _, answer_keys, _, _ in answers for key in answer_keys), self.tag,
-            repr(max(now for *_, now in answers)), _DELIVERY_TTL, _QUEUED_OUTRANKING,
+            repr(max(now for *_, now in answers)), _DELIVERY_TTL, str(self._lease), _QUEUED_OUTRANKING,
             tuple(arg for _, _, answer, _ in answers for arg in answer)))
 
     async def _paced_all(self, answered: list, _: str) -> list:

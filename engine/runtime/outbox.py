@@ -23,7 +23,7 @@ import contextlib
 import logging
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.exceptions import RedisError
@@ -38,8 +38,11 @@ HOLD = 5.0  # seconds a start's own messages wait for its worker before any send
 INTERVAL = 0.25  # seconds between looks at the outbox when it had nothing due
 CLAIM_BATCH = 32  # messages claimed at once
 IN_FLIGHT = 64  # requests one worker has at Twilio at once (or waiting for the pace to let them go)
-HELD = 2 * IN_FLIGHT  # messages one worker holds at once: the others wait for a slot (claimed,
-# not yet begun: a worker that dies leaves them to the lease) or have their answers noted
+# Without a pace (CANVASS_PACING=off) a worker holds up to HELD claimed messages: those beyond
+# its slots wait for one (claimed, not yet begun: a worker that dies leaves them to the lease;
+# each waits at most about one request), or have their answers noted. With a pace it holds
+# IN_FLIGHT: more would only wait for the pace, and outlast their lease.
+HELD = 2 * IN_FLIGHT
 PATIENCE = 20.0  # seconds a sender repeats a note about a message while Redis does not answer
 MAX_TRIES = 8  # tries of one part that Twilio turned away for now (429, 5xx), then failed
 BACKOFF = (1.0, 60.0)  # the first and the longest wait before a retry (doubling)
@@ -122,7 +125,7 @@ class Slots:
         except asyncio.CancelledError:
             if slot.done() and not slot.cancelled():  # given, then cancelled: pass it on
                 self.release()
-            else:
+            elif slot in queue:  # (a release in the same turn passed over it already)
                 queue.remove(slot)
             raise
 
@@ -135,13 +138,6 @@ class Slots:
                     return
         self._free += 1
 
-    @contextlib.asynccontextmanager
-    async def held(self, first: bool = False) -> AsyncIterator[None]:
-        await self.acquire(first)
-        try:
-            yield
-        finally:
-            self.release()
 
 
 class Senders:
@@ -189,7 +185,7 @@ class Senders:
                 await asyncio.wait_for(self._wake.wait(), INTERVAL)
 
     async def _drain_once(self) -> int:
-        free = HELD - len(self._tasks)
+        free = (HELD if self.pacing.off else IN_FLIGHT) - len(self._tasks)
         if free <= 0:
             await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
             return 1
@@ -202,10 +198,13 @@ class Senders:
             log.warning("%d outbound messages were being sent when their sender stopped: kept as "
                         "unknown (GET /admin/outbox), not sent again", unknown)
         for message in claimed:
-            task = asyncio.create_task(self.deliver(message))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._send_later(message)
         return len(claimed)
+
+    def _send_later(self, claimed: Claimed) -> None:
+        task = asyncio.create_task(self.deliver(claimed))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def send_now(self, ids: list[str]) -> dict[str, Result]:
         """Send these messages (a start's own, held for this worker) now; how each ended."""
@@ -214,10 +213,13 @@ class Senders:
         self._sending_now += 1
         try:
             claimed, _ = await self.outbox.claim(self.clock(), LEASE, len(ids), tuple(ids))
-            results = await asyncio.gather(*(self.deliver(message, first=True) for message in claimed))
+            own = [found for found in claimed if found.message.id in ids]
+            for taken_back in (found for found in claimed if found.message.id not in ids):
+                self._send_later(taken_back)  # a lost claim's, which this claim recovered
+            results = await asyncio.gather(*(self.deliver(message, first=True) for message in own))
         finally:
             self._sending_now -= 1
-        return {message.message.id: result for message, result in zip(claimed, results, strict=True)}
+        return {message.message.id: result for message, result in zip(own, results, strict=True)}
 
     async def deliver(self, claimed: Claimed, first: bool = False) -> Result:
         """Send the claimed message's parts in order; how it ended. `first`: its requests take
@@ -240,22 +242,41 @@ class Senders:
         return result
 
     async def _deliver(self, claimed: Claimed, first: bool) -> Result:
+        # A slot is taken before a part is begun (so a part marked as being sent never waits
+        # for one) and kept until Twilio answered the message's last part: that answer is noted
+        # without it, while a next part goes on with it, right after the one before.
+        await self._slots.acquire(first)
+        held = True
+
+        def free_slot() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._slots.release()
+
+        try:
+            return await self._parts(claimed, free_slot)
+        finally:
+            free_slot()
+
+    async def _parts(self, claimed: Claimed, free_slot: Callable[[], None]) -> Result:
         message, sids = claimed.message, list(claimed.sids)
         rate = self.pacing.rate(message.sender)
         for part in range(claimed.part, len(message.parts)):
-            # a slot from before a part is begun (so a part marked as being sent never waits)
-            # until Twilio answered: its answer is noted without one
-            async with self._slots.held(first):
-                while True:
-                    wait = await self._patiently(
-                        lambda part=part: self.outbox.begin(claimed, part, rate, self.clock() + LEASE,
-                                                            self.request_timeout + 1.0))
-                    if wait < 0:
-                        return Result("lost", tuple(sids))
-                    if wait == 0:
-                        break
-                    await asyncio.sleep(wait / 1000)
-                outcome = await self._request(message, part)
+            while True:
+                if self._stop.is_set() and part == claimed.part:  # not begun: its lease brings it back
+                    return Result("lost", tuple(sids), reason="the senders stopped")
+                wait = await self._patiently(
+                    lambda part=part: self.outbox.begin(claimed, part, rate, self.clock() + LEASE,
+                                                        self.request_timeout + 1.0))
+                if wait < 0:
+                    return Result("lost", tuple(sids))
+                if wait == 0:
+                    break
+                await asyncio.sleep(wait / 1000)
+            outcome = await self._request(message, part)
+            if not (isinstance(outcome, str) and part + 1 < len(message.parts)):
+                free_slot()
             tries = claimed.tries if part == claimed.part else 0
             if isinstance(outcome, str):
                 sids.append(outcome)

@@ -18,7 +18,7 @@
 -- ARGV: tag window_ms inflight_ms requests...
 local due = KEYS[1]
 local state = KEYS[2]
--- claimed: the ids this sender claimed and has not begun (outbox_claim.lua's `last`)
+-- claimed: the ids this sender claimed and has not begun (outbox_claim.lua)
 local claimed = KEYS[3]
 local paces = 4  -- KEYS[paces...]: pace and last of each request's sender
 local tag = ARGV[1]

@@ -5,23 +5,24 @@
 -- died: whether Twilio took it is unknown, so it is never sent again on its own. It moves to
 -- the unknown hash (an operator may resend it), and a distribution's invitation reports it
 -- on the deliveries stream.
--- The ids a sender claimed and has not begun are kept (`last`): each claim adds those it
+-- The ids a sender claimed and has not begun are kept (`claimed`): each claim adds those it
 -- claims, BEGIN drops a part it marks as being sent, FINISH adds a message whose next part
 -- the sender keeps. When the answers to claims were lost (several may be, run one after the
 -- other before the sender learns of it), its next claim says `recover`, and gets back every
 -- one still claimed by it (the sender skips those it still works on). A claim looks through
--- `last` only then, or when it holds more ids than the sender says it holds (`held`): then
--- it drops those no longer claimed by it (another sender's after the lease, or let go).
+-- `claimed` only then, or when it holds more ids than the sender says it holds there
+-- (`held`): then it drops those no longer claimed by it (another sender's after the lease,
+-- or let go).
 -- Returns {id, message JSON, state} for each claimed message, then {id, '', 'unknown'} for
 -- each one found unknown.
--- KEYS: due messages state unknown deliveries last
+-- KEYS: due messages state unknown deliveries claimed
 -- ARGV: now lease limit tag recover held ids...
 local due = KEYS[1]
 local messages = KEYS[2]
 local state = KEYS[3]
 local unknown = KEYS[4]
 local deliveries = KEYS[5]
-local last = KEYS[6]
+local claimed = KEYS[6]
 local now = ARGV[1]
 local lease = ARGV[2]
 local limit = ARGV[3]
@@ -30,19 +31,19 @@ local recover = ARGV[5]
 local held = ARGV[6]
 local ids = 7  -- ARGV[ids...]: the messages to claim, when given
 
-local claimed = {}
+local taken = {}
 local until_ = tonumber(now) + tonumber(lease)
-if recover == '1' or redis.call('SCARD', last) > tonumber(held) then
-  for _, id in ipairs(redis.call('SMEMBERS', last)) do
+if recover == '1' or redis.call('SCARD', claimed) > tonumber(held) then
+  for _, id in ipairs(redis.call('SMEMBERS', claimed)) do
     local current = redis.call('HGET', state, id)
     if current and string.match(current, '^c|%d+|%d+|([^|]*)|') == tag then
       local message = recover == '1' and redis.call('HGET', messages, id)
       if message then
         redis.call('ZADD', due, tostring(until_), id)
-        claimed[#claimed + 1] = {id, message, current}
+        taken[#taken + 1] = {id, message, current}
       end
     else
-      redis.call('SREM', last, id)
+      redis.call('SREM', claimed, id)
     end
   end
 end
@@ -74,17 +75,17 @@ for _, id in ipairs(wanted) do
           channel = found['channel'], phone = found['to'], state = 'unknown', sid = string.match(sids, '^[^,]+') or '',
           reason = 'sender_stopped', at = tonumber(now)}))
       end
-      claimed[#claimed + 1] = {id, '', 'unknown'}
+      taken[#taken + 1] = {id, '', 'unknown'}
     end
   elseif not explicit or phase == 'q' then
-    local taken = 'c|' .. part .. '|' .. tries .. '|' .. tag .. '|' .. sids
-    redis.call('HSET', state, id, taken)
+    local mark = 'c|' .. part .. '|' .. tries .. '|' .. tag .. '|' .. sids
+    redis.call('HSET', state, id, mark)
     redis.call('ZADD', due, tostring(until_), id)
-    claimed[#claimed + 1] = {id, message, taken}
+    taken[#taken + 1] = {id, message, mark}
   end
 end
-for _, found in ipairs(claimed) do
-  if found[2] ~= '' then redis.call('SADD', last, found[1]) end
+for _, found in ipairs(taken) do
+  if found[2] ~= '' then redis.call('SADD', claimed, found[1]) end
 end
-redis.call('EXPIRE', last, math.ceil(tonumber(lease)))
-return claimed
+redis.call('EXPIRE', claimed, math.ceil(tonumber(lease)))
+return taken

@@ -19,21 +19,23 @@
 -- include: pace.lua
 -- include: delivery.lua
 -- KEYS: due messages state unknown deliveries claimed per_answer...
--- ARGV: tag now ttl queued_outranking answers...
+-- ARGV: tag now ttl lease queued_outranking answers...
 local due = KEYS[1]
 local messages = KEYS[2]
 local state = KEYS[3]
 local unknown = KEYS[4]
 local deliveries = KEYS[5]
--- claimed: the ids this sender claimed and has not begun (outbox_claim.lua's `last`)
+-- claimed: the ids this sender claimed and has not begun (outbox_claim.lua)
 local claimed = KEYS[6]
 local per_answer = 7  -- KEYS[per_answer...]: two per answer
 local tag = ARGV[1]
 local now = ARGV[2]
 local ttl = ARGV[3]
+-- lease: seconds the claimed ids are kept after the sender last added one (as CLAIM does)
+local lease = ARGV[4]
 -- queued_outranking: the statuses that outrank `queued`, comma-separated
-local queued_outranking = ARGV[4]
-local answers = 5  -- ARGV[answers...]: twelve per answer
+local queued_outranking = ARGV[5]
+local answers = 6  -- ARGV[answers...]: twelve per answer
 
 local outranks_queued = {}
 for status in string.gmatch(queued_outranking, '[^,]+') do outranks_queued[status] = true end
@@ -58,6 +60,7 @@ local function finish(pace, id, part, parts, outcome, sid, error_code, reason, r
   if outcome == 'sent' and tonumber(part) + 1 < tonumber(parts) then
     redis.call('HSET', state, id, 'c|' .. (tonumber(part) + 1) .. '|0|' .. tag .. '|' .. sids)
     redis.call('SADD', claimed, id)
+    redis.call('EXPIRE', claimed, lease)
     return 1
   end
   if outcome == 'retry' then
