@@ -452,12 +452,12 @@ async def test_a_senders_claimed_ids_expire_also_after_a_finish_adds_a_next_part
         await store.aclose()
 
 
-async def test_a_repeated_begin_goes_also_when_its_pace_entry_is_gone(redis_url):
-    """A BEGIN that ran but whose answer was lost is repeated (_patiently, up to 20 s). On one
-    Redis the repeat finds its part marked and goes. On a Cluster, once the request's entry in
-    the pace is gone (its `inflight` and a window later) and the pace says wait, the lease's
-    renewal (rate '-1') finds the part marked, answers 0, and begin() turns that into -1: the
-    sender gives up a part it marked and never asked, which the next claim makes unknown."""
+async def test_a_repeated_begin_whose_first_try_no_longer_counts_takes_the_pace_anew(redis_url):
+    """A BEGIN that ran (the part marked) but whose answer was lost is repeated, for up to
+    PATIENCE. Its request has not gone: it goes when a repeat answers. While the first try
+    counts in the pace the repeat goes at once; once it no longer does (its time-out and a window
+    later), the repeat takes the pace anew, beside the request the pace let go meanwhile: on one
+    Redis in BEGIN, on a Cluster in the pace's own script (the claim's lease renewed meanwhile)."""
     store = await Store.open(redis_url)
     try:
         sender, phones = Outbox(store), one_shards_phones(2)
@@ -466,11 +466,46 @@ async def test_a_repeated_begin_goes_also_when_its_pace_entry_is_gone(redis_url)
                                          {"from": "+15550000021"}, ({"body": "x"},)), 100.0 + n)
         first, second = sorted((await sender.claim(101.0, LEASE, 10))[0], key=lambda c: c.message.id)
         assert await sender.begin(first, 0, 1, 200.0, inflight=0.001) == 0  # (its answer lost)
-        await asyncio.sleep(1.1)  # its entry in the pace is gone
-        assert await sender.begin(second, 0, 1, 200.0, inflight=0.001) == 0
-        assert await sender.begin(first, 0, 1, 200.0, inflight=0.001) == 0  # the repeat: it was marked
+        assert await sender.begin(first, 0, 1, 200.0, inflight=0.001) == 0  # a repeat at once: it counts
+        await asyncio.sleep(1.1)  # its entry in the pace no longer counts; no request went
+        assert await sender.begin(second, 0, 1, 300.0, inflight=0.001) == 0  # goes now
+        assert await sender.begin(first, 0, 1, 300.0, inflight=0.001) > 0  # the repeat waits for the pace
+        await asyncio.sleep(1.1)
+        assert await sender.begin(first, 0, 1, 300.0, inflight=0.001) == 0  # then goes
+        assert await Outbox(store).claim(250.0, LEASE, 10) == ([], 0)  # its lease renewed meanwhile
     finally:
         await store.aclose()
+
+
+async def test_a_claim_whose_connection_broke_after_it_ran_is_taken_back_by_the_next_claim(
+        redis_server, one_redis_url):
+    """A start's own message claimed (send_now), and the connection breaks after the claim
+    reached Redis, before its answer came. A claim is not repeated on a new connection (as
+    other calls are): its sender learns that the answer was lost, and its next claim takes the
+    message back, rather than leave it to wait out the lease."""
+    proxy = await DelayingProxy(redis_server.port, slow=is_claim).start()
+    store, direct = await Store.open(proxy.url), await Store.open(one_redis_url)
+    try:
+        sender = Outbox(store)
+        await sender.enqueue(Message("OBcut", "start", "sms", "+12015550150", {"from": "+15550000041"},
+                                     ({"body": "first"},)), 100.0 + HOLD)
+        assert await sender.claim(100.0, LEASE, 10) == ([], 0)  # held for its start (and the script loaded)
+        proxy.delay = 0.5 * REDIS_TIMEOUT  # its answer held back, within the call's time
+        claiming = asyncio.create_task(sender.claim(100.0, LEASE, 1, ("OBcut",)))
+        await eventually(lambda: proxy.held == 1)
+        await asyncio.sleep(0.05)
+        assert (await direct.redis.hget(sender.keys("OBcut").state, "OBcut")).startswith("c|")  # it ran
+        proxy.delay = 0
+        for link in list(proxy._links):  # the connection breaks, the answer unsent
+            link.cancel()
+        with pytest.raises(RedisError):
+            await claiming
+        claimed, _ = await sender.claim(101.0, LEASE, 10)
+        assert [c.message.id for c in claimed] == ["OBcut"]
+    finally:
+        await store.aclose()
+        await direct.aclose()
+        await proxy.close()
 
 
 async def senders_on(store: Store, fake_twilio, pacing: str = "off") -> tuple[Senders, Sender]:

@@ -212,24 +212,30 @@ class Multiplexer:
         pool = client.connection_pool
         return cls(pool.connection_kwargs, pool.connection_class, timeout)
 
-    async def execute(self, *args: Any, key: str | None = None, wait: bytes | None = None) -> Any:
+    async def execute(self, *args: Any, key: str | None = None, wait: bytes | None = None,
+                      repeat: bool = True) -> Any:
         """One command's reply; RedisTimeoutError when Redis stalls for `timeout` seconds,
         ConnectionError when it cannot be reached, ResponseError (NoScriptError...) when it
         refuses the command. `key` names the slot of a command without keys (on a Redis
         Cluster; one Redis has one node). `wait`: a packed WAIT sent right after the command on
-        its connection; then the reply is (the command's reply, the replicas WAIT counted)."""
+        its connection; then the reply is (the command's reply, the replicas WAIT counted).
+        A command whose connection breaks after it left is sent again once on a new one, unless
+        `repeat` is False: then its caller learns that it may have run (ConnectionError)."""
         command = hiredis.pack_command(args)
         try:
             return await self._once(command, False, wait)
         except NotSent:
             return await self._once(command, False, wait)
         except RedisConnectionError:  # a stale connection: Redis restarted meanwhile
+            if not repeat:
+                raise
             try:
                 return await self._once(command, False, wait)
             except NotSent as err:  # but the first try may have run
                 raise RedisConnectionError(str(err)) from None
 
-    async def execute_packed(self, command: bytes, asking: bool = False, wait: bytes | None = None) -> Any:
+    async def execute_packed(self, command: bytes, asking: bool = False, wait: bytes | None = None,
+                             repeat: bool = True) -> Any:
         """execute() for a command packed already (ClusterMultiplexer's way in; execute keeps
         its own copy, which spares one Redis's calls an await); `asking`: preceded by ASKING on
         the same connection (a Redis Cluster slot being imported by this node)."""
@@ -238,6 +244,8 @@ class Multiplexer:
         except NotSent:
             return await self._once(command, asking, wait)
         except RedisConnectionError:  # a stale connection: Redis restarted meanwhile
+            if not repeat:
+                raise
             try:
                 return await self._once(command, asking, wait)
             except NotSent as err:  # but the first try may have run
@@ -432,7 +440,8 @@ class ClusterMultiplexer:
             node = self._nodes[address] = Multiplexer(kwargs, self._class, self.timeout)
         return node
 
-    async def execute(self, *args: Any, key: str | None = None, wait: bytes | None = None) -> Any:
+    async def execute(self, *args: Any, key: str | None = None, wait: bytes | None = None,
+                      repeat: bool = True) -> Any:
         """As Multiplexer.execute, on the master of the command's slot (of `key`'s, for a
         command without keys such as WAIT); CrossSlot when its keys span slots (it is not sent).
         `wait` goes to the node that ran the command, on its connection."""
@@ -446,7 +455,7 @@ class ClusterMultiplexer:
         for hop in range(MAX_REDIRECTIONS + 1):
             last = hop == MAX_REDIRECTIONS or loop.time() - started >= self.timeout
             try:
-                return await self._node(address).execute_packed(command, asking, wait)
+                return await self._node(address).execute_packed(command, asking, wait, repeat)
             except Redirected as moved:
                 if last:
                     raise

@@ -360,7 +360,7 @@ class Outbox:
                          keys.claimed(self.tag), repr(now), repr(lease), str(limit), self.tag,
                          "1" if shard in self._lost_claims else "", str(self._held_in(shard)), ids)
         try:
-            found = await self._claim(call)
+            found = await self._claim(call, repeat=False)  # a repeat would hide a lost answer
         except NotSent:
             raise  # it never ran
         except RedisError:
@@ -396,8 +396,9 @@ class Outbox:
                 if wait:  # held back: the lease renewed (BEGIN's rate '-1'), as one Redis's BEGIN does
                     renew = BeginRequest(message.id, str(part), "-1", gap_ms, member, repr(lease_until))
                     kept = int(await self._begins.add((keys, paces, renew), f"{inflight_ms}|{keys.due}"))
-                    # 0: a repeat, whose earlier try marked the part (its pace entry may be gone): go
-                    return wait if kept > 0 else kept
+                    # (0: the part was marked by an earlier try whose answer was lost; its request
+                    # has not gone, and waits for the pace as well)
+                    return wait if kept >= 0 else kept
             rate = 0
         else:
             paces = (pace_key(sender), last_key(sender))

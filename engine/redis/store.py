@@ -723,10 +723,11 @@ class Script:
     def __init__(self, mux: Multiplexer, lua: Lua):
         self.mux, self.lua = mux, lua
 
-    async def __call__(self, call: tuple, wait: bytes | None = None):
-        """The script's reply; with `wait` (a packed WAIT), (its reply, the replicas counted)."""
+    async def __call__(self, call: tuple, wait: bytes | None = None, repeat: bool = True):
+        """The script's reply; with `wait` (a packed WAIT), (its reply, the replicas counted);
+        `repeat`: as Multiplexer.execute's."""
         command = self.lua.evalsha(call)
-        options = {} if wait is None else {"wait": wait}
+        options = {} if wait is None and repeat else {"wait": wait, "repeat": repeat}
         try:
             return await self.mux.execute(*command, **options)
         except NoScriptError:  # Redis restarted (or flushed its scripts) since the last call

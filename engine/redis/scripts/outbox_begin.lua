@@ -3,11 +3,13 @@
 -- call). Within the pace of each message's sender address (at most `rate` requests in any
 -- `window_ms`, across every worker and server), it marks the part as being sent (phase `s`)
 -- and renews the claim's lease: from here on, the sender's death leaves the message unknown,
--- never sent twice. A repeat of a request (the answer to its call was lost) answers 0 again,
--- without counting twice. A request the pace holds back renews the lease too: a sender still
--- asking holds its message however long the pace keeps it waiting. On a Redis Cluster the
--- pace is kept apart (outbox_pace.lua); a request it held back comes here with rate '-1' to
--- renew the lease alone (answering 1, or -1).
+-- never sent twice. A request the pace holds back renews the lease too: a sender still asking
+-- holds its message however long the pace keeps it waiting. A repeat of a request (the answer
+-- to its call was lost; its request has not gone, and goes when a repeat answers) renews the
+-- lease and answers 0 again, without counting twice, while its first try still counts in the
+-- pace; after that it takes the pace anew. On a Redis Cluster the pace is kept apart
+-- (outbox_pace.lua); a request it held back comes here with rate '-1' to renew the lease
+-- alone (answering 1; 0 for a repeat's part, marked already; -1 when the claim is gone).
 -- The pace: pace.lua.
 -- Each request names its sender's `pace` and `last` keys (KEYS, two per request, in order)
 -- and six ARGV: id part rate ('0': no pace) gap_ms member lease_until.
@@ -34,9 +36,15 @@ local function begin(pace, last, id, part, rate, gap_ms, member, lease_until)
   if not current then return -1 end
   local phase, at, tries, holder, sids = string.match(current, '^(%a)|(%d+)|(%d+)|([^|]*)|(.*)$')
   if holder ~= tag or at ~= part then return -1 end
-  if phase == 's' then return 0 end  -- a repeat of this request, whose answer was lost: it went
-  if phase ~= 'c' then return -1 end
   local limit = tonumber(rate)
+  if phase == 's' then  -- a repeat of this request, whose answer was lost: its request has not gone
+    redis.call('ZADD', due, lease_until, id)
+    if limit > 0 and not counted(pace, member, window) then
+      return take_pace(pace, last, limit, tonumber(gap_ms), member, window, inflight)
+    end
+    return 0
+  end
+  if phase ~= 'c' then return -1 end
   if limit < 0 then
     redis.call('ZADD', due, lease_until, id)
     return 1

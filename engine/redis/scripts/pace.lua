@@ -37,6 +37,13 @@ local function take_pace(pace, last, rate, gap, member, window, inflight)
   return 0
 end
 
+-- whether the request `member` still counts (let go, and not yet a window past its answer or,
+-- unanswered, its time-out): a repeat of a request that no longer counts must take the pace anew
+local function counted(pace, member, window)
+  local score = redis.call('ZSCORE', pace, member)
+  return score ~= false and score ~= nil and tonumber(score) > pace_now() - window
+end
+
 -- Twilio answered the request `member`: it counts for a window from now
 local function answered(pace, member)
   local time = redis.call('TIME')
