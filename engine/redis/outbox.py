@@ -195,6 +195,15 @@ class FinishAnswer(NamedTuple):
     distribution: str  # '' when none (else the message's, on the deliveries stream at its end)
 
 
+class ReleaseCall(NamedTuple):
+    due: str
+    state: str
+    claimed: str
+    tag: str
+    now: str
+    ids: tuple[str, ...]
+
+
 class ResendCall(NamedTuple):
     due: str
     messages: str
@@ -211,6 +220,7 @@ OUTBOX_CLAIM = Lua("outbox_claim.lua", ClaimCall)
 OUTBOX_BEGIN = Lua("outbox_begin.lua", BeginCall)
 OUTBOX_FINISH = Lua("outbox_finish.lua", FinishCall)
 OUTBOX_RESEND = Lua("outbox_resend.lua", ResendCall)
+OUTBOX_RELEASE = Lua("outbox_release.lua", ReleaseCall)
 
 
 def _state(text: str) -> tuple[str, int, int, str, tuple[str, ...]]:
@@ -310,6 +320,7 @@ class Outbox:
         self._paces = Batches(self._pace_all)
         self._answered = Batches(self._paced_all)
         self._resend = Script(store.mux, OUTBOX_RESEND)
+        self._release = Script(store.mux, OUTBOX_RELEASE)
 
     def keys(self, message_id: str) -> Keys:
         """The keys of the shard whose outbox holds the message."""
@@ -379,6 +390,13 @@ class Outbox:
     def release(self, id_: str) -> None:
         """This sender is done with a message it claimed (sent, ended, or let go)."""
         self.holding.discard(id_)
+
+    async def give_back(self, claimed: Claimed, now: float) -> bool:
+        """Queue a message this sender claimed and has not begun again, due now (it stops):
+        False when it no longer held it."""
+        keys = self.keys(claimed.message.id)
+        return bool(await self._release(ReleaseCall(keys.due, keys.state, keys.claimed(self.tag), self.tag,
+                                                    repr(now), (claimed.message.id,))))
 
     async def begin(self, claimed: Claimed, part: int, rate: int, lease_until: float,
                     inflight: float = 11.0) -> int:

@@ -264,7 +264,9 @@ class Senders:
         rate = self.pacing.rate(message.sender)
         for part in range(claimed.part, len(message.parts)):
             while True:
-                if self._stop.is_set() and part == claimed.part:  # not begun: its lease brings it back
+                if self._stop.is_set() and part == claimed.part:  # not begun: for the other senders
+                    with contextlib.suppress(RedisError):  # (else its lease brings it back)
+                        await self.outbox.give_back(claimed, self.clock())
                     return Result("lost", tuple(sids), reason="the senders stopped")
                 wait = await self._patiently(
                     lambda part=part: self.outbox.begin(claimed, part, rate, self.clock() + LEASE,
