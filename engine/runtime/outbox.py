@@ -106,9 +106,8 @@ class Pacing:
 
 
 class Slots:
-    """A worker's request slots (IN_FLIGHT): a semaphore whose `first` waiters (a start's own
-    messages, a message's next part) are served before the others (the outbox's, which may be
-    many and paced)."""
+    """A worker's request slots (IN_FLIGHT): a semaphore whose `first` waiters, a start's own
+    messages, are served before the others (the outbox's, which may be many and paced)."""
 
     def __init__(self, count: int):
         self._free = count
