@@ -35,28 +35,20 @@ local function begin(pace, last, id, part, rate, gap_ms, member, lease_until)
   local current = redis.call('HGET', state, id)
   if not current then return -1 end
   local phase, at, tries, holder, sids = string.match(current, '^(%a)|(%d+)|(%d+)|([^|]*)|(.*)$')
-  if holder ~= tag or at ~= part then return -1 end
+  if holder ~= tag or at ~= part or (phase ~= 'c' and phase ~= 's') then return -1 end
+  redis.call('ZADD', due, lease_until, id)  -- its sender still asks: the lease runs from now
   local limit = tonumber(rate)
   if phase == 's' then  -- a repeat of this request, whose answer was lost: its request has not gone
-    redis.call('ZADD', due, lease_until, id)
     if limit > 0 and not counted(pace, member, window) then
       return take_pace(pace, last, limit, tonumber(gap_ms), member, window, inflight)
     end
     return 0
   end
-  if phase ~= 'c' then return -1 end
-  if limit < 0 then
-    redis.call('ZADD', due, lease_until, id)
-    return 1
-  end
+  if limit < 0 then return 1 end
   if limit > 0 then
     local wait = take_pace(pace, last, limit, tonumber(gap_ms), member, window, inflight)
-    if wait > 0 then
-      redis.call('ZADD', due, lease_until, id)
-      return wait
-    end
+    if wait > 0 then return wait end
   end
-  redis.call('ZADD', due, lease_until, id)
   redis.call('HSET', state, id, 's|' .. part .. '|' .. tries .. '|' .. tag .. '|' .. sids)
   redis.call('SREM', claimed, id)
   return 0
