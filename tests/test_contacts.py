@@ -111,14 +111,19 @@ def test_every_report_accounts_for_every_row():
             continue
         report = golden["report"]
         text = (CASES / case).read_bytes()
-        try:
-            decoded = text.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            decoded = text.decode("cp1252")
+        if text.startswith((b"\xff\xfe", b"\xfe\xff")):
+            decoded = text.decode("utf-16")
+        elif b"\x00" in text:  # UTF-16 without its BOM: the NULs are the high bytes
+            decoded = text.decode("utf-16-le" if text[1] == 0 else "utf-16-be")
+        else:
+            try:
+                decoded = text.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                decoded = text.decode("cp1252")
         if decoded.startswith("sep="):
             decoded = decoded.split("\n", 1)[1]
         sample = decoded.splitlines()[0]
-        separator = ";" if sample.count(";") > sample.count(",") else ","
+        separator = max((",", ";", "\t"), key=sample.count)
         rows = list(csv.reader(io.StringIO(decoded, newline=""), delimiter=separator))[1:]
         data = sum(1 for row in rows if any(cell.strip() for cell in row))
         counted = report["imported"] + report["updated"] + report["unchanged"] + len(report["rejected"])

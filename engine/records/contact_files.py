@@ -1,9 +1,11 @@
 """Contact files as people export them from spreadsheets and CRMs: CSV -> contacts, row by row.
 
-- Text: UTF-8, with or without a byte order mark. A file that is not UTF-8 is read as
-  Windows-1252 (what Excel's plain "CSV" writes on Windows; it covers Latin-1) with a warning;
-  UTF-16 ("Unicode text") and anything else are refused. The whole file is checked before the
-  first row is read, so an import never stops half-way on an undecodable byte.
+- Text: UTF-8, with or without a byte order mark, or UTF-16 (Excel's "Unicode text", tab
+  separated; with its byte order mark, or without it when NUL bytes say which order). A file
+  that is neither is read as Windows-1252 (what Excel's plain "CSV" writes on Windows; it covers
+  Latin-1) with a warning. Anything else is refused, a workbook (.xlsx, .xls) with what to do.
+  The whole file is checked before the first row is read, so an import never stops half-way
+  on an undecodable byte.
 - Excel quoting (double quotes, "" inside, line breaks inside quotes). The separator is the
   one the header line uses most: a comma, or a semicolon or tab (Excel in many locales),
   unless a first line `sep=;` (Excel's way to say it) names it.
@@ -90,20 +92,37 @@ def heading(name: str) -> str:
     return HEADING_NOISE.sub("", name).casefold()
 
 
+# What people upload by mistake for a CSV: a workbook as Excel saves it
+WORKBOOKS = ((b"PK\x03\x04", "an Excel workbook (.xlsx) or another zip archive"),
+             (b"\xd0\xcf\x11\xe0", "an Excel 97-2003 workbook (.xls)"))
+UTF_16_NUL_SHARE = 0.3  # of the code units whose high byte is NUL: UTF-16 text without a BOM
+
+
 def encoding_of(binary: BinaryIO) -> str:
-    """The codec the file is read with (utf-8-sig or cp1252), checked over the whole file;
-    ContactFileError for UTF-16 and for bytes no codec here reads. Leaves the file at its start."""
+    """The codec the file is read with (utf-8-sig, utf-16 with or without its byte order mark,
+    or cp1252), checked over the whole file; ContactFileError for a workbook and for bytes no
+    codec here reads. Leaves the file at its start."""
     start = binary.read(CHUNK)
-    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in start:
-        raise ContactFileError("bad_encoding", "the file is UTF-16 (Excel's \"Unicode text\"): "
-                                               "save it as \"CSV UTF-8\" and import that")
+    for magic, what in WORKBOOKS:
+        if start.startswith(magic):
+            raise ContactFileError("not_csv", f"the file is {what}, not CSV text: open it in your "
+                                              "spreadsheet and save it as \"CSV UTF-8\"")
+    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        candidates: tuple[str, ...] = ("utf-16",)  # Excel's "Unicode text" (the BOM says the order)
+    elif b"\x00" in start:
+        candidates = tuple(codec for codec, high in (("utf-16-le", start[1::2]), ("utf-16-be", start[0::2]))
+                           if high.count(0) >= UTF_16_NUL_SHARE * max(1, len(start) // 2))
+    else:
+        candidates = ("utf-8-sig", WINDOWS_1252)
     chosen = None
-    for codec in ("utf-8-sig", WINDOWS_1252):
+    for codec in candidates:
         binary.seek(0)
         decoder = codecs.getincrementaldecoder(codec)()
         try:
             while chunk := binary.read(CHUNK):
-                decoder.decode(chunk)
+                text = decoder.decode(chunk)
+                if codec.startswith("utf-16") and "\x00" in text:  # (no CSV holds NUL: a wrong guess)
+                    raise UnicodeDecodeError(codec, b"", 0, 1, "NUL character")
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             continue
@@ -111,8 +130,9 @@ def encoding_of(binary: BinaryIO) -> str:
         break
     binary.seek(0)
     if chosen is None:
-        raise ContactFileError("bad_encoding", "the file is neither UTF-8 nor Windows-1252 text: "
-                                               "save it as \"CSV UTF-8\" and import that")
+        raise ContactFileError("bad_encoding", "the file is not text in UTF-8, UTF-16 or Windows-1252 "
+                                               "(a CSV holds no NUL bytes): save it as \"CSV UTF-8\" "
+                                               "and import that")
     return chosen
 
 
