@@ -122,8 +122,14 @@ def test_every_report_accounts_for_every_row():
                 decoded = text.decode("cp1252")
         if decoded.startswith("sep="):
             decoded = decoded.split("\n", 1)[1]
-        sample = decoded.splitlines()[0]
-        separator = max((",", ";", "\t"), key=sample.count)
+        decoded = decoded.lstrip("\r\n")  # blank lines before the header are no rows
+        header = ""
+        for line in decoded.splitlines(keepends=True):  # the header's lines (quotes may hold breaks)
+            header += line
+            if header.count('"') % 2 == 0:
+                break
+        outside_quotes = "".join(header.split('"')[::2])
+        separator = max((",", ";", "\t"), key=outside_quotes.count)
         rows = list(csv.reader(io.StringIO(decoded, newline=""), delimiter=separator))[1:]
         data = sum(1 for row in rows if any(cell.strip() for cell in row))
         counted = report["imported"] + report["updated"] + report["unchanged"] + len(report["rejected"])

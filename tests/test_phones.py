@@ -34,9 +34,28 @@ from engine.sms.phones import InvalidNumber, contact_number, country, region_of,
     ("447911123456", "US", "+447911123456", None),  # a country code still wins over the default
     ("+33612345678", "US", "+33612345678", None),
     ("\u00a012025550123 ", None, "+12025550123", None),  # a spreadsheet's non-breaking space
+    # what spreadsheets and phones add, taken off
+    ("12025550123.0", None, "+12025550123", None),  # a number stored as one, written as a decimal
+    ("7911123456.0", "GB", "+447911123456", None),  # (its trunk 0 lost with it)
+    ("'12025550123", None, "+12025550123", None),  # Excel's text apostrophe
+    ("\u200e+1 202 555 0123\u202c", None, "+12025550123", None),  # direction marks, copied from a phone
+    ("+1\u202f202\u2009555\u00a00123", None, "+12025550123", None),  # narrow, thin, no-break spaces
+    # Mexico's mobiles as written before 2019, with a 1 after 52
+    ("+52 1 55 1234 5678", None, "+525512345678", None),
+    ("5215512345678", None, "+525512345678", None),
 ])
 def test_contact_numbers_are_read_as_people_write_them(written, default, e164, warning):
-    assert contact_number(written, default) == (e164, warning)
+    number = contact_number(written, default)
+    assert (number.e164, number.line_warning, number.also) == (e164, warning, None)
+
+
+def test_ten_digits_that_are_also_a_us_number_say_so():
+    """The seed reads digits without + as country code then number; when ten of them are also a
+    valid US or Canadian number without its 1, the import says so (a warning, not a guess)."""
+    number = contact_number("3612345678")
+    assert (number.e164, number.also) == ("+3612345678", "+13612345678")  # Hungary, or Texas
+    assert contact_number("3612345678", "US").e164 == "+13612345678"  # the default says which
+    assert contact_number("+3612345678").also is None  # a + says it has its country code
 
 
 @pytest.mark.parametrize("written, default, says", [
@@ -44,7 +63,10 @@ def test_contact_numbers_are_read_as_people_write_them(written, default, e164, w
     ("   ", None, "no phone number"),
     ("1-800-FLOWERS", None, "not a phone number"),
     ("tel:+12025550123", None, "not a phone number"),
-    ("12025550123 ext 4", None, "not a phone number"),
+    ("12025550123 ext 4", None, "has an extension ('ext 4')"),
+    ("+1 202 555 0123 x12", None, "has an extension ('x12')"),
+    ("(231) 555-0143", None, "starts with a bracketed area code"),  # not Liberia's +231 5550143
+    ("(231) 555-01", "GB", "not a valid GB number (it starts with a bracket"),
     ("2025550123", None, "--default-country"),
     ("999123456", None, "no known country code"),
     ("1202555012", None, "too few digits for country code +1 (US)"),

@@ -26,6 +26,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,12 +42,20 @@ PHONE_HEADINGS = frozenset({
     # as other languages' exports head it (German, French, Spanish, Portuguese, Italian)
     "telefon", "telefonnummer", "handy", "mobil", "mobilnummer", "téléphone", "portable",
     "teléfono", "telefono", "celular", "móvil", "movil", "telemóvel", "cellulare",
+    "telefone", "handynummer", "mobiltelefon", "telefoon", "mobiel", "mobile#", "cell#",
+    "mobilephonenumber", "cellphonenumber", "primaryphone", "numérodetéléphone",
+    "numerodetelephone", "numérodeportable", "numerodeportable", "númerodetelefone",
+    "numerodetelefone", "númerodeteléfono", "numerodetelefono", "númerodecelular",
+    "numerodecelular", "numerodicellulare", "numeroditelefono",
 })
 EMAIL_HEADINGS = frozenset({"email", "emailaddress", "mail"})
 HEADING_NOISE = re.compile(r"[\s_.\-]+")
 SEPARATORS = (",", ";", "\t")
 SEPARATOR_LINE = re.compile(r"sep=(.)", re.IGNORECASE)
 CHUNK = 1 << 20
+# What spreadsheets run as a formula at the start of a value: exports write such a value after
+# an apostrophe (engine.runtime.exports), which an import of it takes off again
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 WINDOWS_1252 = "cp1252"
 
 
@@ -130,16 +139,42 @@ def encoding_of(binary: BinaryIO) -> str:
         break
     binary.seek(0)
     if chosen is None:
-        raise ContactFileError("bad_encoding", "the file is not text in UTF-8, UTF-16 or Windows-1252 "
-                                               "(a CSV holds no NUL bytes): save it as \"CSV UTF-8\" "
-                                               "and import that")
+        why = ("NUL bytes, which no CSV text holds" if b"\x00" in start else
+               "bytes that Windows-1252 leaves unused: a Mac's or another encoding")
+        raise ContactFileError("bad_encoding", f"the file is not text in UTF-8, UTF-16 or Windows-1252 "
+                                               f"({why}): save it as \"CSV UTF-8\" and import that")
     return chosen
 
 
-def separator_of(line: str) -> str:
-    counts = {sep: line.count(sep) for sep in SEPARATORS}
+def separator_of(record: str) -> str:
+    """The separator the header record uses most outside quotes ("Last, First";"Phone" is
+    separated by semicolons); a comma when it uses none."""
+    counts = dict.fromkeys(SEPARATORS, 0)
+    quoted = False
+    for char in record:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
     best = max(SEPARATORS, key=lambda sep: counts[sep])
     return best if counts[best] else ","
+
+
+def unclosed_quote(record: str, separator: str) -> bool:
+    """Whether a record's text ends inside a quoted value: a quote opened and never closed,
+    which makes the rest of the file one value (the csv module says so only past 128 KiB)."""
+    try:
+        for _ in csv.reader(io.StringIO(record, newline=""), delimiter=separator, strict=True):
+            pass
+    except csv.Error as err:
+        return "unexpected end of data" in str(err)
+    return False
+
+
+def unescaped(value: str) -> str:
+    """A field as Canvass's exports wrote it: a value that a spreadsheet would run as a formula
+    is written after an apostrophe (engine.runtime.exports), taken off here."""
+    return value[1:] if value[:1] == "'" and value[1:2] in FORMULA_STARTS and len(value) > 1 else value
 
 
 def read_header(names: list[str], phone_column: str | None) -> Header:
@@ -193,6 +228,8 @@ class ContactFile:
     def __init__(self, binary: BinaryIO, phone_column: str | None = None,
                  default_country: str | None = None):
         self.encoding = encoding_of(binary)
+        if self.encoding == WINDOWS_1252 and binary.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:
+            binary.seek(0)  # (a UTF-8 BOM before bytes UTF-8 cannot read: not text, not kept)
         self.default_country = default_country
         # newline="": line breaks inside quoted cells reach the csv module as written
         self.text = io.TextIOWrapper(binary, encoding=self.encoding, newline="")
@@ -200,12 +237,21 @@ class ContactFile:
         declared = SEPARATOR_LINE.fullmatch(first.rstrip("\r\n"))
         if declared:  # Excel's "sep=;" line: not a row in Excel, so not one here
             first = self.text.readline()
-        if not first.strip():
+        self.header_row = 1  # as a spreadsheet numbers it: after the blank lines before it
+        while first and not first.strip():
+            self.header_row += 1
+            first = self.text.readline()
+        if not first:
             raise ContactFileError("empty_file", "the file is empty: its first row must name the "
                                                  "columns (Phone, Email, FirstName...)")
-        self.separator = declared.group(1) if declared else separator_of(first)
-        self._reader = csv.reader(_chain(first, self.text), delimiter=self.separator)
+        header_lines = [first]  # the header record, whose names may hold quoted line breaks
+        while "".join(header_lines).count('"') % 2 and (more := self.text.readline()):
+            header_lines.append(more)
+        self.separator = declared.group(1) if declared else separator_of("".join(header_lines))
+        self._record: list[str] = []  # the lines of the record being read
+        self._reader = csv.reader(self._lines(header_lines), delimiter=self.separator)
         self.header = read_header(next(self._reader), phone_column)
+        self._record = []
         self._unnamed = [i for i, name in enumerate(self.header.columns) if not name]  # not kept
         self.warnings: list[dict] = []
         if self.encoding == WINDOWS_1252:
@@ -214,23 +260,49 @@ class ContactFile:
                 "Windows); check accented letters, or save it as \"CSV UTF-8\"")})
         self.empty_rows, self.first_empty = 0, None
 
+    def _lines(self, first: list[str]) -> Iterator[str]:
+        """The file's lines for the csv reader, each kept in `_record` until its record is read."""
+        for line in itertools.chain(first, self.text):
+            self._record.append(line)
+            yield line
+
     def rows(self) -> Iterator[Contact | Rejected]:
         header = self.header
         width = len(header.columns)
-        row = 1
+        row = self.header_row
+        last: tuple[int, list[str], list[str]] | None = None  # read, not given: the last may be cut
         try:
             for cells in self._reader:
+                record, self._record = self._record, []
                 row += 1
                 if not "".join(cells).strip():  # every cell empty or spaces
                     self.empty_rows += 1
                     self.first_empty = self.first_empty or row
                     continue
-                yield self._contact(row, cells, width)
+                if last is not None:
+                    yield self._contact(*last[:2], width)
+                last = (row, cells, record)
         except csv.Error as err:  # e.g. a quote never closed: the rest of the file is one cell
+            if last is not None:
+                yield self._contact(*last[:2], width)
+                last = None
             yield Rejected(row + 1, "", f"the file cannot be read from here on: {err}")
+        if last is not None:
+            yield self._last(*last, width)
         if self.empty_rows:
             self.warnings.append({"row": self.first_empty, "value": "", "reason": (
                 f"{self.empty_rows} empty row(s) skipped, the first at row {self.first_empty}")})
+
+    def _last(self, row: int, cells: list[str], lines: list[str], width: int) -> Contact | Rejected:
+        """The file's last row, unless a quote opened in it was never closed and took in the lines
+        after it (rows, most likely: a quote left open on the last line alone cuts nothing)."""
+        record = "".join(lines)
+        if len(lines) > 1 and '"' in record and unclosed_quote(record, self.separator):
+            written = cells[self.header.phone].strip() if self.header.phone < len(cells) else ""
+            return Rejected(row, written, f"a quote (\") opened in this row is never closed, so the "
+                                          f"rest of the file ({len(lines)} lines) would be one value: "
+                                          "close the quote, or take it out, and import again")
+        return self._contact(row, cells, width)
 
     def _contact(self, row: int, cells: list[str], width: int) -> Contact | Rejected:
         header = self.header
@@ -245,7 +317,10 @@ class ContactFile:
         if len(cells) < width:
             cells = cells + [""] * (width - len(cells))
         values = [cells[index].strip() for index in header.fields]
-        if first_unsendable("".join(values)) is not None:  # one search for the row, not one a field
+        joined = "".join(values)
+        if "'" in joined:
+            values = [unescaped(value) for value in values]
+        if first_unsendable(joined) is not None:  # one search for the row, not one a field
             for name, value in zip(header.fields.values(), values, strict=True):
                 bad = first_unsendable(value)
                 if bad is not None:
@@ -256,6 +331,10 @@ class ContactFile:
         if number.line_warning is not None:
             warnings.append(f"{number.line_warning.replace('_', ' ')} number: it may not receive "
                             "SMS, and messages sent to it are still charged")
+        if number.also is not None:
+            warnings.append(f"read with its country code as {number.e164}; it is also the US or "
+                            f"Canadian number {number.also} without one: if that is what it is, "
+                            "import with --default-country US")
         email = cells[header.email].strip() if header.email is not None else ""
         if email and "@" not in email:
             warnings.append(f"the email '{email}' has no @; it was kept as written")

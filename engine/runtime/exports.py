@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from dsl.errors import FlowError
 from engine.flow import Flow, flow_from_source
 from engine.records.columns import Exported, PhoneHash, Shape, iso_ms
+from engine.records.contact_files import FORMULA_STARTS
 from engine.records.reading import Filter, Responses, in_progress
 from engine.redis.store import Store
 from engine.session import STATUSES
@@ -34,7 +35,6 @@ FORMS = ("csv", "jsonl")
 EXPORT_KEY_VARIABLE = "CANVASS_EXPORT_KEY"
 BOM = "\ufeff"
 CHUNK = 64 * 1024  # characters of CSV gathered before they are handed on
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # spreadsheets run these as formulas
 PLAIN_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")  # +15551234567 or -3 is data, not a formula
 
 # Valid inside a JSON string, but line breaks to many readers (JavaScript before ES2019,

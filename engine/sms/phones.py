@@ -60,9 +60,17 @@ def region_of(e164: str) -> str | None:
 
 # What contact files hold: digits with the separators people and spreadsheets write, an optional
 # leading + (or 00, the international prefix dialled from most countries).
-FILE_NUMBER = re.compile(r"\+?\(?[0-9][0-9 ().\-/\u00a0]*", re.ASCII)
+FILE_NUMBER = re.compile(r"\+?\(?[0-9][0-9 ().\-/]*", re.ASCII)
 EXCEL_SCIENTIFIC = re.compile(r"[0-9]\.[0-9]+E\+?[0-9]+", re.IGNORECASE)
+# A number a spreadsheet stored as a number and wrote as a decimal: its digits are whole
+EXCEL_DECIMAL = re.compile(r"(\+?[0-9]+)\.0+", re.ASCII)
+EXTENSION = re.compile(r"(?:;\s*ext=|\s*(?:ext\.?|extension|x|#)\s*)[0-9]+", re.IGNORECASE)
+# What copies from phones and web pages put around and inside numbers, unseen: no-break and
+# narrow spaces (read as spaces), direction marks and zero-width characters (dropped)
+UNSEEN_SPACES = re.compile("[\u00a0\u2007\u2009\u202f]")
+UNSEEN_MARKS = re.compile("[\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
 NOT_DIGITS = re.compile(r"[^0-9]")
+NANP_LENGTH = 10  # digits of a US or Canadian number without its country code
 # Line types that may not receive text messages, yet are charged for them.
 NO_SMS_LINES = {
     phonenumbers.PhoneNumberType.FIXED_LINE: "fixed_line",
@@ -77,6 +85,7 @@ NO_SMS_LINES = {
 class ContactNumber(NamedTuple):
     e164: str
     line_warning: str | None  # a NO_SMS_LINES value when the number may not receive SMS
+    also: str | None = None  # another valid reading of the digits (E.164), when they had no +
 
 
 def country(code: str) -> str:
@@ -94,28 +103,54 @@ def contact_number(text: str, default_country: str | None = None) -> ContactNumb
     """A number from a contact file, as E.164, more lenient than to_e164 (which webhooks and
     the admin API use): the country code may come without + or after 00 (15551234567,
     1 (555) 123-4567, 447911123456, 0044 7911 123456), a national trunk 0 written after the
-    country code is dropped (440 7911 123456, +33 (0)6...), and a number without its country
-    code is read as `default_country`'s (a region from country()) when given. The number
-    must be valid (assigned in its country's plan), not merely of a possible length.
-    InvalidNumber says why not, for the person who wrote the file."""
+    country code is dropped (440 7911 123456, +33 (0)6...), Mexico's former mobile 1 after
+    52 too, and a number without its country code is read as `default_country`'s (a region
+    from country()) when given. A number that starts with a bracket ((202) 555-0143) is
+    written without its country code. What spreadsheets and phones add is taken off: Excel's
+    leading apostrophe, a decimal .0, unseen spaces and marks. The number must be valid
+    (assigned in its country's plan), not merely of a possible length. InvalidNumber says
+    why not, for the person who wrote the file."""
     written = (text or "").strip()
+    if not written.isascii():
+        written = UNSEEN_MARKS.sub("", UNSEEN_SPACES.sub(" ", written)).strip()
+    if written[:1] == "'":
+        written = written[1:].strip()
     if not written:
         raise InvalidNumber("no phone number")
+    if written.endswith("0") and (decimal := EXCEL_DECIMAL.fullmatch(written)):
+        written = decimal[1]
     if not FILE_NUMBER.fullmatch(written):
         if EXCEL_SCIENTIFIC.fullmatch(written):
             raise InvalidNumber("the number is in scientific notation (a spreadsheet turned it into "
                                 "a number and lost digits): format the column as text and export again")
+        extension = EXTENSION.search(written)
+        if extension and FILE_NUMBER.fullmatch(written[:extension.start()].strip() or "-"):
+            raise InvalidNumber(f"the number has an extension ('{extension[0].strip()}'): a text message "
+                                "cannot reach one; give the number alone, or a mobile number")
         raise InvalidNumber("not a phone number: only digits, an optional leading +, and spaces, "
                             "dots, dashes, slashes or brackets between them")
     digits = NOT_DIGITS.sub("", written)
     international = written.startswith("+") or digits.startswith("00")
+    national_only = written.startswith("(")  # an area code in brackets: no country code before it
     digits = digits[2:] if digits.startswith("00") and not written.startswith("+") else digits
     if default_country and not international:
         national = _parsed(digits, default_country)
         if national is not None:
             return national
+    if national_only:
+        if default_country:
+            raise InvalidNumber(f"not a valid {default_country} number (it starts with a bracket, so it "
+                                "has no country code)")
+        raise InvalidNumber("no country code: the number starts with a bracketed area code; write it "
+                            "with its country code (1 for the US), or import with --default-country")
     found = _parsed("+" + digits, None)
+    if found is None and digits.startswith("521") and len(digits) == 13:
+        found = _parsed("+52" + digits[3:], None)  # Mexico's mobiles, as written before 2019
     if found is not None:
+        if not international and not default_country and len(digits) == NANP_LENGTH:
+            nanp = _parsed("+1" + digits, None)
+            if nanp is not None and nanp.e164 != found.e164:
+                return found._replace(also=nanp.e164)
         return found
     return _explain(digits, international, default_country)
 
