@@ -398,46 +398,56 @@ class Outbox:
         return bool(await self._release(ReleaseCall(keys.due, keys.state, keys.claimed(self.tag), self.tag,
                                                     repr(now), (claimed.message.id,))))
 
-    async def begin(self, claimed: Claimed, part: int, rate: int, lease_until: float,
-                    inflight: float = 11.0) -> int:
+    def begin(self, claimed: Claimed, part: int, rate: int, lease_until: float,
+              inflight: float = 11.0) -> Awaitable[int]:
         """0: ask Twilio for `part` now (it is marked as being sent); > 0: milliseconds to wait
         for the sender's pace; -1: the claim is lost. `inflight`: the seconds a request may
-        take (it counts in the pace that long before its answer)."""
+        take (it counts in the pace that long before its answer). (Not a coroutine: on one
+        Redis, and unpaced on a Cluster, what is awaited is the batched call's own future.)"""
         message = claimed.message
-        sender, keys, inflight_ms = message.sender, self.keys(message.id), str(int(inflight * 1000))
+        keys, inflight_ms = self.keys(message.id), str(int(inflight * 1000))
         gap_ms, member = str(500 // rate if rate else 0), pace_member(claimed, part)
         if self.layout.cluster:
-            paces = (keys.due, keys.due)  # (unused without a pace: the shard's slot)
             if rate:
-                wait = int(await self._paces.add(((pace_key(sender), last_key(sender)), (str(rate), gap_ms, member)),
-                                                 inflight_ms))
-                if wait:  # held back: the lease renewed (BEGIN's rate '-1'), as one Redis's BEGIN does
-                    renew = BeginRequest(message.id, str(part), "-1", gap_ms, member, repr(lease_until))
-                    kept = int(await self._begins.add((keys, paces, renew), f"{inflight_ms}|{keys.due}"))
-                    # (0: the part was marked by an earlier try whose answer was lost; its request
-                    # has not gone, and waits for the pace as well)
-                    return wait if kept >= 0 else kept
-            rate = 0
+                return self._begin_paced_apart(claimed, part, rate, lease_until, keys, inflight_ms, gap_ms, member)
+            paces = (keys.due, keys.due)  # (unused without a pace: the shard's slot)
         else:
-            paces = (pace_key(sender), last_key(sender))
+            paces = (pace_key(message.sender), last_key(message.sender))
         request = BeginRequest(message.id, str(part), str(rate), gap_ms, member, repr(lease_until))
-        return int(await self._begins.add((keys, paces, request), f"{inflight_ms}|{keys.due}"))
+        return self._begins.add((keys, paces, request), f"{inflight_ms}|{keys.due}")
 
-    async def _begin_all(self, requests: list, inflight_ms: str) -> list:
+    async def _begin_paced_apart(self, claimed: Claimed, part: int, rate: int, lease_until: float, keys: Keys,
+                                 inflight_ms: str, gap_ms: str, member: str) -> int:
+        """BEGIN on a Cluster, within a pace kept in a slot of its own (OUTBOX_PACE first)."""
+        message, paces = claimed.message, (keys.due, keys.due)
+        sender = message.sender
+        wait = await self._paces.add(((pace_key(sender), last_key(sender)), (str(rate), gap_ms, member)), inflight_ms)
+        if wait:  # held back: the lease renewed (BEGIN's rate '-1'), as one Redis's BEGIN does
+            renew = BeginRequest(message.id, str(part), "-1", gap_ms, member, repr(lease_until))
+            kept = await self._begins.add((keys, paces, renew), f"{inflight_ms}|{keys.due}")
+            # (0: the part was marked by an earlier try whose answer was lost; its request
+            # has not gone, and waits for the pace as well)
+            return wait if kept >= 0 else kept
+        request = BeginRequest(message.id, str(part), "0", gap_ms, member, repr(lease_until))
+        return await self._begins.add((keys, paces, request), f"{inflight_ms}|{keys.due}")
+
+    async def _begin_all(self, requests: list, inflight_ms: str) -> list[int]:
         keys = requests[0][0]  # (one shard's: Batches groups by `common`, and these by shard)
-        return await self._begin(BeginCall(
+        return [int(wait) for wait in await self._begin(BeginCall(
             keys.due, keys.state, keys.claimed(self.tag), tuple(key for _, paces, _ in requests for key in paces), self.tag,
             str(PACE_WINDOW_MS), inflight_ms.partition("|")[0],
-            tuple(arg for _, _, request in requests for arg in request)))
+            tuple(arg for _, _, request in requests for arg in request)))]
 
-    async def _pace_all(self, requests: list, inflight_ms: str) -> list:
-        return await self._pace(PaceCall(
+    async def _pace_all(self, requests: list, inflight_ms: str) -> list[int]:
+        return [int(wait) for wait in await self._pace(PaceCall(
             tuple(key for paces, _ in requests for key in paces), str(PACE_WINDOW_MS), inflight_ms,
-            tuple(arg for _, request in requests for arg in request)))
+            tuple(arg for _, request in requests for arg in request)))]
 
-    async def finish(self, claimed: Claimed, part: int, outcome: str, now: float, *, sid: str = "",
-                     error_code: int | None = None, reason: str = "", retry_at: float | None = None,
-                     paced: bool = True) -> bool:
+    def finish(self, claimed: Claimed, part: int, outcome: str, now: float, *, sid: str = "",
+               error_code: int | None = None, reason: str = "", retry_at: float | None = None,
+               paced: bool = True) -> Awaitable[bool]:
+        """Note Twilio's answer for a part being sent: True when noted, False when this sender
+        no longer held it. (Not a coroutine, as `begin`.)"""
         message = claimed.message
         member = pace_member(claimed, part) if paced else ""
         keys = self.keys(message.id)
@@ -448,20 +458,27 @@ class Outbox:
             message.channel, message.to, message.distribution or "")
         pace = keys.due if self.layout.cluster else pace_key(message.sender)
         answer_keys = (pace, self.layout.delivery(message.channel, message.to))
-        noted = bool(await self._finishes.add((keys, answer_keys, answer, now), keys.due))
-        if noted and member and self.layout.cluster:
-            await self._answered.add((pace_key(message.sender), member), "")
+        noted = self._finishes.add((keys, answer_keys, answer, now), keys.due)
+        if member and self.layout.cluster:
+            return self._paced_apart(noted, message.sender, member)
         return noted
 
-    async def _finish_all(self, answers: list, _: str) -> list:
+    async def _paced_apart(self, noted: Awaitable[bool], sender: str, member: str) -> bool:
+        """On a Cluster: a request that was noted is noted in its pace's own slot too."""
+        if await noted:
+            await self._answered.add((pace_key(sender), member), "")
+            return True
+        return False
+
+    async def _finish_all(self, answers: list, _: str) -> list[bool]:
         # one shard's answers (Batches groups them by its due key), noted at the latest of
         # their times: they were all read within FINISH_LINGER
         keys = answers[0][0]
-        return await self._finish(FinishCall(
+        return [bool(noted) for noted in await self._finish(FinishCall(
             keys.due, keys.messages, keys.state, keys.unknown, keys.deliveries, keys.claimed(self.tag),
             tuple(key for _, answer_keys, _, _ in answers for key in answer_keys), self.tag,
             repr(max(now for *_, now in answers)), _DELIVERY_TTL, str(self._lease), _QUEUED_OUTRANKING,
-            tuple(arg for _, _, answer, _ in answers for arg in answer)))
+            tuple(arg for _, _, answer, _ in answers for arg in answer)))]
 
     async def _paced_all(self, answered: list, _: str) -> list:
         count = await self._paced(PacedCall(tuple(pace for pace, _ in answered),

@@ -267,9 +267,10 @@ class Senders:
                     with contextlib.suppress(RedisError):  # (else its lease brings it back)
                         await self.outbox.give_back(claimed, self.clock())
                     return Result("lost", tuple(sids), reason="the senders stopped")
-                wait = await self._patiently(
-                    lambda part=part: self.outbox.begin(claimed, part, rate, self.clock() + LEASE,
-                                                        self.request_timeout + 1.0))
+                try:
+                    wait = await self._begin(claimed, part, rate)
+                except RedisError:
+                    wait = await self._patiently(self._begin, claimed, part, rate)
                 if wait < 0:
                     return Result("lost", tuple(sids))
                 if wait == 0:
@@ -303,23 +304,34 @@ class Senders:
             return Result("failed", tuple(sids), err.code, reason)
         return Result("sent", tuple(sids))
 
+    def _begin(self, claimed: Claimed, part: int, rate: int) -> Awaitable[int]:
+        return self.outbox.begin(claimed, part, rate, self.clock() + LEASE, self.request_timeout + 1.0)
+
     async def _finish(self, claimed: Claimed, part: int, outcome: str, **details) -> None:
         # a repeat after a lost answer finds the part no longer being sent and changes nothing
-        await self._patiently(lambda: self.outbox.finish(claimed, part, outcome, self.clock(), **details))
+        try:
+            await self._finish_now(claimed, part, outcome, details)
+        except RedisError:
+            await self._patiently(self._finish_now, claimed, part, outcome, details)
+
+    def _finish_now(self, claimed: Claimed, part: int, outcome: str, details: dict) -> Awaitable[bool]:
+        return self.outbox.finish(claimed, part, outcome, self.clock(), **details)
 
     @staticmethod
-    async def _patiently(call: Callable[[], Awaitable]):
-        """`call` again while Redis does not answer, for up to PATIENCE seconds: what a sender
-        notes about a message it holds must land, or the message waits out its lease (or, once
-        asked of Twilio, ends unknown). Both scripts it repeats know a repeat of themselves."""
+    async def _patiently(call: Callable[..., Awaitable], *args):
+        """`call(*args)` again, after a first try Redis did not answer, for up to PATIENCE
+        seconds: what a sender notes about a message it holds must land, or the message waits
+        out its lease (or, once asked of Twilio, ends unknown). Both scripts it repeats know a
+        repeat of themselves. (The first try is its caller's, awaited without this coroutine:
+        every message makes two.)"""
         deadline = asyncio.get_running_loop().time() + PATIENCE
         while True:
+            await asyncio.sleep(0.25)
             try:
-                return await call()
+                return await call(*args)
             except RedisError:
                 if asyncio.get_running_loop().time() > deadline:
                     raise
-                await asyncio.sleep(0.25)
 
     async def _request(self, message: Message, part: int) -> str | SendFailed:
         spec = message.parts[part]
