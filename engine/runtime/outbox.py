@@ -224,7 +224,7 @@ class Senders:
         """Send the claimed message's parts in order; how it ended. `first`: its requests take
         the next free slots, before the outbox's (a start's own message)."""
         try:
-            result = await self._deliver(claimed, first)
+            result = await self._parts(claimed, first)
         except RedisError as err:
             # the claim's lease brings it back (or, mid-request, makes it unknown)
             log.warning("outbound message %s paused: Redis failed: %s", claimed.message.id, err)
@@ -240,69 +240,68 @@ class Senders:
                 log.exception("after outbound message %s ended %s", claimed.message.id, result.state)
         return result
 
-    async def _deliver(self, claimed: Claimed, first: bool) -> Result:
+    async def _parts(self, claimed: Claimed, first: bool) -> Result:
         # A slot is taken before a part is begun (so a part marked as being sent never waits
         # for one) and kept until Twilio answered the message's last part: that answer is noted
         # without it, while a next part goes on with it, right after the one before.
         await self._slots.acquire(first)
         held = True
-
-        def free_slot() -> None:
-            nonlocal held
-            if held:
-                held = False
-                self._slots.release()
-
         try:
-            return await self._parts(claimed, free_slot)
-        finally:
-            free_slot()
-
-    async def _parts(self, claimed: Claimed, free_slot: Callable[[], None]) -> Result:
-        message, sids = claimed.message, list(claimed.sids)
-        rate = self.pacing.rate(message.sender)
-        for part in range(claimed.part, len(message.parts)):
-            while True:
-                if self._stop.is_set() and part == claimed.part:  # not begun: for the other senders
-                    with contextlib.suppress(RedisError):  # (else its lease brings it back)
-                        await self.outbox.give_back(claimed, self.clock())
-                    return Result("lost", tuple(sids), reason="the senders stopped")
+            message, sids = claimed.message, list(claimed.sids)
+            rate = self.pacing.rate(message.sender)
+            origin = Origin(messaging_service_sid=message.origin.get("service"), from_=message.origin.get("from"))
+            for part in range(claimed.part, len(message.parts)):
+                while True:
+                    if self._stop.is_set() and part == claimed.part:  # not begun: for the other senders
+                        with contextlib.suppress(RedisError):  # (else its lease brings it back)
+                            await self.outbox.give_back(claimed, self.clock())
+                        return Result("lost", tuple(sids), reason="the senders stopped")
+                    try:
+                        wait = await self._begin(claimed, part, rate)
+                    except RedisError:
+                        wait = await self._patiently(self._begin, claimed, part, rate)
+                    if wait < 0:
+                        return Result("lost", tuple(sids))
+                    if wait == 0:
+                        break
+                    await asyncio.sleep(wait / 1000)
+                spec = message.parts[part]
                 try:
-                    wait = await self._begin(claimed, part, rate)
-                except RedisError:
-                    wait = await self._patiently(self._begin, claimed, part, rate)
-                if wait < 0:
-                    return Result("lost", tuple(sids))
-                if wait == 0:
-                    break
-                await asyncio.sleep(wait / 1000)
-            outcome = await self._request(message, part)
-            if not (isinstance(outcome, str) and part + 1 < len(message.parts)):
-                free_slot()
-            tries = claimed.tries if part == claimed.part else 0
-            if isinstance(outcome, str):
-                sids.append(outcome)
-                await self._finish(claimed, part, "sent", sid=outcome, paced=rate > 0)  # noting it queued
-                if self.on_sent is not None:
-                    self.on_sent(message, part)
-                continue
-            err: SendFailed = outcome
-            reason = f"{err}" + (f" (error {err.code})" if err.code else "")
-            if err.unknown:
-                await self._finish(claimed, part, "unknown", reason=reason, paced=rate > 0)
-                log.warning("outbound message %s to %s:%s: %s; kept as unknown, not sent again",
-                            message.id, message.channel, message.to, reason)
-                return Result("unknown", tuple(sids), err.code, reason)
-            if err.retryable and tries + 1 < MAX_TRIES:
-                wait = min(BACKOFF[1], BACKOFF[0] * 2 ** tries)
-                retry_at = self.clock() + max(wait, err.retry_after or 0.0)  # Twilio's Retry-After
-                await self._finish(claimed, part, "retry", error_code=err.code, reason=reason, retry_at=retry_at,
-                                   paced=rate > 0)
-                self.wake_at(retry_at)
-                return Result("retry", tuple(sids), err.code, reason)
-            await self._finish(claimed, part, "failed", error_code=err.code, reason=reason, paced=rate > 0)
-            return Result("failed", tuple(sids), err.code, reason)
-        return Result("sent", tuple(sids))
+                    outcome: str | SendFailed = await self.sender.send(
+                        message.channel, message.to, origin, spec.get("body"), spec.get("content_sid"),
+                        spec.get("variables"), distribution=message.distribution)
+                except SendFailed as err:
+                    outcome = err
+                if not (isinstance(outcome, str) and part + 1 < len(message.parts)):
+                    held = False
+                    self._slots.release()
+                tries = claimed.tries if part == claimed.part else 0
+                if isinstance(outcome, str):
+                    sids.append(outcome)
+                    await self._finish(claimed, part, "sent", sid=outcome, paced=rate > 0)  # noting it queued
+                    if self.on_sent is not None:
+                        self.on_sent(message, part)
+                    continue
+                err: SendFailed = outcome
+                reason = f"{err}" + (f" (error {err.code})" if err.code else "")
+                if err.unknown:
+                    await self._finish(claimed, part, "unknown", reason=reason, paced=rate > 0)
+                    log.warning("outbound message %s to %s:%s: %s; kept as unknown, not sent again",
+                                message.id, message.channel, message.to, reason)
+                    return Result("unknown", tuple(sids), err.code, reason)
+                if err.retryable and tries + 1 < MAX_TRIES:
+                    wait = min(BACKOFF[1], BACKOFF[0] * 2 ** tries)
+                    retry_at = self.clock() + max(wait, err.retry_after or 0.0)  # Twilio's Retry-After
+                    await self._finish(claimed, part, "retry", error_code=err.code, reason=reason, retry_at=retry_at,
+                                       paced=rate > 0)
+                    self.wake_at(retry_at)
+                    return Result("retry", tuple(sids), err.code, reason)
+                await self._finish(claimed, part, "failed", error_code=err.code, reason=reason, paced=rate > 0)
+                return Result("failed", tuple(sids), err.code, reason)
+            return Result("sent", tuple(sids))
+        finally:
+            if held:
+                self._slots.release()
 
     def _begin(self, claimed: Claimed, part: int, rate: int) -> Awaitable[int]:
         return self.outbox.begin(claimed, part, rate, self.clock() + LEASE, self.request_timeout + 1.0)
@@ -332,16 +331,6 @@ class Senders:
             except RedisError:
                 if asyncio.get_running_loop().time() > deadline:
                     raise
-
-    async def _request(self, message: Message, part: int) -> str | SendFailed:
-        spec = message.parts[part]
-        origin = Origin(messaging_service_sid=message.origin.get("service"), from_=message.origin.get("from"))
-        try:
-            return await self.sender.send(message.channel, message.to, origin, spec.get("body"),
-                                          spec.get("content_sid"), spec.get("variables"),
-                                          distribution=message.distribution)
-        except SendFailed as err:
-            return err
 
     async def idle(self) -> bool:
         """Nothing is being sent by this worker and nothing in the outbox is due."""
