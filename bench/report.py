@@ -197,6 +197,7 @@ def _sending(figures: dict, targets: dict) -> list[str]:
         *_sending_rounds(floors, overhead["rounds"]),
         f"  {'canvass/floor':16}{overhead['ratio']:9.2f}  {_mark(targets, 'sender_ratio')}, the median round; "
         f"CPU per message, floor/canvass: {overhead['cpu_ratio']:.2f} (no target)",
+        *_at_latency(overhead["at_latency"]),
         f"Pacing: {pacing['invitations']} invitations at {pacing['rate']} messages/s from one number, "
         f"{pacing['workers']} workers",
         f"  {'busiest second':16}{pacing['max_in_window']:9d}  {_mark(targets, 'pace_max_window')}",
@@ -217,6 +218,17 @@ def _sending_rounds(floors: list[dict], rounds: list[dict]) -> list[str]:
                   f"{senders['server_cpu_us_per_message']:12.0f}{'':19}   {found['ratio']:.2f} of the floors around "
                   "it (the outbox drained: claim, begin, request, finish, delivery noted)", floor_line(after)]
     return lines
+
+
+def _at_latency(figures: dict) -> list[str]:
+    floor, senders = figures["floor"], figures["senders"]
+    return [
+        f"  at Twilio's latency ({figures['latency_s'] * 1000:.0f} ms an answer, {figures['messages']} messages each; "
+        f"in flight, at most {figures['ceiling_messages_per_s']:.0f} msg/s):",
+        f"  {'floor':16}{floor['span_messages_per_s']:9.0f}{floor['client_cpu_us_per_message']:12.0f}",
+        f"  {'canvass senders':16}{senders['span_messages_per_s']:9.0f}{senders['server_cpu_us_per_message']:12.0f}"
+        f"{'':19}   {figures['ratio']:.2f} of the floor (no target)",
+    ]
 
 
 def _contacts_import(figures: dict, targets: dict) -> list[str]:

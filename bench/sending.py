@@ -17,6 +17,10 @@ its own pinned with Redis on the load core; on SIGTERM it writes every request's
   of the floors run just before and after it, and the ratio is the median of those rounds,
   since this machine's speed drifts by a fifth or more from one run to the next. Shown
   beside it, no target: the floor client's CPU per message over the server's.
+- At Twilio's latency (shown, no target): the same floor and senders when the fake answers
+  each request LATENCY seconds after it came, as Twilio's API does from across the internet:
+  IN_FLIGHT x `latency_batches` messages each, the floor then the senders. Both are then bound
+  by the requests in flight (at most IN_FLIGHT / LATENCY a second), no longer by their CPU.
 - A distribution of as many contacts, end to end (shown, no target): from its creation (the
   POST answered) to the last arrival, the distributor rendering and committing each
   invitation, the outbox sending it and the archiver recording its sid and state.
@@ -74,7 +78,12 @@ ADMIN_TOKEN = "bench-admin-token"
 FROM_NUMBER = "+12025550123"  # the one sender address: what the pace counts per
 WARMUP = 100  # messages each side sends before it is timed
 POLL = 0.1  # seconds between looks at a distribution's progress
+UNAVAILABLE_POLLS = 20  # looks a server may answer 503 (Redis slow to answer) in one run
 OVERHEAD_TARGET = 0.8
+# Twilio's API answers from across the internet in about this (seconds): the senders against
+# the floor when both wait for it, as they do in production (shown, no target)
+LATENCY = 0.1
+LATENCY_BATCHES = 50  # of IN_FLIGHT messages each side sends at that latency
 PACE_TARGET_SHARE = 0.95  # the mean rate at least this share of the configured one
 
 
@@ -86,9 +95,10 @@ class SendingShape:
     pace_workers: int = 2
     deadline: float = 300.0  # seconds one distribution may take to be done
     rounds: int = 3  # senders runs, each between two floors
+    latency_batches: int = LATENCY_BATCHES
 
 
-QUICK = SendingShape(invitations=300, pace_seconds=5.0, deadline=90.0, rounds=1)
+QUICK = SendingShape(invitations=300, pace_seconds=5.0, deadline=90.0, rounds=1, latency_batches=4)
 
 
 # ---------------------------------------------------------------- the contacts
@@ -127,10 +137,10 @@ def contacts_csv(phones: list[str], first: int) -> bytes:
 class FakeTwilio:
     """`python -m tests.fake_twilio` pinned to the load core; its arrivals once stopped."""
 
-    def __init__(self, workdir: Path, name: str, pinning: Pinning):
+    def __init__(self, workdir: Path, name: str, pinning: Pinning, latency: float = 0.0):
         self.log = workdir / f"arrivals-{name}.jsonl"
         argv = [sys.executable, "-m", "tests.fake_twilio", "--port", "0", "--log", str(self.log),
-                "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN]
+                "--account-sid", ACCOUNT_SID, "--auth-token", AUTH_TOKEN, "--latency", repr(latency)]
         self.process = Process(f"fake Twilio ({name})", pinning.command(argv, pinning.load_core),
                                workdir / f"fake-twilio-{name}.log", bench_env())
         self.url = ""
@@ -196,6 +206,7 @@ class Canvass:
                      "--workers", str(workers)]
         self.env, self.log, self.pinning = env, workdir / f"canvass-{name}.log", pinning
         self.process: Process | None = None
+        self.unavailable = 0  # the looks the server answered 503 (Redis was slow), shown
 
     def __enter__(self) -> Canvass:
         self.process = start_server(f"canvass serve ({self.name})", self.argv, self.port, "/readyz", self.env,
@@ -223,6 +234,12 @@ class Canvass:
             with urllib.request.urlopen(request, timeout=120) as answer:
                 return json.loads(answer.read())
         except urllib.error.HTTPError as err:
+            if err.code == 503 and method == "GET" and self.unavailable < UNAVAILABLE_POLLS:
+                # Redis did not answer within its second (a stalled fsync on this machine's
+                # disk): the server says so, and a look a moment later answers
+                self.unavailable += 1
+                time.sleep(POLL)
+                return self._call(method, path, body, content_type)
             raise BenchError(f"{method} {path}: {err.code} {err.read()[:500].decode(errors='replace')}") from None
         except (urllib.error.URLError, OSError) as err:
             self.process.check_running()
@@ -284,9 +301,9 @@ async def _post_all(twilio_url: str, phones: list[str], first: int, status_callb
         raise BenchError(f"the floor's requests failed ({len(failures)}), e.g. {failures[0]}")
 
 
-def floor(workdir: Path, pinning: Pinning, name: str, phones: list[str], first: int) -> dict:
+def floor(workdir: Path, pinning: Pinning, name: str, phones: list[str], first: int, latency: float = 0.0) -> dict:
     """The bare client's rate: from its first request to the last arrival at the fake."""
-    with FakeTwilio(workdir, name, pinning) as fake, pinned_to(pinning.server_core):
+    with FakeTwilio(workdir, name, pinning, latency) as fake, pinned_to(pinning.server_core):
         callback = "http://127.0.0.1:9/twilio/status"  # never called: the fake sends no statuses
         warm = numbers(first + len(phones), WARMUP)
         asyncio.run(_post_all(fake.url, warm, 0, callback))
@@ -331,10 +348,11 @@ def fill_outbox(redis_url: str, phones: list[str], first: int) -> None:
     asyncio.run(fill())
 
 
-def drain(workdir: Path, pinning: Pinning, phones: list[str], first: int, deadline: float) -> dict:
+def drain(workdir: Path, pinning: Pinning, phones: list[str], first: int, deadline: float,
+          latency: float = 0.0) -> dict:
     """The outbox's senders alone: a full outbox drained by a server started on it."""
     redis, redis_url = redis_server(workdir / "redis-drain", pinning)
-    with redis, FakeTwilio(workdir, "drain", pinning) as fake:
+    with redis, FakeTwilio(workdir, "drain", pinning, latency) as fake:
         fill_outbox(redis_url, phones, first)
         with Canvass("drain", workdir, redis_url, fake.url, "off", 1, pinning) as server:
             cpu, started = server.cpu_seconds(), time.time()
@@ -347,7 +365,7 @@ def drain(workdir: Path, pinning: Pinning, phones: list[str], first: int, deadli
             cpu = server.cpu_seconds() - cpu
         arrivals = created(fake.arrivals(), set(phones))
     return _rate("canvass senders", arrivals, len(phones), started) | {
-        "server_cpu_us_per_message": cpu / len(phones) * 1e6}
+        "server_cpu_us_per_message": cpu / len(phones) * 1e6, "unavailable_polls": server.unavailable}
 
 
 # ---------------------------------------------------------------- the two parts
@@ -390,10 +408,24 @@ def overhead(workdir: Path, pinning: Pinning, shape: SendingShape, progress) -> 
         progress(f"sending: round {n}: the senders {senders['span_messages_per_s']:.0f} msg/s, the floors "
                  f"around them {floor_rate:.0f}: {rounds[-1]['ratio']:.2f}")
     middle = sorted(rounds, key=lambda found: found["ratio"])[len(rounds) // 2]
-    return {"invitations": count, "in_flight": IN_FLIGHT, "floor": floors, "canvass": canvass,
+    return {"at_latency": at_latency(workdir, pinning, shape, progress), "invitations": count, "in_flight": IN_FLIGHT, "floor": floors, "canvass": canvass,
             "rounds": rounds, "senders": middle["senders"], "floor_messages_per_s": middle["floor_messages_per_s"],
             "ratio": middle["ratio"], "cpu_ratio": statistics.median(found["cpu_ratio"] for found in rounds),
             "target": OVERHEAD_TARGET}
+
+
+def at_latency(workdir: Path, pinning: Pinning, shape: SendingShape, progress) -> dict:
+    """The floor, then the senders, when the fake answers each request LATENCY seconds after it
+    came: what bounds both is then how many requests are in flight, as against Twilio itself."""
+    count = IN_FLIGHT * shape.latency_batches
+    first = 900_000
+    phones = numbers(first, count)
+    progress(f"sending: {count} messages each way at Twilio's latency ({LATENCY * 1000:.0f} ms an answer)")
+    bare = floor(workdir, pinning, "floor-latency", phones, first, LATENCY)
+    senders = drain(workdir, pinning, numbers(first + count, count), first + count, shape.deadline, LATENCY)
+    return {"latency_s": LATENCY, "messages": count, "floor": bare, "senders": senders,
+            "ceiling_messages_per_s": IN_FLIGHT / LATENCY,
+            "ratio": senders["span_messages_per_s"] / bare["span_messages_per_s"]}
 
 
 def pacing(workdir: Path, pinning: Pinning, shape: SendingShape, progress) -> dict:

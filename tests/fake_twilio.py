@@ -142,6 +142,7 @@ class FakeTwilio:
     base_url: str = ""  # where it listens, once started
     arrivals: list[Arrival] = field(default_factory=list)  # every create-message request, in order
     timeout_seconds: float = SEND_TIMEOUT + 1.0  # how long time_out_next/time_out_for wait
+    latency: float = 0.0  # seconds every answer takes, as the real API's round trip across the internet
     clock: Callable[[], float] = time.monotonic  # injectable, for windows on a made-up timeline
     wall_clock: Callable[[], float] = time.time
     _rules: list[_Rule] = field(default_factory=list)
@@ -270,6 +271,8 @@ class FakeTwilio:
                           form.get("From") or form.get("MessagingServiceSid"), form.get("Body"),
                           "error", 400)
         self.arrivals.append(arrival)
+        if self.latency:
+            await asyncio.sleep(self.latency)
         if "To" not in form or not ({"From", "MessagingServiceSid"} & form.keys()):
             arrival.code = 21603
             return self._error(400, 21603, "A 'From' or 'MessagingServiceSid' parameter is required")
@@ -343,8 +346,8 @@ class Phone:
 # ---------------------------------------------------------------- as a process of its own
 
 
-async def _serve(port: int, log: Path | None, account_sid: str, auth_token: str) -> None:
-    fake = FakeTwilio(account_sid, auth_token)
+async def _serve(port: int, log: Path | None, account_sid: str, auth_token: str, latency: float) -> None:
+    fake = FakeTwilio(account_sid, auth_token, latency=latency)
     runner = web.AppRunner(fake.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
@@ -371,12 +374,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="on SIGTERM, write every request's arrival here as JSON lines")
     parser.add_argument("--account-sid", default=ACCOUNT_SID)
     parser.add_argument("--auth-token", default=AUTH_TOKEN)
+    parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
+                        help="answer every request this long after it came (Twilio's round trip)")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error("--port must be between 0 and 65535")
+    if not 0 <= args.latency <= 60:
+        parser.error("--latency must be between 0 and 60 seconds")
     if args.log is not None and not args.log.parent.is_dir():
         parser.error(f"--log: the folder {args.log.parent} does not exist")
-    asyncio.run(_serve(args.port, args.log, args.account_sid, args.auth_token))
+    asyncio.run(_serve(args.port, args.log, args.account_sid, args.auth_token, args.latency))
     return 0
 
 

@@ -30,7 +30,7 @@ FIGURES = {
                 "export.large.peak_rss_bytes", "export.rss_ratio"],
     "contacts_import": ["floor_rows_per_s", "canvass_rows_per_s", "ratio", "peak_rss_mb", "peak_rss_mb_tenth",
                         "rss_growth", "floor_cpu_us_per_row", "canvass_cpu_us_per_row"],
-    "sending": ["overhead.ratio", "overhead.cpu_ratio", "overhead.floor_messages_per_s", "overhead.canvass.messages_per_s",
+    "sending": ["overhead.ratio", "overhead.cpu_ratio", "overhead.at_latency.ratio", "overhead.floor_messages_per_s", "overhead.canvass.messages_per_s",
                 "overhead.senders.span_messages_per_s", "overhead.senders.server_cpu_us_per_message",
                 "overhead.canvass.server_cpu_us_per_message", "pacing.max_in_window", "pacing.mean_per_s",
                 "pacing.span_s"],
