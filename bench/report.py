@@ -225,8 +225,8 @@ def _at_latency(figures: dict) -> list[str]:
     return [
         f"  at Twilio's latency ({figures['latency_s'] * 1000:.0f} ms an answer, {figures['messages']} messages each; "
         f"in flight, at most {figures['ceiling_messages_per_s']:.0f} msg/s):",
-        f"  {'floor':16}{floor['span_messages_per_s']:9.0f}{floor['client_cpu_us_per_message']:12.0f}",
-        f"  {'canvass senders':16}{senders['span_messages_per_s']:9.0f}{senders['server_cpu_us_per_message']:12.0f}"
+        f"  {'floor':16}{figures['floor_messages_per_s']:9.0f}{floor['client_cpu_us_per_message']:12.0f}",
+        f"  {'canvass senders':16}{figures['senders_messages_per_s']:9.0f}{senders['server_cpu_us_per_message']:12.0f}"
         f"{'':19}   {figures['ratio']:.2f} of the floor (no target)",
     ]
 

@@ -122,7 +122,10 @@ def test_every_report_accounts_for_every_row():
                 decoded = text.decode("cp1252")
         if decoded.startswith("sep="):
             decoded = decoded.split("\n", 1)[1]
-        decoded = decoded.lstrip("\r\n")  # blank lines before the header are no rows
+        lines = decoded.splitlines(keepends=True)
+        while lines and not lines[0].strip(" \t\r\n,;\""):  # blank rows before the header are no rows
+            lines.pop(0)
+        decoded = "".join(lines)
         header = ""
         for line in decoded.splitlines(keepends=True):  # the header's lines (quotes may hold breaks)
             header += line

@@ -40,6 +40,11 @@ from engine.sms.phones import InvalidNumber, contact_number, country, region_of,
     ("'12025550123", None, "+12025550123", None),  # Excel's text apostrophe
     ("\u200e+1 202 555 0123\u202c", None, "+12025550123", None),  # direction marks, copied from a phone
     ("+1\u202f202\u2009555\u00a00123", None, "+12025550123", None),  # narrow, thin, no-break spaces
+    # a country code, or the international prefix, in brackets
+    ("(44) 7911 123456", None, "+447911123456", None),
+    ("(0044) 7911 123456", None, "+447911123456", None),
+    ("(1) 202 555 0123", None, "+12025550123", None),
+    ("(020) 7946 0958", "GB", "+442079460958", "fixed_line"),
     # Mexico's mobiles as written before 2019, with a 1 after 52
     ("+52 1 55 1234 5678", None, "+525512345678", None),
     ("5215512345678", None, "+525512345678", None),
@@ -66,7 +71,8 @@ def test_ten_digits_that_are_also_a_us_number_say_so():
     ("12025550123 ext 4", None, "has an extension ('ext 4')"),
     ("+1 202 555 0123 x12", None, "has an extension ('x12')"),
     ("(231) 555-0143", None, "starts with a bracketed area code"),  # not Liberia's +231 5550143
-    ("(231) 555-01", "GB", "not a valid GB number (it starts with a bracket"),
+    ("(020) 7946 0958", None, "starts with a bracketed area code"),  # the UK's trunk 0
+    ("(231) 555-0143", "FR", "not a valid FR number (it starts with a bracket"),
     ("2025550123", None, "--default-country"),
     ("999123456", None, "no known country code"),
     ("1202555012", None, "too few digits for country code +1 (US)"),

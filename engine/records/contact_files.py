@@ -53,6 +53,8 @@ HEADING_NOISE = re.compile(r"[\s_.\-]+")
 SEPARATORS = (",", ";", "\t")
 SEPARATOR_LINE = re.compile(r"sep=(.)", re.IGNORECASE)
 CHUNK = 1 << 20
+BLANK_ROW = " \t\r\n,;\""  # what a row of empty cells is written with (Excel writes ",,,")
+HEADER_LINES = 50  # lines one header row may take (quoted line breaks in its names)
 # What spreadsheets run as a formula at the start of a value: exports write such a value after
 # an apostrophe (engine.runtime.exports), which an import of it takes off again
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -146,18 +148,36 @@ def encoding_of(binary: BinaryIO) -> str:
     return chosen
 
 
-def separator_of(record: str) -> str:
-    """The separator the header record uses most outside quotes ("Last, First";"Phone" is
-    separated by semicolons); a comma when it uses none."""
-    counts = dict.fromkeys(SEPARATORS, 0)
-    quoted = False
-    for char in record:
-        if char == '"':
-            quoted = not quoted
-        elif not quoted and char in counts:
-            counts[char] += 1
-    best = max(SEPARATORS, key=lambda sep: counts[sep])
-    return best if counts[best] else ","
+class HeaderScan:
+    """The header record read line by line as the csv module reads it, whatever the separator
+    (any of SEPARATORS may end a field): a quote opens a value only at a field's start (elsewhere,
+    an inch mark, it is a character), and `""` inside a quoted value is a quote. Counts the
+    separators outside quotes; `open` while a quoted value goes on past the line."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(SEPARATORS, 0)
+        self.open = False
+        self._closing = False  # a quote in a quoted value: it closes it, or a second one follows
+
+    def feed(self, line: str) -> None:
+        field_start = not self.open
+        for char in line:
+            if self.open:
+                if char == '"':
+                    self.open, self._closing = False, True
+                continue
+            if char == '"' and (field_start or self._closing):
+                self.open, self._closing = True, False  # ("" inside a quoted value: it goes on)
+                continue
+            self._closing = False
+            field_start = char in self.counts or char in "\r\n"
+            if char in self.counts:
+                self.counts[char] += 1
+
+    def separator(self) -> str:
+        """The separator the header uses most ("Last, First";"Phone": a semicolon); else a comma."""
+        best = max(SEPARATORS, key=lambda sep: self.counts[sep])
+        return best if self.counts[best] else ","
 
 
 def unclosed_quote(record: str, separator: str) -> bool:
@@ -237,17 +257,22 @@ class ContactFile:
         declared = SEPARATOR_LINE.fullmatch(first.rstrip("\r\n"))
         if declared:  # Excel's "sep=;" line: not a row in Excel, so not one here
             first = self.text.readline()
-        self.header_row = 1  # as a spreadsheet numbers it: after the blank lines before it
-        while first and not first.strip():
+        self.header_row = 1  # as a spreadsheet numbers it: after the blank rows before it
+        while first and not first.strip(BLANK_ROW):
             self.header_row += 1
             first = self.text.readline()
         if not first:
             raise ContactFileError("empty_file", "the file is empty: its first row must name the "
                                                  "columns (Phone, Email, FirstName...)")
-        header_lines = [first]  # the header record, whose names may hold quoted line breaks
-        while "".join(header_lines).count('"') % 2 and (more := self.text.readline()):
+        header_lines, scan = [first], HeaderScan()  # names may hold quoted line breaks
+        scan.feed(first)
+        while scan.open and len(header_lines) < HEADER_LINES and (more := self.text.readline()):
             header_lines.append(more)
-        self.separator = declared.group(1) if declared else separator_of("".join(header_lines))
+            scan.feed(more)
+        if scan.open:
+            raise ContactFileError("unclosed_quote", "a quote (\") opened in the header row is never "
+                                                     "closed: close it, or take it out, and import again")
+        self.separator = declared.group(1) if declared else scan.separator()
         self._record: list[str] = []  # the lines of the record being read
         self._reader = csv.reader(self._lines(header_lines), delimiter=self.separator)
         self.header = read_header(next(self._reader), phone_column)
@@ -297,7 +322,7 @@ class ContactFile:
         """The file's last row, unless a quote opened in it was never closed and took in the lines
         after it (rows, most likely: a quote left open on the last line alone cuts nothing)."""
         record = "".join(lines)
-        if len(lines) > 1 and '"' in record and unclosed_quote(record, self.separator):
+        if any(line.strip() for line in lines[1:]) and '"' in record and unclosed_quote(record, self.separator):
             written = cells[self.header.phone].strip() if self.header.phone < len(cells) else ""
             return Rejected(row, written, f"a quote (\") opened in this row is never closed, so the "
                                           f"rest of the file ({len(lines)} lines) would be one value: "

@@ -63,7 +63,7 @@ def region_of(e164: str) -> str | None:
 FILE_NUMBER = re.compile(r"\+?\(?[0-9][0-9 ().\-/]*", re.ASCII)
 EXCEL_SCIENTIFIC = re.compile(r"[0-9]\.[0-9]+E\+?[0-9]+", re.IGNORECASE)
 # A number a spreadsheet stored as a number and wrote as a decimal: its digits are whole
-EXCEL_DECIMAL = re.compile(r"(\+?[0-9]+)\.0+", re.ASCII)
+EXCEL_DECIMAL = re.compile(r"(\+?[0-9]{7,})\.0", re.ASCII)
 EXTENSION = re.compile(r"(?:;\s*ext=|\s*(?:ext\.?|extension|x|#)\s*)[0-9]+", re.IGNORECASE)
 # What copies from phones and web pages put around and inside numbers, unseen: no-break and
 # narrow spaces (read as spaces), direction marks and zero-width characters (dropped)
@@ -71,6 +71,7 @@ UNSEEN_SPACES = re.compile("[\u00a0\u2007\u2009\u202f]")
 UNSEEN_MARKS = re.compile("[\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
 NOT_DIGITS = re.compile(r"[^0-9]")
 NANP_LENGTH = 10  # digits of a US or Canadian number without its country code
+BRACKETED = re.compile(r"\(([0-9]+)\)", re.ASCII)
 # Line types that may not receive text messages, yet are charged for them.
 NO_SMS_LINES = {
     phonenumbers.PhoneNumberType.FIXED_LINE: "fixed_line",
@@ -105,8 +106,8 @@ def contact_number(text: str, default_country: str | None = None) -> ContactNumb
     1 (555) 123-4567, 447911123456, 0044 7911 123456), a national trunk 0 written after the
     country code is dropped (440 7911 123456, +33 (0)6...), Mexico's former mobile 1 after
     52 too, and a number without its country code is read as `default_country`'s (a region
-    from country()) when given. A number that starts with a bracket ((202) 555-0143) is
-    written without its country code. What spreadsheets and phones add is taken off: Excel's
+    from country()) when given. A number that starts with a bracketed area code ((202)
+    555-0143, (020) 7946 0958) is written without its country code. What spreadsheets and phones add is taken off: Excel's
     leading apostrophe, a decimal .0, unseen spaces and marks. The number must be valid
     (assigned in its country's plan), not merely of a possible length. InvalidNumber says
     why not, for the person who wrote the file."""
@@ -131,7 +132,11 @@ def contact_number(text: str, default_country: str | None = None) -> ContactNumb
                             "dots, dashes, slashes or brackets between them")
     digits = NOT_DIGITS.sub("", written)
     international = written.startswith("+") or digits.startswith("00")
-    national_only = written.startswith("(")  # an area code in brackets: no country code before it
+    # an area code in brackets ((202) 555-0143, (020) 7946 0958): no country code before it;
+    # but (44) 7911 123456 and (0044) ... bracket one
+    bracketed = BRACKETED.match(written)
+    national_only = not international and bracketed is not None and (
+        bracketed[1].startswith("0") or (len(bracketed[1]) == 3 and len(digits) == NANP_LENGTH))
     digits = digits[2:] if digits.startswith("00") and not written.startswith("+") else digits
     if default_country and not international:
         national = _parsed(digits, default_country)
