@@ -134,7 +134,7 @@ def contact_number(text: str, default_country: str | None = None) -> ContactNumb
     international = written.startswith("+") or digits.startswith("00")
     # an area code in brackets ((202) 555-0143, (020) 7946 0958): no country code before it;
     # but (44) 7911 123456 and (0044) ... bracket one
-    bracketed = BRACKETED.match(written)
+    bracketed = BRACKETED.match(written) if written[0] == "(" else None
     national_only = not international and bracketed is not None and (
         bracketed[1].startswith("0") or (len(bracketed[1]) == 3 and len(digits) == NANP_LENGTH))
     digits = digits[2:] if digits.startswith("00") and not written.startswith("+") else digits
