@@ -250,6 +250,7 @@ class ContactFile:
         self.encoding = encoding_of(binary)
         if self.encoding == WINDOWS_1252 and binary.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:
             binary.seek(0)  # (a UTF-8 BOM before bytes UTF-8 cannot read: not text, not kept)
+        self._binary, self._text_start = binary, binary.tell()
         self.default_country = default_country
         # newline="": line breaks inside quoted cells reach the csv module as written
         self.text = io.TextIOWrapper(binary, encoding=self.encoding, newline="")
@@ -261,6 +262,7 @@ class ContactFile:
         while first and not first.strip(BLANK_ROW):
             self.header_row += 1
             first = self.text.readline()
+        self._lines_before = self.header_row - 1 + bool(declared)  # what the csv reader does not see
         if not first:
             raise ContactFileError("empty_file", "the file is empty: its first row must name the "
                                                  "columns (Phone, Email, FirstName...)")
@@ -273,10 +275,8 @@ class ContactFile:
             raise ContactFileError("unclosed_quote", "a quote (\") opened in the header row is never "
                                                      "closed: close it, or take it out, and import again")
         self.separator = declared.group(1) if declared else scan.separator()
-        self._record: list[str] = []  # the lines of the record being read
-        self._reader = csv.reader(self._lines(header_lines), delimiter=self.separator)
+        self._reader = csv.reader(itertools.chain(header_lines, self.text), delimiter=self.separator)
         self.header = read_header(next(self._reader), phone_column)
-        self._record = []
         self._unnamed = [i for i, name in enumerate(self.header.columns) if not name]  # not kept
         self.warnings: list[dict] = []
         if self.encoding == WINDOWS_1252:
@@ -285,42 +285,42 @@ class ContactFile:
                 "Windows); check accented letters, or save it as \"CSV UTF-8\"")})
         self.empty_rows, self.first_empty = 0, None
 
-    def _lines(self, first: list[str]) -> Iterator[str]:
-        """The file's lines for the csv reader, each kept in `_record` until its record is read."""
-        for line in itertools.chain(first, self.text):
-            self._record.append(line)
-            yield line
-
     def rows(self) -> Iterator[Contact | Rejected]:
-        header = self.header
+        header, reader = self.header, self._reader
         width = len(header.columns)
         row = self.header_row
-        last: tuple[int, list[str], list[str]] | None = None  # read, not given: the last may be cut
+        # the row read and not yet given, with its first line (the csv reader's count): the
+        # file's last row may be a quote left open, that took in the rest of the file
+        last: tuple[int, list[str], int] | None = None
+        read = reader.line_num  # lines the csv reader has read
         try:
-            for cells in self._reader:
-                record, self._record = self._record, []
+            for cells in reader:
                 row += 1
                 if not "".join(cells).strip():  # every cell empty or spaces
                     self.empty_rows += 1
                     self.first_empty = self.first_empty or row
+                    read = reader.line_num
                     continue
                 if last is not None:
-                    yield self._contact(*last[:2], width)
-                last = (row, cells, record)
+                    yield self._contact(last[0], last[1], width)
+                last = (row, cells, read + 1)
+                read = reader.line_num
         except csv.Error as err:  # e.g. a quote never closed: the rest of the file is one cell
             if last is not None:
-                yield self._contact(*last[:2], width)
+                yield self._contact(last[0], last[1], width)
                 last = None
             yield Rejected(row + 1, "", f"the file cannot be read from here on: {err}")
         if last is not None:
-            yield self._last(*last, width)
+            yield self._last(*last, read, width)
         if self.empty_rows:
             self.warnings.append({"row": self.first_empty, "value": "", "reason": (
                 f"{self.empty_rows} empty row(s) skipped, the first at row {self.first_empty}")})
 
-    def _last(self, row: int, cells: list[str], lines: list[str], width: int) -> Contact | Rejected:
+    def _last(self, row: int, cells: list[str], first: int, end: int, width: int) -> Contact | Rejected:
         """The file's last row, unless a quote opened in it was never closed and took in the lines
-        after it (rows, most likely: a quote left open on the last line alone cuts nothing)."""
+        after it (rows, most likely: a quote left open on the last line alone cuts nothing).
+        `first` and `end`: its lines, as the csv reader counts them."""
+        lines = self._lines(first, end) if end > first else []
         record = "".join(lines)
         if any(line.strip() for line in lines[1:]) and '"' in record and unclosed_quote(record, self.separator):
             written = cells[self.header.phone].strip() if self.header.phone < len(cells) else ""
@@ -328,6 +328,17 @@ class ContactFile:
                                           f"rest of the file ({len(lines)} lines) would be one value: "
                                           "close the quote, or take it out, and import again")
         return self._contact(row, cells, width)
+
+    def _lines(self, first: int, end: int) -> list[str]:
+        """Lines `first` to `end` of what the csv reader read, read again (the file's last row,
+        when it took more than one line: rare enough to read the file twice for)."""
+        self._binary.seek(self._text_start)
+        text = io.TextIOWrapper(self._binary, encoding=self.encoding, newline="")
+        try:
+            skip = self._lines_before + first - 1
+            return list(itertools.islice(text, skip, skip + end - first + 1))
+        finally:
+            text.detach()  # (the file stays open: it is the caller's)
 
     def _contact(self, row: int, cells: list[str], width: int) -> Contact | Rejected:
         header = self.header
@@ -369,8 +380,3 @@ class ContactFile:
                             "(name the column to keep it as a field)")
         return Contact(row, number.e164, written, email or None, fields, number.line_warning,
                        tuple(warnings))
-
-
-def _chain(first: str, rest) -> Iterator[str]:
-    yield first
-    yield from rest
