@@ -410,7 +410,8 @@ def overhead(workdir: Path, pinning: Pinning, shape: SendingShape, progress) -> 
         progress(f"sending: round {n}: the senders {senders['span_messages_per_s']:.0f} msg/s, the floors "
                  f"around them {floor_rate:.0f}: {rounds[-1]['ratio']:.2f}")
     middle = sorted(rounds, key=lambda found: found["ratio"])[len(rounds) // 2]
-    return {"at_latency": at_latency(workdir, pinning, shape, progress), "invitations": count, "in_flight": IN_FLIGHT, "floor": floors, "canvass": canvass,
+    latency = at_latency(workdir, pinning, shape, progress)
+    return {"invitations": count, "in_flight": IN_FLIGHT, "floor": floors, "canvass": canvass, "at_latency": latency,
             "rounds": rounds, "senders": middle["senders"], "floor_messages_per_s": middle["floor_messages_per_s"],
             "ratio": middle["ratio"], "cpu_ratio": statistics.median(found["cpu_ratio"] for found in rounds),
             "target": OVERHEAD_TARGET}

@@ -7,16 +7,17 @@
   The whole file is checked before the first row is read, so an import never stops half-way
   on an undecodable byte.
 - Excel quoting (double quotes, "" inside, line breaks inside quotes). The separator is the
-  one the header line uses most: a comma, or a semicolon or tab (Excel in many locales),
-  unless a first line `sep=;` (Excel's way to say it) names it.
-- Row 1 is the header. Each name is a column; a name given twice is an error naming it.
-  The phone column is `--phone-column`, else the one whose name is a known phone heading
+  one the header row uses most outside its quotes: a comma, or a semicolon or tab (Excel in
+  many locales), unless a first line `sep=;` (Excel's way to say it) names it.
+- The header is the first row that is not blank (blank rows before it, `,,,` too, are
+  skipped; they keep their numbers). Each name is a column; a name given twice is an error
+  naming it. The phone column is `--phone-column`, else the one whose name is a known phone heading
   (PHONE_HEADINGS, compared without case, spaces, dashes, dots or underscores); the email
   column likewise (optional). Every other named column is an embedded-data field, under
   its name as written (without surrounding spaces). A column without a name is not kept.
-- Rows are numbered as a spreadsheet shows them (the header is row 1). A row is a Contact or
-  a Rejected with its reason; empty rows are counted and said in one warning. Values lose
-  their surrounding spaces.
+- Rows are numbered as a spreadsheet shows them (the header is row 1 when it comes first).
+  A row is a Contact or a Rejected with its reason; empty rows are counted and said in one
+  warning. Values lose their surrounding spaces.
 
 Reading is streaming: one row at a time, whatever the size of the file.
 """
@@ -194,7 +195,7 @@ def unclosed_quote(record: str, separator: str) -> bool:
 def unescaped(value: str) -> str:
     """A field as Canvass's exports wrote it: a value that a spreadsheet would run as a formula
     is written after an apostrophe (engine.runtime.exports), taken off here."""
-    return value[1:] if value[:1] == "'" and value[1:2] in FORMULA_STARTS and len(value) > 1 else value
+    return value[1:] if value[:1] == "'" and value[1:2] in FORMULA_STARTS else value
 
 
 def read_header(names: list[str], phone_column: str | None) -> Header:

@@ -107,10 +107,10 @@ def contact_number(text: str, default_country: str | None = None) -> ContactNumb
     country code is dropped (440 7911 123456, +33 (0)6...), Mexico's former mobile 1 after
     52 too, and a number without its country code is read as `default_country`'s (a region
     from country()) when given. A number that starts with a bracketed area code ((202)
-    555-0143, (020) 7946 0958) is written without its country code. What spreadsheets and phones add is taken off: Excel's
-    leading apostrophe, a decimal .0, unseen spaces and marks. The number must be valid
-    (assigned in its country's plan), not merely of a possible length. InvalidNumber says
-    why not, for the person who wrote the file."""
+    555-0143, (020) 7946 0958) is written without its country code. What spreadsheets and
+    phones add is taken off: Excel's leading apostrophe, a decimal .0, unseen spaces and
+    marks. The number must be valid (assigned in its country's plan), not merely of a
+    possible length. InvalidNumber says why not, for the person who wrote the file."""
     written = (text or "").strip()
     if not written.isascii():
         written = UNSEEN_MARKS.sub("", UNSEEN_SPACES.sub(" ", written)).strip()
