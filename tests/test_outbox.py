@@ -637,3 +637,88 @@ async def test_a_messages_next_part_follows_its_first_not_every_message_waiting_
             assert order[:2] == [phones[0], phones[0]], order
     finally:
         await store.aclose()
+
+
+async def until_idle(senders: Senders, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await senders.idle():
+        assert time.monotonic() < deadline, "the senders were never idle"
+        await asyncio.sleep(0.02)
+
+
+def noted_late(outbox: Outbox, seconds: float, fail_first: int = 0) -> list[str]:
+    """Make the outbox's notes of Twilio's answers land `seconds` late (the first `fail_first`
+    of them failing as a Redis that did not answer, after that wait): the ids noted, in order."""
+    real, noted, calls = outbox.finish, [], []
+
+    def finish(claimed, part, outcome, now, **details):
+        calls.append(claimed.message.id)
+
+        async def later():
+            await asyncio.sleep(seconds)
+            if len(calls) <= fail_first and calls.count(claimed.message.id) == 1:
+                raise RedisError("no answer in time")
+            answer = await real(claimed, part, outcome, now, **details)
+            noted.append(claimed.message.id)
+            return answer
+
+        return asyncio.ensure_future(later())
+
+    outbox.finish = finish
+    return noted
+
+
+async def test_a_slot_goes_on_to_the_next_message_while_the_last_answer_is_noted(redis_url, fake_twilio,
+                                                                                    monkeypatch):
+    """With one slot, three messages go one right after the other: a message's last answer is
+    noted without the slot (a slow Redis delays the notes, not the requests), and each is noted
+    once, counted as sent once, and leaves the outbox."""
+    few_slots(monkeypatch, 1, 4)
+    store = await Store.open(redis_url)
+    sent: list[str] = []
+    try:
+        async with running(store, fake_twilio) as (senders, _):
+            senders.on_sent = lambda message, part: sent.append(message.id)
+            noted = noted_late(senders.outbox, 0.5)
+            phones = one_shards_phones(3, first=40)
+            for n, phone in enumerate(phones):
+                await senders.outbox.enqueue(Message(an_id(f"lane{n}", phone), "reply", "sms", phone,
+                                                     {"from": "+15550000025"}, ({"body": "x"},)), time.time() - 2 + n / 10)
+            senders.wake()
+            await eventually(lambda: len(fake_twilio.arrivals) == 3)
+            assert noted == []  # all three went before the first note landed (0.5 s)
+            arrivals = [arrival.at for arrival in fake_twilio.arrivals]
+            assert arrivals[-1] - arrivals[0] < 0.4
+            await eventually(lambda: len(noted) == 3)
+            await until_idle(senders)
+            assert sorted(sent) == sorted(noted) and len(set(sent)) == 3
+            assert await senders.outbox.pending() == 0 and await senders.outbox.unknown() == []
+            assert [a.to for a in fake_twilio.created()] == phones  # each once
+    finally:
+        await store.aclose()
+
+
+async def test_a_note_redis_did_not_answer_is_made_again_and_counts_once(redis_url, fake_twilio, monkeypatch):
+    """The note of a message's last answer fails (Redis did not answer): it is made again,
+    patiently, without holding the slot; the message is counted as sent once and leaves the
+    outbox, and the senders are idle only after that."""
+    few_slots(monkeypatch, 1, 4)
+    store = await Store.open(redis_url)
+    sent: list[str] = []
+    try:
+        async with running(store, fake_twilio) as (senders, _):
+            senders.on_sent = lambda message, part: sent.append(message.id)
+            noted = noted_late(senders.outbox, 0.1, fail_first=1)
+            phones = one_shards_phones(2, first=50)
+            for n, phone in enumerate(phones):
+                await senders.outbox.enqueue(Message(an_id(f"again{n}", phone), "reply", "sms", phone,
+                                                     {"from": "+15550000026"}, ({"body": "x"},)), time.time() - 2 + n / 10)
+            senders.wake()
+            await eventually(lambda: len(fake_twilio.arrivals) == 2)
+            assert not await senders.idle()  # the first note is still to be made again
+            await eventually(lambda: len(noted) == 2)
+            await until_idle(senders)
+            assert sorted(sent) == sorted(noted) and len(set(sent)) == 2
+            assert await senders.outbox.pending() == 0 and await senders.outbox.unknown() == []
+    finally:
+        await store.aclose()

@@ -13,13 +13,20 @@ every worker and server and marks the part as being sent. Then Twilio's answer d
   sent again only when an operator asks (POST /admin/outbox/{id}/resend).
 
 What a message's end means for its conversation (a start that failed is undone, a reminder
-taken back, 21610 opts the number out) is the Service's: `on_final`.
+taken back, 21610 opts the number out) is the Service's: `on_final`, called for a message that
+failed or ended unknown (one sent means nothing more to it).
+
+The drain loop's messages go out through lanes (IN_FLIGHT coroutines, each sending one message
+after another) rather than a task each; a lane leaves the note of a message's last answer to
+that note's own completion and goes on to the next message. A start's own messages go at once
+(`send_now`), before the lanes' at the next free slot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 from collections import deque
@@ -61,7 +68,7 @@ class Result:
     reason: str = ""
 
 
-OnFinal = Callable[[Message, Result], Awaitable[None]]
+OnFinal = Callable[[Message, Result], Awaitable[None]]  # for a message that failed or ended unknown
 
 
 class PacingError(ValueError):
@@ -153,9 +160,17 @@ class Senders:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._slots = Slots(IN_FLIGHT)
-        self._tasks: set[asyncio.Task] = set()
+        # The drain loop's messages go to lanes (see above): a task per message, and a wait for
+        # each note, cost a tenth of a message's work (bench.sending)
+        self._queue: deque[Claimed] = deque()  # claimed, waiting for a lane
+        self._idle: deque[asyncio.Future] = deque()  # lanes waiting for a message
+        self._lanes: set[asyncio.Task] = set()
+        self._busy = 0  # lanes delivering a message
+        self._unanswered = 0  # the lanes' messages not past their last request (queued, or holding a slot)
+        self._answered = asyncio.Event()  # a lane's message got its last answer: room to claim
+        self._noting: set[asyncio.Future] = set()  # the lanes' last notes not yet landed, and what follows them
         self._redis_down = False
-        self._claiming = 0  # claims under way (what they claim is neither due nor a task yet)
+        self._claiming = 0  # claims under way (what they claim is neither due nor queued yet)
         self._sending_now = 0  # send_now calls under way
 
     def wake(self) -> None:
@@ -184,9 +199,12 @@ class Senders:
                 await asyncio.wait_for(self._wake.wait(), INTERVAL)
 
     async def _drain_once(self) -> int:
-        free = (HELD if self.pacing.off else IN_FLIGHT) - len(self._tasks)
+        # what the worker holds counts until its last request is answered: noting answers
+        # takes no slot, and must not keep the next messages from being claimed
+        free = (HELD if self.pacing.off else IN_FLIGHT) - self._unanswered
         if free <= 0:
-            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+            self._answered.clear()
+            await self._answered.wait()
             return 1
         self._claiming += 1
         try:
@@ -201,9 +219,45 @@ class Senders:
         return len(claimed)
 
     def _send_later(self, claimed: Claimed) -> None:
-        task = asyncio.create_task(self.deliver(claimed))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Hand a claimed message to an idle lane, or queue it for the next free one."""
+        self._unanswered += 1
+        while self._idle:
+            lane = self._idle.popleft()
+            if not lane.done():
+                lane.set_result(claimed)
+                return
+        self._queue.append(claimed)
+        if len(self._lanes) < IN_FLIGHT:
+            lane = asyncio.create_task(self._lane())
+            self._lanes.add(lane)
+            lane.add_done_callback(self._lanes.discard)
+
+    async def _lane(self) -> None:
+        """Deliver the drain loop's messages one after another: a lane holds a slot while it
+        sends, and leaves the noting of the last answer to that note's own completion."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._queue:
+                claimed = self._queue.popleft()
+            else:
+                if self._stop.is_set():
+                    return
+                waiting = loop.create_future()
+                self._idle.append(waiting)
+                claimed = await waiting
+                if claimed is None:  # the senders stop
+                    return
+            self._busy += 1
+            try:
+                self._end_later(claimed, await self._attempt(claimed, False, True))
+            except Exception:
+                log.exception("sending outbound message %s failed", claimed.message.id)
+            finally:
+                self._busy -= 1
+
+    def _answered_one(self) -> None:
+        self._unanswered -= 1
+        self._answered.set()
 
     async def send_now(self, ids: list[str]) -> dict[str, Result]:
         """Send these messages (a start's own, held for this worker) now; how each ended."""
@@ -221,32 +275,98 @@ class Senders:
         return {message.message.id: result for message, result in zip(own, results, strict=True)}
 
     async def deliver(self, claimed: Claimed, first: bool = False) -> Result:
-        """Send the claimed message's parts in order; how it ended. `first`: its requests take
-        the next free slots, before the outbox's (a start's own message)."""
+        """Send the claimed message's parts in order; how it ended, once noted and once its end
+        was acted on. `first`: its requests take the next free slots, before the outbox's (a
+        start's own message)."""
+        result, note = await self._attempt(claimed, first, False)
+        if note is not None:
+            try:
+                await self._finish_now(claimed, *note)
+            except RedisError:
+                result = await self._note_patiently(claimed, result, note)
+        self._ended(claimed, result, note)
+        if result.state in ("failed", "unknown"):
+            await self._final(claimed.message, result)
+        return result
+
+    async def _attempt(self, claimed: Claimed, first: bool, counted: bool) -> tuple[Result, tuple | None]:
+        """How the message ended, and the note of its last part's answer still to make (part,
+        outcome, details), if any. `counted`: a lane's (see _unanswered)."""
         try:
-            result = await self._parts(claimed, first)
+            return await self._parts(claimed, first, counted)
         except RedisError as err:
             # the claim's lease brings it back (or, mid-request, makes it unknown)
             log.warning("outbound message %s paused: Redis failed: %s", claimed.message.id, err)
-            return Result("lost", claimed.sids, reason=str(err))
-        finally:
-            self.outbox.release(claimed.message.id)
-        if result.state == "retry" and self.on_retry is not None:
-            self.on_retry(claimed.message)
-        if result.state in ("sent", "failed", "unknown"):
-            try:
-                await self.on_final(claimed.message, result)
-            except Exception:
-                log.exception("after outbound message %s ended %s", claimed.message.id, result.state)
+            return Result("lost", claimed.sids, reason=str(err)), None
+
+    def _end_later(self, claimed: Claimed, attempt: tuple[Result, tuple | None]) -> None:
+        """A lane's message: its last note made without the lane, which goes on to the next
+        message; what follows runs when it lands (a task only when Redis failed it, or the
+        end means something for the conversation)."""
+        result, note = attempt
+        if note is None:
+            self._ended(claimed, result, None)
+            return
+        noting = asyncio.ensure_future(self._finish_now(claimed, *note))  # (a future already on one Redis)
+        self._noting.add(noting)
+        noting.add_done_callback(functools.partial(self._noted, claimed, result, note))
+
+    def _noted(self, claimed: Claimed, result: Result, note: tuple, noting: asyncio.Future) -> None:
+        self._noting.discard(noting)
+        failed = None if noting.cancelled() else noting.exception()
+        if isinstance(failed, RedisError):  # again, patiently, in a task of its own
+            self._later(self._end_patiently(claimed, result, note))
+            return
+        if failed is not None or noting.cancelled():
+            log.error("noting outbound message %s failed: %r", claimed.message.id, failed)
+            result = Result("lost", result.sids, reason=repr(failed))
+        self._ended(claimed, result, note)
+        if result.state in ("failed", "unknown"):
+            self._later(self._final(claimed.message, result))
+
+    async def _end_patiently(self, claimed: Claimed, result: Result, note: tuple) -> None:
+        result = await self._note_patiently(claimed, result, note)
+        self._ended(claimed, result, note)
+        if result.state in ("failed", "unknown"):
+            await self._final(claimed.message, result)
+
+    async def _note_patiently(self, claimed: Claimed, result: Result, note: tuple) -> Result:
+        try:
+            await self._patiently(self._finish_now, claimed, *note)
+        except RedisError as err:
+            # the claim's lease brings it back (or, mid-request, makes it unknown)
+            log.warning("outbound message %s paused: Redis failed: %s", claimed.message.id, err)
+            return Result("lost", result.sids, reason=str(err))
         return result
 
-    async def _parts(self, claimed: Claimed, first: bool) -> Result:
+    def _later(self, work: Awaitable) -> None:
+        task = asyncio.ensure_future(work)
+        self._noting.add(task)
+        task.add_done_callback(self._noting.discard)
+
+    def _ended(self, claimed: Claimed, result: Result, note: tuple | None) -> None:
+        """The message's last note landed (or none was due): counted, and let go."""
+        self.outbox.release(claimed.message.id)
+        if result.state == "sent" and note is not None and self.on_sent is not None:
+            self.on_sent(claimed.message, note[0])
+        elif result.state == "retry" and self.on_retry is not None:
+            self.on_retry(claimed.message)
+
+    async def _final(self, message: Message, result: Result) -> None:
+        try:
+            await self.on_final(message, result)
+        except Exception:
+            log.exception("after outbound message %s ended %s", message.id, result.state)
+
+    async def _parts(self, claimed: Claimed, first: bool, counted: bool) -> tuple[Result, tuple | None]:
         # A slot is taken before a part is begun (so a part marked as being sent never waits
         # for one) and kept until Twilio answered the message's last part: that answer is noted
-        # without it, while a next part goes on with it, right after the one before.
-        await self._slots.acquire(first)
-        held = True
+        # without it (by the caller), while a next part goes on with it, right after the one
+        # before.
+        held = False
         try:
+            await self._slots.acquire(first)
+            held = True
             message, sids = claimed.message, list(claimed.sids)
             rate = self.pacing.rate(message.sender)
             origin = Origin(messaging_service_sid=message.origin.get("service"), from_=message.origin.get("from"))
@@ -255,13 +375,13 @@ class Senders:
                     if self._stop.is_set() and part == claimed.part:  # not begun: for the other senders
                         with contextlib.suppress(RedisError):  # (else its lease brings it back)
                             await self.outbox.give_back(claimed, self.clock())
-                        return Result("lost", tuple(sids), reason="the senders stopped")
+                        return Result("lost", tuple(sids), reason="the senders stopped"), None
                     try:
                         wait = await self._begin(claimed, part, rate)
                     except RedisError:
                         wait = await self._patiently(self._begin, claimed, part, rate)
                     if wait < 0:
-                        return Result("lost", tuple(sids))
+                        return Result("lost", tuple(sids)), None
                     if wait == 0:
                         break
                     await asyncio.sleep(wait / 1000)
@@ -272,41 +392,45 @@ class Senders:
                         spec.get("variables"), distribution=message.distribution)
                 except SendFailed as err:
                     outcome = err
-                if not (isinstance(outcome, str) and part + 1 < len(message.parts)):
-                    held = False
-                    self._slots.release()
-                tries = claimed.tries if part == claimed.part else 0
+                paced = rate > 0
                 if isinstance(outcome, str):
                     sids.append(outcome)
-                    await self._finish(claimed, part, "sent", sid=outcome, paced=rate > 0)  # noting it queued
+                    note = (part, "sent", {"sid": outcome, "paced": paced})  # noting it queued
+                    if part + 1 == len(message.parts):
+                        return Result("sent", tuple(sids)), note
+                    await self._finish(claimed, *note)  # the next part goes with the same slot
                     if self.on_sent is not None:
                         self.on_sent(message, part)
                     continue
                 err: SendFailed = outcome
                 reason = f"{err}" + (f" (error {err.code})" if err.code else "")
                 if err.unknown:
-                    await self._finish(claimed, part, "unknown", reason=reason, paced=rate > 0)
                     log.warning("outbound message %s to %s:%s: %s; kept as unknown, not sent again",
                                 message.id, message.channel, message.to, reason)
-                    return Result("unknown", tuple(sids), err.code, reason)
+                    return (Result("unknown", tuple(sids), err.code, reason),
+                            (part, "unknown", {"reason": reason, "paced": paced}))
+                tries = claimed.tries if part == claimed.part else 0
                 if err.retryable and tries + 1 < MAX_TRIES:
                     wait = min(BACKOFF[1], BACKOFF[0] * 2 ** tries)
                     retry_at = self.clock() + max(wait, err.retry_after or 0.0)  # Twilio's Retry-After
-                    await self._finish(claimed, part, "retry", error_code=err.code, reason=reason, retry_at=retry_at,
-                                       paced=rate > 0)
                     self.wake_at(retry_at)
-                    return Result("retry", tuple(sids), err.code, reason)
-                await self._finish(claimed, part, "failed", error_code=err.code, reason=reason, paced=rate > 0)
-                return Result("failed", tuple(sids), err.code, reason)
-            return Result("sent", tuple(sids))
+                    return (Result("retry", tuple(sids), err.code, reason),
+                            (part, "retry", {"error_code": err.code, "reason": reason, "retry_at": retry_at,
+                                             "paced": paced}))
+                return (Result("failed", tuple(sids), err.code, reason),
+                        (part, "failed", {"error_code": err.code, "reason": reason, "paced": paced}))
+            return Result("sent", tuple(sids)), None
         finally:
+            # the last request was answered (or none goes): the slot is free, the note is the caller's
             if held:
                 self._slots.release()
+            if counted:
+                self._answered_one()
 
     def _begin(self, claimed: Claimed, part: int, rate: int) -> Awaitable[int]:
         return self.outbox.begin(claimed, part, rate, self.clock() + LEASE, self.request_timeout + 1.0)
 
-    async def _finish(self, claimed: Claimed, part: int, outcome: str, **details) -> None:
+    async def _finish(self, claimed: Claimed, part: int, outcome: str, details: dict) -> None:
         # a repeat after a lost answer finds the part no longer being sent and changes nothing
         try:
             await self._finish_now(claimed, part, outcome, details)
@@ -334,7 +458,7 @@ class Senders:
 
     async def idle(self) -> bool:
         """Nothing is being sent by this worker and nothing in the outbox is due."""
-        if self._tasks or self._claiming or self._sending_now:
+        if self._unanswered or self._busy or self._noting or self._claiming or self._sending_now:
             return False
         return not any((await self.outbox.due_by_shard(self.clock())).values())
 
@@ -350,11 +474,16 @@ class Senders:
         self._wake.set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(task, grace)
-        if self._tasks:
-            _, left = await asyncio.wait(set(self._tasks), timeout=grace)
-            for pending in left:
-                pending.cancel()
-            await asyncio.gather(*left, return_exceptions=True)
+        while self._idle:
+            lane = self._idle.popleft()
+            if not lane.done():
+                lane.set_result(None)
+        for waiting in (self._lanes, self._noting):  # the lanes give back what is still queued
+            if waiting:
+                _, left = await asyncio.wait(set(waiting), timeout=grace)
+                for pending in left:
+                    pending.cancel()
+                await asyncio.gather(*left, return_exceptions=True)
 
 
 def message_for(kind: str, channel: str, to: str, origin: Origin, texts: list[str],
