@@ -9,6 +9,7 @@ never split across parts; the part is closed early and the pair moves on whole.
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -100,6 +101,15 @@ def ucs2_culprits(text: str) -> list[tuple[int, str, str | None]]:
     return [(i, ch, SMART_ENCODING.get(ch)) for i, ch in enumerate(text) if ch not in _GSM7_ALL]
 
 
+# ASCII outside the GSM-7 basic set: controls but line breaks, and [ \\ ] ^ ` { | } ~
+_ASCII_BEYOND_BASIC = re.compile(r"[^\n\r\x20-\x5a_a-z]")
+
+
+def _single_septets(units: int) -> tuple[int, int, list[int]]:
+    parts = _split(units, GSM7)
+    return len(parts), units, parts
+
+
 def _split(units: int, encoding: str) -> list[int]:
     single, part = _LIMITS[encoding]
     if units <= single:
@@ -127,6 +137,9 @@ def count(text: str, smart: bool = False) -> SegmentCount:
     (an emoji, say) still needs UCS-2 the original text is sent unchanged, so it is counted.
     An empty body counts as 1 segment of 0 units, as Twilio's segment calculator reports it.
     """
+    if not smart and text.isascii() and not _ASCII_BEYOND_BASIC.search(text):
+        # the usual message: its every character one septet (and ASCII is its own NFC)
+        return SegmentCount(GSM7, *_single_septets(len(text)))
     text = unicodedata.normalize("NFC", text)
     if smart:
         replaced = text.translate(_SMART_TABLE)
