@@ -352,8 +352,9 @@ def fill_outbox(redis_url: str, phones: list[str], first: int) -> None:
 
 def drain(workdir: Path, pinning: Pinning, phones: list[str], first: int, deadline: float,
           latency: float = 0.0) -> dict:
-    """The outbox's senders alone: a full outbox drained by a server started on it."""
-    redis, redis_url = redis_server(workdir / "redis-drain", pinning)
+    """The outbox's senders alone: a full outbox drained by a server started on it, each drain
+    on a Redis of its own (not one that loaded the earlier drains' AOF: 15 MB each)."""
+    redis, redis_url = redis_server(workdir / f"redis-drain-{first}", pinning)
     with redis, FakeTwilio(workdir, "drain", pinning, latency) as fake:
         fill_outbox(redis_url, phones, first)
         with Canvass("drain", workdir, redis_url, fake.url, "off", 1, pinning) as server:
