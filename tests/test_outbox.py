@@ -722,3 +722,64 @@ async def test_a_note_redis_did_not_answer_is_made_again_and_counts_once(redis_u
             assert await senders.outbox.pending() == 0 and await senders.outbox.unknown() == []
     finally:
         await store.aclose()
+
+
+async def test_a_message_whose_sending_broke_unexpectedly_is_let_go_and_the_lane_goes_on(
+        redis_url, fake_twilio, monkeypatch):
+    """A defect while a message is sent (here the sender raising what it never should) is
+    logged; the worker lets the message go (its claim is no longer held, so a later claim of it
+    is not skipped), and the lane goes on with the next message."""
+    few_slots(monkeypatch, 1, 4)
+    store = await Store.open(redis_url)
+    try:
+        async with running(store, fake_twilio) as (senders, _):
+            phones = one_shards_phones(2, first=60)
+            real_send = senders.sender.send
+
+            async def send(channel, phone, *args, **kwargs):
+                if phone == phones[0]:
+                    raise ValueError("a defect")
+                return await real_send(channel, phone, *args, **kwargs)
+
+            senders.sender.send = send
+            ids = [an_id(f"broke{n}", phone) for n, phone in enumerate(phones)]
+            for n, (id_, phone) in enumerate(zip(ids, phones, strict=True)):
+                await senders.outbox.enqueue(Message(id_, "reply", "sms", phone, {"from": "+15550000027"},
+                                                     ({"body": "x"},)), time.time() - 2 + n / 10)
+            senders.wake()
+            await eventually(lambda: len(fake_twilio.created()) == 1)
+            await until_idle(senders)
+            assert [a.to for a in fake_twilio.created()] == [phones[1]]
+            assert senders.outbox.holding == set()
+    finally:
+        await store.aclose()
+
+
+async def test_stopping_senders_wait_for_what_a_last_note_starts(redis_url, fake_twilio, monkeypatch):
+    """A message Twilio refused for good is noted after its request; what its end means for the
+    conversation (on_final) starts only when that note lands. Senders told to stop then still
+    wait for it, within their grace."""
+    few_slots(monkeypatch, 1, 4)
+    store = await Store.open(redis_url)
+    ended: list[str] = []
+
+    async def final(message, result) -> None:
+        await asyncio.sleep(0.3)
+        ended.append(f"{message.to} {result.state} {result.code}")
+
+    sender = Sender(ACCOUNT_SID, AUTH_TOKEN, fake_twilio.base_url)
+    senders = Senders(Outbox(store), sender, Pacing("off"), time.time, final)
+    noted = noted_late(senders.outbox, 0.3)
+    run = asyncio.create_task(senders.run())
+    try:
+        [phone] = one_shards_phones(1, first=70)
+        fake_twilio.fail_for(phone, status=400, code=21211)
+        await senders.outbox.enqueue(Message(an_id("refused", phone), "reply", "sms", phone,
+                                             {"from": "+15550000028"}, ({"body": "x"},)), time.time() - 1)
+        senders.wake()
+        await eventually(lambda: len(fake_twilio.arrivals) == 1)
+        await senders.stop(run, grace=3.0)
+        assert noted and ended == [f"{phone} failed 21211"]
+    finally:
+        await sender.close()
+        await store.aclose()

@@ -45,10 +45,11 @@ HOLD = 5.0  # seconds a start's own messages wait for its worker before any send
 INTERVAL = 0.25  # seconds between looks at the outbox when it had nothing due
 CLAIM_BATCH = 32  # messages claimed at once
 IN_FLIGHT = 64  # requests one worker has at Twilio at once (or waiting for the pace to let them go)
-# Without a pace (CANVASS_PACING=off) a worker holds up to HELD claimed messages: those beyond
-# its slots wait for one (claimed, not yet begun: a worker that dies leaves them to the lease;
-# each waits at most about one request), or have their answers noted. With a pace it holds
-# IN_FLIGHT: more would only wait for the pace, and outlast their lease.
+# Without a pace (CANVASS_PACING=off) a worker holds up to HELD claimed messages Twilio has not
+# answered yet: those beyond its slots wait for one (claimed, not yet begun: a worker that dies
+# leaves them to the lease; each waits at most about one request). With a pace it holds
+# IN_FLIGHT: more would only wait for the pace, and outlast their lease. Besides those, up to
+# HELD answered messages may wait for their notes to land; more, and it claims no more.
 HELD = 2 * IN_FLIGHT
 PATIENCE = 20.0  # seconds a sender repeats a note about a message while Redis does not answer
 MAX_TRIES = 8  # tries of one part that Twilio turned away for now (429, 5xx), then failed
@@ -166,7 +167,7 @@ class Senders:
         self._idle: deque[asyncio.Future] = deque()  # lanes waiting for a message
         self._lanes: set[asyncio.Task] = set()
         self._busy = 0  # lanes delivering a message
-        self._unanswered = 0  # the lanes' messages not past their last request (queued, or holding a slot)
+        self._unanswered = 0  # the lanes' messages before their last answer (queued, handed to a lane, sending)
         self._answered = asyncio.Event()  # a lane's message got its last answer: room to claim
         self._noting: set[asyncio.Future] = set()  # the lanes' last notes not yet landed, and what follows them
         self._redis_down = False
@@ -202,7 +203,7 @@ class Senders:
         # what the worker holds counts until its last request is answered: noting answers
         # takes no slot, and must not keep the next messages from being claimed
         free = (HELD if self.pacing.off else IN_FLIGHT) - self._unanswered
-        if free <= 0:
+        if free <= 0 or len(self._noting) >= HELD:
             self._answered.clear()
             await self._answered.wait()
             return 1
@@ -241,19 +242,26 @@ class Senders:
                 claimed = self._queue.popleft()
             else:
                 if self._stop.is_set():
-                    return
+                    break
                 waiting = loop.create_future()
                 self._idle.append(waiting)
                 claimed = await waiting
                 if claimed is None:  # the senders stop
-                    return
+                    break
             self._busy += 1
             try:
-                self._end_later(claimed, await self._attempt(claimed, False, True))
-            except Exception:
+                attempt = await self._attempt(claimed, False, True)
+            except BaseException as err:  # a defect, or the lane cancelled: let the message go
+                self.outbox.release(claimed.message.id)
+                if not isinstance(err, Exception):
+                    raise
                 log.exception("sending outbound message %s failed", claimed.message.id)
+                continue
             finally:
                 self._busy -= 1
+            self._end_later(claimed, attempt)
+        # gone from the lanes at once: a message queued in this same turn gets a lane of its own
+        self._lanes.discard(asyncio.current_task())
 
     def _answered_one(self) -> None:
         self._unanswered -= 1
@@ -278,12 +286,16 @@ class Senders:
         """Send the claimed message's parts in order; how it ended, once noted and once its end
         was acted on. `first`: its requests take the next free slots, before the outbox's (a
         start's own message)."""
-        result, note = await self._attempt(claimed, first, False)
-        if note is not None:
-            try:
-                await self._finish_now(claimed, *note)
-            except RedisError:
-                result = await self._note_patiently(claimed, result, note)
+        try:
+            result, note = await self._attempt(claimed, first, False)
+            if note is not None:
+                try:
+                    await self._finish_now(claimed, *note)
+                except RedisError:
+                    result = await self._note_patiently(claimed, result, note)
+        except BaseException:  # a defect, or cancelled: the message is let go all the same
+            self.outbox.release(claimed.message.id)
+            raise
         self._ended(claimed, result, note)
         if result.state in ("failed", "unknown"):
             await self._final(claimed.message, result)
@@ -307,19 +319,30 @@ class Senders:
         if note is None:
             self._ended(claimed, result, None)
             return
-        noting = asyncio.ensure_future(self._finish_now(claimed, *note))  # (a future already on one Redis)
+        try:
+            noting = asyncio.ensure_future(self._finish_now(claimed, *note))  # (a future already on one Redis)
+        except Exception:
+            log.exception("noting outbound message %s failed", claimed.message.id)
+            self._ended(claimed, Result("lost", result.sids, reason="its note failed"), None)
+            return
         self._noting.add(noting)
         noting.add_done_callback(functools.partial(self._noted, claimed, result, note))
 
     def _noted(self, claimed: Claimed, result: Result, note: tuple, noting: asyncio.Future) -> None:
         self._noting.discard(noting)
-        failed = None if noting.cancelled() else noting.exception()
+        self._answered.set()  # (room for a claim, if the notes under way were what held it)
+        if noting.cancelled():  # the senders stopped first: the next claim finds it (being sent: unknown)
+            log.info("outbound message %s: its %s was not noted before the senders stopped",
+                     claimed.message.id, result.state)
+            self._ended(claimed, Result("lost", result.sids, reason="the senders stopped"), None)
+            return
+        failed = noting.exception()
         if isinstance(failed, RedisError):  # again, patiently, in a task of its own
             self._later(self._end_patiently(claimed, result, note))
             return
-        if failed is not None or noting.cancelled():
+        if failed is not None:
             log.error("noting outbound message %s failed: %r", claimed.message.id, failed)
-            result = Result("lost", result.sids, reason=repr(failed))
+            result, note = Result("lost", result.sids, reason=repr(failed)), None
         self._ended(claimed, result, note)
         if result.state in ("failed", "unknown"):
             self._later(self._final(claimed.message, result))
@@ -345,12 +368,16 @@ class Senders:
         task.add_done_callback(self._noting.discard)
 
     def _ended(self, claimed: Claimed, result: Result, note: tuple | None) -> None:
-        """The message's last note landed (or none was due): counted, and let go."""
+        """The sender is done with the message: let go, and, when its last note landed (`note`
+        given), counted."""
         self.outbox.release(claimed.message.id)
-        if result.state == "sent" and note is not None and self.on_sent is not None:
-            self.on_sent(claimed.message, note[0])
-        elif result.state == "retry" and self.on_retry is not None:
-            self.on_retry(claimed.message)
+        try:
+            if result.state == "sent" and note is not None and self.on_sent is not None:
+                self.on_sent(claimed.message, note[0])
+            elif result.state == "retry" and self.on_retry is not None:
+                self.on_retry(claimed.message)
+        except Exception:
+            log.exception("counting outbound message %s failed", claimed.message.id)
 
     async def _final(self, message: Message, result: Result) -> None:
         try:
@@ -445,7 +472,7 @@ class Senders:
         """`call(*args)` again, after a first try Redis did not answer, for up to PATIENCE
         seconds: what a sender notes about a message it holds must land, or the message waits
         out its lease (or, once asked of Twilio, ends unknown). Both scripts it repeats know a
-        repeat of themselves. (The first try is its caller's, awaited without this coroutine:
+        repeat of themselves. (The first try is its caller's, made without this coroutine:
         every message makes two.)"""
         deadline = asyncio.get_running_loop().time() + PATIENCE
         while True:
@@ -478,12 +505,24 @@ class Senders:
             lane = self._idle.popleft()
             if not lane.done():
                 lane.set_result(None)
-        for waiting in (self._lanes, self._noting):  # the lanes give back what is still queued
-            if waiting:
-                _, left = await asyncio.wait(set(waiting), timeout=grace)
-                for pending in left:
-                    pending.cancel()
-                await asyncio.gather(*left, return_exceptions=True)
+        # the lanes give back what is still queued; the notes of the last answers land, and
+        # what they start (a note made again, a failed start undone) runs, within one grace
+        loop = asyncio.get_running_loop()
+        until = loop.time() + grace
+        while (under_way := self._lanes | self._noting) and loop.time() < until:
+            await asyncio.wait(under_way, timeout=until - loop.time(), return_when=asyncio.FIRST_COMPLETED)
+        for _ in range(3):  # (a cancelled note may start no more than one more round)
+            if not (under_way := self._lanes | self._noting):
+                break
+            for pending in under_way:
+                pending.cancel()
+            await asyncio.gather(*under_way, return_exceptions=True)
+        while self._queue:  # (queued after the last lane left)
+            claimed = self._queue.popleft()
+            self._unanswered -= 1
+            with contextlib.suppress(RedisError):
+                await self.outbox.give_back(claimed, self.clock())
+            self.outbox.release(claimed.message.id)
 
 
 def message_for(kind: str, channel: str, to: str, origin: Origin, texts: list[str],
