@@ -783,3 +783,43 @@ async def test_stopping_senders_wait_for_what_a_last_note_starts(redis_url, fake
     finally:
         await sender.close()
         await store.aclose()
+
+
+async def test_batched_calls_written_at_once_are_sent_again_on_a_lost_connection_and_load_a_lost_script(
+        redis_server, one_redis_url):
+    """A batch of BEGIN or FINISH calls leaves at once on the live connection. When that
+    connection breaks under it, or Redis no longer has the script (restarted, or SCRIPT FLUSH),
+    the batch goes the slower way, which connects again or loads the script: its callers get
+    their answers all the same."""
+    cut = {"left": 1}
+
+    def first_begin(command: list[bytes]) -> bool:
+        if len(command) > 1 and command[0].upper() == b"EVALSHA" and command[1] == OUTBOX_BEGIN.sha.encode() \
+                and cut["left"]:
+            cut["left"] -= 1
+            return True
+        return False
+
+    proxy = await DelayingProxy(redis_server.port, slow=first_begin).start()
+    store = await Store.open(proxy.url)
+    try:
+        sender, phones = Outbox(store), one_shards_phones(3)
+        for n, phone in enumerate(phones):
+            await sender.enqueue(Message(an_id(f"now{n}", phone), "reply", "sms", phone,
+                                         {"from": "+15550000029"}, ({"body": "x"},)), 100.0)
+        claimed = sorted((await sender.claim(101.0, LEASE, 10))[0], key=lambda c: c.message.id)
+        assert len(claimed) == 3
+        proxy.swallow = True  # the first BEGIN's connection breaks with it unsent
+        assert await sender.begin(claimed[0], 0, 0, 200.0) == 0
+        assert proxy.held == 1 and cut["left"] == 0
+        proxy.swallow = False
+        await store.redis.script_flush()  # (through another connection: Redis forgets every script)
+        assert await asyncio.gather(*(sender.begin(c, 0, 0, 200.0) for c in claimed[1:])) == [0, 0]
+        await store.redis.script_flush()
+        noted = await asyncio.gather(*(sender.finish(c, 0, "sent", 102.0, sid=f"SM{n}", paced=False)
+                                       for n, c in enumerate(claimed)))
+        assert noted == [True, True, True]
+        assert await sender.pending() == 0
+    finally:
+        await store.aclose()
+        await proxy.close()

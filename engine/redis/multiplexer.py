@@ -251,6 +251,18 @@ class Multiplexer:
             except NotSent as err:  # but the first try may have run
                 raise RedisConnectionError(str(err)) from None
 
+    def send_now(self, *args: Any) -> asyncio.Future | None:
+        """The reply's future of a command written at once on the live connection (with what
+        this turn wrote before it), rather than at the end of the turn and from a coroutine of
+        its own: a batch of calls many requests wait for (engine.redis.outbox.Batches) leaves
+        a turn or two sooner. None when there is no live connection: then execute()."""
+        link = self._link
+        if self._closed or link is None or link.lost is not None:
+            return None
+        reply = link.send(hiredis.pack_command(args))
+        link._flush()  # (the flush send() asked for finds nothing left)
+        return reply
+
     async def _once(self, command: bytes, asking: bool = False, wait: bytes | None = None) -> Any:
         """The reply; NotSent when the command could not be put on a connection."""
         if self._closed:

@@ -14,14 +14,16 @@ unknown, for an operator to resend (`resend`) or not.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
 
 from engine.redis.multiplexer import NotSent
 from engine.redis.scripts import Lua
@@ -228,16 +230,28 @@ def _state(text: str) -> tuple[str, int, int, str, tuple[str, ...]]:
     return phase, int(part), int(tries), tag, tuple(sid for sid in sids.split(",") if sid)
 
 
+def _waits(reply: list) -> list[int]:
+    return [int(wait) for wait in reply]
+
+
+def _noted(reply: list) -> list[bool]:
+    return [bool(noted) for noted in reply]
+
+
 class Batches:
     """Calls of one script made in the same turn of the event loop (or within `linger` seconds
     of the first), sent as one call (up to `most` items): a worker's senders begin and finish
     their requests in bursts (a claim's messages start together, Twilio's answers are read
     together), and one script call for a burst costs the sender's process a fraction of one
     per request. `run(items, common)` answers one result per item, in order; items whose
-    `common` argument differs go in separate calls."""
+    `common` argument differs go in separate calls. `start(items, common)`, when given, writes
+    the call at once and gives (the reply's future, what makes the results of the reply), or
+    None (no live connection, a Redis Cluster): then `run`, as after a reply that says the
+    connection was lost or the script is not loaded (run's way sends it again, or loads it)."""
 
-    def __init__(self, run: Callable[[list, str], Awaitable[list]], most: int = 64, linger: float = 0.0):
-        self._run, self._most, self._linger = run, most, linger
+    def __init__(self, run: Callable[[list, str], Awaitable[list]], most: int = 64, linger: float = 0.0,
+                 start: Callable[[list, str], tuple[asyncio.Future, Callable[[Any], list]] | None] | None = None):
+        self._run, self._most, self._linger, self._start = run, most, linger, start
         self._waiting: dict[str, list[tuple[object, asyncio.Future]]] = {}
         self._count = 0
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
@@ -260,10 +274,38 @@ class Batches:
             self._timer = None
         waiting, self._waiting, self._count = self._waiting, {}, 0
         for common, items in waiting.items():
-            for start in range(0, len(items), self._most):
-                call = asyncio.ensure_future(self._call(items[start:start + self._most], common))
-                self._calls.add(call)
-                call.add_done_callback(self._calls.discard)
+            for first in range(0, len(items), self._most):
+                chunk = items[first:first + self._most]
+                started = self._start([item for item, _ in chunk], common) if self._start else None
+                if started is None:
+                    self._call_later(chunk, common)
+                else:
+                    reply, results = started
+                    reply.add_done_callback(functools.partial(self._replied, chunk, common, results))
+
+    def _call_later(self, items: list[tuple[object, asyncio.Future]], common: str) -> None:
+        call = asyncio.ensure_future(self._call(items, common))
+        self._calls.add(call)
+        call.add_done_callback(self._calls.discard)
+
+    def _replied(self, items: list[tuple[object, asyncio.Future]], common: str,
+                 results: Callable[[Any], list], reply: asyncio.Future) -> None:
+        failed = None if reply.cancelled() else reply.exception()
+        if reply.cancelled() or isinstance(failed, (RedisConnectionError, NoScriptError)):
+            self._call_later(items, common)  # sent again on a new connection, or loaded first
+            return
+        try:
+            if failed is not None:
+                raise failed
+            values = results(reply.result())
+        except Exception as err:  # every caller sees the failure (each may repeat its call)
+            for _, future in items:
+                if not future.done():
+                    future.set_exception(err)
+            return
+        for (_, future), value in zip(items, values, strict=True):
+            if not future.done():
+                future.set_result(value)
 
     async def _call(self, items: list[tuple[object, asyncio.Future]], common: str) -> None:
         try:
@@ -315,8 +357,8 @@ class Outbox:
         self._finish = Script(store.mux, OUTBOX_FINISH)
         self._pace = Script(store.mux, OUTBOX_PACE)
         self._paced = Script(store.mux, OUTBOX_PACED)
-        self._begins = Batches(self._begin_all)
-        self._finishes = Batches(self._finish_all, linger=FINISH_LINGER)
+        self._begins = Batches(self._begin_all, start=self._begin_now)
+        self._finishes = Batches(self._finish_all, linger=FINISH_LINGER, start=self._finish_now)
         self._paces = Batches(self._pace_all)
         self._answered = Batches(self._paced_all)
         self._resend = Script(store.mux, OUTBOX_RESEND)
@@ -431,12 +473,19 @@ class Outbox:
         request = BeginRequest(message.id, str(part), "0", gap_ms, member, repr(lease_until))
         return await self._begins.add((keys, paces, request), f"{inflight_ms}|{keys.due}")
 
-    async def _begin_all(self, requests: list, inflight_ms: str) -> list[int]:
+    def _begin_call(self, requests: list, inflight_ms: str) -> BeginCall:
         keys = requests[0][0]  # (one shard's: Batches groups by `common`, and these by shard)
-        return [int(wait) for wait in await self._begin(BeginCall(
+        return BeginCall(
             keys.due, keys.state, keys.claimed(self.tag), tuple(key for _, paces, _ in requests for key in paces), self.tag,
             str(PACE_WINDOW_MS), inflight_ms.partition("|")[0],
-            tuple(arg for _, _, request in requests for arg in request)))]
+            tuple(arg for _, _, request in requests for arg in request))
+
+    async def _begin_all(self, requests: list, inflight_ms: str) -> list[int]:
+        return _waits(await self._begin(self._begin_call(requests, inflight_ms)))
+
+    def _begin_now(self, requests: list, inflight_ms: str) -> tuple[asyncio.Future, Callable] | None:
+        reply = self._begin.start(self._begin_call(requests, inflight_ms))
+        return None if reply is None else (reply, _waits)
 
     async def _pace_all(self, requests: list, inflight_ms: str) -> list[int]:
         return [int(wait) for wait in await self._pace(PaceCall(
@@ -470,15 +519,22 @@ class Outbox:
             return True
         return False
 
-    async def _finish_all(self, answers: list, _: str) -> list[bool]:
+    def _finish_call(self, answers: list) -> FinishCall:
         # one shard's answers (Batches groups them by its due key), noted at the latest of
         # their times: they were all read within FINISH_LINGER
         keys = answers[0][0]
-        return [bool(noted) for noted in await self._finish(FinishCall(
+        return FinishCall(
             keys.due, keys.messages, keys.state, keys.unknown, keys.deliveries, keys.claimed(self.tag),
             tuple(key for _, answer_keys, _, _ in answers for key in answer_keys), self.tag,
             repr(max(now for *_, now in answers)), _DELIVERY_TTL, str(self._lease), _QUEUED_OUTRANKING,
-            tuple(arg for _, _, answer, _ in answers for arg in answer)))]
+            tuple(arg for _, _, answer, _ in answers for arg in answer))
+
+    async def _finish_all(self, answers: list, _: str) -> list[bool]:
+        return _noted(await self._finish(self._finish_call(answers)))
+
+    def _finish_now(self, answers: list, _: str) -> tuple[asyncio.Future, Callable] | None:
+        reply = self._finish.start(self._finish_call(answers))
+        return None if reply is None else (reply, _noted)
 
     async def _paced_all(self, answered: list, _: str) -> list:
         count = await self._paced(PacedCall(tuple(pace for pace, _ in answered),

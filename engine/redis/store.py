@@ -735,6 +735,14 @@ class Script:
             return await self.mux.execute(*command, **options)
 
 
+    def start(self, call: tuple) -> asyncio.Future | None:
+        """The reply's future of a call written at once (Multiplexer.send_now), or None (no live
+        connection, or a Redis Cluster): then the caller awaits the script's call instead, which
+        connects, loads the script and sends it again after a lost connection."""
+        send_now = getattr(self.mux, "send_now", None)
+        return None if send_now is None else send_now(*self.lua.evalsha(call))
+
+
 class TimedRedis(redis.Redis):
     """The client `connect` makes: every command and pipeline bounded by REDIS_TIMEOUT."""
 
