@@ -802,6 +802,15 @@ async def test_batched_calls_written_at_once_are_sent_again_on_a_lost_connection
 
     proxy = await DelayingProxy(redis_server.port, slow=first_begin).start()
     store = await Store.open(proxy.url)
+    written_at_once: list[bool] = []
+    send_now = store.mux.send_now
+
+    def counted_send_now(*args):
+        reply = send_now(*args)
+        written_at_once.append(reply is not None)
+        return reply
+
+    store.mux.send_now = counted_send_now
     try:
         sender, phones = Outbox(store), one_shards_phones(3)
         for n, phone in enumerate(phones):
@@ -820,6 +829,7 @@ async def test_batched_calls_written_at_once_are_sent_again_on_a_lost_connection
                                        for n, c in enumerate(claimed)))
         assert noted == [True, True, True]
         assert await sender.pending() == 0
+        assert written_at_once == [True, True, True]  # one BEGIN, one BEGIN of two, one FINISH of three
     finally:
         await store.aclose()
         await proxy.close()

@@ -3,9 +3,10 @@
 A webhook's Redis work is one or two script calls. Through redis-py's pool each call checks
 a connection out and back in, writes with a system call of its own and wakes its task for
 its own reply: half of a webhook's CPU went there (bench/run). Here every command written
-in one turn of the event loop leaves in one write, and each read hands out every reply it
-holds: Redis answers a connection's commands in order, so the Nth reply belongs to the Nth
-caller still waiting. hiredis packs the commands and parses the replies.
+in one turn of the event loop leaves in one write (a call that asks to go at once, send_now,
+goes with those before it), and each read hands out every reply it holds: Redis answers a
+connection's commands in order, so the Nth reply belongs to the Nth caller still waiting.
+hiredis packs the commands and parses the replies.
 
 When Redis, with commands outstanding, answers nothing for `timeout` seconds, a watchdog
 fails every waiting call with a timeout and drops the connection: a frozen or vanished Redis
@@ -108,6 +109,13 @@ class _Link(asyncio.Protocol):
                 self.transport.write(b"".join(self.outgoing))
         self.waits.clear()
         self.outgoing.clear()
+
+    def write_now(self) -> None:
+        """Write the commands sent so far this turn (the WAITs wait for the turn's end, so
+        that each covers every command of the turn)."""
+        if self.lost is None and self.outgoing:
+            self.transport.write(b"".join(self.outgoing))
+            self.outgoing.clear()
 
     def data_received(self, data: bytes) -> None:
         reader, waiting = self._reader, self.waiting
@@ -252,15 +260,17 @@ class Multiplexer:
                 raise RedisConnectionError(str(err)) from None
 
     def send_now(self, *args: Any) -> asyncio.Future | None:
-        """The reply's future of a command written at once on the live connection (with what
-        this turn wrote before it), rather than at the end of the turn and from a coroutine of
-        its own: a batch of calls many requests wait for (engine.redis.outbox.Batches) leaves
-        a turn or two sooner. None when there is no live connection: then execute()."""
+        """The reply's future of a command written at once on the live connection (with the
+        commands this turn sent before it; a WAIT asked for this turn still goes at its end),
+        rather than at the end of the turn and from a coroutine of its own: a batch of calls
+        many requests wait for (engine.redis.outbox.Batches) leaves a turn or two sooner. None
+        when there is no live connection: then execute(). Not repeated here: the caller goes
+        execute()'s way when the connection breaks under it."""
         link = self._link
         if self._closed or link is None or link.lost is not None:
             return None
         reply = link.send(hiredis.pack_command(args))
-        link._flush()  # (the flush send() asked for finds nothing left)
+        link.write_now()
         return reply
 
     async def _once(self, command: bytes, asking: bool = False, wait: bytes | None = None) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import math
 import os
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,8 @@ from redis.exceptions import NoScriptError, RedisError
 from engine.redis.multiplexer import NotSent
 from engine.redis.scripts import Lua
 from engine.redis.store import DELIVERY_TTL, OUTRANKING, Script, Store, shard_index
+
+log = logging.getLogger("canvass.outbox")
 
 PACE_WINDOW_MS = 1000  # the pace is what any one-second window of arrivals at Twilio holds
 # Twilio's answers reach a worker one or two per turn of its event loop, and a script call
@@ -276,48 +279,59 @@ class Batches:
         for common, items in waiting.items():
             for first in range(0, len(items), self._most):
                 chunk = items[first:first + self._most]
-                started = self._start([item for item, _ in chunk], common) if self._start else None
+                started = None
+                if self._start is not None:
+                    try:
+                        started = self._start([item for item, _ in chunk], common)
+                    except Exception:  # (a defect: run's way answers each caller all the same)
+                        log.exception("a batched call could not be written at once")
                 if started is None:
-                    self._call_later(chunk, common)
+                    self._call_later(chunk, common, went=False)
                 else:
                     reply, results = started
                     reply.add_done_callback(functools.partial(self._replied, chunk, common, results))
 
-    def _call_later(self, items: list[tuple[object, asyncio.Future]], common: str) -> None:
-        call = asyncio.ensure_future(self._call(items, common))
+    def _call_later(self, items: list[tuple[object, asyncio.Future]], common: str, went: bool) -> None:
+        call = asyncio.ensure_future(self._call(items, common, went))
         self._calls.add(call)
         call.add_done_callback(self._calls.discard)
 
     def _replied(self, items: list[tuple[object, asyncio.Future]], common: str,
                  results: Callable[[Any], list], reply: asyncio.Future) -> None:
-        failed = None if reply.cancelled() else reply.exception()
-        if reply.cancelled() or isinstance(failed, (RedisConnectionError, NoScriptError)):
-            self._call_later(items, common)  # sent again on a new connection, or loaded first
+        failed = reply.exception()  # (nothing cancels it: nobody awaits it)
+        if isinstance(failed, (RedisConnectionError, NoScriptError)):
+            self._call_later(items, common, went=True)  # sent again on a new connection, or loaded first
             return
-        try:
-            if failed is not None:
-                raise failed
-            values = results(reply.result())
-        except Exception as err:  # every caller sees the failure (each may repeat its call)
-            for _, future in items:
-                if not future.done():
-                    future.set_exception(err)
-            return
+        if failed is None:
+            try:
+                self._answer(items, results(reply.result()))
+                return
+            except Exception as err:
+                failed = err
+        for _, future in items:  # every caller sees the failure (each may repeat its call)
+            if not future.done():
+                future.set_exception(failed)
+
+    @staticmethod
+    def _answer(items: list[tuple[object, asyncio.Future]], values: list) -> None:
         for (_, future), value in zip(items, values, strict=True):
             if not future.done():
                 future.set_result(value)
 
-    async def _call(self, items: list[tuple[object, asyncio.Future]], common: str) -> None:
+    async def _call(self, items: list[tuple[object, asyncio.Future]], common: str, went: bool) -> None:
+        """`went`: a first try was written already (its connection broke under it): it may have
+        run, whatever this one says."""
         try:
-            results = await self._run([item for item, _ in items], common)
+            try:
+                self._answer(items, await self._run([item for item, _ in items], common))
+            except NotSent as err:
+                if went:
+                    raise RedisConnectionError(f"the call may have run: {err}") from None
+                raise
         except Exception as err:  # every caller sees the failure (each may repeat its call)
             for _, future in items:
                 if not future.done():
                     future.set_exception(err)
-            return
-        for (_, future), result in zip(items, results, strict=True):
-            if not future.done():
-                future.set_result(result)
 
 
 class PaceCall(NamedTuple):
@@ -357,8 +371,9 @@ class Outbox:
         self._finish = Script(store.mux, OUTBOX_FINISH)
         self._pace = Script(store.mux, OUTBOX_PACE)
         self._paced = Script(store.mux, OUTBOX_PACED)
-        self._begins = Batches(self._begin_all, start=self._begin_now)
-        self._finishes = Batches(self._finish_all, linger=FINISH_LINGER, start=self._finish_now)
+        at_once = hasattr(store.mux, "send_now")  # (one Redis: a Cluster's calls go execute's way)
+        self._begins = Batches(self._begin_all, start=self._begin_now if at_once else None)
+        self._finishes = Batches(self._finish_all, linger=FINISH_LINGER, start=self._finish_now if at_once else None)
         self._paces = Batches(self._pace_all)
         self._answered = Batches(self._paced_all)
         self._resend = Script(store.mux, OUTBOX_RESEND)

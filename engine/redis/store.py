@@ -734,7 +734,6 @@ class Script:
             await self.mux.execute("SCRIPT", "LOAD", self.lua.text)
             return await self.mux.execute(*command, **options)
 
-
     def start(self, call: tuple) -> asyncio.Future | None:
         """The reply's future of a call written at once (Multiplexer.send_now), or None (no live
         connection, or a Redis Cluster): then the caller awaits the script's call instead, which
