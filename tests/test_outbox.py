@@ -646,6 +646,16 @@ async def until_idle(senders: Senders, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def queue_replies(outbox: Outbox, name: str, phones: list[str], sender: str) -> list[str]:
+    """A one-part reply to each number, due a tenth of a second after the one before (all due
+    already): their ids."""
+    ids = [an_id(f"{name}{n}", phone) for n, phone in enumerate(phones)]
+    for n, (id_, phone) in enumerate(zip(ids, phones, strict=True)):
+        await outbox.enqueue(Message(id_, "reply", "sms", phone, {"from": sender}, ({"body": "x"},)),
+                             time.time() - 2 + n / 10)
+    return ids
+
+
 def noted_late(outbox: Outbox, seconds: float, fail_first: int = 0) -> list[str]:
     """Make the outbox's notes of Twilio's answers land `seconds` late (the first `fail_first`
     of them failing as a Redis that did not answer, after that wait): the ids noted, in order."""
@@ -681,9 +691,7 @@ async def test_a_slot_goes_on_to_the_next_message_while_the_last_answer_is_noted
             senders.on_sent = lambda message, part: sent.append(message.id)
             noted = noted_late(senders.outbox, 0.5)
             phones = one_shards_phones(3, first=40)
-            for n, phone in enumerate(phones):
-                await senders.outbox.enqueue(Message(an_id(f"lane{n}", phone), "reply", "sms", phone,
-                                                     {"from": "+15550000025"}, ({"body": "x"},)), time.time() - 2 + n / 10)
+            await queue_replies(senders.outbox, "lane", phones, "+15550000025")
             senders.wake()
             await eventually(lambda: len(fake_twilio.arrivals) == 3)
             assert noted == []  # all three went before the first note landed (0.5 s)
@@ -710,9 +718,7 @@ async def test_a_note_redis_did_not_answer_is_made_again_and_counts_once(redis_u
             senders.on_sent = lambda message, part: sent.append(message.id)
             noted = noted_late(senders.outbox, 0.1, fail_first=1)
             phones = one_shards_phones(2, first=50)
-            for n, phone in enumerate(phones):
-                await senders.outbox.enqueue(Message(an_id(f"again{n}", phone), "reply", "sms", phone,
-                                                     {"from": "+15550000026"}, ({"body": "x"},)), time.time() - 2 + n / 10)
+            await queue_replies(senders.outbox, "again", phones, "+15550000026")
             senders.wake()
             await eventually(lambda: len(fake_twilio.arrivals) == 2)
             assert not await senders.idle()  # the first note is still to be made again
@@ -742,10 +748,7 @@ async def test_a_message_whose_sending_broke_unexpectedly_is_let_go_and_the_lane
                 return await real_send(channel, phone, *args, **kwargs)
 
             senders.sender.send = send
-            ids = [an_id(f"broke{n}", phone) for n, phone in enumerate(phones)]
-            for n, (id_, phone) in enumerate(zip(ids, phones, strict=True)):
-                await senders.outbox.enqueue(Message(id_, "reply", "sms", phone, {"from": "+15550000027"},
-                                                     ({"body": "x"},)), time.time() - 2 + n / 10)
+            await queue_replies(senders.outbox, "broke", phones, "+15550000027")
             senders.wake()
             await eventually(lambda: len(fake_twilio.created()) == 1)
             await until_idle(senders)
