@@ -656,6 +656,20 @@ async def queue_replies(outbox: Outbox, name: str, phones: list[str], sender: st
     return ids
 
 
+@contextlib.asynccontextmanager
+async def counting_sent(redis_url: str, fake_twilio):
+    """A worker's senders alone (as `running`), on a store of their own: (the senders, the ids
+    of the messages they counted as sent, one entry each time)."""
+    store = await Store.open(redis_url)
+    sent: list[str] = []
+    try:
+        async with running(store, fake_twilio) as (senders, _):
+            senders.on_sent = lambda message, part: sent.append(message.id)
+            yield senders, sent
+    finally:
+        await store.aclose()
+
+
 def noted_late(outbox: Outbox, seconds: float, fail_first: int = 0) -> list[str]:
     """Make the outbox's notes of Twilio's answers land `seconds` late (the first `fail_first`
     of them failing as a Redis that did not answer, after that wait): the ids noted, in order."""
@@ -684,26 +698,20 @@ async def test_a_slot_goes_on_to_the_next_message_while_the_last_answer_is_noted
     noted without the slot (a slow Redis delays the notes, not the requests), and each is noted
     once, counted as sent once, and leaves the outbox."""
     few_slots(monkeypatch, 1, 4)
-    store = await Store.open(redis_url)
-    sent: list[str] = []
-    try:
-        async with running(store, fake_twilio) as (senders, _):
-            senders.on_sent = lambda message, part: sent.append(message.id)
-            noted = noted_late(senders.outbox, 0.5)
-            phones = one_shards_phones(3, first=40)
-            await queue_replies(senders.outbox, "lane", phones, "+15550000025")
-            senders.wake()
-            await eventually(lambda: len(fake_twilio.arrivals) == 3)
-            assert noted == []  # all three went before the first note landed (0.5 s)
-            arrivals = [arrival.at for arrival in fake_twilio.arrivals]
-            assert arrivals[-1] - arrivals[0] < 0.4
-            await eventually(lambda: len(noted) == 3)
-            await until_idle(senders)
-            assert sorted(sent) == sorted(noted) and len(set(sent)) == 3
-            assert await senders.outbox.pending() == 0 and await senders.outbox.unknown() == []
-            assert [a.to for a in fake_twilio.created()] == phones  # each once
-    finally:
-        await store.aclose()
+    async with counting_sent(redis_url, fake_twilio) as (senders, sent):
+        noted = noted_late(senders.outbox, 0.5)
+        phones = one_shards_phones(3, first=40)
+        await queue_replies(senders.outbox, "lane", phones, "+15550000025")
+        senders.wake()
+        await eventually(lambda: len(fake_twilio.arrivals) == 3)
+        assert noted == []  # all three went before the first note landed (0.5 s)
+        arrivals = [arrival.at for arrival in fake_twilio.arrivals]
+        assert arrivals[-1] - arrivals[0] < 0.4
+        await eventually(lambda: len(noted) == 3)
+        await until_idle(senders)
+        assert sorted(sent) == sorted(noted) and len(set(sent)) == 3
+        assert await senders.outbox.pending() == 0 and await senders.outbox.unknown() == []
+        assert [a.to for a in fake_twilio.created()] == phones  # each once
 
 
 async def test_a_note_redis_did_not_answer_is_made_again_and_counts_once(redis_url, fake_twilio, monkeypatch):
@@ -711,23 +719,17 @@ async def test_a_note_redis_did_not_answer_is_made_again_and_counts_once(redis_u
     patiently, without holding the slot; the message is counted as sent once and leaves the
     outbox, and the senders are idle only after that."""
     few_slots(monkeypatch, 1, 4)
-    store = await Store.open(redis_url)
-    sent: list[str] = []
-    try:
-        async with running(store, fake_twilio) as (senders, _):
-            senders.on_sent = lambda message, part: sent.append(message.id)
-            noted = noted_late(senders.outbox, 0.1, fail_first=1)
-            phones = one_shards_phones(2, first=50)
-            await queue_replies(senders.outbox, "again", phones, "+15550000026")
-            senders.wake()
-            await eventually(lambda: len(fake_twilio.arrivals) == 2)
-            assert not await senders.idle()  # the first note is still to be made again
-            await eventually(lambda: len(noted) == 2)
-            await until_idle(senders)
-            assert sorted(sent) == sorted(noted) and len(set(sent)) == 2
-            assert await senders.outbox.pending() == 0 and await senders.outbox.unknown() == []
-    finally:
-        await store.aclose()
+    async with counting_sent(redis_url, fake_twilio) as (senders, sent):
+        noted = noted_late(senders.outbox, 0.1, fail_first=1)
+        phones = one_shards_phones(2, first=50)
+        await queue_replies(senders.outbox, "again", phones, "+15550000026")
+        senders.wake()
+        await eventually(lambda: len(fake_twilio.arrivals) == 2)
+        assert not await senders.idle()  # the first note is still to be made again
+        await eventually(lambda: len(noted) == 2)
+        await until_idle(senders)
+        assert sorted(sent) == sorted(noted) and len(set(sent)) == 2
+        assert await senders.outbox.pending() == 0 and await senders.outbox.unknown() == []
 
 
 async def test_a_message_whose_sending_broke_unexpectedly_is_let_go_and_the_lane_goes_on(

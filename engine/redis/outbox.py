@@ -503,9 +503,9 @@ class Outbox:
         return None if reply is None else (reply, _waits)
 
     async def _pace_all(self, requests: list, inflight_ms: str) -> list[int]:
-        return [int(wait) for wait in await self._pace(PaceCall(
+        return _waits(await self._pace(PaceCall(
             tuple(key for paces, _ in requests for key in paces), str(PACE_WINDOW_MS), inflight_ms,
-            tuple(arg for _, request in requests for arg in request)))]
+            tuple(arg for _, request in requests for arg in request))))
 
     def finish(self, claimed: Claimed, part: int, outcome: str, now: float, *, sid: str = "",
                error_code: int | None = None, reason: str = "", retry_at: float | None = None,

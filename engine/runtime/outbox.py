@@ -296,9 +296,7 @@ class Senders:
         except BaseException:  # a defect, or cancelled: the message is let go all the same
             self.outbox.release(claimed.message.id)
             raise
-        self._ended(claimed, result, note)
-        if result.state in ("failed", "unknown"):
-            await self._final(claimed.message, result)
+        await self._end(claimed, result, note)
         return result
 
     async def _attempt(self, claimed: Claimed, first: bool, counted: bool) -> tuple[Result, tuple | None]:
@@ -348,7 +346,10 @@ class Senders:
             self._later(self._final(claimed.message, result))
 
     async def _end_patiently(self, claimed: Claimed, result: Result, note: tuple) -> None:
-        result = await self._note_patiently(claimed, result, note)
+        await self._end(claimed, await self._note_patiently(claimed, result, note), note)
+
+    async def _end(self, claimed: Claimed, result: Result, note: tuple | None) -> None:
+        """_ended, then what the end means for the conversation (failed, unknown), awaited."""
         self._ended(claimed, result, note)
         if result.state in ("failed", "unknown"):
             await self._final(claimed.message, result)

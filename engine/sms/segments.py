@@ -105,11 +105,6 @@ def ucs2_culprits(text: str) -> list[tuple[int, str, str | None]]:
 _ASCII_BEYOND_BASIC = re.compile(r"[^\n\r\x20-\x5a_a-z]")
 
 
-def _single_septets(units: int) -> tuple[int, int, list[int]]:
-    parts = _split(units, GSM7)
-    return len(parts), units, parts
-
-
 def _split(units: int, encoding: str) -> list[int]:
     single, part = _LIMITS[encoding]
     if units <= single:
@@ -139,7 +134,8 @@ def count(text: str, smart: bool = False) -> SegmentCount:
     """
     if not smart and text.isascii() and not _ASCII_BEYOND_BASIC.search(text):
         # the usual message: its every character one septet (and ASCII is its own NFC)
-        return SegmentCount(GSM7, *_single_septets(len(text)))
+        parts = _split(len(text), GSM7)
+        return SegmentCount(GSM7, len(parts), len(text), parts)
     text = unicodedata.normalize("NFC", text)
     if smart:
         replaced = text.translate(_SMART_TABLE)
