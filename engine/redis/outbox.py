@@ -265,7 +265,11 @@ class Batches:
         if self._timer is None:
             self._timer = loop.call_later(self._linger, self._flush) if self._linger else loop.call_soon(self._flush)
         future = loop.create_future()
-        self._waiting.setdefault(common, []).append((item, future))
+        waiting = self._waiting.get(common)
+        if waiting is None:
+            self._waiting[common] = [(item, future)]
+        else:
+            waiting.append((item, future))
         self._count += 1
         if self._count >= self._most:  # a whole call's worth: no reason to wait for more
             self._flush()
@@ -463,13 +467,13 @@ class Outbox:
         Redis, and unpaced on a Cluster, what is awaited is the batched call's own future.)"""
         message = claimed.message
         keys, inflight_ms = self.keys(message.id), str(int(inflight * 1000))
-        gap_ms, member = str(500 // rate if rate else 0), pace_member(claimed, part)
+        if not rate:  # (the pace's keys unused: the shard's slot)
+            request = BeginRequest(message.id, str(part), "0", "0", "", repr(lease_until))
+            return self._begins.add((keys, (keys.due, keys.due), request), f"{inflight_ms}|{keys.due}")
+        gap_ms, member = str(500 // rate), pace_member(claimed, part)
         if self.layout.cluster:
-            if rate:
-                return self._begin_paced_apart(claimed, part, rate, lease_until, keys, inflight_ms, gap_ms, member)
-            paces = (keys.due, keys.due)  # (unused without a pace: the shard's slot)
-        else:
-            paces = (pace_key(message.sender), last_key(message.sender))
+            return self._begin_paced_apart(claimed, part, rate, lease_until, keys, inflight_ms, gap_ms, member)
+        paces = (pace_key(message.sender), last_key(message.sender))
         request = BeginRequest(message.id, str(part), str(rate), gap_ms, member, repr(lease_until))
         return self._begins.add((keys, paces, request), f"{inflight_ms}|{keys.due}")
 
@@ -520,7 +524,7 @@ class Outbox:
             "" if error_code is None else str(error_code), reason[:200],
             repr(retry_at) if retry_at is not None else "", "" if self.layout.cluster else member,
             message.channel, message.to, message.distribution or "")
-        pace = keys.due if self.layout.cluster else pace_key(message.sender)
+        pace = keys.due if self.layout.cluster or not member else pace_key(message.sender)  # (unused unpaced)
         answer_keys = (pace, self.layout.delivery(message.channel, message.to))
         noted = self._finishes.add((keys, answer_keys, answer, now), keys.due)
         if member and self.layout.cluster:

@@ -250,7 +250,9 @@ class Senders:
                     break
             self._busy += 1
             try:
-                attempt = await self._attempt(claimed, False, True)
+                attempt = await self._parts(claimed, False, True)  # (_attempt's, one coroutine fewer)
+            except RedisError as err:
+                attempt = self._paused(claimed, err)
             except BaseException as err:  # a defect, or the lane cancelled: let the message go
                 self.outbox.release(claimed.message.id)
                 if not isinstance(err, Exception):
@@ -305,9 +307,13 @@ class Senders:
         try:
             return await self._parts(claimed, first, counted)
         except RedisError as err:
-            # the claim's lease brings it back (or, mid-request, makes it unknown)
-            log.warning("outbound message %s paused: Redis failed: %s", claimed.message.id, err)
-            return Result("lost", claimed.sids, reason=str(err)), None
+            return self._paused(claimed, err)
+
+    @staticmethod
+    def _paused(claimed: Claimed, err: RedisError) -> tuple[Result, None]:
+        # the claim's lease brings it back (or, mid-request, makes it unknown)
+        log.warning("outbound message %s paused: Redis failed: %s", claimed.message.id, err)
+        return Result("lost", claimed.sids, reason=str(err)), None
 
     def _end_later(self, claimed: Claimed, attempt: tuple[Result, tuple | None]) -> None:
         """A lane's message: its last note made without the lane, which goes on to the next

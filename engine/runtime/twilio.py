@@ -8,6 +8,7 @@ code deals in channels ("sms" | "whatsapp") and E.164 numbers.
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import json
 import logging
@@ -284,6 +285,11 @@ class Sender:
         # it formats the User-Agent anew from the platform's details)
         self._headers = self._client.get_headers("POST", None)
         self._auth = self._client.get_auth(None)
+        # ... with the client's authentication as the header _HttpClient makes of it, so that a
+        # send calls the package's own request, one coroutine fewer on each of its steps
+        self._headers["Authorization"] = aiohttp.encode_basic_auth(*self._auth)
+        self._request = functools.partial(AsyncTwilioHttpClient.request, self._http, "POST", self._uri,
+                                          timeout=timeout or SEND_TIMEOUT)
         self.status_callback = status_callback
 
     async def send(self, channel: str, phone: str, origin: Origin, body: str | None = None,
@@ -291,9 +297,9 @@ class Sender:
                    distribution: str | None = None) -> str:
         """The new message's sid; SendFailed when Twilio refuses it or cannot be reached."""
         try:
-            response = await self._http.request("POST", self._uri, data=message_form(
+            response = await self._request(data=message_form(
                 channel, phone, origin, body, content_sid, content_variables, self.status_callback),
-                headers=self._headers, auth=self._auth)
+                headers=self._headers)
         except aiohttp.ClientConnectorError as err:  # no connection: the request never went
             raise SendFailed(f"Twilio could not be reached: {err}", retryable=True) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as err:

@@ -5,7 +5,8 @@
 -- first record names it, later ones inherit it as "d") also reports the status on the
 -- deliveries stream, for its recipient; a status that came before the record naming the
 -- distribution is reported when it comes. `record` and `event` are JSON objects (record:
--- status error_code at; event: channel phone state sid error_code at). With `once` (a status:
+-- status error_code at; event: channel phone state sid error_code at; or a function that makes
+-- it, when it is told only to the stream). With `once` (a status:
 -- the sender's own note, whose repeat after a lost answer must change nothing), a record that
 -- already has that status (and distribution) is left alone too.
 -- Returns 1 when written, 0 when left alone.
@@ -21,7 +22,7 @@ local function note_delivery(deliveries, stream, sid, record, ttl, distribution,
         -- Twilio's callback came before the sender noted the message's distribution: note
         -- it now, and report the status the callback gave for the recipient
         redis.call('HSET', deliveries, sid, string.sub(old, 1, -2) .. ',"d":' .. cjson.encode(distribution) .. '}')
-        local reported = cjson.decode(event)
+        local reported = cjson.decode(type(event) == 'function' and event() or event)
         reported['state'], reported['error_code'], reported['at'] = found['status'], found['error_code'], found['at']
         redis.call('XADD', stream, '*', 'r', '{"distribution":' .. cjson.encode(distribution) .. ','
           .. string.sub(cjson.encode(reported), 2))
@@ -36,6 +37,7 @@ local function note_delivery(deliveries, stream, sid, record, ttl, distribution,
   redis.call('HSET', deliveries, sid, record)
   redis.call('EXPIRE', deliveries, ttl)
   if distribution ~= '' then
+    if type(event) == 'function' then event = event() end
     redis.call('XADD', stream, '*', 'r', '{"distribution":' .. cjson.encode(distribution) .. ',' .. string.sub(event, 2))
   end
   return 1

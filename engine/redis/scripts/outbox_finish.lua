@@ -43,8 +43,10 @@ for status in string.gmatch(queued_outranking, '[^,]+') do outranks_queued[statu
 local function queued(recipient, sid, channel, to, distribution)
   local record = '{"status":"queued","error_code":null,"at":' .. now
     .. ((distribution ~= '' and ',"d":' .. cjson.encode(distribution)) or '') .. '}'
-  local event = '{"channel":' .. cjson.encode(channel) .. ',"phone":' .. cjson.encode(to)
-    .. ',"state":"queued","sid":' .. cjson.encode(sid) .. ',"error_code":null,"at":' .. now .. '}'
+  local function event()  -- (made only when the deliveries stream is told: a distribution's message)
+    return '{"channel":' .. cjson.encode(channel) .. ',"phone":' .. cjson.encode(to)
+      .. ',"state":"queued","sid":' .. cjson.encode(sid) .. ',"error_code":null,"at":' .. now .. '}'
+  end
   -- once: a repeat of this call whose answer was lost finds its own note, and notes nothing
   note_delivery(recipient, deliveries, sid, record, ttl, distribution, event, outranks_queued, 'queued')
 end
@@ -68,7 +70,9 @@ local function finish(pace, id, part, parts, outcome, sid, error_code, reason, r
     redis.call('ZADD', due, retry_at, id)
     return 1
   end
-  local message = redis.call('HGET', messages, id)
+  -- the message itself: kept when unknown, and read for a distribution's report (its end,
+  -- once: a repeat found the part no longer being sent above)
+  local message = (outcome == 'unknown' or distribution ~= '') and redis.call('HGET', messages, id)
   if outcome == 'unknown' and message then
     redis.call('HSET', unknown, id, cjson.encode({message = message, part = tonumber(part), sids = sids,
       reason = reason, at = tonumber(now)}))
