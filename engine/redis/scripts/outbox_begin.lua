@@ -11,7 +11,8 @@
 -- (outbox_pace.lua); a request it held back comes here with rate '-1' to renew the lease
 -- alone (answering 1; 0 for a repeat's part, marked already; -1 when the claim is gone).
 -- The pace: pace.lua.
--- Each request names its sender's `pace` and `last` keys (KEYS, two per request, in order)
+-- Each request names its sender's `pace` and `last` keys (KEYS, two per request, in order;
+-- unpaced, the due key twice: unused)
 -- and six ARGV: id part rate ('0': no pace) gap_ms member lease_until.
 -- Returns, per request, 0: go; a positive number: milliseconds to wait for the pace; -1:
 -- the claim is gone (the lease ran out and another sender has it).
