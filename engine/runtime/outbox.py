@@ -250,7 +250,7 @@ class Senders:
                     break
             self._busy += 1
             try:
-                attempt = await self._parts(claimed, False, True)  # (_attempt's, one coroutine fewer)
+                attempt = await self._parts(claimed, False, True)  # (as _attempt, one coroutine fewer)
             except RedisError as err:
                 attempt = self._paused(claimed, err)
             except BaseException as err:  # a defect, or the lane cancelled: let the message go
@@ -289,7 +289,7 @@ class Senders:
         was acted on. `first`: its requests take the next free slots, before the outbox's (a
         start's own message)."""
         try:
-            result, note = await self._attempt(claimed, first, False)
+            result, note = await self._attempt(claimed, first)
             if note is not None:
                 try:
                     await self._finish_now(claimed, *note)
@@ -301,11 +301,11 @@ class Senders:
         await self._end(claimed, result, note)
         return result
 
-    async def _attempt(self, claimed: Claimed, first: bool, counted: bool) -> tuple[Result, tuple | None]:
-        """How the message ended, and the note of its last part's answer still to make (part,
-        outcome, details), if any. `counted`: a lane's (see _unanswered)."""
+    async def _attempt(self, claimed: Claimed, first: bool) -> tuple[Result, tuple | None]:
+        """How a message sent now ended, and the note of its last part's answer still to make
+        (part, outcome, details), if any. (A lane calls _parts itself, its message counted.)"""
         try:
-            return await self._parts(claimed, first, counted)
+            return await self._parts(claimed, first, False)
         except RedisError as err:
             return self._paused(claimed, err)
 
