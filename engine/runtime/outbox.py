@@ -43,13 +43,14 @@ log = logging.getLogger("canvass.outbox")
 LEASE = 60.0  # seconds a claimed message stays with its sender before others may take it
 HOLD = 5.0  # seconds a start's own messages wait for its worker before any sender takes them
 INTERVAL = 0.25  # seconds between looks at the outbox when it had nothing due
-CLAIM_BATCH = 32  # messages claimed at once
 IN_FLIGHT = 64  # requests one worker has at Twilio at once (or waiting for the pace to let them go)
 # Without a pace (CANVASS_PACING=off) a worker holds up to HELD claimed messages Twilio has not
 # answered yet: those beyond its slots wait for one (claimed, not yet begun: a worker that dies
 # leaves them to the lease; each waits at most about one request). With a pace it holds
 # IN_FLIGHT: more would only wait for the pace, and outlast their lease. Besides those, up to
 # HELD answered messages may wait for their notes to land; more, and it claims no more.
+# A claim takes all the worker has room for: claims go one after another, each waiting for an
+# fsynced Redis pass, so a smaller batch would cap the rate at that batch per claim.
 HELD = 2 * IN_FLIGHT
 PATIENCE = 20.0  # seconds a sender repeats a note about a message while Redis does not answer
 MAX_TRIES = 8  # tries of one part that Twilio turned away for now (429, 5xx), then failed
@@ -209,7 +210,7 @@ class Senders:
             return 1
         self._claiming += 1
         try:
-            claimed, unknown = await self.outbox.claim(self.clock(), LEASE, min(CLAIM_BATCH, free))
+            claimed, unknown = await self.outbox.claim(self.clock(), LEASE, free)
         finally:
             self._claiming -= 1
         if unknown:
