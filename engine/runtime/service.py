@@ -291,9 +291,12 @@ class Service:
 
     def count_sent(self, channel: str, texts: list[str | None]) -> None:
         """Count sent messages; None stands for a WhatsApp template (no SMS segments)."""
-        self.metrics.messages_out.inc(channel, amount=len(texts))
+        self._count_out(channel, len(texts), sum(steps.segment_count(channel, t) for t in texts if t))
+
+    def _count_out(self, channel: str, messages: int, segments: int) -> None:
+        self.metrics.messages_out.inc(channel, amount=messages)
         if channel == "sms":
-            self.metrics.segments_out.inc(amount=sum(steps.segment_count(channel, t) for t in texts if t))
+            self.metrics.segments_out.inc(amount=segments)
 
     async def flows(self) -> WithStatuses:
         """The live flows with the surveys' statuses as Redis held them at most STATUSES_FRESH
@@ -560,9 +563,10 @@ class Service:
     def message_sent(self, message: Message, part: int) -> None:
         """A part of an outbound message is out (engine.runtime.outbox): counted, and used."""
         body = message.parts[part].get("body")
-        self.count_sent(message.channel, [body])
+        # (counted once: an invitation's text is its contact's own, seldom in segment_count's cache)
+        segments = steps.segment_count(message.channel, body) if body else 0
+        self._count_out(message.channel, 1, segments)
         if self.usage is not None:
-            segments = steps.segment_count(message.channel, body) if body else 0
             self.usage.count(message.survey, message.distribution or message.extra.get(DISTRIBUTION_FIELD),
                              message.to, "out", charged_segments(message.channel, segments))
 
