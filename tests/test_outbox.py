@@ -177,6 +177,30 @@ async def test_a_sender_that_dies_while_asking_twilio_leaves_its_message_unknown
         await store.aclose()
 
 
+async def test_a_part_begun_and_not_asked_for_is_given_back_by_its_sender_alone(redis_url):
+    """A sender that stops gives back a part it began and has not asked Twilio for (it waited
+    for a request slot, AHEAD): queued again at that part, its sent parts kept. Only that part,
+    only its own: a part it says nothing of, or another part, stays being sent."""
+    store = await Store.open(redis_url)
+    try:
+        sender, other = Outbox(store), Outbox(store)
+        message = Message(an_id("ahead", "+12015550109"), "invite", "sms", "+12015550109", {"from": "+15550000001"},
+                          ({"body": "one"}, {"body": "two"}), "feedback")
+        await sender.enqueue(message, 100.0)
+        [claimed], _ = await sender.claim(100.0, LEASE, 10)
+        assert await sender.begin(claimed, 0, 0, 100.0 + LEASE) == 0
+        assert await sender.finish(claimed, 0, "sent", 101.0, sid="SM1")
+        assert await sender.begin(claimed, 1, 0, 101.0 + LEASE) == 0
+        assert await other.give_back(claimed, 102.0, 1) is False  # not the other sender's
+        assert await sender.give_back(claimed, 102.0) is False  # begun: not as a claim alone
+        assert await sender.give_back(claimed, 102.0, 0) is False  # not the part begun
+        assert await sender.give_back(claimed, 102.0, 1) is True
+        [again], unknown = await other.claim(102.0, LEASE, 10)
+        assert (again.message.id, again.part, again.sids, unknown) == (message.id, 1, ("SM1",), 0)
+    finally:
+        await store.aclose()
+
+
 async def test_a_repeated_finish_whose_answer_was_lost_notes_the_message_queued_once(redis_url):
     """FINISH notes a part Twilio took as queued (the recipient's deliveries, and for a
     distribution's message its deliveries stream); its repeat after a lost answer notes nothing."""
@@ -558,25 +582,32 @@ async def test_with_a_pace_a_worker_holds_no_more_messages_than_its_slots(redis_
 async def test_senders_that_stop_begin_no_request_they_would_cut_off(redis_url, fake_twilio, monkeypatch):
     """Senders.stop lets the requests under way finish within its grace, then cancels the rest.
     A message still waiting for a slot when they stop begins no request (the end of the grace
-    would cut it off, and leave it unknown): it is given back to the other senders at once."""
+    would cut it off, and leave it unknown): it is given back to the other senders at once,
+    though it was begun (unpaced, a lane begins its message before it waits for a slot)."""
     few_slots(monkeypatch, 1, 2)
     store = await Store.open(redis_url)
     try:
         async with running(store, fake_twilio) as (senders, run):
             phones = one_shards_phones(2)
-            fake_twilio.delay_for(phones[0], seconds=0.5)
-            fake_twilio.delay_for(phones[1], seconds=1.0)
+            ids = {phone: an_id(f"stop{n}", phone) for n, phone in enumerate(phones)}
             for n, phone in enumerate(phones):
-                await senders.outbox.enqueue(Message(an_id(f"stop{n}", phone), "reply", "sms", phone,
+                fake_twilio.delay_for(phone, seconds=0.5)
+                await senders.outbox.enqueue(Message(ids[phone], "reply", "sms", phone,
                                                      {"from": "+15550000023"}, ({"body": "x"},)), time.time() - 2 + n)
             senders.wake()
             await eventually(lambda: len(fake_twilio.arrivals) >= 1)
             await eventually(lambda: len(senders.outbox.holding) == 2)
+            [sent] = [a.to for a in fake_twilio.arrivals]
+            [waiting] = [phone for phone in phones if phone != sent]
+            state = await store.redis.hget(senders.outbox.keys(ids[waiting]).state, ids[waiting])
+            assert state.startswith("s|0|")  # begun, waiting for the one slot
+            started = time.monotonic()
             await senders.stop(run, grace=0.8)
-        assert [a.to for a in fake_twilio.arrivals] == [phones[0]]
+            assert time.monotonic() - started < 0.8  # the request under way let finish, no more
+        assert [a.to for a in fake_twilio.arrivals] == [sent]
         other = Outbox(store)
         [given_back], _ = await other.claim(time.time(), LEASE, 10)  # at once, not after the lease
-        assert given_back.message.to == phones[1] and given_back.part == 0
+        assert given_back.message.to == waiting and given_back.part == 0
         _, unknown = await other.claim(time.time() + LEASE + 1, LEASE, 10)
         assert unknown == 0
     finally:

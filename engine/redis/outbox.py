@@ -206,6 +206,7 @@ class ReleaseCall(NamedTuple):
     claimed: str
     tag: str
     now: str
+    begun: str  # the part begun and not asked for ('' when none was begun)
     ids: tuple[str, ...]
 
 
@@ -452,12 +453,14 @@ class Outbox:
         """This sender is done with a message it claimed (sent, ended, or let go)."""
         self.holding.discard(id_)
 
-    async def give_back(self, claimed: Claimed, now: float) -> bool:
-        """Queue a message this sender claimed and has not begun again, due now (it stops):
-        False when it no longer held it."""
+    async def give_back(self, claimed: Claimed, now: float, begun: int | None = None) -> bool:
+        """Queue a message this sender claimed again, due now (it stops): one it has not begun,
+        or whose `begun` part (unpaced) it has not asked Twilio for. False when it no longer held
+        it."""
         keys = self.keys(claimed.message.id)
-        return bool(await self._release(ReleaseCall(keys.due, keys.state, keys.claimed(self.tag), self.tag,
-                                                    repr(now), (claimed.message.id,))))
+        return bool(await self._release(ReleaseCall(
+            keys.due, keys.state, keys.claimed(self.tag), self.tag, repr(now), "" if begun is None else str(begun),
+            (claimed.message.id,))))
 
     def begin(self, claimed: Claimed, part: int, rate: int, lease_until: float,
               inflight: float = 11.0) -> Awaitable[int]:

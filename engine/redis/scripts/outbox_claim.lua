@@ -66,7 +66,7 @@ for _, id in ipairs(wanted) do
     if not explicit then
       local found = cjson.decode(message)
       redis.call('HSET', unknown, id, cjson.encode({message = message, part = tonumber(part), sids = sids,
-        reason = 'its sender stopped while Twilio was being asked', at = tonumber(now)}))
+        reason = 'its sender stopped while sending it', at = tonumber(now)}))
       redis.call('ZREM', due, id)
       redis.call('HDEL', messages, id)
       redis.call('HDEL', state, id)
