@@ -407,7 +407,8 @@ def overhead(workdir: Path, pinning: Pinning, shape: SendingShape, progress) -> 
         floor_cpu = (floors[-2]["client_cpu_us_per_message"] + floors[-1]["client_cpu_us_per_message"]) / 2
         rounds.append({"senders": senders, "floor_messages_per_s": floor_rate,
                        "ratio": senders["span_messages_per_s"] / floor_rate,
-                       "cpu_ratio": floor_cpu / senders["server_cpu_us_per_message"]})
+                       # (a quick run's few messages may cost the server less than a clock tick)
+                       "cpu_ratio": floor_cpu / max(senders["server_cpu_us_per_message"], 1e-9)})
         progress(f"sending: round {n}: the senders {senders['span_messages_per_s']:.0f} msg/s, the floors "
                  f"around them {floor_rate:.0f}: {rounds[-1]['ratio']:.2f}")
     middle = sorted(rounds, key=lambda found: found["ratio"])[len(rounds) // 2]
