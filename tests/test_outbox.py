@@ -465,9 +465,9 @@ async def test_a_429_waits_as_long_as_twilio_says_in_retry_after(client, fake_tw
 
 
 async def test_a_wait_cancelled_in_the_turn_its_slot_is_passed_over_ends_cancelled():
-    """A holder lets its slot go in the same turn as a waiter is cancelled (Senders.stop cancels
-    every task, then the holders release as they unwind): release() pops the cancelled wait and
-    passes over it, then the waiter's own handler removes it from the queue again."""
+    """A holder lets its slot go in the same turn as a waiter is cancelled (a start's caller
+    gone, or the end of Senders.stop's grace): release() pops the cancelled wait and passes over
+    it, then the waiter's own handler removes it from the queue again."""
     slots = Slots(1)
     await slots.acquire()
     waiter = asyncio.create_task(slots.acquire())
@@ -477,6 +477,90 @@ async def test_a_wait_cancelled_in_the_turn_its_slot_is_passed_over_ends_cancell
     with pytest.raises(asyncio.CancelledError):
         await waiter
     await asyncio.wait_for(slots.acquire(), 0.1)  # the one slot is free
+
+
+async def test_stopped_slots_tell_every_waiter_at_once_and_give_none_after():
+    """Slots.stop (Senders.stop): the waiters, first ones and others, learn at once that no slot
+    comes (False); later acquires too; a slot given back after it is not passed on."""
+    slots = Slots(1)
+    assert await slots.acquire() is True
+    waiters = [asyncio.create_task(slots.acquire(first)) for first in (False, True)]
+    await asyncio.sleep(0)
+    slots.stop()
+    assert await asyncio.wait_for(asyncio.gather(*waiters), 0.1) == [False, False]
+    slots.release()
+    assert await slots.acquire() is False
+
+
+async def test_a_part_that_waited_past_its_lease_for_a_slot_is_not_sent_once_found_unknown(
+        redis_url, fake_twilio, monkeypatch):
+    """Unpaced, a lane begins its part, then waits for a slot (AHEAD). When that wait outlasts
+    the claim's lease, another sender's claim finds the part being sent and keeps it as unknown:
+    the lane, given its slot at last, begins it again, finds its claim gone, and does not send
+    it (it would be delivered yet reported unknown, and sent twice on a resend)."""
+    few_slots(monkeypatch, 1, 2)
+    monkeypatch.setattr(runtime_outbox, "LEASE", 1.0)
+    store = await Store.open(redis_url)
+    try:
+        async with running(store, fake_twilio) as (senders, _):
+            assert await senders._slots.acquire() is True  # every slot at Twilio, for longer than a lease
+            phone = "+12015550160"
+            message = Message(an_id("late", phone), "reply", "sms", phone, {"from": "+15550000025"},
+                              ({"body": "x"},))
+            await senders.outbox.enqueue(message, time.time() - 1)
+            senders.wake()
+            state = senders.outbox.keys(message.id).state
+            await eventually(lambda: len(senders.outbox.holding) == 1)
+            await until_begun(store, state, message.id)
+            await asyncio.sleep(1.1)
+            claimed, _ = await Outbox(store).claim(time.time(), LEASE, 10)  # (or the worker's own claim)
+            assert claimed == []
+            [kept] = await Outbox(store).unknown()  # its lease ran out: found being sent
+            assert kept["id"] == message.id
+            senders._slots.release()
+            await eventually(lambda: not senders.outbox.holding)
+        assert fake_twilio.arrivals == []  # found its claim gone
+        assert [m["id"] for m in await Outbox(store).unknown()] == [message.id]
+    finally:
+        await store.aclose()
+
+
+async def test_a_part_that_waited_long_for_a_slot_renews_its_lease_and_goes_once(redis_url, fake_twilio, monkeypatch):
+    """A wait for a slot longer than half a lease, within it: BEGIN again renews the lease, and
+    the part goes, once; another sender's claim a lease after the first BEGIN finds nothing."""
+    few_slots(monkeypatch, 1, 2)
+    monkeypatch.setattr(runtime_outbox, "LEASE", 1.0)
+    store = await Store.open(redis_url)
+    try:
+        async with running(store, fake_twilio) as (senders, _):
+            assert await senders._slots.acquire() is True
+            phone = "+12015550161"
+            message = Message(an_id("renew", phone), "reply", "sms", phone, {"from": "+15550000026"},
+                              ({"body": "x"},))
+            fake_twilio.delay_for(phone, seconds=0.8)
+            await senders.outbox.enqueue(message, time.time() - 1)
+            senders.wake()
+            state = senders.outbox.keys(message.id).state
+            await until_begun(store, state, message.id)
+            begun = time.time()
+            await asyncio.sleep(0.7)
+            senders._slots.release()
+            await eventually(lambda: len(fake_twilio.arrivals) == 1)
+            await asyncio.sleep(max(0.0, begun + 1.2 - time.time()))  # the first BEGIN's lease is over
+            assert await Outbox(store).claim(time.time(), LEASE, 10) == ([], 0)  # renewed: still its own
+            await eventually(lambda: not senders.outbox.holding)
+        assert [a.to for a in fake_twilio.arrivals] == [phone]
+        assert await Outbox(store).unknown() == []
+    finally:
+        await store.aclose()
+
+
+async def until_begun(store: Store, state: str, message_id: str, timeout: float = 3.0) -> None:
+    """Wait until the message's part is marked as being sent."""
+    deadline = time.monotonic() + timeout
+    while not ((await store.redis.hget(state, message_id)) or "").startswith("s|"):
+        assert time.monotonic() < deadline, "the message was never begun"
+        await asyncio.sleep(0.01)
 
 
 async def test_a_senders_claimed_ids_expire_also_after_a_finish_adds_a_next_part(redis_url):

@@ -48,12 +48,14 @@ IN_FLIGHT = 64  # requests one worker has at Twilio at once (or waiting for the 
 # IN_FLIGHT begin theirs while every slot is at Twilio: the fsynced BEGIN is then out of the
 # requests' way (bench.sending: about a tenth more messages a second without Twilio's latency).
 # A worker that dies leaves those (begun, not yet asked for) unknown, as it leaves the ones at
-# Twilio: never sent twice. Each waits for one of IN_FLIGHT requests to end. Paced, the slot
-# comes first: the pace counts a request from its BEGIN, for at most its timeout.
+# Twilio: never sent twice; one that stops gives them back. One that waited long for its slot
+# (a start's messages go first, a long message keeps its slot) is begun again before it goes:
+# its lease renewed, or its claim found gone. Paced, the slot comes first: the pace counts a
+# request from its BEGIN, for at most its timeout.
 AHEAD = 16
 # Without a pace (CANVASS_PACING=off) a worker holds up to HELD claimed messages Twilio has not
-# answered yet: those beyond its slots wait for one (claimed, not yet begun: a worker that dies
-# leaves them to the lease; each waits at most about one request). With a pace it holds
+# answered yet: those beyond its slots wait for one (claimed, or begun as above; each waits
+# about one request). With a pace it holds
 # IN_FLIGHT: more would only wait for the pace, and outlast their lease. Besides those, up to
 # HELD answered messages may wait for their notes to land; more, and it claims no more.
 # A claim takes all the worker has room for: claims go one after another, each waiting for an
@@ -421,15 +423,15 @@ class Senders:
         try:
             message, sids = claimed.message, list(claimed.sids)
             rate = self.pacing.rate(message.sender)
-            if rate:  # (none given: the senders stop, and the message is given back below)
+            if rate:  # (none given: the senders stop, and the check below gives the message back)
                 held = await self._slots.acquire(first)
             origin = Origin(messaging_service_sid=message.origin.get("service"), from_=message.origin.get("from"))
             for part in range(claimed.part, len(message.parts)):
                 while True:
                     if self._stop.is_set() and part == claimed.part:  # not begun: for the other senders
-                        with contextlib.suppress(RedisError):  # (else its lease brings it back)
-                            await self.outbox.give_back(claimed, self.clock())
+                        await self._give_back(claimed)
                         return Result("lost", tuple(sids), reason="the senders stopped"), None
+                    begun = self.clock()  # (the lease runs from about here)
                     try:
                         wait = await self._begin(claimed, part, rate)
                     except RedisError:
@@ -439,12 +441,22 @@ class Senders:
                     if wait == 0:
                         break
                     await asyncio.sleep(wait / 1000)
-                if not held:
-                    held = await self._slots.acquire(first)
-                    if not held:  # the senders stop: begun, not asked for, so given back
-                        with contextlib.suppress(RedisError):  # (else its lease makes it unknown)
-                            await self.outbox.give_back(claimed, self.clock(), part)
+                if not held:  # unpaced, begun first (AHEAD)
+                    try:
+                        held = await self._slots.acquire(first)
+                    except asyncio.CancelledError:  # (a start's caller gone): never asked for
+                        self._later(self._give_back(claimed, part))
+                        raise
+                    if not held:  # the senders stop: never asked for, so given back
+                        await self._give_back(claimed, part)
                         return Result("lost", tuple(sids), reason="the senders stopped"), None
+                    if self.clock() - begun > LEASE / 2:  # its claim may have run out: BEGIN again says
+                        try:
+                            wait = await self._begin(claimed, part, rate)  # (renewing its lease)
+                        except RedisError:
+                            wait = await self._patiently(self._begin, claimed, part, rate)
+                        if wait < 0:
+                            return Result("lost", tuple(sids)), None
                 spec = message.parts[part]
                 try:
                     outcome: str | SendFailed = await self.sender.send(
@@ -486,6 +498,12 @@ class Senders:
                 self._slots.release()
             if counted:
                 self._answered_one()
+
+    async def _give_back(self, claimed: Claimed, begun: int | None = None) -> None:
+        """Back to the other senders at once (when Redis does not answer, its lease brings it
+        back, or, `begun` part, leaves it unknown)."""
+        with contextlib.suppress(RedisError):
+            await self.outbox.give_back(claimed, self.clock(), begun)
 
     def _begin(self, claimed: Claimed, part: int, rate: int) -> Awaitable[int]:
         return self.outbox.begin(claimed, part, rate, self.clock() + LEASE, self.request_timeout + 1.0)

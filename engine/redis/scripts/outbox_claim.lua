@@ -2,7 +2,8 @@
 -- now), or the ids given (a start's own messages, which its commit held back for it). A
 -- claimed message's score moves to now + lease, so another sender sees it again only if
 -- this one dies first. A message found in the `s` phase was being sent when its sender
--- died: whether Twilio took it is unknown, so it is never sent again on its own. It moves to
+-- died (or held it past its lease: that sender, asking BEGIN again, finds its claim gone and
+-- does not send it): whether Twilio took it is unknown, so it is never sent again on its own. It moves to
 -- the unknown hash (an operator may resend it), and a distribution's invitation reports it
 -- on the deliveries stream.
 -- The ids a sender claimed and has not begun are kept (`claimed`): each claim adds those it
