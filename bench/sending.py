@@ -94,7 +94,7 @@ class SendingShape:
     pace_seconds: float = 20.0  # the pacing distribution's length at that rate
     pace_workers: int = 2
     deadline: float = 300.0  # seconds one distribution may take to be done
-    rounds: int = 3  # senders runs, each between two floors
+    rounds: int = 5  # senders runs, each between two floors (as many as the other parts' rounds)
     latency_batches: int = LATENCY_BATCHES
 
 
