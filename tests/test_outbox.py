@@ -481,7 +481,7 @@ async def test_a_wait_cancelled_in_the_turn_its_slot_is_passed_over_ends_cancell
 
 async def test_stopped_slots_tell_every_waiter_at_once_and_give_none_after():
     """Slots.stop (Senders.stop): the waiters, first ones and others, learn at once that no slot
-    comes (False); later acquires too; a slot given back after it is not passed on."""
+    comes (False); later acquires too, even once a slot is given back."""
     slots = Slots(1)
     assert await slots.acquire() is True
     waiters = [asyncio.create_task(slots.acquire(first)) for first in (False, True)]
@@ -495,7 +495,7 @@ async def test_stopped_slots_tell_every_waiter_at_once_and_give_none_after():
 async def test_a_part_that_waited_past_its_lease_for_a_slot_is_not_sent_once_found_unknown(
         redis_url, fake_twilio, monkeypatch):
     """Unpaced, a lane begins its part, then waits for a slot (AHEAD). When that wait outlasts
-    the claim's lease, another sender's claim finds the part being sent and keeps it as unknown:
+    the claim's lease (here 1 s, RENEW_AFTER as shipped), another sender's claim finds the part being sent and keeps it as unknown:
     the lane, given its slot at last, begins it again, finds its claim gone, and does not send
     it (it would be delivered yet reported unknown, and sent twice on a resend)."""
     few_slots(monkeypatch, 1, 2)
@@ -526,10 +526,11 @@ async def test_a_part_that_waited_past_its_lease_for_a_slot_is_not_sent_once_fou
 
 
 async def test_a_part_that_waited_long_for_a_slot_renews_its_lease_and_goes_once(redis_url, fake_twilio, monkeypatch):
-    """A wait for a slot longer than half a lease, within it: BEGIN again renews the lease, and
-    the part goes, once; another sender's claim a lease after the first BEGIN finds nothing."""
+    """A wait for a slot longer than RENEW_AFTER, within the lease: BEGIN again renews the lease,
+    and the part goes, once; another sender's claim a lease after the first BEGIN finds nothing."""
     few_slots(monkeypatch, 1, 2)
-    monkeypatch.setattr(runtime_outbox, "LEASE", 1.0)
+    monkeypatch.setattr(runtime_outbox, "LEASE", 2.0)
+    monkeypatch.setattr(runtime_outbox, "RENEW_AFTER", 0.5)
     store = await Store.open(redis_url)
     try:
         async with running(store, fake_twilio) as (senders, _):
@@ -537,16 +538,16 @@ async def test_a_part_that_waited_long_for_a_slot_renews_its_lease_and_goes_once
             phone = "+12015550161"
             message = Message(an_id("renew", phone), "reply", "sms", phone, {"from": "+15550000026"},
                               ({"body": "x"},))
-            fake_twilio.delay_for(phone, seconds=0.8)
+            fake_twilio.delay_for(phone, seconds=1.5)
             await senders.outbox.enqueue(message, time.time() - 1)
             senders.wake()
             state = senders.outbox.keys(message.id).state
             await until_begun(store, state, message.id)
             begun = time.time()
-            await asyncio.sleep(0.7)
+            await asyncio.sleep(1.2)
             senders._slots.release()
             await eventually(lambda: len(fake_twilio.arrivals) == 1)
-            await asyncio.sleep(max(0.0, begun + 1.2 - time.time()))  # the first BEGIN's lease is over
+            await asyncio.sleep(max(0.0, begun + 2.2 - time.time()))  # the first BEGIN's lease is over
             assert await Outbox(store).claim(time.time(), LEASE, 10) == ([], 0)  # renewed: still its own
             await eventually(lambda: not senders.outbox.holding)
         assert [a.to for a in fake_twilio.arrivals] == [phone]

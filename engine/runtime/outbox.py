@@ -29,6 +29,7 @@ import contextlib
 import functools
 import logging
 import re
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -48,14 +49,16 @@ IN_FLIGHT = 64  # requests one worker has at Twilio at once (or waiting for the 
 # IN_FLIGHT begin theirs while every slot is at Twilio: the fsynced BEGIN is then out of the
 # requests' way (bench.sending: about a tenth more messages a second without Twilio's latency).
 # A worker that dies leaves those (begun, not yet asked for) unknown, as it leaves the ones at
-# Twilio: never sent twice; one that stops gives them back. One that waited long for its slot
-# (a start's messages go first, a long message keeps its slot) is begun again before it goes:
-# its lease renewed, or its claim found gone. Paced, the slot comes first: the pace counts a
-# request from its BEGIN, for at most its timeout.
+# Twilio: never sent twice; one that stops gives them back. One that waited for its slot
+# longer than RENEW_AFTER (a start's messages go first, a long message keeps its slot, Twilio
+# may be slow) is begun again before it goes: its lease renewed, so that it covers the request
+# and the note of its answer as when no wait came between, or its claim found gone (another
+# sender's claim kept it as unknown), and then it is not sent. Paced, the slot comes first:
+# the pace counts a request from its BEGIN, for at most its timeout.
 AHEAD = 16
+RENEW_AFTER = 1.0  # seconds
 # Without a pace (CANVASS_PACING=off) a worker holds up to HELD claimed messages Twilio has not
-# answered yet: those beyond its slots wait for one (claimed, or begun as above; each waits
-# about one request). With a pace it holds
+# answered yet: those beyond its slots wait for one (claimed, or begun as above). With a pace it holds
 # IN_FLIGHT: more would only wait for the pace, and outlast their lease. Besides those, up to
 # HELD answered messages may wait for their notes to land; more, and it claims no more.
 # A claim takes all the worker has room for: claims go one after another, each waiting for an
@@ -431,7 +434,7 @@ class Senders:
                     if self._stop.is_set() and part == claimed.part:  # not begun: for the other senders
                         await self._give_back(claimed)
                         return Result("lost", tuple(sids), reason="the senders stopped"), None
-                    begun = self.clock()  # (the lease runs from about here)
+                    begun = time.monotonic()  # (the lease runs from about here)
                     try:
                         wait = await self._begin(claimed, part, rate)
                     except RedisError:
@@ -450,7 +453,7 @@ class Senders:
                     if not held:  # the senders stop: never asked for, so given back
                         await self._give_back(claimed, part)
                         return Result("lost", tuple(sids), reason="the senders stopped"), None
-                    if self.clock() - begun > LEASE / 2:  # its claim may have run out: BEGIN again says
+                    if time.monotonic() - begun > RENEW_AFTER:  # a long wait: BEGIN again, before it goes
                         try:
                             wait = await self._begin(claimed, part, rate)  # (renewing its lease)
                         except RedisError:

@@ -5,9 +5,10 @@
 -- and renews the claim's lease: from here on, the sender's death leaves the message unknown,
 -- never sent twice. A request the pace holds back renews the lease too: a sender still asking
 -- holds its message however long the pace keeps it waiting. A repeat of a request (the answer
--- to its call was lost; its request has not gone, and goes when a repeat answers) renews the
--- lease and answers 0 again, without counting twice, while its first try still counts in the
--- pace; after that it takes the pace anew. On a Redis Cluster the pace is kept apart
+-- to its call was lost, or, unpaced, the part waited long for a request slot: its request
+-- has not gone, and goes when a repeat answers) renews the lease and answers 0 again, without
+-- counting twice, while its first try still counts in the pace; after that it takes the pace
+-- anew. On a Redis Cluster the pace is kept apart
 -- (outbox_pace.lua); a request it held back comes here with rate '-1' to renew the lease
 -- alone (answering 1; 0 for a repeat's part, marked already; -1 when the claim is gone).
 -- The pace: pace.lua.
@@ -15,7 +16,8 @@
 -- unpaced, the due key twice: unused)
 -- and six ARGV: id part rate ('0': no pace) gap_ms member lease_until.
 -- Returns, per request, 0: go; a positive number: milliseconds to wait for the pace; -1:
--- the claim is gone (the lease ran out and another sender has it).
+-- the claim is gone (the lease ran out, and another sender has it or, the part being sent,
+-- another claim kept it as unknown).
 -- include: pace.lua
 -- KEYS: due state claimed paces...
 -- ARGV: tag window_ms inflight_ms requests...
