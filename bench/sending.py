@@ -6,9 +6,9 @@ its own pinned with Redis on the load core; on SIGTERM it writes every request's
 
 - Sender overhead: `invitations` messages (to US numbers, each invitation with a first name
   and a store in it) put into the outbox before `canvass serve` starts (one worker, on the
-  server core, CANVASS_PACING=off), made due once it is up, then drained by its senders: each claimed, begun,
-  requested through the twilio package, finished and its delivery noted, as every message
-  the server sends. Its rate, over the span of the arrivals at the fake (first to last), is
+  server core, CANVASS_PACING=off), made due once it is up, then drained by its senders:
+  each claimed, begun, requested through the twilio package, finished and its delivery
+  noted, as every message the server sends. Its rate, over the span of the arrivals at the fake (first to last), is
   compared with the floor's: a bare aiohttp client in this process (pinned to the server
   core) posting the same create-message form (To, From, Body, StatusCallback; Basic auth;
   twilio's headers) with the outbox's concurrency (IN_FLIGHT of one worker), over the same

@@ -575,8 +575,7 @@ class Senders:
         while self._queue:  # (queued after the last lane left)
             claimed = self._queue.popleft()
             self._unanswered -= 1
-            with contextlib.suppress(RedisError):
-                await self.outbox.give_back(claimed, self.clock())
+            await self._give_back(claimed)
             self.outbox.release(claimed.message.id)
 
 
