@@ -216,7 +216,9 @@ def _sending_rounds(floors: list[dict], rounds: list[dict]) -> list[str]:
         senders = found["senders"]
         lines += [f"  {'canvass senders':16}{senders['span_messages_per_s']:9.0f}"
                   f"{senders['server_cpu_us_per_message']:12.0f}{'':19}   {found['ratio']:.2f} of the floors around "
-                  "it (the outbox drained: claim, begin, request, finish, delivery noted)", floor_line(after)]
+                  "it (the outbox drained: claim, begin, request, finish, delivery noted; Redis "
+                  f"{senders['redis_cpu_us_per_message']:.0f} µs and {senders['aof_bytes_per_message']:.0f} AOF "
+                  "bytes a message)", floor_line(after)]
     return lines
 
 

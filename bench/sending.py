@@ -16,7 +16,8 @@ its own pinned with Redis on the load core; on SIGTERM it writes every request's
   (floor, senders, floor, senders, ..., floor): each senders' rate is compared with the mean
   of the floors run just before and after it, and the ratio is the median of those rounds,
   since this machine's speed drifts by a fifth or more from one run to the next. Shown
-  beside it, no target: the floor client's CPU per message over the server's.
+  beside it, no target: the floor client's CPU per message over the server's, and each
+  drain's Redis CPU and AOF bytes per message (the outbox's scripts, fsyncs included).
 - At Twilio's latency (shown, no target): the same floor and senders when the fake answers
   each request LATENCY seconds after it came, as Twilio's API does from across the internet:
   IN_FLIGHT x `latency_batches` messages each, the floor then the senders. Both are then bound
@@ -365,6 +366,20 @@ def due_now(redis_url: str) -> None:
     asyncio.run(release())
 
 
+def aof_bytes(redis_url: str) -> int:
+    """How many bytes Redis has written to its AOF (since it started, or its last rewrite)."""
+    from engine.redis.store import Store
+
+    async def size() -> int:
+        store = Store.from_url(redis_url)
+        try:
+            return int((await store.redis.info("persistence"))["aof_current_size"])
+        finally:
+            await store.aclose()
+
+    return asyncio.run(size())
+
+
 def drain(workdir: Path, pinning: Pinning, phones: list[str], first: int, deadline: float,
           latency: float = 0.0) -> dict:
     """The outbox's senders alone: a full outbox drained by a server started on it, each drain
@@ -376,7 +391,8 @@ def drain(workdir: Path, pinning: Pinning, phones: list[str], first: int, deadli
     with redis, FakeTwilio(workdir, "drain", pinning, latency) as fake:
         fill_outbox(redis_url, phones, first, due=time.time() + 3600)
         with Canvass("drain", workdir, redis_url, fake.url, "off", 1, pinning) as server:
-            cpu, started = server.cpu_seconds(), time.time()
+            aof = aof_bytes(redis_url)
+            redis_cpu, cpu, started = cpu_seconds(redis.pid), server.cpu_seconds(), time.time()
             due_now(redis_url)
             until = time.monotonic() + deadline
             while server._call("GET", "/admin/outbox")["waiting"]:
@@ -384,10 +400,12 @@ def drain(workdir: Path, pinning: Pinning, phones: list[str], first: int, deadli
                 if time.monotonic() > until:
                     raise BenchError(f"the outbox was not drained after {deadline:.0f} s")
                 time.sleep(POLL)
-            cpu = server.cpu_seconds() - cpu
+            cpu, redis_cpu = server.cpu_seconds() - cpu, cpu_seconds(redis.pid) - redis_cpu
+            aof = aof_bytes(redis_url) - aof
         arrivals = created(fake.arrivals(), set(phones))
     return _rate("canvass senders", arrivals, len(phones), started) | {
-        "server_cpu_us_per_message": cpu / len(phones) * 1e6, "unavailable_polls": server.unavailable}
+        "server_cpu_us_per_message": cpu / len(phones) * 1e6, "unavailable_polls": server.unavailable,
+        "redis_cpu_us_per_message": redis_cpu / len(phones) * 1e6, "aof_bytes_per_message": aof / len(phones)}
 
 
 # ---------------------------------------------------------------- the two parts

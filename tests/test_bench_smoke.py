@@ -32,6 +32,7 @@ FIGURES = {
                         "rss_growth", "floor_cpu_us_per_row", "canvass_cpu_us_per_row"],
     "sending": ["overhead.ratio", "overhead.cpu_ratio", "overhead.at_latency.ratio", "overhead.floor_messages_per_s", "overhead.canvass.messages_per_s",
                 "overhead.senders.span_messages_per_s", "overhead.senders.server_cpu_us_per_message",
+                "overhead.senders.redis_cpu_us_per_message", "overhead.senders.aof_bytes_per_message",
                 "overhead.canvass.server_cpu_us_per_message", "pacing.max_in_window", "pacing.mean_per_s",
                 "pacing.span_s"],
 }

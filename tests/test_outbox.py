@@ -369,6 +369,109 @@ async def test_requests_begun_and_answered_together_go_in_one_call_each_and_keep
         await store.aclose()
 
 
+async def command_calls(store: Store) -> dict[str, int]:
+    """How often one Redis ran each command (scripts' own commands included)."""
+    return {name.removeprefix("cmdstat_"): stats["calls"]
+            for name, stats in (await store.redis.info("commandstats")).items()}
+
+
+async def test_a_batchs_writes_reach_redis_as_one_command_per_key_not_one_per_message(one_redis_url):
+    """CLAIM, BEGIN and FINISH write a whole batch's changes to the state hash, the due set,
+    the messages hash and the claimed set with one command per key (per 1,000 arguments),
+    not one per message: Redis runs, and its AOF holds, a fraction of the commands. What
+    they write is what one write per message wrote."""
+    store = await Store.open(one_redis_url)
+    try:
+        sender, count = Outbox(store), 700  # a claim's HSET: 1,400 arguments, two commands
+        # (one Redis: one outbox, whatever the numbers' shards)
+        messages = [Message(an_id(f"many{n}", phone), "reply", "sms", phone, {"from": "+15550000031"},
+                            ({"body": "x"},)) for n, phone in enumerate(f"+1201560{n:04d}" for n in range(count))]
+        await asyncio.gather(*(sender.enqueue(message, 100.0) for message in messages))
+        keys = sender.keys(messages[0].id)
+        for script in (OUTBOX_CLAIM, OUTBOX_BEGIN, OUTBOX_FINISH):  # loaded: no NOSCRIPT answer to count
+            await store.redis.script_load(script.text)
+        await store.redis.config_resetstat()
+        claimed, _ = await sender.claim(100.0, LEASE, count)
+        calls = await command_calls(store)
+        assert len(claimed) == count and calls["evalsha"] == 1
+        assert (calls["hset"], calls["zadd"], calls["sadd"]) == (2, 2, 1)
+        states = await store.redis.hgetall(keys.state)
+        assert set(states.values()) == {f"c|0|0|{sender.tag}|"} and len(states) == count
+        assert {score for _, score in await store.redis.zrange(keys.due, 0, -1, withscores=True)} == {100.0 + LEASE}
+        assert await store.redis.scard(keys.claimed(sender.tag)) == count
+
+        await store.redis.config_resetstat()
+        assert await asyncio.gather(*(sender.begin(c, 0, 0, 150.0 + LEASE) for c in claimed)) == [0] * count
+        calls = await command_calls(store)
+        assert calls["evalsha"] < count // 10  # (batches of Batches' `most`)
+        assert calls["hset"] == calls["zadd"] == calls["srem"] == calls["evalsha"]
+        states = await store.redis.hgetall(keys.state)
+        assert set(states.values()) == {f"s|0|0|{sender.tag}|"}
+        assert {score for _, score in await store.redis.zrange(keys.due, 0, -1, withscores=True)} == {150.0 + LEASE}
+        assert await store.redis.scard(keys.claimed(sender.tag)) == 0
+
+        await store.redis.config_resetstat()
+        noted = await asyncio.gather(*(sender.finish(c, 0, "sent", 151.0, sid=f"SM{n}") for n, c in enumerate(claimed)))
+        assert noted == [True] * count
+        calls = await command_calls(store)
+        assert calls["evalsha"] < count // 10
+        assert calls["zrem"] == calls["evalsha"] and calls["hdel"] == 2 * calls["evalsha"]
+        assert await sender.pending() == 0 and await store.redis.hlen(keys.state) == 0
+        assert await store.redis.hlen(keys.messages) == 0
+    finally:
+        await store.aclose()
+
+
+async def test_a_message_met_twice_in_one_call_sees_its_own_change(redis_url):
+    """The scripts write a batch's changes at their end: a message a call names twice is
+    claimed once, begun once (the second request finds the mark of the first: a repeat), and
+    finished once (the second answer finds it gone or moved on), as when each change was
+    written at once; in one call, one message moves to its next part while another ends."""
+    store = await Store.open(redis_url)
+    try:
+        sender, (phone, other_phone) = Outbox(store), one_shards_phones(2, first=40)
+        two = Message(an_id("twice2", phone), "reply", "sms", phone, {"from": "+15550000032"},
+                      ({"body": "one"}, {"body": "two"}))
+        one = Message(an_id("twice1", other_phone), "reply", "sms", other_phone, {"from": "+15550000032"},
+                      ({"body": "x"},))
+        for message in (two, one):
+            await sender.enqueue(message, 100.0)
+        for script in (OUTBOX_CLAIM, OUTBOX_BEGIN, OUTBOX_FINISH):  # loaded: no NOSCRIPT answer to count
+            await store.redis.script_load(script.text)
+        keys = sender.keys(two.id)
+        found, _ = await sender.claim(100.0, LEASE, 3, (two.id, two.id, one.id))
+        assert sorted(c.message.id for c in found) == sorted([two.id, one.id])
+        claimed = {c.message.id: c for c in found}
+        assert await store.redis.hget(keys.state, two.id) == f"c|0|0|{sender.tag}|"
+
+        calls = await script_calls(store)
+        begun = await asyncio.gather(sender.begin(claimed[two.id], 0, 0, 160.0),
+                                     sender.begin(claimed[two.id], 0, 0, 170.0),
+                                     sender.begin(claimed[one.id], 0, 0, 170.0))
+        assert begun == [0, 0, 0] and await script_calls(store) - calls == 1  # one call
+        assert await store.redis.hget(keys.state, two.id) == f"s|0|0|{sender.tag}|"
+        assert await store.redis.zscore(keys.due, two.id) == 170.0  # the last lease
+
+        calls = await script_calls(store)
+        noted = await asyncio.gather(sender.finish(claimed[two.id], 0, "sent", 101.0, sid="SM1", paced=False),
+                                     sender.finish(claimed[two.id], 0, "sent", 101.0, sid="SM1", paced=False),
+                                     sender.finish(claimed[one.id], 0, "sent", 101.0, sid="SM3", paced=False))
+        assert noted == [True, False, True] and await script_calls(store) - calls == 1
+        assert await store.redis.hget(keys.state, two.id) == f"c|1|0|{sender.tag}|SM1"  # its next part, once
+        assert await store.redis.hget(keys.state, one.id) is None  # done
+        assert await store.redis.smembers(keys.claimed(sender.tag)) == {two.id}
+        assert 0 < await store.redis.ttl(keys.claimed(sender.tag)) <= LEASE
+
+        assert await sender.begin(claimed[two.id], 1, 0, 180.0) == 0
+        calls = await script_calls(store)
+        noted = await asyncio.gather(sender.finish(claimed[two.id], 1, "sent", 102.0, sid="SM2", paced=False),
+                                     sender.finish(claimed[two.id], 1, "retry", 102.0, retry_at=200.0, paced=False))
+        assert noted == [True, False] and await script_calls(store) - calls == 1
+        assert await sender.pending() == 0 and await store.redis.hget(keys.state, two.id) is None
+    finally:
+        await store.aclose()
+
+
 async def test_answers_wait_the_linger_for_others_in_one_call_unless_a_whole_call_is_ready():
     calls: list[list] = []
 

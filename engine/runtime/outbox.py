@@ -62,7 +62,9 @@ RENEW_AFTER = 1.0  # seconds
 # IN_FLIGHT: more would only wait for the pace, and outlast their lease. Besides those, up to
 # HELD answered messages may wait for their notes to land; more, and it claims no more.
 # A claim takes all the worker has room for: claims go one after another, each waiting for an
-# fsynced Redis pass, so a smaller batch would cap the rate at that batch per claim.
+# fsynced Redis pass, so a smaller batch would cap the rate at that batch per claim. (Holding
+# more claimed messages than this would make those queued behind the lanes wait rounds of
+# slow requests, unrenewed, and outlast their lease.)
 HELD = 2 * IN_FLIGHT
 PATIENCE = 20.0  # seconds a sender repeats a note about a message while Redis does not answer
 MAX_TRIES = 8  # tries of one part that Twilio turned away for now (429, 5xx), then failed

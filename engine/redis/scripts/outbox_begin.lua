@@ -19,6 +19,7 @@
 -- the claim is gone (the lease ran out, and another sender has it or, the part being sent,
 -- another claim kept it as unknown).
 -- include: pace.lua
+-- include: gathered.lua
 -- KEYS: due state claimed paces...
 -- ARGV: tag window_ms inflight_ms requests...
 local due = KEYS[1]
@@ -34,12 +35,17 @@ local requests = 4  -- ARGV[requests...]: six per request
 local window = tonumber(window_ms)
 local inflight = tonumber(inflight_ms)
 
+-- (written at the end, gathered.lua; a request whose message an earlier one of this call
+-- marked sees that mark)
+local marks, leases, begun = gathering(), gathering(), gathering()  -- state, due, claimed
+
 local function begin(pace, last, id, part, rate, gap_ms, member, lease_until)
-  local current = redis.call('HGET', state, id)
+  local current = marks.value[id]
+  if current == nil then current = redis.call('HGET', state, id) end
   if not current then return -1 end
   local phase, at, tries, holder, sids = string.match(current, '^(%a)|(%d+)|(%d+)|([^|]*)|(.*)$')
   if holder ~= tag or at ~= part or (phase ~= 'c' and phase ~= 's') then return -1 end
-  redis.call('ZADD', due, lease_until, id)  -- its sender still asks: the lease runs from now
+  gather(leases, id, lease_until)  -- its sender still asks: the lease runs from now
   local limit = tonumber(rate)
   if phase == 's' then  -- a repeat of this request, whose answer was lost: its request has not gone
     if limit > 0 and not counted(pace, member, window) then
@@ -52,8 +58,8 @@ local function begin(pace, last, id, part, rate, gap_ms, member, lease_until)
     local wait = take_pace(pace, last, limit, tonumber(gap_ms), member, window, inflight)
     if wait > 0 then return wait end
   end
-  redis.call('HSET', state, id, 's|' .. part .. '|' .. tries .. '|' .. tag .. '|' .. sids)
-  redis.call('SREM', claimed, id)
+  gather(marks, id, 's|' .. part .. '|' .. tries .. '|' .. tag .. '|' .. sids)
+  gather(begun, id, false)
   return 0
 end
 
@@ -64,4 +70,7 @@ for i = 0, (#ARGV - requests + 1) / 6 - 1 do
   answers[#answers + 1] = begin(KEYS[k], KEYS[k + 1], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
     ARGV[a + 4], ARGV[a + 5])
 end
+write_gathered(marks, state, 'hash')
+write_gathered(leases, due, 'zset')
+write_gathered(begun, claimed, 'set')
 return answers

@@ -16,6 +16,7 @@
 -- or let go).
 -- Returns {id, message JSON, state} for each claimed message, then {id, '', 'unknown'} for
 -- each one found unknown.
+-- include: gathered.lua
 -- KEYS: due messages state unknown deliveries claimed
 -- ARGV: now lease limit tag recover held ids...
 local due = KEYS[1]
@@ -33,6 +34,8 @@ local held = ARGV[6]
 local ids = 7  -- ARGV[ids...]: the messages to claim, when given
 
 local taken = {}
+local seen = {}  -- the ids met so far
+local marks, leases, held_ids = gathering(), gathering(), gathering()  -- state, due, claimed
 local until_ = tonumber(now) + tonumber(lease)
 if recover == '1' or redis.call('SCARD', claimed) > tonumber(held) then
   for _, id in ipairs(redis.call('SMEMBERS', claimed)) do
@@ -42,6 +45,7 @@ if recover == '1' or redis.call('SCARD', claimed) > tonumber(held) then
       if message then
         redis.call('ZADD', due, tostring(until_), id)
         taken[#taken + 1] = {id, message, current}
+        seen[id] = true
       end
     else
       redis.call('SREM', claimed, id)
@@ -57,36 +61,42 @@ else
   wanted = redis.call('ZRANGEBYSCORE', due, '-inf', now, 'LIMIT', 0, tonumber(limit))
 end
 for _, id in ipairs(wanted) do
-  local message = redis.call('HGET', messages, id)
-  local current = redis.call('HGET', state, id) or 'q|0|0||'
-  local phase, part, tries, _, sids = string.match(current, '^(%a)|(%d+)|(%d+)|([^|]*)|(.*)$')
-  if not message then
-    redis.call('ZREM', due, id)
-    redis.call('HDEL', state, id)
-  elseif phase == 's' then
-    if not explicit then
-      local found = cjson.decode(message)
-      redis.call('HSET', unknown, id, cjson.encode({message = message, part = tonumber(part), sids = sids,
-        reason = 'its sender stopped while sending it', at = tonumber(now)}))
+  if not seen[id] then  -- (an id given twice is claimed once)
+    seen[id] = true
+    local message = redis.call('HGET', messages, id)
+    local current = redis.call('HGET', state, id) or 'q|0|0||'
+    local phase, part, tries, _, sids = string.match(current, '^(%a)|(%d+)|(%d+)|([^|]*)|(.*)$')
+    if not message then
       redis.call('ZREM', due, id)
-      redis.call('HDEL', messages, id)
       redis.call('HDEL', state, id)
-      if found['distribution'] then
-        redis.call('XADD', deliveries, '*', 'r', cjson.encode({distribution = found['distribution'],
-          channel = found['channel'], phone = found['to'], state = 'unknown', sid = string.match(sids, '^[^,]+') or '',
-          reason = 'sender_stopped', at = tonumber(now)}))
+    elseif phase == 's' then
+      if not explicit then
+        local found = cjson.decode(message)
+        redis.call('HSET', unknown, id, cjson.encode({message = message, part = tonumber(part), sids = sids,
+          reason = 'its sender stopped while sending it', at = tonumber(now)}))
+        redis.call('ZREM', due, id)
+        redis.call('HDEL', messages, id)
+        redis.call('HDEL', state, id)
+        if found['distribution'] then
+          redis.call('XADD', deliveries, '*', 'r', cjson.encode({distribution = found['distribution'],
+            channel = found['channel'], phone = found['to'], state = 'unknown', sid = string.match(sids, '^[^,]+') or '',
+            reason = 'sender_stopped', at = tonumber(now)}))
+        end
+        taken[#taken + 1] = {id, '', 'unknown'}
       end
-      taken[#taken + 1] = {id, '', 'unknown'}
+    elseif not explicit or phase == 'q' then
+      local mark = 'c|' .. part .. '|' .. tries .. '|' .. tag .. '|' .. sids
+      gather(marks, id, mark)
+      gather(leases, id, tostring(until_))
+      taken[#taken + 1] = {id, message, mark}
     end
-  elseif not explicit or phase == 'q' then
-    local mark = 'c|' .. part .. '|' .. tries .. '|' .. tag .. '|' .. sids
-    redis.call('HSET', state, id, mark)
-    redis.call('ZADD', due, tostring(until_), id)
-    taken[#taken + 1] = {id, message, mark}
   end
 end
 for _, found in ipairs(taken) do
-  if found[2] ~= '' then redis.call('SADD', claimed, found[1]) end
+  if found[2] ~= '' then gather(held_ids, found[1], true) end
 end
+write_gathered(marks, state, 'hash')
+write_gathered(leases, due, 'zset')
+write_gathered(held_ids, claimed, 'set')
 redis.call('EXPIRE', claimed, math.ceil(tonumber(lease)))
 return taken

@@ -18,6 +18,7 @@
 -- Returns, per answer, 1 when noted, 0 when this sender no longer held the part.
 -- include: pace.lua
 -- include: delivery.lua
+-- include: gathered.lua
 -- KEYS: due messages state unknown deliveries claimed per_answer...
 -- ARGV: tag now ttl lease queued_outranking answers...
 local due = KEYS[1]
@@ -51,23 +52,27 @@ local function queued(recipient, sid, channel, to, distribution)
   note_delivery(recipient, deliveries, sid, record, ttl, distribution, event, outranks_queued, 'queued')
 end
 
+-- (written at the end, gathered.lua; an answer whose message an earlier one of this call
+-- changed sees that change)
+local marks, dues, ended, held_ids = gathering(), gathering(), gathering(), gathering()  -- state, due, messages, claimed
+
 local function finish(pace, id, part, parts, outcome, sid, error_code, reason, retry_at, member, channel, to,
                       distribution)
-  local current = redis.call('HGET', state, id)
+  local current = marks.value[id]
+  if current == nil then current = redis.call('HGET', state, id) end
   if not current then return 0 end
   local phase, at, tries, holder, sids = string.match(current, '^(%a)|(%d+)|(%d+)|([^|]*)|(.*)$')
   if phase ~= 's' or holder ~= tag or at ~= part then return 0 end
   if member ~= '' then answered(pace, member) end
   if sid ~= '' then sids = (sids == '' and sid) or (sids .. ',' .. sid) end
   if outcome == 'sent' and tonumber(part) + 1 < tonumber(parts) then
-    redis.call('HSET', state, id, 'c|' .. (tonumber(part) + 1) .. '|0|' .. tag .. '|' .. sids)
-    redis.call('SADD', claimed, id)
-    redis.call('EXPIRE', claimed, lease)
+    gather(marks, id, 'c|' .. (tonumber(part) + 1) .. '|0|' .. tag .. '|' .. sids)
+    gather(held_ids, id, true)
     return 1
   end
   if outcome == 'retry' then
-    redis.call('HSET', state, id, 'q|' .. part .. '|' .. (tonumber(tries) + 1) .. '||' .. sids)
-    redis.call('ZADD', due, retry_at, id)
+    gather(marks, id, 'q|' .. part .. '|' .. (tonumber(tries) + 1) .. '||' .. sids)
+    gather(dues, id, retry_at)
     return 1
   end
   -- the message itself: kept when unknown, and read for a distribution's report (its end,
@@ -77,9 +82,9 @@ local function finish(pace, id, part, parts, outcome, sid, error_code, reason, r
     redis.call('HSET', unknown, id, cjson.encode({message = message, part = tonumber(part), sids = sids,
       reason = reason, at = tonumber(now)}))
   end
-  redis.call('ZREM', due, id)
-  redis.call('HDEL', messages, id)
-  redis.call('HDEL', state, id)
+  gather(dues, id, false)
+  gather(ended, id, false)
+  gather(marks, id, false)
   if message and distribution ~= '' then  -- (the message's own, as its sender read it)
     redis.call('XADD', deliveries, '*', 'r', cjson.encode({distribution = distribution, channel = channel,
       phone = to, state = outcome, sid = string.match(sids, '^[^,]+') or '', error_code = tonumber(error_code),
@@ -98,4 +103,9 @@ for i = 0, (#ARGV - answers + 1) / 12 - 1 do
   noted[#noted + 1] = finish(KEYS[per_answer + 2 * i], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], sid,
     ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8], ARGV[a + 9], ARGV[a + 10], ARGV[a + 11])
 end
+write_gathered(marks, state, 'hash')
+write_gathered(dues, due, 'zset')
+write_gathered(ended, messages, 'hash')
+write_gathered(held_ids, claimed, 'set')
+if #held_ids.order > 0 then redis.call('EXPIRE', claimed, lease) end
 return noted
