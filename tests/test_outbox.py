@@ -746,8 +746,8 @@ async def test_a_claim_whose_connection_broke_after_it_ran_is_taken_back_by_the_
 
 async def test_with_a_pace_a_worker_holds_no_more_messages_than_its_slots(redis_url, fake_twilio, monkeypatch):
     """Messages beyond a worker's slots would wait for the pace behind the others (HELD x workers
-    / rate seconds: 128 x 2 / 3 = 85 s), past their lease: with a pace a worker claims only as
-    many as it has slots; without one, up to HELD (each waits about one request for a slot)."""
+    / rate seconds: 192 x 2 / 3 = 128 s), past their lease: with a pace a worker claims only as
+    many as it has slots; without one, up to HELD (fewer when its lanes are slow: QUEUE_WAIT)."""
     few_slots(monkeypatch, 1, 2)
     store = await Store.open(redis_url)
     try:
@@ -763,6 +763,79 @@ async def test_with_a_pace_a_worker_holds_no_more_messages_than_its_slots(redis_
                 await eventually(lambda: len(fake_twilio.arrivals) >= 1)  # the first holds the one slot for 1 s
                 await asyncio.sleep(0.2)
                 assert len(senders.outbox.holding) == holds
+    finally:
+        await store.aclose()
+
+
+async def test_a_worker_whose_lanes_are_slow_holds_only_what_they_start_within_the_queue_wait(
+        redis_url, fake_twilio, monkeypatch):
+    """The messages queued behind a worker's lanes wait unrenewed: once its lanes have been slow
+    (Twilio slow to answer, long messages), a worker claims only what they start within
+    QUEUE_WAIT at that pace, not HELD, so that none outlasts its lease in the queue. A worker
+    whose lanes are quick (the same QUEUE_WAIT, long enough) claims up to HELD."""
+    few_slots(monkeypatch, 1, 8)
+    monkeypatch.setattr(runtime_outbox, "AHEAD", 0)
+    store = await Store.open(redis_url)
+    try:
+        for queue_wait, delay, most in ((0.3, 0.2, 3), (60.0, 0.4, 6)):
+            # one lane at about `delay` a message: about one more held (and one whose note is
+            # landing), or all six
+            monkeypatch.setattr(runtime_outbox, "QUEUE_WAIT", queue_wait)
+            async with running(store, fake_twilio) as (senders, _):
+                phones = one_shards_phones(7, first=10 if most == 3 else 20)
+                for phone in phones:
+                    fake_twilio.delay_for(phone, seconds=delay)
+                before = len(fake_twilio.created())
+
+                async def enqueue(name: str, phone: str) -> None:
+                    await senders.outbox.enqueue(Message(an_id(name, phone), "reply", "sms", phone,
+                                                         {"from": "+15550000025"}, ({"body": "x"},)), time.time() - 1)
+
+                await enqueue(f"warm{most}", phones[0])  # its time is the lanes' pace
+                senders.wake()
+                await eventually(lambda: senders._lane_seconds > 0)
+                for n, phone in enumerate(phones[1:]):
+                    await enqueue(f"slow{most}-{n}", phone)
+                senders.wake()
+                held = []
+                while len(fake_twilio.created()) - before < len(phones):
+                    held.append(len(senders.outbox.holding))
+                    await asyncio.sleep(0.02)
+                assert (max(held) <= most) if most == 3 else (max(held) == most)
+    finally:
+        await store.aclose()
+
+
+async def test_a_worker_holds_fewer_as_soon_as_a_lane_is_slow_not_once_its_slow_message_ends(
+        redis_url, fake_twilio, monkeypatch):
+    """The lanes' pace is also the age of the message a lane is still on: when Twilio turns
+    slow after quick answers, the worker claims no more than that pace allows at once, rather
+    than fill its queue by the quick average until slow messages end."""
+    few_slots(monkeypatch, 1, 8)
+    monkeypatch.setattr(runtime_outbox, "AHEAD", 0)
+    monkeypatch.setattr(runtime_outbox, "QUEUE_WAIT", 0.3)
+    store = await Store.open(redis_url)
+    try:
+        async with running(store, fake_twilio) as (senders, _):
+            quick, slow, *rest = one_shards_phones(8)
+            fake_twilio.delay_for(slow, seconds=1.5)
+
+            async def enqueue(name: str, phone: str) -> None:
+                await senders.outbox.enqueue(Message(an_id(name, phone), "reply", "sms", phone,
+                                                     {"from": "+15550000026"}, ({"body": "x"},)), time.time() - 1)
+                senders.wake()
+
+            await enqueue("quick", quick)
+            await eventually(lambda: senders._lane_seconds > 0)
+            assert senders._holds() == 8  # quick lanes: up to HELD
+            await enqueue("slow", slow)
+            await eventually(lambda: len(fake_twilio.arrivals) == 2)  # at Twilio, answered in 1.5 s
+            await asyncio.sleep(0.4)  # the lane on it is older than QUEUE_WAIT: one lane, none queued
+            for n, phone in enumerate(rest):
+                await enqueue(f"after{n}", phone)
+            await asyncio.sleep(0.3)
+            assert len(senders.outbox.holding) == 1 and len(fake_twilio.arrivals) == 2
+            await eventually(lambda: len(fake_twilio.created()) == 8, timeout=10)  # then all go
     finally:
         await store.aclose()
 
@@ -836,7 +909,7 @@ async def test_a_starts_answer_waits_for_its_own_message_not_for_claims_it_takes
 async def test_a_messages_next_part_follows_its_first_not_every_message_waiting_for_a_slot(
         redis_url, fake_twilio, monkeypatch):
     """A message's next part goes right after the one before, not behind the messages the worker
-    holds waiting for a slot (up to HELD - IN_FLIGHT, each about one request): the slot is kept
+    holds waiting for a slot (up to HELD - IN_FLIGHT, within QUEUE_WAIT): the slot is kept
     through its last part."""
     few_slots(monkeypatch, 1, 4)
     store = await Store.open(redis_url)

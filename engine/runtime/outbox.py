@@ -62,10 +62,16 @@ RENEW_AFTER = 1.0  # seconds
 # IN_FLIGHT: more would only wait for the pace, and outlast their lease. Besides those, up to
 # HELD answered messages may wait for their notes to land; more, and it claims no more.
 # A claim takes all the worker has room for: claims go one after another, each waiting for an
-# fsynced Redis pass, so a smaller batch would cap the rate at that batch per claim. (Holding
-# more claimed messages than this would make those queued behind the lanes wait rounds of
-# slow requests, unrenewed, and outlast their lease.)
-HELD = 2 * IN_FLIGHT
+# fsynced Redis pass (a few ms under load), so a smaller batch would cap the rate at that batch
+# per claim, and a worker holding fewer would leave lanes idle through a slow pass
+# (bench.sending's drains, paired: 3 x IN_FLIGHT sent 5-8% more messages a second than 2 x).
+# The messages queued behind the lanes wait unrenewed, so a worker holds no more of them than
+# its lanes start within QUEUE_WAIT at their pace (_holds; LANE_AVERAGING: the weight of each
+# message's time in its average): when Twilio is slow, or messages are long, it holds fewer,
+# so that those waiting for a lane start well within their lease.
+HELD = 3 * IN_FLIGHT
+QUEUE_WAIT = LEASE / 4
+LANE_AVERAGING = 0.1
 PATIENCE = 20.0  # seconds a sender repeats a note about a message while Redis does not answer
 MAX_TRIES = 8  # tries of one part that Twilio turned away for now (429, 5xx), then failed
 BACKOFF = (1.0, 60.0)  # the first and the longest wait before a retry (doubling)
@@ -195,6 +201,8 @@ class Senders:
         self._idle: deque[asyncio.Future] = deque()  # lanes waiting for a message
         self._lanes: set[asyncio.Task] = set()
         self._busy = 0  # lanes delivering a message
+        self._lane_seconds = 0.0  # a lane's time per message lately (none yet: 0), for _holds
+        self._lane_started: dict[str, float] = {}  # when each lane took the message it is on
         self._unanswered = 0  # the lanes' messages before their last answer (queued, handed to a lane, sending)
         self._answered = asyncio.Event()  # a lane's message got its last answer: room to claim
         self._noting: set[asyncio.Future] = set()  # the lanes' last notes not yet landed, and what follows them
@@ -230,7 +238,7 @@ class Senders:
     async def _drain_once(self) -> int:
         # what the worker holds counts until its last request is answered: noting answers
         # takes no slot, and must not keep the next messages from being claimed
-        free = (HELD if self.pacing.off else IN_FLIGHT) - self._unanswered
+        free = (self._holds() if self.pacing.off else IN_FLIGHT) - self._unanswered
         if free <= 0 or len(self._noting) >= HELD:
             self._answered.clear()
             await self._answered.wait()
@@ -246,6 +254,19 @@ class Senders:
         for message in claimed:
             self._send_later(message)
         return len(claimed)
+
+    def _holds(self) -> int:
+        """How many messages Twilio has not answered this worker holds at most, unpaced: HELD,
+        or fewer when its lanes are slow (see QUEUE_WAIT), never fewer than its lanes. Their
+        pace is the slower of their recent average and the oldest message a lane is still on
+        (Twilio turning slow shows there first); before any is known, 2 x IN_FLIGHT."""
+        lanes = min(HELD, IN_FLIGHT + AHEAD)
+        if self._lane_seconds <= 0:
+            return max(lanes, min(HELD, 2 * IN_FLIGHT))
+        seconds = self._lane_seconds
+        if self._lane_started:
+            seconds = max(seconds, asyncio.get_running_loop().time() - min(self._lane_started.values()))
+        return max(lanes, min(HELD, lanes + int(lanes * QUEUE_WAIT / seconds)))
 
     def _send_later(self, claimed: Claimed) -> None:
         """Hand a claimed message to an idle lane, or queue it for the next free one."""
@@ -277,6 +298,7 @@ class Senders:
                 if claimed is None:  # the senders stop
                     break
             self._busy += 1
+            started = self._lane_started[claimed.message.id] = loop.time()
             try:
                 attempt = await self._parts(claimed, False, True)  # (as _attempt, one coroutine fewer)
             except RedisError as err:
@@ -289,6 +311,9 @@ class Senders:
                 continue
             finally:
                 self._busy -= 1
+                self._lane_started.pop(claimed.message.id, None)
+            took = loop.time() - started  # (its wait for a slot included: the lanes' pace)
+            self._lane_seconds += (took - self._lane_seconds) * LANE_AVERAGING if self._lane_seconds else took
             self._end_later(claimed, attempt)
         # gone from the lanes at once: a message queued in this same turn gets a lane of its own
         self._lanes.discard(asyncio.current_task())
