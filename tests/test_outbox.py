@@ -840,6 +840,32 @@ async def test_a_worker_holds_fewer_as_soon_as_a_lane_is_slow_not_once_its_slow_
         await store.aclose()
 
 
+async def test_a_wake_while_an_empty_claim_is_under_way_brings_the_next_claim_at_once(
+        redis_server, one_redis_url, fake_twilio, monkeypatch):
+    """A message queued (and the senders woken) while a claim that finds nothing is under way
+    is claimed as soon as that claim answers, not at the next look (INTERVAL later)."""
+    monkeypatch.setattr(runtime_outbox, "INTERVAL", 5.0)
+    proxy = await DelayingProxy(redis_server.port, slow=is_claim).start()
+    store, direct = await Store.open(proxy.url), await Store.open(one_redis_url)
+    try:
+        async with running(store, fake_twilio) as (senders, _):
+            await asyncio.sleep(0.2)  # its first claim found nothing: it waits for a wake
+            proxy.delay = 0.5
+            senders.wake()
+            await eventually(lambda: proxy.held == 1)  # a claim under way (it ran: nothing due)
+            phone = "+12015550161"
+            await Outbox(direct).enqueue(Message(an_id("woken", phone), "reply", "sms", phone,
+                                                 {"from": "+15550000027"}, ({"body": "x"},)), time.time() - 1)
+            woken = time.monotonic()
+            senders.wake()
+            await eventually(lambda: len(fake_twilio.created()) == 1, timeout=4.0)
+            assert time.monotonic() - woken < 2.0
+    finally:
+        await store.aclose()
+        await direct.aclose()
+        await proxy.close()
+
+
 async def test_senders_that_stop_begin_no_request_they_would_cut_off(redis_url, fake_twilio, monkeypatch):
     """Senders.stop lets the requests under way finish within its grace, then cancels the rest.
     A message still waiting for a slot when they stop begins no request (the end of the grace

@@ -217,6 +217,7 @@ class Senders:
     async def run(self) -> None:
         while not self._stop.is_set():
             claimed = 0
+            self._wake.clear()  # (before the claim: a wake while it is under way brings the next one at once)
             try:
                 claimed = await self._drain_once()
                 if self._redis_down:
@@ -231,7 +232,6 @@ class Senders:
                 log.exception("draining the outbox failed")
             if claimed:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), INTERVAL)
 
