@@ -11,7 +11,7 @@ import json
 import time
 
 import pytest
-from conftest import admin_headers, eventually, free_port
+from conftest import RedisServer, admin_headers, eventually, free_port
 from fake_twilio import ACCOUNT_SID, AUTH_TOKEN
 from redis.exceptions import RedisError
 from redis_proxy import DelayingProxy
@@ -1157,3 +1157,74 @@ async def test_batched_calls_written_at_once_are_sent_again_on_a_lost_connection
     finally:
         await store.aclose()
         await proxy.close()
+
+
+async def redis_contents(store: Store) -> dict[str, object]:
+    """Every key of one Redis and what it holds (its TTL aside)."""
+    read = {"hash": store.redis.hgetall, "set": store.redis.smembers, "string": store.redis.get,
+            "zset": lambda key: store.redis.zrange(key, 0, -1, withscores=True),
+            "list": lambda key: store.redis.lrange(key, 0, -1)}
+    return {key: await read[await store.redis.type(key)](key) for key in sorted(await store.redis.keys("*"))}
+
+
+async def test_a_full_redis_refuses_the_outbox_scripts_whole_and_no_message_is_lost_or_sent_twice(
+        tmp_path, fake_twilio, monkeypatch):
+    """A Redis at its maxmemory (noeviction, as shipped) refuses a script at its first write, and
+    the outbox's scripts write at their end: a refused claim, BEGIN or FINISH changes nothing.
+    Senders whose last note is refused repeat it; once Redis has room again every message has
+    been sent once, and none is left unknown."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    store = await Store.open(server.url)
+    try:
+        room = (await store.redis.config_get("maxmemory"))["maxmemory"]
+
+        async def full(is_full: bool) -> None:
+            await store.redis.config_set("maxmemory", 1 if is_full else room)
+
+        outbox, phones = Outbox(store), one_shards_phones(5, first=60)
+        messages = [Message(an_id(f"full{n}", phone), "reply", "sms", phone, {"from": "+15550000033"},
+                            ({"body": "x"},)) for n, phone in enumerate(phones[:3])]
+        for message in messages:
+            await outbox.enqueue(message, 100.0)
+        for script in (OUTBOX_CLAIM, OUTBOX_BEGIN, OUTBOX_FINISH):
+            await store.redis.script_load(script.text)
+
+        async def refused_whole(call) -> None:
+            before = await redis_contents(store)
+            await full(True)
+            with pytest.raises(RedisError, match="OOM"):
+                await call()
+            assert await redis_contents(store) == before
+            await full(False)
+
+        await refused_whole(lambda: outbox.claim(100.0, LEASE, 10))
+        claimed, _ = await outbox.claim(100.0, LEASE, 10)
+        assert len(claimed) == 3
+        await refused_whole(lambda: asyncio.gather(*(outbox.begin(c, 0, 0, 110.0 + LEASE) for c in claimed)))
+        assert await asyncio.gather(*(outbox.begin(c, 0, 0, 110.0 + LEASE) for c in claimed)) == [0, 0, 0]
+        await refused_whole(lambda: asyncio.gather(*(outbox.finish(c, 0, "sent", 111.0, sid=f"SM{n}")
+                                                     for n, c in enumerate(claimed))))
+        assert await asyncio.gather(*(outbox.finish(c, 0, "sent", 111.0, sid=f"SM{n}")
+                                      for n, c in enumerate(claimed))) == [True] * 3
+        assert await outbox.pending() == 0
+
+        monkeypatch.setattr(runtime_outbox, "PATIENCE", 10.0)
+        async with running(store, fake_twilio) as (senders, _):
+            late = phones[3:]
+            for n, phone in enumerate(late):
+                fake_twilio.delay_for(phone, seconds=0.5)
+                await senders.outbox.enqueue(Message(an_id(f"fuller{n}", phone), "reply", "sms", phone,
+                                                     {"from": "+15550000033"}, ({"body": "x"},)), time.time() - 1)
+            senders.wake()
+            await eventually(lambda: len(fake_twilio.arrivals) == 2)  # begun, asked of Twilio
+            await full(True)
+            await asyncio.sleep(1.0)  # answered, their notes refused (and repeated)
+            assert await senders.outbox.pending() == 2
+            await full(False)
+            await eventually(lambda: not senders.outbox.holding, timeout=5)
+            assert await senders.outbox.pending() == 0 and await senders.outbox.unknown() == []
+            assert sorted(a.to for a in fake_twilio.created()) == sorted(late)
+    finally:
+        await store.aclose()
+        server.stop()
