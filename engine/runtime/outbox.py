@@ -264,8 +264,9 @@ class Senders:
         if self._lane_seconds <= 0:
             return max(lanes, min(HELD, 2 * IN_FLIGHT))
         seconds = self._lane_seconds
-        if self._lane_started:
-            seconds = max(seconds, asyncio.get_running_loop().time() - min(self._lane_started.values()))
+        if self._lane_started:  # (in the order the lanes took them: the first is the oldest)
+            oldest = next(iter(self._lane_started.values()))
+            seconds = max(seconds, asyncio.get_running_loop().time() - oldest)
         return max(lanes, min(HELD, lanes + int(lanes * QUEUE_WAIT / seconds)))
 
     def _send_later(self, claimed: Claimed) -> None:
