@@ -5,6 +5,7 @@ is kept as unknown when Twilio may have, and the pace of a sender holds across w
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
@@ -147,6 +148,12 @@ def an_id(name: str, phone: str) -> str:
     return f"OB{name}.{shard_index('sms', phone)}"
 
 
+def a_reply(name: str, phone: str, sender: str, *bodies: str) -> Message:
+    """A reply by SMS from `sender` to `phone`, one part per body (one "x" when none given)."""
+    return Message(an_id(name, phone), "reply", "sms", phone, {"from": sender},
+                   tuple({"body": body} for body in bodies or ("x",)))
+
+
 def one_shards_phones(count: int, first: int = 0) -> list[str]:
     """Phone numbers whose conversations are in one shard (on a Cluster, one outbox's slot),
     from the `first`th such number on."""
@@ -267,9 +274,8 @@ async def test_a_senders_claimed_ids_are_those_it_has_not_begun_and_others_leave
     try:
         sender, other = Outbox(store), Outbox(store)
         phone = "+12015550109"
-        two = Message(an_id("kept2", phone), "reply", "sms", phone, {"from": "+15550000014"},
-                      ({"body": "one"}, {"body": "two"}))
-        one = Message(an_id("kept1", phone), "reply", "sms", phone, {"from": "+15550000014"}, ({"body": "x"},))
+        two = a_reply("kept2", phone, "+15550000014", "one", "two")
+        one = a_reply("kept1", phone, "+15550000014")
         for message in (two, one):
             await sender.enqueue(message, 100.0)
         found = {c.message.id: c for c in (await sender.claim(100.0, LEASE, 10))[0]}
@@ -286,7 +292,7 @@ async def test_a_senders_claimed_ids_are_those_it_has_not_begun_and_others_leave
         assert (await sender.claim(102.0, LEASE, 10))[0] == []  # it holds one: `last` is not read
         assert await store.redis.smembers(last) == {one.id}
         sender.release(two.id)
-        three = Message(an_id("kept3", phone), "reply", "sms", phone, {"from": "+15550000014"}, ({"body": "y"},))
+        three = a_reply("kept3", phone, "+15550000014", "y")
         await sender.enqueue(three, 103.0)  # (on a Cluster, a claim runs where messages are due)
         assert [c.message.id for c in (await sender.claim(103.0, LEASE, 10))[0]] == [three.id]  # it held none
         assert await store.redis.smembers(last) == {three.id}  # the other sender's is gone
@@ -323,13 +329,20 @@ def is_claim(command: list[bytes]) -> bool:
     return len(command) > 1 and command[0].upper() == b"EVALSHA" and command[1] == OUTBOX_CLAIM.sha.encode()
 
 
-async def script_calls(store: Store) -> int:
-    """How many scripts Redis ran (EVALSHA), over every master of a Cluster."""
+async def command_calls(store: Store) -> collections.Counter[str]:
+    """How often Redis ran each command (scripts' own commands included), over every master
+    of a Cluster."""
     if store.layout.cluster:
         found = (await store.redis.info("commandstats", target_nodes=store.redis.PRIMARIES)).values()
     else:
         found = [await store.redis.info("commandstats")]
-    return sum(stats.get("cmdstat_evalsha", {}).get("calls", 0) for stats in found)
+    return sum((collections.Counter({name.removeprefix("cmdstat_"): stats["calls"] for name, stats in each.items()})
+                for each in found), collections.Counter())
+
+
+async def script_calls(store: Store) -> int:
+    """How many scripts Redis ran (EVALSHA)."""
+    return (await command_calls(store))["evalsha"]
 
 
 async def test_requests_begun_and_answered_together_go_in_one_call_each_and_keep_the_pace(redis_url):
@@ -369,12 +382,6 @@ async def test_requests_begun_and_answered_together_go_in_one_call_each_and_keep
         await store.aclose()
 
 
-async def command_calls(store: Store) -> dict[str, int]:
-    """How often one Redis ran each command (scripts' own commands included)."""
-    return {name.removeprefix("cmdstat_"): stats["calls"]
-            for name, stats in (await store.redis.info("commandstats")).items()}
-
-
 async def test_a_batchs_writes_reach_redis_as_one_command_per_key_not_one_per_message(one_redis_url):
     """CLAIM, BEGIN and FINISH write a whole batch's changes to the state hash, the due set,
     the messages hash and the claimed set with one command per key (per 1,000 arguments),
@@ -384,8 +391,7 @@ async def test_a_batchs_writes_reach_redis_as_one_command_per_key_not_one_per_me
     try:
         sender, count = Outbox(store), 700  # a claim's HSET: 1,400 arguments, two commands
         # (one Redis: one outbox, whatever the numbers' shards)
-        messages = [Message(an_id(f"many{n}", phone), "reply", "sms", phone, {"from": "+15550000031"},
-                            ({"body": "x"},)) for n, phone in enumerate(f"+1201560{n:04d}" for n in range(count))]
+        messages = [a_reply(f"many{n}", phone, "+15550000031") for n, phone in enumerate(f"+1201560{n:04d}" for n in range(count))]
         for start in range(0, count, 50):  # a pool's worth at a time: each waits at most REDIS_TIMEOUT
             await asyncio.gather(*(sender.enqueue(message, 100.0) for message in messages[start:start + 50]))
         keys = sender.keys(messages[0].id)
@@ -431,10 +437,8 @@ async def test_a_message_met_twice_in_one_call_sees_its_own_change(redis_url):
     store = await Store.open(redis_url)
     try:
         sender, (phone, other_phone) = Outbox(store), one_shards_phones(2, first=40)
-        two = Message(an_id("twice2", phone), "reply", "sms", phone, {"from": "+15550000032"},
-                      ({"body": "one"}, {"body": "two"}))
-        one = Message(an_id("twice1", other_phone), "reply", "sms", other_phone, {"from": "+15550000032"},
-                      ({"body": "x"},))
+        two = a_reply("twice2", phone, "+15550000032", "one", "two")
+        one = a_reply("twice1", other_phone, "+15550000032")
         for message in (two, one):
             await sender.enqueue(message, 100.0)
         for script in (OUTBOX_CLAIM, OUTBOX_BEGIN, OUTBOX_FINISH):  # loaded: no NOSCRIPT answer to count
@@ -530,8 +534,7 @@ async def test_a_starts_message_takes_the_next_free_slot_before_messages_the_out
     waiting = [f"+1201555{n:04d}" for n in range(300, 306)]
     for phone in waiting:
         fake_twilio.delay_for(phone, seconds=0.6)
-        await service.senders.outbox.enqueue(Message(an_id("slow", phone), "reply", "sms", phone,
-                                                     {"from": "+15550000015"}, ({"body": "x"},)), 0.0)
+        await service.senders.outbox.enqueue(a_reply("slow", phone, "+15550000015"), 0.0)
     service.senders.wake()
     await eventually(lambda: len(fake_twilio.arrivals) >= 2)  # both slots taken: four wait for one
     started = time.monotonic()
@@ -609,8 +612,7 @@ async def test_a_part_that_waited_past_its_lease_for_a_slot_is_not_sent_once_fou
         async with running(store, fake_twilio) as (senders, _):
             assert await senders._slots.acquire() is True  # every slot at Twilio, for longer than a lease
             phone = "+12015550160"
-            message = Message(an_id("late", phone), "reply", "sms", phone, {"from": "+15550000025"},
-                              ({"body": "x"},))
+            message = a_reply("late", phone, "+15550000025")
             await senders.outbox.enqueue(message, time.time() - 1)
             senders.wake()
             state = senders.outbox.keys(message.id).state
@@ -640,8 +642,7 @@ async def test_a_part_that_waited_long_for_a_slot_renews_its_lease_and_goes_once
         async with running(store, fake_twilio) as (senders, _):
             assert await senders._slots.acquire() is True
             phone = "+12015550161"
-            message = Message(an_id("renew", phone), "reply", "sms", phone, {"from": "+15550000026"},
-                              ({"body": "x"},))
+            message = a_reply("renew", phone, "+15550000026")
             fake_twilio.delay_for(phone, seconds=1.5)
             await senders.outbox.enqueue(message, time.time() - 1)
             senders.wake()
@@ -675,8 +676,7 @@ async def test_a_senders_claimed_ids_expire_also_after_a_finish_adds_a_next_part
     store = await Store.open(redis_url)
     try:
         sender, phone = Outbox(store), "+12015550120"
-        two = Message(an_id("ttl2", phone), "reply", "sms", phone, {"from": "+15550000020"},
-                      ({"body": "one"}, {"body": "two"}))
+        two = a_reply("ttl2", phone, "+15550000020", "one", "two")
         await sender.enqueue(two, 100.0)
         [claimed], _ = await sender.claim(100.0, LEASE, 10)
         last = sender.keys(two.id).claimed(sender.tag)
@@ -699,8 +699,7 @@ async def test_a_repeated_begin_whose_first_try_no_longer_counts_takes_the_pace_
     try:
         sender, phones = Outbox(store), one_shards_phones(2)
         for n, phone in enumerate(phones):
-            await sender.enqueue(Message(an_id(f"again{n}", phone), "reply", "sms", phone,
-                                         {"from": "+15550000021"}, ({"body": "x"},)), 100.0 + n)
+            await sender.enqueue(a_reply(f"again{n}", phone, "+15550000021"), 100.0 + n)
         first, second = sorted((await sender.claim(101.0, LEASE, 10))[0], key=lambda c: c.message.id)
         assert await sender.begin(first, 0, 1, 200.0, inflight=0.001) == 0  # (its answer lost)
         assert await sender.begin(first, 0, 1, 200.0, inflight=0.001) == 0  # a repeat at once: it counts
@@ -757,8 +756,7 @@ async def test_with_a_pace_a_worker_holds_no_more_messages_than_its_slots(redis_
                 phones = one_shards_phones(3, first=10 * holds)
                 fake_twilio.delay_for(phones[0], seconds=1.0)
                 for n, phone in enumerate(phones):
-                    await senders.outbox.enqueue(Message(an_id(f"slot{pacing}{n}", phone), "reply", "sms", phone,
-                                                         {"from": "+15550000022"}, ({"body": "x"},)),
+                    await senders.outbox.enqueue(a_reply(f"slot{pacing}{n}", phone, "+15550000022"),
                                                  time.time() - 2 + n / 10)
                 senders.wake()
                 await eventually(lambda: len(fake_twilio.arrivals) >= 1)  # the first holds the one slot for 1 s
@@ -789,8 +787,7 @@ async def test_a_worker_whose_lanes_are_slow_holds_only_what_they_start_within_t
                 before = len(fake_twilio.created())
 
                 async def enqueue(name: str, phone: str) -> None:
-                    await senders.outbox.enqueue(Message(an_id(name, phone), "reply", "sms", phone,
-                                                         {"from": "+15550000025"}, ({"body": "x"},)), time.time() - 1)
+                    await senders.outbox.enqueue(a_reply(name, phone, "+15550000025"), time.time() - 1)
 
                 await enqueue(f"warm{most}", phones[0])  # its time is the lanes' pace
                 senders.wake()
@@ -822,8 +819,7 @@ async def test_a_worker_holds_fewer_as_soon_as_a_lane_is_slow_not_once_its_slow_
             fake_twilio.delay_for(slow, seconds=1.5)
 
             async def enqueue(name: str, phone: str) -> None:
-                await senders.outbox.enqueue(Message(an_id(name, phone), "reply", "sms", phone,
-                                                     {"from": "+15550000026"}, ({"body": "x"},)), time.time() - 1)
+                await senders.outbox.enqueue(a_reply(name, phone, "+15550000026"), time.time() - 1)
                 senders.wake()
 
             await enqueue("quick", quick)
@@ -855,8 +851,7 @@ async def test_a_wake_while_an_empty_claim_is_under_way_brings_the_next_claim_at
             senders.wake()
             await eventually(lambda: proxy.held == 1)  # a claim under way (it ran: nothing due)
             phone = "+12015550161"
-            await Outbox(direct).enqueue(Message(an_id("woken", phone), "reply", "sms", phone,
-                                                 {"from": "+15550000027"}, ({"body": "x"},)), time.time() - 1)
+            await Outbox(direct).enqueue(a_reply("woken", phone, "+15550000027"), time.time() - 1)
             woken = time.monotonic()
             senders.wake()
             await eventually(lambda: len(fake_twilio.created()) == 1, timeout=4.0)
@@ -1098,8 +1093,7 @@ async def test_stopping_senders_wait_for_what_a_last_note_starts(redis_url, fake
     try:
         [phone] = one_shards_phones(1, first=70)
         fake_twilio.fail_for(phone, status=400, code=21211)
-        await senders.outbox.enqueue(Message(an_id("refused", phone), "reply", "sms", phone,
-                                             {"from": "+15550000028"}, ({"body": "x"},)), time.time() - 1)
+        await senders.outbox.enqueue(a_reply("refused", phone, "+15550000028"), time.time() - 1)
         senders.wake()
         await eventually(lambda: len(fake_twilio.arrivals) == 1)
         await senders.stop(run, grace=3.0)
@@ -1138,8 +1132,7 @@ async def test_batched_calls_written_at_once_are_sent_again_on_a_lost_connection
     try:
         sender, phones = Outbox(store), one_shards_phones(3)
         for n, phone in enumerate(phones):
-            await sender.enqueue(Message(an_id(f"now{n}", phone), "reply", "sms", phone,
-                                         {"from": "+15550000029"}, ({"body": "x"},)), 100.0)
+            await sender.enqueue(a_reply(f"now{n}", phone, "+15550000029"), 100.0)
         claimed = sorted((await sender.claim(101.0, LEASE, 10))[0], key=lambda c: c.message.id)
         assert len(claimed) == 3
         proxy.swallow = True  # the first BEGIN's connection breaks with it unsent
@@ -1183,8 +1176,7 @@ async def test_a_full_redis_refuses_the_outbox_scripts_whole_and_no_message_is_l
             await store.redis.config_set("maxmemory", 1 if is_full else room)
 
         outbox, phones = Outbox(store), one_shards_phones(5, first=60)
-        messages = [Message(an_id(f"full{n}", phone), "reply", "sms", phone, {"from": "+15550000033"},
-                            ({"body": "x"},)) for n, phone in enumerate(phones[:3])]
+        messages = [a_reply(f"full{n}", phone, "+15550000033") for n, phone in enumerate(phones[:3])]
         for message in messages:
             await outbox.enqueue(message, 100.0)
         for script in (OUTBOX_CLAIM, OUTBOX_BEGIN, OUTBOX_FINISH):
@@ -1214,8 +1206,7 @@ async def test_a_full_redis_refuses_the_outbox_scripts_whole_and_no_message_is_l
             late = phones[3:]
             for n, phone in enumerate(late):
                 fake_twilio.delay_for(phone, seconds=0.5)
-                await senders.outbox.enqueue(Message(an_id(f"fuller{n}", phone), "reply", "sms", phone,
-                                                     {"from": "+15550000033"}, ({"body": "x"},)), time.time() - 1)
+                await senders.outbox.enqueue(a_reply(f"fuller{n}", phone, "+15550000033"), time.time() - 1)
             senders.wake()
             await eventually(lambda: len(fake_twilio.arrivals) == 2)  # begun, asked of Twilio
             await full(True)

@@ -200,9 +200,8 @@ class Senders:
         self._queue: deque[Claimed] = deque()  # claimed, waiting for a lane
         self._idle: deque[asyncio.Future] = deque()  # lanes waiting for a message
         self._lanes: set[asyncio.Task] = set()
-        self._busy = 0  # lanes delivering a message
         self._lane_seconds = 0.0  # a lane's time per message lately (none yet: 0), for _holds
-        self._lane_started: dict[str, float] = {}  # when each lane took the message it is on
+        self._lane_started: dict[str, float] = {}  # the lanes delivering a message: when each took it
         self._unanswered = 0  # the lanes' messages before their last answer (queued, handed to a lane, sending)
         self._answered = asyncio.Event()  # a lane's message got its last answer: room to claim
         self._noting: set[asyncio.Future] = set()  # the lanes' last notes not yet landed, and what follows them
@@ -298,7 +297,6 @@ class Senders:
                 claimed = await waiting
                 if claimed is None:  # the senders stop
                     break
-            self._busy += 1
             started = self._lane_started[claimed.message.id] = loop.time()
             try:
                 attempt = await self._parts(claimed, False, True)  # (as _attempt, one coroutine fewer)
@@ -311,7 +309,6 @@ class Senders:
                 log.exception("sending outbound message %s failed", claimed.message.id)
                 continue
             finally:
-                self._busy -= 1
                 self._lane_started.pop(claimed.message.id, None)
             took = loop.time() - started  # (its wait for a slot included: the lanes' pace)
             self._lane_seconds += (took - self._lane_seconds) * LANE_AVERAGING if self._lane_seconds else took
@@ -567,7 +564,7 @@ class Senders:
 
     async def idle(self) -> bool:
         """Nothing is being sent by this worker and nothing in the outbox is due."""
-        if self._unanswered or self._busy or self._noting or self._claiming or self._sending_now:
+        if self._unanswered or self._lane_started or self._noting or self._claiming or self._sending_now:
             return False
         return not any((await self.outbox.due_by_shard(self.clock())).values())
 
