@@ -393,9 +393,7 @@ async def test_a_batchs_writes_reach_redis_as_one_command_per_key_not_one_per_me
         sender, count = Outbox(store), 700  # a claim's HSET: 1,400 arguments, two commands
         # (one Redis: one outbox, whatever the numbers' shards)
         messages = [a_reply(f"many{n}", phone, "+15550000031") for n, phone in enumerate(f"+1201560{n:04d}" for n in range(count))]
-        # queued as Outbox.enqueue does, in one pipeline without Store's 1 s bound: 700 enqueues
-        # (and the handshakes of their connections), each reply held for an fsync, could outlast
-        # it on a busy disk; this set-up is not what the test is about
+        # queued as Outbox.enqueue does, in one pipeline: set-up, not what the test is about
         with redis.Redis.from_url(one_redis_url) as direct, direct.pipeline(transaction=False) as pipe:
             for message in messages:
                 keys = sender.keys(message.id)
