@@ -15,8 +15,8 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis_proxy import DelayingProxy
 
-from engine.redis.multiplexer import Multiplexer, NotSent
-from engine.redis.store import connect
+from engine.redis.multiplexer import Multiplexer, NotSent, bounded
+from engine.redis.store import REDIS_TIMEOUT, connect
 
 
 @pytest.fixture
@@ -164,6 +164,48 @@ async def test_a_blocked_event_loop_is_not_taken_for_a_silent_redis(redis_url):
     finally:
         await mux.aclose()
         await client.aclose()
+
+
+async def test_a_blocked_event_loop_does_not_fail_a_call_of_the_pooled_client(redis_url):
+    """The pooled client's bound (REDIS_TIMEOUT, 1 s) counts the loop's running time: a pause
+    longer than it (a full collection of a big heap took 1.5 s) is not Redis's silence."""
+    client = connect(redis_url)
+    try:
+        await client.ping()
+        call = asyncio.ensure_future(client.echo("after a pause"))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        time.sleep(REDIS_TIMEOUT * 1.5)
+        assert await call == "after a pause"
+    finally:
+        await client.aclose()
+
+
+async def test_bounded_fails_a_call_not_answered_within_its_time_and_only_then():
+    started = time.monotonic()
+    with pytest.raises(RedisTimeoutError, match="within 0.2 s"):
+        await bounded(asyncio.Event().wait(), 0.2)
+    assert 0.2 <= time.monotonic() - started < 0.6
+    assert asyncio.current_task().cancelling() == 0  # (its own cancellation taken back)
+    assert await bounded(asyncio.sleep(0.3, "slow, not silent"), 0.5) == "slow, not silent"
+
+
+async def test_bounded_does_not_count_a_blocked_loop_against_redis_but_still_expires():
+    silent = asyncio.ensure_future(bounded(asyncio.Event().wait(), 0.2))
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    time.sleep(0.3)  # longer than the whole bound: not counted
+    with pytest.raises(RedisTimeoutError):
+        await silent
+    assert time.monotonic() - started >= 0.3 + 0.2 * 7 / 8  # (checked every eighth of it)
+
+
+async def test_bounded_passes_a_cancellation_from_outside_on_as_one():
+    waiting = asyncio.ensure_future(bounded(asyncio.Event().wait(), 5.0))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
 
 
 async def test_a_closed_multiplexer_refuses_calls_and_opens_no_connection(redis_url, redis_sync):

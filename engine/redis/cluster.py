@@ -14,7 +14,8 @@ import redis.asyncio as redis
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import ConnectionPool, parse_url
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from engine.redis.multiplexer import bounded
 
 PROBE_TIMEOUT = 1.0  # seconds
 
@@ -48,17 +49,9 @@ def cluster_client(url: str, timeout: float, max_connections: int) -> TimedRedis
     return client
 
 
-async def _bounded(command, timeout: float):
-    try:
-        async with asyncio.timeout(timeout):
-            return await command
-    except TimeoutError:
-        raise RedisTimeoutError(f"Redis did not answer within {timeout:g} s") from None
-
-
 class TimedClusterPipeline(ClusterPipeline):
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list:
-        return await _bounded(super().execute(raise_on_error, allow_redirections), self.cluster_client.bound)
+        return await bounded(super().execute(raise_on_error, allow_redirections), self.cluster_client.bound)
 
 
 class TimedRedisCluster(RedisCluster):
@@ -68,7 +61,7 @@ class TimedRedisCluster(RedisCluster):
     bound = 1.0  # seconds: cluster_client sets it
 
     async def execute_command(self, *args, **options):
-        return await _bounded(super().execute_command(*args, **options), self.bound)
+        return await bounded(super().execute_command(*args, **options), self.bound)
 
     def pipeline(self, transaction: bool | None = None, shard_hint: str | None = None) -> ClusterPipeline:
         super().pipeline(transaction, shard_hint)  # (its refusals)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Awaitable
 from typing import Any
 
 import hiredis
@@ -38,6 +39,53 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 _INCOMPLETE = object()  # what hiredis.Reader.gets() returns until a whole reply is in
+
+
+class _Bound:
+    """`bounded`'s clock: a check every eighth of the timeout, as the watchdog's."""
+
+    __slots__ = ("loop", "task", "timeout", "since", "due", "handle", "expired")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task, timeout: float):
+        self.loop, self.task, self.timeout = loop, task, timeout
+        self.since = loop.time()  # when the wait began, moved on by the time the loop was blocked
+        self.expired = False
+        self._arm()
+
+    def _arm(self) -> None:
+        self.due = self.loop.time() + self.timeout / 8
+        self.handle = self.loop.call_at(self.due, self._check)
+
+    def _check(self) -> None:
+        now = self.loop.time()
+        late = now - self.due
+        if late > self.timeout / 8:  # the event loop was blocked: the reply may be unread in the socket
+            self.since += late
+        if now - self.since >= self.timeout:
+            self.expired = True
+            self.task.cancel()
+        else:
+            self._arm()
+
+
+async def bounded(command: Awaitable, timeout: float) -> Any:
+    """Await a call of redis-py's client for at most `timeout` seconds; RedisTimeoutError after.
+
+    Timed as the watchdog times a connection: the time the event loop itself was blocked (a
+    long collection, a big flow compiling, a starved CPU) does not count against Redis, whose
+    reply may be waiting unread meanwhile. asyncio.timeout would count it, and fail a call
+    Redis answered in time. One timer per call, as asyncio.timeout's."""
+    task = asyncio.current_task()
+    cancelling = task.cancelling()
+    bound = _Bound(asyncio.get_running_loop(), task, timeout)
+    try:
+        return await command
+    except asyncio.CancelledError:
+        if bound.expired and task.uncancel() <= cancelling:  # (only this bound's cancellation)
+            raise RedisTimeoutError(f"Redis did not answer within {timeout:g} s") from None
+        raise
+    finally:
+        bound.handle.cancel()
 
 
 class _Link(asyncio.Protocol):

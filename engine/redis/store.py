@@ -226,7 +226,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.policy import KEEP_AFTER
 from engine.redis.cluster import cluster_client, is_cluster_node
-from engine.redis.multiplexer import Multiplexer, NotSent
+from engine.redis.multiplexer import Multiplexer, NotSent, bounded
 from engine.redis.scripts import Lua
 
 RESPONDENT_MARGIN = KEEP_AFTER  # a record is kept this long after its session's expiry
@@ -699,22 +699,9 @@ def connect(url: str, max_connections: int = 64, cluster: bool = False) -> redis
     return TimedRedis.from_pool(pool)
 
 
-async def _bounded(command):
-    """Await a Redis command for at most REDIS_TIMEOUT; Redis's TimeoutError (a 503) after that.
-
-    redis-py's own socket_timeout wraps every write in asyncio.wait_for, which on Python 3.11
-    starts a Task per command; one timer around the whole command costs less and also bounds
-    connecting and waiting for the pool."""
-    try:
-        async with asyncio.timeout(REDIS_TIMEOUT):
-            return await command
-    except TimeoutError:
-        raise RedisTimeoutError(f"Redis did not answer within {REDIS_TIMEOUT:g} s") from None
-
-
 class TimedPipeline(Pipeline):
     async def execute(self, raise_on_error: bool = True) -> list:
-        return await _bounded(super().execute(raise_on_error))
+        return await bounded(super().execute(raise_on_error), REDIS_TIMEOUT)
 
 
 class Script:
@@ -743,10 +730,14 @@ class Script:
 
 
 class TimedRedis(redis.Redis):
-    """The client `connect` makes: every command and pipeline bounded by REDIS_TIMEOUT."""
+    """The client `connect` makes: every command and pipeline bounded by REDIS_TIMEOUT (in the
+    event loop's running time: engine.redis.multiplexer.bounded). Not redis-py's socket_timeout:
+    it wraps every write in asyncio.wait_for, which on Python 3.11 starts a Task per command;
+    one timer around the whole command costs less, and also bounds connecting and waiting for
+    the pool."""
 
     async def execute_command(self, *args, **options):
-        return await _bounded(super().execute_command(*args, **options))
+        return await bounded(super().execute_command(*args, **options), REDIS_TIMEOUT)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         return TimedPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
