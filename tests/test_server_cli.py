@@ -13,7 +13,9 @@ from fake_twilio import AUTH_TOKEN, Phone
 
 from engine.redis.store import Replication
 from engine.runtime.settings import ConfigError, Settings
-from engine.tools.cli import main
+from engine.tools import phone as phone_tool
+from engine.tools.cli import build_parser, main
+from engine.tools.distributions import DEFAULT_SERVER
 from engine.tools.phone import run_phone
 
 SERVE_ENV = ("TWILIO_AUTH_TOKEN", "CANVASS_INSECURE", "TWILIO_ACCOUNT_SID", "CANVASS_ADMIN_TOKEN",
@@ -112,6 +114,24 @@ async def test_phone_texts_a_live_server_with_signed_webhooks(make_client, setti
         "> STOP",
         "> hello",
     ]
+
+
+async def test_phone_finds_the_server_as_the_other_server_commands_do(make_client, settings, clean_env):
+    """No --server: CANVASS_SERVER, else http://127.0.0.1:8080 (the README's `./dev phone --from ...`)."""
+    clean_env.setenv("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+    client = await make_client(dataclasses.replace(settings, public_base_url=None))
+    args = build_parser().parse_args(["phone", "--from", "+15551230405"])
+    assert args.server is None
+    clean_env.setenv("CANVASS_SERVER", str(client.make_url("")) + "/")
+    out = io.StringIO()
+    assert await asyncio.to_thread(run_phone, args, io.StringIO("@feed\n"), out) == 0
+    assert out.getvalue().splitlines()[1].startswith("< Hi ! How likely are you to recommend us?")
+    clean_env.delenv("CANVASS_SERVER")  # then the default (here the test server's address)
+    clean_env.setattr(phone_tool, "DEFAULT_SERVER", str(client.make_url("")))
+    out = io.StringIO()
+    assert await asyncio.to_thread(run_phone, args, io.StringIO("STOP\n"), out) == 0
+    assert out.getvalue().splitlines() == ["> STOP"]
+    assert phone_tool.DEFAULT_SERVER != "http://127.0.0.1:8080" and DEFAULT_SERVER == "http://127.0.0.1:8080"
 
 
 async def test_phone_reports_a_refused_signature_and_an_unreachable_server(make_client, settings, clean_env,

@@ -295,9 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_survey)
 
     p = sub.add_parser("phone", help="text a running server as a respondent would")
-    p.add_argument("--server", required=True, metavar="URL")
-    p.add_argument("--from", dest="from_", required=True, metavar="NUMBER")
-    p.add_argument("--to", default="+15555550000", metavar="NUMBER")
+    p.add_argument("--server", metavar="URL", help=server_help + "; with Twilio credentials, its "
+                   "PUBLIC_BASE_URL (webhook signatures cover the URL)")
+    p.add_argument("--from", dest="from_", required=True, metavar="NUMBER",
+                   help="the respondent's number (E.164, e.g. +15551234567; whatsapp:+1... for WhatsApp)")
+    p.add_argument("--to", default="+15555550000", metavar="NUMBER",
+                   help="the survey's number the messages are texted to (default +15555550000)")
     p.set_defaults(func=_phone)
     return parser
 

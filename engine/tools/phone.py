@@ -2,8 +2,9 @@
 
 Each line read is posted to the server's webhook as an inbound message, signed with
 TWILIO_AUTH_TOKEN (when set) exactly as Twilio signs, and the TwiML replies are printed.
-Signatures cover the URL, so --server must be the server's PUBLIC_BASE_URL (or the address
-it is reached at when PUBLIC_BASE_URL is unset).
+Signatures cover the URL, so --server (default: CANVASS_SERVER, else http://127.0.0.1:8080)
+must be the server's PUBLIC_BASE_URL (or the address it is reached at when PUBLIC_BASE_URL
+is unset).
 
 While it waits for a line it watches the server's local sandbox (GET /admin/sandbox/messages,
 when the server runs without Twilio) and prints what the server sends this number on its own
@@ -24,6 +25,7 @@ import xml.etree.ElementTree as ET
 
 from engine.runtime.twilio import SIGNATURE_HEADER, sign
 from engine.sms.phones import InvalidNumber, to_e164
+from engine.tools.distributions import DEFAULT_SERVER
 
 WEBHOOK_PATH = "/twilio/messages"
 SANDBOX_PATH = "/admin/sandbox/messages"
@@ -121,7 +123,8 @@ def run_phone(args, stdin=None, stdout=None) -> int:
         print(f"canvass phone: {err}", file=sys.stderr)
         return 2
     prefix = "whatsapp:" if channel == "whatsapp" else ""
-    url = args.server.rstrip("/") + WEBHOOK_PATH
+    server = (args.server or os.environ.get("CANVASS_SERVER") or DEFAULT_SERVER).rstrip("/")
+    url = server + WEBHOOK_PATH
     auth_token = os.environ.get("TWILIO_AUTH_TOKEN") or None
     interactive = stdin.isatty()
     if interactive:
@@ -135,7 +138,7 @@ def run_phone(args, stdin=None, stdout=None) -> int:
             else:
                 print(f"< {text}", file=stdout, flush=True)
 
-    watch = SandboxWatch(args.server, channel, number, os.environ.get("CANVASS_ADMIN_TOKEN") or None)
+    watch = SandboxWatch(server, channel, number, os.environ.get("CANVASS_ADMIN_TOKEN") or None)
     watch.skip_sent()
     stop = threading.Event()
     watcher = threading.Thread(target=_watch, args=(watch, stop, show), daemon=True)
