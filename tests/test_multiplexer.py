@@ -166,19 +166,50 @@ async def test_a_blocked_event_loop_is_not_taken_for_a_silent_redis(redis_url):
         await client.aclose()
 
 
-async def test_a_blocked_event_loop_does_not_fail_a_call_of_the_pooled_client(redis_url):
+async def _paused_during(call, pause: float):
+    """`call` started, then the event loop held for `pause` seconds (a full collection of a big
+    heap took 1.5 s), then its result."""
+    started = asyncio.ensure_future(call)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    time.sleep(pause)
+    return await started
+
+
+async def test_a_pause_of_the_worker_does_not_fail_a_call_of_the_pooled_client(redis_url):
     """The pooled client's bound (REDIS_TIMEOUT, 1 s) counts the loop's running time: a pause
-    longer than it (a full collection of a big heap took 1.5 s) is not Redis's silence."""
-    client = connect(redis_url)
+    longer than it is not Redis's silence, whether the call was connecting, waiting for a
+    pooled connection or for its reply."""
+    client = connect(redis_url)  # (no connection yet: the call connects)
+    crowded = connect(redis_url, max_connections=1)
     try:
-        await client.ping()
-        call = asyncio.ensure_future(client.echo("after a pause"))
-        for _ in range(3):
-            await asyncio.sleep(0)
-        time.sleep(REDIS_TIMEOUT * 1.5)
-        assert await call == "after a pause"
+        assert await _paused_during(client.echo("while connecting"), REDIS_TIMEOUT * 1.5) == "while connecting"
+        assert await _paused_during(client.echo("while waiting"), REDIS_TIMEOUT * 1.5) == "while waiting"
+        holding = asyncio.ensure_future(crowded.blpop(["nothing-here"], 0.3))  # the only connection
+        await asyncio.sleep(0.05)
+        assert await _paused_during(crowded.echo("after the pool"), REDIS_TIMEOUT * 1.5) == "after the pool"
+        assert await holding is None
     finally:
         await client.aclose()
+        await crowded.aclose()
+
+
+async def test_a_silent_server_fails_a_call_of_the_pooled_client_within_its_bound():
+    """A server that takes the connection and never answers (a Redis frozen mid-handshake)."""
+    async def silent(reader, writer):
+        await reader.read(1 << 16)
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    client = connect(f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0")
+    try:
+        started = time.monotonic()
+        with pytest.raises(RedisTimeoutError):
+            await client.ping()
+        assert REDIS_TIMEOUT <= time.monotonic() - started < REDIS_TIMEOUT * 2
+    finally:
+        await client.aclose()
+        server.close()
 
 
 async def test_bounded_fails_a_call_not_answered_within_its_time_and_only_then():
@@ -190,14 +221,15 @@ async def test_bounded_fails_a_call_not_answered_within_its_time_and_only_then()
     assert await bounded(asyncio.sleep(0.3, "slow, not silent"), 0.5) == "slow, not silent"
 
 
-async def test_bounded_does_not_count_a_blocked_loop_against_redis_but_still_expires():
-    silent = asyncio.ensure_future(bounded(asyncio.Event().wait(), 0.2))
-    await asyncio.sleep(0)
+async def test_bounded_does_not_count_a_pause_of_the_loop_up_to_twice_its_time():
     started = time.monotonic()
-    time.sleep(0.3)  # longer than the whole bound: not counted
     with pytest.raises(RedisTimeoutError):
-        await silent
+        await _paused_during(bounded(asyncio.Event().wait(), 0.2), 0.3)  # not counted
     assert time.monotonic() - started >= 0.3 + 0.2 * 7 / 8  # (checked every eighth of it)
+    started = time.monotonic()
+    with pytest.raises(RedisTimeoutError):  # counted beyond FORGIVEN (2) x 0.2 s: it expires at once
+        await _paused_during(bounded(asyncio.Event().wait(), 0.2), 1.0)
+    assert time.monotonic() - started < 1.0 + 0.1
 
 
 async def test_bounded_passes_a_cancellation_from_outside_on_as_one():
@@ -206,6 +238,26 @@ async def test_bounded_passes_a_cancellation_from_outside_on_as_one():
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
+
+
+async def test_bounded_takes_its_cancellation_back_when_the_call_ends_otherwise():
+    async def swallows():
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            return "answered all the same"
+
+    async def breaks():
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            raise RedisConnectionError("the connection broke while it was cancelled") from None
+
+    assert await bounded(swallows(), 0.1) == "answered all the same"
+    assert asyncio.current_task().cancelling() == 0
+    with pytest.raises(RedisConnectionError):
+        await bounded(breaks(), 0.1)
+    assert asyncio.current_task().cancelling() == 0
 
 
 async def test_a_closed_multiplexer_refuses_calls_and_opens_no_connection(redis_url, redis_sync):

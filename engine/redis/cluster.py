@@ -43,7 +43,8 @@ async def is_cluster_node(url: str) -> bool:
 def cluster_client(url: str, timeout: float, max_connections: int) -> TimedRedisCluster:
     """redis-py's RedisCluster client seeded with the node `url` names, every command and
     pipeline bounded by `timeout` (as engine.redis.store.connect's client for one Redis)."""
-    client = TimedRedisCluster.from_url(url, socket_connect_timeout=timeout, socket_timeout=None,
+    # (no timer of redis-py's own for connecting: the call's bound covers it, as for one Redis)
+    client = TimedRedisCluster.from_url(url, socket_connect_timeout=None, socket_timeout=None,
                                         max_connections=max_connections, decode_responses=True)
     client.bound = timeout
     return client

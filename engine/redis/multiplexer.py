@@ -39,16 +39,27 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 _INCOMPLETE = object()  # what hiredis.Reader.gets() returns until a whole reply is in
+# A wait for Redis does not count the time its worker's event loop was blocked (a check of it
+# came late), up to FORGIVEN timeouts of it: a longer pause, or a loop starved for longer (each
+# of its turns a little late), counts, so that a silent Redis still fails a call within about
+# 1 + FORGIVEN timeouts of wall time.
+FORGIVEN = 2
+
+
+def _forgiven(late: float, timeout: float, so_far: float) -> float:
+    """How much of a check's lateness the wait does not count."""
+    return min(late, FORGIVEN * timeout - so_far) if late > timeout / 8 else 0.0
 
 
 class _Bound:
     """`bounded`'s clock: a check every eighth of the timeout, as the watchdog's."""
 
-    __slots__ = ("loop", "task", "timeout", "since", "due", "handle", "expired")
+    __slots__ = ("loop", "task", "timeout", "since", "forgiven", "due", "handle", "expired")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task, timeout: float):
         self.loop, self.task, self.timeout = loop, task, timeout
         self.since = loop.time()  # when the wait began, moved on by the time the loop was blocked
+        self.forgiven = 0.0
         self.expired = False
         self._arm()
 
@@ -58,9 +69,10 @@ class _Bound:
 
     def _check(self) -> None:
         now = self.loop.time()
-        late = now - self.due
-        if late > self.timeout / 8:  # the event loop was blocked: the reply may be unread in the socket
-            self.since += late
+        # the event loop was blocked: the reply may be unread in the socket
+        forgiven = _forgiven(now - self.due, self.timeout, self.forgiven)
+        self.since += forgiven
+        self.forgiven += forgiven
         if now - self.since >= self.timeout:
             self.expired = True
             self.task.cancel()
@@ -72,20 +84,26 @@ async def bounded(command: Awaitable, timeout: float) -> Any:
     """Await a call of redis-py's client for at most `timeout` seconds; RedisTimeoutError after.
 
     Timed as the watchdog times a connection: the time the event loop itself was blocked (a
-    long collection, a big flow compiling, a starved CPU) does not count against Redis, whose
-    reply may be waiting unread meanwhile. asyncio.timeout would count it, and fail a call
-    Redis answered in time. One timer per call, as asyncio.timeout's."""
+    long collection, a big flow compiling, a starved CPU; up to FORGIVEN timeouts) does not
+    count against Redis, whose reply may be waiting unread meanwhile. asyncio.timeout would
+    count it, and fail a call Redis answered in time. One timer per call, as asyncio.timeout's.
+    The call's whole wait is bounded so: connecting, and waiting for a pooled connection, too
+    (engine.redis.store.connect gives redis-py no timers of its own)."""
     task = asyncio.current_task()
     cancelling = task.cancelling()
     bound = _Bound(asyncio.get_running_loop(), task, timeout)
     try:
         return await command
     except asyncio.CancelledError:
-        if bound.expired and task.uncancel() <= cancelling:  # (only this bound's cancellation)
-            raise RedisTimeoutError(f"Redis did not answer within {timeout:g} s") from None
+        if bound.expired:
+            bound.expired = False
+            if task.uncancel() <= cancelling:  # (only this bound's cancellation)
+                raise RedisTimeoutError(f"Redis did not answer within {timeout:g} s") from None
         raise
     finally:
         bound.handle.cancel()
+        if bound.expired:  # expired, but the command ended otherwise: its cancellation taken back
+            task.uncancel()
 
 
 class _Link(asyncio.Protocol):
@@ -97,6 +115,7 @@ class _Link(asyncio.Protocol):
         self.waiting: deque[asyncio.Future] = deque()
         self.outgoing: list[bytes] = []
         self.progress_at = 0.0  # when Redis last answered, or the queue last became non-empty
+        self.forgiven = 0.0  # how much the watchdog did not count since (FORGIVEN)
         self.watchdog: asyncio.TimerHandle | None = None
         self.watch_at = 0.0  # when the watchdog is due
         self.lost: Exception | None = None
@@ -115,7 +134,7 @@ class _Link(asyncio.Protocol):
             loop.call_soon(self._flush)
         self.outgoing.append(command)
         if not self.waiting:
-            self.progress_at = loop.time()
+            self.progress_at, self.forgiven = loop.time(), 0.0
             if self.watchdog is None:
                 self._arm(loop)
         reply = loop.create_future()
@@ -140,9 +159,11 @@ class _Link(asyncio.Protocol):
         if not self.waiting or self.lost is not None:
             return
         loop = asyncio.get_running_loop()
-        late = loop.time() - self.watch_at
-        if late > self.timeout / 8:  # the event loop itself was blocked: not Redis's silence,
-            self.progress_at += late  # and replies may be waiting unread in the socket
+        # the event loop itself was blocked: not Redis's silence, and replies may be waiting
+        # unread in the socket
+        forgiven = _forgiven(loop.time() - self.watch_at, self.timeout, self.forgiven)
+        self.progress_at += forgiven
+        self.forgiven += forgiven
         if loop.time() - self.progress_at >= self.timeout:
             self.close(RedisTimeoutError(f"Redis did not answer within {self.timeout:g} s"))
         else:
@@ -186,7 +207,7 @@ class _Link(asyncio.Protocol):
         except (hiredis.ProtocolError, IndexError) as err:  # not Redis, or a reply nobody asked for
             self.close(RedisConnectionError(f"Redis sent an unreadable reply: {err}"))
             return
-        self.progress_at = asyncio.get_running_loop().time()
+        self.progress_at, self.forgiven = asyncio.get_running_loop().time(), 0.0
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(RedisConnectionError(f"Redis closed the connection{f': {exc}' if exc else ''}"))

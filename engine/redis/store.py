@@ -691,10 +691,12 @@ def connect(url: str, max_connections: int = 64, cluster: bool = False) -> redis
         return cluster_client(url, REDIS_TIMEOUT, max_connections)
     # A blocking pool: past max_connections commands wait (bounded by REDIS_TIMEOUT) for a
     # free connection instead of failing at once, which would turn a busy moment into 503s.
+    # redis-py's own timers (connecting, waiting for the pool) are off: they count the time
+    # the worker itself stood still; every call's whole wait is TimedRedis's bound instead.
     pool = BlockingConnectionPool.from_url(
-        url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=None,
+        url, socket_connect_timeout=None, socket_timeout=None,
         retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        max_connections=max_connections, timeout=REDIS_TIMEOUT, decode_responses=True,
+        max_connections=max_connections, timeout=None, decode_responses=True,
     )
     return TimedRedis.from_pool(pool)
 
