@@ -24,7 +24,7 @@ from test_web_survey import WEB_FLOW, Form, answer, page
 
 from engine import invitations
 from engine.records.database import connect
-from engine.records.distributions import DUPLICATE_WINDOW
+from engine.records.distributions import DUPLICATE_WINDOW, FrequencyRule
 from engine.records.links import TOKEN_BYTES, is_respondent_id, new_token
 from engine.records.schema import credit_usage, opt_outs, responses, web_links
 from server import ARCHIVER, DISTRIBUTOR, SERVICE
@@ -170,6 +170,35 @@ async def test_the_same_invitation_to_a_number_within_a_day_is_skipped_as_a_dupl
     await work(lite)
     assert {state[0] for state in (await recipients(lite, later)).values()} == {"sent"}
     assert len(fake_twilio.messages) == 6
+
+
+async def test_the_contact_frequency_holds_across_distributions_sent_by_two_workers_at_once(
+        make_client, settings, flows_dir, fake_twilio):
+    """Two link distributions of different texts (no duplicate suppression) to one list, each
+    sent by its own worker in the same moment, under a rule of one invitation a week: each
+    number gets one invitation, the other distribution skips it for the rule."""
+    from engine.runtime.distributor import Distributor
+
+    shutil.copy(WEB_FLOW, flows_dir / WEB_FLOW.name)
+    rule = FrequencyRule.parse("1/7d")
+    client = await make_client(dataclasses.replace(settings, contact_frequency=rule))
+    client.records_url = settings.database_url
+    numbers = [f"+1201555{n:04d}" for n in range(101, 113)]
+    await import_list(client, body="Phone,FirstName\n" + "".join(f"{number},N\n" for number in numbers))
+    first = await link_distribution(client, message="First ${l://SurveyLink}")
+    second = await link_distribution(client, message="Second ${l://SurveyLink}")
+    app = client.server.app
+    mine = app[DISTRIBUTOR]
+    other = Distributor(mine.engine, app[SERVICE], app[SERVICE].clock, rule)  # another worker's
+    for _ in range(3):  # (each worker keeps the distribution it leased)
+        await asyncio.gather(mine.round(), other.round())
+        await work(client)
+    sent_to = [message.to for message in fake_twilio.messages]
+    assert sorted(sent_to) == sorted(numbers)  # each number once
+    firsts, seconds = await recipients(client, first), await recipients(client, second)
+    for number in numbers:
+        outcomes = sorted([firsts[number][:2], seconds[number][:2]])
+        assert outcomes == [("sent", None), ("skipped", "frequency")], (number, outcomes)
 
 
 async def test_two_way_distributions_are_not_suppressed_as_duplicates(lite, fake_twilio):

@@ -7,7 +7,10 @@ Store.lease_distribution) it invites a batch of pending recipients:
 - outside the distribution's quiet hours in every time zone of the number, a recipient waits
   for the window (its `not_before`), or is skipped when the window never holds in all of them;
 - the contact-frequency rule and the records database's opt-outs are checked again, as they
-  may have changed since the distribution was created;
+  may have changed since the distribution was created. The rule is checked under a claim on
+  the number in Redis (Store.claim_invitation, FREQUENCY_CLAIM), dropped once the recipient's
+  state is written: two distributions sent by two workers at once would otherwise both find
+  the number under the rule in the records, and both invite it;
 - Service.invite opens the session and writes the invitation into the outbox in one commit
   (refused for an open session or an opt-out Redis knows: skipped with that reason). The
   outbox sends it at the sender's pace; its outcome (sent, failed, unknown) and then Twilio's
@@ -56,6 +59,7 @@ LEASE = 15.0  # seconds a worker's lease on a distribution lasts unless renewed
 BACKLOG = 5.0  # seconds of the sender's pace queued ahead at most
 UNPACED_BATCH = 500  # invitations per round when sending is not paced
 AT_ONCE = 16  # invitations committed concurrently
+FREQUENCY_CLAIM = "frequency"  # the claim on a number while the contact-frequency rule is checked (not a digest)
 
 
 class Distributor:
@@ -197,6 +201,12 @@ class Distributor:
         None when nothing can be sent now. The caller writes the state."""
         channel, phone = distribution.channel, recipient.phone
         if self.frequency is not None:
+            # the rule counts the records' invitations: two distributions in two workers at once
+            # would both find the number under it, so one at a time invites it (as duplicates)
+            if not await self.service.store.claim_invitation(phone, FREQUENCY_CLAIM, distribution.id, LEASE):
+                return None  # another distribution invites this number now: the next round finds its state
+            if claims is not None:
+                claims.append((phone, FREQUENCY_CLAIM))
             async with self.engine.connect() as connection:
                 allowed = await records.frequency_allows(connection, phone, self._now(), self.frequency)
             if not allowed:
