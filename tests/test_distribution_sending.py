@@ -5,6 +5,7 @@ hold invitations back, and responses carry their distribution."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from datetime import UTC, datetime
 
@@ -214,3 +215,26 @@ async def test_a_batch_of_delivery_reports_moves_each_recipient_once_and_forward
     assert states["+12015550101"][:3] == ("delivered", None, "SM1")  # sent, then delivered
     assert states["+12015550102"][:3] == ("sent", None, "SM2")
     assert states["+447400123456"][:4] == ("failed", "twilio_21211", None, 21211)
+
+
+async def test_a_distributions_unknown_invitations_are_sent_again_only_when_asked(
+        make_client, settings, fake_twilio):
+    client = await make_client(dataclasses.replace(settings, send_timeout=0.3))
+    client.records_url = settings.database_url
+    fake_twilio.timeout_seconds = 1.0
+    fake_twilio.time_out_next(1)  # Twilio creates the message, its answer never comes
+    await import_list(client, body="Phone,FirstName\n+12015550101,Al\n")
+    distribution = await distribute(client)
+    await work(client)
+    assert (await recipients(client, distribution))["+12015550101"][0] == "unknown"
+    assert len(fake_twilio.created()) == 1
+    for missing in ("DSnope", "DS%00nul"):
+        answer = await client.post(f"/admin/distributions/{missing}/resend", headers=admin_headers())
+        assert answer.status == 404 and (await answer.json())["error"] == "unknown_distribution"
+    answer = await client.post(f"/admin/distributions/{distribution}/resend", headers=admin_headers())
+    assert answer.status == 202 and await answer.json() == {"id": distribution, "resent": 1}
+    await work(client)
+    assert len(fake_twilio.created()) == 2
+    assert (await recipients(client, distribution))["+12015550101"][0] == "sent"
+    answer = await client.post(f"/admin/distributions/{distribution}/resend", headers=admin_headers())
+    assert answer.status == 202 and (await answer.json())["resent"] == 0  # nothing unknown is left

@@ -341,6 +341,12 @@ async def describe(engine: AsyncEngine, distribution_id: str, now: datetime | No
     return described
 
 
+async def ensure_exists(engine: AsyncEngine, distribution_id: str) -> None:
+    """UnknownDistribution when there is no such distribution."""
+    async with engine.connect() as connection:
+        await _row(connection, distribution_id)
+
+
 async def field_names(engine: AsyncEngine, distribution_id: str) -> list[str]:
     async with engine.connect() as connection:
         return list((await _row(connection, distribution_id)).estimate.get("fields", []))

@@ -270,6 +270,14 @@ def _distribution_id(request: web.Request) -> str:
     return distribution_id
 
 
+async def existing_distribution(request: web.Request) -> str:
+    """The request's distribution id, once the records database knows it (UnknownDistribution
+    otherwise; SQLAlchemyError or OSError when it cannot say)."""
+    distribution_id = _distribution_id(request)
+    await distributions.ensure_exists(_engine(request), distribution_id)
+    return distribution_id
+
+
 async def admin_distribution(request: web.Request) -> web.Response:
     try:
         return web.json_response(await distributions.describe(_engine(request), _distribution_id(request),

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from aiohttp import web
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
+from engine.records.distributions import UnknownDistribution
 from engine.responses import iso
 from engine.runtime.appkeys import CLOCK, SERVICE, error
+from engine.runtime.distribution_api import existing_distribution
 
 
 def _senders(request: web.Request):
@@ -53,7 +56,13 @@ async def admin_distribution_resend(request: web.Request) -> web.Response:
     senders = _senders(request)
     if senders is None:
         return error(404, "sending_disabled", "this server sends nothing: no Twilio credentials (or sandbox)")
-    distribution = request.match_info["id"]
+    try:
+        distribution = await existing_distribution(request)
+    except UnknownDistribution as err:
+        return error(404, "unknown_distribution", str(err))
+    except (SQLAlchemyError, OSError) as err:
+        return error(503, "records_unavailable", f"the records database is not reachable, try again "
+                     f"({type(err).__name__})")
     try:
         ids = [entry["id"] for entry in await senders.outbox.unknown() if entry["distribution"] == distribution]
         queued = [id_ for id_ in ids if await senders.outbox.resend(id_, request.app[CLOCK]())]
