@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import os
+import signal
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
-from conftest import free_port
+from conftest import REPO, free_port
 from fake_twilio import AUTH_TOKEN, Phone
 
 from engine.redis.store import Replication
@@ -154,13 +158,44 @@ def test_a_second_dev_server_on_one_data_folder_is_refused_and_told_how_to_share
 
     held = len(devserver._LOCKS)
     try:
-        devserver._claim(tmp_path, 6400)
+        devserver._record(devserver._claim(tmp_path), 6400)
         with pytest.raises(SystemExit) as refused:
-            devserver._claim(tmp_path, 6401)
+            devserver._claim(tmp_path)
         assert "another ./dev serve is running" in str(refused.value)
         assert "REDIS_URL=redis://127.0.0.1:6400/0" in str(refused.value)
-        devserver._claim(tmp_path / "elsewhere", 6402)  # another folder is another Redis
+        devserver._claim(tmp_path / "elsewhere")  # another folder is another Redis
     finally:
+        for lock in devserver._LOCKS[held:]:
+            lock.close()
+        del devserver._LOCKS[held:]
+
+
+def test_a_redis_left_by_a_killed_dev_server_is_stopped_before_a_new_one_starts(tmp_path):
+    """kill -9 of ./dev serve leaves its Redis running (its own session); the next ./dev serve
+    must not start a second Redis on the same files."""
+    from engine.tools import devserver
+
+    data = tmp_path / "redis"
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from engine.tools import devserver; "
+        "process, port = devserver.start_redis(Path(sys.argv[1])); "
+        "print(process.pid, port, flush=True); time.sleep(60)"), str(data)],
+        stdout=subprocess.PIPE, text=True, cwd=REPO)
+    orphan, port = (int(word) for word in child.stdout.readline().split())
+    child.kill()  # kill -9: its Redis lives on, holding the lock it inherited
+    child.wait()
+    assert devserver._alive(orphan) and devserver.redis_answers(port)
+    held = len(devserver._LOCKS)
+    try:
+        process, new_port = devserver.start_redis(data)
+        try:
+            assert not devserver._alive(orphan)  # stopped, cleanly (SIGTERM)
+            assert devserver.redis_answers(new_port)
+        finally:
+            devserver.stop_redis(process)
+    finally:
+        if devserver._alive(orphan):
+            os.kill(orphan, signal.SIGKILL)
         for lock in devserver._LOCKS[held:]:
             lock.close()
         del devserver._LOCKS[held:]
