@@ -57,6 +57,7 @@ def _holder(text: str) -> tuple[str, int | None, int | None]:
 
 
 def _alive(pid: int | None) -> bool:
+    """The process runs (a zombie, killed and not yet reaped by its parent, does not)."""
     if pid is None:
         return False
     try:
@@ -65,7 +66,10 @@ def _alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # /proc/PID/stat: "pid (name) state ...", the name in parentheses
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _orphaned_redis(data_dir: Path, owner: int | None, redis_pid: int | None) -> bool:
