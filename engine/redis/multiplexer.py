@@ -54,12 +54,12 @@ def _forgiven(late: float, timeout: float, so_far: float) -> float:
 class _Bound:
     """`bounded`'s clock: a check every eighth of the timeout, as the watchdog's."""
 
-    __slots__ = ("loop", "task", "timeout", "since", "forgiven", "due", "handle", "expired")
+    __slots__ = ("loop", "task", "timeout", "started", "forgiven", "due", "handle", "expired")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task, timeout: float):
         self.loop, self.task, self.timeout = loop, task, timeout
-        self.since = loop.time()  # when the wait began, moved on by the time the loop was blocked
-        self.forgiven = 0.0
+        self.started = loop.time()
+        self.forgiven = 0.0  # the time the loop was blocked since, not counted
         self.expired = False
         self._arm()
 
@@ -70,10 +70,8 @@ class _Bound:
     def _check(self) -> None:
         now = self.loop.time()
         # the event loop was blocked: the reply may be unread in the socket
-        forgiven = _forgiven(now - self.due, self.timeout, self.forgiven)
-        self.since += forgiven
-        self.forgiven += forgiven
-        if now - self.since >= self.timeout:
+        self.forgiven += _forgiven(now - self.due, self.timeout, self.forgiven)
+        if now - self.started - self.forgiven >= self.timeout:
             self.expired = True
             self.task.cancel()
         else:
@@ -161,10 +159,8 @@ class _Link(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         # the event loop itself was blocked: not Redis's silence, and replies may be waiting
         # unread in the socket
-        forgiven = _forgiven(loop.time() - self.watch_at, self.timeout, self.forgiven)
-        self.progress_at += forgiven
-        self.forgiven += forgiven
-        if loop.time() - self.progress_at >= self.timeout:
+        self.forgiven += _forgiven(loop.time() - self.watch_at, self.timeout, self.forgiven)
+        if loop.time() - self.progress_at - self.forgiven >= self.timeout:
             self.close(RedisTimeoutError(f"Redis did not answer within {self.timeout:g} s"))
         else:
             self._arm(loop)

@@ -43,7 +43,7 @@ def _now(request: web.Request) -> datetime:
     return datetime.fromtimestamp(request.app[CLOCK](), UTC)
 
 
-def _unavailable(err: Exception) -> web.Response:
+def records_unavailable(err: Exception) -> web.Response:
     log.warning("distributions: the records database is unreachable: %s", type(err).__name__)
     return error(503, "records_unavailable", "the records database is not reachable, try again")
 
@@ -227,7 +227,7 @@ async def admin_create(request: web.Request) -> web.Response:
         return error(402, "insufficient_credits", str(err), needed=json_number(err.needed),
                      balance=json_number(err.balance), estimate=estimate.to_json())
     except (SQLAlchemyError, OSError) as err:
-        return _unavailable(err)
+        return records_unavailable(err)
     if dry_run:
         return web.json_response({"estimate": estimate.to_json()})
     log.info("distribution %s: survey %s to list %s at %s", created, survey, loggable(list_name),
@@ -257,7 +257,7 @@ async def admin_distributions(request: web.Request) -> web.Response:
     try:
         return web.json_response({"distributions": await distributions.all_distributions(_engine(request))})
     except (SQLAlchemyError, OSError) as err:
-        return _unavailable(err)
+        return records_unavailable(err)
 
 
 def _distribution_id(request: web.Request) -> str:
@@ -285,7 +285,7 @@ async def admin_distribution(request: web.Request) -> web.Response:
     except distributions.UnknownDistribution as err:
         return error(404, "unknown_distribution", str(err))
     except (SQLAlchemyError, OSError) as err:
-        return _unavailable(err)
+        return records_unavailable(err)
 
 
 async def admin_cancel(request: web.Request) -> web.Response:
@@ -297,7 +297,7 @@ async def admin_cancel(request: web.Request) -> web.Response:
     except distributions.NotCancellable as err:
         return error(409, "not_cancellable", str(err), distribution_status=err.status)
     except (SQLAlchemyError, OSError) as err:
-        return _unavailable(err)
+        return records_unavailable(err)
 
 
 def recipients_csv_header(fields: list[str]) -> str:
@@ -321,7 +321,7 @@ async def admin_recipients(request: web.Request) -> web.StreamResponse:
     except distributions.UnknownDistribution as err:
         return error(404, "unknown_distribution", str(err))
     except (SQLAlchemyError, OSError) as err:
-        return _unavailable(err)
+        return records_unavailable(err)
     response = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8" if form == "csv" else "application/x-ndjson; charset=utf-8",
         "Content-Disposition": f'attachment; filename="{distribution_id}.{form}"'})

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from engine.records.distributions import UnknownDistribution
 from engine.responses import iso
 from engine.runtime.appkeys import CLOCK, SERVICE, error
-from engine.runtime.distribution_api import existing_distribution
+from engine.runtime.distribution_api import existing_distribution, records_unavailable
 
 
 def _senders(request: web.Request):
@@ -61,8 +61,7 @@ async def admin_distribution_resend(request: web.Request) -> web.Response:
     except UnknownDistribution as err:
         return error(404, "unknown_distribution", str(err))
     except (SQLAlchemyError, OSError) as err:
-        return error(503, "records_unavailable", f"the records database is not reachable, try again "
-                     f"({type(err).__name__})")
+        return records_unavailable(err)
     try:
         ids = [entry["id"] for entry in await senders.outbox.unknown() if entry["distribution"] == distribution]
         queued = [id_ for id_ in ids if await senders.outbox.resend(id_, request.app[CLOCK]())]
