@@ -128,7 +128,9 @@ Distributions (the records database holds them; Redis only says who works on one
                             distributions of the same text in two workers cannot both send it
                             before either's recipient state is in the records database (where
                             duplicate suppression looks). TTL the lease; dropped once the state
-                            is written (Store.claim_invitation, release_invitations).
+                            is written (Store.claim_invitation, release_invitations). With the
+                            digest `frequency`: the distribution checking the contact-frequency
+                            rule for that number and inviting it (engine.runtime.distributor).
 
 The fleet (every worker of every server sharing this Redis), all under the hash tag {fleet}:
   cv:fleet:{fleet}:live  hash  generation (a whole number, bumped by every announced
